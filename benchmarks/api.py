@@ -1,0 +1,399 @@
+"""API serving speed: read endpoints under an open-loop load, and live stream fan-out.
+
+    .venv/bin/python benchmarks/api.py [--symbols 500] [--bars 500] [--rate 500]
+        [--seconds 20] [--subscribers 1000] [--rounds 20] [--batch 500]
+        [--database-url postgresql+psycopg://...]
+
+Data: the sample universe (500 symbols x 500 daily bars), the five built-in strategies
+evaluated over it (tens of thousands of signals), a stored scan. The server is the real app
+under uvicorn in a separate process (benchmarks/_api_server.py); the load comes from this
+process. Loopback only; every phase is bounded and the script stops by itself.
+
+(a) Reads: each endpoint alone at ``--rate`` requests/s for ``--seconds`` s, open loop
+    (requests start on a fixed schedule whatever the server does, latency counted from the
+    scheduled start, so queueing shows), then all of them mixed. Reference in the same run:
+    a bare FastAPI ``/bench/hello`` on the same server and middleware. Target p95 <= 20 ms.
+(b) Stream: ``--subscribers`` WebSocket subscribers (through ten tenants' subscriptions to
+    sma_cross); each round writes the next day's bar for ``--batch`` symbols in the server
+    process and measures, for every subscriber, from bar arrival (wall clock when
+    ``write_bars`` is entered) to the message's arrival at that subscriber. References in the
+    same run: the server's own times (bars committed, signals handed to the hub, last write
+    to a socket), and a second pass that injects a signal straight into the hub (the
+    fan-out alone, no bars). Target p99 <= 20 ms. Run (b) is first: an overloaded read
+    phase leaves a backlog behind it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import header
+from _ws_lean import LeanWebSocket, open_lean
+
+from signalfactory.adapters.storage import api_keys as key_store
+from signalfactory.bootstrap import build_platform
+from signalfactory.services.sample import store_sample
+from signalfactory.services.scan import ScanRequest, run_scan
+from signalfactory.services.signals import run_all
+from signalfactory.services.strategies import ensure_builtins
+from signalfactory.services.subscriptions import create_subscription
+from signalfactory.settings import Settings
+
+HOST = "127.0.0.1"
+MAX_IN_FLIGHT = 200  # open-loop requests outstanding at most; later ones count as failed
+WARMUP_ROUNDS = 2  # stream rounds not measured (first evaluations compile numba kernels)
+BUILTINS = ["sma_cross", "rsi_mean_reversion", "macd_trend", "bollinger_breakout",
+            "donchian_breakout"]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
+    platform = build_platform(Settings(home=home, database_url=url), migrate_db=True)
+    try:
+        t0 = time.perf_counter()
+        store_sample(platform, symbols=symbols, bars=bars, seed=42)
+        with platform.engine.begin() as conn:
+            ensure_builtins(conn)
+            tenants = [key_store.create_tenant(conn, f"bench-{i}", "enterprise")["id"]
+                       for i in range(10)]
+            keys = [key_store.create_key(conn, t, "admin")[0].secret for t in tenants]
+            subs = [create_subscription(conn, t, "crosses", strategies_=["sma_cross"])["id"]
+                    for t in tenants]
+        runs = run_all(platform, tenants[0], BUILTINS)
+        scan = run_scan(platform, ScanRequest(tenant_id=tenants[0], strategy="sma_cross",
+                                              top=50))
+        signals = sum(r.signals_written for r in runs)
+        print(f"data: {symbols} symbols x {bars} bars, {signals} signals from "
+              f"{len(runs)} built-ins, scan {scan['id']} ({time.perf_counter() - t0:.1f} s)")
+        return {"keys": keys, "subscriptions": subs, "scan": scan["id"],
+                "symbols": [f"S{chr(65 + i // 676)}{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}"
+                            for i in range(symbols)]}
+    finally:
+        platform.close()
+
+
+class Server:
+    def __init__(self, home: Path, url: str) -> None:
+        sock = __import__("socket").socket()
+        sock.bind((HOST, 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        script = Path(__file__).with_name("_api_server.py")
+        read_fd, write_fd = os.pipe()
+        self.log_path = Path(tempfile.gettempdir()) / "signalfactory-api-bench-server.log"
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen([sys.executable, str(script), str(home), url,  # noqa: S603
+                                      str(self.port), str(write_fd)], stdin=subprocess.PIPE,
+                                     stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self.report = os.fdopen(read_fd)
+        ready = json.loads(self.report.readline())
+        assert ready.get("ready"), ready
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.base}/livez").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def command(self, line: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return dict(json.loads(self.report.readline()))
+
+    def bars(self, count: int) -> dict[str, Any]:
+        return self.command(f"bars {count}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        errors = self.log_path.read_text().count("Traceback")
+        if errors:
+            print(f"server logged {errors} tracebacks; see {self.log_path}")
+
+
+# -- (a) reads ---------------------------------------------------------------------------
+
+async def open_loop(client: httpx.AsyncClient, paths: list[str], headers: dict[str, str],
+                    rate: float, seconds: float) -> dict[str, float]:
+    """Requests start on a fixed schedule; latency counts from the scheduled start."""
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.2  # perf_counter: uvloop's loop.time() ticks in ms
+    latencies: list[float] = []
+    failures = shed = in_flight = 0
+    finished = start
+
+    async def one(i: int) -> None:
+        nonlocal failures, finished, shed, in_flight
+        at = start + i / rate
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        if in_flight >= MAX_IN_FLIGHT:  # the server fell far behind: count, do not pile up
+            shed += 1
+            return
+        in_flight += 1
+        try:
+            response = await client.get(paths[i % len(paths)], headers=headers)
+            ok = response.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        in_flight -= 1
+        done = time.perf_counter()
+        finished = max(finished, done)
+        if ok:
+            latencies.append((done - at) * 1000)
+        else:
+            failures += 1
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return {"rate": len(latencies) / max(finished - start, 1e-9), "failed": failures + shed,
+            "p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)}
+
+
+async def capacity(client: httpx.AsyncClient, paths: list[str], headers: dict[str, str],
+                   seconds: float = 5.0, workers: int = 4) -> dict[str, float]:
+    """Closed loop: a few clients back to back, what the server can do at most."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        i = k
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                response = await client.get(paths[i % len(paths)], headers=headers)
+                if response.status_code == 200:
+                    latencies.append((time.perf_counter() - t0) * 1000)
+            i += workers
+
+    await asyncio.gather(*(worker(k) for k in range(workers)))
+    return {"rate": len(latencies) / seconds, "p50": pct(latencies, 50)}
+
+
+async def drain(client: httpx.AsyncClient, headers: dict[str, str],
+                limit: float = 90.0) -> None:
+    """Wait until the server has worked off a backlog: a request that needs a worker thread
+    and the database (not /livez, which the event loop answers at once) is quick again."""
+    stop = time.perf_counter() + limit
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):
+            await client.get("/api/v1/me", headers=headers, timeout=5.0)
+            if time.perf_counter() - t0 < 0.05:
+                return
+        await asyncio.sleep(1.0)
+
+
+async def reads(start_server: Any, data: dict[str, Any], rate: float, seconds: float) -> None:
+    header(f"(a) read endpoints, open loop at {rate:.0f} req/s for {seconds:.0f} s each "
+           "(a fresh server process for each, so one overload does not spill into the next)")
+    headers = {"Authorization": f"Bearer {data['keys'][0]}"}
+    rng = random.Random(3)
+    symbols = rng.sample(data["symbols"], min(50, len(data["symbols"])))
+    endpoints = {
+        "hello (reference)": ["/bench/hello"],
+        "GET /api/v1/signals": ["/api/v1/signals", *(f"/api/v1/signals?symbol={s}"
+                                                     for s in symbols)],
+        "GET /api/v1/instruments": ["/api/v1/instruments"],
+        "GET /api/v1/strategies": ["/api/v1/strategies"],
+        "GET /api/v1/scans/{id}": [f"/api/v1/scans/{data['scan']}"],
+    }
+    endpoints["mixed (all four)"] = [p for name, paths in endpoints.items()
+                                     if "reference" not in name for p in paths[:4]]
+    limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
+    print(f"{'endpoint':26} {'max/s':>6} {'p50 ms':>7} | {'req/s':>6} {'fail':>5} "
+          f"{'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'p95/ref':>8}  target p95 <= 20 ms")
+    ref_p95 = None
+    for name, paths in endpoints.items():
+        server = await asyncio.to_thread(start_server)
+        try:
+            async with httpx.AsyncClient(base_url=server.base, limits=limits,
+                                         timeout=httpx.Timeout(10.0)) as client:
+                for path in paths[:3]:  # warm up connections and caches
+                    await client.get(path, headers=headers)
+                most = await capacity(client, paths, headers)
+                await drain(client, headers)
+                r = await open_loop(client, paths, headers, rate, seconds)
+        finally:
+            await asyncio.to_thread(server.stop)
+        ref_p95 = ref_p95 or r["p95"]
+        verdict = "" if "reference" in name else ("ok" if r["p95"] <= 20 else "MISSED")
+        print(f"{name:26} {most['rate']:6.0f} {most['p50']:7.2f} | {r['rate']:6.1f} "
+              f"{r['failed']:5.0f} {r['p50']:7.2f} {r['p95']:7.2f} {r['p99']:7.2f} "
+              f"{r['p95'] / ref_p95:7.1f}x {verdict}", flush=True)
+    print("left: closed loop, 4 clients back to back for 5 s (the server's capacity, its "
+          "median latency); right: open loop at the target rate (latency from the scheduled "
+          "start; 'fail' counts errors, time-outs and requests shed beyond "
+          f"{MAX_IN_FLIGHT} outstanding)")
+
+
+# -- (b) stream --------------------------------------------------------------------------
+
+async def stream(server: Server, data: dict[str, Any], subscribers: int, rounds: int,
+                 batch: int) -> None:
+    what = f"a {batch}-symbol bar batch" if batch else "a signal put straight into the hub"
+    header(f"(b) live stream: {subscribers} WebSocket subscribers, {rounds} rounds of {what}")
+    received: dict[int, int] = {}  # subscriber -> receipt time (ns) in the current round
+    live_seen: set[int] = set()
+    all_in = asyncio.Event()
+
+    def on_message(ws: LeanWebSocket, payload: bytes, now: int) -> None:
+        ident = id(ws)
+        if payload.startswith(b'{"type":"signals"'):
+            if ident not in received:
+                received[ident] = now
+                if len(received) == subscribers:
+                    all_in.set()
+        elif payload.startswith(b'{"type":"live"'):
+            live_seen.add(ident)
+
+    t0 = time.perf_counter()
+    clients: list[LeanWebSocket] = []
+    semaphore = asyncio.Semaphore(64)
+
+    async def connect(i: int) -> None:
+        n = i % len(data["keys"])
+        async with semaphore:
+            clients.append(await open_lean(
+                HOST, server.port, f"/api/v1/stream/ws?subscription={data['subscriptions'][n]}",
+                {"Authorization": f"Bearer {data['keys'][n]}"}, on_message))
+
+    await asyncio.gather(*(connect(i) for i in range(subscribers)))
+    deadline = time.perf_counter() + 60
+    while len(live_seen) < subscribers:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {len(live_seen)} of {subscribers} subscribers went live")
+        await asyncio.sleep(0.05)
+    print(f"connected {subscribers} subscribers in {time.perf_counter() - t0:.1f} s")
+    per_sub: list[float] = []
+    last_per_round: list[float] = []
+    publish: list[float] = []
+    commit: list[float] = []
+    first: list[float] = []
+    hub_start: list[float] = []
+    last_send: list[float] = []
+    gc_ms: list[float] = []
+    empty = 0
+    loop = asyncio.get_running_loop()
+    for number in range(-WARMUP_ROUNDS, rounds):
+        received.clear()
+        all_in.clear()
+        timing = await loop.run_in_executor(
+            None, server.command, "synthetic" if batch == 0 else f"bars {batch}")
+        if not timing.get("signals"):
+            empty += number >= 0
+            continue
+        try:
+            await asyncio.wait_for(all_in.wait(), 10)
+        except TimeoutError:
+            print(f"round {number}: only {len(received)} of {subscribers} received")
+        arrival = timing["arrival"]
+        fan = await loop.run_in_executor(None, server.command, "fanout")
+        if number < 0:
+            await asyncio.sleep(0.2)
+            continue
+        hub_start.append((fan["hub_start"] - arrival) / 1e6)
+        last_send.append((fan["last_send"] - arrival) / 1e6)
+        gc_ms.append(fan["gc_ms"])
+        lat = [(t - arrival) / 1e6 for t in received.values()]
+        per_sub.extend(lat)
+        last_per_round.append(max(lat))
+        first.append(min(lat))
+        publish.append((timing["published"] - arrival) / 1e6)
+        commit.append((timing["commit"] - arrival) / 1e6)
+        await asyncio.sleep(0.2)
+    for client in clients:
+        client.close()
+    measured = len(last_per_round)
+    print(f"rounds with new signals: {measured} (skipped {empty} without any)")
+    if not measured:
+        return
+    print(f"{'arrival -> ...':40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    rows = [("bars committed (server)", commit),
+            ("signals published to hub (server, ref)", publish),
+            ("hub fan-out started (server)", hub_start),
+            ("first subscriber received", first),
+            ("last send returned (server)", last_send),
+            ("every subscriber (all receipts)", per_sub),
+            ("last subscriber of each round", last_per_round)]
+    for name, values in rows:
+        print(f"{name:40} {pct(values, 50):8.2f} {pct(values, 99):8.2f} {max(values):8.2f}")
+    print(f"server GC pauses per round: p50 {pct(gc_ms, 50):.1f} ms, max {max(gc_ms):.1f} ms")
+    p99 = pct(per_sub, 99)
+    print(f"fan-out spread (last - first) p50 "
+          f"{pct([a - b for a, b in zip(last_per_round, first, strict=True)], 50):.2f} ms; "
+          f"receipt p99 / publish p99 = {p99 / max(pct(publish, 99), 1e-3):.1f}x; "
+          f"target p99 <= 20 ms: {'ok' if p99 <= 20 else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--bars", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--skip-reads", action="store_true")
+    parser.add_argument("--skip-stream", action="store_true")
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'sf.db'}"
+        data = prepare(home, url, args.symbols, args.bars)
+        # The stream first: it shares one server; the reads start one per endpoint.
+        if not args.skip_stream:
+            server = Server(home, url)
+            try:
+                asyncio.run(stream(server, data, args.subscribers, args.rounds, args.batch))
+                if args.batch:
+                    asyncio.run(stream(server, data, args.subscribers, args.rounds, 0))
+            finally:
+                server.stop()
+        if not args.skip_reads:
+            asyncio.run(reads(lambda: Server(home, url), data, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

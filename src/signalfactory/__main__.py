@@ -1,0 +1,3 @@
+from signalfactory.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Reports people look at rather than read: self-contained HTML pages with charts."""

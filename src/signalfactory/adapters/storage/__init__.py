@@ -1,0 +1,1 @@
+"""Storage adapters: SQLAlchemy tables and engines, migrations, and the bar stores."""

@@ -1,0 +1,260 @@
+"""The embedded bar store: sorted Arrow IPC segment files beside the SQLite database.
+
+Why files: a scan loads a whole universe (5,000 symbols x 10 years of daily bars, 12.6 M
+bars) into numpy, and no row store reads that in a quarter of a second. An uncompressed Arrow
+file is memory-mapped and its columns are numpy arrays without a copy.
+
+Why segments: every ingest writes one new immutable segment (sorted by instrument, then time)
+and registers it in ``bar_segments`` inside the ingest's database transaction. Readers only
+see registered segments, so an ingest that fails or is killed leaves the store as it was; an
+unregistered file is garbage and is removed by the next compaction. When several segments
+cover a timeframe, reading merges them with the newest write of a bar winning (upsert), and
+compaction folds them into one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from signalfactory.adapters.storage.bar_columns import BarColumns
+from signalfactory.adapters.storage.tables import bar_segments
+from signalfactory.domain.bars import FIELDS, BarUniverse
+from signalfactory.domain.timeframes import Timeframe
+
+_SCHEMA = pa.schema([
+    ("instrument_id", pa.int64()), ("ts", pa.int64()),
+    *((name, pa.float64()) for name in FIELDS),
+])
+_COMPACT_ABOVE = 8
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _on_outcome(conn: Connection, *, on_commit: Callable[[], None] | None = None,
+                on_rollback: Callable[[], None] | None = None) -> None:
+    """Run exactly one of two callbacks when the connection's current transaction ends."""
+    done = False
+
+    def _commit(_conn: Connection) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            if on_commit:
+                on_commit()
+
+    def _rollback(_conn: Connection) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            if on_rollback:
+                on_rollback()
+
+    sa.event.listen(conn, "commit", _commit)
+    sa.event.listen(conn, "rollback", _rollback)
+
+
+def _rows_of(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The row numbers of the ranges [starts[i], ends[i]) one after another."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    rows: np.ndarray = np.arange(total, dtype=np.int64) + shift
+    return rows
+
+
+@dataclass(frozen=True)
+class _Segment:
+    cols: BarColumns
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+class ColumnarBarStore:
+    """Bars in Arrow segment files under ``root``, catalogued in the database."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[str, _Segment] = {}
+
+    # -- writing -------------------------------------------------------------------------
+    def _write_file(self, timeframe: Timeframe, cols: BarColumns) -> Path:
+        folder = self.root / timeframe.name
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{uuid.uuid4().hex}.arrow"
+        tmp = final.with_suffix(".tmp")
+        table = pa.Table.from_arrays(
+            [pa.array(getattr(cols, name)) for name in ("instrument_id", "ts", *FIELDS)],
+            schema=_SCHEMA)
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, _SCHEMA) as writer:
+            writer.write_table(table, max_chunksize=max(len(cols), 1))
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp.rename(final)
+        return final
+
+    def write(self, conn: Connection, timeframe: Timeframe, cols: BarColumns) -> int:
+        """Add bars (sorted, unique) inside the caller's transaction; returns rows written."""
+        if len(cols) == 0:
+            return 0
+        path = self._write_file(timeframe, cols)
+        rel = str(path.relative_to(self.root))
+
+        _on_outcome(conn, on_rollback=lambda: path.unlink(missing_ok=True))
+        conn.execute(bar_segments.insert().values(
+            timeframe=timeframe.name, path=rel, rows=len(cols), min_ts=int(cols.ts.min()),
+            max_ts=int(cols.ts.max()), sha256=_sha256(path)))
+        return len(cols)
+
+    # -- reading -------------------------------------------------------------------------
+    def _segment_rows(self, conn: Connection, timeframe: Timeframe) -> list[sa.Row[tuple[int,
+                                                                                          str]]]:
+        return list(conn.execute(
+            sa.select(bar_segments.c.id, bar_segments.c.path)
+            .where(bar_segments.c.timeframe == timeframe.name).order_by(bar_segments.c.id)))
+
+    def _segment(self, rel: str) -> _Segment:
+        """A mapped segment and its per-instrument row index (cached: segments never change)."""
+        cached = self._cache.get(rel)
+        if cached is not None:
+            return cached
+        source = pa.memory_map(str(self.root / rel), "r")
+        table = ipc.open_file(source).read_all()
+        arrays = []
+        for name in ("instrument_id", "ts", *FIELDS):
+            column = table.column(name)
+            chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+            arrays.append(chunk.to_numpy(zero_copy_only=True))
+        cols = BarColumns(*arrays)
+        inst = cols.instrument_id
+        starts = (np.concatenate(([0], np.flatnonzero(inst[1:] != inst[:-1]) + 1))
+                  if len(cols) else np.zeros(0, dtype=np.int64))
+        ends = np.append(starts[1:], len(cols)).astype(np.int64)
+        segment = _Segment(cols, inst[starts], starts.astype(np.int64), ends)
+        self._cache[rel] = segment
+        return segment
+
+    def read_columns(self, conn: Connection, timeframe: Timeframe,
+                     instrument_ids: np.ndarray | None = None, start_ns: int | None = None,
+                     end_ns: int | None = None) -> BarColumns:
+        rels = [rel for _id, rel in self._segment_rows(conn, timeframe)]
+        for stale in set(self._cache) - set(rels):
+            if stale.startswith(timeframe.name + "/"):
+                del self._cache[stale]
+        segments = [self._segment(rel) for rel in rels]
+        if not segments:
+            return BarColumns.empty()
+        if instrument_ids is None:
+            wanted = np.unique(np.concatenate([seg.ids for seg in segments]))
+        else:
+            wanted = np.unique(np.asarray(instrument_ids, dtype=np.int64))
+        hits: list[tuple[int, np.ndarray]] = []
+        for number, seg in enumerate(segments):
+            pos = np.searchsorted(seg.ids, wanted)
+            pos = pos[pos < seg.ids.shape[0]]
+            pos = pos[np.isin(seg.ids[pos], wanted)]
+            if pos.size:
+                hits.append((number, pos))
+        if (len(hits) == 1 and start_ns is None and end_ns is None
+                and hits[0][1][-1] - hits[0][1][0] + 1 == hits[0][1].size):
+            # Everything wanted is one contiguous block of one segment: views, no copy.
+            seg, pos = segments[hits[0][0]], hits[0][1]
+            rows = slice(int(seg.starts[pos[0]]), int(seg.ends[pos[-1]]))
+            return BarColumns(*(getattr(seg.cols, f)[rows]
+                                for f in ("instrument_id", "ts", *FIELDS)))
+        # Gather every wanted row of every segment with one fancy index per segment (no
+        # Python loop per instrument: a live update of 500 instruments reads 500 pieces).
+        parts = []
+        for number, pos in hits:
+            seg = segments[number]
+            picked = _rows_of(seg.starts[pos], seg.ends[pos])
+            if start_ns is not None or end_ns is not None:
+                ts = seg.cols.ts[picked]
+                keep: np.ndarray = np.ones(picked.shape[0], dtype=bool)
+                if start_ns is not None:
+                    keep = keep & (ts >= start_ns)
+                if end_ns is not None:
+                    keep = keep & (ts <= end_ns)
+                picked = picked[keep]
+            if picked.size:
+                parts.append(seg.cols.take(picked))
+        if not parts:
+            return BarColumns.empty()
+        out = BarColumns.concat(parts)
+        if len(parts) > 1:
+            out = out.latest_wins()  # oldest segment first: the newest write of a bar wins
+        return out
+
+    def load(self, conn: Connection, timeframe: Timeframe, symbols: Mapping[int, str],
+             instrument_ids: np.ndarray | None = None, start_ns: int | None = None,
+             end_ns: int | None = None) -> BarUniverse:
+        return self.read_columns(conn, timeframe, instrument_ids, start_ns,
+                                 end_ns).to_universe(symbols)
+
+    def timeframes(self, conn: Connection) -> list[str]:
+        return [r[0] for r in conn.execute(sa.select(bar_segments.c.timeframe).distinct())]
+
+    def count(self, conn: Connection, timeframe: Timeframe) -> int:
+        return len(self.read_columns(conn, timeframe))
+
+    # -- maintenance ---------------------------------------------------------------------
+    def replace(self, conn: Connection, timeframe: Timeframe, cols: BarColumns) -> None:
+        """Swap every segment of ``timeframe`` for one holding ``cols`` (compaction, deletes)."""
+        old = self._segment_rows(conn, timeframe)
+        conn.execute(bar_segments.delete().where(bar_segments.c.timeframe == timeframe.name))
+        self.write(conn, timeframe, cols)
+        stale = [self.root / rel for _id, rel in old]
+
+        def _remove_old() -> None:
+            # Open memory maps keep unlinked files readable on POSIX, so readers in flight
+            # finish on the old data.
+            for path in stale:
+                path.unlink(missing_ok=True)
+
+        _on_outcome(conn, on_commit=_remove_old)
+
+    def maybe_compact(self, engine: Engine, timeframe: Timeframe) -> bool:
+        with engine.begin() as conn:
+            if len(self._segment_rows(conn, timeframe)) <= _COMPACT_ABOVE:
+                return False
+            self.replace(conn, timeframe, self.read_columns(conn, timeframe))
+        return True
+
+    def collect_garbage(self, engine: Engine, min_age_seconds: float = 3600.0) -> int:
+        """Delete segment files that no transaction committed (left by a killed ingest).
+
+        Files younger than ``min_age_seconds`` may belong to an ingest still in flight.
+        """
+        now = time.time()
+        with engine.connect() as conn:
+            known = {r[0] for r in conn.execute(sa.select(bar_segments.c.path))}
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for path in self.root.glob("*/*"):
+            rel = str(path.relative_to(self.root))
+            if (path.suffix in (".arrow", ".tmp") and rel not in known
+                    and now - path.stat().st_mtime >= min_age_seconds):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

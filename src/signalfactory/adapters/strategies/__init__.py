@@ -1,0 +1,1 @@
+"""Loading trusted Python strategies from entry points, modules and files (importlib)."""

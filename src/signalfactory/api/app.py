@@ -1,0 +1,70 @@
+"""FastAPI application factory. No engine is created at import time."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from signalfactory import __version__
+from signalfactory.api.idempotency import IdempotencyMiddleware, document_idempotency
+from signalfactory.api.middleware import RequestContextMiddleware
+from signalfactory.api.problems import document_problems, install_problem_handlers
+from signalfactory.api.routers import account, health, instruments
+from signalfactory.api.routers import backtests as backtests_router
+from signalfactory.api.routers import jobs as jobs_router
+from signalfactory.api.routers import signals as signals_router
+from signalfactory.api.routers import stream as stream_router
+from signalfactory.api.routers import subscriptions as subscriptions_router
+from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.ops.freshness import refresh_freshness
+from signalfactory.services.jobs import attach_jobs
+from signalfactory.services.stream_hub import StreamHub
+from signalfactory.settings import Settings
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    """Build the app; the platform (engines, stores) is made when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = platform is None
+        app.state.platform = platform or build_platform(settings)
+        attach_jobs(app.state.platform)  # job gauges on /metrics, broker in /readyz
+        extras = app.state.platform.extras
+        if not extras.get("freshness_metrics"):  # a platform may serve several app instances
+            extras["freshness_metrics"] = True
+            extras.setdefault("metrics_hooks", []).append(
+                functools.partial(refresh_freshness, app.state.platform))
+        # The live stream's broadcaster: direct from bar writes in this process, and a relay
+        # of signals other processes store.
+        app.state.stream_hub = StreamHub(app.state.platform)
+        await app.state.stream_hub.start()
+        try:
+            yield
+        finally:
+            await app.state.stream_hub.stop()
+            if owned:
+                app.state.platform.close()
+
+    app = FastAPI(title="Signal Factory", version=__version__, lifespan=lifespan,
+                  description="Market data in; ranked trading signals, backtests and "
+                              "deliveries out.")
+    install_problem_handlers(app)
+    # Starlette runs the last added middleware first: request context (ids, size limit,
+    # RateLimit headers) wraps idempotency, which wraps the routes.
+    app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    document_idempotency(app)
+    document_problems(app)  # after: it also shapes the idempotency answers
+    app.include_router(health.router)
+    app.include_router(instruments.router)
+    app.include_router(account.router)
+    app.include_router(jobs_router.router)
+    app.include_router(signals_router.router)
+    app.include_router(backtests_router.router)
+    app.include_router(subscriptions_router.router)
+    app.include_router(stream_router.router)
+    return app

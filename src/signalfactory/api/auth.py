@@ -1,0 +1,150 @@
+"""Who is calling: API key -> Principal (tenant, tier, role), then the per-key rate limit.
+
+Routers declare ``PrincipalDep`` (any role), ``TraderDep`` or ``AdminDep``. Keys come from
+``Authorization: Bearer <key>`` or ``X-API-Key``. A key with a bad checksum is refused before any
+database lookup. The principal is cached in the request scope, so middleware that authenticated
+first (idempotency) and the dependency never look up or count one request twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
+
+from signalfactory.adapters.storage import api_keys as key_store
+from signalfactory.api.problems import ApiProblem
+from signalfactory.api.rate_limits import limiter_for
+from signalfactory.domain.api_keys import digest, is_well_formed, role_at_least
+from signalfactory.ops.logging import bind_context
+
+# Refused requests by reason: a burst of unknown or malformed keys is an intrusion signal.
+API_REFUSALS = Counter("signalfactory_api_refusals_total",
+                       "API requests refused before doing work, by reason", ["reason"])
+
+STATE_PRINCIPAL = "principal"
+STATE_RESPONSE_HEADERS = "response_headers"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: int
+    tenant_name: str
+    tier: str
+    role: str  # viewer | trader | admin
+    key_id: int | None
+    key_prefix: str | None
+
+    def has_role(self, required: str) -> bool:
+        return role_at_least(self.role, required)
+
+
+def unauthorized(detail: str, reason: str) -> ApiProblem:
+    API_REFUSALS.labels(reason).inc()
+    return ApiProblem(401, detail, code="unauthorized",
+                      headers={"WWW-Authenticate": 'Bearer realm="signalfactory"'})
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The raw key from ``Authorization: Bearer`` or ``X-API-Key`` (lower-case header names)."""
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise unauthorized("the Authorization header must be 'Bearer <API key>'",
+                               "malformed_key")
+        return value.strip()
+    api_key = headers.get("x-api-key", "").strip()
+    return api_key or None
+
+
+def principal_for_key(platform: Any, secret: str) -> Principal:
+    """Check a raw key and return who it belongs to; raises a 401 problem otherwise.
+
+    Also usable outside HTTP routes (WebSocket and SSE handshakes). Does no rate limiting.
+    """
+    if not is_well_formed(secret):
+        raise unauthorized("the API key is malformed (wrong length, characters or checksum); "
+                           "copy the whole key again, it looks like sf_live_...",
+                           "malformed_key")
+    with platform.engine.connect() as conn:
+        record = key_store.find_by_digest(conn, digest(secret))
+    if record is None:
+        raise unauthorized("the API key is not known; ask an admin for a key "
+                           "(`signalfactory keys create`)", "unknown_key")
+    if record.revoked_at is not None:
+        raise unauthorized(f"the API key {record.prefix}... was revoked; use another key",
+                           "revoked_key")
+    if key_store.needs_touch(record):
+        with platform.engine.begin() as conn:
+            key_store.touch_last_used(conn, record.id)
+    return Principal(tenant_id=record.tenant_id, tenant_name=record.tenant_name,
+                     tier=record.tier, role=record.role, key_id=record.id,
+                     key_prefix=record.prefix)
+
+
+def authenticate_scope(platform: Any, scope: Any) -> Principal:
+    """Authenticate an HTTP scope once: key -> principal -> rate limit; cached in the scope.
+
+    Raises a 401 problem (no or bad key) or a 429 problem (rate limit exceeded). The
+    ``RateLimit-*`` headers are left in the scope state for ``RequestContextMiddleware``.
+    """
+    state: dict[str, Any] = scope.setdefault("state", {})
+    cached = state.get(STATE_PRINCIPAL)
+    if isinstance(cached, Principal):
+        return cached
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+               for k, v in scope.get("headers") or []}
+    secret = key_from_headers(headers)
+    if secret is None:
+        raise unauthorized("this endpoint needs an API key: send 'Authorization: Bearer "
+                           "<key>' or 'X-API-Key: <key>'", "missing_key")
+    principal = principal_for_key(platform, secret)
+    bind_context(tenant=principal.tenant_name, key_id=principal.key_id)
+    decision = limiter_for(platform).hit(principal.tier, "key", str(principal.key_prefix),
+                                         str(principal.key_id))
+    state[STATE_RESPONSE_HEADERS] = decision.headers()
+    if not decision.allowed:
+        API_REFUSALS.labels("rate_limited").inc()
+        raise ApiProblem(429, f"rate limit of {decision.limit} requests per "
+                              f"{decision.window} s for this key exceeded; retry in "
+                              f"{decision.reset_after} s or upgrade the tier",
+                         code="rate-limited",
+                         headers={"Retry-After": str(decision.reset_after)})
+    state[STATE_PRINCIPAL] = principal
+    return principal
+
+
+# Declared only so OpenAPI documents both ways of sending a key; the scope is what is read.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer sf_live_...")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
+                        description="The same key in the X-API-Key header")
+
+
+def authenticate(request: Request,
+                 _bearer_doc: Annotated[HTTPAuthorizationCredentials | None,
+                                        Security(_bearer)] = None,
+                 _api_key_doc: Annotated[str | None, Security(_api_key)] = None) -> Principal:
+    return authenticate_scope(request.app.state.platform, request.scope)
+
+
+def require_role(role: str) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.has_role(role):
+            API_REFUSALS.labels("role").inc()
+            raise ApiProblem(403, f"this needs the {role} role; the key "
+                                  f"{principal.key_prefix}... has the {principal.role} role",
+                             code="forbidden", required_role=role, role=principal.role)
+        return principal
+
+    check.__name__ = f"require_{role}"
+    return check
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+TraderDep = Annotated[Principal, Depends(require_role("trader"))]
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]

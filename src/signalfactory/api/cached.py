@@ -1,0 +1,26 @@
+"""Hot GET reads served through the platform cache (see ``adapters/cache.py``).
+
+The cached value is the response body itself, so a hit costs one cache round trip and no
+database connection, model validation or JSON encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import Response
+from pydantic import BaseModel
+
+from signalfactory.adapters.cache import cache_for
+
+
+def cached_response(platform: Any, namespace: str, parts: Sequence[Any],
+                    load: Callable[[], BaseModel], *, tenant_id: int | None = None) -> Response:
+    """``load()`` as JSON, from the cache when ``namespace`` has not changed since.
+
+    Pass ``tenant_id`` whenever the body depends on the caller's tenant.
+    """
+    body = cache_for(platform).get_or_load(namespace, parts, lambda: load().model_dump_json(),
+                                           tenant_id=tenant_id)
+    return Response(content=body, media_type="application/json")

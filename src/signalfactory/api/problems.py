@@ -1,0 +1,158 @@
+"""Errors as RFC 9457 problem details: one JSON shape for every 4xx and 5xx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from signalfactory.domain.errors import (
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    OperationalError,
+    TemporaryError,
+)
+
+PROBLEM_TYPE_BASE = "https://signalfactory.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
+            instance: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+class ApiProblem(StarletteHTTPException):
+    """An HTTP error with a problem ``type`` slug and extra members (RFC 9457 extensions)."""
+
+    def __init__(self, status: int, detail: str, *, code: str = "",
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(status_code=status, detail=detail, headers=headers)
+        self.type_ = PROBLEM_TYPE_BASE + code if code else "about:blank"
+        self.extra = extra
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem(422, "Invalid request", f"{where}: {first['msg']}",
+                       type_=PROBLEM_TYPE_BASE + "validation", instance=request.url.path,
+                       errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail),
+                           type_=getattr(exc, "type_", "about:blank"),
+                           instance=request.url.path, **getattr(exc, "extra", {}))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(BadInputError)
+    async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
+            exc, ConflictError) else 422
+        extra: dict[str, Any] = {}
+        for key in ("source", "row", "rule", "position"):
+            value = getattr(exc, key, None)
+            if value is not None:
+                extra[key] = value
+        return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=request.url.path, **extra)
+
+    @app.exception_handler(sa_exc.DataError)
+    async def _data(request: Request, exc: sa_exc.DataError) -> JSONResponse:
+        # The database refused a value of the request (PostgreSQL: a NUL character in text, a
+        # number or date out of range). Nothing was stored: the transaction rolled back.
+        # Routers should refuse such values first; this keeps a missed one a 4xx, not a 500.
+        from signalfactory.ops.logging import get_logger
+
+        get_logger("signalfactory.api").warning(
+            "database refused a request value", route=request.url.path,
+            error=str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
+        return problem(422, "Unprocessable Entity",
+                       "a value in the request cannot be stored or compared by the database "
+                       "(a NUL character, or a number or date out of range); correct it",
+                       type_=PROBLEM_TYPE_BASE + "bad-input", instance=request.url.path)
+
+    @app.exception_handler(TemporaryError)
+    async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:
+        response = problem(503, "Temporarily unavailable", str(exc),
+                           type_=PROBLEM_TYPE_BASE + exc.code, instance=request.url.path)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs and re-raises after this; the client still gets the one JSON shape.
+        return problem(500, "Internal Server Error",
+                       "an unexpected error occurred and was logged; retry later or report "
+                       "it with the time of the request", instance=request.url.path)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        return problem(500, "Operational error", str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=request.url.path)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make OpenAPI say what the handlers do: every 4xx/5xx is ``application/problem+json``
+    (a ``ValidationProblem`` for 422, a ``Problem`` otherwise), and an operation with a body
+    may answer 413 (the request size limit)."""
+    from signalfactory.api.schemas import Problem, ValidationProblem
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Problem, ValidationProblem):
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in definition.pop("$defs", {}).items():
+                components.setdefault(name, nested)
+            components[model.__name__] = definition
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if "requestBody" in operation:
+                    responses.setdefault("413", {"description": "The request body is larger "
+                                                                "than the limit"})
+                for status, response in responses.items():
+                    if status[:1] not in ("4", "5"):
+                        continue
+                    name = "ValidationProblem" if status == "422" else "Problem"
+                    response["content"] = {MEDIA_TYPE: {
+                        "schema": {"$ref": f"#/components/schemas/{name}"}}}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+

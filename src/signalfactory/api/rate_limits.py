@@ -1,0 +1,111 @@
+"""Per-key rate limits with the ``limits`` library (memory by default, Redis when configured).
+
+Every API key has its own moving window, sized by its tenant's tier, so one key's traffic never
+slows another's. The outcome travels as IETF ``RateLimit-*`` headers on every authenticated
+response (draft-ietf-httpapi-ratelimit-headers) and as a 429 problem with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from signalfactory.ops.logging import get_logger
+
+log = get_logger("signalfactory.api.rate_limits")
+
+# Requests per key; a tier's quotas (strategies, scans a day...) live in api/quotas.py.
+TIER_RATE_LIMITS: dict[str, str] = {
+    "free": "60/minute",
+    "premium": "600/minute",
+    "enterprise": "6000/minute",
+}
+
+
+@dataclass(frozen=True)
+class RateLimitDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: int  # whole seconds until the window frees capacity again
+    window: int  # seconds
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        pairs = [("ratelimit-limit", str(self.limit)),
+                 ("ratelimit-remaining", str(self.remaining)),
+                 ("ratelimit-reset", str(self.reset_after)),
+                 ("ratelimit-policy", f"{self.limit};w={self.window}")]
+        return [(k.encode(), v.encode()) for k, v in pairs]
+
+
+class KeyRateLimiter:
+    """Moving-window limiter keyed by API key; storage ``memory://`` or a ``redis://`` URL."""
+
+    def __init__(self, storage_uri: str = "memory://",
+                 limits_by_tier: Mapping[str, str] | None = None,
+                 namespace: str = "sf") -> None:
+        options: dict[str, Any] = {}
+        if storage_uri.startswith(("redis://", "rediss://", "redis+")):
+            options["key_prefix"] = f"{namespace}-ratelimit"
+        storage = storage_from_string(storage_uri, **options)
+        if not isinstance(storage, Storage):  # an async storage URI (async+redis://...)
+            raise ValueError(f"rate limit storage {storage_uri!r} is async; use a sync URI")
+        self.storage: Storage = storage
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        merged = {**TIER_RATE_LIMITS, **(limits_by_tier or {})}
+        self.items: dict[str, RateLimitItem] = {tier: parse(text)
+                                                for tier, text in merged.items()}
+        self._warned_at = 0.0
+        self._lock = threading.Lock()
+
+    def item_for(self, tier: str) -> RateLimitItem:
+        return self.items.get(tier, self.items["free"])
+
+    def hit(self, tier: str, *identity: str) -> RateLimitDecision:
+        item = self.item_for(tier)
+        window = int(item.get_expiry())
+        try:
+            allowed = self.limiter.hit(item, *identity)
+            reset_time, remaining = self.limiter.get_window_stats(item, *identity)
+        except Exception as exc:  # storage down: serve rather than refuse everyone
+            self._warn(exc)
+            return RateLimitDecision(True, item.amount, item.amount, window, window)
+        reset_after = max(0, math.ceil(reset_time - time.time()))
+        if not allowed:
+            reset_after = max(1, reset_after)
+        return RateLimitDecision(allowed, item.amount, max(0, remaining), reset_after, window)
+
+    def _warn(self, exc: Exception) -> None:
+        with self._lock:
+            if time.monotonic() - self._warned_at < 60:
+                return
+            self._warned_at = time.monotonic()
+        log.warning("rate limit storage unavailable; requests are not being limited",
+                    error=f"{type(exc).__name__}: {exc}")
+
+
+def limiter_for(platform: Any) -> KeyRateLimiter:
+    """The platform's limiter, made on first use (Redis when SIGNALFACTORY_REDIS_URL is set).
+
+    Tests and operators may put their own ``KeyRateLimiter`` in
+    ``platform.extras["rate_limiter"]`` before the first request.
+    """
+    limiter: KeyRateLimiter | None = platform.extras.get("rate_limiter")
+    if limiter is None:
+        with _CREATE_LOCK:
+            limiter = platform.extras.get("rate_limiter")
+            if limiter is None:
+                limiter = KeyRateLimiter(platform.settings.redis_url or "memory://")
+                platform.extras["rate_limiter"] = limiter
+    return limiter
+
+
+_CREATE_LOCK = threading.Lock()

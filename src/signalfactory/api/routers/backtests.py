@@ -1,0 +1,202 @@
+"""Backtests over HTTP: submitted as jobs, read back by their deterministic id.
+
+``POST /api/v1/backtests`` checks the request at once (a wrong option, rule, strategy or
+symbol is a 4xx and nothing is stored or counted), takes one unit of the tenant's daily
+``backtests`` quota and records a job of kind ``backtest`` in the same transaction, and answers
+202 with the job; ``Location`` points at the job, whose result names the backtest when it has
+run. Another tenant's backtest answers 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from signalfactory.api.auth import PrincipalDep, TraderDep
+from signalfactory.api.deps import PlatformDep
+from signalfactory.api.quotas import enforce_quota
+from signalfactory.api.routers.jobs import Job
+from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.services import backtest_store
+from signalfactory.services import jobs as job_service
+from signalfactory.services.backtest import get_backtest, prepare
+from signalfactory.services.backtest_options import BacktestRequest
+from signalfactory.services.backtest_report import render_report
+from signalfactory.services.strategies import ensure_builtins
+
+router = APIRouter(prefix="/api/v1", tags=["backtests"], responses=AUTH_RESPONSES)
+
+BACKTEST_ID = Path(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$",
+                   examples=["8f2d5c0b6a3e4f1d9c7b5a3e1f0d2c4b6a8e0f2d4c6b8a0e2f4d6c8b0a2e4f6d"])
+# NUL cannot reach PostgreSQL text columns: refused as a 422 like any other bad character
+TEXT = r"^[^\x00]*$"
+ParamName = Annotated[str, Field(max_length=64, pattern=TEXT)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such backtest in this tenant"}}
+
+
+class BacktestIn(RequestModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra={"examples": [
+                                  {"strategy": "sma_cross", "symbols": ["SAAA"],
+                                   "from": "2015-03-01", "fees": 0.001, "size": "all"},
+                                  {"rule": "entry: close > sma(close, 50)\n"
+                                           "exit: close < sma(close, 50)",
+                                   "universe": "sector=technology", "max_positions": 5,
+                                   "size": "0.2", "fill": "next_open", "slippage": 5}]})
+
+    strategy: str | None = Field(default=None, max_length=100, examples=["sma_cross"],
+                                 pattern=r"^[A-Za-z0-9_.\- ]+$",
+                                 description="A stored strategy (give this or `rule`)")
+    rule: str | None = Field(default=None, max_length=20_000, pattern=TEXT,
+                             description="An ad-hoc rule text (give this or `strategy`)")
+    symbols: list[Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT)]] | None = Field(
+        default=None, min_length=1, max_length=10_000, examples=[["SAAA"]])
+    universe: str | None = Field(default=None, max_length=128, pattern=TEXT,
+                                 examples=["sector=technology"],
+                                 description="Instrument tag (give this or `symbols`)")
+    start: str | None = Field(default=None, alias="from", max_length=40, pattern=TEXT,
+                              examples=["2015-03-01"], description="First date traded")
+    end: str | None = Field(default=None, alias="to", max_length=40, pattern=TEXT,
+                            examples=["2015-12-31"],
+                            description="Last date (inclusive)")
+    timeframe: str | None = Field(default=None, max_length=8, pattern=TEXT, examples=["1d"])
+    fill: Literal["close", "next_open"] = "close"
+    fees: float = Field(default=0.0, ge=0, lt=0.1, examples=[0.001],
+                        description="Per order, fraction of traded value")
+    fee_fixed: float = Field(default=0.0, ge=0, le=1e9, description="Per order, in cash")
+    slippage: float = Field(default=0.0, ge=0, lt=1000, description="Basis points")
+    cash: float = Field(default=10_000.0, gt=0, le=1e15)
+    size: str = Field(default="all", min_length=1, max_length=40, pattern=TEXT,
+                      examples=["all", "0.5", "25%", "cash:2500", "units:10", "risk:1%"])
+    units: Literal["whole", "fractional"] = "whole"
+    direction: Literal["long", "short", "both"] = "long"
+    stop_loss: float | None = Field(default=None, gt=0, lt=1, examples=[0.05])
+    take_profit: float | None = Field(default=None, gt=0, le=100, examples=[0.1])
+    trailing_stop: float | None = Field(default=None, gt=0, lt=1)
+    max_positions: int | None = Field(default=None, ge=1, le=100_000,
+                                      description="Portfolio mode: shared cash, at most N "
+                                                  "positions")
+    atr_period: int = Field(default=14, ge=1, le=10_000)
+    atr_multiple: float = Field(default=1.0, gt=0, le=1000)
+    close_at_end: bool = False
+    calendar: Literal["stock", "crypto"] | None = None
+    parameters: dict[ParamName, float | int] | None = Field(
+        default=None, description="Overrides for a built-in strategy's parameters",
+        examples=[{"fast": 5, "slow": 20}])
+
+    def to_request(self, tenant_id: int) -> BacktestRequest:
+        data = self.model_dump(exclude={"symbols"})
+        return BacktestRequest(tenant_id=tenant_id, symbols=tuple(self.symbols or ()), **data)
+
+
+class Trade(BaseModel):
+    symbol: str
+    entry_ts: str
+    exit_ts: str
+    size: float
+    entry_price: float
+    exit_price: float
+    pnl: float
+    return_: float = Field(alias="return")
+    fees: float
+    exit_reason: str
+
+
+class BacktestOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    status: str
+    mode: Literal["single", "universe", "portfolio"]
+    strategy: dict[str, Any]
+    config: dict[str, Any]
+    data_range: dict[str, Any]
+    metrics: dict[str, float | int | None] = Field(
+        description="Non-finite values (an undefined ratio, a profit factor without losing "
+                    "trades) are null")
+    final_equity: float
+    n_trades: int
+    trades: list[Trade]
+    per_symbol: list[dict[str, Any]]
+    created_at: str | None
+    duration_seconds: float
+    error: str | None
+
+
+class BacktestSummary(BaseModel):
+    id: str
+    mode: str
+    strategy: dict[str, Any]
+    timeframe: str | None
+    symbols: int
+    start: str | None = Field(alias="from")
+    end: str | None = Field(alias="to")
+    final_equity: float
+    n_trades: int
+    total_return: float | None
+    created_at: str | None
+
+
+class BacktestList(BaseModel):
+    items: list[BacktestSummary]
+    count: int
+
+
+@router.post("/backtests", status_code=202, response_model=Job,
+             summary="Submit a backtest (trader): runs as a job; 202 with the job",
+             responses={202: {"description": "Accepted; follow the job at Location",
+                              "headers": {"Location": {"schema": {"type": "string"},
+                                                       "description": "/api/v1/jobs/{id}"}}},
+                        404: {"model": Problem, "description": "Unknown strategy"},
+                        422: {"model": Problem, "description": "A wrong option, rule or "
+                                                               "symbol; nothing was stored"}})
+def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDep,
+                    response: Response) -> Job:
+    request = body.to_request(principal.tenant_id)
+    with platform.engine.begin() as conn:
+        ensure_builtins(conn)
+    prepare(platform, request)  # bad input answers now, before quota or job
+    with platform.engine.begin() as conn:
+        enforce_quota(conn, principal, "backtests")
+        job = job_service.submit(platform, "backtest", request.to_payload(),
+                                 tenant_id=principal.tenant_id, conn=conn)
+    job_service.dispatch(platform, job.id)
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return Job.of(job)
+
+
+@router.get("/backtests", response_model=BacktestList, response_model_by_alias=True,
+            summary="This tenant's stored backtests, newest first")
+def list_backtests(principal: PrincipalDep, platform: PlatformDep,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> BacktestList:
+    with platform.reader.connect() as conn:
+        items = backtest_store.list_recent(conn, principal.tenant_id, limit=limit,
+                                           offset=offset)
+    return BacktestList(items=[BacktestSummary(**i) for i in items], count=len(items))
+
+
+@router.get("/backtests/{backtest_id}", response_model=BacktestOut,
+            response_model_by_alias=True, responses=NOT_FOUND,
+            summary="A stored backtest: metrics, final equity, trades, per-symbol results")
+def read_backtest(principal: PrincipalDep, platform: PlatformDep,
+                  backtest_id: str = BACKTEST_ID,
+                  trades_limit: Annotated[int, Query(ge=0, le=1_000_000,
+                                                     description="At most this many trades "
+                                                                 "(n_trades counts all)")]
+                  = 10_000) -> BacktestOut:
+    return BacktestOut(**get_backtest(platform, principal.tenant_id, backtest_id,
+                                      trades_limit=trades_limit))
+
+
+@router.get("/backtests/{backtest_id}/report", response_class=HTMLResponse,
+            responses={**NOT_FOUND, 200: {"content": {"text/html": {}},
+                                          "description": "A self-contained HTML page"}},
+            summary="The backtest's HTML report (charts, metrics, trades)")
+def backtest_report(principal: PrincipalDep, platform: PlatformDep,
+                    backtest_id: str = BACKTEST_ID) -> HTMLResponse:
+    return HTMLResponse(render_report(platform, principal.tenant_id, backtest_id))

@@ -1,0 +1,66 @@
+"""What every command shares: error handling with exit codes, output, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
+
+out = Console()
+err = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Bad input exits 2 with the message; other classified errors exit 1."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except BadInputError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (OperationalError, TemporaryError) as exc:
+            err.print(f"[bold red]{exc.code} error:[/] {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, total: float | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; silent when output is piped or in CI logs."""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=err, disable=not err.is_terminal, transient=False)
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,289 @@
+"""Workers, the scheduler, and ``signalfactory jobs ...`` to follow and steer jobs.
+
+``worker`` and ``beat`` use Celery when ``SIGNALFACTORY_BROKER_URL`` is set and the embedded
+database-backed runner otherwise (``--runner`` overrides). Extra job kinds are registered by
+the modules named in ``SIGNALFACTORY_TASK_MODULES`` (comma-separated), imported at start.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.cli.common import err, handle_errors, out, print_json
+from signalfactory.domain.errors import BadInputError
+
+jobs_app = typer.Typer(help="Jobs: list, show, submit, cancel, retry.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+RunnerOption = Annotated[str, typer.Option(
+    help="auto (Celery when SIGNALFACTORY_BROKER_URL is set, else embedded), embedded, celery")]
+
+
+def _runner_kind(runner: str, platform_or_settings: Any) -> str:
+    settings = getattr(platform_or_settings, "settings", platform_or_settings)
+    if runner not in ("auto", "embedded", "celery"):
+        raise BadInputError(f"--runner {runner!r} is not valid; use auto, embedded or celery")
+    if runner == "auto":
+        return "celery" if settings.broker_url else "embedded"
+    if runner == "celery" and not settings.broker_url:
+        raise BadInputError("--runner celery needs SIGNALFACTORY_BROKER_URL (redis://... or "
+                            "amqp://...)")
+    return runner
+
+
+def _require_schema(platform: Platform) -> None:
+    from signalfactory.adapters.storage import migrate
+
+    if migrate.current_revision(platform.engine) is None:
+        platform.close()
+        raise BadInputError("the database has no schema yet; run `signalfactory init` (or "
+                            "`signalfactory db upgrade`) first")
+
+
+def _wait_for_signal() -> None:
+    """Block the main thread until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+@handle_errors
+def worker(
+    concurrency: Annotated[int | None, typer.Option(
+        help="Jobs run at once (default SIGNALFACTORY_JOB_CONCURRENCY)", min=1, max=64)] = None,
+    runner: RunnerOption = "auto",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve /metrics (job counters and durations of this process) on this port; the "
+             "embedded runner runs jobs in this process, so Prometheus sees them here",
+        min=1, max=65535)] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port")]
+    = "127.0.0.1",
+) -> None:
+    """Run jobs: the embedded runner on the database, or a Celery worker on the broker."""
+    from signalfactory.services.jobs import ensure_tasks_loaded
+    from signalfactory.settings import load_settings
+
+    settings = load_settings()
+    ensure_tasks_loaded(settings.task_module_names)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
+    if _runner_kind(runner, settings) == "celery":
+        from signalfactory.adapters.jobs.celery_app import run_worker
+
+        run_worker(settings, concurrency or settings.job_concurrency)
+        return
+    from signalfactory.adapters.jobs.runner import EmbeddedRunner
+
+    platform = build_platform(settings)
+    _require_schema(platform)
+    embedded = EmbeddedRunner(platform, concurrency=concurrency)
+    embedded.start()
+    err.print(f"worker running {embedded.concurrency} job(s) at a time; Ctrl+C stops it")
+    try:
+        _wait_for_signal()
+    finally:
+        embedded.stop()
+        platform.close()
+
+
+@handle_errors
+def beat(runner: RunnerOption = "auto") -> None:
+    """Submit scheduled jobs (SIGNALFACTORY_SCHEDULES): embedded scheduler or Celery beat."""
+    from signalfactory.services.jobs import ensure_tasks_loaded
+    from signalfactory.settings import load_settings
+
+    settings = load_settings()
+    ensure_tasks_loaded(settings.task_module_names)
+    if _runner_kind(runner, settings) == "celery":
+        from signalfactory.adapters.jobs.celery_app import run_beat
+
+        run_beat(settings)
+        return
+    from signalfactory.adapters.jobs.scheduler import Scheduler
+
+    platform = build_platform(settings)
+    _require_schema(platform)
+    scheduler = Scheduler(platform)
+    scheduler.start()
+    err.print(f"scheduler running {len(scheduler.entries)} schedule(s); Ctrl+C stops it")
+    try:
+        _wait_for_signal()
+    finally:
+        scheduler.stop()
+        platform.close()
+
+
+# -- jobs ... ---------------------------------------------------------------------------------
+
+def _tenant_id(platform: Platform, tenant: str | None) -> int | None:
+    if tenant is None:
+        return None
+    from signalfactory.adapters.storage.api_keys import tenant_by_name
+
+    with platform.engine.connect() as conn:
+        return int(tenant_by_name(conn, tenant)["id"])
+
+
+def _show(job: Any, as_json: bool) -> None:
+    data = job.to_dict()
+    if as_json:
+        print_json(data)
+        return
+    for key in ("id", "kind", "status", "progress", "attempts", "max_attempts", "tenant_id",
+                "created_at", "started_at", "finished_at", "error"):
+        value = data[key]
+        if key == "progress":
+            value = f"{value:.0%}"
+        out.print(f"[bold]{key:>13}[/]  {escape(str(value))}", highlight=False)
+    out.print(f"[bold]{'payload':>13}[/]  {escape(json.dumps(data['payload']))}",
+              highlight=False)
+    if data["result"] is not None:
+        out.print(f"[bold]{'result':>13}[/]  {escape(json.dumps(data['result']))}",
+                  highlight=False)
+
+
+@jobs_app.command("list")
+@handle_errors
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, "
+                                                    "cancelled or dead")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this job kind")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first."""
+    from signalfactory.services.jobs import list_jobs
+
+    platform = build_platform()
+    try:
+        items = list_jobs(platform, tenant_id=_tenant_id(platform, tenant), status=status,
+                          kind=kind, limit=limit)
+    finally:
+        platform.close()
+    if as_json:
+        print_json([j.to_dict() for j in items])
+        return
+    table = Table("id", "kind", "status", "progress", "attempts", "tenant", "created", "error")
+    for j in items:
+        table.add_row(j.id, j.kind, j.status, f"{j.progress:.0%}",
+                      f"{j.attempts}/{j.max_attempts}", str(j.tenant_id),
+                      f"{j.created_at:%Y-%m-%d %H:%M:%S}", escape((j.error or "")[:60]))
+    out.print(table)
+
+
+@jobs_app.command("show")
+@handle_errors
+def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id")],
+              as_json: JsonOption = False) -> None:
+    """Show a job: status, progress, attempts, result or error."""
+    from signalfactory.services.jobs import get_job
+
+    platform = build_platform()
+    try:
+        _show(get_job(platform, job_id), as_json)
+    finally:
+        platform.close()
+
+
+@jobs_app.command("cancel")
+@handle_errors
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id")],
+                as_json: JsonOption = False) -> None:
+    """Cancel a queued job, ask a running one to stop, or discard a dead one."""
+    from signalfactory.services.jobs import cancel_job
+
+    platform = build_platform()
+    try:
+        job = cancel_job(platform, job_id)
+    finally:
+        platform.close()
+    if as_json:
+        print_json(job.to_dict())
+    elif job.status == "running":
+        out.print(f"job {job.id} asked to stop; it stops at its next check")
+    else:
+        out.print(f"job {job.id} is {job.status}")
+
+
+@jobs_app.command("retry")
+@handle_errors
+def jobs_retry(job_id: Annotated[str, typer.Argument(help="Job id")]) -> None:
+    """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
+    from signalfactory.services.jobs import retry_job
+
+    platform = build_platform()
+    try:
+        job = retry_job(platform, job_id)
+    finally:
+        platform.close()
+    out.print(f"job {job.id} queued again")
+
+
+@jobs_app.command("submit")
+@handle_errors
+def jobs_submit(
+    kind: Annotated[str, typer.Argument(help="Job kind, e.g. collect")],
+    payload: Annotated[str, typer.Option(help="Payload as a JSON object")] = "{}",
+    tenant: Annotated[str, typer.Option(help="Owning tenant")] = "default",
+    priority: Annotated[int, typer.Option(help="Higher runs first")] = 0,
+    max_attempts: Annotated[int | None, typer.Option(min=1, max=100)] = None,
+    dedupe_key: Annotated[str | None, typer.Option(
+        help="Submitting the same key twice returns the first job")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the job finishes (needs a worker)")]
+    = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits")] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a job; a worker (`signalfactory worker` or `up`) runs it."""
+    from signalfactory.services.jobs import submit
+
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadInputError("--payload must be a JSON object, e.g. '{\"symbols\": [\"AAA\"]}'")
+    platform = build_platform()
+    try:
+        job = submit(platform, kind, body, tenant_id=_tenant_id(platform, tenant) or 1,
+                     priority=priority, max_attempts=max_attempts, dedupe_key=dedupe_key)
+        if wait:
+            job = _wait(platform, job.id, timeout)
+    finally:
+        platform.close()
+    if as_json:
+        print_json(job.to_dict())
+    else:
+        out.print(f"job {job.id} {job.status}", highlight=False)
+    if wait and job.status != "succeeded":
+        raise typer.Exit(1)
+
+
+def _wait(platform: Platform, job_id: str, timeout: float) -> Any:
+    from signalfactory.cli.common import progress_bar
+    from signalfactory.services.jobs import wait_for
+
+    with progress_bar("job", 100) as advance:
+        shown = 0
+
+        def on_progress(job: Any) -> None:
+            nonlocal shown
+            now = int(job.progress * 100)
+            if now > shown:
+                advance(now - shown)
+                shown = now
+
+        return wait_for(platform, job_id, timeout=timeout, on_progress=on_progress)

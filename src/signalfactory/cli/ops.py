@@ -1,0 +1,271 @@
+"""Operations commands: backups, the DR drill, archive snapshots, data retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Column, Table
+
+from signalfactory.cli.common import err, handle_errors, out, print_json, progress_bar
+from signalfactory.domain.errors import OperationalError
+
+backup_app = typer.Typer(help="Encrypted backups: create, list, verify, restore, prune.",
+                         no_args_is_help=True)
+dr_app = typer.Typer(help="Disaster recovery drills.", no_args_is_help=True)
+archive_app = typer.Typer(help="Signed daily archive snapshots (Parquet).", no_args_is_help=True)
+data_app = typer.Typer(help="Stored data housekeeping: retention.", no_args_is_help=True)
+
+Dest = Annotated[str, typer.Option("--from", help="Local directory or s3://bucket/prefix")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
+BackupId = Annotated[str | None, typer.Option("--backup", help="Backup id (default: newest)")]
+ScratchUrl = Annotated[str | None, typer.Option(
+    help="PostgreSQL server for the scratch database (default: the configured database's)")]
+
+
+def say(text: str) -> None:
+    """One line of output, never wrapped (paths and ids stay greppable)."""
+    out.print(text, soft_wrap=True, highlight=False)
+
+
+def _mib(n: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+@backup_app.command("create")
+@handle_errors
+def backup_create(
+    to: Annotated[str, typer.Option("--to", help="Local directory or s3://bucket/prefix")],
+    as_json: AsJson = False,
+) -> None:
+    """Snapshot the database and bar files, compress, encrypt, store; manifest last."""
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.ops.backup import create_backup
+
+    platform = build_platform()
+    try:
+        with progress_bar("backup (bytes)", None) as advance:
+            manifest = create_backup(platform, to, progress=advance)
+    finally:
+        platform.close()
+    if as_json:
+        print_json({**manifest.summary(), "destination": to})
+    else:
+        say(f"backup {manifest.id}: {len(manifest.parts)} part(s), "
+                  f"{_mib(manifest.size)} in {manifest.seconds:.1f} s -> {to}")
+
+
+@backup_app.command("list")
+@handle_errors
+def backup_list(source: Dest, as_json: AsJson = False) -> None:
+    """Complete backups (with a manifest), oldest first."""
+    from signalfactory.ops.backup.fetch import list_backups
+
+    rows = list_backups(source)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(Column("id", no_wrap=True), "version", "schema", "backend",
+                  Column("size", no_wrap=True), "rows")
+    for r in rows:
+        if "error" in r:
+            table.add_row(str(r["id"]), f"[red]{r['error']}[/]", "", "", "", "")
+            continue
+        table.add_row(str(r["id"]), str(r["app_version"]),
+                      str(r["schema_revision"]), str(r["backend"]),
+                      _mib(float(r["size_bytes"])), str(r["rows"]))  # type: ignore[arg-type]
+    out.print(table)
+
+
+@backup_app.command("verify")
+@handle_errors
+def backup_verify(source: Dest, backup: BackupId = None, scratch_url: ScratchUrl = None,
+                  as_json: AsJson = False) -> None:
+    """Decrypt, check every hash, restore into a scratch database, compare with the manifest."""
+    from signalfactory.ops.backup import verify_backup
+    from signalfactory.settings import load_settings
+
+    with progress_bar("verify (bytes)", None) as advance:
+        report = verify_backup(load_settings(), source, backup, scratch_url=scratch_url,
+                               progress=advance)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        say(f"backup {report.backup_id} verified: {report.parts} part(s), "
+                  f"{report.tables} table(s), {report.rows} rows match the manifest "
+                  f"({report.seconds:.1f} s)")
+
+
+@backup_app.command("restore")
+@handle_errors
+def backup_restore(
+    source: Dest,
+    backup: BackupId = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="Restore into this database instead of the configured one")] = None,
+    home: Annotated[Path | None, typer.Option(
+        help="Home directory for the restored bar files (default: the configured home)")]
+    = None,
+    force: Annotated[bool, typer.Option(
+        help="Restore despite a version or schema mismatch, or over a non-empty database")]
+    = False,
+    as_json: AsJson = False,
+) -> None:
+    """Restore a backup into an empty (or, with --force, any) database; all or nothing."""
+    from signalfactory.ops.backup import restore_backup
+    from signalfactory.settings import load_settings
+
+    with progress_bar("restore (bytes)", None) as advance:
+        report = restore_backup(load_settings(), source, backup, database_url=database_url,
+                                home=home, force=force, progress=advance)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        say(f"restored backup {report.backup_id} into {report.database}: {report.rows} "
+                  f"rows checked against the manifest")
+
+
+@backup_app.command("prune")
+@handle_errors
+def backup_prune(
+    source: Dest,
+    keep_last: Annotated[int, typer.Option(help="Keep the newest N")] = 3,
+    daily: Annotated[int, typer.Option(help="Keep the newest of each of the last D days")] = 7,
+    weekly: Annotated[int, typer.Option(help="... of each of the last W weeks")] = 4,
+    monthly: Annotated[int, typer.Option(help="... of each of the last M months")] = 12,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be deleted; delete nothing")]
+    = False,
+    as_json: AsJson = False,
+) -> None:
+    """Delete backups outside the retention policy (and stale incomplete ones)."""
+    from signalfactory.ops.backup import Policy, prune_backups
+
+    result = prune_backups(source, Policy(keep_last, daily, weekly, monthly), dry_run=dry_run)
+    if as_json:
+        print_json({**result.to_dict(), "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    say(f"kept {len(result.keep)}, {verb} {len(result.delete)} backup(s)"
+              + (f" and {len(result.incomplete)} incomplete" if result.incomplete else ""))
+    for backup_id in sorted(result.delete + result.incomplete):
+        say(f"  {verb}: {backup_id}")
+
+
+@dr_app.command("drill")
+@handle_errors
+def dr_drill(
+    to: Annotated[str, typer.Option("--to", help="Local directory or s3://bucket/prefix")],
+    scratch_url: ScratchUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """Back up, restore into scratch, verify; print measured RTO and RPO."""
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.ops.backup import run_drill
+
+    platform = build_platform()
+    try:
+        result = run_drill(platform, to, scratch_url=scratch_url)
+    finally:
+        platform.close()
+    if as_json:
+        print_json(result)
+    else:
+        say(f"drill ok: backup {result['backup_id']}, RTO {result['rto_seconds']} s "
+                  f"(restore {result['restore_seconds']} s + verify "
+                  f"{result['verify_seconds']} s), RPO {result['rpo_seconds']} s")
+
+
+@archive_app.command("snapshot")
+@handle_errors
+def archive_snapshot(
+    day: Annotated[str, typer.Option("--date", help="UTC day, YYYY-MM-DD")],
+    to: Annotated[Path | None, typer.Option(
+        "--to", help="Archive directory (default: <home>/archive)")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing snapshot of that day")]
+    = False,
+    as_json: AsJson = False,
+) -> None:
+    """Write the day's bars and signals as Parquet with a signed SHA-256 manifest."""
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.ops.archive import parse_day, snapshot
+
+    when = parse_day(day)
+    platform = build_platform()
+    try:
+        report = snapshot(platform, when, to, force=force)
+    finally:
+        platform.close()
+    if as_json:
+        print_json(report.__dict__)
+    else:
+        rows = sum(f["rows"] for f in report.files)
+        say(f"archived {report.date}: {len(report.files)} file(s), {rows} rows, signed "
+                  f"by key {report.key_id} -> {report.path}")
+
+
+@archive_app.command("verify")
+@handle_errors
+def archive_verify(
+    path: Annotated[Path, typer.Argument(help="Snapshot folder (or its manifest.json)")],
+    public_key: Annotated[str | None, typer.Option(
+        help="Ed25519 public key to pin (PEM file, or base64)")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Check the signature and every file's SHA-256; name each file that fails."""
+    from signalfactory.ops.archive import verify
+    from signalfactory.settings import load_settings
+
+    result = verify(load_settings(), path, public_key)
+    if as_json:
+        print_json(result.to_dict())
+    elif result.ok:
+        pin = "" if result.pinned else " (key taken from the manifest: pin it with --public-key)"
+        say(f"archive {result.path} verified: signature ok by key {result.key}{pin}, "
+                  f"{len(result.checked)} file(s) match")
+    if not result.ok:
+        names = ", ".join(f"{k} ({v})" for k, v in sorted(result.failures.items()))
+        raise OperationalError(f"archive {result.path} failed verification: {names}")
+    if result.unlisted and not as_json:
+        err.print(f"note: files not in the manifest: {', '.join(result.unlisted)}")
+
+
+@data_app.command("prune")
+@handle_errors
+def data_prune(
+    dry_run: Annotated[bool, typer.Option(help="Only show what would be deleted")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Delete bars and signals past their retention (SIGNALFACTORY_RETENTION)."""
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.ops.retention import apply_retention, retention_config
+
+    config = retention_config()
+    platform = build_platform()
+    try:
+        planned = apply_retention(platform, dry_run=True, config=config)
+        if not as_json:
+            _print_retention(planned.items, "would delete" if dry_run else "deleting")
+        done = planned if dry_run else apply_retention(platform, config=config)
+    finally:
+        platform.close()
+    if as_json:
+        print_json({**done.to_dict(), "planned": planned.to_dict()["items"]})
+    elif not dry_run:
+        say(f"deleted {done.rows} row(s)")
+
+
+def _print_retention(items: list, verb: str) -> None:  # type: ignore[type-arg]
+    if not items:
+        say("nothing is past its retention")
+        return
+    table = Table("table", "timeframe", "keep days", "older than", "rows", "partitions",
+                  title=f"{verb}:")
+    for i in items:
+        extra = f" (+{i.kept_referenced} kept: still referenced)" if i.kept_referenced else ""
+        table.add_row(i.table, i.timeframe, str(i.keep_days), i.cutoff[:19], f"{i.rows}{extra}",
+                      ", ".join(i.partitions))
+    out.print(table)

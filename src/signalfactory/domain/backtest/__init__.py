@@ -1,0 +1,73 @@
+"""The backtest engine: numba simulation over boolean entry/exit arrays, metrics and sweeps.
+
+- `run_backtest`: one instrument (engine.py; semantics in config.py, event order in _core.py);
+- `run_universe`: every instrument of a universe on its own cash, chunked, all cores;
+- `run_portfolio`: a universe as one account with shared cash and a position limit;
+- `compute_metrics` / `bars_per_year`: performance metrics and annualisation (metrics.py);
+- sweeps.py: grids, random search, ranking, out-of-sample split, walk-forward.
+
+Strategies reach the engine as `Signals` computed from data up to each bar; the engine never
+reads a bar beyond the one it is filling.
+"""
+
+from signalfactory.domain.backtest.config import (
+    BacktestConfig,
+    Direction,
+    ExitReason,
+    Fill,
+    Sizing,
+)
+from signalfactory.domain.backtest.engine import BacktestResult, Trades, run_backtest
+from signalfactory.domain.backtest.metrics import (
+    SUMMARY_FIELDS,
+    Metrics,
+    bars_per_year,
+    compute_metrics,
+)
+from signalfactory.domain.backtest.portfolio import PortfolioResult, run_portfolio
+from signalfactory.domain.backtest.signals import Signals, crossings, mask_instrument_starts
+from signalfactory.domain.backtest.sweeps import (
+    CrossoverSweeper,
+    SignalSweeper,
+    SplitResult,
+    SweepResult,
+    WalkForwardResult,
+    grid,
+    optimise,
+    random_search,
+    split_test,
+    walk_forward,
+)
+from signalfactory.domain.backtest.universe import UniverseResult, run_universe
+
+__all__ = [
+    "SUMMARY_FIELDS",
+    "BacktestConfig",
+    "BacktestResult",
+    "CrossoverSweeper",
+    "Direction",
+    "ExitReason",
+    "Fill",
+    "Metrics",
+    "PortfolioResult",
+    "SignalSweeper",
+    "Signals",
+    "Sizing",
+    "SplitResult",
+    "SweepResult",
+    "Trades",
+    "UniverseResult",
+    "WalkForwardResult",
+    "bars_per_year",
+    "compute_metrics",
+    "crossings",
+    "grid",
+    "mask_instrument_starts",
+    "optimise",
+    "random_search",
+    "run_backtest",
+    "run_portfolio",
+    "run_universe",
+    "split_test",
+    "walk_forward",
+]

@@ -1,0 +1,1 @@
+"""Operations: logging, metrics, health, backups, archives, retention."""

@@ -1,0 +1,123 @@
+"""The backup manifest: what a backup holds and how to prove a restore brought it all back.
+
+The manifest is plain JSON (so `backup list` works without the key) carrying an HMAC made with
+a key derived from the backup key: a manifest edited by hand is refused before anything is
+restored. It is written last, so a backup without one was interrupted and is never listed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from signalfactory.domain.errors import BadInputError
+from signalfactory.ops.backup.crypto import BackupKey, TamperedError, WrongKeyError
+
+FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One stored object: the database dump or one file of a store kept beside it."""
+
+    name: str          # where it goes back: "database" or "bars/<tf>/<file>.arrow"
+    kind: str          # "sqlite", "pg_dump" or "bar_segment"
+    object: str        # its object name inside the backup
+    size: int          # sealed bytes stored
+    sha256: str        # of the sealed bytes stored
+    plain_size: int
+    plain_sha256: str
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    rows: int
+    checksum: str
+    method: str        # how `checksum` was computed; verify recomputes it the same way
+
+
+@dataclass
+class Manifest:
+    id: str
+    created_at: str
+    app_version: str
+    schema_revision: str | None
+    backend: str       # "sqlite" or "postgresql"
+    bar_store: str     # "columnar" or "sql"
+    compression: str
+    key_id: str
+    parts: list[Part] = field(default_factory=list)
+    tables: dict[str, TableCheck] = field(default_factory=dict)
+    bars: dict[str, TableCheck] = field(default_factory=dict)
+    seconds: float = 0.0
+    format: int = FORMAT
+    mac: str = ""
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.created_at)
+
+    def _body(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("mac")
+        return body
+
+    def _payload(self) -> bytes:
+        return json.dumps(self._body(), sort_keys=True, separators=(",", ":")).encode()
+
+    def sign(self, key: BackupKey) -> None:
+        self.mac = key.mac(self._payload())
+
+    def check(self, key: BackupKey) -> None:
+        """Refuse a manifest made under another key or changed after it was written."""
+        if self.key_id != key.key_id:
+            raise WrongKeyError(
+                f"backup {self.id} was made with a different backup key (key id {self.key_id}, "
+                f"the configured key has id {key.key_id}); set SIGNALFACTORY_BACKUP_KEY or "
+                "SIGNALFACTORY_BACKUP_KEY_FILE to the key in use when the backup was made")
+        if not secrets.compare_digest(self.mac, key.mac(self._payload())):
+            raise TamperedError(f"the manifest of backup {self.id} fails its authentication "
+                                "check: it was edited after the backup was made")
+
+    def to_json(self) -> bytes:
+        body = self._body()
+        body["mac"] = self.mac
+        return json.dumps(body, indent=2, sort_keys=True).encode()
+
+    def summary(self) -> dict[str, Any]:
+        """What `backup list --json` shows for one backup."""
+        return {"id": self.id, "created_at": self.created_at, "app_version": self.app_version,
+                "schema_revision": self.schema_revision, "backend": self.backend,
+                "size_bytes": self.size, "parts": len(self.parts),
+                "rows": sum(t.rows for t in self.tables.values())
+                + sum(t.rows for t in self.bars.values()),
+                "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> Manifest:
+        try:
+            body = json.loads(raw)
+            if body.get("format") != FORMAT:
+                raise BadInputError(f"{where}: manifest format {body.get('format')!r} is not "
+                                    f"supported by this version (expects {FORMAT})")
+            body["parts"] = [Part(**p) for p in body["parts"]]
+            body["tables"] = {k: TableCheck(**v) for k, v in body["tables"].items()}
+            body["bars"] = {k: TableCheck(**v) for k, v in body["bars"].items()}
+            return cls(**body)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise TamperedError(f"{where}: the manifest is not valid ({exc}); the backup is "
+                                "damaged") from exc
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """Sortable by time: ``sf-20260101T120000Z-1a2b3c``."""
+    now = now or datetime.now(UTC)
+    return f"sf-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"

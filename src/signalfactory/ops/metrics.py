@@ -1,0 +1,39 @@
+"""Prometheus metrics. Names and labels are a contract with deploy/prometheus and grafana.
+
+Label cardinality is bounded: routes are templates, never raw paths; no symbol or tenant
+labels on high-volume series; strategies are labelled by name (operators keep them few).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds", "HTTP request latency by route template",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+READY = Gauge("signalfactory_ready", "1 when the last readiness check passed, else 0")
+JOBS_QUEUED = Gauge("signalfactory_jobs_queued", "Jobs waiting to run", ["kind"])
+JOBS_RUNNING = Gauge("signalfactory_jobs_running", "Jobs running now")
+JOBS_TOTAL = Counter("signalfactory_jobs_total", "Jobs finished", ["kind", "status"])
+JOB_DURATION = Histogram("signalfactory_job_duration_seconds", "Job run time", ["kind"],
+                         buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
+DEAD_LETTER = Gauge("signalfactory_dead_letter_jobs", "Jobs moved to the dead-letter state")
+BACKTEST_DURATION = Histogram("backtest_duration_seconds", "Backtest run time",
+                              buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
+LOGIC_EXECUTIONS = Counter("logic_executions_total", "Strategy evaluations",
+                           ["strategy", "status"])
+SIGNALS_PRODUCED = Counter("signalfactory_signals_produced_total", "New signals stored",
+                           ["strategy"])
+SIGNAL_LATENCY = Histogram("signalfactory_signal_latency_seconds",
+                           "From bar arrival to signal publish",
+                           buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5))
+MARKET_DATA_LAST_BAR = Gauge("signalfactory_market_data_last_bar_timestamp_seconds",
+                             "Time of the newest stored bar", ["source", "timeframe"])
+MARKET_DATA_MAX_STALENESS = Gauge("signalfactory_market_data_max_staleness_seconds",
+                                  "Allowed age of the newest bar before data counts as stale",
+                                  ["source", "timeframe"])
+DB_CONNECTIONS_IN_USE = Gauge("signalfactory_db_connections_in_use",
+                              "Database connections checked out of the pool")
+DB_CONNECTIONS_MAX = Gauge("signalfactory_db_connections_max",
+                           "Pool size plus overflow: the most connections this process opens")

@@ -1,0 +1,248 @@
+"""Data retention per table and timeframe: what is older than its limit is deleted.
+
+Limits are days (``null`` keeps forever), keyed by table, then by timeframe, with ``"*"`` for
+any timeframe not listed. The defaults follow the reference documents (one-minute bars 90
+days, daily bars 10 years, signals 3 years); ``SIGNALFACTORY_RETENTION`` holds JSON that is
+merged over them, for example ``{"bars": {"1m": 30}, "signals": {"*": 365}}``.
+
+Bars are deleted through the bar store: the columnar store rewrites a timeframe without the
+expired bars (``replace``); the PostgreSQL ``bars`` table drops whole yearly partitions that
+lie entirely before every timeframe's cutoff and deletes the remainder by ``ts``. Any other
+configured table needs a time column (``bar_ts``, ``ts`` or ``created_at``); rows that other
+tables still reference by foreign key are kept, so a prune never breaks a delivery record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from signalfactory.adapters.storage.columnar import ColumnarBarStore
+from signalfactory.adapters.storage.tables import metadata
+from signalfactory.bootstrap import Platform
+from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.timeframes import Timeframe
+
+DEFAULT_RETENTION: dict[str, dict[str, int | None]] = {
+    "bars": {"1m": 90, "5m": 180, "15m": 365, "30m": 365, "1h": 730, "4h": 1825,
+             "1d": 3650, "1w": None},
+    "signals": {"*": 1095},
+}
+BARS = "bars"
+_TIME_COLUMNS = ("bar_ts", "ts", "created_at")
+
+
+def retention_config(raw: str | None = None) -> dict[str, dict[str, int | None]]:
+    """Defaults merged with ``raw`` JSON (default: ``SIGNALFACTORY_RETENTION``)."""
+    raw = os.environ.get("SIGNALFACTORY_RETENTION") if raw is None else raw
+    config = {table: dict(rules) for table, rules in DEFAULT_RETENTION.items()}
+    if not raw:
+        return config
+    try:
+        override = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"SIGNALFACTORY_RETENTION is not valid JSON: {exc}") from exc
+    if not isinstance(override, dict):
+        raise BadInputError('SIGNALFACTORY_RETENTION must be an object like '
+                            '{"bars": {"1m": 30}, "signals": {"*": 365}}')
+    for table, rules in override.items():
+        if table != BARS and table not in metadata.tables:
+            raise BadInputError(f"SIGNALFACTORY_RETENTION names table {table!r}, which does "
+                                "not exist")
+        if not isinstance(rules, dict):
+            raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}] must map timeframes "
+                                'to days, e.g. {"1m": 30, "*": 365}')
+        for tf, days in rules.items():
+            if tf != "*":
+                Timeframe.parse(tf)
+            if days is not None and (not isinstance(days, int) or isinstance(days, bool)
+                                     or days < 1):
+                raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}][{tf!r}] must be a "
+                                    f"whole number of days >= 1, or null to keep forever; "
+                                    f"got {days!r}")
+        config.setdefault(table, {}).update(rules)
+    return config
+
+
+def _days_for(rules: dict[str, int | None], timeframe: str) -> int | None:
+    return rules[timeframe] if timeframe in rules else rules.get("*")
+
+
+@dataclass
+class PruneItem:
+    table: str
+    timeframe: str
+    keep_days: int
+    cutoff: str
+    rows: int
+    partitions: list[str] = field(default_factory=list)
+    kept_referenced: int = 0
+
+
+@dataclass
+class RetentionReport:
+    dry_run: bool
+    items: list[PruneItem]
+
+    @property
+    def rows(self) -> int:
+        return sum(i.rows for i in self.items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "rows": self.rows,
+                "items": [asdict(i) for i in self.items]}
+
+
+def _cutoff(now: datetime, days: int) -> datetime:
+    return now - timedelta(days=days)
+
+
+def _ns(when: datetime) -> int:
+    return int(when.timestamp()) * 1_000_000_000
+
+
+# -- bars ---------------------------------------------------------------------------------
+
+def _bars_columnar(conn: Connection, store: ColumnarBarStore, rules: dict[str, int | None],
+                   now: datetime, apply: bool) -> list[PruneItem]:
+    items = []
+    for name in sorted(store.timeframes(conn)):
+        days = _days_for(rules, name)
+        if days is None:
+            continue
+        tf = Timeframe.parse(name)
+        cutoff = _cutoff(now, days)
+        cols = store.read_columns(conn, tf)
+        keep = cols.ts >= _ns(cutoff)
+        expired = int(np.count_nonzero(~keep))
+        if expired:
+            items.append(PruneItem(BARS, name, days, cutoff.isoformat(), expired))
+            if apply:
+                store.replace(conn, tf, cols.take(keep))
+    return items
+
+
+_BOUND = re.compile(r"TO \('([^']+)'\)")
+
+
+def _bar_partitions(conn: Connection) -> list[tuple[str, datetime]]:
+    """(name, exclusive upper bound) of each ranged partition of ``bars`` on PostgreSQL."""
+    rows = conn.exec_driver_sql(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'bars'::regclass").all()
+    out = []
+    for name, bound in rows:
+        match = _BOUND.search(bound or "")
+        if match and match.group(1) != "MAXVALUE":
+            upper = datetime.fromisoformat(match.group(1))
+            out.append((name, upper if upper.tzinfo else upper.replace(tzinfo=UTC)))
+    return out
+
+
+def _bars_table(conn: Connection, rules: dict[str, int | None], now: datetime,
+                apply: bool) -> list[PruneItem]:
+    present = [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT timeframe FROM bars")]
+    cutoffs = {tf: _cutoff(now, d) for tf in present if (d := _days_for(rules, tf)) is not None}
+    partitions: list[tuple[str, datetime]] = []
+    if conn.dialect.name == "postgresql" and set(cutoffs) == set(present) and cutoffs:
+        # A partition lying wholly before every timeframe's cutoff holds only expired bars.
+        oldest = min(cutoffs.values())
+        partitions = [(n, upper) for n, upper in _bar_partitions(conn) if upper <= oldest]
+    items = []
+    for tf, cutoff in sorted(cutoffs.items()):
+        count = conn.execute(sa.text("SELECT count(*) FROM bars WHERE timeframe = :tf AND "
+                                     "ts < :cutoff"), {"tf": tf, "cutoff": cutoff}).scalar_one()
+        if count:
+            items.append(PruneItem(BARS, tf, int(_days_for(rules, tf) or 0),
+                                   cutoff.isoformat(), int(count),
+                                   partitions=[n for n, _u in partitions]))
+    if apply:
+        quote = conn.dialect.identifier_preparer.quote
+        for name, _upper in partitions:
+            conn.exec_driver_sql(f"ALTER TABLE bars DETACH PARTITION {quote(name)}")
+            conn.exec_driver_sql(f"DROP TABLE {quote(name)}")
+        for tf, cutoff in cutoffs.items():
+            conn.execute(sa.text("DELETE FROM bars WHERE timeframe = :tf AND ts < :cutoff"),
+                         {"tf": tf, "cutoff": cutoff})
+    return items
+
+
+# -- other tables -------------------------------------------------------------------------
+
+def _time_column(table: sa.Table) -> sa.Column[Any]:
+    for name in _TIME_COLUMNS:
+        if name in table.c:
+            return table.c[name]
+    raise BadInputError(f"table {table.name} has no time column ({', '.join(_TIME_COLUMNS)}); "
+                        "it cannot have a retention limit")
+
+
+def _unreferenced(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    """Conditions excluding rows that another table still points at."""
+    conditions = []
+    for other in metadata.tables.values():
+        for fk in other.foreign_keys:
+            if fk.column.table is table:
+                conditions.append(~sa.exists().where(fk.parent == fk.column))
+    return conditions
+
+
+def _plain_table(conn: Connection, table: sa.Table, rules: dict[str, int | None],
+                 now: datetime, apply: bool) -> list[PruneItem]:
+    ts = _time_column(table)
+    has_tf = "timeframe" in table.c
+    if has_tf:
+        present = [r[0] for r in conn.execute(sa.select(table.c.timeframe).distinct())]
+    else:
+        present = ["*"]
+    items = []
+    for tf in sorted(present):
+        days = _days_for(rules, tf)
+        if days is None:
+            continue
+        cutoff = _cutoff(now, days)
+        expired = [ts < cutoff] + ([table.c.timeframe == tf] if has_tf else [])
+        free = [*expired, *_unreferenced(table)]
+        total = conn.execute(sa.select(sa.func.count()).select_from(table)
+                             .where(*expired)).scalar_one()
+        deletable = conn.execute(sa.select(sa.func.count()).select_from(table)
+                                 .where(*free)).scalar_one()
+        if total:
+            items.append(PruneItem(table.name, tf, days, cutoff.isoformat(), int(deletable),
+                                   kept_referenced=int(total - deletable)))
+            if apply and deletable:
+                conn.execute(table.delete().where(*free))
+    return items
+
+
+def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime | None = None,
+                    config: dict[str, dict[str, int | None]] | None = None) -> RetentionReport:
+    """Delete (or, with ``dry_run``, count) everything past its retention, in one transaction."""
+    config = config if config is not None else retention_config()
+    now = now or datetime.now(UTC)
+    items: list[PruneItem] = []
+    with platform.engine.begin() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+        for table_name, rules in sorted(config.items()):
+            if table_name == BARS:
+                if isinstance(platform.bars, ColumnarBarStore):
+                    items += _bars_columnar(conn, platform.bars, rules, now, not dry_run)
+                elif BARS in present:
+                    items += _bars_table(conn, rules, now, not dry_run)
+            elif table_name in present:
+                items += _plain_table(conn, metadata.tables[table_name], rules, now,
+                                      not dry_run)
+    return RetentionReport(dry_run=dry_run, items=items)
+
+
+def run_scheduled_retention(platform: Platform) -> RetentionReport:
+    """What the scheduler calls (daily is plenty)."""
+    return apply_retention(platform)

@@ -1,0 +1,1 @@
+"""Use cases over the ports: ingest, sample data, scans, backtests, deliveries, backups."""

@@ -1,0 +1,226 @@
+"""The backtest use case: a strategy or rule over one symbol, a universe, or a portfolio.
+
+Three modes, chosen by the request:
+
+- **single** (one instrument): the engine's single-instrument run; full metrics.
+- **universe** (several instruments, no ``max_positions``): every instrument trades its own
+  account of ``cash`` (the engine's universe mode, all cores), instruments taken in batches of
+  at most `BATCH_BARS` bars so memory stays bounded and progress can be shown. Each symbol gets
+  full metrics (``per_symbol``). The top-level ``metrics`` and ``final_equity`` are those of
+  the **equal-weighted average of the symbols' accounts** (one account whose cash is split
+  equally, each part trading one symbol): its curve is the mean of the symbols' equity curves
+  on the union of their timestamps (a symbol's last equity carries forward; before its first
+  bar it counts its initial cash). Trade statistics (win rate, expectancy...) are over every
+  symbol's trades in that symbol's own account.
+- **portfolio** (``max_positions`` given): one account with shared cash over the universe,
+  entries ranked by the rule's score (see `signalfactory.domain.backtest.portfolio`).
+
+Honesty: strategies are evaluated on all stored history up to ``--to`` and trading starts at
+the first bar at or after ``--from``, so indicators are warmed up on the bars before the
+window instead of eating into it. A rule without ``short_entry``/``short_exit`` parts trades
+short on its ``exit`` condition and covers on its ``entry`` condition when the direction is
+``short`` or ``both`` (so ``both`` flips position on every cross).
+
+Results are stored under a deterministic id (`services.backtest_store`): the tenant, the
+engine settings, the data range (timeframe, symbols, first and last bar of the window, bar
+counts and a sha256 of the bars read) and the strategy's code hash and parameters. Asking
+again returns the stored result without computing it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from signalfactory.adapters.storage.instruments import list_instruments
+from signalfactory.bootstrap import Platform
+from signalfactory.domain.backtest import BacktestConfig, bars_per_year
+from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.rules import check_enough_bars
+from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
+from signalfactory.domain.timeframes import Timeframe
+from signalfactory.ops.metrics import BACKTEST_DURATION
+from signalfactory.services import backtest_store as store
+from signalfactory.services.backtest_modes import MODES, Data, Progress, take
+from signalfactory.services.backtest_options import BacktestRequest, build_config, window
+from signalfactory.services.bars import load_universe
+from signalfactory.services.strategies import StoredStrategy, resolve
+
+__all__ = ["Plan", "Progress", "get_backtest", "prepare", "run_backtest"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request: everything known before any bar is read."""
+
+    request: BacktestRequest
+    config: BacktestConfig
+    strategy: Strategy
+    stored: StoredStrategy | None
+    timeframe: Timeframe
+    start: datetime | None
+    end: datetime | None
+    calendar: str
+    bars_per_year: float
+    mirror: bool  # a long-only rule traded short on its exit / cover on its entry
+
+    @property
+    def strategy_name(self) -> str:
+        if self.stored is not None:
+            return self.stored.name
+        return "adhoc" if self.request.rule is not None else str(self.request.strategy)
+
+    def mode(self, n_instruments: int) -> str:
+        if self.request.max_positions is not None:
+            return "portfolio"
+        return "single" if n_instruments == 1 else "universe"
+
+
+def prepare(platform: Platform, request: BacktestRequest) -> Plan:
+    """Check everything that can be checked without bars; BadInputError says what to fix."""
+    config = build_config(request)
+    start, end = window(request)
+    if not request.symbols and not request.universe:
+        raise BadInputError("say what to trade: --symbol S (repeatable) or --universe TAG",
+                            rule="symbol")
+    if request.symbols and request.universe:
+        raise BadInputError("give --symbol or --universe, not both", rule="symbol")
+    if request.parameters and request.strategy is None:
+        raise BadInputError("parameters override a built-in strategy's; a rule carries its "
+                            "numbers in its text", rule="parameters")
+    with platform.engine.connect() as conn:
+        strategy, stored = resolve(conn, request.tenant_id, request.strategy, request.rule,
+                                   request.parameters)
+        rows = list_instruments(conn, tag=request.universe,
+                                symbols=list(request.symbols) if request.symbols else None)
+    if request.symbols:
+        unknown = sorted(set(request.symbols) - {r["symbol"] for r in rows})
+        if unknown:
+            raise BadInputError(f"unknown symbol(s): {', '.join(unknown)}; list them with "
+                                "`signalfactory instruments`", rule="symbol")
+    elif not rows:
+        raise BadInputError(f"no instruments are tagged {request.universe!r}; see "
+                            "`signalfactory instruments` for the tags", rule="universe")
+    timeframe = Timeframe.parse(request.timeframe or (stored.timeframe if stored else "1d"))
+    calendar = request.calendar or (
+        "crypto" if rows and all(r.get("asset_class") == "crypto" for r in rows) else "stock")
+    mirror = (isinstance(strategy, RuleStrategy) and request.direction != "long"
+              and not {"short_entry", "short_exit"} & set(strategy.rule.labels))
+    return Plan(request=request, config=config, strategy=strategy, stored=stored,
+                timeframe=timeframe, start=start, end=end, calendar=calendar,
+                bars_per_year=bars_per_year(timeframe.seconds, calendar),  # type: ignore[arg-type]
+                mirror=mirror)
+
+
+def load(platform: Platform, plan: Plan) -> Data:
+    request = plan.request
+    bars = load_universe(platform, plan.timeframe,
+                         symbols=list(request.symbols) if request.symbols else None,
+                         tag=request.universe, end=plan.end)
+    start_ns = store.datetime_to_ns(plan.start) if plan.start is not None else None
+    in_window = bars.ts >= start_ns if start_ns is not None else np.ones(bars.n_bars, bool)
+    seen = np.zeros(bars.n_bars + 1, dtype=np.int64)
+    np.cumsum(in_window, out=seen[1:])
+    counts = seen[bars.offsets[1:]] - seen[bars.offsets[:-1]]
+    where = f" {plan.timeframe.name} bars" + (f" from {request.start}" if request.start else "") \
+        + (f" to {request.end}" if request.end else "")
+    if request.symbols:
+        missing = sorted(set(request.symbols) - {s for s, c in zip(bars.symbols, counts,
+                                                                   strict=True) if c > 0})
+        if missing:
+            raise BadInputError(f"{', '.join(missing)} ha{'s' if len(missing) == 1 else 've'} "
+                                f"no{where}; ingest data, run `signalfactory sample`, or "
+                                "change --from/--to/--timeframe", rule="symbol")
+    keep = np.flatnonzero(counts > 0)
+    if keep.shape[0] == 0:
+        raise BadInputError(f"no instruments have{where}; ingest data or change --from/--to/"
+                            "--timeframe", rule="universe")
+    skipped = sorted(set(bars.symbols) - {bars.symbols[i] for i in keep})
+    if keep.shape[0] < bars.n_instruments:
+        bars = take(bars, keep)
+    if isinstance(plan.strategy, RuleStrategy):
+        check_enough_bars(plan.strategy.rule, int(np.diff(bars.offsets).max()))
+    digest = hashlib.sha256("\n".join(bars.symbols).encode())
+    for arr in (bars.offsets, bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    win_ts = bars.ts if start_ns is None else bars.ts[bars.ts >= start_ns]
+    data_range = {
+        "timeframe": plan.timeframe.name, "universe": request.universe,
+        "symbols": list(bars.symbols), "skipped": skipped,
+        "from": store.ns_to_datetime(int(win_ts.min())).isoformat(),
+        "to": store.ns_to_datetime(int(win_ts.max())).isoformat(),
+        "bars": int(win_ts.shape[0]), "history_bars": int(bars.n_bars),
+        "calendar": plan.calendar, "bars_per_year": plan.bars_per_year,
+        "sha256": digest.hexdigest()}
+    return Data(bars=bars, start_ns=start_ns, data_range=data_range)
+
+
+
+# -- the use case ---------------------------------------------------------------------------
+
+def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
+    """What decides the numbers; its canonical JSON's sha256 is the backtest id."""
+    cfg = plan.config
+    config = {"direction": cfg.direction, "fill": cfg.fill, "cash": cfg.initial_cash,
+              "fees": cfg.fee_pct, "fee_fixed": cfg.fee_fixed, "slippage_bps": cfg.slippage_bps,
+              "sizing": cfg.sizing, "size": cfg.size_value, "whole_units": cfg.whole_units,
+              "stop_loss": cfg.stop_loss, "take_profit": cfg.take_profit,
+              "trailing_stop": cfg.trailing_stop, "close_at_end": cfg.close_at_end,
+              "max_positions": plan.request.max_positions, "mirror_short": plan.mirror}
+    if cfg.needs_atr:
+        config.update(atr_period=plan.request.atr_period, atr_multiple=cfg.atr_multiple)
+    return {"tenant_id": plan.request.tenant_id, "mode": mode, "config": config,
+            "data": data.data_range,
+            "strategy": {"code_hash": code_hash(plan.strategy),
+                         "parameters": {k: plan.strategy.parameters[k]
+                                        for k in sorted(plan.strategy.parameters)}}}
+
+
+def run_backtest(platform: Platform, request: BacktestRequest,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Run (or find) the backtest and return the stored result; bad input stores nothing.
+
+    ``progress(done, total)`` counts instruments. The result has ``reused`` True when it was
+    found stored under the same id and nothing was computed.
+    """
+    plan = prepare(platform, request)
+    data = load(platform, plan)
+    mode = plan.mode(data.bars.n_instruments)
+    ident = identity(plan, data, mode)
+    id_ = store.backtest_id(ident)
+    with platform.engine.connect() as conn:
+        if store.exists(conn, request.tenant_id, id_):
+            return store.read(conn, request.tenant_id, id_) | {"reused": True}
+    started = time.perf_counter()
+    outcome = MODES[mode](plan, data, progress)
+    duration = time.perf_counter() - started
+    BACKTEST_DURATION.observe(duration)
+    record = store.BacktestRecord(
+        id=id_, tenant_id=request.tenant_id, mode=mode, config=ident["config"],
+        data_range=data.data_range, strategy_name=plan.strategy_name,
+        strategy_version=plan.stored.version if plan.stored and not request.parameters
+        else None, code_hash=ident["strategy"]["code_hash"],
+        metrics=outcome.metrics.as_dict(), per_symbol=outcome.per_symbol,
+        final_equity=outcome.final_equity, trades=outcome.trades, curves=outcome.curves,
+        duration_seconds=duration)
+    with platform.engine.begin() as conn:
+        store.save(conn, record)
+    with platform.engine.connect() as conn:
+        return store.read(conn, request.tenant_id, id_) | {"reused": False}
+
+
+def get_backtest(platform: Platform, tenant_id: int, backtest_id: str, *,
+                 trades_limit: int | None = None) -> dict[str, Any]:
+    with platform.reader.connect() as conn:
+        try:
+            return store.read(conn, tenant_id, backtest_id, trades_limit=trades_limit)
+        except BadInputError:
+            if platform.read_engine is None:
+                raise
+    with platform.engine.connect() as conn:  # just stored: the replica may lag
+        return store.read(conn, tenant_id, backtest_id, trades_limit=trades_limit)

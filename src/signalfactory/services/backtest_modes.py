@@ -1,0 +1,299 @@
+"""How each backtest mode runs, over a validated plan and its bars (see services/backtest.py
+for the modes' definitions and the use case around them).
+
+Bars arrive as the history up to ``--to``; strategies are evaluated on all of it and the
+engine trades only the window from ``--from`` (`Data.in_window`). Large universes go in
+batches of instruments (`BATCH_BARS`), each evaluated and simulated on its own, so memory
+stays bounded by the bars plus one batch and progress is reported per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import talib
+
+from signalfactory.domain.backtest import (
+    Metrics,
+    Signals,
+    compute_metrics,
+    run_portfolio,
+    run_universe,
+)
+from signalfactory.domain.backtest import engine as single_engine
+from signalfactory.domain.backtest.engine import Trades
+from signalfactory.domain.bars import BarUniverse
+from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.indicators.slices import each_slice
+from signalfactory.domain.strategies import RuleStrategy
+from signalfactory.ops.metrics import LOGIC_EXECUTIONS
+from signalfactory.services import backtest_store as store
+
+if TYPE_CHECKING:
+    from signalfactory.services.backtest import Plan
+
+Progress = Callable[[int, int], None]  # (instruments done, instruments in total)
+#: instruments are simulated in batches of at most this many bars (history included)
+BATCH_BARS = 2_000_000
+
+
+# -- bars -----------------------------------------------------------------------------------
+
+def take(u: BarUniverse, keep: np.ndarray) -> BarUniverse:
+    """The instruments ``keep`` (indices, in order) of a universe."""
+    lengths = np.diff(u.offsets)[keep]
+    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    rows = (np.concatenate([np.arange(u.offsets[i], u.offsets[i + 1]) for i in keep])
+            if len(keep) else np.zeros(0, dtype=np.int64))
+    ids = u.instrument_ids[keep] if u.instrument_ids.shape[0] == u.n_instruments else \
+        u.instrument_ids
+    return BarUniverse(symbols=tuple(u.symbols[i] for i in keep), offsets=offsets,
+                       ts=u.ts[rows], open=u.open[rows], high=u.high[rows], low=u.low[rows],
+                       close=u.close[rows], volume=u.volume[rows], instrument_ids=ids)
+
+
+def span(u: BarUniverse, i: int, j: int) -> BarUniverse:
+    """Instruments i..j-1 as a universe (views, no copies)."""
+    a, b = int(u.offsets[i]), int(u.offsets[j])
+    return BarUniverse(symbols=u.symbols[i:j], offsets=u.offsets[i:j + 1] - a, ts=u.ts[a:b],
+                       open=u.open[a:b], high=u.high[a:b], low=u.low[a:b], close=u.close[a:b],
+                       volume=u.volume[a:b])
+
+
+def masked(u: BarUniverse, mask: np.ndarray) -> BarUniverse:
+    """The rows where ``mask`` holds, instruments kept in order."""
+    before = np.zeros(u.n_bars + 1, dtype=np.int64)
+    np.cumsum(mask, out=before[1:])
+    return BarUniverse(symbols=u.symbols, offsets=before[u.offsets], ts=u.ts[mask],
+                       open=u.open[mask], high=u.high[mask], low=u.low[mask],
+                       close=u.close[mask], volume=u.volume[mask],
+                       instrument_ids=u.instrument_ids)
+
+
+@dataclass(frozen=True)
+class Data:
+    bars: BarUniverse  # history up to --to, only instruments with bars in the window
+    start_ns: int | None
+    data_range: dict[str, Any]
+
+    def in_window(self, u: BarUniverse) -> np.ndarray:
+        if self.start_ns is None:
+            return np.ones(u.n_bars, dtype=bool)
+        mask: np.ndarray = u.ts >= self.start_ns
+        return mask
+
+
+
+
+# -- signals --------------------------------------------------------------------------------
+
+def evaluate(plan: Plan, u: BarUniverse) -> tuple[Signals, np.ndarray]:
+    """Signals and scores over ``u`` (full history); strategy failures are bad input."""
+    strategy = plan.strategy
+    try:
+        ev = (strategy.evaluate(u, values="none") if isinstance(strategy, RuleStrategy)
+              else strategy.evaluate(u))
+    except BadInputError:
+        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        raise
+    except Exception as exc:  # a Python strategy's bug: the user must fix the strategy
+        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        raise BadInputError(f"strategy {plan.strategy_name} failed: {type(exc).__name__}: "
+                            f"{exc}; fix the strategy and run again") from exc
+    LOGIC_EXECUTIONS.labels(plan.strategy_name, "succeeded").inc()
+    if plan.mirror:
+        signals = Signals.build(u.n_bars, long_entry=ev.entry, long_exit=ev.exit,
+                                short_entry=ev.exit, short_exit=ev.entry)
+    else:
+        signals = Signals.build(u.n_bars, long_entry=ev.entry, long_exit=ev.exit,
+                                short_entry=ev.short_entry, short_exit=ev.short_exit)
+    return signals, np.asarray(ev.score, dtype=np.float64)
+
+
+def atr_of(plan: Plan, u: BarUniverse) -> np.ndarray | None:
+    if not plan.config.needs_atr:
+        return None
+    return each_slice(talib.ATR, [u.high, u.low, u.close], u.offsets, plan.request.atr_period)
+
+
+def _window_signals(s: Signals, mask: np.ndarray) -> Signals:
+    return Signals(s.long_entry[mask], s.long_exit[mask], s.short_entry[mask],
+                   s.short_exit[mask])
+
+
+# -- results --------------------------------------------------------------------------------
+
+REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "reversed", "end", "open",
+           "liquidated")
+
+
+def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndarray],
+                                                                   np.ndarray],
+               instrument: np.ndarray) -> list[dict[str, Any]]:
+    """Trades as dicts; ``ts_of(instrument, bar indices)`` maps bars to ns timestamps."""
+    out: list[dict[str, Any]] = []
+    if len(trades) == 0:
+        return out
+    entry_ts = np.empty(len(trades), dtype=np.int64)
+    exit_ts = np.empty(len(trades), dtype=np.int64)
+    for i in np.unique(instrument):
+        sel = instrument == i
+        entry_ts[sel] = ts_of(int(i), trades.entry_idx[sel])
+        exit_ts[sel] = ts_of(int(i), trades.exit_idx[sel])
+    for k in range(len(trades)):
+        out.append({"symbol": symbols[int(instrument[k])], "entry_ts": int(entry_ts[k]),
+                    "exit_ts": int(exit_ts[k]), "size": float(trades.size[k]),
+                    "entry_price": float(trades.entry_price[k]),
+                    "exit_price": float(trades.exit_price[k]), "pnl": float(trades.pnl[k]),
+                    "return": float(trades.ret[k]), "fees": float(trades.fees[k]),
+                    "exit_reason": REASONS[int(trades.reason[k])]})
+    return out
+
+
+@dataclass
+class Outcome:
+    metrics: Metrics
+    final_equity: float
+    trades: list[dict[str, Any]]
+    per_symbol: list[dict[str, Any]]
+    curves: list[store.Curve]
+
+
+def _times_of(ts: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+    return lambda _instrument, idx: ts[idx]
+
+
+def _single(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
+    u = data.bars
+    signals, _score = evaluate(plan, u)
+    start = int(np.searchsorted(u.ts, data.start_ns)) if data.start_ns is not None else 0
+    result = single_engine.run_backtest(u.open, u.high, u.low, u.close, signals, plan.config,
+                        atr=atr_of(plan, u), start=start)
+    metrics = result.metrics(u.close, plan.bars_per_year, u.ts)
+    trades = trade_rows(result.trades, list(u.symbols), _times_of(u.ts),
+                        np.zeros(len(result.trades), dtype=np.int64))
+    symbol = u.symbols[0]
+    per_symbol = [{"symbol": symbol, **metrics.as_dict()}]
+    if progress is not None:
+        progress(1, 1)
+    return Outcome(metrics, result.final_equity, trades, per_symbol,
+                   [store.Curve(symbol, u.ts[start:].copy(), result.equity.astype(np.float64))])
+
+
+def _batches(u: BarUniverse) -> list[tuple[int, int]]:
+    """Instrument ranges of at most `BATCH_BARS` bars, and about 20 of them on a large
+    universe so that progress moves (a batch still keeps every core busy)."""
+    size = min(BATCH_BARS, max(u.n_bars // 20, 100_000))
+    out, i, n = [], 0, u.n_instruments
+    while i < n:
+        j = int(np.searchsorted(u.offsets, int(u.offsets[i]) + size, side="right")) - 1
+        j = min(max(j, i + 1), n)
+        out.append((i, j))
+        i = j
+    return out
+
+
+def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
+    full = data.bars
+    cash = plan.config.initial_cash
+    times = np.unique(full.ts[data.in_window(full)])
+    # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
+    changes = np.zeros(times.shape[0] + 1)
+    trades: list[dict[str, Any]] = []
+    per_symbol: list[dict[str, Any]] = []
+    curves: list[store.Curve] = []
+    trade_parts: list[Trades] = []
+    exposures, holds = [], []
+    total = full.n_instruments
+    if progress is not None:
+        progress(0, total)
+    for i, j in _batches(full):
+        sub = span(full, i, j)
+        signals, _score = evaluate(plan, sub)
+        atr = atr_of(plan, sub)
+        mask = data.in_window(sub)
+        win = masked(sub, mask)
+        result = run_universe(win, _window_signals(signals, mask), plan.config,
+                              atr=None if atr is None else atr[mask],
+                              bars_per_year=plan.bars_per_year, with_metrics=False,
+                              keep_equity=True, equity_dtype=np.float64)
+        for k, symbol in enumerate(win.symbols):
+            a, b = int(win.offsets[k]), int(win.offsets[k + 1])
+            ts, eq = win.ts[a:b], np.asarray(result.equity[a:b], dtype=np.float64)
+            own = result.trades_of(k)
+            m = compute_metrics(eq, own, win.close[a:b], plan.bars_per_year,
+                                initial_cash=cash, ts=ts).as_dict()
+            per_symbol.append({"symbol": symbol, **m})
+            exposures.append(m["exposure"])
+            holds.append(m["buy_and_hold_return"])
+            curves.append(store.Curve(symbol, ts.copy(), eq))
+            pos = np.searchsorted(times, ts)
+            step = np.diff(eq - cash, prepend=0.0)
+            np.add.at(changes, pos, step)
+            trade_parts.append(own)
+            trades.extend(trade_rows(own, [symbol], _times_of(ts),
+                                     np.zeros(len(own), dtype=np.int64)))
+        if progress is not None:
+            progress(j, total)
+    n = float(total)
+    aggregate = cash + np.cumsum(changes[:-1]) / n
+    all_trades = Trades(*(np.concatenate([getattr(t, f) for t in trade_parts]) for f in (
+        "entry_idx", "exit_idx", "entry_price", "exit_price", "size", "pnl", "ret", "fees",
+        "reason")))
+    metrics = compute_metrics(aggregate, all_trades, None, plan.bars_per_year,
+                              initial_cash=cash, ts=times,
+                              buy_and_hold_return=float(np.mean(holds)),
+                              exposure=float(np.mean(exposures)), trade_bars_are_local=True)
+    curves.append(store.Curve("", times, aggregate))
+    return Outcome(metrics, float(aggregate[-1]), trades, per_symbol, curves)
+
+
+def _portfolio(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
+    full = data.bars
+    total = full.n_instruments
+    if progress is not None:
+        progress(0, total)
+    parts: list[tuple[Signals, np.ndarray, np.ndarray | None]] = []
+    for i, j in _batches(full):
+        sub = span(full, i, j)
+        signals, score = evaluate(plan, sub)
+        parts.append((signals, score, atr_of(plan, sub)))
+        if progress is not None:
+            progress(j, total)  # evaluation is the long part; the simulation is one pass
+    signals = Signals(*(np.concatenate([getattr(p[0], f) for p in parts]) for f in (
+        "long_entry", "long_exit", "short_entry", "short_exit")))
+    score = np.concatenate([p[1] for p in parts])
+    atr = np.concatenate([p[2] for p in parts if p[2] is not None]) if plan.config.needs_atr \
+        else None
+    mask = data.in_window(full)
+    win = masked(full, mask)
+    assert plan.request.max_positions is not None
+    result = run_portfolio(win, _window_signals(signals, mask), plan.config,
+                           max_positions=plan.request.max_positions, score=score[mask],
+                           atr=None if atr is None else atr[mask])
+    metrics = result.metrics(plan.bars_per_year)
+    entry_ts = win.ts[win.offsets[result.instrument] + result.trades.entry_idx]
+    order = np.lexsort((result.instrument, entry_ts))  # by entry time, then instrument
+    ordered = Trades(*(getattr(result.trades, f)[order] for f in (
+        "entry_idx", "exit_idx", "entry_price", "exit_price", "size", "pnl", "ret", "fees",
+        "reason")))
+    trades = trade_rows(ordered, list(win.symbols),
+                        lambda i, idx: win.ts[int(win.offsets[i]) + idx],
+                        result.instrument[order])
+    per_symbol = []
+    for k, symbol in enumerate(win.symbols):
+        sel = result.instrument == k
+        pnl = result.trades.pnl[sel]
+        per_symbol.append({"symbol": symbol, "n_trades": int(sel.sum()),
+                           "pnl": float(pnl.sum()), "win_rate": float((pnl > 0).mean())
+                           if pnl.shape[0] else None})
+    return Outcome(metrics, result.final_equity, trades, per_symbol,
+                   [store.Curve("", result.times, result.equity)])
+
+
+MODES: dict[str, Callable[[Plan, Data, Progress | None], Outcome]] = {
+    "single": _single, "universe": _universe, "portfolio": _portfolio}

@@ -1,0 +1,316 @@
+"""Jobs: the task registry and the use cases submit, get, list, cancel and retry.
+
+A job kind is a plain function ``fn(ctx, payload) -> dict | None`` registered under a name.
+The same function runs in the embedded runner and in a Celery worker; the database row is the
+record of the job and a queue message only ever carries its id.
+
+Registering kinds::
+
+    from signalfactory.services.jobs import register_task
+
+    def run_backtest(ctx: TaskContext, payload: dict) -> dict:
+        ...
+        ctx.progress(0.5)
+        if ctx.cancelled():
+            raise JobCancelled
+        return {"backtest_id": 7}
+
+    register_task("backtest", run_backtest)
+
+Modules that register kinds are imported by :func:`ensure_tasks_loaded`: the built-in list
+:data:`TASK_MODULES` plus ``SIGNALFACTORY_TASK_MODULES`` (comma-separated), so API, worker and
+scheduler processes all know the same kinds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+from signalfactory.adapters.jobs import store
+from signalfactory.adapters.jobs.store import STATUSES, Job
+from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
+from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.ops.logging import get_logger
+
+if TYPE_CHECKING:
+    from signalfactory.bootstrap import Platform
+
+log = get_logger("signalfactory.jobs")
+
+#: Modules imported before any job is submitted or run; each registers kinds at import.
+TASK_MODULES: list[str] = ["signalfactory.services.job_tasks", "signalfactory.services.ops_tasks"]
+
+
+class TaskContext(Protocol):
+    """What a task function receives besides its payload."""
+
+    job_id: str
+    tenant_id: int
+    attempt: int
+    platform: Platform
+
+    def progress(self, fraction: float) -> None:
+        """Report progress in [0, 1]; stored for status reads (throttled)."""
+
+    def cancelled(self) -> bool:
+        """True when the job should stop: cancel requested, lease lost, or worker stopping.
+        A task that sees it should raise :class:`JobCancelled`."""
+
+    def on_commit(self, write: Callable[[Connection], None]) -> None:
+        """Run ``write`` inside the transaction that stores the result, only if this attempt
+        still owns the job: effects written this way happen exactly once."""
+
+
+TaskFn = Callable[[TaskContext, dict[str, Any]], dict[str, Any] | None]
+
+
+class JobCancelled(Exception):  # noqa: N818 - it is a signal from the task, not an error
+    """Raised by a task that stopped because :meth:`TaskContext.cancelled` said so."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    kind: str
+    fn: TaskFn
+    max_attempts: int | None = None
+
+
+KIND_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_REGISTRY: dict[str, TaskSpec] = {}
+_LOADED: set[str] = set()
+_LOAD_LOCK = threading.Lock()
+
+
+def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None) -> TaskFn:
+    """Register ``fn`` as the code of jobs of ``kind`` (re-registering replaces it)."""
+    if not KIND_PATTERN.fullmatch(kind):
+        raise ValueError(f"job kind must be 1..64 of A-Z a-z 0-9 _ . : -, got {kind!r}")
+    _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts)
+    return fn
+
+
+def task(kind: str, *, max_attempts: int | None = None) -> Callable[[TaskFn], TaskFn]:
+    """Decorator form of :func:`register_task`."""
+    return lambda fn: register_task(kind, fn, max_attempts=max_attempts)
+
+
+def get_task(kind: str) -> TaskSpec | None:
+    return _REGISTRY.get(kind)
+
+
+def registered_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def ensure_tasks_loaded(module_names: list[str] | None = None) -> None:
+    """Import the modules that register kinds (idempotent, thread-safe)."""
+    names = [*TASK_MODULES, *(module_names or [])]
+    with _LOAD_LOCK:
+        for name in names:
+            if name in _LOADED:
+                continue
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise BadInputError(
+                    f"cannot import task module {name!r} ({exc}); check "
+                    "SIGNALFACTORY_TASK_MODULES and that the module is on the Python path"
+                ) from exc
+            _LOADED.add(name)
+
+
+# -- use cases --------------------------------------------------------------------------------
+
+def submit(platform: Platform, kind: str, payload: dict[str, Any] | None = None, *,
+           tenant_id: int = DEFAULT_TENANT_ID, priority: int = 0,
+           max_attempts: int | None = None, dedupe_key: str | None = None,
+           conn: Connection | None = None) -> Job:
+    """Record a job and hand it to a worker. Returns the job (the existing one when
+    ``dedupe_key`` was used before by this tenant with the same kind and payload).
+
+    With ``conn`` the job is written in the caller's transaction and NOT dispatched: call
+    :func:`dispatch` after the commit (workers find it anyway by polling or the sweep, only
+    later).
+    """
+    ensure_tasks_loaded(platform.settings.task_module_names)
+    spec = get_task(kind)
+    if spec is None:
+        raise BadInputError(f"unknown job kind {kind!r}; known kinds: "
+                            f"{', '.join(registered_kinds()) or 'none'}")
+    payload = dict(payload or {})
+    if dedupe_key is not None and (not 1 <= len(dedupe_key) <= 200 or "\x00" in dedupe_key):
+        raise BadInputError("a dedupe key is 1 to 200 characters, without NUL")
+    attempts = max_attempts or spec.max_attempts or platform.settings.job_max_attempts
+    if not 1 <= attempts <= 100:
+        raise BadInputError(f"max_attempts must be between 1 and 100, got {attempts}")
+
+    def _insert(c: Connection) -> tuple[Job, bool]:
+        return store.insert_job(c, kind=kind, payload=payload, tenant_id=tenant_id,
+                                max_attempts=attempts, priority=priority,
+                                dedupe_key=dedupe_key)
+
+    if conn is not None:
+        job, created = _insert(conn)
+    else:
+        with platform.engine.begin() as c:
+            job, created = _insert(c)
+    if not created and (job.kind != kind or job.payload != payload):
+        raise ConflictError(f"dedupe key {dedupe_key!r} was already used for a different job "
+                            f"({job.id}, kind {job.kind}); use a new key for new work")
+    if created:
+        log.debug("job submitted", job_id=job.id, job_kind=kind, tenant_id=tenant_id)
+        if conn is None:
+            dispatch(platform, job.id)
+    return job
+
+
+def dispatch(platform: Platform, job_id: str) -> None:
+    """Tell a worker about a committed job: publish its id to Celery when a broker is
+    configured, and wake an embedded runner of this process. Never raises: a job that could
+    not be announced stays queued in the database and is picked up by polling or the sweep."""
+    if platform.settings.broker_url:
+        try:
+            from signalfactory.adapters.jobs.celery_app import publish
+
+            publish(platform, [job_id])
+        except Exception as exc:  # the row is safe; announcing is best effort
+            log.warning("job queued but not published to the broker; the sweep will retry",
+                        job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+    wake = platform.extras.get("job_wakeup")
+    if isinstance(wake, threading.Event):
+        wake.set()
+
+
+def get_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
+    """The job, or NotFoundError (also when it belongs to another tenant)."""
+    with platform.reader.connect() as conn:
+        job = store.fetch_job(conn, job_id, tenant_id)
+    if job is None and platform.read_engine is not None:
+        with platform.engine.connect() as conn:  # just submitted: the replica may lag
+            job = store.fetch_job(conn, job_id, tenant_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def list_jobs(platform: Platform, *, tenant_id: int | None, status: str | None = None,
+              kind: str | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
+    if status is not None and status not in STATUSES:
+        raise BadInputError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    with platform.reader.connect() as conn:
+        return store.list_jobs(conn, tenant_id=tenant_id, status=status, kind=kind,
+                               limit=limit, offset=offset)
+
+
+def cancel_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
+    """Cancel a queued job now, ask a running one to stop, discard a dead one.
+
+    Cancelling a cancelled job is a no-op; a succeeded or failed job cannot be cancelled.
+    """
+    with platform.engine.begin() as conn:
+        outcome = store.cancel(conn, job_id, tenant_id)
+    if outcome is None:
+        raise NotFoundError(f"no job {job_id}")
+    if outcome in (store.SUCCEEDED, store.FAILED):
+        raise ConflictError(f"job {job_id} already {outcome}; there is nothing to cancel")
+    log.info("job cancel", job_id=job_id, outcome=outcome)
+    return _fresh(platform, job_id)
+
+
+def retry_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
+    """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
+    with platform.engine.begin() as conn:
+        retried = store.retry(conn, job_id, tenant_id)
+    if not retried:
+        job = get_job(platform, job_id, tenant_id=tenant_id)
+        raise ConflictError(f"job {job_id} is {job.status}; only dead, failed or cancelled "
+                            "jobs can be retried")
+    log.info("job retried", job_id=job_id)
+    dispatch(platform, job_id)
+    return _fresh(platform, job_id)
+
+
+def _fresh(platform: Platform, job_id: str) -> Job:
+    """Read from the primary: the caller just wrote and a replica may lag."""
+    with platform.engine.connect() as conn:
+        job = store.fetch_job(conn, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def wait_for(platform: Platform, job_id: str, *, timeout: float = 60.0,
+             poll: float = 0.2, on_progress: Callable[[Job], None] | None = None) -> Job:
+    """Poll until the job is finished (or the timeout passes); returns its last state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with platform.engine.connect() as conn:
+            job = store.fetch_job(conn, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id}")
+        if on_progress is not None:
+            on_progress(job)
+        if job.terminal or time.monotonic() >= deadline:
+            return job
+        time.sleep(poll)
+
+
+# -- wiring into a serving process ------------------------------------------------------------
+
+def refresh_job_gauges(platform: Platform) -> None:
+    """Set queue depth, running and dead-letter gauges from the database (installation-wide,
+    whichever process runs the jobs), at scrape time."""
+    from signalfactory.ops.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
+
+    with platform.engine.connect() as conn:
+        counts = store.counts(conn)
+    queued: dict[str, int] = {}
+    for (kind, status), n in counts.items():
+        if status == store.QUEUED:
+            queued[kind] = n
+    seen: set[str] = platform.extras.setdefault("job_gauge_kinds", set())  # type: ignore[assignment]
+    for kind in seen | set(queued):
+        JOBS_QUEUED.labels(kind).set(queued.get(kind, 0))
+    seen |= set(queued)
+    JOBS_RUNNING.set(sum(n for (_k, s), n in counts.items() if s == store.RUNNING))
+    DEAD_LETTER.set(sum(n for (_k, s), n in counts.items() if s == store.DEAD))
+
+
+def broker_probe(url: str, timeout: float = 2.0) -> Callable[[], str]:
+    """A readiness check for the Celery broker."""
+
+    def probe() -> str:
+        from kombu.connection import Connection as BrokerConnection
+
+        try:
+            with BrokerConnection(url, connect_timeout=timeout) as connection:
+                connection.ensure_connection(max_retries=1, timeout=timeout)
+            return "ok"
+        except Exception as exc:  # any failure makes the broker not ready
+            return f"unreachable: {type(exc).__name__}"
+
+    return probe
+
+
+def attach_jobs(platform: Platform) -> None:
+    """Make a serving process job-aware: kinds loaded, job gauges refreshed on scrape, and the
+    broker (when configured) part of readiness. Idempotent."""
+    if platform.extras.get("jobs_attached"):
+        return
+    ensure_tasks_loaded(platform.settings.task_module_names)
+    hooks = platform.extras.setdefault("metrics_hooks", [])
+    assert isinstance(hooks, list)
+    hooks.append(lambda: refresh_job_gauges(platform))
+    if platform.settings.broker_url:
+        probes = platform.extras.setdefault("readiness_probes", {})
+        assert isinstance(probes, dict)
+        probes["broker"] = broker_probe(platform.settings.broker_url)
+    platform.extras["jobs_attached"] = True

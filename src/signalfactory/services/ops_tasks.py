@@ -1,0 +1,87 @@
+"""Job kinds for scans and operations: backups at the RPO, retention, daily archives.
+
+They run under the embedded runner or Celery like any job, and the scheduler submits the
+backup and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST`` with
+``SIGNALFACTORY_BACKUP_RPO_SECONDS``; ``SIGNALFACTORY_RETENTION_CRON``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from signalfactory.services.job_tasks import _parse
+from signalfactory.services.jobs import TaskContext, register_task
+
+
+class BackupPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dest: str | None = Field(default=None, description="Local path or s3://bucket/prefix; "
+                                                       "default SIGNALFACTORY_BACKUP_DEST")
+
+
+def backup_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    from signalfactory.domain.errors import BadInputError
+    from signalfactory.ops.backup.create import run_scheduled_backup
+
+    args = _parse(BackupPayload, payload, "backup")
+    settings = ctx.platform.settings
+    dest = args.dest or settings.backup_dest
+    if not dest:
+        raise BadInputError("backup job needs a destination: set SIGNALFACTORY_BACKUP_DEST or "
+                            "pass {\"dest\": ...}")
+    manifest = run_scheduled_backup(ctx.platform, dest, settings.backup_rpo_seconds)
+    return {"backup_id": getattr(manifest, "backup_id", None), "dest": dest}
+
+
+def retention_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    from signalfactory.ops.retention import run_scheduled_retention
+
+    report = run_scheduled_retention(ctx.platform)
+    return {"report": str(report)}
+
+
+class ArchivePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: str | None = Field(default=None, description="YYYY-MM-DD; default: yesterday (UTC)")
+    dest: str | None = None
+
+
+def archive_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    from signalfactory.ops.archive import parse_day, snapshot
+
+    args = _parse(ArchivePayload, payload, "archive")
+    day = parse_day(args.date) if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
+    report = snapshot(ctx.platform, day, Path(args.dest) if args.dest else None)
+    return {"date": day.isoformat(), "report": str(report)}
+
+
+class ScanPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str | None = None
+    rule: str | None = None
+    universe: str | None = None
+    as_of: datetime | None = None
+    top: int | None = Field(default=None, ge=1, le=10_000)
+    timeframe: str | None = None
+
+
+def scan_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    from signalfactory.services.scan import ScanRequest, run_scan
+
+    args = _parse(ScanPayload, payload, "scan")
+    scan = run_scan(ctx.platform, ScanRequest(tenant_id=ctx.tenant_id, **args.model_dump()),
+                    progress=ctx.progress)
+    return {"scan_id": scan["id"], "matches": scan["matches"], "status": scan["status"]}
+
+
+register_task("backup", backup_task, max_attempts=3)
+register_task("retention", retention_task, max_attempts=3)
+register_task("archive", archive_task, max_attempts=3)
+register_task("scan", scan_task)

@@ -1,0 +1,321 @@
+"""The in-process broadcaster behind the WebSocket and Server-Sent Events streams.
+
+One hub per serving process (asyncio). Events reach it two ways:
+
+* directly, when bars are written in this process: ``services.live`` calls the publisher the
+  hub registers in ``platform.extras["signal_publishers"]`` (from any thread);
+* by a relay that polls the signals table by id (every ``poll_seconds``), for signals stored
+  by other processes (a worker, the CLI). On PostgreSQL it also LISTENs on
+  ``signalfactory_signals`` and polls at once when notified. Ids the hub has already
+  published are skipped, so an event found both ways goes out once.
+
+Fan-out: connections are grouped by filter; for each group the matching events are joined
+from their once-serialised JSON into one message, and that same object is queued on every
+connection of the group. Each connection has a bounded queue drained by its own writer task;
+a connection whose queue is full is closed (reason ``slow``), never waited for, so one slow
+consumer does not hold up the others. It can reconnect with its last event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from signalfactory.bootstrap import Platform
+from signalfactory.ops.logging import get_logger
+from signalfactory.services.live import NOTIFY_CHANNEL, publishers
+from signalfactory.services.live_events import (
+    SignalEvent,
+    StreamFilter,
+    events_by_id,
+    max_signal_id,
+    sse_block,
+    text_frame,
+    ws_message,
+)
+
+log = get_logger("signalfactory.stream")
+
+STREAM_CONNECTIONS = Gauge("signalfactory_stream_connections",
+                           "Open live stream connections", ["kind"])
+STREAM_DISCONNECTS = Counter("signalfactory_stream_disconnects_total",
+                             "Live stream connections closed by the server", ["reason"])
+STREAM_MESSAGES = Counter("signalfactory_stream_messages_total",
+                          "Stream messages handed to connections: 'prepared' (one frame "
+                          "written for all) or 'queued' (the connection's own writer)",
+                          ["path"])
+STREAM_EVENTS = Counter("signalfactory_stream_events_total",
+                        "Signals published to the live stream, by how they arrived", ["via"])
+
+_SEEN_IDS = 200_000  # ids remembered for de-duplication (direct vs relay, hole re-reads)
+_HOLE_SECONDS = 10.0  # how long a gap in ids is re-read (PostgreSQL commits out of id order)
+_MAX_HOLES = 32
+
+
+class Subscriber:
+    """One connection's queue. ``kind`` is "ws" (str messages) or "sse" (bytes blocks)."""
+
+    __slots__ = ("busy", "closed", "direct", "filter", "frames", "kind", "max_pending",
+                 "pending_events", "wakeup")
+
+    def __init__(self, flt: StreamFilter, kind: str, *, max_pending: int,
+                 replaying: bool, direct: Callable[[bytes], bool] | None = None) -> None:
+        self.filter = flt
+        self.kind = kind
+        self.max_pending = max_pending
+        self.frames: deque[Any] = deque()
+        # A writer of prepared WebSocket frames (see api.ws_protocol), used while the
+        # connection's own writer is idle; ``busy`` until that writer is in its live loop,
+        # so nothing overtakes the greeting, the replay or a queued message.
+        self.direct = direct
+        self.busy = True
+        # While a reconnecting client is replayed from the table, live events wait here so
+        # the seam can be de-duplicated event by event.
+        self.pending_events: list[SignalEvent] | None = [] if replaying else None
+        self.wakeup = asyncio.Event()
+        self.closed: str | None = None
+
+    def offer(self, frame: Any) -> None:
+        if self.closed is not None:
+            return
+        if len(self.frames) >= self.max_pending:
+            self.close("slow")
+            return
+        self.frames.append(frame)
+        self.wakeup.set()
+
+    def offer_events(self, events: list[SignalEvent]) -> None:
+        assert self.pending_events is not None
+        if len(self.pending_events) + len(events) > self.max_pending * 50:
+            self.close("slow")
+            return
+        self.pending_events.extend(events)
+
+    def go_live(self, replayed: set[int]) -> list[SignalEvent]:
+        """End the replay: the buffered live events not already replayed, in id order."""
+        held, self.pending_events = self.pending_events or [], None
+        return sorted((e for e in held if e.id not in replayed), key=lambda e: e.id)
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+            if reason not in ("client", "shutdown"):
+                STREAM_DISCONNECTS.labels(reason).inc()
+            self.wakeup.set()
+
+    async def next_frames(self, timeout: float | None = None) -> list[Any]:
+        """Queued messages (possibly none after ``timeout`` s); [] once closed."""
+        if not self.frames and self.closed is None:
+            if timeout is None:
+                await self.wakeup.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self.wakeup.wait()
+        self.wakeup.clear()
+        if self.closed is not None:
+            return []
+        out = list(self.frames)
+        self.frames.clear()
+        return out
+
+
+class StreamHub:
+    def __init__(self, platform: Platform, *, poll_seconds: float = 0.2,
+                 max_pending: int = 256, heartbeat_seconds: float = 15.0,
+                 send_timeout: float = 10.0) -> None:
+        self.platform = platform
+        self.poll_seconds = poll_seconds
+        self.max_pending = max_pending
+        self.heartbeat_seconds = heartbeat_seconds
+        self.send_timeout = send_timeout
+        self.groups: dict[StreamFilter, set[Subscriber]] = {}
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._poke = asyncio.Event()
+        # Highest signal id relayed; None until the first successful read (the database may be
+        # unmigrated or away at start; /readyz says so, the stream catches up later).
+        self._watermark: int | None = None
+        self._holes: list[tuple[int, int, float]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        with contextlib.suppress(Exception):
+            self._watermark = await asyncio.to_thread(self._max_id)
+        publishers(self.platform).append(self.publish_threadsafe)
+        self._tasks.append(asyncio.create_task(self._relay(), name="stream-relay"))
+        if self.platform.engine.dialect.name == "postgresql":
+            self._tasks.append(asyncio.create_task(self._listen(), name="stream-listen"))
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            publishers(self.platform).remove(self.publish_threadsafe)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for subs in list(self.groups.values()):
+            for sub in list(subs):
+                sub.close("shutdown")
+
+    # -- connections ---------------------------------------------------------------------
+    def subscribe(self, flt: StreamFilter, kind: str, *, replaying: bool = False,
+                  direct: Callable[[bytes], bool] | None = None) -> Subscriber:
+        sub = Subscriber(flt, kind, max_pending=self.max_pending, replaying=replaying,
+                         direct=direct)
+        self.groups.setdefault(flt, set()).add(sub)
+        STREAM_CONNECTIONS.labels(kind).inc()
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        group = self.groups.get(sub.filter)
+        if group is not None and sub in group:
+            group.discard(sub)
+            STREAM_CONNECTIONS.labels(sub.kind).dec()
+            if not group:
+                del self.groups[sub.filter]
+
+    @property
+    def connections(self) -> int:
+        return sum(len(g) for g in self.groups.values())
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish_threadsafe(self, events: list[SignalEvent]) -> None:
+        """The publisher ``services.live`` calls, from whichever thread wrote the bars."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self.publish(events)
+        else:
+            self._loop.call_soon_threadsafe(self.publish, events, "direct")
+
+    def publish(self, events: Iterable[SignalEvent], via: str = "direct") -> None:
+        """Fan events out to every matching connection (runs on the hub's loop)."""
+        fresh = [e for e in events if e.id not in self._seen]
+        if not fresh:
+            return
+        self._remember(e.id for e in fresh)
+        fresh.sort(key=lambda e: e.id)
+        STREAM_EVENTS.labels(via).inc(len(fresh))
+        prepared = queued = 0
+        for flt, subs in list(self.groups.items()):
+            matching = [e for e in fresh if flt.matches(e)]
+            if not matching:
+                continue
+            ws: str | None = None
+            frame: bytes | None = None
+            sse: bytes | None = None
+            for sub in list(subs):
+                if sub.pending_events is not None:
+                    sub.offer_events(matching)
+                elif sub.kind == "ws":
+                    if ws is None:
+                        ws = ws_message(matching)
+                    if sub.direct is not None and not sub.busy and not sub.frames:
+                        if frame is None:
+                            frame = text_frame(ws.encode())
+                        if sub.direct(frame):
+                            prepared += 1
+                            continue
+                    sub.offer(ws)
+                    queued += 1
+                else:
+                    if sse is None:
+                        sse = sse_block(matching)
+                    sub.offer(sse)
+                    queued += 1
+        if prepared:
+            STREAM_MESSAGES.labels("prepared").inc(prepared)
+        if queued:
+            STREAM_MESSAGES.labels("queued").inc(queued)
+
+    def _remember(self, ids: Iterable[int]) -> None:
+        for ident in ids:
+            self._seen.add(ident)
+            self._seen_order.append(ident)
+        while len(self._seen_order) > _SEEN_IDS:
+            self._seen.discard(self._seen_order.popleft())
+
+    # -- the relay: signals stored by other processes ------------------------------------
+    def _max_id(self) -> int:
+        with self.platform.engine.connect() as conn:
+            return max_signal_id(conn)
+
+    def poll_once(self) -> list[SignalEvent]:
+        """Signals committed since the last poll (thread). Gaps below the newest id are
+        re-read for a while: on PostgreSQL a lower id can commit after a higher one."""
+        if self._watermark is None:
+            self._watermark = self._max_id()
+            return []
+        now = time.monotonic()
+        self._holes = [h for h in self._holes if h[2] > now][-_MAX_HOLES:]
+        with self.platform.engine.connect() as conn:
+            events = events_by_id(conn, self._watermark, [(lo, hi) for lo, hi, _ in
+                                                          self._holes])
+        previous = self._watermark
+        for event in events:
+            if event.id <= self._watermark:
+                continue
+            if event.id > previous + 1 and self.platform.engine.dialect.name != "sqlite":
+                self._holes.append((previous + 1, event.id - 1, now + _HOLE_SECONDS))
+            previous = event.id
+        self._watermark = max(self._watermark, previous)
+        return events
+
+    async def _relay(self) -> None:
+        failures = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._poke.wait()
+            self._poke.clear()
+            try:
+                events = await asyncio.to_thread(self.poll_once)
+                failures = 0
+            except Exception as exc:  # the database may be away for a while
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("live stream relay cannot read signals",
+                                error=f"{type(exc).__name__}: {exc}", failures=failures)
+                await asyncio.sleep(min(5.0, self.poll_seconds * 2 ** min(failures, 5)))
+                continue
+            if events:
+                self.publish(events, "relay")
+
+    async def _listen(self) -> None:
+        """PostgreSQL: wake the relay as soon as another process commits signals."""
+        import psycopg
+
+        conninfo = self.platform.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        delay = 1.0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo,
+                                                                 autocommit=True) as aconn:
+                    await aconn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    delay = 1.0
+                    async for _note in aconn.notifies():
+                        self._poke.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # polling goes on meanwhile
+                log.warning("live stream LISTEN connection lost; polling meanwhile",
+                            error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+

@@ -1,0 +1,254 @@
+"""One settings object for the whole platform (pydantic-settings, ``SIGNALFACTORY_`` prefix).
+
+Secrets are read from the environment or from ``SIGNALFACTORY_<NAME>_FILE``; a secret found in a
+config file is refused, because config files get committed, copied into images and mailed around.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from signalfactory.domain.errors import BadInputError
+
+SECRET_FIELDS: tuple[str, ...] = (
+    "backup_key",
+    "archive_signing_key",
+    "webhook_signing_secret",
+    "database_password",
+)
+
+
+def rpo_cron(rpo_seconds: int) -> str:
+    """A cron expression that fires at least once every ``rpo_seconds``."""
+    minutes = max(1, rpo_seconds // 60)
+    if minutes < 60:
+        return f"*/{minutes} * * * *"
+    hours = minutes // 60
+    return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
+
+
+class ScheduleEntry(BaseModel):
+    """One scheduled job: a cron expression (minute hour day month weekday) and what to submit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    cron: str = Field(examples=["0 22 * * 1-5"])
+    kind: str = Field(min_length=1, max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    tenant_id: int = 1
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = " ".join(value.split())
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a 5-field cron expression "
+                             "(minute hour day-of-month month day-of-week), e.g. '0 22 * * 1-5'")
+        return value
+
+
+class Settings(BaseSettings):
+    """Platform settings. Everything has a working default for the embedded setup."""
+
+    model_config = SettingsConfigDict(env_prefix="SIGNALFACTORY_", extra="ignore")
+
+    home: Path = Field(default=Path(".signalfactory"),
+                       description="Directory holding the embedded database and data files.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to a SQLite file under home.")
+    database_read_url: str | None = Field(
+        default=None, description="Optional read replica for read-only queries.")
+    bar_store: str = Field(
+        default="auto",
+        description="'columnar' (Arrow files beside the database), 'sql' (bars table), or "
+                    "'auto': columnar on SQLite, sql on PostgreSQL.")
+    config_file: Path | None = Field(
+        default=None, description="Optional TOML file with non-secret settings.")
+    log_format: str = Field(default="auto", description="'json', 'console' or 'auto'.")
+    log_level: str = "INFO"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    cache_ttl_seconds: float = Field(
+        default=10.0, ge=0, le=86_400,
+        description="How long a hot read (instruments, strategies, scans) stays cached; writes "
+                    "invalidate at once, the TTL bounds what they cannot reach (other processes "
+                    "with the in-memory cache, replica lag). 0 turns the cache off.")
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis:// or amqp://); unset runs jobs in the "
+                                  "embedded database-backed runner.")
+
+    # -- jobs (embedded runner and Celery share these) --
+    job_max_attempts: int = Field(default=5, ge=1, le=100,
+                                  description="Attempts before a job moves to the dead letter.")
+    job_lease_seconds: float = Field(
+        default=30.0, gt=0, description="A running job's lease; renewed every third of it. A "
+                                        "worker silent for longer is presumed dead.")
+    job_poll_seconds: float = Field(default=1.0, gt=0,
+                                    description="How often an idle embedded worker looks for work.")
+    job_concurrency: int = Field(default=2, ge=1, le=64,
+                                 description="Jobs one worker process runs at once.")
+    job_backoff_seconds: float = Field(default=2.0, ge=0,
+                                       description="First retry delay; doubles per attempt.")
+    job_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    job_stop_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On shutdown, how long running jobs may finish before "
+                                        "they are handed back to the queue.")
+    job_redispatch_seconds: float = Field(
+        default=1800.0, gt=0, description="Celery: a queued job whose message is older than "
+                                          "this is published again by the sweep.")
+    job_sweep_seconds: float = Field(default=30.0, gt=0,
+                                     description="Celery beat: how often the sweep runs.")
+    task_modules: str = Field(
+        default="", description="Comma-separated modules imported at start that register "
+                                "extra job kinds (e.g. 'tests.jobs_tasks').")
+    celery_queue: str = "signalfactory"
+    celery_visibility_timeout: int = Field(
+        default=7200, gt=0, description="Redis broker: seconds before an unacknowledged "
+                                        "message is redelivered. Keep it above the longest job.")
+    celery_restore_interval: int = Field(
+        default=10, gt=0, description="Redis broker: seconds between sweeps for messages whose "
+                                      "visibility timeout passed.")
+    backup_dest: str | None = Field(
+        default=None, description="Where scheduled backups go (path or s3://bucket/prefix); "
+                                  "set it to back up at least every backup_rpo_seconds.")
+    backup_rpo_seconds: int = Field(default=3600, ge=60,
+                                    description="Recovery point objective of scheduled backups.")
+    retention_cron: str | None = Field(
+        default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    schedules: list[ScheduleEntry] = Field(
+        default_factory=list,
+        description='Cron entries as JSON, e.g. [{"name": "collect-daily", "cron": '
+                    '"0 22 * * 1-5", "kind": "collect", "payload": {}}]; run by `beat` or `up`.')
+    schedule_timezone: str = Field(default="UTC",
+                                   description="Time zone the cron expressions are read in.")
+
+    backup_key: SecretStr | None = None
+    archive_signing_key: SecretStr | None = None
+    webhook_signing_secret: SecretStr | None = None
+    database_password: SecretStr | None = None
+
+    secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """Fill ``<name>`` from ``SIGNALFACTORY_<NAME>_FILE`` when the value itself is unset."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            if data.get(name):
+                continue
+            path = os.environ.get(f"SIGNALFACTORY_{name.upper()}_FILE")
+            if path:
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise BadInputError(
+                        f"SIGNALFACTORY_{name.upper()}_FILE points at {path!r}, which cannot be "
+                        f"read ({exc.strerror}); fix the path or its permissions") from exc
+        return data
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
+                             "'UTC' or 'Asia/Seoul'") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _jobs_consistent(self) -> Settings:
+        names = [entry.name for entry in self.schedules]
+        if len(names) != len(set(names)):
+            raise ValueError("SIGNALFACTORY_SCHEDULES has two entries with the same name; "
+                             "names identify schedules and must be unique")
+        if self.celery_visibility_timeout <= self.job_lease_seconds:
+            raise ValueError("SIGNALFACTORY_CELERY_VISIBILITY_TIMEOUT must be longer than "
+                             "SIGNALFACTORY_JOB_LEASE_SECONDS (and than the longest job)")
+        # Operations the settings ask for become schedules like any other, so `beat`, `up`
+        # and Celery beat all run them; an explicit entry of the same name wins.
+        taken = set(names)
+        if self.backup_dest and "backup" not in taken:
+            self.schedules.append(ScheduleEntry(name="backup", kind="backup",
+                                                cron=rpo_cron(self.backup_rpo_seconds)))
+        if self.retention_cron and "retention" not in taken:
+            self.schedules.append(ScheduleEntry(name="retention", kind="retention",
+                                                cron=self.retention_cron))
+        return self
+
+    @property
+    def task_module_names(self) -> list[str]:
+        return [m.strip() for m in self.task_modules.split(",") if m.strip()]
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'signalfactory.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_bar_store(self) -> str:
+        if self.bar_store in ("columnar", "sql"):
+            return self.bar_store
+        if self.bar_store != "auto":
+            raise BadInputError(
+                f"SIGNALFACTORY_BAR_STORE={self.bar_store!r} is not valid; use auto, columnar "
+                "or sql")
+        return "columnar" if self.is_sqlite else "sql"
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def _load_config_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BadInputError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"config file {path} is not valid TOML: {exc}") from exc
+    section = raw.get("signalfactory", raw)
+    leaked = sorted(k for k in section if k.lower() in SECRET_FIELDS)
+    if leaked:
+        names = ", ".join(leaked)
+        envs = ", ".join(f"SIGNALFACTORY_{k.upper()} or SIGNALFACTORY_{k.upper()}_FILE"
+                         for k in leaked)
+        raise BadInputError(
+            f"config file {path} contains the secret(s) {names}; secrets never belong in a "
+            f"config file: remove them and set {envs} instead")
+    return dict(section)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, an optional TOML config file, then explicit overrides."""
+    env_file = os.environ.get("SIGNALFACTORY_CONFIG_FILE")
+    config_path = overrides.get("config_file") or (Path(env_file) if env_file else None)
+    file_values: dict[str, Any] = _load_config_file(Path(config_path)) if config_path else {}
+    # The environment wins over the file: pydantic-settings gives init kwargs priority, so only
+    # pass file values that the environment does not set.
+    for key in list(file_values):
+        if f"SIGNALFACTORY_{key.upper()}" in os.environ:
+            del file_values[key]
+    return Settings(**{**file_values, **overrides})

@@ -1,0 +1,112 @@
+"""An API under test with tenants and keys made in one line each.
+
+    with ApiHarness(platform) as api:
+        acme = api.tenant("acme", tier="free")
+        key = api.key(acme, "trader")
+        api.client.get("/api/v1/instruments", headers=api.auth(key))
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from signalfactory.adapters.storage import api_keys as key_store
+from signalfactory.api import create_app
+from signalfactory.api.rate_limits import KeyRateLimiter
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def module_platform(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One migrated database per test module and backend (creating a PostgreSQL database
+    and migrating it costs seconds); tests stay apart by using their own tenants.
+
+    Use as ``shared_platform = pytest.fixture(scope="module", params=BACKENDS)(
+    module_platform)``.
+    """
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.settings import Settings
+    from tests.conftest import create_pg_database, drop_pg_database
+
+    home = tmp_path_factory.mktemp("api")
+    url = (f"sqlite:///{home / 'sf.db'}" if request.param == "sqlite"
+           else create_pg_database())
+    try:
+        platform = build_platform(Settings(home=home / "home", database_url=url,
+                                           bar_store="columnar"), migrate_db=True)
+        try:
+            yield platform
+        finally:
+            platform.close()
+    finally:
+        if request.param != "sqlite":
+            drop_pg_database(url)
+
+
+def build_api_platform(monkeypatch: Any) -> Any:
+    """A migrated platform on the parametrised backend (``sf_env`` must be active).
+
+    Bars are irrelevant to auth, so they stay in the columnar store on both backends.
+    """
+    from signalfactory.bootstrap import build_platform
+
+    monkeypatch.setenv("SIGNALFACTORY_BAR_STORE", "columnar")
+    return build_platform(migrate_db=True)
+
+
+class ApiHarness:
+    def __init__(self, platform: Any, *, rate_limits: dict[str, str] | None = None,
+                 limiter: KeyRateLimiter | None = None) -> None:
+        self.platform = platform
+        # A generous limiter by default so unrelated tests never trip over the free tier's.
+        platform.extras["rate_limiter"] = limiter or KeyRateLimiter(
+            limits_by_tier=rate_limits or {"free": "10000/minute", "premium": "10000/minute"})
+        self.app: FastAPI = create_app(platform=platform)
+        self.client = TestClient(self.app)
+
+    def __enter__(self) -> ApiHarness:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.client.__exit__(exc_type, exc, tb)
+
+    def tenant(self, name: str = "t", tier: str = "free") -> int:
+        """A new tenant named ``<name>-<random>`` (tests may share one database)."""
+        with self.platform.engine.begin() as conn:
+            created = key_store.create_tenant(conn, f"{name}-{uuid.uuid4().hex[:8]}", tier)
+        return int(created["id"])
+
+    def key(self, tenant_id: int, role: str = "trader", name: str = "") -> str:
+        with self.platform.engine.begin() as conn:
+            new, _ = key_store.create_key(conn, tenant_id, role, name)
+        return new.secret
+
+    def key_id(self, secret: str) -> int:
+        from signalfactory.domain.api_keys import digest
+
+        with self.platform.engine.connect() as conn:
+            record = key_store.find_by_digest(conn, digest(secret))
+        assert record is not None
+        return record.id
+
+    def tenant_id_of(self, secret: str) -> int:
+        from signalfactory.domain.api_keys import digest
+
+        with self.platform.engine.connect() as conn:
+            record = key_store.find_by_digest(conn, digest(secret))
+        assert record is not None
+        return record.tenant_id
+
+    @staticmethod
+    def auth(secret: str, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}", **extra}

@@ -1,0 +1,28 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typer.testing import CliRunner
+
+from signalfactory.cli import app
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> Any:
+    """Run the CLI in-process; returns click's Result (exit_code, output, stderr)."""
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def fingerprint() -> dict[str, Any]:
+    from signalfactory.adapters.storage.checksums import store_fingerprint
+    from signalfactory.bootstrap import build_platform
+
+    platform = build_platform(migrate_db=True)
+    try:
+        with platform.engine.connect() as conn:
+            return store_fingerprint(conn, platform.bars)
+    finally:
+        platform.close()

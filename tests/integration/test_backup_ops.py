@@ -1,0 +1,216 @@
+"""Backups beyond the round trip: the manifest's content, refusing a non-empty target,
+readiness during a restore, interrupted backups, prune on local and S3, the DR drill and the
+exported gauges."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.ops.backup import create as create_mod
+from signalfactory.ops.backup import restore as restore_mod
+from signalfactory.ops.backup import targets as targets_mod
+from signalfactory.ops.backup.create import run_scheduled_backup
+from signalfactory.ops.backup.fetch import list_backups
+from signalfactory.ops.backup.manifest import MANIFEST_NAME
+from signalfactory.ops.backup.prune import Policy, prune_backups
+from tests.helpers import cli, fingerprint
+from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name
+    backup_env_fixture,
+    parse_json,
+    s3_dest_fixture,
+    s3_endpoint_fixture,
+    seed,
+)
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+def test_manifest_records_versions_hashes_and_checksums(
+        backup_env: dict[str, str], platform: Platform, tmp_path: Path) -> None:
+    from signalfactory import __version__
+    from signalfactory.adapters.storage import migrate
+
+    seed(platform)
+    dest = tmp_path / "b"
+    info = parse_json(cli("backup", "create", "--to", str(dest), "--json").stdout)
+    manifest = json.loads((dest / info["id"] / MANIFEST_NAME).read_bytes())
+    assert manifest["app_version"] == __version__
+    assert manifest["schema_revision"] == migrate.head_revision()
+    assert datetime.fromisoformat(manifest["created_at"]) <= datetime.now(UTC)
+    assert manifest["tables"]["instruments"]["rows"] == 3
+    bar_rows = (sum(t["rows"] for t in manifest["bars"].values())
+                if manifest["bars"] else manifest["tables"]["bars"]["rows"])
+    assert bar_rows == 3 * 40
+    for part in manifest["parts"]:
+        stored = dest / info["id"] / part["object"]
+        assert stored.stat().st_size == part["size"]
+        assert len(part["sha256"]) == 64 and part["plain_sha256"] != part["sha256"]
+        assert b"SYNTH" not in stored.read_bytes()  # encrypted: no plaintext venue names
+    if platform.settings.is_sqlite:  # the columnar store's Arrow files are parts of their own
+        assert any(p["kind"] == "bar_segment" for p in manifest["parts"])
+
+
+def test_restore_refuses_a_non_empty_target_unless_forced(
+        backup_env: dict[str, str], platform: Platform, tmp_path: Path) -> None:
+    seed(platform)
+    dest = str(tmp_path / "b")
+    assert cli("backup", "create", "--to", dest).exit_code == 0
+    seed(platform, symbols=5, seed_=8)  # changes after the backup
+    changed = fingerprint()
+    refused = cli("backup", "restore", "--from", dest)
+    assert refused.exit_code == 2
+    assert "not empty" in refused.stderr and "--force" in refused.stderr
+    assert fingerprint() == changed
+    platform.close()
+    forced = cli("backup", "restore", "--from", dest, "--force", "--json")
+    assert forced.exit_code == 0, forced.output
+    assert parse_json(forced.stdout)["replaced_existing"] is True
+    fresh = build_platform()
+    with fresh.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM instruments").scalar() == 3
+    fresh.close()
+
+
+@SQLITE_ONLY
+def test_readiness_reports_the_restore_while_it_runs(
+        backup_env: dict[str, str], platform: Platform, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from signalfactory.api.routers.health import readiness_checks
+
+    seed(platform)
+    dest = str(tmp_path / "b")
+    cli("backup", "create", "--to", dest)
+    seen: list[dict[str, str]] = []
+    real_fetch = restore_mod.fetch_parts
+
+    def watching_fetch(*args: object, **kwargs: object) -> object:
+        seen.append(readiness_checks(platform))
+        return real_fetch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(restore_mod, "fetch_parts", watching_fetch)
+    assert cli("backup", "restore", "--from", dest, "--force").exit_code == 0
+    assert seen and "in progress" in seen[0]["restore"]
+    assert "restore" not in readiness_checks(platform)
+
+
+@SQLITE_ONLY
+def test_an_interrupted_backup_is_never_listed(
+        backup_env: dict[str, str], platform: Platform, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(platform)
+    dest = tmp_path / "b"
+
+    def killed(*_args: object) -> None:
+        raise KeyboardInterrupt  # the process dies between the last part and the manifest
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(targets_mod.LocalTarget, "write_manifest", killed)
+        patch.setattr(create_mod, "_discard", lambda *_a: None)  # no cleanup after a kill
+        create_mod.create_backup(platform, str(dest))
+    leftovers = [p for p in dest.iterdir() if p.is_dir()]
+    assert len(leftovers) == 1 and any(leftovers[0].rglob("*.sfbk"))
+    assert list_backups(str(dest)) == []
+    assert parse_json(cli("backup", "list", "--from", str(dest), "--json").stdout) == []
+    missing = cli("backup", "restore", "--from", str(dest), "--force")
+    assert missing.exit_code == 2 and "no complete backup" in missing.stderr
+    # prune removes it once it is clearly abandoned (older than a day), not before
+    policy = Policy(keep_last=1, daily=0, weekly=0, monthly=0)
+    assert prune_backups(str(dest), policy).incomplete == []
+    later = prune_backups(str(dest), policy, now=datetime.now(UTC) + timedelta(days=2))
+    assert later.incomplete == [leftovers[0].name] and not leftovers[0].exists()
+
+
+@SQLITE_ONLY
+def test_verify_names_a_damaged_part(backup_env: dict[str, str], platform: Platform,
+                                     tmp_path: Path) -> None:
+    seed(platform)
+    dest = tmp_path / "b"
+    info = parse_json(cli("backup", "create", "--to", str(dest), "--json").stdout)
+    segment = next((dest / info["id"] / "bars").rglob("*.sfbk"))
+    segment.write_bytes(segment.read_bytes()[:-1] + b"\x00")
+    result = cli("backup", "verify", "--from", str(dest))
+    assert result.exit_code == 1
+    assert segment.name in result.stderr and "authentication" in result.stderr
+
+
+def _fake_backups(target: targets_mod.Target, ids: list[str]) -> None:
+    for backup_id in ids:
+        target.write_object(backup_id, "database.sqlite.sfbk", [b"x" * 10])
+        target.write_manifest(backup_id, b"{}")
+
+
+def test_prune_is_the_same_on_local_and_s3(tmp_path: Path, s3_dest: str) -> None:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    # One backup every 2 days, 2024-01-01 .. 2024-03-19 (40 backups).
+    ids = [f"sf-{(start + timedelta(days=2 * i)):%Y%m%dT%H%M%SZ}-{i:06x}" for i in range(40)]
+    local = targets_mod.open_target(str(tmp_path / "local"))
+    remote = targets_mod.open_target(s3_dest)
+    for target in (local, remote):
+        _fake_backups(target, ids)
+    policy = Policy(keep_last=2, daily=5, weekly=3, monthly=2)
+    dry = prune_backups(local, policy, dry_run=True)
+    assert local.list_ids() == sorted(ids)  # a dry run deletes nothing
+    results = [prune_backups(t, policy) for t in (local, remote)]
+    assert results[0].to_dict() == results[1].to_dict() == dry.to_dict()
+    kept_days = sorted(k[3:11] for k in results[0].keep)
+    # last 2: 03-19, 03-17; daily 5: 03-19..03-11; weekly 3 (ISO weeks 12, 11, 10): 03-19,
+    # 03-17, 03-09; monthly 2: 03-19 and February's newest, 02-28.
+    assert kept_days == ["20240228", "20240309", "20240311", "20240313", "20240315",
+                         "20240317", "20240319"]
+    assert local.list_ids() == remote.list_ids() == sorted(results[0].keep)
+    assert results[0].keep[ids[-1]] == ["last", "daily", "weekly", "monthly"]
+
+
+def test_dr_drill_prints_rto_and_rpo(backup_env: dict[str, str], platform: Platform,
+                                     tmp_path: Path) -> None:
+    seed(platform)
+    result = cli("dr", "drill", "--to", str(tmp_path / "drill"), "--json")
+    assert result.exit_code == 0, result.output
+    drill = parse_json(result.stdout)
+    assert drill["ok"] is True
+    assert drill["rto_seconds"] == pytest.approx(drill["restore_seconds"]
+                                                 + drill["verify_seconds"], abs=0.01)
+    assert 0 <= drill["rpo_seconds"] < 300
+    assert drill["rows"] > 100
+
+
+@SQLITE_ONLY
+def test_scheduled_backup_exports_the_gauges(backup_env: dict[str, str], platform: Platform,
+                                             tmp_path: Path) -> None:
+    seed(platform)
+    manifest = run_scheduled_backup(platform, str(tmp_path / "b"), rpo_seconds=300)
+    assert REGISTRY.get_sample_value("backup_last_success_timestamp_seconds") == \
+        pytest.approx(manifest.created.timestamp())
+    assert REGISTRY.get_sample_value("signalfactory_backup_size_bytes") == manifest.size
+    assert REGISTRY.get_sample_value("signalfactory_backup_rpo_seconds") == 300
+
+
+def test_s3_multipart_upload_and_abort(s3_dest: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts bigger than one piece go up as a multipart upload; a stream that fails midway
+    leaves no object behind (the upload is aborted)."""
+    monkeypatch.setattr(targets_mod.S3Target, "PIECE", 5 << 20)  # S3's smallest piece
+    target = targets_mod.open_target(s3_dest)
+    payload = bytes(range(256)) * (11 * 4096)  # 11 MiB: three pieces
+    written = target.write_object("sf-20240101T000000Z-000001", "big.sfbk",
+                                  (payload[i:i + 65536] for i in range(0, len(payload), 65536)))
+    assert written == len(payload)
+    with target.open_object("sf-20240101T000000Z-000001", "big.sfbk") as body:
+        assert body.read() == payload
+
+    def failing() -> object:
+        yield payload[: 6 << 20]
+        raise OSError("source went away")
+
+    with pytest.raises(OSError, match="source went away"):
+        target.write_object("sf-20240101T000000Z-000002", "big.sfbk", failing())  # type: ignore[arg-type]
+    with pytest.raises(targets_mod.MissingPartError), \
+            target.open_object("sf-20240101T000000Z-000002", "big.sfbk"):
+        pass
+    uploads = target.client.list_multipart_uploads(Bucket=target.bucket)  # type: ignore[attr-defined]
+    assert not uploads.get("Uploads")

@@ -1,0 +1,279 @@
+"""The hot-read cache: in memory and on the real Redis (127.0.0.1:6379; skipped with a reason
+when it is down, failed under CI=true), behind the API and on its own.
+
+What matters: a write makes the next read fresh (on both backends, across processes with
+Redis), a read between writes does not touch the database, and entries are kept per tenant
+where the data is a tenant's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from signalfactory.adapters.cache import HotCache, MemoryCache, RedisCache, cache_for
+from signalfactory.adapters.storage.instruments import InstrumentSpec
+from signalfactory.adapters.storage.tables import instruments
+from signalfactory.bootstrap import Platform
+from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.bars import SymbolBars, write_bars
+from signalfactory.services.sample import store_sample
+from tests.api_harness import BACKENDS, ApiHarness, module_platform
+
+REDIS_URL = os.environ.get("SIGNALFACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RULE = "entry: close > sma(close, 3)\nexit: close < sma(close, 3)"
+
+shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
+
+
+def _backend(kind: str) -> Any:
+    if kind == "memory":
+        return MemoryCache()
+    try:
+        backend = RedisCache(REDIS_URL, timeout=2)
+        backend.ping()
+    except Exception as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable ({exc}); CI=true requires it")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable ({exc})")
+    return backend
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_cache(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Caches on one store under one fresh prefix: two of them act like two processes."""
+    backend = _backend(request.param)
+    prefix = f"sftest:{uuid.uuid4().hex[:8]}:"
+    made: list[HotCache] = []
+
+    def make(ttl: float = 60.0) -> HotCache:
+        # Redis: each "process" has its own client; memory: one process shares the map.
+        store = RedisCache(REDIS_URL) if request.param == "redis" else backend
+        made.append(HotCache(store, ttl=ttl, prefix=prefix))
+        return made[-1]
+
+    yield make
+    if made:
+        made[0].clear()
+
+
+class Loads:
+    """A loader that counts how often the 'database' was read."""
+
+    def __init__(self, value: str = "v1") -> None:
+        self.value, self.calls = value, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.value
+
+
+def test_hits_until_a_write_bumps_the_generation(make_cache: Any) -> None:
+    cache, other_process = make_cache(), make_cache()
+    load = Loads('{"n": 1}')
+    assert cache.get_or_load("instruments", ("list",), load) == '{"n": 1}'
+    assert cache.get_or_load("instruments", ("list",), load) == '{"n": 1}'
+    assert load.calls == 1
+    load.value = '{"n": 2}'
+    cache.invalidate("strategies")  # another namespace: still a hit
+    assert cache.get_or_load("instruments", ("list",), load) == '{"n": 1}'
+    other_process.invalidate("instruments")
+    assert cache.get_or_load("instruments", ("list",), load) == '{"n": 2}'
+    assert load.calls == 2
+
+
+def test_entries_are_per_tenant_and_expire(make_cache: Any) -> None:
+    cache = make_cache(ttl=0.3)
+    assert cache.get_or_load("strategies", ("list",), Loads("a"), tenant_id=1) == "a"
+    assert cache.get_or_load("strategies", ("list",), Loads("b"), tenant_id=2) == "b"
+    assert cache.get_or_load("strategies", ("list",), Loads("x"), tenant_id=1) == "a"
+    assert cache.entry_key("strategies", ("list",), 1) != cache.entry_key("strategies",
+                                                                          ("list",), 2)
+    time.sleep(0.4)
+    assert cache.get_or_load("strategies", ("list",), Loads("a2"), tenant_id=1) == "a2"
+
+
+def test_delete_by_pattern_drops_one_tenants_entries(make_cache: Any) -> None:
+    cache = make_cache()
+    for tenant in (1, 2):
+        cache.get_or_load("strategies", ("list",), Loads(f"t{tenant}"), tenant_id=tenant)
+    assert cache.delete_pattern("strategies:t1:*") == 1
+    assert cache.get_or_load("strategies", ("list",), Loads("new"), tenant_id=1) == "new"
+    assert cache.get_or_load("strategies", ("list",), Loads("new"), tenant_id=2) == "t2"
+
+
+def test_a_failing_load_stores_nothing(make_cache: Any) -> None:
+    cache = make_cache()
+
+    def missing() -> str:
+        raise LookupError("no such scan")
+
+    with pytest.raises(LookupError):
+        cache.get_or_load("scans", ("one", 7), missing, tenant_id=1)
+    assert cache.get_or_load("scans", ("one", 7), Loads("now there"), tenant_id=1) == \
+        "now there"
+
+
+def test_redis_down_serves_from_the_database_and_reports_degraded() -> None:
+    cache = HotCache(RedisCache("redis://127.0.0.1:1/0", timeout=0.2), ttl=60,
+                     prefix=f"sftest:{uuid.uuid4().hex[:8]}:")
+    load = Loads("fresh")
+    assert cache.get_or_load("instruments", ("list",), load) == "fresh"
+    cache.invalidate("instruments")  # must not raise either
+    assert cache.get_or_load("instruments", ("list",), load) == "fresh"
+    assert load.calls == 2
+    assert cache.health().startswith("degraded: cache unreachable")
+
+
+def test_memory_cache_is_bounded() -> None:
+    memory = MemoryCache(max_entries=3)
+    for i in range(5):
+        memory.set(f"k{i}", str(i), ttl=60)
+    assert memory.get_many(["k0", "k1", "k2", "k3", "k4"]) == [None, None, "2", "3", "4"]
+
+
+# -- behind the API ---------------------------------------------------------------------
+
+@pytest.fixture
+def api(shared_platform: Platform, make_cache: Any) -> Iterator[ApiHarness]:
+    if not shared_platform.extras.get("sampled"):
+        store_sample(shared_platform, symbols=3, bars=60, seed=2)
+        shared_platform.extras["sampled"] = True
+    shared_platform.extras["cache"] = make_cache()
+    try:
+        with ApiHarness(shared_platform) as harness:
+            yield harness
+    finally:
+        shared_platform.extras.pop("cache", None)
+
+
+def _symbols(api: ApiHarness, key: str) -> set[str]:
+    response = api.client.get("/api/v1/instruments", headers=api.auth(key))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["count"] == len(body["items"])
+    return {i["symbol"] for i in body["items"]}
+
+
+def _bars(symbol: str) -> SymbolBars:
+    ts = np.array([1_700_000_000_000_000_000], dtype=np.int64)
+    one = np.ones(1)
+    return SymbolBars(InstrumentSpec(symbol, tags={"universe": "cache-test"}), ts, one, one,
+                      one, one, one)
+
+
+def test_instrument_list_is_cached_until_bars_add_an_instrument(api: ApiHarness) -> None:
+    key = api.key(api.tenant("cache"), "viewer")
+    before = _symbols(api, key)
+    # A row written behind the platform's back is not seen: the list comes from the cache.
+    sneaky = f"SNEAKY{uuid.uuid4().hex[:6]}"
+    with api.platform.engine.begin() as conn:
+        conn.execute(instruments.insert().values(symbol=sneaky, tags={}))
+    assert _symbols(api, key) == before
+    # A write through the platform commits, then invalidates: the next read is fresh.
+    added = f"NEW{uuid.uuid4().hex[:6]}"
+    write_bars(api.platform, Timeframe.parse("1d"), [_bars(added)], source="test")
+    assert _symbols(api, key) == before | {sneaky, added}
+    # Bars for instruments that exist already change no list: the entry stays.
+    hits = _hits("instruments")
+    write_bars(api.platform, Timeframe.parse("1d"), [_bars(added)], source="test")
+    _symbols(api, key)
+    assert _hits("instruments") == hits + 1
+
+
+def _hits(namespace: str) -> float:
+    from signalfactory.adapters.cache import CACHE_REQUESTS
+
+    return float(CACHE_REQUESTS.labels(namespace, "hit")._value.get())
+
+
+# Only Redis: an in-memory cache is per process (the TTL bounds other processes' writes).
+@pytest.mark.parametrize("make_cache", ["redis"], indirect=True)
+def test_a_write_in_another_process_invalidates_a_shared_cache(
+        api: ApiHarness, make_cache: Any) -> None:
+    assert isinstance(cache_for(api.platform).backend, RedisCache)
+    key = api.key(api.tenant("cache"), "viewer")
+    before = _symbols(api, key)
+    # Another process (a collector, a CLI ingest) with its own Redis client writes bars.
+    other = Platform(settings=api.platform.settings, engine=api.platform.engine,
+                     bars=api.platform.bars, extras={"cache": make_cache(),
+                                                     "on_bars_written": []})
+    added = f"OTHER{uuid.uuid4().hex[:6]}"
+    write_bars(other, Timeframe.parse("1d"), [_bars(added)], source="test")
+    assert _symbols(api, key) == before | {added}
+
+
+def test_strategy_reads_are_fresh_after_a_write_and_kept_per_tenant(api: ApiHarness) -> None:
+    alice = api.key(api.tenant("alice"), "trader")
+    bob = api.key(api.tenant("bob"), "trader")
+
+    def names(key: str) -> set[str]:
+        response = api.client.get("/api/v1/strategies", headers=api.auth(key))
+        assert response.status_code == 200, response.text
+        return {s["name"] for s in response.json()["items"]}
+
+    alice_before, bob_before = names(alice), names(bob)
+    assert api.client.get("/api/v1/strategies/mine", headers=api.auth(alice)).status_code == 404
+    created = api.client.post("/api/v1/strategies", headers=api.auth(alice),
+                              json={"name": "mine", "rule": RULE})
+    assert created.status_code == 201, created.text
+    assert names(alice) == alice_before | {"mine"}
+    one = api.client.get("/api/v1/strategies/mine", headers=api.auth(alice))
+    assert one.status_code == 200 and one.json()["version"] == 1
+    assert names(bob) == bob_before, "another tenant's strategy must never be served"
+    assert api.client.get("/api/v1/strategies/mine", headers=api.auth(bob)).status_code == 404
+
+    # A new version is visible at once in both the list and the single read.
+    again = api.client.post("/api/v1/strategies", headers=api.auth(alice),
+                            json={"name": "mine", "rule": RULE.replace("3", "4")})
+    assert again.status_code == 201, again.text
+    one = api.client.get("/api/v1/strategies/mine", headers=api.auth(alice))
+    assert one.json()["version"] == 2
+    listed = api.client.get("/api/v1/strategies", headers=api.auth(alice)).json()["items"]
+    assert next(s for s in listed if s["name"] == "mine")["versions"] == 2
+
+
+def test_a_scan_is_cached_per_tenant(api: ApiHarness) -> None:
+    alice = api.key(api.tenant("alice", tier="premium"), "trader")
+    bob = api.key(api.tenant("bob"), "trader")
+    ran = api.client.post("/api/v1/scans", headers=api.auth(alice), json={"rule": RULE})
+    assert ran.status_code == 201, ran.text
+    url = f"/api/v1/scans/{ran.json()['id']}"
+    hits = _hits("scans")
+    for _ in range(2):
+        response = api.client.get(url, headers=api.auth(alice))
+        assert response.status_code == 200 and response.json() == ran.json()
+    assert _hits("scans") == hits + 1
+    assert api.client.get(url, headers=api.auth(bob)).status_code == 404
+
+
+def test_cache_ttl_zero_turns_it_off() -> None:
+    from signalfactory.adapters.cache import build_cache
+
+    cache = build_cache(None, ttl=0)
+    load = Loads()
+    cache.get_or_load("instruments", ("list",), load)
+    cache.get_or_load("instruments", ("list",), load)
+    assert load.calls == 2
+
+
+def test_readyz_reports_an_unreachable_redis_as_degraded(tmp_path: Any) -> None:
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.settings import Settings
+
+    platform = build_platform(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/a.db",
+                                       redis_url="redis://127.0.0.1:1/0"), migrate_db=True)
+    try:
+        platform.extras["cache"] = HotCache(RedisCache("redis://127.0.0.1:1/0", timeout=0.2))
+        with ApiHarness(platform) as api:
+            ready = api.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["cache"].startswith("degraded: cache unreachable")
+    finally:
+        platform.close()

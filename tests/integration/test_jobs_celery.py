@@ -1,0 +1,161 @@
+"""Celery workers (real subprocesses) on the Redis and RabbitMQ running on this machine.
+
+The broker tests skip with the reason when a broker is unreachable, except under CI=true, where
+an unreachable broker fails the run. Each test uses its own queue, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from signalfactory.adapters.jobs.celery_app import build_beat_schedule, make_celery_app, sweep
+from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.services import jobs as job_service
+from signalfactory.settings import load_settings
+from tests.conftest import IN_CI
+from tests.integration.test_jobs_kill import (
+    effects_of,
+    kill_hard,
+    runs_of,
+    start_worker,
+    stop_gently,
+    wait_running,
+)
+from tests.jobs_tasks import create_tables
+
+BROKERS = {
+    "redis": os.environ.get("SIGNALFACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    "rabbitmq": os.environ.get("SIGNALFACTORY_TEST_AMQP_URL",
+                               "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def _broker_problem(url: str) -> str | None:
+    from kombu.connection import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        return None
+    except Exception as exc:  # any failure means "unreachable" here
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def broker_url(request: pytest.FixtureRequest) -> str:
+    url = BROKERS[str(request.param)]
+    problem = _broker_problem(url)
+    if problem:
+        message = f"{request.param} broker at {url} is unreachable ({problem})"
+        if IN_CI:
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def celery_env(tmp_path: Path, broker_url: str,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    queue = f"sf-test-{uuid.uuid4().hex[:10]}"
+    env = {"SIGNALFACTORY_HOME": str(tmp_path / "home"),
+           "SIGNALFACTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'sf.db'}",
+           "SIGNALFACTORY_BROKER_URL": broker_url, "SIGNALFACTORY_CELERY_QUEUE": queue,
+           "SIGNALFACTORY_TASK_MODULES": "tests.jobs_tasks",
+           "SIGNALFACTORY_JOB_LEASE_SECONDS": "2", "SIGNALFACTORY_JOB_BACKOFF_SECONDS": "0",
+           # Redis hands an unacknowledged message out again after this, checked each second.
+           "SIGNALFACTORY_CELERY_VISIBILITY_TIMEOUT": "4",
+           "SIGNALFACTORY_CELERY_RESTORE_INTERVAL": "1", "SIGNALFACTORY_LOG_FORMAT": "json"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield env
+    from kombu.connection import Connection
+
+    with Connection(broker_url, connect_timeout=3) as conn:
+        conn.default_channel.queue_delete(queue)
+
+
+@pytest.fixture
+def cp(celery_env: dict[str, str]) -> Iterator[Platform]:
+    platform = build_platform(migrate_db=True)
+    create_tables(platform.engine)
+    try:
+        yield platform
+    finally:
+        platform.close()
+
+
+def test_celery_app_is_configured_for_at_least_once_delivery(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNALFACTORY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("SIGNALFACTORY_SCHEDULES", '[{"name": "collect-daily", "cron": '
+                       '"0 22 * * 1-5", "kind": "collect", "payload": {"symbols": ["AAA"]}}]')
+    settings = load_settings()
+    conf = make_celery_app(settings).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > settings.job_lease_seconds
+    schedule = build_beat_schedule(settings)
+    entry = schedule["schedule:collect-daily"]
+    assert entry["args"] == ("collect-daily",)
+    cron = entry["schedule"]
+    assert cron.hour == {22} and cron.minute == {0} and cron.day_of_week == {1, 2, 3, 4, 5}
+    assert schedule["signalfactory-sweep"]["schedule"] == settings.job_sweep_seconds
+
+
+def test_celery_worker_runs_retries_cancels_and_dead_letters(
+        cp: Platform, celery_env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    cancelled = job_service.submit(cp, "test.slow", {"steps": 1})
+    job_service.cancel_job(cp, cancelled.id)  # its message is still in the queue
+    quick = job_service.submit(cp, "test.slow", {"steps": 2, "delay": 0.01})
+    healed = job_service.submit(cp, "test.flaky", {"succeed_on": 2}, max_attempts=3)
+    poison = job_service.submit(cp, "test.crash", {}, max_attempts=2)
+    with cp.engine.begin() as conn:  # written but never published: only the sweep finds it
+        orphan = job_service.submit(cp, "test.slow", {"steps": 1, "value": 9}, conn=conn)
+    worker = start_worker(celery_env, log, "--concurrency", "1")
+    try:
+        assert job_service.wait_for(cp, quick.id, timeout=25).status == "succeeded", \
+            log.read_text()[-3000:]
+        assert sweep(cp) >= 1
+        assert job_service.wait_for(cp, orphan.id, timeout=15).result["value"] == 9
+        healed_now = job_service.wait_for(cp, healed.id, timeout=15)
+        poison_now = job_service.wait_for(cp, poison.id, timeout=25)
+    finally:
+        stop_gently(worker)
+    assert healed_now.status == "succeeded" and healed_now.attempts == 2
+    # The poison job killed the pool process twice; the attempt counter, not the broker,
+    # stopped it: dead after two tries instead of a redelivery loop.
+    assert poison_now.status == "dead" and poison_now.attempts == 2, log.read_text()[-3000:]
+    assert [a for a, _ in runs_of(cp, poison.id)] == [1, 2]
+    assert job_service.get_job(cp, cancelled.id).status == "cancelled"
+    assert runs_of(cp, cancelled.id) == []
+
+
+def test_sigkilled_celery_worker_job_reruns_and_stores_once(
+        cp: Platform, celery_env: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "workers.log"
+    first = start_worker(celery_env, log, "--concurrency", "1")
+    second = None
+    try:
+        job = job_service.submit(cp, "test.slow", {"steps": 30, "delay": 0.1, "value": 3})
+        wait_running(cp, job.id, 0.2, log, [first], timeout=45)
+        kill_hard(first)  # the whole worker: main process and pool child, no cleanup at all
+        assert job_service.get_job(cp, job.id).status == "running"
+        second = start_worker(celery_env, log, "--concurrency", "1")
+        done = job_service.wait_for(cp, job.id, timeout=45)
+    finally:
+        if first.poll() is None:
+            kill_hard(first)
+        if second is not None:
+            stop_gently(second)
+    assert done.status == "succeeded", (done, log.read_text()[-3000:])
+    assert done.attempts == 2 and done.result["attempt"] == 2
+    runs = runs_of(cp, job.id)
+    assert [a for a, _ in runs] == [1, 2] and runs[0][1] != runs[1][1]
+    assert done.result["pid"] == runs[1][1]
+    assert effects_of(cp, job.id) == 1

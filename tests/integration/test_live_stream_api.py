@@ -1,0 +1,300 @@
+"""Subscriptions API, incremental live evaluation, the hub's fan-out and the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from signalfactory.adapters.storage.instruments import InstrumentSpec
+from signalfactory.adapters.storage.tables import instruments, signals, strategies
+from signalfactory.adapters.storage.tables import strategy_versions as versions
+from signalfactory.domain.strategies import builtin_strategy, signal_records
+from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services import live
+from signalfactory.services.bars import SymbolBars, load_universe, write_bars
+from signalfactory.services.live_events import SignalEvent, StreamFilter
+from signalfactory.services.signals import datetime_to_ns
+from signalfactory.services.strategies import add_strategy, ensure_builtins
+from signalfactory.services.stream_hub import StreamHub
+from signalfactory.services.subscriptions import create_subscription
+from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.live_stream_client import ALWAYS, day, write_bars_for
+
+shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
+DAY = Timeframe.parse("1d")
+
+
+@pytest.fixture(scope="module")
+def api(shared_platform: Any) -> Iterator[ApiHarness]:
+    with ApiHarness(shared_platform) as harness:
+        yield harness
+
+
+def _symbols(n: int) -> list[str]:
+    tag = uuid.uuid4().hex[:6].upper()
+    return [f"Q{tag}{i}" for i in range(n)]
+
+
+# -- subscriptions over HTTP ---------------------------------------------------------------
+
+def test_subscriptions_crud_validation_and_quota(api: ApiHarness) -> None:
+    tenant = api.tenant("subs", tier="free")  # free: 2 subscriptions
+    key = api.key(tenant, "trader")
+    viewer = api.key(tenant, "viewer")
+    with api.platform.engine.begin() as conn:
+        add_strategy(conn, tenant, "mine", rule_text=ALWAYS)
+    url = "/api/v1/subscriptions"
+    first = api.client.post(url, headers=api.auth(key), json={
+        "name": "a", "strategies": ["Mine", "sma_cross", "mine"], "symbols": ["B", "A"],
+        "min_score": 0.5})
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["strategies"] == ["mine", "sma_cross"] and body["symbols"] == ["A", "B"]
+    assert api.client.post(url, headers=api.auth(viewer), json={"name": "v"}).status_code == 403
+    assert api.client.post(url, headers=api.auth(key), json={"name": "a"}).status_code == 409
+    unknown = api.client.post(url, headers=api.auth(key), json={"name": "u",
+                                                                "strategies": ["nope"]})
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
+    for bad in ({"name": "x", "min_score": "nan"}, {"name": "x", "colour": "red"},
+                {"name": ""}, {"name": "x", "symbols": [""]}, {"name": "a\x00b"},
+                {"name": "x", "symbols": ["A\x00"]}):
+        assert api.client.post(url, headers=api.auth(key), json=bad).status_code == 422, bad
+    assert api.client.post(url, headers=api.auth(key), json={"name": "b"}).status_code == 201
+    full = api.client.post(url, headers=api.auth(key), json={"name": "c"})
+    assert full.status_code == 403 and full.json()["quota"] == "subscriptions"
+    listed = api.client.get(url, headers=api.auth(viewer)).json()["items"]
+    assert [s["name"] for s in listed] == ["a", "b"]
+    assert api.client.get(f"{url}/{body['id']}", headers=api.auth(viewer)).json() == body
+    assert api.client.delete(f"{url}/{body['id']}", headers=api.auth(key)).status_code == 204
+    assert api.client.get(f"{url}/{body['id']}", headers=api.auth(key)).status_code == 404
+    # Deleting made room under the quota.
+    assert api.client.post(url, headers=api.auth(key), json={"name": "c"}).status_code == 201
+
+
+def test_stream_filter_parameters_are_validated(api: ApiHarness) -> None:
+    tenant = api.tenant("filters", tier="premium")
+    key = api.key(tenant, "viewer")
+    base = "/api/v1/stream/sse"
+    cases = {"?subscription=1&symbols=A": 422, "?strategies=no_such": 404,
+             "?min_score=inf": 422, "?subscription=0": 422, "?last_event_id=-1": 422}
+    for query, status in cases.items():
+        assert api.client.get(base + query, headers=api.auth(key)).status_code == status, query
+    bad_header = api.client.get(base, headers=api.auth(key, **{"Last-Event-ID": "abc"}))
+    assert bad_header.status_code == 422
+
+
+# -- incremental evaluation ----------------------------------------------------------------
+
+def _signal_keys(api: ApiHarness, name: str, since_ns: int) -> set[tuple[str, int, str]]:
+    with api.platform.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(instruments.c.symbol, signals.c.bar_ts, signals.c.side)
+            .join(instruments, instruments.c.id == signals.c.instrument_id)
+            .join(versions, versions.c.id == signals.c.strategy_version_id)
+            .join(strategies, strategies.c.id == versions.c.strategy_id)
+            .where(strategies.c.name == name, strategies.c.builtin.is_(sa.true())))
+        keys = {(symbol, datetime_to_ns(bar_ts), side) for symbol, bar_ts, side in rows}
+    return {k for k in keys if k[1] >= since_ns}
+
+
+def test_live_signals_match_a_full_evaluation_of_the_same_bars(api: ApiHarness) -> None:
+    """Windowed built-ins: appending bars in batches stores exactly the signals a
+    full-history evaluation finds on those bars."""
+    names = ["sma_cross", "bollinger_breakout", "donchian_breakout"]
+    tenant = api.tenant("incremental", tier="enterprise")
+    with api.platform.engine.begin() as conn:
+        create_subscription(conn, tenant, "builtins", strategies_=names)
+    symbols = _symbols(6)
+    rng = np.random.default_rng(7)
+    steps = rng.normal(0, 1.5, size=(len(symbols), 300)).cumsum(axis=1) + 100
+    def write(lo: int, hi: int) -> None:
+        ts = np.array([day(d) for d in range(lo, hi)], dtype=np.int64)
+        batches = [SymbolBars(InstrumentSpec(s), ts, steps[k, lo:hi], steps[k, lo:hi] + 1,
+                              steps[k, lo:hi] - 1, steps[k, lo:hi], np.full(hi - lo, 1e3))
+                   for k, s in enumerate(symbols)]
+        write_bars(api.platform, DAY, batches, source="test")
+
+    write(0, 200)
+    for lo in range(200, 300, 25):
+        write(lo, lo + 25)
+    universe = load_universe(api.platform, DAY, symbols=symbols)
+    since = day(200)
+    for name in names:
+        records = signal_records(builtin_strategy(name).evaluate(universe), since_ts=since)
+        expected = {(r.symbol, r.ts, r.side) for r in records}
+        assert expected, name  # the data must exercise the strategy
+        assert _signal_keys(api, name, since) == expected, name
+
+
+def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Any) -> None:
+    def watched(timeframe: Timeframe = DAY) -> set[str]:
+        with platform.engine.connect() as conn:
+            return {s.name for s in live.watched_strategies(conn, timeframe)}
+
+    with platform.engine.begin() as conn:
+        ensure_builtins(conn)
+        add_strategy(conn, 1, "mine", rule_text=ALWAYS)
+        add_strategy(conn, 1, "hourly", rule_text=ALWAYS, timeframe="1h")
+    assert watched() == {"mine"} and watched(Timeframe.parse("1h")) == {"hourly"}
+    with platform.engine.begin() as conn:
+        create_subscription(conn, 1, "one", strategies_=["sma_cross"])
+    assert watched() == {"mine", "sma_cross"}
+    with platform.engine.begin() as conn:
+        create_subscription(conn, 1, "all")  # no strategy list: everything visible
+    assert watched() == {"mine", "sma_cross", "rsi_mean_reversion", "macd_trend",
+                         "bollinger_breakout", "donchian_breakout"}
+
+
+def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    tenant = api.tenant("faults", tier="enterprise")
+    good, bad = f"good_{uuid.uuid4().hex[:6]}", f"bad_{uuid.uuid4().hex[:6]}"
+    with api.platform.engine.begin() as conn:
+        add_strategy(conn, tenant, good, rule_text=ALWAYS)
+        add_strategy(conn, tenant, bad, rule_text=ALWAYS)
+    (symbol,) = _symbols(1)
+    published: list[SignalEvent] = []
+    live.publishers(api.platform).append(published.extend)
+    real = live.new_records
+
+    def failing(strategy: Any, *args: Any) -> Any:
+        if strategy.name == bad:
+            raise ValueError("boom")
+        return real(strategy, *args)
+
+    monkeypatch.setattr(live, "new_records", failing)
+    try:
+        write_bars_for(api.platform, [symbol], range(5))
+        mine = [e for e in published if e.symbol == symbol and e.strategy in (good, bad)]
+        assert {e.strategy for e in mine} == {good} and len(mine) == 5
+        monkeypatch.setattr(live, "watched_strategies", lambda *_a: 1 / 0)
+        report = write_bars_for(api.platform, [symbol], [5])
+        assert report.rows == 1
+    finally:
+        live.publishers(api.platform).remove(published.extend)
+    with api.platform.engine.connect() as conn:
+        failed = conn.execute(sa.text(
+            "SELECT count(*) FROM strategy_runs r JOIN strategy_versions v "
+            "ON v.id = r.strategy_version_id JOIN strategies s ON s.id = v.strategy_id "
+            "WHERE s.name = :n AND r.status = 'failed'"), {"n": bad}).scalar()
+    assert failed == 1
+    assert load_universe(api.platform, DAY, symbols=[symbol]).n_bars == 6
+
+
+# -- the hub ---------------------------------------------------------------------------------
+
+def _event(ident: int, symbol: str = "AAA", tenant: int = 1, builtin: bool = False,
+           score: float | None = 1.0) -> SignalEvent:
+    return SignalEvent({"id": ident, "bar_ts": "2020-01-01T00:00:00+00:00", "symbol": symbol,
+                        "side": "long", "strategy": "s", "strategy_version": 1,
+                        "timeframe": "1d", "score": score, "price": 1.0, "values": {},
+                        "created_at": None}, tenant_id=tenant, builtin=builtin)
+
+
+def test_hub_serialises_once_drops_slow_consumers_and_isolates_tenants() -> None:
+    async def scenario() -> None:
+        hub = StreamHub(platform=None, max_pending=3)  # type: ignore[arg-type]
+        fast = [hub.subscribe(StreamFilter(tenant_id=1), "ws") for _ in range(3)]
+        slow = hub.subscribe(StreamFilter(tenant_id=1), "ws")
+        other = hub.subscribe(StreamFilter(tenant_id=2), "sse")
+        picky = hub.subscribe(StreamFilter(tenant_id=1, symbols=frozenset({"BBB"})), "ws")
+        for ident in range(1, 6):
+            hub.publish([_event(ident)])
+            for sub in fast:
+                assert len(await sub.next_frames(0.1)) == 1
+        hub.publish([_event(5)])  # already published: ignored
+        # One message object, built once, on every connection of the group.
+        hub.publish([_event(6), _event(7, builtin=True, symbol="BBB")])
+        frames = [await sub.next_frames(0.1) for sub in fast]
+        assert all(f[0] is frames[0][0] for f in frames)
+        assert '"id":6' in frames[0][0] and '"id":7' in frames[0][0]
+        assert slow.closed == "slow" and all(s.closed is None for s in fast)
+        # Another tenant sees only the built-in's signal; a symbol filter only its symbol.
+        (block,) = await other.next_frames(0.1)
+        assert block.startswith(b"id: 7\n") and b"id: 6" not in block
+        (picked,) = await picky.next_frames(0.1)
+        assert '"id":7' in picked and '"id":6' not in picked
+        assert await fast[0].next_frames(0.05) == []  # nothing more: a timeout, not a close
+
+    asyncio.run(scenario())
+
+
+def test_hub_writes_one_prepared_frame_to_idle_connections_and_queues_the_rest() -> None:
+    async def scenario() -> None:
+        hub = StreamHub(platform=None)  # type: ignore[arg-type]
+        written: list[tuple[int, bytes]] = []
+
+        def writer(n: int, accept: bool = True) -> Any:
+            def write(frame: bytes) -> bool:
+                if accept:
+                    written.append((n, frame))
+                return accept
+            return write
+
+        idle = [hub.subscribe(StreamFilter(tenant_id=1), "ws", direct=writer(n))
+                for n in range(3)]
+        for sub in idle:
+            sub.busy = False
+        paused = hub.subscribe(StreamFilter(tenant_id=1), "ws", direct=writer(9, False))
+        paused.busy = False
+        greeting = hub.subscribe(StreamFilter(tenant_id=1), "ws", direct=writer(8))
+        hub.publish([_event(1)])
+        assert sorted(n for n, _ in written) == [0, 1, 2]
+        assert len({id(frame) for _, frame in written}) == 1  # one frame object for all
+        frame = written[0][1]
+        # FIN + text opcode, unmasked, 16-bit length (payload of 126..65535 bytes).
+        assert frame[:2] == b"\x81\x7e" and int.from_bytes(frame[2:4], "big") == len(frame) - 4
+        assert b'"id":1' in frame
+        # Back-pressure (the writer refuses) and a connection still greeting or replaying:
+        # the message waits in that connection's own queue, in order.
+        assert '"id":1' in (await paused.next_frames(0.1))[0]
+        assert '"id":1' in (await greeting.next_frames(0.1))[0]
+        assert all(not sub.frames for sub in idle)
+
+    asyncio.run(scenario())
+
+
+def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) -> None:
+    """PostgreSQL hands out ids at insert, not commit: the relay re-reads gaps."""
+    if api.platform.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: ids commit in order")
+    tenant = api.tenant("relay", tier="enterprise")
+    name = f"relay_{uuid.uuid4().hex[:6]}"
+    with api.platform.engine.begin() as conn:
+        stored, _ = add_strategy(conn, tenant, name, rule_text=ALWAYS)
+    (symbol,) = _symbols(1)
+    api.platform.extras["on_bars_written"] = []
+    try:
+        write_bars_for(api.platform, [symbol], [0])
+    finally:
+        del api.platform.extras["on_bars_written"]
+    with api.platform.engine.connect() as conn:
+        inst = conn.execute(sa.select(instruments.c.id).where(
+            instruments.c.symbol == symbol)).scalar_one()
+    hub = StreamHub(api.platform)
+    hub.poll_once()  # sets the watermark
+
+    def row(d: int) -> dict[str, Any]:
+        from datetime import UTC, datetime
+
+        return {"strategy_version_id": stored.version_id, "instrument_id": inst,
+                "timeframe": "1d", "bar_ts": datetime(2020, 1, d, tzinfo=UTC), "side": "long",
+                "score": 1.0, "price": 1.0, "values": {}}
+
+    slow_conn = api.platform.engine.connect()
+    slow_tx = slow_conn.begin()
+    (lower, *_), = live.insert_new(slow_conn, [row(1)])
+    with api.platform.engine.begin() as conn:
+        (higher, *_), = live.insert_new(conn, [row(2)])
+    assert lower < higher
+    assert [e.id for e in hub.poll_once()] == [higher]
+    slow_tx.commit()
+    slow_conn.close()
+    assert [e.id for e in hub.poll_once() if e.id == lower] == [lower]

@@ -1,0 +1,40 @@
+"""Logs are JSON lines with context, and a planted canary secret never appears anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CANARY = "canary-Zq8v1sXw9PLkQ3"
+
+
+def test_canary_secret_never_logged(tmp_path: Path) -> None:
+    env = {**os.environ, "SIGNALFACTORY_HOME": str(tmp_path), "SIGNALFACTORY_LOG_FORMAT": "json",
+           "SIGNALFACTORY_BACKUP_KEY": CANARY, "SIGNALFACTORY_LOG_LEVEL": "DEBUG"}
+    env.pop("SIGNALFACTORY_DATABASE_URL", None)
+    code = (
+        "from signalfactory.ops.logging import configure_logging, get_logger, bind_context\n"
+        f"configure_logging('json', 'DEBUG', ['{CANARY}'])\n"
+        "log = get_logger('t')\n"
+        "bind_context(request_id='r1', tenant='acme', job_id='j1')\n"
+        f"log.info('leak attempt', detail='key is {CANARY}', backup_key='x',\n"
+        "         nested={'password': 'p'})\n"
+        "import logging; logging.getLogger('stdlib').warning('stdlib %s', "
+        f"'{CANARY}')\n"
+        "log.info('api key sf_live_abcdefghijklmnopqrstuvwxyz0123456789 used')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    cli_out = subprocess.run([sys.executable, "-m", "signalfactory", "sample", "--symbols", "2",
+                              "--bars", "20"], env=env, capture_output=True, text=True,
+                             check=True)
+    everything = out.stdout + out.stderr + cli_out.stdout + cli_out.stderr
+    assert CANARY not in everything
+    assert "abcdefghijklmnopqrstuvwxyz0123456789" not in everything
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    first = lines[0]
+    assert first["request_id"] == "r1" and first["tenant"] == "acme" and first["job_id"] == "j1"
+    assert first["backup_key"] == "[redacted]" and first["nested"]["password"] == "[redacted]"
+    assert any(line.get("event", "").startswith("stdlib") for line in lines)
