@@ -226,6 +226,35 @@ def test_hub_serialises_once_drops_slow_consumers_and_isolates_tenants() -> None
     asyncio.run(scenario())
 
 
+def test_stop_waits_for_a_poll_running_in_its_thread(platform: Any) -> None:
+    """Cancelling the relay cannot stop the thread of its poll: stop() waits for it, so no
+    query reaches the database after the hub is down (shutdown disposes the engine next)."""
+    import threading
+    import time
+
+    hub = StreamHub(platform, poll_seconds=0.001)
+    started, finished = threading.Event(), threading.Event()
+    real_poll = hub.poll_once
+
+    def slow_poll() -> list[SignalEvent]:
+        started.set()
+        time.sleep(0.3)
+        try:
+            return real_poll()
+        finally:
+            finished.set()
+
+    hub.poll_once = slow_poll  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await hub.start()
+        assert await asyncio.to_thread(started.wait, 5.0)
+        await hub.stop()
+        assert finished.is_set(), "stop() returned while a poll was still reading"
+
+    asyncio.run(scenario())
+
+
 def test_hub_writes_one_prepared_frame_to_idle_connections_and_queues_the_rest() -> None:
     async def scenario() -> None:
         hub = StreamHub(platform=None)  # type: ignore[arg-type]

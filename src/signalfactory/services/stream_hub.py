@@ -142,6 +142,9 @@ class StreamHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The relay's poll runs in a thread that cancelling the task cannot stop; stop() waits
+        # for it so no query reaches the engine after the hub is down.
+        self._polling: asyncio.Future[list[Any]] | None = None
         self._poke = asyncio.Event()
         # Highest signal id relayed; None until the first successful read (the database may be
         # unmigrated or away at start; /readyz says so, the stream catches up later).
@@ -168,6 +171,10 @@ class StreamHub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._polling is not None:
+            with contextlib.suppress(Exception):
+                await self._polling
+            self._polling = None
         for subs in list(self.groups.values()):
             for sub in list(subs):
                 sub.close("shutdown")
@@ -284,7 +291,8 @@ class StreamHub:
                     await self._poke.wait()
             self._poke.clear()
             try:
-                events = await asyncio.to_thread(self.poll_once)
+                self._polling = asyncio.ensure_future(asyncio.to_thread(self.poll_once))
+                events = await asyncio.shield(self._polling)
                 failures = 0
             except Exception as exc:  # the database may be away for a while
                 failures += 1
