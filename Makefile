@@ -30,10 +30,10 @@ install-dev: $(STAMP_DEV)
 up: install
 	$(BIN)/signalfactory up --host $(HOST) --port $(PORT)
 
-## System tools the tests use: promtool (alert-rule tests) and headless Chromium (report
+## System tools the tests use: promtool and amtool (alert rules, Alertmanager config) and headless Chromium (report
 ## screenshots), from Debian's packages. Installed when we can; their tests skip with a reason
 ## otherwise, except under CI=true where a missing tool fails the run.
-APT_TOOLS := promtool:prometheus chromium:chromium
+APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \

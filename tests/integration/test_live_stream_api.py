@@ -226,6 +226,26 @@ def test_hub_serialises_once_drops_slow_consumers_and_isolates_tenants() -> None
     asyncio.run(scenario())
 
 
+def test_an_event_replayed_before_its_live_publish_is_not_sent_twice() -> None:
+    """The writer committed id 5, the replay read it, the client went live, and only then
+    did the writer's publish reach the hub: the subscriber gets 6, not 5 again."""
+    async def scenario() -> None:
+        hub = StreamHub(platform=None)  # type: ignore[arg-type]
+        seam = hub.subscribe(StreamFilter(tenant_id=1), "ws", replaying=True)
+        other = hub.subscribe(StreamFilter(tenant_id=1), "ws")
+        assert seam.go_live({4, 5}) == []
+        hub.publish([_event(5), _event(6)])
+        (message,) = await seam.next_frames(0.1)
+        assert '"id":6' in message and '"id":5' not in message
+        (shared,) = await other.next_frames(0.1)
+        assert '"id":5' in shared and '"id":6' in shared
+        hub.publish([_event(7)])
+        (after,) = await seam.next_frames(0.1)
+        assert after is (await other.next_frames(0.1))[0], "back on the shared message"
+
+    asyncio.run(scenario())
+
+
 def test_stop_waits_for_a_poll_running_in_its_thread(platform: Any) -> None:
     """Cancelling the relay cannot stop the thread of its poll: stop() waits for it, so no
     query reaches the database after the hub is down (shutdown disposes the engine next)."""

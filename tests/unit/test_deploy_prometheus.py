@@ -40,10 +40,10 @@ REQUIRED_ALERTS = {
 }
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str = "prometheus") -> str:
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not on PATH (install Debian's `prometheus` package)"
+        message = f"{name} not on PATH (install Debian's `{package}` package)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{message}; CI=true requires it")
         pytest.skip(message)
@@ -198,9 +198,7 @@ def test_alertmanager_routes_reference_defined_receivers_and_keep_secrets_in_fil
 
 
 def test_amtool_accepts_alertmanager_config() -> None:
-    amtool = shutil.which("amtool")
-    if amtool is None:
-        pytest.skip("amtool not on PATH (Debian package prometheus-alertmanager)")
+    amtool = require_tool("amtool", "prometheus-alertmanager")
     result = run_tool(amtool, "check-config", str(ALERTMANAGER))
     assert result.returncode == 0, result.stdout + result.stderr
 

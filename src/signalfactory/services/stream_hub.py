@@ -63,7 +63,7 @@ class Subscriber:
     """One connection's queue. ``kind`` is "ws" (str messages) or "sse" (bytes blocks)."""
 
     __slots__ = ("busy", "closed", "direct", "filter", "frames", "kind", "max_pending",
-                 "pending_events", "wakeup")
+                 "pending_events", "replayed", "wakeup")
 
     def __init__(self, flt: StreamFilter, kind: str, *, max_pending: int,
                  replaying: bool, direct: Callable[[bytes], bool] | None = None) -> None:
@@ -79,6 +79,9 @@ class Subscriber:
         # While a reconnecting client is replayed from the table, live events wait here so
         # the seam can be de-duplicated event by event.
         self.pending_events: list[SignalEvent] | None = [] if replaying else None
+        # Ids the replay sent. One of them may still be published live after the seam (its
+        # writer committed before the replay read it, its publish runs later): never twice.
+        self.replayed: set[int] = set()
         self.wakeup = asyncio.Event()
         self.closed: str | None = None
 
@@ -101,7 +104,17 @@ class Subscriber:
     def go_live(self, replayed: set[int]) -> list[SignalEvent]:
         """End the replay: the buffered live events not already replayed, in id order."""
         held, self.pending_events = self.pending_events or [], None
+        self.replayed = set(replayed)
         return sorted((e for e in held if e.id not in replayed), key=lambda e: e.id)
+
+    def not_replayed(self, events: list[SignalEvent]) -> list[SignalEvent]:
+        """``events`` without those the replay already sent (the same list when none)."""
+        if not self.replayed or not any(e.id in self.replayed for e in events):
+            return events
+        fresh = [e for e in events if e.id not in self.replayed]
+        # The hub publishes an id once, so a replayed id seen here is never needed again.
+        self.replayed.difference_update(e.id for e in events)
+        return fresh
 
     def close(self, reason: str) -> None:
         if self.closed is None:
@@ -229,6 +242,12 @@ class StreamHub:
             for sub in list(subs):
                 if sub.pending_events is not None:
                     sub.offer_events(matching)
+                    continue
+                unsent = sub.not_replayed(matching)
+                if unsent is not matching:  # rare: just after a replay; its own message
+                    if unsent:
+                        sub.offer(ws_message(unsent) if sub.kind == "ws" else sse_block(unsent))
+                        queued += 1
                 elif sub.kind == "ws":
                     if ws is None:
                         ws = ws_message(matching)

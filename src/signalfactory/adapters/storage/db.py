@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,29 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+_WRITE_TRANSACTION = "signalfactory_write_transaction"
+
+
+def _write_transactions(engine: Engine) -> Callable[[], AbstractContextManager[sa.Connection]]:
+    """``engine.begin()`` on SQLite takes the write lock up front (BEGIN IMMEDIATE).
+
+    A deferred transaction that reads and then writes fails at once with "database is locked"
+    when another connection committed in between (WAL cannot upgrade a stale snapshot and
+    busy_timeout does not apply). ``engine.begin()`` is how this code base opens a transaction
+    meant to write, so it waits its turn instead; ``engine.connect()`` reads stay deferred and
+    never wait for a writer.
+    """
+
+    @contextmanager
+    def begin() -> Iterator[sa.Connection]:
+        with engine.connect() as conn:
+            conn.execution_options(**{_WRITE_TRANSACTION: True})
+            with conn.begin():
+                yield conn
+
+    return begin
+
+
 def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
     """An engine with the pragmas and pool settings this platform relies on."""
     url = normalise_url(url)
@@ -49,8 +74,10 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
 
         @event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
+            immediate = conn.get_execution_options().get(_WRITE_TRANSACTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+        engine.begin = _write_transactions(engine)  # type: ignore[method-assign]
         return engine
     return sa.create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                             pool_pre_ping=True)
