@@ -13,6 +13,8 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     (requests start on a fixed schedule whatever the server does, latency counted from the
     scheduled start, so queueing shows), then all of them mixed. Reference in the same run:
     a bare FastAPI ``/bench/hello`` on the same server and middleware. Target p95 <= 20 ms.
+    The load comes from a lean keep-alive client (``_http_lean.py``): with httpx the client's
+    own core saturated first once a backlog formed, and the figures measured the client.
 (b) Stream: ``--subscribers`` WebSocket subscribers (through ten tenants' subscriptions to
     sma_cross); each round writes the next day's bar for ``--batch`` symbols in the server
     process and measures, for every subscriber, from bar arrival (wall clock when
@@ -44,6 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header
+from _http_lean import LeanHttpClient, LeanHttpError
 from _ws_lean import LeanWebSocket, open_lean
 
 from signalfactory.adapters.storage import api_keys as key_store
@@ -57,6 +60,8 @@ from signalfactory.settings import Settings
 
 HOST = "127.0.0.1"
 MAX_IN_FLIGHT = 200  # open-loop requests outstanding at most; later ones count as failed
+REQUEST_TIMEOUT = 10.0
+UNCACHED = "GET /api/v1/signals, no cache"
 WARMUP_ROUNDS = 2  # stream rounds not measured (first evaluations compile numba kernels)
 BUILTINS = ["sma_cross", "rsi_mean_reversion", "macd_trend", "bollinger_breakout",
             "donchian_breakout"]
@@ -92,7 +97,7 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, home: Path, url: str) -> None:
+    def __init__(self, home: Path, url: str, env: dict[str, str] | None = None) -> None:
         sock = __import__("socket").socket()
         sock.bind((HOST, 0))
         self.port = sock.getsockname()[1]
@@ -104,7 +109,8 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, str(script), str(home), url,  # noqa: S603
                                       str(self.port), str(write_fd)], stdin=subprocess.PIPE,
                                      stdout=self.log, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, pass_fds=(write_fd,))
+                                     bufsize=1, pass_fds=(write_fd,),
+                                     env={**os.environ, **(env or {})})
         os.close(write_fd)
         self.report = os.fdopen(read_fd)
         ready = json.loads(self.report.readline())
@@ -146,9 +152,10 @@ class Server:
 
 # -- (a) reads ---------------------------------------------------------------------------
 
-async def open_loop(client: httpx.AsyncClient, paths: list[str], headers: dict[str, str],
-                    rate: float, seconds: float) -> dict[str, float]:
+async def open_loop(client: LeanHttpClient, paths: list[str], rate: float,
+                    seconds: float) -> dict[str, float]:
     """Requests start on a fixed schedule; latency counts from the scheduled start."""
+    requests = [client.request_bytes(p) for p in paths]
     count = int(rate * seconds)
     start = time.perf_counter() + 0.2  # perf_counter: uvloop's loop.time() ticks in ms
     latencies: list[float] = []
@@ -164,9 +171,9 @@ async def open_loop(client: httpx.AsyncClient, paths: list[str], headers: dict[s
             return
         in_flight += 1
         try:
-            response = await client.get(paths[i % len(paths)], headers=headers)
-            ok = response.status_code == 200
-        except httpx.HTTPError:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                ok = await client.get(requests[i % len(requests)]) == 200
+        except (OSError, LeanHttpError, TimeoutError):
             ok = False
         in_flight -= 1
         done = time.perf_counter()
@@ -181,9 +188,10 @@ async def open_loop(client: httpx.AsyncClient, paths: list[str], headers: dict[s
             "p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)}
 
 
-async def capacity(client: httpx.AsyncClient, paths: list[str], headers: dict[str, str],
-                   seconds: float = 5.0, workers: int = 4) -> dict[str, float]:
+async def capacity(client: LeanHttpClient, paths: list[str], seconds: float = 5.0,
+                   workers: int = 4) -> dict[str, float]:
     """Closed loop: a few clients back to back, what the server can do at most."""
+    requests = [client.request_bytes(p) for p in paths]
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
@@ -191,9 +199,8 @@ async def capacity(client: httpx.AsyncClient, paths: list[str], headers: dict[st
         i = k
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            with contextlib.suppress(httpx.HTTPError):
-                response = await client.get(paths[i % len(paths)], headers=headers)
-                if response.status_code == 200:
+            with contextlib.suppress(OSError, LeanHttpError):
+                if await client.get(requests[i % len(requests)]) == 200:
                     latencies.append((time.perf_counter() - t0) * 1000)
             i += workers
 
@@ -231,20 +238,28 @@ async def reads(start_server: Any, data: dict[str, Any], rate: float, seconds: f
     }
     endpoints["mixed (all four)"] = [p for name, paths in endpoints.items()
                                      if "reference" not in name for p in paths[:4]]
+    # Every page from the database: what a burst of distinct queries, or a write between
+    # every read, costs.
+    endpoints[UNCACHED] = endpoints["GET /api/v1/signals"]
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT)
     print(f"{'endpoint':26} {'max/s':>6} {'p50 ms':>7} | {'req/s':>6} {'fail':>5} "
           f"{'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'p95/ref':>8}  target p95 <= 20 ms")
     ref_p95 = None
     for name, paths in endpoints.items():
-        server = await asyncio.to_thread(start_server)
+        server = await asyncio.to_thread(
+            start_server, {"SIGNALFACTORY_CACHE_TTL_SECONDS": "0"} if name == UNCACHED else None)
         try:
+            lean = LeanHttpClient(HOST, server.port, headers)
             async with httpx.AsyncClient(base_url=server.base, limits=limits,
                                          timeout=httpx.Timeout(10.0)) as client:
-                for path in paths[:3]:  # warm up connections and caches
-                    await client.get(path, headers=headers)
-                most = await capacity(client, paths, headers)
-                await drain(client, headers)
-                r = await open_loop(client, paths, headers, rate, seconds)
+                try:
+                    for path in paths[:3]:  # warm up connections and caches
+                        await client.get(path, headers=headers)
+                    most = await capacity(lean, paths)
+                    await drain(client, headers)
+                    r = await open_loop(lean, paths, rate, seconds)
+                finally:
+                    lean.close()
         finally:
             await asyncio.to_thread(server.stop)
         ref_p95 = ref_p95 or r["p95"]
@@ -392,7 +407,8 @@ def main() -> None:
             finally:
                 server.stop()
         if not args.skip_reads:
-            asyncio.run(reads(lambda: Server(home, url), data, args.rate, args.seconds))
+            asyncio.run(reads(lambda env: Server(home, url, env), data, args.rate,
+                              args.seconds))
 
 
 if __name__ == "__main__":

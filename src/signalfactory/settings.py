@@ -81,9 +81,15 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     cache_ttl_seconds: float = Field(
         default=10.0, ge=0, le=86_400,
-        description="How long a hot read (instruments, strategies, scans) stays cached; writes "
+        description="How long a hot read (instruments, strategies, scans, signal pages) stays "
+                    "cached; writes "
                     "invalidate at once, the TTL bounds what they cannot reach (other processes "
                     "with the in-memory cache, replica lag). 0 turns the cache off.")
+    api_threads: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Threads serving the API's blocking work (database reads) in one server "
+                    "process; unset: 4 per CPU, at most 40. More threads than the CPUs can "
+                    "keep busy only contend for the GIL and make an overload worse.")
     broker_url: str | None = Field(
         default=None, description="Celery broker (redis:// or amqp://); unset runs jobs in the "
                                   "embedded database-backed runner.")

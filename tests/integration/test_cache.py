@@ -253,6 +253,71 @@ def test_a_scan_is_cached_per_tenant(api: ApiHarness) -> None:
     assert api.client.get(url, headers=api.auth(bob)).status_code == 404
 
 
+def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
+    from datetime import UTC, datetime
+
+    from signalfactory.adapters.storage.tables import signals
+    from signalfactory.ops.retention import apply_retention
+    from signalfactory.services.signals import run_all
+
+    tenant = api.tenant("signals-cache", tier="premium")
+    key = api.key(tenant, "trader")
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    assert api.client.post("/api/v1/strategies", headers=api.auth(key),
+                           json={"name": name, "rule": RULE}).status_code == 201
+    url = f"/api/v1/signals?strategy={name}&limit=1000"
+
+    def ids() -> list[int]:
+        response = api.client.get(url, headers=api.auth(key))
+        assert response.status_code == 200, response.text
+        return [s["id"] for s in response.json()["items"]]
+
+    assert ids() == []
+    (report,) = run_all(api.platform, tenant, [name])
+    assert report.signals_written > 0
+    written = ids()
+    assert len(written) == report.signals_written, "an evaluation's write is seen at once"
+    # Rows changed behind the platform's back are not seen: the page is a cache hit.
+    hits = _hits("signals")
+    with api.platform.engine.begin() as conn:
+        conn.execute(signals.update().where(signals.c.id == written[0])
+                     .values(bar_ts=datetime(2001, 1, 1, tzinfo=UTC)))
+    assert ids() == written and _hits("signals") == hits + 1
+    # A retention prune deletes that (now ancient) signal and invalidates: fresh again.
+    keep_days = (datetime.now(UTC) - datetime(2002, 1, 1, tzinfo=UTC)).days
+    apply_retention(api.platform, config={"signals": {"*": keep_days}})
+    assert ids() == written[1:]
+
+
+def test_signals_another_process_stores_reach_cached_pages_within_a_poll(
+        api: ApiHarness, make_cache: Any) -> None:
+    from signalfactory.services.signals import run_all
+
+    tenant = api.tenant("signals-relay", tier="premium")
+    key = api.key(tenant, "trader")
+    name = f"r_{uuid.uuid4().hex[:8]}"
+    assert api.client.post("/api/v1/strategies", headers=api.auth(key),
+                           json={"name": name, "rule": RULE}).status_code == 201
+    url = f"/api/v1/signals?strategy={name}&limit=1000"
+
+    def count() -> int:
+        response = api.client.get(url, headers=api.auth(key))
+        assert response.status_code == 200, response.text
+        return len(response.json()["items"])
+
+    assert count() == 0
+    # Another process (a worker) with its own cache, which no bump of it reaches here.
+    other = Platform(settings=api.platform.settings, engine=api.platform.engine,
+                     bars=api.platform.bars, extras={"cache": HotCache(MemoryCache()),
+                                                     "on_bars_written": []})
+    (report,) = run_all(other, tenant, [name])
+    assert report.signals_written > 0
+    deadline = time.monotonic() + 5  # the TTL is 10 s: fresh before it means the relay did it
+    while count() != report.signals_written:
+        assert time.monotonic() < deadline, "a cached page outlived the stream relay's poll"
+        time.sleep(0.05)
+
+
 def test_cache_ttl_zero_turns_it_off() -> None:
     from signalfactory.adapters.cache import build_cache
 

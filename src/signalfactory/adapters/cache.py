@@ -38,6 +38,10 @@ from signalfactory.ops.logging import get_logger
 
 log = get_logger("signalfactory.cache")
 
+# Every namespace the API caches; a write that may touch any of them (a restore, a retention
+# prune) invalidates them all.
+CACHED_NAMESPACES = ("instruments", "strategies", "scans", "signals")
+
 CACHE_REQUESTS = Counter("signalfactory_cache_requests_total",
                          "Hot-read cache look-ups by namespace and result (hit, miss, error)",
                          ["namespace", "result"])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from signalfactory import __version__
@@ -25,6 +27,16 @@ from signalfactory.services.stream_hub import StreamHub
 from signalfactory.settings import Settings
 
 
+def limit_api_threads(configured: int | None) -> None:
+    """Size the thread pool sync endpoints and dependencies run in (anyio's default is 40).
+
+    On a small machine 40 threads convoy on the GIL once a burst queues up: each request
+    gets slower, the queue grows, and the server does not recover after the burst.
+    """
+    threads = configured or min(40, 4 * (os.cpu_count() or 1))
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
     """Build the app; the platform (engines, stores) is made when the app starts."""
 
@@ -32,6 +44,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = platform is None
         app.state.platform = platform or build_platform(settings)
+        limit_api_threads(app.state.platform.settings.api_threads)
         attach_jobs(app.state.platform)  # job gauges on /metrics, broker in /readyz
         extras = app.state.platform.extras
         if not extras.get("freshness_metrics"):  # a platform may serve several app instances

@@ -25,6 +25,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from signalfactory.adapters.cache import CACHED_NAMESPACES, invalidate
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import metadata
 from signalfactory.bootstrap import Platform
@@ -240,6 +241,8 @@ def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime 
             elif table_name in present:
                 items += _plain_table(conn, metadata.tables[table_name], rules, now,
                                       not dry_run)
+    if not dry_run and any(item.rows for item in items):
+        invalidate(platform, *CACHED_NAMESPACES)
     return RetentionReport(dry_run=dry_run, items=items)
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import (
     instruments,
     signals,
@@ -281,6 +282,8 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
     events = [_event(ident, created_at, rows[index], *owners[index], universe,
                      written.arrival_ns) for ident, created_at, index in created]
     events.sort(key=lambda e: e.id)
+    if events:
+        invalidate(platform, "signals")
     publish(platform, events)
     return LiveReport(len(loaded), universe.n_instruments, len(events),
                       tuple(s.name for s, status, _e, _f in runs if status == "failed"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import scan_results, scans
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
@@ -104,6 +105,7 @@ def run_scan(platform: Platform, request: ScanRequest,
     ranked = records[: request.top] if request.top else records
     if progress is not None:
         progress(0.8)
+    written = 0
     with platform.engine.begin() as conn:
         scan_id = int(conn.execute(scans.insert().values(
             tenant_id=request.tenant_id,
@@ -125,6 +127,8 @@ def run_scan(platform: Platform, request: ScanRequest,
             written = insert_signals(conn, signal_rows(records, bars, stored.version_id,
                                                        timeframe))
             SIGNALS_PRODUCED.labels(stored.name).inc(written)
+    if written:
+        invalidate(platform, "signals")
     return get_scan(platform, request.tenant_id, scan_id, primary=True)
 
 

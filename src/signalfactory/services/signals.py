@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import (
     instruments,
     signals,
@@ -115,6 +116,8 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
             run_id = _record_run(conn, stored, timeframe, "succeeded", None, n_inst, written,
                                  started)
         SIGNALS_PRODUCED.labels(stored.name).inc(written)
+        if written:
+            invalidate(platform, "signals")
     except (SignalFactoryError, ValueError, ArithmeticError, KeyError, TypeError) as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         with platform.engine.begin() as conn:

@@ -28,6 +28,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from signalfactory.adapters.cache import invalidate
 from signalfactory.bootstrap import Platform
 from signalfactory.ops.logging import get_logger
 from signalfactory.services.live import NOTIFY_CHANNEL, publishers
@@ -321,6 +322,10 @@ class StreamHub:
                 await asyncio.sleep(min(5.0, self.poll_seconds * 2 ** min(failures, 5)))
                 continue
             if events:
+                if any(e.id not in self._seen for e in events):
+                    # Stored by another process (a worker, the CLI): this process's cached
+                    # signal pages learn of it here, within one poll, not after their TTL.
+                    invalidate(self.platform, "signals")
                 self.publish(events, "relay")
 
     async def _listen(self) -> None:

@@ -134,6 +134,8 @@ signals = sa.Table(
     sa.UniqueConstraint("strategy_version_id", "instrument_id", "timeframe", "bar_ts", "side",
                         name="uq_signals_identity"),
     sa.Index("ix_signals_bar_ts", "bar_ts"),
+    sa.Index("ix_signals_instrument_page", "instrument_id", "id"),
+    sa.Index("ix_signals_version_page", "strategy_version_id", "id"),
 )
 
 strategy_runs = sa.Table(

@@ -15,7 +15,7 @@ from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import strategies
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
-from signalfactory.api.deps import PlatformDep, ReadConnDep
+from signalfactory.api.deps import PlatformDep
 from signalfactory.api.quotas import enforce_quota, register_counter
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.bootstrap import Platform
@@ -198,19 +198,30 @@ def _encode_cursor(last_id: int) -> str:
 
 @router.get("/signals", response_model=SignalPage, tags=["signals"],
             summary="Signals, oldest first, with filters and cursor pagination")
-def get_signals(principal: PrincipalDep, conn: ReadConnDep,
+def get_signals(principal: PrincipalDep, platform: PlatformDep,
                 since: datetime | None = Query(default=None, examples=["2024-01-01"]),
                 symbol: str | None = Query(default=None, max_length=64),
                 strategy: str | None = Query(default=None, max_length=100),
                 side: str | None = Query(default=None, pattern="^(long|short|exit)$"),
                 min_score: float | None = Query(default=None, allow_inf_nan=False),
                 cursor: str | None = Query(default=None, max_length=64),
-                limit: int = Query(default=100, ge=1, le=1000)) -> SignalPage:
-    rows = query_signals(conn, principal.tenant_id, since=since, symbol=symbol,
-                         strategy=strategy, side=side, min_score=min_score,
-                         after_id=_decode_cursor(cursor), limit=limit)
-    next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
-    return SignalPage(items=[SignalOut(**r) for r in rows], next_cursor=next_cursor)
+                limit: int = Query(default=100, ge=1, le=1000)) -> Response:
+    after_id = _decode_cursor(cursor)
+
+    def load() -> SignalPage:
+        # Opened and closed in this one thread (a yield dependency would hop threads three
+        # times); the page is validated once, not again by the response model.
+        with platform.reader.connect() as conn:
+            rows = query_signals(conn, principal.tenant_id, since=since, symbol=symbol,
+                                 strategy=strategy, side=side, min_score=min_score,
+                                 after_id=after_id, limit=limit)
+        next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
+        return SignalPage.model_validate({"items": rows, "next_cursor": next_cursor})
+
+    # Every signal write (evaluation, scan, live, retention) bumps the "signals" generation.
+    return cached_response(platform, "signals", (since.isoformat() if since else None,
+                                                 symbol, strategy, side, min_score, after_id,
+                                                 limit), load, tenant_id=principal.tenant_id)
 
 
 class ScanIn(RequestModel):
