@@ -99,6 +99,20 @@ def test_entries_are_per_tenant_and_expire(make_cache: Any) -> None:
     assert cache.get_or_load("strategies", ("list",), Loads("a2"), tenant_id=1) == "a2"
 
 
+def test_entries_filled_together_expire_spread_within_the_ttl() -> None:
+    backend = MemoryCache()
+    cache = HotCache(backend, ttl=10.0)
+    before = time.monotonic()
+    for page in range(50):
+        cache.get_or_load("signals", (page,), Loads(str(page)), tenant_id=1)
+    after = time.monotonic()
+    lifetimes = [expires - before for key, (expires, _value) in backend._items.items()
+                 if ":signals:" in key]
+    assert len(lifetimes) == 50
+    assert all(8.0 <= t <= 10.0 + (after - before) for t in lifetimes), "within the TTL"
+    assert max(lifetimes) - min(lifetimes) > 0.5, "not all in one instant"
+
+
 def test_delete_by_pattern_drops_one_tenants_entries(make_cache: Any) -> None:
     cache = make_cache()
     for tenant in (1, 2):
