@@ -33,10 +33,13 @@ def upsert_instruments(conn: Connection, specs: Sequence[InstrumentSpec]) -> dic
     wanted = {(s.symbol, s.venue): s for s in specs}
     existing: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
     symbols = sorted({s.symbol for s in specs})
+    # Stored tags matter only to merge given ones into; a bar feed usually gives none.
+    tags_column = (instruments.c.tags if any(s.tags for s in specs)
+                   else sa.null().label("tags"))
     for chunk_start in range(0, len(symbols), 500):
         chunk = symbols[chunk_start:chunk_start + 500]
         for row in conn.execute(sa.select(instruments.c.id, instruments.c.symbol,
-                                          instruments.c.venue, instruments.c.tags)
+                                          instruments.c.venue, tags_column)
                                 .where(instruments.c.symbol.in_(chunk))):
             existing[(row.symbol, row.venue)] = (row.id, dict(row.tags or {}))
     new_rows = [
@@ -55,9 +58,11 @@ def upsert_instruments(conn: Connection, specs: Sequence[InstrumentSpec]) -> dic
                 conn.execute(instruments.update().where(instruments.c.id == ident)
                              .values(tags=merged))
                 conn.info[CHANGED] = True
-    ids: dict[str, int] = {}
-    for chunk_start in range(0, len(symbols), 500):
-        chunk = symbols[chunk_start:chunk_start + 500]
+    ids = {key[0]: existing[key][0] for key in wanted if key in existing}
+    # Only the new rows need their ids read back (a live feed re-sends known instruments).
+    added = sorted({row["symbol"] for row in new_rows})
+    for chunk_start in range(0, len(added), 500):
+        chunk = added[chunk_start:chunk_start + 500]
         for row in conn.execute(sa.select(instruments.c.id, instruments.c.symbol,
                                           instruments.c.venue)
                                 .where(instruments.c.symbol.in_(chunk))):
