@@ -38,3 +38,27 @@ def test_canary_secret_never_logged(tmp_path: Path) -> None:
     assert first["request_id"] == "r1" and first["tenant"] == "acme" and first["job_id"] == "j1"
     assert first["backup_key"] == "[redacted]" and first["nested"]["password"] == "[redacted]"
     assert any(line.get("event", "").startswith("stdlib") for line in lines)
+
+
+def test_log_lines_reach_a_pipe_whole_and_at_once() -> None:
+    """stdout to a pipe is block-buffered: each JSON record must still arrive as soon as it
+    is logged, complete, before anything the process prints to stderr after it."""
+    code = (
+        "import sys, time\n"
+        "from signalfactory.ops.logging import configure_logging, get_logger\n"
+        "configure_logging('json', 'INFO')\n"
+        "get_logger('t').info('first', n=1)\n"
+        "sys.stderr.write('after\\n'); sys.stderr.flush()\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": ""})
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert proc.stderr.readline() == b"after\n"
+        # The process is still running (sleeping): the line was flushed, not left in a buffer.
+        record = json.loads(proc.stdout.readline())
+        assert record["event"] == "first" and record["n"] == 1
+    finally:
+        proc.kill()
+        proc.wait()
