@@ -214,3 +214,45 @@ def test_s3_multipart_upload_and_abort(s3_dest: str, monkeypatch: pytest.MonkeyP
         pass
     uploads = target.client.list_multipart_uploads(Bucket=target.bucket)  # type: ignore[attr-defined]
     assert not uploads.get("Uploads")
+
+
+@SQLITE_ONLY
+def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
+        backup_env: dict[str, str], platform: Platform, tmp_path: Path) -> None:
+    """Scheduled backups run in workers Prometheus does not scrape: the API exports the newest
+    succeeded backup job's snapshot time and size, and the configured RPO."""
+    import os
+    import subprocess
+    import sys
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from signalfactory.services.jobs import submit
+    from tests.api_harness import ApiHarness
+
+    seed(platform)
+    dest = tmp_path / "b"
+    submit(platform, "backup", {"dest": str(dest)})
+    worker = subprocess.run(
+        [sys.executable, "-c",
+         "from signalfactory.adapters.jobs.runner import EmbeddedRunner\n"
+         "from signalfactory.bootstrap import build_platform\n"
+         "from signalfactory.services.jobs import ensure_tasks_loaded\n"
+         "worker = build_platform()\n"
+         "ensure_tasks_loaded(worker.settings.task_module_names)\n"
+         "outcome = EmbeddedRunner(worker).run_next()\n"
+         "assert outcome is not None and outcome.status == 'succeeded', outcome\n"],
+        env={**os.environ, **backup_env}, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    (made,) = list_backups(str(dest))
+
+    platform.settings = platform.settings.model_copy(update={"backup_dest": str(dest),
+                                                             "backup_rpo_seconds": 600})
+    with ApiHarness(platform) as api:
+        text = api.client.get("/metrics").text
+    samples = {s.name: s.value for family in text_string_to_metric_families(text)
+               for s in family.samples}
+    assert samples["backup_last_success_timestamp_seconds"] == \
+        pytest.approx(datetime.fromisoformat(str(made["created_at"])).timestamp(), abs=1e-3)
+    assert samples["signalfactory_backup_size_bytes"] == made["size_bytes"]
+    assert samples["signalfactory_backup_rpo_seconds"] == 600

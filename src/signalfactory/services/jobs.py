@@ -308,7 +308,10 @@ def attach_jobs(platform: Platform) -> None:
     ensure_tasks_loaded(platform.settings.task_module_names)
     hooks = platform.extras.setdefault("metrics_hooks", [])
     assert isinstance(hooks, list)
+    from signalfactory.ops.backup.metrics import refresh_from_jobs
+
     hooks.append(lambda: refresh_job_gauges(platform))
+    hooks.append(lambda: refresh_from_jobs(platform))
     if platform.settings.broker_url:
         probes = platform.extras.setdefault("readiness_probes", {})
         assert isinstance(probes, dict)

@@ -35,7 +35,10 @@ def backup_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise BadInputError("backup job needs a destination: set SIGNALFACTORY_BACKUP_DEST or "
                             "pass {\"dest\": ...}")
     manifest = run_scheduled_backup(ctx.platform, dest, settings.backup_rpo_seconds)
-    return {"backup_id": getattr(manifest, "backup_id", None), "dest": dest}
+    # The snapshot time and size let any serving process export the backup gauges from the
+    # job's stored result (ops/backup/metrics.py), whichever worker ran it.
+    return {"backup_id": manifest.id, "dest": dest, "created_at": manifest.created_at,
+            "size": manifest.size}
 
 
 def retention_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,18 @@
-"""Backup gauges on the default Prometheus registry (no labels: one series each)."""
+"""Backup gauges on the default Prometheus registry (no labels: one series each).
+
+The process that makes a backup sets them at once. A scheduled backup usually runs in a
+worker (a Celery child, a ``signalfactory worker`` process) that Prometheus does not scrape,
+so serving processes also set them at scrape time from the newest succeeded ``backup`` job
+in the database; without that, the backup-age alert would see no series at all.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from prometheus_client import Gauge
 
 if TYPE_CHECKING:
@@ -18,6 +27,44 @@ BACKUP_RPO = Gauge("signalfactory_backup_rpo_seconds",
                    "Configured recovery point objective: the interval between backups")
 
 
+_lock = threading.Lock()
+_newest = 0.0  # snapshot time of the newest success this process knows of
+
+
+def _record(created: float, size: int) -> None:
+    global _newest
+    with _lock:
+        if created > _newest:  # an older job result never hides a newer local backup
+            _newest = created
+            BACKUP_LAST_SUCCESS.set(created)
+            BACKUP_SIZE.set(size)
+
+
 def record_success(manifest: Manifest) -> None:
-    BACKUP_LAST_SUCCESS.set(manifest.created.timestamp())
-    BACKUP_SIZE.set(manifest.size)
+    _record(manifest.created.timestamp(), manifest.size)
+
+
+def refresh_from_jobs(platform: Any) -> None:
+    """Scrape-time hook: the newest succeeded backup job's snapshot time and size, and the
+    configured RPO when scheduled backups are on."""
+    from signalfactory.adapters.jobs.store import SUCCEEDED
+    from signalfactory.adapters.storage.tables import jobs
+
+    settings = platform.settings
+    if settings.backup_dest:
+        BACKUP_RPO.set(settings.backup_rpo_seconds)
+    with platform.engine.connect() as conn:
+        row = conn.execute(sa.select(jobs.c.result, jobs.c.finished_at)
+                           .where(jobs.c.kind == "backup", jobs.c.status == SUCCEEDED)
+                           .order_by(jobs.c.finished_at.desc()).limit(1)).first()
+    if row is None:
+        return
+    result = row.result if isinstance(row.result, dict) else {}
+    try:
+        created = datetime.fromisoformat(str(result["created_at"])).timestamp()
+    except (KeyError, ValueError):  # a result from before the snapshot time was stored
+        if row.finished_at is None:
+            return
+        created = row.finished_at.timestamp()
+    size = result.get("size")
+    _record(created, int(size) if isinstance(size, int | float) else 0)
