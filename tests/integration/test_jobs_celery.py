@@ -7,6 +7,7 @@ an unreachable broker fails the run. Each test uses its own queue, deleted after
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,49 @@ def test_sigkilled_celery_worker_job_reruns_and_stores_once(
     assert [a for a, _ in runs] == [1, 2] and runs[0][1] != runs[1][1]
     assert done.result["pid"] == runs[1][1]
     assert effects_of(cp, job.id) == 1
+
+
+def test_worker_metrics_port_exports_what_the_pool_children_did(
+        cp: Platform, celery_env: dict[str, str], tmp_path: Path) -> None:
+    """Jobs run in prefork children; ``--metrics-port`` on the worker sums their counters
+    and durations (prometheus_client's multiprocess mode), and cleans up after itself."""
+    import socket
+    import time
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics_dirs = set(Path(tempfile.gettempdir()).glob("signalfactory-metrics-*"))
+    jobs = [job_service.submit(cp, "test.slow", {"steps": 1, "delay": 0.01}) for _ in range(3)]
+    flaky = job_service.submit(cp, "test.flaky", {"succeed_on": 2}, max_attempts=3)
+    log = tmp_path / "worker.log"
+    worker = start_worker(celery_env, log, "--concurrency", "2", "--metrics-port", str(port))
+    try:
+        for job in [*jobs, flaky]:
+            assert job_service.wait_for(cp, job.id, timeout=30).status == "succeeded", \
+                log.read_text()[-3000:]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+    finally:
+        stop_gently(worker)
+    samples = [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
+               for s in family.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return sum(v for n, lab, v in samples if n == name
+                   and all(lab.get(k) == want for k, want in labels.items()))
+
+    assert value("signalfactory_jobs_total", kind="test.slow", status="succeeded") == 3
+    assert value("signalfactory_jobs_total", kind="test.flaky", status="succeeded") == 1
+    assert value("signalfactory_jobs_total", kind="test.flaky", status="failed") == 1
+    assert value("signalfactory_job_duration_seconds_count", kind="test.slow") == 3
+    assert set(Path(tempfile.gettempdir()).glob("signalfactory-metrics-*")) == metrics_dirs

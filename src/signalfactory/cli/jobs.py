@@ -8,7 +8,11 @@ the modules named in ``SIGNALFACTORY_TASK_MODULES`` (comma-separated), imported 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import sys
+import tempfile
 import threading
 from typing import Annotated, Any
 
@@ -25,6 +29,27 @@ jobs_app = typer.Typer(help="Jobs: list, show, submit, cancel, retry.", no_args_
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 RunnerOption = Annotated[str, typer.Option(
     help="auto (Celery when SIGNALFACTORY_BROKER_URL is set, else embedded), embedded, celery")]
+
+
+def _pool_metrics_registry() -> tuple[Any, str | None]:
+    """Celery runs jobs in prefork children, whose metrics die with them unless they are
+    written to files the exporting parent sums (prometheus_client's multiprocess mode). The
+    mode is chosen when prometheus_client is first imported, so this runs before anything
+    that defines a metric; returns the registry to export and the directory this process
+    made (None when the operator set ``PROMETHEUS_MULTIPROC_DIR`` already)."""
+    if "prometheus_client" in sys.modules and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        raise RuntimeError("prometheus_client was imported before the worker chose its "
+                           "metrics mode; the pool's metrics would be lost")
+    made = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        made = tempfile.mkdtemp(prefix="signalfactory-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry, made
 
 
 def _runner_kind(runner: str, platform_or_settings: Any) -> str:
@@ -63,8 +88,8 @@ def worker(
         help="Jobs run at once (default SIGNALFACTORY_JOB_CONCURRENCY)", min=1, max=64)] = None,
     runner: RunnerOption = "auto",
     metrics_port: Annotated[int | None, typer.Option(
-        help="Serve /metrics (job counters and durations of this process) on this port; the "
-             "embedded runner runs jobs in this process, so Prometheus sees them here",
+        help="Serve /metrics (job counters and durations) on this port: of this process for "
+             "the embedded runner, of every pool process for Celery",
         min=1, max=65535)] = None,
     metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port")]
     = "127.0.0.1",
@@ -74,15 +99,23 @@ def worker(
     from signalfactory.settings import load_settings
 
     settings = load_settings()
+    kind = _runner_kind(runner, settings)
+    registry, metrics_dir = None, None
+    if metrics_port is not None and kind == "celery":
+        registry, metrics_dir = _pool_metrics_registry()
     ensure_tasks_loaded(settings.task_module_names)
     if metrics_port is not None:
-        from prometheus_client import start_http_server
+        from prometheus_client import REGISTRY, start_http_server
 
-        start_http_server(metrics_port, addr=metrics_host)
-    if _runner_kind(runner, settings) == "celery":
+        start_http_server(metrics_port, addr=metrics_host, registry=registry or REGISTRY)
+    if kind == "celery":
         from signalfactory.adapters.jobs.celery_app import run_worker
 
-        run_worker(settings, concurrency or settings.job_concurrency)
+        try:
+            run_worker(settings, concurrency or settings.job_concurrency)
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     from signalfactory.adapters.jobs.runner import EmbeddedRunner
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
 from signalfactory.adapters.jobs import store
@@ -44,6 +44,16 @@ _WORKER_PLATFORM: dict[int, Platform] = {}
 @setup_logging.connect
 def _keep_our_logging(**_kwargs: Any) -> None:
     """Celery would replace the root handlers; our structlog JSON setup is already in place."""
+
+
+@worker_process_shutdown.connect
+def _drop_live_gauges(pid: int | None = None, **_kwargs: Any) -> None:
+    """A pool process that exits leaves its counters to the exporter's sum (they are history)
+    but not its live gauges (``signalfactory worker --metrics-port``)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 def cron_to_crontab(expr: str) -> crontab:
