@@ -17,7 +17,7 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 APP_COMMANDS = {
     "api": ["serve", "--host", "0.0.0.0", "--port", "8000"],  # noqa: S104 - inside a container
-    "worker": ["worker"],
+    "worker": ["worker", "--metrics-port", "9100", "--metrics-host", "0.0.0.0"],  # noqa: S104
     "beat": ["beat"],
     "migrate": ["init"],
 }
@@ -157,3 +157,13 @@ def test_prometheus_and_alertmanager_configs_are_mounted_where_they_are_read() -
     assert "./alertmanager:/etc/alertmanager:ro" in alertmanager["volumes"]
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
     assert "alertmanager_slack_webhook" in alertmanager["secrets"]
+
+
+def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
+    command = SERVICES["worker"]["command"]
+    port = int(command[command.index("--metrics-port") + 1])
+    assert "ports" not in SERVICES["worker"], "metrics stay on the compose network"
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "signalfactory-worker"]
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["port"] == port
