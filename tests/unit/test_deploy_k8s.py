@@ -338,13 +338,29 @@ def test_every_component_may_resolve_dns_and_reach_postgres_and_redis(component:
     assert {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 6379)} <= allowed
 
 
-def test_api_ingress_is_allowed_on_8000_only_for_api_pods() -> None:
+def test_ingress_reaches_the_api_on_8000_and_worker_metrics_on_9100_only() -> None:
+    allowed = {"api": {("TCP", 8000)}, "worker": {("TCP", 9100)}}
     ingress_policies = [p for p in objects("NetworkPolicy") if p["spec"].get("ingress")]
-    assert ingress_policies
+    assert {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in ingress_policies} == set(allowed)
     for policy in ingress_policies:
-        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+        component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         for rule in policy["spec"]["ingress"]:
-            assert {(p["protocol"], p["port"]) for p in rule["ports"]} == {("TCP", 8000)}
+            assert {(p["protocol"], p["port"]) for p in rule["ports"]} == allowed[component]
+            if component == "worker":  # Prometheus only
+                assert [s["namespaceSelector"]["matchLabels"] for s in rule["from"]] == [
+                    {"kubernetes.io/metadata.name": "monitoring"}]
+
+
+def test_scraped_pods_declare_the_port_their_process_serves_metrics_on() -> None:
+    for name in ("signalfactory-api", "signalfactory-worker"):
+        template = named("Deployment", name)["spec"]["template"]
+        port = int(template["metadata"]["annotations"]["prometheus.io/port"])
+        (container,) = template["spec"]["containers"]
+        assert port in {p["containerPort"] for p in container["ports"]}
+        args = container["args"]
+        if "--metrics-port" in args:
+            assert int(args[args.index("--metrics-port") + 1]) == port
 
 
 # --- secrets and configuration -----------------------------------------------------------
