@@ -233,7 +233,9 @@ def test_an_event_replayed_before_its_live_publish_is_not_sent_twice() -> None:
         hub = StreamHub(platform=None)  # type: ignore[arg-type]
         seam = hub.subscribe(StreamFilter(tenant_id=1), "ws", replaying=True)
         other = hub.subscribe(StreamFilter(tenant_id=1), "ws")
-        assert seam.go_live({4, 5}) == []
+        hub.publish([_event(3)])  # fanned out before the seam: never published again
+        assert hub.go_live(seam, {3, 4, 5}) == [] and seam.replayed == {4, 5}
+        await other.next_frames(0.1)
         hub.publish([_event(5), _event(6)])
         (message,) = await seam.next_frames(0.1)
         assert '"id":6' in message and '"id":5' not in message

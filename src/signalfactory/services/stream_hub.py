@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -102,10 +102,15 @@ class Subscriber:
             return
         self.pending_events.extend(events)
 
-    def go_live(self, replayed: set[int]) -> list[SignalEvent]:
-        """End the replay: the buffered live events not already replayed, in id order."""
+    def go_live(self, replayed: set[int],
+                published: Container[int] = frozenset()) -> list[SignalEvent]:
+        """End the replay: the buffered live events not already replayed, in id order.
+
+        ``published``: ids the hub has fanned out already and never will again; only the
+        other replayed ids need remembering (usually none, so a long replay costs nothing).
+        """
         held, self.pending_events = self.pending_events or [], None
-        self.replayed = set(replayed)
+        self.replayed = {i for i in replayed if i not in published}
         return sorted((e for e in held if e.id not in replayed), key=lambda e: e.id)
 
     def not_replayed(self, events: list[SignalEvent]) -> list[SignalEvent]:
@@ -194,6 +199,10 @@ class StreamHub:
                 sub.close("shutdown")
 
     # -- connections ---------------------------------------------------------------------
+    def go_live(self, sub: Subscriber, replayed: set[int]) -> list[SignalEvent]:
+        """``sub.go_live`` knowing what this hub has published (it publishes an id once)."""
+        return sub.go_live(replayed, self._seen)
+
     def subscribe(self, flt: StreamFilter, kind: str, *, replaying: bool = False,
                   direct: Callable[[bytes], bool] | None = None) -> Subscriber:
         sub = Subscriber(flt, kind, max_pending=self.max_pending, replaying=replaying,

@@ -156,7 +156,7 @@ class EventStreamResponse(StreamingResponse):
                     after = page[-1].id
                 if len(page) < REPLAY_PAGE:
                     break
-            held = sub.go_live(replayed)
+            held = self.hub.go_live(sub, replayed)
             if held:
                 await self._send(send, sse_block(held))
         await self._send(send, f"event: live\ndata: {{\"replayed\": {len(replayed)}}}\n\n"
@@ -295,7 +295,7 @@ async def _pump_ws(websocket: WebSocket, hub: StreamHub, platform: Platform, sub
                 after = page[-1].id
             if len(page) < REPLAY_PAGE:
                 break
-        held = sub.go_live(replayed)
+        held = hub.go_live(sub, replayed)
         if held:
             await websocket.send_text(ws_message(held))
     await websocket.send_text(f'{{"type":"live","replayed":{len(replayed)}}}')
