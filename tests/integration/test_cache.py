@@ -267,6 +267,24 @@ def test_a_scan_is_cached_per_tenant(api: ApiHarness) -> None:
     assert api.client.get(url, headers=api.auth(bob)).status_code == 404
 
 
+def _strategy_signal_ids(api: ApiHarness, label: str) -> tuple[int, str, Any]:
+    """A tenant with a strategy of its own; returns (tenant, name, a reader of the ids on the
+    strategy's signal page through the API)."""
+    tenant = api.tenant(label, tier="premium")
+    key = api.key(tenant, "trader")
+    name = f"s_{uuid.uuid4().hex[:8]}"
+    assert api.client.post("/api/v1/strategies", headers=api.auth(key),
+                           json={"name": name, "rule": RULE}).status_code == 201
+
+    def ids() -> list[int]:
+        response = api.client.get(f"/api/v1/signals?strategy={name}&limit=1000",
+                                  headers=api.auth(key))
+        assert response.status_code == 200, response.text
+        return [s["id"] for s in response.json()["items"]]
+
+    return tenant, name, ids
+
+
 def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
     from datetime import UTC, datetime
 
@@ -274,18 +292,7 @@ def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
     from signalfactory.ops.retention import apply_retention
     from signalfactory.services.signals import run_all
 
-    tenant = api.tenant("signals-cache", tier="premium")
-    key = api.key(tenant, "trader")
-    name = f"s_{uuid.uuid4().hex[:8]}"
-    assert api.client.post("/api/v1/strategies", headers=api.auth(key),
-                           json={"name": name, "rule": RULE}).status_code == 201
-    url = f"/api/v1/signals?strategy={name}&limit=1000"
-
-    def ids() -> list[int]:
-        response = api.client.get(url, headers=api.auth(key))
-        assert response.status_code == 200, response.text
-        return [s["id"] for s in response.json()["items"]]
-
+    tenant, name, ids = _strategy_signal_ids(api, "signals-cache")
     assert ids() == []
     (report,) = run_all(api.platform, tenant, [name])
     assert report.signals_written > 0
@@ -307,17 +314,10 @@ def test_signals_another_process_stores_reach_cached_pages_within_a_poll(
         api: ApiHarness, make_cache: Any) -> None:
     from signalfactory.services.signals import run_all
 
-    tenant = api.tenant("signals-relay", tier="premium")
-    key = api.key(tenant, "trader")
-    name = f"r_{uuid.uuid4().hex[:8]}"
-    assert api.client.post("/api/v1/strategies", headers=api.auth(key),
-                           json={"name": name, "rule": RULE}).status_code == 201
-    url = f"/api/v1/signals?strategy={name}&limit=1000"
+    tenant, name, ids = _strategy_signal_ids(api, "signals-relay")
 
     def count() -> int:
-        response = api.client.get(url, headers=api.auth(key))
-        assert response.status_code == 200, response.text
-        return len(response.json()["items"])
+        return len(ids())
 
     assert count() == 0
     # Another process (a worker) with its own cache, which no bump of it reaches here.
