@@ -35,10 +35,15 @@ from signalfactory.api.rate_limits import KeyRateLimiter
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
 from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services import live
-from signalfactory.services.bars import BarsWritten, SymbolBars, load_universe, write_bars
-from signalfactory.services.live_events import SignalEvent
-from signalfactory.services.stream_hub import StreamHub
+from signalfactory.services.marketdata.bars import (
+    BarsWritten,
+    SymbolBars,
+    load_universe,
+    write_bars,
+)
+from signalfactory.services.signals import live
+from signalfactory.services.streaming.events import SignalEvent
+from signalfactory.services.streaming.hub import StreamHub
 from signalfactory.settings import Settings
 
 DAY = Timeframe.parse("1d")

@@ -51,11 +51,11 @@ from _ws_lean import LeanWebSocket, open_lean
 
 from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.bootstrap import build_platform
-from signalfactory.services.sample import store_sample
-from signalfactory.services.scan import ScanRequest, run_scan
-from signalfactory.services.signals import run_all
-from signalfactory.services.strategies import ensure_builtins
-from signalfactory.services.subscriptions import create_subscription
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.scans.scan import ScanRequest, run_scan
+from signalfactory.services.signals.evaluation import run_all
+from signalfactory.services.strategies.catalog import ensure_builtins
+from signalfactory.services.streaming.subscriptions import create_subscription
 from signalfactory.settings import Settings
 
 HOST = "127.0.0.1"

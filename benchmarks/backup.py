@@ -96,7 +96,7 @@ def build(env: dict[str, str], gb: float, bytes_per_bar: float, ready: bool) -> 
     print(f"building: {symbols} symbols x {BARS} bars (once; reused on later runs)")
     start = time.perf_counter()
     code = ("import sys; from signalfactory.bootstrap import build_platform;"
-            "from signalfactory.services.sample import store_sample;"
+            "from signalfactory.services.marketdata.sample import store_sample;"
             "p = build_platform(migrate_db=True);"
             f"store_sample(p, symbols={symbols}, bars={BARS}, seed=11); p.close()")
     subprocess.run([sys.executable, "-c", code], env=env, check=True)  # noqa: S603

@@ -28,9 +28,9 @@ from _common import header, timed
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.synthetic import generate_universe
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import load_universe
-from signalfactory.services.ingest import ingest_files
-from signalfactory.services.sample import store_sample
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.marketdata.ingest import ingest_files
+from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.settings import load_settings
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -25,9 +25,9 @@ from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.rules import check_rule, evaluate
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import load_universe
-from signalfactory.services.sample import store_sample
-from signalfactory.services.scan import ScanRequest, run_scan
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.scans.scan import ScanRequest, run_scan
 from signalfactory.settings import load_settings
 
 RULE = ("entry: crosses_above(sma(close, 10), sma(close, 30)) and rsi(close, 14) < 70 "

@@ -116,7 +116,7 @@ RULE = "entry: close > sma(close, 5)\nexit: close < sma(close, 5)"
 
 
 def _create_strategy(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.services.strategies import add_strategy
+    from signalfactory.services.strategies.catalog import add_strategy
 
     name = f"s_{uuid.uuid4().hex[:10]}"
     with api.platform.engine.begin() as conn:
@@ -147,7 +147,7 @@ STRATEGIES = TenantResource(
 
 
 def _create_job(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.adapters.jobs.store import insert_job
+    from signalfactory.adapters.storage.jobs import insert_job
 
     # Far in the future, so no runner picks it up while the probes run.
     later = datetime.now(UTC) + timedelta(days=30)
@@ -158,7 +158,7 @@ def _create_job(api: ApiHarness, tenant_id: int) -> str:
 
 
 def _job_state(api: ApiHarness, _tenant_id: int, job_id: str) -> Any:
-    from signalfactory.adapters.jobs.store import fetch_job
+    from signalfactory.adapters.storage.jobs import fetch_job
 
     with api.platform.engine.connect() as conn:
         job = fetch_job(conn, job_id)
@@ -170,8 +170,8 @@ JOBS = TenantResource(
     probes=(Probe("GET", "/api/v1/jobs/{id}"), Probe("POST", "/api/v1/jobs/{id}/cancel")))
 
 def _create_scan(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.services.sample import store_sample
-    from signalfactory.services.scan import ScanRequest, run_scan
+    from signalfactory.services.marketdata.sample import store_sample
+    from signalfactory.services.scans.scan import ScanRequest, run_scan
 
     with api.platform.engine.connect() as conn:
         empty = not api.platform.bars.timeframes(conn)
@@ -196,9 +196,9 @@ SCANS = TenantResource(kind="scans", create=_create_scan, state=_scan_state,
 
 
 def _create_backtest(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.services.backtest import run_backtest
-    from signalfactory.services.backtest_options import BacktestRequest
-    from signalfactory.services.sample import store_sample
+    from signalfactory.services.backtests.options import BacktestRequest
+    from signalfactory.services.backtests.run import run_backtest
+    from signalfactory.services.marketdata.sample import store_sample
 
     with api.platform.engine.connect() as conn:
         empty = not api.platform.bars.timeframes(conn)
@@ -226,7 +226,7 @@ BACKTESTS = TenantResource(
             Probe("GET", "/api/v1/backtests/{id}/report")))
 
 def _create_subscription(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.services.subscriptions import create_subscription
+    from signalfactory.services.streaming.subscriptions import create_subscription
 
     with api.platform.engine.begin() as conn:
         item = create_subscription(conn, tenant_id, f"sub-{uuid.uuid4().hex[:8]}",

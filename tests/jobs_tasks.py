@@ -17,9 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from signalfactory.adapters.jobs.store import dialect_insert
+from signalfactory.adapters.storage.jobs import dialect_insert
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
-from signalfactory.services.jobs import JobCancelled, TaskContext, register_task
+from signalfactory.services.jobs.registry import JobCancelled, TaskContext, register_task
 
 test_metadata = sa.MetaData()
 job_runs = sa.Table(

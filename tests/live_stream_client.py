@@ -27,7 +27,7 @@ from websockets.sync.client import connect as ws_connect
 from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import SymbolBars, WriteReport, write_bars
+from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
 
 DAY_NS = 86_400 * 1_000_000_000
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from signalfactory.bootstrap import build_platform
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
 from tests.e2e.test_up import _free_port
 from tests.jobs_tasks import reset_logging
 

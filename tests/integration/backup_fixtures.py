@@ -27,7 +27,7 @@ from signalfactory.adapters.storage.tables import (
     tenants,
 )
 from signalfactory.bootstrap import Platform
-from signalfactory.services.sample import store_sample
+from signalfactory.services.marketdata.sample import store_sample
 
 KEY_B64 = base64.b64encode(bytes(range(32))).decode()
 OTHER_KEY_HEX = bytes(range(100, 132)).hex()

@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
 
 from signalfactory.api import create_app
 from signalfactory.bootstrap import Platform, build_platform
-from signalfactory.services.sample import store_sample
-from signalfactory.services.scan import ScanRequest, run_scan
-from signalfactory.services.strategies import add_strategy, ensure_builtins
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.scans.scan import ScanRequest, run_scan
+from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
 from signalfactory.settings import Settings
 from tests.api_harness import BACKENDS, ApiHarness
 from tests.conftest import create_pg_database, drop_pg_database

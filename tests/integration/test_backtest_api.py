@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from signalfactory.adapters.jobs.runner import EmbeddedRunner
 from signalfactory.adapters.storage.checksums import store_fingerprint
 from signalfactory.bootstrap import Platform
-from signalfactory.services.backtest import run_backtest
-from signalfactory.services.backtest_options import BacktestRequest
-from signalfactory.services.sample import store_sample
-from signalfactory.services.strategies import ensure_builtins
+from signalfactory.services.backtests.options import BacktestRequest
+from signalfactory.services.backtests.run import run_backtest
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.strategies.catalog import ensure_builtins
+from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)

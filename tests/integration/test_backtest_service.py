@@ -21,11 +21,11 @@ from signalfactory.adapters.storage.tables import (
 )
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.services import backtest_store
-from signalfactory.services.backtest import get_backtest, run_backtest
-from signalfactory.services.backtest_options import BacktestRequest, parse_size
-from signalfactory.services.sample import store_sample
-from signalfactory.services.strategies import ensure_builtins
+from signalfactory.services.backtests import store as backtest_store
+from signalfactory.services.backtests.options import BacktestRequest, parse_size
+from signalfactory.services.backtests.run import get_backtest, run_backtest
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.strategies.catalog import ensure_builtins
 from tests.api_harness import BACKENDS, module_platform
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
@@ -135,7 +135,7 @@ def test_universe_symbols_match_single_runs_and_the_aggregate_is_their_average(
 
 def test_a_universe_in_batches_gives_the_same_numbers(loaded: Platform,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from signalfactory.services import backtest_modes
+    from signalfactory.services.backtests import modes as backtest_modes
 
     request = replace(SMA, symbols=(), universe="universe=sample", tenant_id=_tenant(loaded))
     whole = run_backtest(loaded, request)

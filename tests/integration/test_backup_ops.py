@@ -227,7 +227,7 @@ def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from signalfactory.services.jobs import submit
+    from signalfactory.services.jobs.registry import submit
     from tests.api_harness import ApiHarness
 
     seed(platform)
@@ -235,9 +235,9 @@ def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
     submit(platform, "backup", {"dest": str(dest)})
     worker = subprocess.run(
         [sys.executable, "-c",
-         "from signalfactory.adapters.jobs.runner import EmbeddedRunner\n"
+         "from signalfactory.workers.runner import EmbeddedRunner\n"
          "from signalfactory.bootstrap import build_platform\n"
-         "from signalfactory.services.jobs import ensure_tasks_loaded\n"
+         "from signalfactory.services.jobs.registry import ensure_tasks_loaded\n"
          "worker = build_platform()\n"
          "ensure_tasks_loaded(worker.settings.task_module_names)\n"
          "outcome = EmbeddedRunner(worker).run_next()\n"

@@ -22,8 +22,8 @@ from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.adapters.storage.tables import instruments
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import SymbolBars, write_bars
-from signalfactory.services.sample import store_sample
+from signalfactory.services.marketdata.bars import SymbolBars, write_bars
+from signalfactory.services.marketdata.sample import store_sample
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 REDIS_URL = os.environ.get("SIGNALFACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -290,7 +290,7 @@ def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
 
     from signalfactory.adapters.storage.tables import signals
     from signalfactory.ops.retention import apply_retention
-    from signalfactory.services.signals import run_all
+    from signalfactory.services.signals.evaluation import run_all
 
     tenant, name, ids = _strategy_signal_ids(api, "signals-cache")
     assert ids() == []
@@ -312,7 +312,7 @@ def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
 
 def test_signals_another_process_stores_reach_cached_pages_within_a_poll(
         api: ApiHarness, make_cache: Any) -> None:
-    from signalfactory.services.signals import run_all
+    from signalfactory.services.signals.evaluation import run_all
 
     tenant, name, ids = _strategy_signal_ids(api, "signals-relay")
 

@@ -13,8 +13,8 @@ from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import BarSeries
 from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import load_universe
-from signalfactory.services.collect import collect, cursor
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.marketdata.collect import collect, cursor
 
 H1 = Timeframe.parse("1h")
 

@@ -10,8 +10,8 @@ import pytest
 
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import load_universe
-from signalfactory.services.ingest import ingest_files
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.marketdata.ingest import ingest_files
 from tests.helpers import cli, fingerprint
 
 

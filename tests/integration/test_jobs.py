@@ -13,13 +13,13 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.execution import JobContext
-from signalfactory.adapters.jobs.runner import EmbeddedRunner
+from signalfactory.adapters.storage import jobs as store
 from signalfactory.adapters.storage.tables import jobs, tenants
 from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
+from signalfactory.services.jobs.execution import JobContext
+from signalfactory.workers.runner import EmbeddedRunner
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
 
@@ -251,7 +251,7 @@ def test_stop_hands_running_jobs_back_without_spending_an_attempt(jp: Platform) 
 
 def test_collect_job_stores_bars_and_resumes(jp: Platform) -> None:
     from signalfactory.domain.timeframes import Timeframe
-    from signalfactory.services.bars import load_universe
+    from signalfactory.services.marketdata.bars import load_universe
 
     payload = {"symbols": ["AAA", "BBB"], "n_bars": 300, "timeframe": "1h", "page_size": 100}
     first = job_service.submit(jp, "collect", payload)

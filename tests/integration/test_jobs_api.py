@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from signalfactory.adapters.jobs.runner import EmbeddedRunner
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
+from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import ApiHarness, build_api_platform
 from tests.jobs_tasks import create_tables, reset_logging
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from signalfactory.adapters.jobs.celery_app import build_beat_schedule, make_celery_app, sweep
 from signalfactory.bootstrap import Platform, build_platform
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
 from signalfactory.settings import load_settings
+from signalfactory.workers.celery_app import build_beat_schedule, make_celery_app, sweep
 from tests.conftest import IN_CI
 from tests.integration.test_jobs_kill import (
     effects_of,

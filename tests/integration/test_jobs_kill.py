@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from signalfactory.bootstrap import Platform, build_platform
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
 ROOT = Path(__file__).resolve().parents[2]

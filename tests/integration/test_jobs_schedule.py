@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from signalfactory.adapters.jobs.scheduler import Scheduler, fire_current_slot, latest_slot
 from signalfactory.adapters.storage.tables import jobs
 from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.settings import ScheduleEntry
+from signalfactory.workers.scheduler import Scheduler, fire_current_slot, latest_slot
 from tests.jobs_tasks import create_tables
 
 SCHEDULES = ('[{"name": "every5", "cron": "*/5 * * * *", "kind": "test.slow", '

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from websockets.exceptions import InvalidStatus
 
 from signalfactory.adapters.storage.tables import signals, strategies, strategy_versions
-from signalfactory.services.strategies import add_strategy
+from signalfactory.services.strategies.catalog import add_strategy
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 from tests.live_stream_client import (
     ALWAYS,

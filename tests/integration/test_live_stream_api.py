@@ -16,13 +16,13 @@ from signalfactory.adapters.storage.tables import instruments, signals, strategi
 from signalfactory.adapters.storage.tables import strategy_versions as versions
 from signalfactory.domain.strategies import builtin_strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services import live
-from signalfactory.services.bars import SymbolBars, load_universe, write_bars
-from signalfactory.services.live_events import SignalEvent, StreamFilter
-from signalfactory.services.signals import datetime_to_ns
-from signalfactory.services.strategies import add_strategy, ensure_builtins
-from signalfactory.services.stream_hub import StreamHub
-from signalfactory.services.subscriptions import create_subscription
+from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
+from signalfactory.services.signals import live
+from signalfactory.services.signals.evaluation import datetime_to_ns
+from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
+from signalfactory.services.streaming.events import SignalEvent, StreamFilter
+from signalfactory.services.streaming.hub import StreamHub
+from signalfactory.services.streaming.subscriptions import create_subscription
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 from tests.live_stream_client import ALWAYS, day, write_bars_for
 

@@ -16,7 +16,8 @@ def test_canary_secret_never_logged(tmp_path: Path) -> None:
            "SIGNALFACTORY_BACKUP_KEY": CANARY, "SIGNALFACTORY_LOG_LEVEL": "DEBUG"}
     env.pop("SIGNALFACTORY_DATABASE_URL", None)
     code = (
-        "from signalfactory.ops.logging import configure_logging, get_logger, bind_context\n"
+        "from signalfactory.observability.logging import (configure_logging, get_logger,\n"
+        "    bind_context)\n"
         f"configure_logging('json', 'DEBUG', ['{CANARY}'])\n"
         "log = get_logger('t')\n"
         "bind_context(request_id='r1', tenant='acme', job_id='j1')\n"
@@ -45,7 +46,7 @@ def test_log_lines_reach_a_pipe_whole_and_at_once() -> None:
     is logged, complete, before anything the process prints to stderr after it."""
     code = (
         "import sys, time\n"
-        "from signalfactory.ops.logging import configure_logging, get_logger\n"
+        "from signalfactory.observability.logging import configure_logging, get_logger\n"
         "configure_logging('json', 'INFO')\n"
         "get_logger('t').info('first', n=1)\n"
         "sys.stderr.write('after\\n'); sys.stderr.flush()\n"

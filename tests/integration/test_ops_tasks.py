@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from signalfactory.adapters.jobs.runner import EmbeddedRunner
 from signalfactory.bootstrap import Platform, build_platform
-from signalfactory.services.jobs import get_job, submit
-from signalfactory.services.sample import store_sample
+from signalfactory.services.jobs.registry import get_job, submit
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.workers.runner import EmbeddedRunner
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from signalfactory.adapters.storage.tables import instruments, scans, strategies
 from signalfactory.api import create_app
 from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.domain.errors import NotFoundError
-from signalfactory.services.sample import store_sample
-from signalfactory.services.scan import get_scan
-from signalfactory.services.strategies import add_strategy
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.scans.scan import get_scan
+from signalfactory.services.strategies.catalog import add_strategy
 from signalfactory.settings import Settings
 from tests.api_harness import ApiHarness
 from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database

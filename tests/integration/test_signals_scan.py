@@ -17,9 +17,9 @@ from signalfactory.adapters.storage.tables import (
     strategy_runs,
 )
 from signalfactory.bootstrap import Platform
-from signalfactory.services.sample import store_sample
-from signalfactory.services.signals import run_all, run_stored
-from signalfactory.services.strategies import add_strategy, ensure_builtins, get_strategy
+from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.signals.evaluation import run_all, run_stored
+from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins, get_strategy
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 from tests.helpers import cli, fingerprint
 

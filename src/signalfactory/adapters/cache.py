@@ -33,9 +33,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import Counter
-
-from signalfactory.ops.logging import get_logger
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import (
+    CACHE_REQUESTS,
+)
 
 log = get_logger("signalfactory.cache")
 
@@ -43,9 +44,6 @@ log = get_logger("signalfactory.cache")
 # prune) invalidates them all.
 CACHED_NAMESPACES = ("instruments", "strategies", "scans", "signals")
 
-CACHE_REQUESTS = Counter("signalfactory_cache_requests_total",
-                         "Hot-read cache look-ups by namespace and result (hit, miss, error)",
-                         ["namespace", "result"])
 
 DEFAULT_PREFIX = "sf:cache:"
 # After a backend error, how long reads skip the cache before trying it again.

@@ -22,8 +22,8 @@ from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
 from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.ops.freshness import refresh_freshness
-from signalfactory.services.jobs import attach_jobs
-from signalfactory.services.stream_hub import StreamHub
+from signalfactory.services.jobs.registry import attach_jobs
+from signalfactory.services.streaming.hub import StreamHub
 from signalfactory.settings import Settings
 
 

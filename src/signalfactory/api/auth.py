@@ -14,17 +14,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import Counter
 
 from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api.problems import ApiProblem
 from signalfactory.api.rate_limits import limiter_for
 from signalfactory.domain.api_keys import digest, is_well_formed, role_at_least
-from signalfactory.ops.logging import bind_context
+from signalfactory.observability.logging import bind_context
+from signalfactory.observability.metrics import (
+    API_REFUSALS,
+)
 
 # Refused requests by reason: a burst of unknown or malformed keys is an intrusion signal.
-API_REFUSALS = Counter("signalfactory_api_refusals_total",
-                       "API requests refused before doing work, by reason", ["reason"])
 
 STATE_PRINCIPAL = "principal"
 STATE_RESPONSE_HEADERS = "response_headers"

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from signalfactory.adapters.storage import idempotency as store
 from signalfactory.api.auth import authenticate_scope
 from signalfactory.api.problems import MEDIA_TYPE, ApiProblem
-from signalfactory.ops.logging import get_logger
+from signalfactory.observability.logging import get_logger
 
 log = get_logger("signalfactory.api.idempotency")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signalfactory.ops.logging import bind_context, clear_context, get_logger
-from signalfactory.ops.metrics import HTTP_DURATION
+from signalfactory.observability.logging import bind_context, clear_context, get_logger
+from signalfactory.observability.metrics import HTTP_DURATION
 
 log = get_logger("signalfactory.api")
 MAX_BODY_BYTES = 1 << 20

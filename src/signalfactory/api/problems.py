@@ -78,7 +78,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The database refused a value of the request (PostgreSQL: a NUL character in text, a
         # number or date out of range). Nothing was stored: the transaction rolled back.
         # Routers should refuse such values first; this keeps a missed one a 4xx, not a 500.
-        from signalfactory.ops.logging import get_logger
+        from signalfactory.observability.logging import get_logger
 
         get_logger("signalfactory.api").warning(
             "database refused a request value", route=request.url.path,

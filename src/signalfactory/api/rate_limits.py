@@ -18,7 +18,7 @@ from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from signalfactory.ops.logging import get_logger
+from signalfactory.observability.logging import get_logger
 
 log = get_logger("signalfactory.api.rate_limits")
 

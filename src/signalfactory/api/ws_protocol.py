@@ -23,7 +23,7 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from signalfactory.services.live_events import text_frame
+from signalfactory.services.streaming.events import text_frame
 
 __all__ = ["EXTENSION", "BroadcastWebSocketProtocol", "text_frame"]
 

@@ -118,9 +118,9 @@ def backtest(
     """Backtest a strategy or rule on a symbol, a universe, or a portfolio; stored under a
     deterministic id, so the same request returns the same result."""
     from signalfactory.cli.signals import _platform
-    from signalfactory.services.backtest import run_backtest
-    from signalfactory.services.backtest_options import BacktestRequest
-    from signalfactory.services.backtest_report import render_report
+    from signalfactory.services.backtests.options import BacktestRequest
+    from signalfactory.services.backtests.report import render_report
+    from signalfactory.services.backtests.run import run_backtest
 
     request = BacktestRequest(
         tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule, symbols=tuple(symbol or ()),

@@ -73,7 +73,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Validate and store bar files; all or nothing, re-ingesting is idempotent."""
-    from signalfactory.services.ingest import ingest_files
+    from signalfactory.services.marketdata.ingest import ingest_files
 
     if symbol is not None and len(paths) > 1:
         raise BadInputError("--symbol applies to one file; give one file or drop --symbol")
@@ -99,7 +99,7 @@ def sample(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Generate and store a deterministic synthetic universe (business days, sectors)."""
-    from signalfactory.services.sample import store_sample
+    from signalfactory.services.marketdata.sample import store_sample
 
     platform = build_platform(migrate_db=True)
     try:

@@ -95,7 +95,7 @@ def worker(
     = "127.0.0.1",
 ) -> None:
     """Run jobs: the embedded runner on the database, or a Celery worker on the broker."""
-    from signalfactory.services.jobs import ensure_tasks_loaded
+    from signalfactory.services.jobs.registry import ensure_tasks_loaded
     from signalfactory.settings import load_settings
 
     settings = load_settings()
@@ -109,7 +109,7 @@ def worker(
 
         start_http_server(metrics_port, addr=metrics_host, registry=registry or REGISTRY)
     if kind == "celery":
-        from signalfactory.adapters.jobs.celery_app import run_worker
+        from signalfactory.workers.celery_app import run_worker
 
         try:
             run_worker(settings, concurrency or settings.job_concurrency)
@@ -117,7 +117,7 @@ def worker(
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
         return
-    from signalfactory.adapters.jobs.runner import EmbeddedRunner
+    from signalfactory.workers.runner import EmbeddedRunner
 
     platform = build_platform(settings)
     _require_schema(platform)
@@ -134,17 +134,17 @@ def worker(
 @handle_errors
 def beat(runner: RunnerOption = "auto") -> None:
     """Submit scheduled jobs (SIGNALFACTORY_SCHEDULES): embedded scheduler or Celery beat."""
-    from signalfactory.services.jobs import ensure_tasks_loaded
+    from signalfactory.services.jobs.registry import ensure_tasks_loaded
     from signalfactory.settings import load_settings
 
     settings = load_settings()
     ensure_tasks_loaded(settings.task_module_names)
     if _runner_kind(runner, settings) == "celery":
-        from signalfactory.adapters.jobs.celery_app import run_beat
+        from signalfactory.workers.celery_app import run_beat
 
         run_beat(settings)
         return
-    from signalfactory.adapters.jobs.scheduler import Scheduler
+    from signalfactory.workers.scheduler import Scheduler
 
     platform = build_platform(settings)
     _require_schema(platform)
@@ -198,7 +198,7 @@ def jobs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from signalfactory.services.jobs import list_jobs
+    from signalfactory.services.jobs.registry import list_jobs
 
     platform = build_platform()
     try:
@@ -222,7 +222,7 @@ def jobs_list(
 def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id")],
               as_json: JsonOption = False) -> None:
     """Show a job: status, progress, attempts, result or error."""
-    from signalfactory.services.jobs import get_job
+    from signalfactory.services.jobs.registry import get_job
 
     platform = build_platform()
     try:
@@ -236,7 +236,7 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id")],
 def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id")],
                 as_json: JsonOption = False) -> None:
     """Cancel a queued job, ask a running one to stop, or discard a dead one."""
-    from signalfactory.services.jobs import cancel_job
+    from signalfactory.services.jobs.registry import cancel_job
 
     platform = build_platform()
     try:
@@ -255,7 +255,7 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id")],
 @handle_errors
 def jobs_retry(job_id: Annotated[str, typer.Argument(help="Job id")]) -> None:
     """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
-    from signalfactory.services.jobs import retry_job
+    from signalfactory.services.jobs.registry import retry_job
 
     platform = build_platform()
     try:
@@ -281,7 +281,7 @@ def jobs_submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job; a worker (`signalfactory worker` or `up`) runs it."""
-    from signalfactory.services.jobs import submit
+    from signalfactory.services.jobs.registry import submit
 
     try:
         body = json.loads(payload)
@@ -307,7 +307,7 @@ def jobs_submit(
 
 def _wait(platform: Platform, job_id: str, timeout: float) -> Any:
     from signalfactory.cli.common import progress_bar
-    from signalfactory.services.jobs import wait_for
+    from signalfactory.services.jobs.registry import wait_for
 
     with progress_bar("job", 100) as advance:
         shown = 0

@@ -39,7 +39,7 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 @app.callback()
 def _configure() -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
-    from signalfactory.ops.logging import configure_logging
+    from signalfactory.observability.logging import configure_logging
     from signalfactory.settings import load_settings
 
     try:

@@ -50,7 +50,7 @@ def up(
 
     from signalfactory.api import create_app
     from signalfactory.bootstrap import build_platform
-    from signalfactory.services.sample import store_sample
+    from signalfactory.services.marketdata.sample import store_sample
 
     platform = build_platform(migrate_db=True)
     with platform.engine.connect() as conn:
@@ -59,8 +59,8 @@ def up(
         report = store_sample(platform, symbols=sample_symbols, bars=sample_bars, seed=42)
         err.print(f"loaded the sample universe: {report.rows} bars of "
                   f"{report.instruments} instruments")
-    from signalfactory.adapters.jobs.runner import EmbeddedRunner
-    from signalfactory.adapters.jobs.scheduler import Scheduler
+    from signalfactory.workers.runner import EmbeddedRunner
+    from signalfactory.workers.scheduler import Scheduler
 
     runner, scheduler = EmbeddedRunner(platform), Scheduler(platform)
     runner.start()

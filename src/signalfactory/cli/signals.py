@@ -24,7 +24,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
 def _platform() -> Platform:
-    from signalfactory.services.strategies import ensure_builtins
+    from signalfactory.services.strategies.catalog import ensure_builtins
 
     platform = build_platform(migrate_db=True)
     with platform.engine.begin() as conn:
@@ -66,7 +66,7 @@ def indicators(
     """Print the values of expressions over one symbol's bars."""
     from signalfactory.domain.rules import check_rule, evaluate
     from signalfactory.domain.timeframes import Timeframe
-    from signalfactory.services.bars import load_universe
+    from signalfactory.services.marketdata.bars import load_universe
 
     if tail < 1:
         raise BadInputError("--tail must be at least 1")
@@ -106,7 +106,7 @@ def indicators(
 @handle_errors
 def strategies_list(as_json: JsonOpt = False) -> None:
     """List strategies (built-ins and your own) at their newest version."""
-    from signalfactory.services.strategies import list_strategies
+    from signalfactory.services.strategies.catalog import list_strategies
 
     platform = _platform()
     with platform.engine.connect() as conn:
@@ -127,7 +127,7 @@ def strategies_list(as_json: JsonOpt = False) -> None:
 def strategies_show(name: str, version: Annotated[int | None, typer.Option()] = None,
                     as_json: JsonOpt = False) -> None:
     """Show one strategy and its versions."""
-    from signalfactory.services.strategies import get_strategy, list_versions
+    from signalfactory.services.strategies.catalog import get_strategy, list_versions
 
     platform = _platform()
     with platform.engine.connect() as conn:
@@ -161,7 +161,7 @@ def strategies_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a strategy, or a new version if its code changed."""
-    from signalfactory.services.strategies import add_strategy
+    from signalfactory.services.strategies.catalog import add_strategy
 
     parameters: dict[str, Any] | None = None
     if params is not None:
@@ -219,7 +219,7 @@ def signals(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored signals."""
-    from signalfactory.services.signals import query_signals
+    from signalfactory.services.signals.evaluation import query_signals
 
     if not 1 <= limit <= 100_000:
         raise BadInputError("--limit must be between 1 and 100000")
@@ -249,7 +249,7 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate stored strategies over stored bars and store their signals (idempotent)."""
-    from signalfactory.services.signals import run_all
+    from signalfactory.services.signals.evaluation import run_all
 
     platform = _platform()
     try:
@@ -279,7 +279,7 @@ def scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank the universe by today's signals of a strategy or rule; the scan is stored."""
-    from signalfactory.services.scan import ScanRequest, run_scan
+    from signalfactory.services.scans.scan import ScanRequest, run_scan
 
     request = ScanRequest(tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule,
                           universe=universe, as_of=_parse_date(as_of, "--as-of"), top=top,

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from signalfactory.adapters.storage.tables import ingests
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.ops.metrics import MARKET_DATA_LAST_BAR, MARKET_DATA_MAX_STALENESS
+from signalfactory.observability.metrics import MARKET_DATA_LAST_BAR, MARKET_DATA_MAX_STALENESS
 
 # Allowed age of the newest bar before data counts as stale, by timeframe: a few bars, and for
 # daily and weekly bars a long weekend on top.

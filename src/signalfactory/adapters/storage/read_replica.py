@@ -25,20 +25,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Gauge
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 
 from signalfactory.adapters.storage.db import create_db_engine, normalise_url
 from signalfactory.domain.errors import BadInputError
-from signalfactory.ops.logging import get_logger
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import (
+    READ_FAILOVERS,
+    REPLICA_UP,
+)
 
 log = get_logger("signalfactory.read_replica")
 
-REPLICA_UP = Gauge("signalfactory_read_replica_up",
-                   "1 while the read replica answers, 0 while reads fail over to the primary")
-READ_FAILOVERS = Counter("signalfactory_read_failovers_total",
-                         "Read connections opened on the primary because the replica was down")
 
 FALLBACK = "read_replica_fallback"
 

@@ -20,12 +20,12 @@ from signalfactory.api.deps import PlatformDep
 from signalfactory.api.quotas import enforce_quota
 from signalfactory.api.routers.jobs import Job
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.services import backtest_store
-from signalfactory.services import jobs as job_service
-from signalfactory.services.backtest import get_backtest, prepare
-from signalfactory.services.backtest_options import BacktestRequest
-from signalfactory.services.backtest_report import render_report
-from signalfactory.services.strategies import ensure_builtins
+from signalfactory.services.backtests import store as backtest_store
+from signalfactory.services.backtests.options import BacktestRequest
+from signalfactory.services.backtests.report import render_report
+from signalfactory.services.backtests.run import get_backtest, prepare
+from signalfactory.services.jobs import registry as job_service
+from signalfactory.services.strategies.catalog import ensure_builtins
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"], responses=AUTH_RESPONSES)
 

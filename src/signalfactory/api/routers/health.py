@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from signalfactory.adapters.storage import migrate
 from signalfactory.api.deps import PlatformDep
-from signalfactory.ops.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_MAX, READY
+from signalfactory.observability.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_MAX, READY
 
 router = APIRouter(tags=["health"])
 

@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalfactory.adapters.jobs.store import Job as JobRecord
+from signalfactory.adapters.storage.jobs import Job as JobRecord
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem
-from signalfactory.services import jobs as job_service
+from signalfactory.services.jobs import registry as job_service
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=AUTH_RESPONSES)
 

@@ -21,9 +21,9 @@ from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_rule
-from signalfactory.services.scan import ScanRequest, get_scan, run_scan
-from signalfactory.services.signals import query_signals
-from signalfactory.services.strategies import (
+from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
+from signalfactory.services.signals.evaluation import query_signals
+from signalfactory.services.strategies.catalog import (
     add_strategy,
     ensure_builtins,
     get_strategy,

@@ -47,9 +47,14 @@ from signalfactory.api.schemas import AUTH_RESPONSES
 from signalfactory.api.ws_protocol import EXTENSION as PREPARED_FRAMES
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.services.live_events import StreamFilter, replay_events, sse_block, ws_message
-from signalfactory.services.stream_hub import StreamHub, Subscriber
-from signalfactory.services.subscriptions import stream_filter
+from signalfactory.services.streaming.events import (
+    StreamFilter,
+    replay_events,
+    sse_block,
+    ws_message,
+)
+from signalfactory.services.streaming.hub import StreamHub, Subscriber
+from signalfactory.services.streaming.subscriptions import stream_filter
 
 router = APIRouter(prefix="/api/v1", tags=["stream"], responses=AUTH_RESPONSES)
 

@@ -9,7 +9,7 @@ from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep, ReadConnDep
 from signalfactory.api.quotas import enforce_quota, register_counter
 from signalfactory.api.schemas import AUTH_RESPONSES, RequestModel
-from signalfactory.services.subscriptions import (
+from signalfactory.services.streaming.subscriptions import (
     MAX_STRATEGIES,
     MAX_SYMBOLS,
     count_subscriptions,

@@ -13,18 +13,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from prometheus_client import Gauge
+
+from signalfactory.observability.metrics import (
+    BACKUP_LAST_SUCCESS,
+    BACKUP_RPO,
+    BACKUP_SIZE,
+)
 
 if TYPE_CHECKING:
     from signalfactory.ops.backup.manifest import Manifest
 
-BACKUP_LAST_SUCCESS = Gauge(
-    "backup_last_success_timestamp_seconds",
-    "Unix time at which the newest successful backup's snapshot was taken (0: never)")
-BACKUP_SIZE = Gauge("signalfactory_backup_size_bytes",
-                    "Stored size of the newest successful backup, all parts")
-BACKUP_RPO = Gauge("signalfactory_backup_rpo_seconds",
-                   "Configured recovery point objective: the interval between backups")
 
 
 _lock = threading.Lock()
@@ -47,7 +45,7 @@ def record_success(manifest: Manifest) -> None:
 def refresh_from_jobs(platform: Any) -> None:
     """Scrape-time hook: the newest succeeded backup job's snapshot time and size, and the
     configured RPO when scheduled backups are on."""
-    from signalfactory.adapters.jobs.store import SUCCEEDED
+    from signalfactory.adapters.storage.jobs import SUCCEEDED
     from signalfactory.adapters.storage.tables import jobs
 
     settings = platform.settings

@@ -6,7 +6,7 @@ record of the job and a queue message only ever carries its id.
 
 Registering kinds::
 
-    from signalfactory.services.jobs import register_task
+    from signalfactory.services.jobs.registry import register_task
 
     def run_backtest(ctx: TaskContext, payload: dict) -> dict:
         ...
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.store import STATUSES, Job
+from signalfactory.adapters.storage import jobs as store
+from signalfactory.adapters.storage.jobs import STATUSES, Job
 from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
-from signalfactory.ops.logging import get_logger
+from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from signalfactory.bootstrap import Platform
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = get_logger("signalfactory.jobs")
 
 #: Modules imported before any job is submitted or run; each registers kinds at import.
-TASK_MODULES: list[str] = ["signalfactory.services.job_tasks", "signalfactory.services.ops_tasks"]
+TASK_MODULES: list[str] = ["signalfactory.services.jobs.tasks", "signalfactory.ops.tasks"]
 
 
 class TaskContext(Protocol):
@@ -178,7 +178,7 @@ def dispatch(platform: Platform, job_id: str) -> None:
     not be announced stays queued in the database and is picked up by polling or the sweep."""
     if platform.settings.broker_url:
         try:
-            from signalfactory.adapters.jobs.celery_app import publish
+            from signalfactory.workers.celery_app import publish
 
             publish(platform, [job_id])
         except Exception as exc:  # the row is safe; announcing is best effort
@@ -268,7 +268,7 @@ def wait_for(platform: Platform, job_id: str, *, timeout: float = 60.0,
 def refresh_job_gauges(platform: Platform) -> None:
     """Set queue depth, running and dead-letter gauges from the database (installation-wide,
     whichever process runs the jobs), at scrape time."""
-    from signalfactory.ops.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
+    from signalfactory.observability.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
 
     with platform.engine.connect() as conn:
         counts = store.counts(conn)

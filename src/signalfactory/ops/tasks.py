@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalfactory.services.job_tasks import _parse
-from signalfactory.services.jobs import TaskContext, register_task
+from signalfactory.services.jobs.registry import TaskContext, register_task
+from signalfactory.services.jobs.tasks import _parse
 
 
 class BackupPayload(BaseModel):
@@ -76,7 +76,7 @@ class ScanPayload(BaseModel):
 
 
 def scan_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
-    from signalfactory.services.scan import ScanRequest, run_scan
+    from signalfactory.services.scans.scan import ScanRequest, run_scan
 
     args = _parse(ScanPayload, payload, "scan")
     scan = run_scan(ctx.platform, ScanRequest(tenant_id=ctx.tenant_id, **args.model_dump()),

@@ -1,4 +1,4 @@
-"""How each backtest mode runs, over a validated plan and its bars (see services/backtest.py
+"""How each backtest mode runs, over a validated plan and its bars (see services/backtests/run.py
 for the modes' definitions and the use case around them).
 
 Bars arrive as the history up to ``--to``; strategies are evaluated on all of it and the
@@ -29,11 +29,11 @@ from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.indicators.slices import each_slice
 from signalfactory.domain.strategies import RuleStrategy
-from signalfactory.ops.metrics import LOGIC_EXECUTIONS
-from signalfactory.services import backtest_store as store
+from signalfactory.observability.metrics import LOGIC_EXECUTIONS
+from signalfactory.services.backtests import store
 
 if TYPE_CHECKING:
-    from signalfactory.services.backtest import Plan
+    from signalfactory.services.backtests.run import Plan
 
 Progress = Callable[[int, int], None]  # (instruments done, instruments in total)
 #: instruments are simulated in batches of at most this many bars (history included)

@@ -14,7 +14,7 @@ from signalfactory.bootstrap import Platform
 from signalfactory.domain.bar_validation import RawBars, validate
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import SymbolBars, WriteReport, write_bars
+from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
 
 ProgressFn = Callable[[int], None]
 

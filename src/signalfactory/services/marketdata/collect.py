@@ -13,7 +13,7 @@ from signalfactory.adapters.storage.tables import fetch_cursors
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.bar_validation import RawBars, validate
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import SymbolBars, write_bars
+from signalfactory.services.marketdata.bars import SymbolBars, write_bars
 
 
 @dataclass(frozen=True)

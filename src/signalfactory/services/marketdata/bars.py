@@ -74,7 +74,7 @@ def bars_written_hooks(platform: Platform) -> list[BarsWrittenHook]:
     """
     hooks = platform.extras.get("on_bars_written")
     if hooks is None:
-        from signalfactory.services.live import evaluate_new_bars
+        from signalfactory.services.signals.live import evaluate_new_bars
 
         hooks = platform.extras.setdefault("on_bars_written", [evaluate_new_bars])
     assert isinstance(hooks, list)

@@ -21,11 +21,11 @@ from celery.schedules import crontab
 from celery.signals import setup_logging, worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.execution import execute_by_id, new_owner
-from signalfactory.ops.logging import get_logger
-from signalfactory.ops.metrics import JOBS_TOTAL
-from signalfactory.services.jobs import ensure_tasks_loaded
+from signalfactory.adapters.storage import jobs as store
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import JOBS_TOTAL
+from signalfactory.services.jobs.execution import execute_by_id, new_owner
+from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def make_celery_app(settings: Settings) -> Celery:
 
     @app.task(name=FIRE_SCHEDULE)
     def fire_schedule(name: str) -> str | None:
-        from signalfactory.adapters.jobs.scheduler import fire_current_slot
+        from signalfactory.workers.scheduler import fire_current_slot
 
         platform = worker_platform()
         job = fire_current_slot(platform, name)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.execution import JobContext, Outcome, new_owner, run_claimed
-from signalfactory.ops.logging import get_logger
-from signalfactory.ops.metrics import JOBS_TOTAL
-from signalfactory.services.jobs import ensure_tasks_loaded
+from signalfactory.adapters.storage import jobs as store
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import JOBS_TOTAL
+from signalfactory.services.jobs.execution import JobContext, Outcome, new_owner, run_claimed
+from signalfactory.services.jobs.registry import ensure_tasks_loaded
 
 if TYPE_CHECKING:
     from signalfactory.bootstrap import Platform

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from signalfactory.domain.errors import BadInputError
-from signalfactory.services.jobs import JobCancelled, TaskContext, register_task
+from signalfactory.services.jobs.registry import JobCancelled, TaskContext, register_task
 
 
 def _parse(model: type[BaseModel], payload: dict[str, Any], kind: str) -> Any:
@@ -39,7 +39,7 @@ def collect_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Fetch new bars from a source into the store, resuming from the stored cursors."""
     from signalfactory.adapters.sources.builtin import SyntheticSource
     from signalfactory.domain.timeframes import Timeframe
-    from signalfactory.services.collect import collect
+    from signalfactory.services.marketdata.collect import collect
 
     args = _parse(CollectPayload, payload, "collect")
     timeframe = Timeframe.parse(args.timeframe)
@@ -69,7 +69,7 @@ class PrunePayload(BaseModel):
 
 def prune_jobs_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Delete finished jobs older than N days (dead jobs stay until a person acts)."""
-    from signalfactory.adapters.jobs import store
+    from signalfactory.adapters.storage import jobs as store
 
     args = _parse(PrunePayload, payload, "prune_jobs")
     cutoff = store.utcnow() - timedelta(days=args.older_than_days)
@@ -84,8 +84,8 @@ register_task("prune_jobs", prune_jobs_task, max_attempts=3)
 
 def backtest_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Run (or find) a backtest and store it; the result names the stored backtest."""
-    from signalfactory.services.backtest import run_backtest
-    from signalfactory.services.backtest_options import BacktestRequest
+    from signalfactory.services.backtests.options import BacktestRequest
+    from signalfactory.services.backtests.run import run_backtest
 
     request = BacktestRequest.from_payload(ctx.tenant_id, payload)
 

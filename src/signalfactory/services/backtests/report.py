@@ -24,9 +24,9 @@ import numpy as np
 from signalfactory.adapters.reports.backtest_html import render_backtest_report
 from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services import backtest_store as store
-from signalfactory.services.backtest import get_backtest
-from signalfactory.services.bars import load_universe
+from signalfactory.services.backtests import store
+from signalfactory.services.backtests.run import get_backtest
+from signalfactory.services.marketdata.bars import load_universe
 
 SHOWN_METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar",
                  "max_drawdown", "max_drawdown_bars", "var_95", "cvar_95", "win_rate",

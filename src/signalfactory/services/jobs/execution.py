@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.store import Job
+from signalfactory.adapters.storage import jobs as store
+from signalfactory.adapters.storage.jobs import Job
 from signalfactory.domain.errors import BadInputError, OperationalError
-from signalfactory.ops.logging import bound_context, get_logger
-from signalfactory.ops.metrics import JOB_DURATION, JOBS_RUNNING, JOBS_TOTAL
-from signalfactory.services.jobs import JobCancelled, get_task
+from signalfactory.observability.logging import bound_context, get_logger
+from signalfactory.observability.metrics import JOB_DURATION, JOBS_RUNNING, JOBS_TOTAL
+from signalfactory.services.jobs.registry import JobCancelled, get_task
 
 if TYPE_CHECKING:
     from signalfactory.bootstrap import Platform
@@ -56,7 +56,8 @@ class Outcome:
 
 
 class JobContext:
-    """The ``ctx`` a task receives (see :class:`signalfactory.services.jobs.TaskContext`)."""
+    """The ``ctx`` a task receives (see
+    :class:`signalfactory.services.jobs.registry.TaskContext`)."""
 
     def __init__(self, platform: Platform, job: Job, owner: str, lease_seconds: float,
                  stopping: threading.Event | None = None) -> None:

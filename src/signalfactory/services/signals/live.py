@@ -56,11 +56,11 @@ from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.ops.logging import get_logger
-from signalfactory.ops.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
-from signalfactory.services.bars import BarsWritten
-from signalfactory.services.live_events import SignalEvent, iso_utc
-from signalfactory.services.strategies import StoredStrategy
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
+from signalfactory.services.marketdata.bars import BarsWritten
+from signalfactory.services.strategies.catalog import StoredStrategy
+from signalfactory.services.streaming.events import SignalEvent, iso_utc
 
 log = get_logger("signalfactory.live")
 

@@ -23,15 +23,15 @@ from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.ops.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
-from signalfactory.services.bars import load_universe
-from signalfactory.services.signals import (
+from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.signals.evaluation import (
     evaluate_universe,
     insert_signals,
     ns_to_datetime,
     signal_rows,
 )
-from signalfactory.services.strategies import resolve
+from signalfactory.services.strategies.catalog import resolve
 
 
 @dataclass(frozen=True)

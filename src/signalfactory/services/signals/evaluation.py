@@ -29,9 +29,9 @@ from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, SignalFactoryError
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.ops.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
-from signalfactory.services.bars import load_universe
-from signalfactory.services.strategies import StoredStrategy, get_strategy, list_strategies
+from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.strategies.catalog import StoredStrategy, get_strategy, list_strategies
 
 
 def ns_to_datetime(ns: int) -> datetime:

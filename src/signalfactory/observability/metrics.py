@@ -37,3 +37,40 @@ DB_CONNECTIONS_IN_USE = Gauge("signalfactory_db_connections_in_use",
                               "Database connections checked out of the pool")
 DB_CONNECTIONS_MAX = Gauge("signalfactory_db_connections_max",
                            "Pool size plus overflow: the most connections this process opens")
+
+BACKUP_LAST_SUCCESS = Gauge(
+    "backup_last_success_timestamp_seconds",
+    "Unix time at which the newest successful backup's snapshot was taken (0: never)")
+
+BACKUP_SIZE = Gauge("signalfactory_backup_size_bytes",
+                    "Stored size of the newest successful backup, all parts")
+
+BACKUP_RPO = Gauge("signalfactory_backup_rpo_seconds",
+                   "Configured recovery point objective: the interval between backups")
+
+STREAM_CONNECTIONS = Gauge("signalfactory_stream_connections",
+                           "Open live stream connections", ["kind"])
+
+STREAM_DISCONNECTS = Counter("signalfactory_stream_disconnects_total",
+                             "Live stream connections closed by the server", ["reason"])
+
+STREAM_MESSAGES = Counter("signalfactory_stream_messages_total",
+                          "Stream messages handed to connections: 'prepared' (one frame "
+                          "written for all) or 'queued' (the connection's own writer)",
+                          ["path"])
+
+STREAM_EVENTS = Counter("signalfactory_stream_events_total",
+                        "Signals published to the live stream, by how they arrived", ["via"])
+
+API_REFUSALS = Counter("signalfactory_api_refusals_total",
+                       "API requests refused before doing work, by reason", ["reason"])
+
+REPLICA_UP = Gauge("signalfactory_read_replica_up",
+                   "1 while the read replica answers, 0 while reads fail over to the primary")
+
+READ_FAILOVERS = Counter("signalfactory_read_failovers_total",
+                         "Read connections opened on the primary because the replica was down")
+
+CACHE_REQUESTS = Counter("signalfactory_cache_requests_total",
+                         "Hot-read cache look-ups by namespace and result (hit, miss, error)",
+                         ["namespace", "result"])

@@ -9,7 +9,7 @@ from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.synthetic import generate_universe
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.bars import SymbolBars, WriteReport, write_bars
+from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
 
 
 def store_sample(platform: Platform, *, symbols: int, bars: int, seed: int,

@@ -26,13 +26,17 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from signalfactory.adapters.cache import invalidate
 from signalfactory.bootstrap import Platform
-from signalfactory.ops.logging import get_logger
-from signalfactory.services.live import NOTIFY_CHANNEL, publishers
-from signalfactory.services.live_events import (
+from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import (
+    STREAM_CONNECTIONS,
+    STREAM_DISCONNECTS,
+    STREAM_EVENTS,
+    STREAM_MESSAGES,
+)
+from signalfactory.services.signals.live import NOTIFY_CHANNEL, publishers
+from signalfactory.services.streaming.events import (
     SignalEvent,
     StreamFilter,
     events_by_id,
@@ -44,16 +48,6 @@ from signalfactory.services.live_events import (
 
 log = get_logger("signalfactory.stream")
 
-STREAM_CONNECTIONS = Gauge("signalfactory_stream_connections",
-                           "Open live stream connections", ["kind"])
-STREAM_DISCONNECTS = Counter("signalfactory_stream_disconnects_total",
-                             "Live stream connections closed by the server", ["reason"])
-STREAM_MESSAGES = Counter("signalfactory_stream_messages_total",
-                          "Stream messages handed to connections: 'prepared' (one frame "
-                          "written for all) or 'queued' (the connection's own writer)",
-                          ["path"])
-STREAM_EVENTS = Counter("signalfactory_stream_events_total",
-                        "Signals published to the live stream, by how they arrived", ["via"])
 
 _SEEN_IDS = 200_000  # ids remembered for de-duplication (direct vs relay, hole re-reads)
 _HOLE_SECONDS = 10.0  # how long a gap in ids is re-read (PostgreSQL commits out of id order)

@@ -44,12 +44,12 @@ from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.ops.metrics import BACKTEST_DURATION
-from signalfactory.services import backtest_store as store
-from signalfactory.services.backtest_modes import MODES, Data, Progress, take
-from signalfactory.services.backtest_options import BacktestRequest, build_config, window
-from signalfactory.services.bars import load_universe
-from signalfactory.services.strategies import StoredStrategy, resolve
+from signalfactory.observability.metrics import BACKTEST_DURATION
+from signalfactory.services.backtests import store
+from signalfactory.services.backtests.modes import MODES, Data, Progress, take
+from signalfactory.services.backtests.options import BacktestRequest, build_config, window
+from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.strategies.catalog import StoredStrategy, resolve
 
 __all__ = ["Plan", "Progress", "get_backtest", "prepare", "run_backtest"]
 

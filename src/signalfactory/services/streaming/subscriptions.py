@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from signalfactory.adapters.storage.tables import strategies, subscriptions
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
 from signalfactory.domain.strategies import BUILTIN_TEMPLATES
-from signalfactory.services.live_events import StreamFilter, iso_utc
-from signalfactory.services.strategies import check_name, ensure_builtins
+from signalfactory.services.strategies.catalog import check_name, ensure_builtins
+from signalfactory.services.streaming.events import StreamFilter, iso_utc
 
 MAX_STRATEGIES = 100
 MAX_SYMBOLS = 1000

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from croniter import croniter
 
-from signalfactory.adapters.jobs import store
-from signalfactory.adapters.jobs.store import Job, as_utc, dialect_insert, utcnow
+from signalfactory.adapters.storage import jobs as store
+from signalfactory.adapters.storage.jobs import Job, as_utc, dialect_insert, utcnow
 from signalfactory.adapters.storage.tables import job_schedules
-from signalfactory.ops.logging import get_logger
-from signalfactory.services.jobs import dispatch, ensure_tasks_loaded, get_task
+from signalfactory.observability.logging import get_logger
+from signalfactory.services.jobs.registry import dispatch, ensure_tasks_loaded, get_task
 from signalfactory.settings import ScheduleEntry
 
 if TYPE_CHECKING:
