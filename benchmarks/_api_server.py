@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket
 
+from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.api import create_app
-from signalfactory.api.rate_limits import KeyRateLimiter
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import (
     BarsWritten,
@@ -41,6 +41,7 @@ from signalfactory.services.marketdata.bars import (
     load_universe,
     write_bars,
 )
+from signalfactory.services.platform import Platform
 from signalfactory.services.signals import live
 from signalfactory.services.streaming.events import SignalEvent
 from signalfactory.services.streaming.hub import StreamHub
@@ -68,8 +69,7 @@ class BarFeed:
         self.close = universe.close[ends].copy()
         self.rng = np.random.default_rng(11)
         self.timing: dict[str, int] = {}
-        hooks: list[Any] = [self._timed_hook]
-        platform.extras["on_bars_written"] = hooks
+        platform.bar_subscribers[:] = [self._timed_hook]
 
     def _timed_hook(self, platform: Platform, written: BarsWritten) -> None:
         self.timing["commit"] = time.time_ns()
@@ -184,10 +184,11 @@ def main() -> None:
     home, url, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     report = os.fdopen(int(sys.argv[4]), "w")
     raise_fd_limit()
-    platform = build_platform(Settings(home=home, database_url=url, log_level="WARNING"))
     # The benchmark measures serving, not the per-key limit: every tier gets a huge window.
-    platform.extras["rate_limiter"] = KeyRateLimiter(limits_by_tier={
-        t: "100000000/minute" for t in ("free", "premium", "enterprise")})
+    platform = build_platform(
+        Settings(home=home, database_url=url, log_level="WARNING"),
+        rate_limiter=KeyRateLimiter(limits_by_tier={
+            t: "100000000/minute" for t in ("free", "premium", "enterprise")}))
     feed = BarFeed(platform)
     app = create_app(platform=platform)
 

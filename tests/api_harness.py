@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from types import TracebackType
@@ -17,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api import create_app
-from signalfactory.api.rate_limits import KeyRateLimiter
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -65,11 +66,12 @@ def build_api_platform(monkeypatch: Any) -> Any:
 class ApiHarness:
     def __init__(self, platform: Any, *, rate_limits: dict[str, str] | None = None,
                  limiter: KeyRateLimiter | None = None) -> None:
-        self.platform = platform
         # A generous limiter by default so unrelated tests never trip over the free tier's.
-        platform.extras["rate_limiter"] = limiter or KeyRateLimiter(
-            limits_by_tier=rate_limits or {"free": "10000/minute", "premium": "10000/minute"})
-        self.app: FastAPI = create_app(platform=platform)
+        # The harness's platform shares everything else (database, subscribers) with the
+        # one given.
+        self.platform = dataclasses.replace(platform, rate_limiter=limiter or KeyRateLimiter(
+            limits_by_tier=rate_limits or {"free": "10000/minute", "premium": "10000/minute"}))
+        self.app: FastAPI = create_app(platform=self.platform)
         self.client = TestClient(self.app)
 
     def __enter__(self) -> ApiHarness:

@@ -26,3 +26,10 @@ def fingerprint() -> dict[str, Any]:
             return store_fingerprint(conn, platform.bars)
     finally:
         platform.close()
+
+
+def engine_of(platform: Any) -> Any:
+    """The SQL engine behind a platform, for tests that inspect tables directly."""
+    from signalfactory.adapters.storage.unit_of_work import sql_database
+
+    return sql_database(platform.database).engine

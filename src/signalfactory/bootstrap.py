@@ -1,17 +1,29 @@
-"""Composition root: settings -> engines -> stores -> services. Nothing happens at import."""
+"""Composition root: settings -> adapters -> a typed ``Platform``, with its subscribers wired.
+
+The only module that knows which adapter implements which port. Nothing happens at import.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-
+from signalfactory.adapters.clock import SystemClock
+from signalfactory.adapters.jobs.queues import LocalJobQueue
+from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
+from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.domain.errors import BadInputError
+from signalfactory.services.platform import Platform
+from signalfactory.services.ports import Clock, ReadinessProbe
 from signalfactory.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # Metrics are defined on import; a Celery worker must pick prometheus_client's
+    # multiprocess mode first, so nothing that defines one is imported at module level.
+    from signalfactory.adapters.cache import HotCache
 
 
 def make_bar_store(settings: Settings) -> BarStore:
@@ -24,26 +36,6 @@ def make_bar_store(settings: Settings) -> BarStore:
     from signalfactory.adapters.storage.postgres_bars import PostgresBarStore
 
     return PostgresBarStore()
-
-
-@dataclass
-class Platform:
-    """Everything a command or request needs, built once from settings."""
-
-    settings: Settings
-    engine: Engine
-    bars: BarStore
-    read_engine: Engine | None = None
-    extras: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def reader(self) -> Engine:
-        return self.read_engine or self.engine
-
-    def close(self) -> None:
-        self.engine.dispose()
-        if self.read_engine is not None:
-            self.read_engine.dispose()
 
 
 def with_password(url: str, settings: Settings) -> str:
@@ -59,25 +51,57 @@ def with_password(url: str, settings: Settings) -> str:
         hide_password=False)
 
 
-def build_platform(settings: Settings | None = None, *, migrate_db: bool = False) -> Platform:
-    settings = settings or load_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+def build_database(settings: Settings, probes: dict[str, ReadinessProbe]) -> SqlDatabase:
     engine = create_db_engine(with_password(settings.resolved_database_url, settings))
-    platform = Platform(settings=settings, engine=engine, bars=make_bar_store(settings))
-    probes: dict[str, object] = {}
+    read_engine = None
     if settings.database_read_url:
         from signalfactory.adapters.storage.read_replica import create_read_engine, replica_probe
 
-        platform.read_engine, state = create_read_engine(
+        read_engine, state = create_read_engine(
             with_password(settings.database_read_url, settings), engine)
-        platform.extras["read_replica"] = state
-        probes["read_replica"] = replica_probe(platform.read_engine, state)
-    if settings.redis_url:
-        from signalfactory.adapters.cache import cache_probe
+        probes["read_replica"] = replica_probe(read_engine, state)
+    return SqlDatabase(engine, make_bar_store(settings), read_engine)
 
-        probes["cache"] = cache_probe(platform)
-    if probes:
-        platform.extras["readiness_probes"] = probes
+
+def build_rate_limiter(settings: Settings) -> KeyRateLimiter:
+    """Per-key limits in memory, or shared by every process in Redis when it is set."""
+    return KeyRateLimiter(settings.redis_url or "memory://")
+
+
+def build_hot_cache(settings: Settings) -> HotCache:
+    from signalfactory.adapters.cache import build_cache
+
+    return build_cache(settings.redis_url, ttl=settings.cache_ttl_seconds)
+
+
+def build_platform(settings: Settings | None = None, *, migrate_db: bool = False,
+                   cache: HotCache | None = None, rate_limiter: KeyRateLimiter | None = None,
+                   clock: Clock | None = None) -> Platform:
+    settings = settings or load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    probes: dict[str, ReadinessProbe] = {}
+    database = build_database(settings, probes)
+    hot_cache = cache or build_hot_cache(settings)
+    if settings.redis_url:
+        probes["cache"] = hot_cache.health
+    platform = Platform(settings=settings, database=database, cache=hot_cache,
+                        rate_limiter=rate_limiter or build_rate_limiter(settings),
+                        jobs=LocalJobQueue(), clock=clock or SystemClock(), probes=probes)
+    wire_subscribers(platform)
     if migrate_db:
-        migrate.upgrade(engine)
+        migrate.upgrade(database.engine)
     return platform
+
+
+def wire_subscribers(platform: Platform) -> None:
+    """What runs after a write, and what refreshes gauges at scrape time, in one place."""
+    from signalfactory.ops.backup.metrics import refresh_from_jobs
+    from signalfactory.ops.freshness import refresh_freshness
+    from signalfactory.services.jobs.registry import JobGauges, broker_probe
+    from signalfactory.services.signals.live import evaluate_new_bars
+
+    platform.bar_subscribers.append(evaluate_new_bars)
+    platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
+                                        refresh_freshness])
+    if platform.settings.broker_url:
+        platform.probes["broker"] = broker_probe(platform.settings.broker_url)

@@ -26,8 +26,8 @@ from signalfactory.adapters.storage.tables import (
     strategy_versions,
     tenants,
 )
-from signalfactory.bootstrap import Platform
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 
 KEY_B64 = base64.b64encode(bytes(range(32))).decode()
 OTHER_KEY_HEX = bytes(range(100, 132)).hex()

@@ -18,7 +18,8 @@ from tests.tcp_proxy import TcpProxy
 def test_probes_and_instruments(sf_env: dict[str, str]) -> None:
     assert cli("sample", "--symbols", "5", "--bars", "20").exit_code == 0
     key = cli("keys", "create", "--tenant", "default", "--role", "viewer").stdout.strip()
-    with TestClient(create_app(), headers={"Authorization": f"Bearer {key}"}) as client:
+    with TestClient(create_app(build=build_platform),
+                    headers={"Authorization": f"Bearer {key}"}) as client:
         assert client.get("/livez").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -37,7 +38,7 @@ def test_probes_and_instruments(sf_env: dict[str, str]) -> None:
 def test_readyz_names_migrations_behind(sf_env: dict[str, str]) -> None:
     assert cli("init").exit_code == 0
     assert cli("db", "downgrade", "base").exit_code == 0
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(build=build_platform)) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["failing"] == ["migrations"]

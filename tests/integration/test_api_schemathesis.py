@@ -27,8 +27,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from signalfactory.api import create_app
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.services.scans.scan import ScanRequest, run_scan
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
 from signalfactory.settings import Settings
@@ -60,7 +61,7 @@ def seeded(request: pytest.FixtureRequest,
     platform: Platform = build_platform(Settings(home=home / "home", database_url=url,
                                                  bar_store="columnar"), migrate_db=True)
     try:
-        platform.extras["on_bars_written"] = []  # no live evaluation while seeding
+        platform.bar_subscribers.clear()  # no live evaluation while seeding
         store_sample(platform, symbols=6, bars=260, seed=5)
         # Not entered: schemathesis starts the app's lifespan itself on the first call.
         api = ApiHarness(platform)

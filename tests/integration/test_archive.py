@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from signalfactory.bootstrap import Platform
+from signalfactory.services.platform import Platform
 from tests.helpers import cli
 from tests.integration.backup_fixtures import add_signals, day, parse_json, seed
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from signalfactory.adapters.storage.checksums import store_fingerprint
-from signalfactory.bootstrap import Platform
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.run import run_backtest
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import BACKENDS, ApiHarness, module_platform

@@ -19,12 +19,12 @@ from signalfactory.adapters.storage.tables import (
     backtest_trades,
     backtests,
 )
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.services.backtests import store as backtest_store
 from signalfactory.services.backtests.options import BacktestRequest, parse_size
 from signalfactory.services.backtests.run import get_backtest, run_backtest
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from tests.api_harness import BACKENDS, module_platform
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from signalfactory.bootstrap import Platform
+from signalfactory.services.platform import Platform
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.helpers import cli, fingerprint
 from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name

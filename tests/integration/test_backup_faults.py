@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from signalfactory.bootstrap import Platform
 from signalfactory.ops.backup import fetch as fetch_mod
 from signalfactory.ops.backup import pgtools
+from signalfactory.services.platform import Platform
 from tests.helpers import cli, fingerprint
 from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name
     OTHER_KEY_HEX,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.ops.backup import create as create_mod
 from signalfactory.ops.backup import restore as restore_mod
 from signalfactory.ops.backup import targets as targets_mod
@@ -19,6 +19,7 @@ from signalfactory.ops.backup.create import run_scheduled_backup
 from signalfactory.ops.backup.fetch import list_backups
 from signalfactory.ops.backup.manifest import MANIFEST_NAME
 from signalfactory.ops.backup.prune import Policy, prune_backups
+from signalfactory.services.platform import Platform
 from tests.helpers import cli, fingerprint
 from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name
     backup_env_fixture,
@@ -246,9 +247,11 @@ def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
     assert worker.returncode == 0, worker.stdout + worker.stderr
     (made,) = list_backups(str(dest))
 
-    platform.settings = platform.settings.model_copy(update={"backup_dest": str(dest),
-                                                             "backup_rpo_seconds": 600})
-    with ApiHarness(platform) as api:
+    import dataclasses
+
+    serving = dataclasses.replace(platform, settings=platform.settings.model_copy(
+        update={"backup_dest": str(dest), "backup_rpo_seconds": 600}))
+    with ApiHarness(serving) as api:
         text = api.client.get("/metrics").text
     samples = {s.name: s.value for family in text_string_to_metric_families(text)
                for s in family.samples}

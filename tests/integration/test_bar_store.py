@@ -20,10 +20,11 @@ import sqlalchemy as sa
 from signalfactory.adapters.storage import postgres_bars
 from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.postgres_copy import CopyReader
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.platform import Platform
 from tests.conftest import create_pg_database, drop_pg_database
 
 DAY = 86_400 * 10**9

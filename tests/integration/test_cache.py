@@ -8,6 +8,7 @@ where the data is a tenant's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -17,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from signalfactory.adapters.cache import HotCache, MemoryCache, RedisCache, cache_for
+from signalfactory.adapters.cache import HotCache, MemoryCache, RedisCache
 from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.adapters.storage.tables import instruments
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, write_bars
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 REDIS_URL = os.environ.get("SIGNALFACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -156,15 +157,14 @@ def test_memory_cache_is_bounded() -> None:
 
 @pytest.fixture
 def api(shared_platform: Platform, make_cache: Any) -> Iterator[ApiHarness]:
-    if not shared_platform.extras.get("sampled"):
+    if id(shared_platform) not in _SAMPLED:
         store_sample(shared_platform, symbols=3, bars=60, seed=2)
-        shared_platform.extras["sampled"] = True
-    shared_platform.extras["cache"] = make_cache()
-    try:
-        with ApiHarness(shared_platform) as harness:
-            yield harness
-    finally:
-        shared_platform.extras.pop("cache", None)
+        _SAMPLED.add(id(shared_platform))
+    with ApiHarness(dataclasses.replace(shared_platform, cache=make_cache())) as harness:
+        yield harness
+
+
+_SAMPLED: set[int] = set()  # shared platforms that hold the sample already
 
 
 def _symbols(api: ApiHarness, key: str) -> set[str]:
@@ -211,13 +211,13 @@ def _hits(namespace: str) -> float:
 @pytest.mark.parametrize("make_cache", ["redis"], indirect=True)
 def test_a_write_in_another_process_invalidates_a_shared_cache(
         api: ApiHarness, make_cache: Any) -> None:
-    assert isinstance(cache_for(api.platform).backend, RedisCache)
+    assert isinstance(api.platform.cache, HotCache)
+    assert isinstance(api.platform.cache.backend, RedisCache)
     key = api.key(api.tenant("cache"), "viewer")
     before = _symbols(api, key)
     # Another process (a collector, a CLI ingest) with its own Redis client writes bars.
-    other = Platform(settings=api.platform.settings, engine=api.platform.engine,
-                     bars=api.platform.bars, extras={"cache": make_cache(),
-                                                     "on_bars_written": []})
+    other = dataclasses.replace(api.platform, cache=make_cache(), bar_subscribers=[],
+                                signal_publishers=[])
     added = f"OTHER{uuid.uuid4().hex[:6]}"
     write_bars(other, Timeframe.parse("1d"), [_bars(added)], source="test")
     assert _symbols(api, key) == before | {added}
@@ -321,9 +321,8 @@ def test_signals_another_process_stores_reach_cached_pages_within_a_poll(
 
     assert count() == 0
     # Another process (a worker) with its own cache, which no bump of it reaches here.
-    other = Platform(settings=api.platform.settings, engine=api.platform.engine,
-                     bars=api.platform.bars, extras={"cache": HotCache(MemoryCache()),
-                                                     "on_bars_written": []})
+    other = dataclasses.replace(api.platform, cache=HotCache(MemoryCache()),
+                                bar_subscribers=[], signal_publishers=[])
     (report,) = run_all(other, tenant, [name])
     assert report.signals_written > 0
     deadline = time.monotonic() + 5  # the TTL is 10 s: fresh before it means the relay did it
@@ -347,9 +346,9 @@ def test_readyz_reports_an_unreachable_redis_as_degraded(tmp_path: Any) -> None:
     from signalfactory.settings import Settings
 
     platform = build_platform(Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path}/a.db",
-                                       redis_url="redis://127.0.0.1:1/0"), migrate_db=True)
+                                       redis_url="redis://127.0.0.1:1/0"), migrate_db=True,
+                              cache=HotCache(RedisCache("redis://127.0.0.1:1/0", timeout=0.2)))
     try:
-        platform.extras["cache"] = HotCache(RedisCache("redis://127.0.0.1:1/0", timeout=0.2))
         with ApiHarness(platform) as api:
             ready = api.client.get("/readyz")
         assert ready.status_code == 200, ready.text

@@ -9,12 +9,12 @@ import pytest
 
 from signalfactory.adapters.sources.base import MarketDataSource
 from signalfactory.adapters.sources.builtin import SyntheticSource
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import BarSeries
 from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.marketdata.collect import collect, cursor
+from signalfactory.services.platform import Platform
 
 H1 = Timeframe.parse("1h")
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.marketdata.ingest import ingest_files
+from signalfactory.services.platform import Platform
 from tests.helpers import cli, fingerprint
 
 

@@ -15,10 +15,11 @@ from prometheus_client import REGISTRY
 
 from signalfactory.adapters.storage import jobs as store
 from signalfactory.adapters.storage.tables import jobs, tenants
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.jobs.execution import JobContext
+from signalfactory.services.platform import Platform
 from signalfactory.workers.runner import EmbeddedRunner
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
@@ -114,13 +115,13 @@ def test_temporary_errors_retry_then_dead_letter(jp: Platform) -> None:
     assert _metric("signalfactory_jobs_total", kind="test.flaky",
                    status="failed") == failed_before + 3
     assert _metric("signalfactory_jobs_total", kind="test.flaky", status="dead") == dead_before + 1
-    job_service.refresh_job_gauges(jp)
+    _scrape(jp)
     assert _metric("signalfactory_dead_letter_jobs") == 1
     # An operator fixes the cause and retries the dead job; or discards it with cancel.
     again = job_service.retry_job(jp, poison.id)
     assert again.status == "queued" and again.attempts == 0
     assert job_service.cancel_job(jp, poison.id).status == "cancelled"
-    job_service.refresh_job_gauges(jp)
+    _scrape(jp)
     assert _metric("signalfactory_dead_letter_jobs") == 0
 
 
@@ -271,12 +272,18 @@ def test_collect_job_stores_bars_and_resumes(jp: Platform) -> None:
 def test_queue_gauges_follow_the_table(jp: Platform) -> None:
     for _ in range(3):
         job_service.submit(jp, "test.slow", {"steps": 0})
-    job_service.refresh_job_gauges(jp)
+    _scrape(jp)
     assert _metric("signalfactory_jobs_queued", kind="test.slow") == 3
     EmbeddedRunner(jp).run_until_idle()
-    job_service.refresh_job_gauges(jp)
+    _scrape(jp)
     assert _metric("signalfactory_jobs_queued", kind="test.slow") == 0
     assert _metric("signalfactory_jobs_running") == 0
     with jp.engine.begin() as conn:
         old = store.utcnow() + timedelta(days=1)
         assert store.prune(conn, old) == 3
+
+
+def _scrape(platform: Platform) -> None:
+    """What a /metrics scrape does: every gauge refresher wired by bootstrap."""
+    for refresh in platform.metrics_refreshers:
+        refresh(platform)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.services.jobs import registry as job_service
+from signalfactory.services.platform import Platform
 from signalfactory.settings import load_settings
 from signalfactory.workers.celery_app import build_beat_schedule, make_celery_app, sweep
 from tests.conftest import IN_CI

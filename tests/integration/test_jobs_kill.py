@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.services.jobs import registry as job_service
+from signalfactory.services.platform import Platform
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from signalfactory.adapters.storage.tables import jobs
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
+from signalfactory.services.platform import Platform
 from signalfactory.settings import ScheduleEntry
 from signalfactory.workers.scheduler import Scheduler, fire_current_slot, latest_slot
 from tests.jobs_tasks import create_tables

@@ -161,7 +161,7 @@ def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,
         add_strategy(conn, tenant, bad, rule_text=ALWAYS)
     (symbol,) = _symbols(1)
     published: list[SignalEvent] = []
-    live.publishers(api.platform).append(published.extend)
+    api.platform.signal_publishers.append(published.extend)
     real = live.new_records
 
     def failing(strategy: Any, *args: Any) -> Any:
@@ -178,7 +178,7 @@ def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,
         report = write_bars_for(api.platform, [symbol], [5])
         assert report.rows == 1
     finally:
-        live.publishers(api.platform).remove(published.extend)
+        api.platform.signal_publishers.remove(published.extend)
     with api.platform.engine.connect() as conn:
         failed = conn.execute(sa.text(
             "SELECT count(*) FROM strategy_runs r JOIN strategy_versions v "
@@ -321,11 +321,12 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
     with api.platform.engine.begin() as conn:
         stored, _ = add_strategy(conn, tenant, name, rule_text=ALWAYS)
     (symbol,) = _symbols(1)
-    api.platform.extras["on_bars_written"] = []
+    subscribers = list(api.platform.bar_subscribers)
+    api.platform.bar_subscribers.clear()
     try:
         write_bars_for(api.platform, [symbol], [0])
     finally:
-        del api.platform.extras["on_bars_written"]
+        api.platform.bar_subscribers.extend(subscribers)
     with api.platform.engine.connect() as conn:
         inst = conn.execute(sa.select(instruments.c.id).where(
             instruments.c.symbol == symbol)).scalar_one()

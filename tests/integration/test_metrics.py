@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from signalfactory.api import create_app
+from signalfactory.bootstrap import build_platform
 from tests.helpers import cli
 
 
@@ -26,7 +27,7 @@ def test_metrics_expose_freshness_latency_and_readiness(sf_env: dict[str, str],
     csv.write_text("date,open,high,low,close,volume\n2030-01-02,1,2,1,1.5,10\n"
                    "2030-01-03,1,2,1,1.5,10\n")
     assert cli("ingest", str(csv)).exit_code == 0
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(build=build_platform)) as client:
         client.get("/readyz")
         client.get("/api/v1/instruments")
         text = client.get("/metrics").text

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.services.jobs.registry import get_job, submit
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.workers.runner import EmbeddedRunner
 
 

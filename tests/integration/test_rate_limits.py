@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from signalfactory.api.rate_limits import KeyRateLimiter, limiter_for
+from signalfactory.adapters.rate_limits import KeyRateLimiter
+from signalfactory.bootstrap import build_rate_limiter
 from signalfactory.settings import Settings
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
@@ -119,14 +119,9 @@ def test_errors_after_authentication_still_carry_the_headers(api: ApiHarness) ->
 
 
 def test_default_limiter_uses_redis_when_configured() -> None:
-    def platform_with(redis_url: str | None) -> Any:
-        return SimpleNamespace(extras={}, settings=Settings(redis_url=redis_url))
-
-    with_redis = platform_with(REDIS_URL)
-    limiter = limiter_for(with_redis)
+    limiter = build_rate_limiter(Settings(redis_url=REDIS_URL))
     assert type(limiter.storage).__name__ == "RedisStorage"
-    assert limiter_for(with_redis) is limiter
-    assert type(limiter_for(platform_with(None)).storage).__name__ == "MemoryStorage"
+    assert type(build_rate_limiter(Settings()).storage).__name__ == "MemoryStorage"
 
 
 def test_storage_outage_serves_rather_than_refusing_everyone(shared_platform: Any) -> None:

@@ -8,6 +8,7 @@ outage is made with a TCP proxy in front of the PostgreSQL replica that the test
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +25,10 @@ from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.read_replica import REPLICA_UP, create_read_engine
 from signalfactory.adapters.storage.tables import instruments, scans, strategies, tenants
 from signalfactory.api import create_app
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.domain.errors import NotFoundError
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.services.scans.scan import get_scan
 from signalfactory.services.strategies.catalog import add_strategy
 from signalfactory.settings import Settings
@@ -75,15 +77,15 @@ def pair(backend: str, tmp_path: Path) -> Iterator[Pair]:
         platform = build_platform(Settings(home=tmp_path / "home", database_url=primary_url,
                                            bar_store="columnar"), migrate_db=True)
         # Short retry so the recovery test does not wait the default 10 s.
-        platform.read_engine, state = create_read_engine(read_url, platform.engine,
-                                                         retry_seconds=0.3)
-        platform.extras["read_replica"] = state
+        read_engine, state = create_read_engine(read_url, platform.engine, retry_seconds=0.3)
         from signalfactory.adapters.storage.read_replica import replica_probe
+        from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 
-        platform.extras["readiness_probes"] = {
-            "read_replica": replica_probe(platform.read_engine, state)}
+        platform.probes["read_replica"] = replica_probe(read_engine, state)
         # Caching off: every GET below must reach a database.
-        platform.extras["cache"] = HotCache(MemoryCache(), ttl=0)
+        platform = dataclasses.replace(
+            platform, database=SqlDatabase(platform.engine, platform.bars, read_engine),
+            cache=HotCache(MemoryCache(), ttl=0))
         try:
             store_sample(platform, symbols=4, bars=120, seed=3)
             with ApiHarness(platform) as api:

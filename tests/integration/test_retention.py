@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from signalfactory.adapters.storage.instruments import InstrumentSpec
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.ops.retention import DEFAULT_RETENTION, apply_retention, retention_config
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
+from signalfactory.services.platform import Platform
 from tests.helpers import cli, fingerprint
 from tests.integration.backup_fixtures import add_signals, parse_json
 

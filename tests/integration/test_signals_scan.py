@@ -16,8 +16,8 @@ from signalfactory.adapters.storage.tables import (
     signals,
     strategy_runs,
 )
-from signalfactory.bootstrap import Platform
 from signalfactory.services.marketdata.sample import store_sample
+from signalfactory.services.platform import Platform
 from signalfactory.services.signals.evaluation import run_all, run_stored
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins, get_strategy
 from tests.api_harness import BACKENDS, ApiHarness, module_platform

@@ -264,31 +264,3 @@ class HotCache:
 def build_cache(redis_url: str | None, *, ttl: float, prefix: str = DEFAULT_PREFIX) -> HotCache:
     backend: CacheBackend = RedisCache(redis_url) if redis_url else MemoryCache()
     return HotCache(backend, ttl=ttl, prefix=prefix)
-
-
-_CREATE_LOCK = threading.Lock()
-
-
-def cache_for(platform: Any) -> HotCache:
-    """The platform's cache, made on first use. Tests and operators may put their own
-    ``HotCache`` in ``platform.extras["cache"]`` before the first request."""
-    cache: HotCache | None = platform.extras.get("cache")
-    if cache is None:
-        with _CREATE_LOCK:
-            cache = platform.extras.get("cache")
-            if cache is None:
-                settings = platform.settings
-                cache = build_cache(settings.redis_url, ttl=settings.cache_ttl_seconds)
-                platform.extras["cache"] = cache
-    return cache
-
-
-def cache_probe(platform: Any) -> Callable[[], str]:
-    """A readiness check that reports a shared cache that is down as degraded (not failing:
-    requests still work, from the database)."""
-    return lambda: cache_for(platform).health()
-
-
-def invalidate(platform: Any, *namespaces: str) -> None:
-    """After a committed write: entries of these namespaces are stale from now on."""
-    cache_for(platform).invalidate(*namespaces)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -20,11 +19,9 @@ from signalfactory.api.routers import jobs as jobs_router
 from signalfactory.api.routers import signals as signals_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
-from signalfactory.bootstrap import Platform, build_platform
-from signalfactory.ops.freshness import refresh_freshness
-from signalfactory.services.jobs.registry import attach_jobs
+from signalfactory.services.jobs.registry import ensure_tasks_loaded
+from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub
-from signalfactory.settings import Settings
 
 
 def limit_api_threads(configured: int | None) -> None:
@@ -37,20 +34,20 @@ def limit_api_threads(configured: int | None) -> None:
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
 
 
-def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
-    """Build the app; the platform (engines, stores) is made when the app starts."""
+def create_app(platform: Platform | None = None, *,
+               build: Callable[[], Platform] | None = None) -> FastAPI:
+    """Build the app over ``platform``, or over one that ``build`` makes when the app starts
+    (and closes when it stops): ``create_app(build=bootstrap.build_platform)``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = platform is None
-        app.state.platform = platform or build_platform(settings)
+        if platform is None and build is None:
+            raise RuntimeError("create_app needs a platform or a function that builds one")
+        app.state.platform = platform or build()  # type: ignore[misc]
         limit_api_threads(app.state.platform.settings.api_threads)
-        attach_jobs(app.state.platform)  # job gauges on /metrics, broker in /readyz
-        extras = app.state.platform.extras
-        if not extras.get("freshness_metrics"):  # a platform may serve several app instances
-            extras["freshness_metrics"] = True
-            extras.setdefault("metrics_hooks", []).append(
-                functools.partial(refresh_freshness, app.state.platform))
+        # every kind known before the first request (job listings, submissions)
+        ensure_tasks_loaded(app.state.platform.settings.task_module_names)
         # The live stream's broadcaster: direct from bar writes in this process, and a relay
         # of signals other processes store.
         app.state.stream_hub = StreamHub(app.state.platform)

@@ -17,7 +17,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api.problems import ApiProblem
-from signalfactory.api.rate_limits import limiter_for
 from signalfactory.domain.api_keys import digest, is_well_formed, role_at_least
 from signalfactory.observability.logging import bind_context
 from signalfactory.observability.metrics import (
@@ -105,7 +104,7 @@ def authenticate_scope(platform: Any, scope: Any) -> Principal:
                            "<key>' or 'X-API-Key: <key>'", "missing_key")
     principal = principal_for_key(platform, secret)
     bind_context(tenant=principal.tenant_name, key_id=principal.key_id)
-    decision = limiter_for(platform).hit(principal.tier, "key", str(principal.key_prefix),
+    decision = platform.rate_limiter.hit(principal.tier, "key", str(principal.key_prefix),
                                          str(principal.key_id))
     state[STATE_RESPONSE_HEADERS] = decision.headers()
     if not decision.allowed:

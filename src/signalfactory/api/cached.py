@@ -12,8 +12,6 @@ from typing import Any
 from fastapi import Response
 from pydantic import BaseModel
 
-from signalfactory.adapters.cache import cache_for
-
 
 def cached_response(platform: Any, namespace: str, parts: Sequence[Any],
                     load: Callable[[], BaseModel], *, tenant_id: int | None = None) -> Response:
@@ -21,6 +19,6 @@ def cached_response(platform: Any, namespace: str, parts: Sequence[Any],
 
     Pass ``tenant_id`` whenever the body depends on the caller's tenant.
     """
-    body = cache_for(platform).get_or_load(namespace, parts, lambda: load().model_dump_json(),
+    body = platform.cache.get_or_load(namespace, parts, lambda: load().model_dump_json(),
                                            tenant_id=tenant_id)
     return Response(content=body, media_type="application/json")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.engine import Connection
 
-from signalfactory.bootstrap import Platform
+from signalfactory.services.platform import Platform
 
 
 def get_platform(request: Request) -> Platform:

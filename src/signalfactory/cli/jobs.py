@@ -20,15 +20,24 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from signalfactory.bootstrap import Platform, build_platform
 from signalfactory.cli.common import err, handle_errors, out, print_json
 from signalfactory.domain.errors import BadInputError
+from signalfactory.services.platform import Platform
+from signalfactory.settings import Settings
 
 jobs_app = typer.Typer(help="Jobs: list, show, submit, cancel, retry.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 RunnerOption = Annotated[str, typer.Option(
     help="auto (Celery when SIGNALFACTORY_BROKER_URL is set, else embedded), embedded, celery")]
+
+
+def _build_platform(settings: Settings | None = None) -> Platform:
+    # Imported here, not at the top: bootstrap defines metrics, and the worker must choose
+    # prometheus_client's multiprocess mode before any metric exists.
+    from signalfactory.bootstrap import build_platform
+
+    return build_platform(settings)
 
 
 def _pool_metrics_registry() -> tuple[Any, str | None]:
@@ -119,7 +128,7 @@ def worker(
         return
     from signalfactory.workers.runner import EmbeddedRunner
 
-    platform = build_platform(settings)
+    platform = _build_platform(settings)
     _require_schema(platform)
     embedded = EmbeddedRunner(platform, concurrency=concurrency)
     embedded.start()
@@ -146,7 +155,7 @@ def beat(runner: RunnerOption = "auto") -> None:
         return
     from signalfactory.workers.scheduler import Scheduler
 
-    platform = build_platform(settings)
+    platform = _build_platform(settings)
     _require_schema(platform)
     scheduler = Scheduler(platform)
     scheduler.start()
@@ -200,7 +209,7 @@ def jobs_list(
     """List jobs, newest first."""
     from signalfactory.services.jobs.registry import list_jobs
 
-    platform = build_platform()
+    platform = _build_platform()
     try:
         items = list_jobs(platform, tenant_id=_tenant_id(platform, tenant), status=status,
                           kind=kind, limit=limit)
@@ -224,7 +233,7 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="Job id")],
     """Show a job: status, progress, attempts, result or error."""
     from signalfactory.services.jobs.registry import get_job
 
-    platform = build_platform()
+    platform = _build_platform()
     try:
         _show(get_job(platform, job_id), as_json)
     finally:
@@ -238,7 +247,7 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id")],
     """Cancel a queued job, ask a running one to stop, or discard a dead one."""
     from signalfactory.services.jobs.registry import cancel_job
 
-    platform = build_platform()
+    platform = _build_platform()
     try:
         job = cancel_job(platform, job_id)
     finally:
@@ -257,7 +266,7 @@ def jobs_retry(job_id: Annotated[str, typer.Argument(help="Job id")]) -> None:
     """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
     from signalfactory.services.jobs.registry import retry_job
 
-    platform = build_platform()
+    platform = _build_platform()
     try:
         job = retry_job(platform, job_id)
     finally:
@@ -289,7 +298,7 @@ def jobs_submit(
         raise BadInputError(f"--payload is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BadInputError("--payload must be a JSON object, e.g. '{\"symbols\": [\"AAA\"]}'")
-    platform = build_platform()
+    platform = _build_platform()
     try:
         job = submit(platform, kind, body, tenant_id=_tenant_id(platform, tenant) or 1,
                      priority=priority, max_attempts=max_attempts, dedupe_key=dedupe_key)

@@ -33,8 +33,10 @@ def serve(
     import uvicorn
 
     from signalfactory.api import create_app
+    from signalfactory.bootstrap import build_platform
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning", **_server_options())
+    uvicorn.run(create_app(build=build_platform), host=host, port=port, log_level="warning",
+                **_server_options())
 
 
 @handle_errors

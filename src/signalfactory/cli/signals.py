@@ -13,9 +13,10 @@ import typer
 from rich.table import Table
 
 from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.cli.common import handle_errors, out, print_json
 from signalfactory.domain.errors import BadInputError
+from signalfactory.services.platform import Platform
 
 strategies_app = typer.Typer(help="Stored strategies: list, show, add, validate.",
                              no_args_is_help=True)
@@ -178,9 +179,8 @@ def strategies_add(
                                          class_path=python, parameters=parameters,
                                          timeframe=timeframe, created_by="cli")
         # A serving process sharing a Redis cache shows the new version at once.
-        from signalfactory.adapters.cache import invalidate
 
-        invalidate(platform, "strategies")
+        platform.cache.invalidate("strategies")
     finally:
         platform.close()
     if as_json:

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from signalfactory.adapters.storage import api_keys as key_store
-from signalfactory.bootstrap import Platform, build_platform
+from signalfactory.bootstrap import build_platform
 from signalfactory.cli.common import err, handle_errors, out, print_json
 from signalfactory.domain.api_keys import ROLES
+from signalfactory.services.platform import Platform
 
 tenants_app = typer.Typer(help="Tenants: create, list, change tier.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys: create (shown once), list by prefix, revoke.",

@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 import signalfactory
 from signalfactory.adapters.storage.instruments import symbol_map
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.platform import Platform
 from signalfactory.settings import Settings
 
 MANIFEST = "manifest.json"

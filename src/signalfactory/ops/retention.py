@@ -25,12 +25,12 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.cache import CACHED_NAMESPACES, invalidate
+from signalfactory.adapters.cache import CACHED_NAMESPACES
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import metadata
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.platform import Platform
 
 DEFAULT_RETENTION: dict[str, dict[str, int | None]] = {
     "bars": {"1m": 90, "5m": 180, "15m": 365, "30m": 365, "1h": 730, "4h": 1825,
@@ -242,7 +242,7 @@ def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime 
                 items += _plain_table(conn, metadata.tables[table_name], rules, now,
                                       not dry_run)
     if not dry_run and any(item.rows for item in items):
-        invalidate(platform, *CACHED_NAMESPACES)
+        platform.cache.invalidate(*CACHED_NAMESPACES)
     return RetentionReport(dry_run=dry_run, items=items)
 
 

@@ -29,7 +29,7 @@ from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from signalfactory.bootstrap import Platform
+    from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.jobs.celery")
 

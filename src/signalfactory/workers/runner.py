@@ -21,7 +21,7 @@ from signalfactory.services.jobs.execution import JobContext, Outcome, new_owner
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 
 if TYPE_CHECKING:
-    from signalfactory.bootstrap import Platform
+    from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.jobs.runner")
 
@@ -45,7 +45,7 @@ class EmbeddedRunner:
     # -- lifecycle --
     def start(self) -> None:
         ensure_tasks_loaded(self.platform.settings.task_module_names)
-        self.platform.extras["job_wakeup"] = self._wake
+        self.platform.jobs.add_waker(self._wake)
         for i in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"job-runner-{i}", daemon=True)
             thread.start()
@@ -69,8 +69,7 @@ class EmbeddedRunner:
                 log.info("job handed back at shutdown", job_id=ctx.job_id)
         for thread in self._threads:
             thread.join(timeout=2)
-        if self.platform.extras.get("job_wakeup") is self._wake:
-            del self.platform.extras["job_wakeup"]
+        self.platform.jobs.remove_waker(self._wake)
         log.info("embedded job runner stopped", handed_back=len(leftovers))
 
     @property

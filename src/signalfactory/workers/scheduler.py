@@ -26,7 +26,7 @@ from signalfactory.services.jobs.registry import dispatch, ensure_tasks_loaded, 
 from signalfactory.settings import ScheduleEntry
 
 if TYPE_CHECKING:
-    from signalfactory.bootstrap import Platform
+    from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.jobs.scheduler")
 

@@ -11,7 +11,6 @@ from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api.auth import AdminDep, PrincipalDep
 from signalfactory.api.deps import PlatformDep, ReadConnDep
 from signalfactory.api.quotas import quota_usage
-from signalfactory.api.rate_limits import limiter_for
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem
 from signalfactory.domain.errors import NotFoundError
 
@@ -50,7 +49,7 @@ class ApiKeyList(BaseModel):
 
 @router.get("/me", response_model=Me, summary="The calling key: tenant, tier, role, quotas")
 def get_me(principal: PrincipalDep, platform: PlatformDep, conn: ReadConnDep) -> Me:
-    item = limiter_for(platform).item_for(principal.tier)
+    item = platform.rate_limiter.item_for(principal.tier)
     usage = quota_usage(conn, principal)
     return Me(tenant=principal.tenant_name, tier=principal.tier, role=principal.role,
               key_prefix=principal.key_prefix,

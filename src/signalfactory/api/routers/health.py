@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from signalfactory.adapters.storage import migrate
 from signalfactory.api.deps import PlatformDep
 from signalfactory.observability.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_MAX, READY
+from signalfactory.services.platform import Platform
 
 router = APIRouter(tags=["health"])
 
@@ -21,25 +18,14 @@ def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def readiness_checks(platform: Any) -> dict[str, str]:
-    checks: dict[str, str] = {}
-    try:
-        with platform.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unreachable: {type(exc).__name__}"
+def readiness_checks(platform: Platform) -> dict[str, str]:
+    checks = platform.database.health()
+    if checks.get("database") != "ok":
         return checks
-    try:
-        current, head = migrate.current_revision(platform.engine), migrate.head_revision()
-        checks["migrations"] = "ok" if current == head else (
-            f"at {current or 'none'}, head is {head}; run `signalfactory db upgrade`")
-    except Exception as exc:
-        checks["migrations"] = f"unknown: {type(exc).__name__}"
     marker = platform.settings.home / "restore-in-progress"
     if marker.exists():
         checks["restore"] = "a restore is in progress; wait for it to finish"
-    for name, probe in platform.extras.get("readiness_probes", {}).items():
+    for name, probe in platform.probes.items():
         checks[name] = probe()
     return checks
 
@@ -67,11 +53,11 @@ def metrics(platform: PlatformDep) -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def refresh_gauges(platform: Any) -> None:
-    """Gauges read at scrape time: pool usage and data freshness."""
-    pool = platform.engine.pool
-    if hasattr(pool, "checkedout"):
-        DB_CONNECTIONS_IN_USE.set(pool.checkedout())
-        DB_CONNECTIONS_MAX.set(pool.size() + max(pool._max_overflow, 0))
-    for hook in platform.extras.get("metrics_hooks", []):
-        hook()
+def refresh_gauges(platform: Platform) -> None:
+    """Gauges read at scrape time: pool usage, and every refresher bootstrap wired."""
+    usage = platform.database.pool_usage()
+    if usage is not None:
+        DB_CONNECTIONS_IN_USE.set(usage[0])
+        DB_CONNECTIONS_MAX.set(usage[1])
+    for refresh in platform.metrics_refreshers:
+        refresh(platform)

@@ -11,16 +11,15 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import strategies
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.quotas import enforce_quota, register_counter
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_rule
+from signalfactory.services.platform import Platform
 from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
 from signalfactory.services.signals.evaluation import query_signals
 from signalfactory.services.strategies.catalog import (
@@ -91,12 +90,12 @@ class ValidationOut(BaseModel):
 def _builtins_stored(platform: Platform) -> None:
     """Store the shipped strategies once per process, on the primary, so that GETs only read
     (from the replica when there is one)."""
-    if platform.extras.get("builtins_stored"):
+    if platform.builtins_stored.is_set():
         return
     with platform.engine.begin() as conn:
         ensure_builtins(conn)
-    invalidate(platform, "strategies")
-    platform.extras["builtins_stored"] = True
+    platform.cache.invalidate("strategies")
+    platform.builtins_stored.set()
 
 
 @router.get("/strategies", response_model=StrategyList, tags=["strategies"],
@@ -153,7 +152,7 @@ def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDe
         item, created = add_strategy(conn, principal.tenant_id, body.name, rule_text=body.rule,
                                      timeframe=body.timeframe, description=body.description,
                                      created_by=principal.key_prefix or "api")
-    invalidate(platform, "strategies")
+    platform.cache.invalidate("strategies")
     if not created:
         response.status_code = 200
     return StrategyOut(**item.as_dict())

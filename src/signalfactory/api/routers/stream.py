@@ -42,11 +42,10 @@ from signalfactory.api.auth import (
 )
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.problems import PROBLEM_TYPE_BASE, ApiProblem, problem
-from signalfactory.api.rate_limits import limiter_for
 from signalfactory.api.schemas import AUTH_RESPONSES
 from signalfactory.api.ws_protocol import EXTENSION as PREPARED_FRAMES
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.events import (
     StreamFilter,
     replay_events,
@@ -222,7 +221,7 @@ def _ws_principal(platform: Platform, scope: Scope, api_key: str | None) -> Prin
         raise unauthorized("the stream needs an API key: send 'Authorization: Bearer <key>', "
                            "'X-API-Key: <key>' or ?api_key=<key>", "missing_key")
     principal = principal_for_key(platform, secret)
-    decision = limiter_for(platform).hit(principal.tier, "key", str(principal.key_prefix),
+    decision = platform.rate_limiter.hit(principal.tier, "key", str(principal.key_prefix),
                                          str(principal.key_id))
     if not decision.allowed:
         API_REFUSALS.labels("rate_limited").inc()

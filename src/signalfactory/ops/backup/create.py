@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import signalfactory
-from signalfactory.bootstrap import Platform
 from signalfactory.ops.backup import metrics
 from signalfactory.ops.backup.crypto import Digest, default_compression, encrypt_stream, hashing
 from signalfactory.ops.backup.fetch import Progress, backup_key
 from signalfactory.ops.backup.manifest import Manifest, Part, new_backup_id
 from signalfactory.ops.backup.snapshot import take_snapshot
 from signalfactory.ops.backup.targets import disk_full, open_target
+from signalfactory.services.platform import Platform
 
 OBJECT_SUFFIX = ".sfbk"
 

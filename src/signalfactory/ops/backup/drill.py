@@ -11,11 +11,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from signalfactory.bootstrap import Platform
 from signalfactory.ops.backup.create import create_backup
 from signalfactory.ops.backup.fetch import backup_key, load_manifest
 from signalfactory.ops.backup.targets import open_target
 from signalfactory.ops.backup.verify import verify_backup
+from signalfactory.services.platform import Platform
 
 
 def run_drill(platform: Platform, dest: str, *, scratch_url: str | None = None) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from sqlalchemy.engine import Connection, make_url
 
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import bar_segments
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.ops.backup import pgtools
 from signalfactory.ops.backup.checks import bar_checks, table_checks
 from signalfactory.ops.backup.manifest import TableCheck
+from signalfactory.services.platform import Platform
 
 SQLITE_PART = "database.sqlite"
 PG_PART = "database.pgdump"

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from signalfactory.adapters.reports.backtest_html import render_backtest_report
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.backtests import store
 from signalfactory.services.backtests.run import get_backtest
 from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.platform import Platform
 
 SHOWN_METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar",
                  "max_drawdown", "max_drawdown_bars", "var_95", "cvar_95", "win_rate",

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from signalfactory.adapters.storage.instruments import list_instruments
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.backtest import BacktestConfig, bars_per_year
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_enough_bars
@@ -49,6 +48,7 @@ from signalfactory.services.backtests import store
 from signalfactory.services.backtests.modes import MODES, Data, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import StoredStrategy, resolve
 
 __all__ = ["Plan", "Progress", "get_backtest", "prepare", "run_backtest"]

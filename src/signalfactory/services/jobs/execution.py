@@ -33,7 +33,7 @@ from signalfactory.observability.metrics import JOB_DURATION, JOBS_RUNNING, JOBS
 from signalfactory.services.jobs.registry import JobCancelled, get_task
 
 if TYPE_CHECKING:
-    from signalfactory.bootstrap import Platform
+    from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.jobs")
 

@@ -41,7 +41,7 @@ from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundEr
 from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from signalfactory.bootstrap import Platform
+    from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.jobs")
 
@@ -184,9 +184,7 @@ def dispatch(platform: Platform, job_id: str) -> None:
         except Exception as exc:  # the row is safe; announcing is best effort
             log.warning("job queued but not published to the broker; the sweep will retry",
                         job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-    wake = platform.extras.get("job_wakeup")
-    if isinstance(wake, threading.Event):
-        wake.set()
+    platform.jobs.announce([job_id])
 
 
 def get_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
@@ -265,23 +263,27 @@ def wait_for(platform: Platform, job_id: str, *, timeout: float = 60.0,
 
 # -- wiring into a serving process ------------------------------------------------------------
 
-def refresh_job_gauges(platform: Platform) -> None:
-    """Set queue depth, running and dead-letter gauges from the database (installation-wide,
-    whichever process runs the jobs), at scrape time."""
-    from signalfactory.observability.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
+class JobGauges:
+    """Queue depth, running and dead-letter gauges, set from the database at scrape time
+    (installation-wide, whichever process runs the jobs)."""
 
-    with platform.engine.connect() as conn:
-        counts = store.counts(conn)
-    queued: dict[str, int] = {}
-    for (kind, status), n in counts.items():
-        if status == store.QUEUED:
-            queued[kind] = n
-    seen: set[str] = platform.extras.setdefault("job_gauge_kinds", set())  # type: ignore[assignment]
-    for kind in seen | set(queued):
-        JOBS_QUEUED.labels(kind).set(queued.get(kind, 0))
-    seen |= set(queued)
-    JOBS_RUNNING.set(sum(n for (_k, s), n in counts.items() if s == store.RUNNING))
-    DEAD_LETTER.set(sum(n for (_k, s), n in counts.items() if s == store.DEAD))
+    def __init__(self) -> None:
+        self.kinds_seen: set[str] = set()  # a kind whose queue emptied is set to 0, not left
+
+    def refresh(self, platform: Platform) -> None:
+        from signalfactory.observability.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
+
+        with platform.engine.connect() as conn:
+            counts = store.counts(conn)
+        queued: dict[str, int] = {}
+        for (kind, status), n in counts.items():
+            if status == store.QUEUED:
+                queued[kind] = n
+        for kind in self.kinds_seen | set(queued):
+            JOBS_QUEUED.labels(kind).set(queued.get(kind, 0))
+        self.kinds_seen |= set(queued)
+        JOBS_RUNNING.set(sum(n for (_k, s), n in counts.items() if s == store.RUNNING))
+        DEAD_LETTER.set(sum(n for (_k, s), n in counts.items() if s == store.DEAD))
 
 
 def broker_probe(url: str, timeout: float = 2.0) -> Callable[[], str]:
@@ -298,22 +300,3 @@ def broker_probe(url: str, timeout: float = 2.0) -> Callable[[], str]:
             return f"unreachable: {type(exc).__name__}"
 
     return probe
-
-
-def attach_jobs(platform: Platform) -> None:
-    """Make a serving process job-aware: kinds loaded, job gauges refreshed on scrape, and the
-    broker (when configured) part of readiness. Idempotent."""
-    if platform.extras.get("jobs_attached"):
-        return
-    ensure_tasks_loaded(platform.settings.task_module_names)
-    hooks = platform.extras.setdefault("metrics_hooks", [])
-    assert isinstance(hooks, list)
-    from signalfactory.ops.backup.metrics import refresh_from_jobs
-
-    hooks.append(lambda: refresh_job_gauges(platform))
-    hooks.append(lambda: refresh_from_jobs(platform))
-    if platform.settings.broker_url:
-        probes = platform.extras.setdefault("readiness_probes", {})
-        assert isinstance(probes, dict)
-        probes["broker"] = broker_probe(platform.settings.broker_url)
-    platform.extras["jobs_attached"] = True

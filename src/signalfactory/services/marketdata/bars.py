@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import numpy as np
 import sqlalchemy as sa
 
-from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.instruments import CHANGED as INSTRUMENTS_CHANGED
@@ -21,10 +20,10 @@ from signalfactory.adapters.storage.instruments import (
     upsert_instruments,
 )
 from signalfactory.adapters.storage.tables import ingests
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.errors import NotFoundError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.platform import Platform
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class WriteReport:
 
 @dataclass(frozen=True)
 class BarsWritten:
-    """What a committed write added: hooks in ``platform.extras["on_bars_written"]`` get it.
+    """What a committed write added: ``platform.bar_subscribers`` get it.
 
     ``first_new`` maps each written instrument id to the time (ns) of its earliest written
     bar; ``arrival_ns`` is the wall clock (``time.time_ns``) when the bars reached
@@ -62,23 +61,6 @@ class BarsWritten:
     first_new: dict[int, int]
     arrival_ns: int
     source: str
-
-
-BarsWrittenHook = Callable[[Platform, BarsWritten], None]
-
-
-def bars_written_hooks(platform: Platform) -> list[BarsWrittenHook]:
-    """The hooks run after every committed bar write; live evaluation unless replaced.
-
-    Set ``platform.extras["on_bars_written"] = []`` to write bars without evaluating.
-    """
-    hooks = platform.extras.get("on_bars_written")
-    if hooks is None:
-        from signalfactory.services.signals.live import evaluate_new_bars
-
-        hooks = platform.extras.setdefault("on_bars_written", [evaluate_new_bars])
-    assert isinstance(hooks, list)
-    return hooks
 
 
 def _first_new(cols: BarColumns) -> dict[int, int]:
@@ -124,10 +106,10 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
             extra(conn)
         instruments_changed = conn.info.pop(INSTRUMENTS_CHANGED, False)
     if instruments_changed:  # committed: cached instrument lists are stale now
-        invalidate(platform, "instruments")
+        platform.cache.invalidate("instruments")
     if rows:
         written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source)
-        for hook in bars_written_hooks(platform):
+        for hook in list(platform.bar_subscribers):
             hook(platform, written)
     if isinstance(platform.bars, ColumnarBarStore):
         platform.bars.maybe_compact(platform.engine, timeframe)

@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from signalfactory.adapters.sources.base import MarketDataSource
 from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.adapters.storage.tables import fetch_cursors
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bar_validation import RawBars, validate
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, write_bars
+from signalfactory.services.platform import Platform
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import numpy as np
 
 from signalfactory.adapters.sources.files import read_bar_file
 from signalfactory.adapters.storage.instruments import InstrumentSpec
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bar_validation import RawBars, validate
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
+from signalfactory.services.platform import Platform
 
 ProgressFn = Callable[[int], None]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from signalfactory.adapters.storage.instruments import InstrumentSpec
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.synthetic import generate_universe
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
+from signalfactory.services.platform import Platform
 
 
 def store_sample(platform: Platform, *, symbols: int, bars: int, seed: int,

@@ -16,15 +16,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import scan_results, scans
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.platform import Platform
 from signalfactory.services.signals.evaluation import (
     evaluate_universe,
     insert_signals,
@@ -128,7 +127,7 @@ def run_scan(platform: Platform, request: ScanRequest,
                                                        timeframe))
             SIGNALS_PRODUCED.labels(stored.name).inc(written)
     if written:
-        invalidate(platform, "signals")
+        platform.cache.invalidate("signals")
     return get_scan(platform, request.tenant_id, scan_id, primary=True)
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import (
     instruments,
     signals,
@@ -24,13 +23,13 @@ from signalfactory.adapters.storage.tables import (
     strategy_runs,
     strategy_versions,
 )
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, SignalFactoryError
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import load_universe
+from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import StoredStrategy, get_strategy, list_strategies
 
 
@@ -117,7 +116,7 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
                                  started)
         SIGNALS_PRODUCED.labels(stored.name).inc(written)
         if written:
-            invalidate(platform, "signals")
+            platform.cache.invalidate("signals")
     except (SignalFactoryError, ValueError, ArithmeticError, KeyError, TypeError) as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         with platform.engine.begin() as conn:

@@ -17,7 +17,7 @@ Which strategies are watched (evaluated live):
 A stream connection with ad-hoc filters receives what the watched strategies produce; to get a
 built-in's live signals, create a subscription that names it.
 
-Publishing: each process keeps its publishers in ``platform.extras["signal_publishers"]``
+Publishing: each process keeps its publishers in ``platform.signal_publishers``
 (the API's stream hub registers one). Other processes (a worker, the CLI) publish into the
 table only; the API process picks their signals up by polling the table by id (and wakes at
 once on PostgreSQL, where this module sends ``NOTIFY signalfactory_signals``).
@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,6 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.cache import invalidate
 from signalfactory.adapters.storage.tables import (
     instruments,
     signals,
@@ -52,20 +51,19 @@ from signalfactory.adapters.storage.tables import (
     strategy_versions,
     subscriptions,
 )
-from signalfactory.bootstrap import Platform
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import BarsWritten
+from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import StoredStrategy
 from signalfactory.services.streaming.events import SignalEvent, iso_utc
 
 log = get_logger("signalfactory.live")
 
 NOTIFY_CHANNEL = "signalfactory_signals"
-Publisher = Callable[[list[SignalEvent]], None]
 _CACHE_LOCK = threading.Lock()
 
 
@@ -87,12 +85,6 @@ class LiveReport:
     instruments: int
     signals_new: int
     failed: tuple[str, ...] = ()
-
-
-def publishers(platform: Platform) -> list[Publisher]:
-    found = platform.extras.setdefault("signal_publishers", [])
-    assert isinstance(found, list)
-    return found
 
 
 def watched_strategies(conn: Connection, timeframe: Timeframe) -> list[StoredStrategy]:
@@ -134,15 +126,13 @@ def watched_strategies(conn: Connection, timeframe: Timeframe) -> list[StoredStr
 
 def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
     """Strategy objects by version id: a version never changes, parsing it once is enough."""
-    cache = platform.extras.get("live_strategy_cache")
-    if cache is None:
-        with _CACHE_LOCK:
-            cache = platform.extras.setdefault("live_strategy_cache", {})
-    assert isinstance(cache, dict)
+    cache = platform.live_strategies
     strategy = cache.get(stored.version_id)
     if strategy is None:
-        strategy = cache[stored.version_id] = stored.instantiate()
-    assert isinstance(strategy, Strategy)
+        with _CACHE_LOCK:  # two writers may meet here; one parse is enough
+            strategy = cache.get(stored.version_id)
+            if strategy is None:
+                strategy = cache[stored.version_id] = stored.instantiate()
     return strategy
 
 
@@ -283,7 +273,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
                      written.arrival_ns) for ident, created_at, index in created]
     events.sort(key=lambda e: e.id)
     if events:
-        invalidate(platform, "signals")
+        platform.cache.invalidate("signals")
     publish(platform, events)
     return LiveReport(len(loaded), universe.n_instruments, len(events),
                       tuple(s.name for s, status, _e, _f in runs if status == "failed"))
@@ -305,7 +295,7 @@ def publish(platform: Platform, events: Sequence[SignalEvent]) -> None:
     if not events:
         return
     batch = list(events)
-    for publisher in list(publishers(platform)):
+    for publisher in list(platform.signal_publishers):
         try:
             publisher(batch)
         except Exception as exc:  # a broken publisher must not stop the rest

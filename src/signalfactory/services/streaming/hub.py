@@ -3,7 +3,7 @@
 One hub per serving process (asyncio). Events reach it two ways:
 
 * directly, when bars are written in this process: ``services.live`` calls the publisher the
-  hub registers in ``platform.extras["signal_publishers"]`` (from any thread);
+  hub registers in ``platform.signal_publishers`` (from any thread);
 * by a relay that polls the signals table by id (every ``poll_seconds``), for signals stored
   by other processes (a worker, the CLI). On PostgreSQL it also LISTENs on
   ``signalfactory_signals`` and polls at once when notified. Ids the hub has already
@@ -26,8 +26,6 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-from signalfactory.adapters.cache import invalidate
-from signalfactory.bootstrap import Platform
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import (
     STREAM_CONNECTIONS,
@@ -35,7 +33,8 @@ from signalfactory.observability.metrics import (
     STREAM_EVENTS,
     STREAM_MESSAGES,
 )
-from signalfactory.services.signals.live import NOTIFY_CHANNEL, publishers
+from signalfactory.services.platform import Platform
+from signalfactory.services.signals.live import NOTIFY_CHANNEL
 from signalfactory.services.streaming.events import (
     SignalEvent,
     StreamFilter,
@@ -170,14 +169,14 @@ class StreamHub:
         self._loop_thread = threading.get_ident()
         with contextlib.suppress(Exception):
             self._watermark = await asyncio.to_thread(self._max_id)
-        publishers(self.platform).append(self.publish_threadsafe)
+        self.platform.signal_publishers.append(self.publish_threadsafe)
         self._tasks.append(asyncio.create_task(self._relay(), name="stream-relay"))
         if self.platform.engine.dialect.name == "postgresql":
             self._tasks.append(asyncio.create_task(self._listen(), name="stream-listen"))
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
-            publishers(self.platform).remove(self.publish_threadsafe)
+            self.platform.signal_publishers.remove(self.publish_threadsafe)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -328,7 +327,7 @@ class StreamHub:
                 if any(e.id not in self._seen for e in events):
                     # Stored by another process (a worker, the CLI): this process's cached
                     # signal pages learn of it here, within one poll, not after their TTL.
-                    invalidate(self.platform, "signals")
+                    self.platform.cache.invalidate("signals")
                 self.publish(events, "relay")
 
     async def _listen(self) -> None:

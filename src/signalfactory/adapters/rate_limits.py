@@ -20,7 +20,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from signalfactory.observability.logging import get_logger
 
-log = get_logger("signalfactory.api.rate_limits")
+log = get_logger("signalfactory.adapters.rate_limits")
 
 # Requests per key; a tier's quotas (strategies, scans a day...) live in api/quotas.py.
 TIER_RATE_LIMITS: dict[str, str] = {
@@ -90,22 +90,3 @@ class KeyRateLimiter:
             self._warned_at = time.monotonic()
         log.warning("rate limit storage unavailable; requests are not being limited",
                     error=f"{type(exc).__name__}: {exc}")
-
-
-def limiter_for(platform: Any) -> KeyRateLimiter:
-    """The platform's limiter, made on first use (Redis when SIGNALFACTORY_REDIS_URL is set).
-
-    Tests and operators may put their own ``KeyRateLimiter`` in
-    ``platform.extras["rate_limiter"]`` before the first request.
-    """
-    limiter: KeyRateLimiter | None = platform.extras.get("rate_limiter")
-    if limiter is None:
-        with _CREATE_LOCK:
-            limiter = platform.extras.get("rate_limiter")
-            if limiter is None:
-                limiter = KeyRateLimiter(platform.settings.redis_url or "memory://")
-                platform.extras["rate_limiter"] = limiter
-    return limiter
-
-
-_CREATE_LOCK = threading.Lock()

@@ -1,0 +1,223 @@
+"""The SQL implementation of the ``Database`` and ``UnitOfWork`` ports (SQLite, PostgreSQL).
+
+A unit of work is one connection in one transaction; its repositories are made on first use
+and bound to that connection. A database that is busy or unreachable surfaces as
+``TemporaryError`` (retried by jobs, 503 with ``Retry-After`` in the API), never as a bare
+driver error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from sqlalchemy.engine import Connection, Engine
+
+from signalfactory.adapters.storage import migrate
+from signalfactory.adapters.storage.bar_store import BarStore
+from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
+from signalfactory.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from signalfactory.adapters.storage.api_keys import SqlAccountRepository
+    from signalfactory.adapters.storage.backtests import SqlBacktestRepository
+    from signalfactory.adapters.storage.bar_repository import SqlBarRepository
+    from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
+    from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
+    from signalfactory.adapters.storage.jobs import SqlJobRepository
+    from signalfactory.adapters.storage.scans import SqlScanRepository
+    from signalfactory.adapters.storage.signals import SqlSignalRepository
+    from signalfactory.adapters.storage.strategies import SqlStrategyRepository
+    from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
+    from signalfactory.adapters.storage.usage import SqlUsageRepository
+
+log = get_logger("signalfactory.storage")
+
+#: Driver messages that mean "try again shortly", not "this is broken".
+_TRANSIENT = ("database is locked", "database table is locked", "could not connect",
+              "connection refused", "server closed the connection", "terminating connection",
+              "connection timeout", "timeout expired", "too many clients")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError |
+                      sqlalchemy.exc.TimeoutError):
+        return False
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True  # the pool had no free connection in time
+    text = str(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()
+    return bool(getattr(exc, "connection_invalidated", False)) or any(
+        marker in text for marker in _TRANSIENT)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors that a retry can fix become ``TemporaryError``; a value the database
+    refuses (PostgreSQL: a NUL character in text, a number or date out of range) becomes
+    ``BadInputError``. Nothing was stored either way: the transaction rolled back."""
+    try:
+        yield
+    except sqlalchemy.exc.DataError as exc:
+        log.warning("database refused a value",
+                    error=str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
+        raise BadInputError("a value in the request cannot be stored or compared by the "
+                            "database (a NUL character, or a number or date out of range); "
+                            "correct it") from exc
+    except sqlalchemy.exc.DBAPIError as exc:
+        if is_transient(exc):
+            first = str(exc.orig if exc.orig is not None else exc).splitlines()[0]
+            raise TemporaryError(f"the database is busy or unreachable ({first}); "
+                                 "retry in a few seconds") from exc
+        raise
+    except sqlalchemy.exc.TimeoutError as exc:
+        raise TemporaryError("no database connection was free in time; retry in a few "
+                             "seconds") from exc
+
+
+class SqlUnitOfWork:
+    """Repositories bound to one connection in one transaction."""
+
+    def __init__(self, conn: Connection, bar_store: BarStore) -> None:
+        self.connection = conn
+        self.bar_store = bar_store
+        self._after_commit: list[Callable[[], None]] = []
+
+    @property
+    def dialect(self) -> str:
+        return self.connection.dialect.name
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        self._after_commit.append(action)
+
+    def _committed(self) -> None:
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            action()
+
+    # Repositories, made on first use: most units of work touch one or two of them.
+    @property
+    def instruments(self) -> SqlInstrumentRepository:
+        from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
+        return SqlInstrumentRepository(self.connection)
+
+    @property
+    def bars(self) -> SqlBarRepository:
+        from signalfactory.adapters.storage.bar_repository import SqlBarRepository
+        return SqlBarRepository(self.connection, self.bar_store)
+
+    @property
+    def strategies(self) -> SqlStrategyRepository:
+        from signalfactory.adapters.storage.strategies import SqlStrategyRepository
+        return SqlStrategyRepository(self.connection)
+
+    @property
+    def signals(self) -> SqlSignalRepository:
+        from signalfactory.adapters.storage.signals import SqlSignalRepository
+        return SqlSignalRepository(self.connection)
+
+    @property
+    def scans(self) -> SqlScanRepository:
+        from signalfactory.adapters.storage.scans import SqlScanRepository
+        return SqlScanRepository(self.connection)
+
+    @property
+    def backtests(self) -> SqlBacktestRepository:
+        from signalfactory.adapters.storage.backtests import SqlBacktestRepository
+        return SqlBacktestRepository(self.connection)
+
+    @property
+    def jobs(self) -> SqlJobRepository:
+        from signalfactory.adapters.storage.jobs import SqlJobRepository
+        return SqlJobRepository(self.connection)
+
+    @property
+    def accounts(self) -> SqlAccountRepository:
+        from signalfactory.adapters.storage.api_keys import SqlAccountRepository
+        return SqlAccountRepository(self.connection)
+
+    @property
+    def usage(self) -> SqlUsageRepository:
+        from signalfactory.adapters.storage.usage import SqlUsageRepository
+        return SqlUsageRepository(self.connection)
+
+    @property
+    def idempotency(self) -> SqlIdempotencyRepository:
+        from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
+        return SqlIdempotencyRepository(self.connection)
+
+    @property
+    def subscriptions(self) -> SqlSubscriptionRepository:
+        from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
+        return SqlSubscriptionRepository(self.connection)
+
+
+class SqlDatabase:
+    """The primary engine, an optional read engine (replica, failing over to the primary)
+    and the bar store, behind the ``Database`` port."""
+
+    def __init__(self, engine: Engine, bar_store: BarStore,
+                 read_engine: Engine | None = None) -> None:
+        self.engine = engine
+        self.read_engine = read_engine
+        self.bar_store = bar_store
+
+    @property
+    def reader(self) -> Engine:
+        return self.read_engine or self.engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[SqlUnitOfWork]:
+        with translated_errors(), self.engine.begin() as conn:
+            uow = SqlUnitOfWork(conn, self.bar_store)
+            yield uow
+        uow._committed()
+
+    @contextmanager
+    def read(self, *, primary: bool = False) -> Iterator[SqlUnitOfWork]:
+        engine = self.engine if primary else self.reader
+        with translated_errors(), engine.connect() as conn:
+            yield SqlUnitOfWork(conn, self.bar_store)
+
+    def health(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; the probe names it
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            return checks
+        try:
+            current, head = migrate.current_revision(self.engine), migrate.head_revision()
+            checks["migrations"] = "ok" if current == head else (
+                f"at {current or 'none'}, head is {head}; run `signalfactory db upgrade`")
+        except Exception as exc:  # an unreadable version table is reported, not raised
+            checks["migrations"] = f"unknown: {type(exc).__name__}"
+        return checks
+
+    def pool_usage(self) -> tuple[int, int] | None:
+        pool = self.engine.pool
+        if not isinstance(pool, sa.pool.QueuePool):
+            return None
+        return pool.checkedout(), pool.size() + max(pool._max_overflow, 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
+
+
+def sql_database(database: object) -> SqlDatabase:
+    """The SQL database behind a ``Database`` port, for the operations that work below the
+    repositories (backups, restores, migrations, retention)."""
+    if not isinstance(database, SqlDatabase):
+        raise OperationalError(f"this operation needs the SQL database, not "
+                               f"{type(database).__name__}")
+    return database

@@ -1,0 +1,93 @@
+"""The typed platform every command, request and job works with, built by ``bootstrap``.
+
+It names each port the services use and the after-write subscribers wired at start-up;
+nothing is looked up by string and nothing is created behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from signalfactory.domain.strategies import Strategy
+from signalfactory.services.ports import (
+    Clock,
+    Database,
+    HotCache,
+    ReadinessProbe,
+)
+from signalfactory.settings import Settings
+
+if TYPE_CHECKING:
+    from signalfactory.services.accounts.ports import RateLimiter
+    from signalfactory.services.jobs.ports import JobQueue
+    from signalfactory.services.marketdata.bars import BarsWritten
+    from signalfactory.services.streaming.events import SignalEvent
+
+BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], None]
+"""Runs after every committed bar write, in the writing process (live evaluation)."""
+
+MetricsRefresher = Callable[["Platform"], None]
+"""Sets gauges from stored state at scrape time."""
+
+SignalPublisher = Callable[[list["SignalEvent"]], None]
+"""Receives newly stored signals in the process that stored them (the API's stream hub)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Platform:
+    """Everything a command, request or job needs, built once from settings.
+
+    The lists and dicts are the explicit extension points: bootstrap fills them, a serving
+    process adds its stream hub to ``signal_publishers``, tests may empty
+    ``bar_subscribers`` to write bars without evaluating.
+    """
+
+    settings: Settings
+    database: Database
+    cache: HotCache
+    rate_limiter: RateLimiter
+    jobs: JobQueue
+    clock: Clock
+    # -- market data --------------------------------------------------------------------
+    bar_subscribers: list[BarsWrittenSubscriber] = field(default_factory=list)
+
+    # -- strategies -----------------------------------------------------------------------
+    #: set once the shipped strategies are stored, so that reads need not write
+    builtins_stored: threading.Event = field(default_factory=threading.Event)
+
+    # -- signals and the live stream ----------------------------------------------------
+    signal_publishers: list[SignalPublisher] = field(default_factory=list)
+    #: strategy objects by version id: a version never changes, parsing it once is enough
+    live_strategies: dict[int, Strategy] = field(default_factory=dict)
+
+    # -- serving: readiness and scrape-time gauges ---------------------------------------
+    probes: dict[str, ReadinessProbe] = field(default_factory=dict)
+    metrics_refreshers: list[MetricsRefresher] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.database.close()
+
+    # -- TRANSITIONAL (removed before the architecture issue closes): raw engine access for
+    # code not yet moved behind repositories.
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        from signalfactory.adapters.storage.unit_of_work import sql_database
+        return sql_database(self.database).engine
+
+    @property
+    def read_engine(self):  # type: ignore[no-untyped-def]
+        from signalfactory.adapters.storage.unit_of_work import sql_database
+        return sql_database(self.database).read_engine
+
+    @property
+    def reader(self):  # type: ignore[no-untyped-def]
+        from signalfactory.adapters.storage.unit_of_work import sql_database
+        return sql_database(self.database).reader
+
+    @property
+    def bars(self):  # type: ignore[no-untyped-def]
+        from signalfactory.adapters.storage.unit_of_work import sql_database
+        return sql_database(self.database).bar_store

@@ -1,0 +1,175 @@
+"""The ``Database`` and ``UnitOfWork`` ports in memory, and a platform built on them.
+
+Services are unit-tested against these: no file, no server, the same calls as production.
+A write transaction works on a copy of the stored state and swaps it in on commit, so an
+exception inside a unit of work leaves the state exactly as it was (as a rollback does).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast
+
+if TYPE_CHECKING:
+    from signalfactory.services.platform import Platform
+    from signalfactory.settings import Settings
+    from signalfactory.testing.accounts import (
+        MemoryAccountRepository,
+        MemoryIdempotencyRepository,
+        MemoryUsageRepository,
+    )
+    from signalfactory.testing.backtests import MemoryBacktestRepository
+    from signalfactory.testing.clock import FixedClock
+    from signalfactory.testing.jobs import MemoryJobRepository
+    from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
+    from signalfactory.testing.scans import MemoryScanRepository
+    from signalfactory.testing.signals import MemorySignalRepository
+    from signalfactory.testing.strategies import MemoryStrategyRepository
+    from signalfactory.testing.streaming import MemorySubscriptionRepository
+
+T = TypeVar("T")
+
+
+class MemoryState:
+    """Everything stored: one store object per aggregate, made on first use."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, object] = {}
+
+    def store(self, name: str, factory: Callable[[], T]) -> T:
+        found = self._stores.get(name)
+        if found is None:
+            found = self._stores[name] = factory()
+        return cast(T, found)
+
+
+class InMemoryUnitOfWork:
+    def __init__(self, state: MemoryState) -> None:
+        self.state = state
+        self._after_commit: list[Callable[[], None]] = []
+
+    @property
+    def dialect(self) -> str:
+        return "memory"
+
+    def on_commit(self, action: Callable[[], None]) -> None:
+        self._after_commit.append(action)
+
+    def _committed(self) -> None:
+        actions, self._after_commit = self._after_commit, []
+        for action in actions:
+            action()
+
+    @property
+    def instruments(self) -> MemoryInstrumentRepository:
+        from signalfactory.testing.marketdata import MemoryInstrumentRepository
+        return MemoryInstrumentRepository(self.state)
+
+    @property
+    def bars(self) -> MemoryBarRepository:
+        from signalfactory.testing.marketdata import MemoryBarRepository
+        return MemoryBarRepository(self.state)
+
+    @property
+    def strategies(self) -> MemoryStrategyRepository:
+        from signalfactory.testing.strategies import MemoryStrategyRepository
+        return MemoryStrategyRepository(self.state)
+
+    @property
+    def signals(self) -> MemorySignalRepository:
+        from signalfactory.testing.signals import MemorySignalRepository
+        return MemorySignalRepository(self.state)
+
+    @property
+    def scans(self) -> MemoryScanRepository:
+        from signalfactory.testing.scans import MemoryScanRepository
+        return MemoryScanRepository(self.state)
+
+    @property
+    def backtests(self) -> MemoryBacktestRepository:
+        from signalfactory.testing.backtests import MemoryBacktestRepository
+        return MemoryBacktestRepository(self.state)
+
+    @property
+    def jobs(self) -> MemoryJobRepository:
+        from signalfactory.testing.jobs import MemoryJobRepository
+        return MemoryJobRepository(self.state)
+
+    @property
+    def accounts(self) -> MemoryAccountRepository:
+        from signalfactory.testing.accounts import MemoryAccountRepository
+        return MemoryAccountRepository(self.state)
+
+    @property
+    def usage(self) -> MemoryUsageRepository:
+        from signalfactory.testing.accounts import MemoryUsageRepository
+        return MemoryUsageRepository(self.state)
+
+    @property
+    def idempotency(self) -> MemoryIdempotencyRepository:
+        from signalfactory.testing.accounts import MemoryIdempotencyRepository
+        return MemoryIdempotencyRepository(self.state)
+
+    @property
+    def subscriptions(self) -> MemorySubscriptionRepository:
+        from signalfactory.testing.streaming import MemorySubscriptionRepository
+        return MemorySubscriptionRepository(self.state)
+
+
+class InMemoryDatabase:
+    """One process's database in memory; transactions are serialised by a lock."""
+
+    def __init__(self) -> None:
+        self.state = MemoryState()
+        self._lock = threading.RLock()
+
+    @property
+    def dialect(self) -> str:
+        return "memory"
+
+    @contextmanager
+    def write(self) -> Iterator[InMemoryUnitOfWork]:
+        with self._lock:
+            work = InMemoryUnitOfWork(copy.deepcopy(self.state))
+            yield work
+            self.state = work.state
+        work._committed()
+
+    @contextmanager
+    def read(self, *, primary: bool = False) -> Iterator[InMemoryUnitOfWork]:
+        with self._lock:
+            yield InMemoryUnitOfWork(copy.deepcopy(self.state))
+
+    def health(self) -> dict[str, str]:
+        return {"database": "ok", "migrations": "ok"}
+
+    def pool_usage(self) -> tuple[int, int] | None:
+        return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def memory_platform(settings: Settings | None = None, *,
+                    clock: FixedClock | None = None, home: Path | None = None) -> Platform:
+    """A platform on the in-memory ports: database, cache, rate limiter, job queue, clock.
+
+    Nothing runs after bar writes unless the test subscribes something.
+    """
+    from signalfactory.adapters.cache import HotCache, MemoryCache
+    from signalfactory.adapters.rate_limits import KeyRateLimiter
+    from signalfactory.services.platform import Platform
+    from signalfactory.settings import Settings
+    from signalfactory.testing.clock import FixedClock
+    from signalfactory.testing.jobs import RecordingJobQueue
+
+    if settings is None:
+        settings = Settings(home=home or Path("/nonexistent/signalfactory-memory"))
+    return Platform(settings=settings, database=InMemoryDatabase(),
+                    cache=HotCache(MemoryCache(), ttl=settings.cache_ttl_seconds),
+                    rate_limiter=KeyRateLimiter("memory://"), jobs=RecordingJobQueue(),
+                    clock=clock or FixedClock())
