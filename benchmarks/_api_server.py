@@ -30,10 +30,10 @@ import numpy as np
 from starlette.websockets import WebSocket
 
 from signalfactory.adapters.rate_limits import KeyRateLimiter
-from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.api import create_app
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
 from signalfactory.bootstrap import build_platform
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import (
     BarsWritten,

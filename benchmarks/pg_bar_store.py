@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header
 
 from signalfactory.adapters.storage import migrate
-from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.postgres_bars import PostgresBarStore
 from signalfactory.adapters.storage.postgres_copy import IN_COLUMNS
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.timeframes import Timeframe
 

@@ -24,8 +24,8 @@ import uvicorn
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
 

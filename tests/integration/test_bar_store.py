@@ -18,14 +18,16 @@ import pytest
 import sqlalchemy as sa
 
 from signalfactory.adapters.storage import postgres_bars
-from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.postgres_copy import CopyReader
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.bootstrap import build_platform
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.platform import Platform
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.helpers import engine_of
 
 DAY = 86_400 * 10**9
 D1 = Timeframe.parse("1d")
@@ -47,14 +49,19 @@ def _bars(ids: list[int], start: str, days: int, seed: int) -> BarColumns:
                       rng.integers(1, 10**6, close.shape[0]).astype(np.float64))
 
 
+def store_of(platform: Platform) -> Any:
+    """The platform's bar store (this module tests the stores below the repositories)."""
+    return sql_database(platform.database).bar_store
+
+
 def _write(platform: Platform, cols: BarColumns, tf: Timeframe = D1) -> None:
-    with platform.engine.begin() as conn:
-        platform.bars.write(conn, tf, cols)
+    with engine_of(platform).begin() as conn:
+        store_of(platform).write(conn, tf, cols)
 
 
 def _read(platform: Platform, tf: Timeframe = D1, **kw: Any) -> BarColumns:
-    with platform.engine.connect() as conn:
-        return platform.bars.read_columns(conn, tf, **kw)
+    with engine_of(platform).connect() as conn:
+        return store_of(platform).read_columns(conn, tf, **kw)
 
 
 def _assert_same(got: BarColumns, want: BarColumns) -> None:
@@ -67,9 +74,9 @@ def _assert_same(got: BarColumns, want: BarColumns) -> None:
 
 def _checksum(platform: Platform) -> str:
     digest = hashlib.sha256()
-    with platform.engine.connect() as conn:
-        for name in sorted(platform.bars.timeframes(conn)):
-            cols = platform.bars.read_columns(conn, Timeframe.parse(name))
+    with engine_of(platform).connect() as conn:
+        for name in sorted(store_of(platform).timeframes(conn)):
+            cols = store_of(platform).read_columns(conn, Timeframe.parse(name))
             digest.update(name.encode())
             for col in COLUMNS:
                 digest.update(np.ascontiguousarray(getattr(cols, col)).tobytes())
@@ -86,10 +93,10 @@ def test_round_trip_is_exact_and_sorted(platform: Platform) -> None:
     got = _read(platform)
     _assert_same(got, cols)
     assert got.is_sorted_unique()
-    with platform.engine.connect() as conn:
-        uni = platform.bars.load(conn, D1, {3: "AAA", 7: "BBB", 11: "CCC"})
-        assert platform.bars.count(conn, D1) == len(cols)
-        assert platform.bars.timeframes(conn) == ["1d"]
+    with engine_of(platform).connect() as conn:
+        uni = store_of(platform).load(conn, D1, {3: "AAA", 7: "BBB", 11: "CCC"})
+        assert store_of(platform).count(conn, D1) == len(cols)
+        assert store_of(platform).timeframes(conn) == ["1d"]
     assert uni.symbols == ("AAA", "BBB", "CCC")
     assert list(uni.offsets) == [0, 500, 1000, 1500]
     np.testing.assert_array_equal(uni.close, cols.close)
@@ -117,13 +124,13 @@ def test_rollback_leaves_the_store_exactly_as_before(platform: Platform) -> None
     before = _checksum(platform)
     change = BarColumns.concat([_bars([2], "2021-01-01", 200, seed=5),      # overlap
                                 _bars([9], "2016-03-01", 900, seed=6)])     # new years
-    with pytest.raises(RuntimeError, match="abort"), platform.engine.begin() as conn:
-        platform.bars.write(conn, D1, change)
-        platform.bars.write(conn, H1, _bars([1], "2020-01-01", 10, seed=7))
+    with pytest.raises(RuntimeError, match="abort"), engine_of(platform).begin() as conn:
+        store_of(platform).write(conn, D1, change)
+        store_of(platform).write(conn, H1, _bars([1], "2020-01-01", 10, seed=7))
         raise RuntimeError("abort after writing")
     assert _checksum(platform) == before
-    with platform.engine.connect() as conn:
-        assert platform.bars.timeframes(conn) == ["1d"]
+    with engine_of(platform).connect() as conn:
+        assert store_of(platform).timeframes(conn) == ["1d"]
 
 
 def test_filters_by_instrument_and_time_range(platform: Platform) -> None:
@@ -148,25 +155,25 @@ def test_replace_makes_cols_the_whole_timeframe(platform: Platform) -> None:
     _write(platform, _bars([1, 2, 3], "2020-01-01", 400, seed=9))
     _write(platform, _bars([1], "2020-01-01", 24, seed=10), H1)
     kept = _bars([2, 5], "2020-06-01", 100, seed=11)
-    with platform.engine.begin() as conn:
-        platform.bars.replace(conn, D1, kept)
+    with engine_of(platform).begin() as conn:
+        store_of(platform).replace(conn, D1, kept)
     _assert_same(_read(platform), kept)
     assert len(_read(platform, H1)) == 24  # other timeframes untouched
-    with platform.engine.begin() as conn:
-        platform.bars.replace(conn, D1, BarColumns.empty())
-        assert platform.bars.count(conn, D1) == 0
+    with engine_of(platform).begin() as conn:
+        store_of(platform).replace(conn, D1, BarColumns.empty())
+        assert store_of(platform).count(conn, D1) == 0
 
 
 def test_empty_store_reads(platform: Platform) -> None:
     got = _read(platform)
     assert len(got) == 0
     assert got.ts.dtype == np.int64 and got.close.dtype == np.float64
-    with platform.engine.connect() as conn:
-        assert platform.bars.timeframes(conn) == []
-        assert platform.bars.count(conn, D1) == 0
-        assert platform.bars.load(conn, D1, {}).n_instruments == 0
-    with platform.engine.begin() as conn:
-        assert platform.bars.write(conn, D1, BarColumns.empty()) == 0
+    with engine_of(platform).connect() as conn:
+        assert store_of(platform).timeframes(conn) == []
+        assert store_of(platform).count(conn, D1) == 0
+        assert store_of(platform).load(conn, D1, {}).n_instruments == 0
+    with engine_of(platform).begin() as conn:
+        assert store_of(platform).write(conn, D1, BarColumns.empty()) == 0
 
 
 def test_several_timeframes_are_kept_apart(platform: Platform) -> None:
@@ -176,8 +183,8 @@ def test_several_timeframes_are_kept_apart(platform: Platform) -> None:
     hourly = BarColumns(np.ones(48, np.int64), hourly_ts, *(np.linspace(1, 2, 48) for _ in FIELDS))
     _write(platform, daily)
     _write(platform, hourly, H1)
-    with platform.engine.connect() as conn:
-        assert platform.bars.timeframes(conn) == ["1d", "1h"]
+    with engine_of(platform).connect() as conn:
+        assert store_of(platform).timeframes(conn) == ["1d", "1h"]
     _assert_same(_read(platform), daily)
     _assert_same(_read(platform, H1), hourly)
 
@@ -185,7 +192,7 @@ def test_several_timeframes_are_kept_apart(platform: Platform) -> None:
 # -- PostgreSQL only -----------------------------------------------------------------------
 
 def _partitions(platform: Platform) -> dict[str, str]:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
             "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'bars'::regclass")
@@ -200,7 +207,7 @@ def pg_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pla
     monkeypatch.setenv("SIGNALFACTORY_DATABASE_URL", url)
     platform = build_platform(migrate_db=True)
     try:
-        assert isinstance(platform.bars, postgres_bars.PostgresBarStore)
+        assert isinstance(store_of(platform), postgres_bars.PostgresBarStore)
         yield platform
     finally:
         platform.close()
@@ -209,7 +216,7 @@ def pg_platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pla
 
 def _physically_sorted(platform: Platform, partition: str) -> bool:
     """Whether a partition's heap (what a sequential scan returns) is in key order."""
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         rows = conn.exec_driver_sql(
             f"SELECT instrument_id, ts FROM {partition} WHERE timeframe = '1d'").all()
     return rows == sorted(rows)
@@ -226,7 +233,7 @@ def test_yearly_partitions_are_created_on_demand(pg_platform: Platform) -> None:
     # An existing year takes new bars in place; only a new year adds a partition.
     _write(pg_platform, _bars([3], "2020-06-01", 250, seed=14))  # 2020..2021
     assert set(_partitions(pg_platform)) == set(parts) | {"bars_y2021"}
-    with pg_platform.engine.connect() as conn:
+    with engine_of(pg_platform).connect() as conn:
         in_default = conn.exec_driver_sql("SELECT count(*) FROM bars_default").scalar_one()
         in_2021 = conn.exec_driver_sql("SELECT count(*) FROM bars_y2021").scalar_one()
     assert in_default == 0
@@ -235,14 +242,14 @@ def test_yearly_partitions_are_created_on_demand(pg_platform: Platform) -> None:
 
 @pytest.mark.postgres
 def test_rows_in_the_default_partition_are_moved_out(pg_platform: Platform) -> None:
-    with pg_platform.engine.begin() as conn:  # a bar written around the store
+    with engine_of(pg_platform).begin() as conn:  # a bar written around the store
         conn.exec_driver_sql(
             "INSERT INTO bars VALUES (1, '1d', '2012-05-01 00:00:00+00', 1, 2, 0.5, 1.5, 10)")
     assert _read(pg_platform).close.tolist() == [1.5]
     cols = _bars([1], "2012-04-01", 60, seed=15)  # covers 2012-05-01 again: newest wins
     _write(pg_platform, cols)
     assert "bars_y2012" in _partitions(pg_platform)
-    with pg_platform.engine.connect() as conn:
+    with engine_of(pg_platform).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM bars_default").scalar_one() == 0
     _assert_same(_read(pg_platform), cols)
 
@@ -251,8 +258,8 @@ def test_rows_in_the_default_partition_are_moved_out(pg_platform: Platform) -> N
 def test_rollback_drops_partitions_it_created(pg_platform: Platform) -> None:
     _write(pg_platform, _bars([1], "2020-03-01", 10, seed=16))
     before = _partitions(pg_platform)
-    with pytest.raises(RuntimeError), pg_platform.engine.begin() as conn:
-        pg_platform.bars.write(conn, D1, _bars([1], "2005-01-01", 900, seed=17))
+    with pytest.raises(RuntimeError), engine_of(pg_platform).begin() as conn:
+        store_of(pg_platform).write(conn, D1, _bars([1], "2005-01-01", 900, seed=17))
         raise RuntimeError("abort")
     assert _partitions(pg_platform) == before
 
@@ -261,7 +268,7 @@ def test_rollback_drops_partitions_it_created(pg_platform: Platform) -> None:
 @pytest.mark.parametrize("strategy", ["parallel", "ordered"])
 def test_read_strategies_agree_after_updates(pg_platform: Platform, strategy: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    store = pg_platform.bars
+    store = store_of(pg_platform)
     assert isinstance(store, postgres_bars.PostgresBarStore)
     if strategy == "parallel":
         monkeypatch.setattr(postgres_bars, "_PARALLEL_MIN_ROWS", 0)
@@ -278,7 +285,7 @@ def test_read_strategies_agree_after_updates(pg_platform: Platform, strategy: st
         monkeypatch.setattr(store, name, spy)
     base = _bars(list(range(1, 41)), "2019-10-01", 700, seed=18)
     _write(pg_platform, base)
-    with pg_platform.engine.begin() as conn:  # statistics make the leaf size estimates real
+    with engine_of(pg_platform).begin() as conn:  # statistics make the leaf size estimates real
         conn.exec_driver_sql("ANALYZE bars")
     # Updates move rows inside the heap, so those partitions no longer stream in key order.
     change = _bars(list(range(5, 30)), "2020-02-01", 90, seed=19)
@@ -300,9 +307,9 @@ def test_a_writing_transaction_reads_its_own_bars(pg_platform: Platform,
     monkeypatch.setattr(postgres_bars, "_PARALLEL_MIN_ROWS", 0)  # would prefer helper conns
     _write(pg_platform, _bars([1, 2], "2020-01-01", 200, seed=20))
     extra = _bars([3], "2021-05-01", 50, seed=21)
-    with pg_platform.engine.begin() as conn:
-        pg_platform.bars.write(conn, D1, extra)
-        got = pg_platform.bars.read_columns(conn, D1)
+    with engine_of(pg_platform).begin() as conn:
+        store_of(pg_platform).write(conn, D1, extra)
+        got = store_of(pg_platform).read_columns(conn, D1)
         assert len(got) == 450 and 3 in set(got.instrument_id.tolist())
 
 
@@ -312,12 +319,12 @@ def test_a_snapshot_is_shared_by_the_helper_connections(pg_platform: Platform,
     monkeypatch.setattr(postgres_bars, "_PARALLEL_MIN_ROWS", 0)
     first = _bars([1, 2], "2019-01-01", 800, seed=22)
     _write(pg_platform, first)
-    with pg_platform.engine.connect().execution_options(
+    with engine_of(pg_platform).connect().execution_options(
             isolation_level="REPEATABLE READ") as conn:
-        _assert_same(pg_platform.bars.read_columns(conn, D1), first)
+        _assert_same(store_of(pg_platform).read_columns(conn, D1), first)
         _write(pg_platform, _bars([5], "2019-06-01", 500, seed=23))  # committed meanwhile
         # The same transaction still sees exactly what it saw, on every helper connection.
-        _assert_same(pg_platform.bars.read_columns(conn, D1), first)
+        _assert_same(store_of(pg_platform).read_columns(conn, D1), first)
     assert len(_read(pg_platform)) == 2100
 
 
@@ -326,9 +333,9 @@ def test_sub_microsecond_timestamps_are_refused(pg_platform: Platform) -> None:
     cols = _bars([1], "2020-01-01", 3, seed=24)
     bad = BarColumns(cols.instrument_id, cols.ts + 1, cols.open, cols.high, cols.low,
                      cols.close, cols.volume)
-    with pytest.raises(BadInputError, match="microseconds"), pg_platform.engine.begin() as conn:
-        pg_platform.bars.write(conn, D1, bad)
-    with pg_platform.engine.connect() as conn:
+    with pytest.raises(BadInputError, match="microseconds"), engine_of(pg_platform).begin() as conn:
+        store_of(pg_platform).write(conn, D1, bad)
+    with engine_of(pg_platform).connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM bars")).scalar_one() == 0
 
 
@@ -337,7 +344,7 @@ def test_a_key_committed_after_the_overlap_probe_still_upserts(
         pg_platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     """A concurrent writer can add keys between the probe and the COPY: the plain COPY then
     fails on the primary key and the bars are merged through the staging table instead."""
-    store = pg_platform.bars
+    store = store_of(pg_platform)
     assert isinstance(store, postgres_bars.PostgresBarStore)
     first = _bars([1, 2], "2020-01-01", 100, seed=25)
     _write(pg_platform, first)
@@ -352,7 +359,7 @@ def test_a_key_committed_after_the_overlap_probe_still_upserts(
 def test_an_unpartitioned_bars_table_works_too(pg_platform: Platform) -> None:
     """The path a TimescaleDB hypertable takes (no partitions managed by the store), on a plain
     table: the test server has no TimescaleDB to try the hypertable itself."""
-    with pg_platform.engine.begin() as conn:
+    with engine_of(pg_platform).begin() as conn:
         conn.exec_driver_sql("DROP TABLE bars")
         conn.exec_driver_sql(
             "CREATE TABLE bars (instrument_id integer NOT NULL, timeframe varchar(8) NOT NULL, "
@@ -370,7 +377,7 @@ def test_an_unpartitioned_bars_table_works_too(pg_platform: Platform) -> None:
 @pytest.mark.postgres
 def test_reads_work_without_the_native_copy_reader(pg_platform: Platform) -> None:
     """Where libpq cannot be located (not Linux, unusual builds) rows pass through psycopg."""
-    store = pg_platform.bars
+    store = store_of(pg_platform)
     assert isinstance(store, postgres_bars.PostgresBarStore)
     assert store.reader.native  # the fast path is what the other tests exercise here
     cols = _bars([1, 2, 3], "2020-11-01", 120, seed=29)
@@ -388,7 +395,7 @@ def test_copy_errors_surface_and_leave_the_connection_usable(pg_platform: Platfo
     _write(pg_platform, _bars([1, 2, 3], "2020-01-01", 2000, seed=31))
     reader = CopyReader()
     assert reader.native
-    with pg_platform.engine.connect() as conn:
+    with engine_of(pg_platform).connect() as conn:
         pg = conn.connection.driver_connection
         assert isinstance(pg, psycopg.Connection)
         # A server error after thousands of rows were streamed.

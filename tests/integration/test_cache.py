@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from signalfactory.adapters.cache import HotCache, MemoryCache, RedisCache
-from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.adapters.storage.tables import instruments
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, write_bars
 from signalfactory.services.marketdata.sample import store_sample

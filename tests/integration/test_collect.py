@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from signalfactory.adapters.sources.base import MarketDataSource
 from signalfactory.adapters.sources.builtin import SyntheticSource
 from signalfactory.domain.bars import BarSeries
 from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.marketdata.collect import collect, cursor
+from signalfactory.services.marketdata.ports import MarketDataSource
 from signalfactory.services.platform import Platform
 
 H1 = Timeframe.parse("1h")

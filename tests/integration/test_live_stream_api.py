@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.adapters.storage.tables import instruments, signals, strategies
 from signalfactory.adapters.storage.tables import strategy_versions as versions
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.strategies import builtin_strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars

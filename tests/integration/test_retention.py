@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from signalfactory.adapters.storage.instruments import InstrumentSpec
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.ops.retention import DEFAULT_RETENTION, apply_retention, retention_config
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 from rich.table import Table
 
 from signalfactory.adapters.storage import migrate
-from signalfactory.adapters.storage.instruments import list_instruments
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.bootstrap import build_platform
 from signalfactory.cli.common import handle_errors, out, print_json, progress_bar
 from signalfactory.domain.errors import BadInputError
@@ -22,8 +23,9 @@ db_app = typer.Typer(help="Database schema: upgrade, downgrade, current revision
 def init() -> None:
     """Create the database (SQLite file by default) and migrate it to the newest schema."""
     platform = build_platform(migrate_db=True)
-    out.print(f"database ready at revision {migrate.current_revision(platform.engine)} "
-              f"({platform.engine.url.render_as_string(hide_password=True)})")
+    engine = sql_database(platform.database).engine
+    out.print(f"database ready at revision {migrate.current_revision(engine)} "
+              f"({engine.url.render_as_string(hide_password=True)})")
     platform.close()
 
 
@@ -32,8 +34,9 @@ def init() -> None:
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
     platform = build_platform()
-    migrate.upgrade(platform.engine, revision)
-    out.print(f"at revision {migrate.current_revision(platform.engine)}")
+    engine = sql_database(platform.database).engine
+    migrate.upgrade(engine, revision)
+    out.print(f"at revision {migrate.current_revision(engine)}")
     platform.close()
 
 
@@ -43,8 +46,9 @@ def db_downgrade(revision: Annotated[str, typer.Argument(
         help="Target revision, e.g. -1 or base")]) -> None:
     """Revert migrations down to REVISION."""
     platform = build_platform()
-    migrate.downgrade(platform.engine, revision)
-    out.print(f"at revision {migrate.current_revision(platform.engine) or 'base'}")
+    engine = sql_database(platform.database).engine
+    migrate.downgrade(engine, revision)
+    out.print(f"at revision {migrate.current_revision(engine) or 'base'}")
     platform.close()
 
 
@@ -53,7 +57,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument(
 def db_current() -> None:
     """Print the database's revision and the newest one available."""
     platform = build_platform()
-    current = migrate.current_revision(platform.engine)
+    current = migrate.current_revision(sql_database(platform.database).engine)
     head = migrate.head_revision()
     out.print(f"current: {current or 'none'}  head: {head}"
               + ("" if current == head else "  (run `signalfactory db upgrade`)"))
@@ -85,7 +89,7 @@ def ingest(
     finally:
         platform.close()
     if as_json:
-        print_json(report.__dict__)
+        print_json(dataclasses.asdict(report))
     else:
         out.print(f"stored {report.rows} bars of {report.instruments} instrument(s), "
                   f"timeframe {report.timeframe}, {report.min_ts} .. {report.max_ts}")
@@ -109,7 +113,7 @@ def sample(
     finally:
         platform.close()
     if as_json:
-        print_json(report.__dict__)
+        print_json(dataclasses.asdict(report))
     else:
         out.print(f"stored {report.rows} bars of {report.instruments} synthetic instrument(s)")
 
@@ -121,14 +125,14 @@ def instruments(
 ) -> None:
     """List stored instruments."""
     platform = build_platform(migrate_db=True)
-    with platform.reader.connect() as conn:
-        rows = list_instruments(conn, tag=tag)
+    with platform.database.read() as uow:
+        found = uow.instruments.find(tag=tag)
     platform.close()
     if as_json:
-        print_json(rows)
+        print_json([{**dataclasses.asdict(i), "tags": dict(i.tags)} for i in found])
         return
     table = Table("symbol", "venue", "class", "currency", "tags")
-    for r in rows:
-        table.add_row(r["symbol"], r["venue"], r["asset_class"], r["currency"],
-                      ", ".join(f"{k}={v}" for k, v in (r["tags"] or {}).items()))
+    for i in found:
+        table.add_row(i.symbol, i.venue, i.asset_class, i.currency,
+                      ", ".join(f"{k}={v}" for k, v in i.tags.items()))
     out.print(table)

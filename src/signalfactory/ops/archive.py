@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 import signalfactory
-from signalfactory.adapters.storage.instruments import symbol_map
+from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.domain.timeframes import Timeframe
@@ -127,7 +127,7 @@ def _sha256(path: Path) -> str:
 
 
 def _bar_tables(platform: Platform, conn: sa.Connection, start_ns: int) -> dict[str, pa.Table]:
-    names = symbol_map(conn)
+    names = SqlInstrumentRepository(conn).symbols()
     out = {}
     for tf in sorted(platform.bars.timeframes(conn)):
         cols = platform.bars.read_columns(conn, Timeframe.parse(tf), None, start_ns,

@@ -1,17 +1,15 @@
-"""Sources that need no network: bar files on disk and the synthetic generator."""
+"""The synthetic generator as a market-data source (the ``MarketDataSource`` port of
+``services/marketdata/ports.py``): collectors and their tests need no network."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
-from signalfactory.adapters.sources.base import SourceSymbol
-from signalfactory.adapters.sources.files import read_bar_file
-from signalfactory.domain.bar_validation import validate
 from signalfactory.domain.bars import BarSeries
 from signalfactory.domain.errors import NotFoundError
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.synthetic import DEFAULT_START_NS, generate_symbol
 from signalfactory.domain.timeframes import Timeframe
 
@@ -24,34 +22,6 @@ def _pages(bars: BarSeries, since_ns: int | None, page_size: int) -> Iterator[Ba
                         bars.low[a:b], bars.close[a:b], bars.volume[a:b])
 
 
-class FileSource:
-    """A folder of ``SYMBOL.csv`` / ``SYMBOL.parquet`` files, one symbol each."""
-
-    name = "files"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, symbol: str) -> Path:
-        for suffix in (".csv", ".parquet"):
-            path = self.folder / f"{symbol}{suffix}"
-            if path.exists():
-                return path
-        raise NotFoundError(f"no file for {symbol} in {self.folder}")
-
-    def symbols(self) -> list[SourceSymbol]:
-        return [SourceSymbol(p.stem.upper()) for p in sorted(self.folder.iterdir())
-                if p.suffix in (".csv", ".parquet")]
-
-    def fetch(self, symbol: str, timeframe: Timeframe, since_ns: int | None,
-              page_size: int = 1000) -> Iterator[BarSeries]:
-        raw = read_bar_file(self._path(symbol), symbol=symbol)
-        order, _tf = validate(raw, timeframe)
-        bars = BarSeries(symbol, raw.ts[order], raw.open[order], raw.high[order],
-                         raw.low[order], raw.close[order], raw.volume[order])
-        yield from _pages(bars, since_ns, page_size)
-
-
 class SyntheticSource:
     """The sample generator as a source: a fixed universe that 'grows' one day at a time."""
 
@@ -62,8 +32,8 @@ class SyntheticSource:
         self.n_bars = n_bars
         self.seed = seed
 
-    def symbols(self) -> list[SourceSymbol]:
-        return [SourceSymbol(s, venue="SYNTH") for s in self._symbols]
+    def symbols(self) -> list[InstrumentSpec]:
+        return [InstrumentSpec(s, venue="SYNTH") for s in self._symbols]
 
     def fetch(self, symbol: str, timeframe: Timeframe, since_ns: int | None,
               page_size: int = 1000) -> Iterator[BarSeries]:

@@ -103,7 +103,8 @@ def _parse_times(col: pa.ChunkedArray, source: str, row_offset: int) -> np.ndarr
         return _epoch_to_ns(pc.cast(strings, pa.int64()).to_numpy())
     for target in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
         try:
-            return pc.cast(strings, target).to_numpy().astype("datetime64[ns]").astype("int64")
+            return np.asarray(pc.cast(strings, target).to_numpy().astype("datetime64[ns]"),
+                              dtype=np.int64)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     values = strings.to_pandas()
@@ -115,7 +116,7 @@ def _parse_times(col: pa.ChunkedArray, source: str, row_offset: int) -> np.ndarr
             f"timestamp {values.iloc[i]!r} cannot be parsed; use ISO 8601 such as 2024-01-31 "
             "or 2024-01-31T09:30:00Z, or epoch seconds", source=source,
             row=i + 1 + row_offset, rule="bad-timestamp")
-    return parsed.to_numpy(dtype="datetime64[ns]").astype("int64")
+    return np.asarray(parsed.to_numpy(dtype="datetime64[ns]")).astype(np.int64)
 
 
 def _require_no_nulls(col: pa.ChunkedArray | pa.Array, source: str, row_offset: int,
@@ -129,8 +130,8 @@ def _require_no_nulls(col: pa.ChunkedArray | pa.Array, source: str, row_offset: 
                             row=i + 1 + row_offset, rule="missing-value")
     if allow_strings:
         return np.empty(0)
-    return col.to_numpy() if isinstance(col, pa.ChunkedArray) else col.to_numpy(
-        zero_copy_only=False)
+    return np.asarray(col.to_numpy() if isinstance(col, pa.ChunkedArray)
+                      else col.to_numpy(zero_copy_only=False))
 
 
 def _numbers(table: pa.Table, column: str, field: str, source: str,
@@ -141,7 +142,7 @@ def _numbers(table: pa.Table, column: str, field: str, source: str,
                           dtype=np.float64)
     strings = pc.utf8_trim_whitespace(col.cast(pa.string()))
     values = pd.to_numeric(strings.to_pandas().replace("", None), errors="coerce")
-    arr = values.to_numpy(dtype=np.float64)
+    arr = np.asarray(values.to_numpy(dtype=np.float64), dtype=np.float64)
     bad = np.flatnonzero(np.isnan(arr) & ~pc.is_null(strings).to_numpy(zero_copy_only=False)
                          & (strings.to_pandas().fillna("").str.len().to_numpy() > 0)
                          & ~strings.to_pandas().fillna("").str.lower().isin(

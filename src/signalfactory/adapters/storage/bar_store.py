@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.timeframes import Timeframe
 
@@ -35,3 +35,8 @@ class BarStore(Protocol):
     def timeframes(self, conn: Connection) -> list[str]: ...
 
     def count(self, conn: Connection, timeframe: Timeframe) -> int: ...
+
+    def fragmented(self, conn: Connection, timeframe: Timeframe) -> bool:
+        """Is the timeframe kept in more pieces than reads well (then ``replace`` it with what
+        ``read_columns`` returns, which folds them into one)?"""
+        ...

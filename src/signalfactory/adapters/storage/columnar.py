@@ -6,17 +6,16 @@ file is memory-mapped and its columns are numpy arrays without a copy.
 
 Why segments: every ingest writes one new immutable segment (sorted by instrument, then time)
 and registers it in ``bar_segments`` inside the ingest's database transaction. Readers only
-see registered segments, so an ingest that fails or is killed leaves the store as it was; an
-unregistered file is garbage and is removed by the next compaction. When several segments
-cover a timeframe, reading merges them with the newest write of a bar winning (upsert), and
-compaction folds them into one.
+see registered segments, so an ingest that fails or is killed leaves the store as it was (a
+file it left unregistered is never read). When several segments cover a timeframe, reading
+merges them with the newest write of a bar winning (upsert), and compaction folds them into
+one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.tables import bar_segments
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.timeframes import Timeframe
 
@@ -127,11 +126,11 @@ class ColumnarBarStore:
         return len(cols)
 
     # -- reading -------------------------------------------------------------------------
-    def _segment_rows(self, conn: Connection, timeframe: Timeframe) -> list[sa.Row[tuple[int,
-                                                                                          str]]]:
-        return list(conn.execute(
+    def _segment_rows(self, conn: Connection, timeframe: Timeframe) -> list[tuple[int, str]]:
+        """(id, relative path) of the timeframe's registered segments, oldest first."""
+        return [(int(r.id), str(r.path)) for r in conn.execute(
             sa.select(bar_segments.c.id, bar_segments.c.path)
-            .where(bar_segments.c.timeframe == timeframe.name).order_by(bar_segments.c.id)))
+            .where(bar_segments.c.timeframe == timeframe.name).order_by(bar_segments.c.id))]
 
     def _segment(self, rel: str) -> _Segment:
         """A mapped segment and its per-instrument row index (cached: segments never change)."""
@@ -233,28 +232,6 @@ class ColumnarBarStore:
 
         _on_outcome(conn, on_commit=_remove_old)
 
-    def maybe_compact(self, engine: Engine, timeframe: Timeframe) -> bool:
-        with engine.begin() as conn:
-            if len(self._segment_rows(conn, timeframe)) <= _COMPACT_ABOVE:
-                return False
-            self.replace(conn, timeframe, self.read_columns(conn, timeframe))
-        return True
-
-    def collect_garbage(self, engine: Engine, min_age_seconds: float = 3600.0) -> int:
-        """Delete segment files that no transaction committed (left by a killed ingest).
-
-        Files younger than ``min_age_seconds`` may belong to an ingest still in flight.
-        """
-        now = time.time()
-        with engine.connect() as conn:
-            known = {r[0] for r in conn.execute(sa.select(bar_segments.c.path))}
-        removed = 0
-        if not self.root.exists():
-            return 0
-        for path in self.root.glob("*/*"):
-            rel = str(path.relative_to(self.root))
-            if (path.suffix in (".arrow", ".tmp") and rel not in known
-                    and now - path.stat().st_mtime >= min_age_seconds):
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+    def fragmented(self, conn: Connection, timeframe: Timeframe) -> bool:
+        """More than a few segments: reads merge them all, so they are folded into one."""
+        return len(self._segment_rows(conn, timeframe)) > _COMPACT_ABOVE

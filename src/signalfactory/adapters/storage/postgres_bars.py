@@ -27,7 +27,6 @@ import numpy.typing as npt
 import psycopg
 from sqlalchemy.engine import Connection, Engine
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
 from signalfactory.adapters.storage.postgres_copy import (
     IN_COLUMNS,
     OUT_COLUMNS,
@@ -51,6 +50,7 @@ from signalfactory.adapters.storage.postgres_partitions import (
     raise_local_setting,
     scalar,
 )
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
@@ -188,7 +188,8 @@ class PostgresBarStore:
         """Stored bars of ``incoming``'s instruments within its time span, sorted."""
         where = self._where(timeframe, np.unique(incoming.instrument_id),
                             int(incoming.ts.min()), int(incoming.ts.max()))
-        assert where is not None
+        if where is None:  # unreachable: the ids come from 32-bit bars already checked
+            return BarColumns.empty()
         pg.execute("SELECT set_config('jit', 'off', true)")
         return sort_columns(self.reader.fetch(pg, self._select(None, where, ordered=False)))
 
@@ -331,7 +332,8 @@ class PostgresBarStore:
             raw_conn = engine.raw_connection()
             try:
                 pg = raw_conn.driver_connection
-                assert isinstance(pg, psycopg.Connection)
+                if not isinstance(pg, psycopg.Connection):
+                    raise TypeError("parallel reads need psycopg (3) connections")
                 pg.autocommit = True
                 try:
                     pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -375,6 +377,10 @@ class PostgresBarStore:
                     FROM t WHERE t.timeframe IS NOT NULL)
                 SELECT timeframe FROM t WHERE timeframe IS NOT NULL""").fetchall()
         return sorted(r[0] for r in rows)
+
+    def fragmented(self, conn: Connection, timeframe: Timeframe) -> bool:
+        """Never: bars live in one (partitioned) table."""
+        return False
 
     def count(self, conn: Connection, timeframe: Timeframe) -> int:
         pg = _driver(conn)

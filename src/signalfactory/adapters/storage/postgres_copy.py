@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS
 
 I64 = npt.NDArray[np.int64]

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
+from signalfactory.domain.bar_columns import BarColumns
 
 PRIMARY_KEY = "timeframe, instrument_id, ts"  # as the migration declares pk_bars
 _LOCK_NAMESPACE = 0x5F_BA25  # pg_advisory_xact_lock(namespace, year) serialises partition DDL

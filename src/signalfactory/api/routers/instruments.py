@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from signalfactory.adapters.storage.instruments import list_instruments
 from signalfactory.api.auth import PrincipalDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
@@ -37,9 +36,10 @@ def get_instruments(_principal: PrincipalDep, platform: PlatformDep,
                                             examples=["sector=technology"]),
                     limit: int = Query(default=1000, ge=1, le=10000)) -> Response:
     def load() -> InstrumentList:
-        with platform.reader.connect() as conn:
-            rows = list_instruments(conn, tag=tag)[:limit]
-        items = [Instrument(**{k: r[k] for k in Instrument.model_fields}) for r in rows]
+        with platform.database.read() as uow:
+            found = uow.instruments.find(tag=tag)[:limit]
+        items = [Instrument(id=i.id, symbol=i.symbol, venue=i.venue, asset_class=i.asset_class,
+                            currency=i.currency, tags=dict(i.tags)) for i in found]
         return InstrumentList(items=items, count=len(items))
 
     # Instruments are shared by all tenants; bar writes that add or retag them invalidate.

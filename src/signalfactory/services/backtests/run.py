@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from signalfactory.adapters.storage.instruments import list_instruments
 from signalfactory.domain.backtest import BacktestConfig, bars_per_year
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_enough_bars
@@ -96,10 +95,11 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
     with platform.engine.connect() as conn:
         strategy, stored = resolve(conn, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
-        rows = list_instruments(conn, tag=request.universe,
-                                symbols=list(request.symbols) if request.symbols else None)
+    with platform.database.read(primary=True) as uow:
+        rows = uow.instruments.find(tag=request.universe,
+                                    symbols=list(request.symbols) if request.symbols else None)
     if request.symbols:
-        unknown = sorted(set(request.symbols) - {r["symbol"] for r in rows})
+        unknown = sorted(set(request.symbols) - {r.symbol for r in rows})
         if unknown:
             raise BadInputError(f"unknown symbol(s): {', '.join(unknown)}; list them with "
                                 "`signalfactory instruments`", rule="symbol")
@@ -108,7 +108,7 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
                             "`signalfactory instruments` for the tags", rule="universe")
     timeframe = Timeframe.parse(request.timeframe or (stored.timeframe if stored else "1d"))
     calendar = request.calendar or (
-        "crypto" if rows and all(r.get("asset_class") == "crypto" for r in rows) else "stock")
+        "crypto" if rows and all(r.asset_class == "crypto" for r in rows) else "stock")
     mirror = (isinstance(strategy, RuleStrategy) and request.direction != "long"
               and not {"short_entry", "short_exit"} & set(strategy.rule.labels))
     return Plan(request=request, config=config, strategy=strategy, stored=stored,

@@ -1,29 +1,27 @@
-"""Writing and reading bars through whichever store the platform uses."""
+"""Writing and reading bars through the unit of work's instrument and bar repositories."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
-import sqlalchemy as sa
+import numpy.typing as npt
 
-from signalfactory.adapters.storage.bar_columns import BarColumns
-from signalfactory.adapters.storage.columnar import ColumnarBarStore
-from signalfactory.adapters.storage.instruments import CHANGED as INSTRUMENTS_CHANGED
-from signalfactory.adapters.storage.instruments import (
-    InstrumentSpec,
-    list_instruments,
-    symbol_map,
-    upsert_instruments,
-)
-from signalfactory.adapters.storage.tables import ingests
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.errors import NotFoundError
+from signalfactory.domain.ingests import IngestRecord
+from signalfactory.domain.instruments import InstrumentSpec
+from signalfactory.domain.resample import resample_universe
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -31,12 +29,12 @@ class SymbolBars:
     """Bars of one symbol in time order (validated)."""
 
     spec: InstrumentSpec
-    ts: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
+    ts: I64
+    open: F64
+    high: F64
+    low: F64
+    close: F64
+    volume: F64
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class BarsWritten:
     """What a committed write added: ``platform.bar_subscribers`` get it.
 
     ``first_new`` maps each written instrument id to the time (ns) of its earliest written
-    bar; ``arrival_ns`` is the wall clock (``time.time_ns``) when the bars reached
+    bar; ``arrival_ns`` is the wall clock (``platform.clock.time_ns()``) when the bars reached
     ``write_bars``, the start of the signal-latency measurement.
     """
 
@@ -73,47 +71,52 @@ def _first_new(cols: BarColumns) -> dict[int, int]:
     return dict(zip(inst[first].tolist(), cols.ts[first].tolist(), strict=True))
 
 
-def _ns_to_dt(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+def _columns(batches: Sequence[SymbolBars], ids: dict[str, int]) -> BarColumns:
+    """The batches as one set of columns sorted by (instrument, ts), a repeated bar's last
+    value winning."""
+    if not batches:
+        return BarColumns.empty()
+    inst = np.concatenate([np.full(len(b.ts), ids[b.spec.symbol], dtype=np.int64)
+                           for b in batches])
+    cols = BarColumns(inst, *(np.concatenate([getattr(b, f) for b in batches])
+                              for f in ("ts", *FIELDS)))
+    return cols if cols.is_sorted_unique() else cols.latest_wins()
 
 
 def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[SymbolBars],
-               source: str, extra: Callable[[sa.Connection], None] | None = None) -> WriteReport:
-    """Store every batch in ONE transaction: all of it lands, or none of it.
+               source: str, extra: Callable[[UnitOfWork], None] | None = None) -> WriteReport:
+    """Store every batch in ONE unit of work: all of it lands, or none of it.
 
-    ``extra`` runs inside the same transaction (a collector advances its cursor there).
-    After the commit the ``on_bars_written`` hooks run (live evaluation and publishing); a
-    failing hook is logged by the hook itself and never undoes the write.
+    ``extra`` runs inside the same unit of work (a collector advances its cursor there).
+    After the commit ``platform.bar_subscribers`` run (live evaluation and publishing); a
+    failing subscriber is logged by the subscriber itself and never undoes the write.
     """
-    arrival_ns = time.time_ns()
+    arrival_ns = platform.clock.time_ns()
     rows = sum(len(b.ts) for b in batches)
-    with platform.engine.begin() as conn:
-        conn.info.pop(INSTRUMENTS_CHANGED, None)
-        ids = upsert_instruments(conn, [b.spec for b in batches])
-        inst = np.concatenate([np.full(len(b.ts), ids[b.spec.symbol], dtype=np.int64)
-                               for b in batches]) if batches else np.zeros(0, np.int64)
-        cols = BarColumns(inst, *(np.concatenate([getattr(b, f) for b in batches])
-                                  if batches else np.zeros(0) for f in ("ts", *FIELDS)))
-        if not cols.is_sorted_unique():
-            cols = cols.latest_wins()
-        platform.bars.write(conn, timeframe, cols)
-        min_ts = _ns_to_dt(int(cols.ts.min())) if rows else None
-        max_ts = _ns_to_dt(int(cols.ts.max())) if rows else None
-        conn.execute(ingests.insert().values(source=source[:512], timeframe=timeframe.name,
-                                             rows=rows, instruments=len(ids), min_ts=min_ts,
-                                             max_ts=max_ts))
+    with platform.database.write() as uow:
+        upserted = uow.instruments.upsert([b.spec for b in batches])
+        cols = _columns(batches, upserted.ids)
+        uow.bars.write(timeframe, cols)
+        min_ts = ns_to_datetime(int(cols.ts.min())) if rows else None
+        max_ts = ns_to_datetime(int(cols.ts.max())) if rows else None
+        uow.bars.record_ingest(IngestRecord(
+            source=source, timeframe=timeframe.name, rows=rows,
+            instruments=len(upserted.ids), min_ts=min_ts, max_ts=max_ts))
         if extra is not None:
-            extra(conn)
-        instruments_changed = conn.info.pop(INSTRUMENTS_CHANGED, False)
-    if instruments_changed:  # committed: cached instrument lists are stale now
+            extra(uow)
+        fragmented = bool(rows) and uow.bars.fragmented(timeframe)
+    if upserted.changed:  # committed: cached instrument lists are stale now
         platform.cache.invalidate("instruments")
     if rows:
         written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source)
-        for hook in list(platform.bar_subscribers):
-            hook(platform, written)
-    if isinstance(platform.bars, ColumnarBarStore):
-        platform.bars.maybe_compact(platform.engine, timeframe)
-    return WriteReport(rows=rows, instruments=len(ids), timeframe=timeframe.name,
+        for subscriber in list(platform.bar_subscribers):
+            subscriber(platform, written)
+    if fragmented:
+        # Many small writes (a live feed) leave many pieces; they are folded in a transaction
+        # of their own, after the subscribers, so that neither waits for it.
+        with platform.database.write() as uow:
+            uow.bars.compact(timeframe)
+    return WriteReport(rows=rows, instruments=len(upserted.ids), timeframe=timeframe.name,
                        min_ts=min_ts, max_ts=max_ts)
 
 
@@ -122,45 +125,34 @@ def _parse_when(value: str | datetime | None) -> int | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1_000_000_000)
+    return datetime_to_ns(value)
 
 
 def load_universe(platform: Platform, timeframe: Timeframe, *,
                   symbols: Sequence[str] | None = None, tag: str | None = None,
                   start: str | datetime | None = None,
                   end: str | datetime | None = None) -> BarUniverse:
-    """Bars of many instruments at once, straight from the store into numpy."""
-    with platform.reader.connect() as conn:
-        names = symbol_map(conn)
-        ids: np.ndarray | None = None
+    """Bars of many instruments at once, straight from the store into numpy; a timeframe not
+    stored is aggregated from the highest stored one that divides it."""
+    start_ns, end_ns = _parse_when(start), _parse_when(end)
+    with platform.database.read() as uow:
+        names = uow.instruments.symbols()
+        ids: I64 | None = None
         if symbols is not None or tag is not None:
-            rows = list_instruments(conn, tag=tag, symbols=symbols)
+            found = uow.instruments.find(tag=tag, symbols=symbols)
             if symbols is not None:
-                unknown = sorted(set(symbols) - {r["symbol"] for r in rows})
+                unknown = sorted(set(symbols) - {i.symbol for i in found})
                 if unknown:
                     raise NotFoundError(f"unknown symbol(s): {', '.join(unknown)}; list them "
                                         "with `signalfactory instruments`")
-            ids = np.array(sorted(r["id"] for r in rows), dtype=np.int64)
-        stored = platform.bars.timeframes(conn)
+            ids = np.array(sorted(i.id for i in found), dtype=np.int64)
+        stored = uow.bars.timeframes()
         if timeframe.name in stored:
-            return platform.bars.load(conn, timeframe, names, ids, _parse_when(start),
-                                      _parse_when(end))
-        return _resample_from_lower(platform, conn, timeframe, stored, names, ids,
-                                    _parse_when(start), _parse_when(end))
-
-
-def _resample_from_lower(platform: Platform, conn: sa.Connection, timeframe: Timeframe,
-                         stored: list[str], names: dict[int, str], ids: np.ndarray | None,
-                         start: int | None, end: int | None) -> BarUniverse:
-    from signalfactory.domain.resample import resample_universe
-
-    candidates = sorted((Timeframe.parse(s) for s in stored), reverse=True)
-    for lower in candidates:
-        if lower.divides(timeframe):
-            base = platform.bars.load(conn, lower, names, ids, start, end)
-            return resample_universe(base, timeframe)
+            return uow.bars.load(timeframe, names, ids, start_ns, end_ns)
+        for lower in sorted((Timeframe.parse(s) for s in stored), reverse=True):
+            if lower.divides(timeframe):
+                base = uow.bars.load(lower, names, ids, start_ns, end_ns)
+                return resample_universe(base, timeframe)
     have = ", ".join(stored) or "none"
     raise NotFoundError(f"no bars stored for timeframe {timeframe.name} or any lower timeframe "
                         f"that aggregates into it (stored: {have}); ingest some first")

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
+import numpy as np
 
-from signalfactory.adapters.sources.base import MarketDataSource
-from signalfactory.adapters.storage.instruments import InstrumentSpec
-from signalfactory.adapters.storage.tables import fetch_cursors
 from signalfactory.domain.bar_validation import RawBars, validate
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, write_bars
+from signalfactory.services.marketdata.ports import MarketDataSource
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,17 @@ class CollectReport:
 
 
 def cursor(platform: Platform, source: str, symbol: str, timeframe: Timeframe) -> int | None:
-    with platform.engine.connect() as conn:
-        return conn.execute(sa.select(fetch_cursors.c.last_ts).where(
-            fetch_cursors.c.source == source, fetch_cursors.c.symbol == symbol,
-            fetch_cursors.c.timeframe == timeframe.name)).scalar()
+    """Time (ns) of the last bar collected from ``source`` for ``symbol``; None before any."""
+    with platform.database.read(primary=True) as uow:
+        return uow.bars.cursor(source, symbol, timeframe)
 
 
-def _advance_cursor(conn: sa.Connection, source: str, symbol: str, timeframe: Timeframe,
-                    last_ts: int) -> None:
-    updated = conn.execute(fetch_cursors.update().where(
-        fetch_cursors.c.source == source, fetch_cursors.c.symbol == symbol,
-        fetch_cursors.c.timeframe == timeframe.name).values(last_ts=last_ts,
-                                                            updated_at=sa.func.now()))
-    if updated.rowcount == 0:
-        conn.execute(fetch_cursors.insert().values(source=source, symbol=symbol,
-                                                   timeframe=timeframe.name, last_ts=last_ts))
+def _advance_to(source: str, symbol: str, timeframe: Timeframe,
+                last_ts: int) -> Callable[[UnitOfWork], None]:
+    def advance(uow: UnitOfWork) -> None:
+        uow.bars.advance_cursor(source, symbol, timeframe, last_ts)
+
+    return advance
 
 
 def collect(platform: Platform, source: MarketDataSource, timeframe: Timeframe,
@@ -48,13 +44,11 @@ def collect(platform: Platform, source: MarketDataSource, timeframe: Timeframe,
             max_pages: int | None = None,
             progress: Callable[[int], None] | None = None) -> CollectReport:
     """Fetch new bars for each symbol; each page is validated and committed with its cursor."""
-    import numpy as np
-
     wanted = {s.symbol: s for s in source.symbols()}
     names = list(symbols) if symbols is not None else sorted(wanted)
     pages = rows = 0
     for symbol in names:
-        meta = wanted.get(symbol)
+        spec = wanted.get(symbol) or InstrumentSpec(symbol)
         since = cursor(platform, source.name, symbol, timeframe)
         for page in source.fetch(symbol, timeframe, since, page_size):
             if max_pages is not None and pages >= max_pages:
@@ -64,14 +58,10 @@ def collect(platform: Platform, source: MarketDataSource, timeframe: Timeframe,
                           symbol_codes=np.zeros(len(page), dtype=np.int64), symbols=(symbol,),
                           row_offset=0)
             validate(raw, timeframe)
-            spec = InstrumentSpec(symbol=symbol, venue=meta.venue if meta else "",
-                                  asset_class=meta.asset_class if meta else "equity",
-                                  currency=meta.currency if meta else "USD")
             batch = SymbolBars(spec, page.ts, page.open, page.high, page.low, page.close,
                                page.volume)
             write_bars(platform, timeframe, [batch], source=f"{source.name}:{symbol}",
-                       extra=lambda conn, s=symbol, t=int(page.ts[-1]):
-                       _advance_cursor(conn, source.name, s, timeframe, t))
+                       extra=_advance_to(source.name, symbol, timeframe, int(page.ts[-1])))
             pages += 1
             rows += len(page)
             if progress is not None:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from signalfactory.adapters.sources.files import read_bar_file
-from signalfactory.adapters.storage.instruments import InstrumentSpec
+from signalfactory.adapters.sources.files import ProgressFn, read_bar_file
 from signalfactory.domain.bar_validation import RawBars, validate
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars
 from signalfactory.services.platform import Platform
-
-ProgressFn = Callable[[int], None]
 
 
 def _split_by_symbol(raw: RawBars, order: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -54,7 +52,8 @@ def prepare_files(paths: Sequence[Path], *, symbol: str | None = None,
                 spec=InstrumentSpec(symbol=sym), ts=raw.ts[rows], open=raw.open[rows],
                 high=raw.high[rows], low=raw.low[rows], close=raw.close[rows],
                 volume=raw.volume[rows]))
-    assert resolved is not None
+    if resolved is None:  # unreachable: validate() infers a timeframe when none is declared
+        raise BadInputError("cannot tell the timeframe of the bars; pass --timeframe")
     return resolved, batches
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from signalfactory.adapters.storage.instruments import InstrumentSpec
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.synthetic import generate_universe
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, WriteReport, write_bars

@@ -1,4 +1,5 @@
-"""Sorted bar columns as the stores exchange them, and their conversion into a universe."""
+"""Sorted bar columns as the bar stores and repositories exchange them, and their conversion
+into a universe (pure numpy: the services merge and inspect them too)."""
 
 from __future__ import annotations
 
