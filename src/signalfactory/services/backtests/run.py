@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,9 @@ from signalfactory.domain.backtest.stored import (
     BacktestResult,
     BacktestSummary,
     DataRange,
+    EquityCurve,
     StoredBacktest,
+    TradeRecord,
     backtest_id,
     json_scalars,
 )
@@ -60,7 +63,8 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.strategies.catalog import StoredStrategy, resolve
 
-__all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest"]
+__all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest",
+           "store_backtest"]
 #: the strategy_name column's width
 _NAME_LENGTH = 100
 
@@ -218,13 +222,19 @@ def run_backtest(platform: Platform, request: BacktestRequest,
         per_symbol=tuple(outcome.per_symbol), final_equity=float(outcome.final_equity),
         n_trades=len(outcome.trades), created_at=platform.clock.now(),
         duration_seconds=float(duration))
+    return store_backtest(platform, backtest, outcome.trades, outcome.curves)
+
+
+def store_backtest(platform: Platform, backtest: StoredBacktest, trades: Sequence[TradeRecord],
+                   curves: Sequence[EquityCurve]) -> BacktestResult:
+    """Store a computed backtest (unless its id is stored) and return what is stored: a run
+    racing on the same id may have stored it first."""
     with platform.database.write() as uow:
-        uow.backtests.add(backtest, outcome.trades, outcome.curves)
-    # read back what is stored: a run racing on the same id may have stored it first
+        uow.backtests.add(backtest, trades, curves)
     with platform.database.read(primary=True) as uow:
-        stored = _read(uow, request.tenant_id, id_, trades_limit=None)
-    if stored is None:
-        raise NotFoundError(f"no backtest {id_}")  # deleted in between: the tenant is gone
+        stored = _read(uow, backtest.tenant_id, backtest.id, trades_limit=None)
+    if stored is None:  # deleted in between: its tenant was deleted
+        raise NotFoundError(f"no backtest {backtest.id}")
     return stored
 
 
