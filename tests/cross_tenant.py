@@ -207,7 +207,7 @@ def _create_backtest(api: ApiHarness, tenant_id: int) -> str:
     result = run_backtest(api.platform, BacktestRequest(
         tenant_id=tenant_id, rule="entry: close > sma(close, 5)\nexit: close < sma(close, 5)",
         symbols=("SAAA",)))
-    return str(result["id"])
+    return result.id
 
 
 def _backtest_state(api: ApiHarness, _tenant_id: int, backtest_id: str) -> Any:

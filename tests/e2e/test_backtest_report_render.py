@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from signalfactory.adapters.reports.backtest_html import write_backtest_report
+from signalfactory.adapters.reports.backtest_html import render_backtest_report
+from signalfactory.domain.backtest.stored import TradeRecord
 from signalfactory.domain.synthetic import generate_universe
 from tests.chromium import dump_dom, screenshot
 
@@ -15,17 +16,21 @@ from tests.chromium import dump_dom, screenshot
 def _report(tmp_path: Path) -> Path:
     bars = generate_universe(1, 300, seed=3)[0].bars
     equity = 10_000 * bars.close / bars.close[0]
-    trades = [{"entry_ts": int(bars.ts[20]), "exit_ts": int(bars.ts[60]), "size": 10.0,
-               "entry_price": float(bars.close[20]), "exit_price": float(bars.close[60]),
-               "pnl": 12.5, "return": 0.01, "exit_reason": "signal"},
-              {"entry_ts": int(bars.ts[100]), "exit_ts": None, "size": -5.0,
-               "entry_price": float(bars.close[100]), "exit_price": None, "pnl": -3.0,
-               "return": -0.002, "exit_reason": "open"}]
-    return write_backtest_report(
-        tmp_path / "report.html", title="SMA cross on SAAA", subtitle="1d, 300 bars",
+    trades = [TradeRecord(symbol="SAAA", entry_ts=int(bars.ts[20]), exit_ts=int(bars.ts[60]),
+                          size=10.0, entry_price=float(bars.close[20]),
+                          exit_price=float(bars.close[60]), pnl=12.5, return_=0.01, fees=0.0,
+                          exit_reason="signal"),
+              TradeRecord(symbol="SAAA", entry_ts=int(bars.ts[100]), exit_ts=int(bars.ts[-1]),
+                          size=-5.0, entry_price=float(bars.close[100]),
+                          exit_price=float(bars.close[-1]), pnl=-3.0, return_=-0.002,
+                          fees=0.0, exit_reason="open")]
+    path = tmp_path / "report.html"
+    path.write_text(render_backtest_report(
+        title="SMA cross on SAAA", subtitle="1d, 300 bars",
         ts=bars.ts, open_=bars.open, high=bars.high, low=bars.low, close=bars.close,
         equity=equity, metrics={"total_return": 0.12, "sharpe": 1.3, "trades": 2},
-        trades=trades)
+        trades=trades), encoding="utf-8")
+    return path
 
 
 def test_report_is_self_contained(tmp_path: Path) -> None:

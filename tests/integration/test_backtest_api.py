@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from signalfactory.adapters.storage.checksums import store_fingerprint
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.run import run_backtest
 from signalfactory.services.marketdata.sample import store_sample
@@ -17,6 +18,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 BACKTESTS = "/api/v1/backtests"
@@ -27,7 +29,7 @@ BODY = {"strategy": "sma_cross", "symbols": ["SAAB"], "from": "2015-02-02", "fee
 @pytest.fixture(scope="module")
 def loaded(shared_platform: Platform) -> Platform:
     store_sample(shared_platform, symbols=5, bars=300, seed=5)
-    with shared_platform.engine.begin() as conn:
+    with engine_of(shared_platform).begin() as conn:
         ensure_builtins(conn)
     return shared_platform
 
@@ -46,8 +48,8 @@ def _run_jobs(platform: Platform) -> None:
 def _snapshot(platform: Platform) -> dict[str, Any]:
     """The store's content, less the key's last-use time (every authenticated request
     records it)."""
-    with platform.engine.connect() as conn:
-        found = store_fingerprint(conn, platform.bars)
+    with engine_of(platform).connect() as conn:
+        found = store_fingerprint(conn, sql_database(platform.database).bar_store)
     found["tables"].pop("api_keys")
     return found
 
@@ -84,7 +86,7 @@ def test_a_backtest_runs_as_a_job_and_is_read_back_by_id(api: ApiHarness) -> Non
     # the same request through the service finds the stored result: same id, same numbers
     request = BacktestRequest(tenant_id=tenant, strategy="sma_cross", symbols=("SAAB",),
                               start="2015-02-02", fees=0.001, size="50%", direction="both")
-    direct = run_backtest(api.platform, request)
+    direct = run_backtest(api.platform, request).to_json()
     assert direct["reused"] and direct["id"] == backtest_id
     assert direct["metrics"] == body["metrics"] and direct["trades"] == body["trades"]
     # and a second submission stores nothing new

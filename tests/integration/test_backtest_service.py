@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from signalfactory.adapters.storage.backtests import decode_curve, encode_curve
 from signalfactory.adapters.storage.checksums import store_fingerprint
 from signalfactory.adapters.storage.tables import (
     DEFAULT_TENANT_ID,
@@ -19,14 +20,17 @@ from signalfactory.adapters.storage.tables import (
     backtest_trades,
     backtests,
 )
+from signalfactory.adapters.storage.unit_of_work import sql_database
+from signalfactory.domain.backtest.stored import TRADE_COLUMNS
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.services.backtests import store as backtest_store
+from signalfactory.services.backtests import run as backtest_service
+from signalfactory.services.backtests.modes import Progress
 from signalfactory.services.backtests.options import BacktestRequest, parse_size
-from signalfactory.services.backtests.run import get_backtest, run_backtest
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from tests.api_harness import BACKENDS, module_platform
+from tests.helpers import engine_of
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 
@@ -40,9 +44,24 @@ SMA = BacktestRequest(tenant_id=DEFAULT_TENANT_ID, strategy="sma_cross", symbols
 @pytest.fixture(scope="module")
 def loaded(shared_platform: Platform) -> Platform:
     store_sample(shared_platform, symbols=5, bars=300, seed=7)
-    with shared_platform.engine.begin() as conn:
+    with engine_of(shared_platform).begin() as conn:
         ensure_builtins(conn)
     return shared_platform
+
+
+def run_backtest(platform: Platform, request: BacktestRequest,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """The service's result in its JSON form (what the CLI prints)."""
+    return backtest_service.run_backtest(platform, request, progress=progress).to_json()
+
+
+def get_backtest(platform: Platform, tenant_id: int, backtest_id: str) -> dict[str, Any]:
+    return backtest_service.get_backtest(platform, tenant_id, backtest_id).to_json()
+
+
+def _fingerprint(platform: Platform) -> dict[str, Any]:
+    with engine_of(platform).connect() as conn:
+        return store_fingerprint(conn, sql_database(platform.database).bar_store)
 
 
 def _runs() -> float:
@@ -50,7 +69,7 @@ def _runs() -> float:
 
 
 def _rows(platform: Platform, table: sa.Table) -> int:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
@@ -89,12 +108,12 @@ def test_a_result_has_every_metric_and_trades_that_add_up(loaded: Platform) -> N
     assert result["final_equity"] == pytest.approx(cash * (1 + metrics["total_return"]))
     assert all(t["fees"] > 1.0 for t in result["trades"])
     first = result["trades"][0]
-    assert set(first) == set(backtest_store.TRADE_COLUMNS)
+    assert set(first) == set(TRADE_COLUMNS)
     assert first["entry_ts"] <= first["exit_ts"] and first["symbol"] == "SAAA"
-    with loaded.engine.connect() as conn:
-        curve = backtest_store.read_curve(conn, result["id"], "SAAA")
+    with loaded.database.read() as uow:
+        curve = uow.backtests.equity_curve(result["id"], "SAAA")
     assert curve is not None
-    ts, equity = curve
+    ts, equity = curve.ts, curve.equity
     assert ts.shape == equity.shape == (result["data_range"]["bars"],)
     assert equity[-1] == result["final_equity"] and np.all(np.diff(ts) > 0)
 
@@ -127,7 +146,7 @@ def test_universe_symbols_match_single_runs_and_the_aggregate_is_their_average(
         finals.append(single["final_equity"])
     assert universe["final_equity"] == pytest.approx(float(np.mean(finals)), rel=1e-12)
     assert universe["n_trades"] == sum(i["n_trades"] for i in universe["per_symbol"])
-    with loaded.engine.connect() as conn:
+    with engine_of(loaded).connect() as conn:
         stored = conn.execute(sa.select(backtest_equity.c.symbol).where(
             backtest_equity.c.backtest_id == universe["id"])).scalars().all()
     assert sorted(stored) == ["", "SAAA", "SAAB", "SAAC", "SAAD", "SAAE"]
@@ -139,7 +158,7 @@ def test_a_universe_in_batches_gives_the_same_numbers(loaded: Platform,
 
     request = replace(SMA, symbols=(), universe="universe=sample", tenant_id=_tenant(loaded))
     whole = run_backtest(loaded, request)
-    with loaded.engine.begin() as conn:
+    with engine_of(loaded).begin() as conn:
         conn.execute(backtest_trades.delete().where(backtest_trades.c.backtest_id == whole["id"]))
         conn.execute(backtest_equity.delete().where(backtest_equity.c.backtest_id == whole["id"]))
         conn.execute(backtests.delete().where(backtests.c.id == whole["id"]))
@@ -186,7 +205,7 @@ def _tenant(platform: Platform) -> int:
 
     from signalfactory.adapters.storage import api_keys as key_store
 
-    with platform.engine.begin() as conn:
+    with engine_of(platform).begin() as conn:
         return int(key_store.create_tenant(conn, f"bt-{uuid.uuid4().hex[:8]}", "free")["id"])
 
 
@@ -228,13 +247,11 @@ BAD = [
 def test_bad_input_says_what_to_fix_and_stores_nothing(loaded: Platform, change: dict[str, Any],
                                                        message: str) -> None:
     run_backtest(loaded, SMA)  # builtins and one result stored: the store is not empty
-    with loaded.engine.connect() as conn:
-        before = store_fingerprint(conn, loaded.bars)
+    before = _fingerprint(loaded)
     with pytest.raises(BadInputError) as caught:
         run_backtest(loaded, replace(SMA, **change))
     assert message in str(caught.value)
-    with loaded.engine.connect() as conn:
-        assert store_fingerprint(conn, loaded.bars) == before
+    assert _fingerprint(loaded) == before
 
 
 def test_size_syntax() -> None:
@@ -252,7 +269,7 @@ def test_equity_curves_round_trip_exactly() -> None:
     rng = np.random.default_rng(1)
     ts = np.cumsum(rng.integers(1, 10**12, 1000)).astype(np.int64)
     equity = 10_000 * np.cumprod(1 + rng.normal(0, 0.01, 1000))
-    back_ts, back_eq = backtest_store.decode_curve(*backtest_store.encode_curve(ts, equity))
+    back_ts, back_eq = decode_curve(*encode_curve(ts, equity))
     assert np.array_equal(back_ts, ts) and np.array_equal(back_eq, equity)
 
 
@@ -268,7 +285,7 @@ def test_payload_round_trip_and_checks() -> None:
 def test_each_backend_with_its_default_bar_store(platform: Platform) -> None:
     """PostgreSQL keeps bars in its partitioned table by default, SQLite in columnar files."""
     store_sample(platform, symbols=2, bars=120, seed=3)
-    with platform.engine.begin() as conn:
+    with engine_of(platform).begin() as conn:
         ensure_builtins(conn)
     result = run_backtest(platform, replace(SMA, symbols=("SAAA", "SAAB"), fill="next_open"))
     assert result["mode"] == "universe" and result["data_range"]["bars"] == 240

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
 from signalfactory.cli.common import handle_errors, out, print_json, progress_bar
+from signalfactory.domain.backtest.stored import BacktestResult, Scalar
 from signalfactory.domain.errors import BadInputError
 
 Opt = typer.Option
@@ -30,7 +32,7 @@ def _parameters(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def _fmt(value: Any, pct: str = "") -> str:
+def _fmt(value: Scalar, pct: str = "") -> str:
     """``pct``: "+" for signed percentages (returns), "%" for plain ones (drawdown, rates)."""
     if value is None:
         return "–"
@@ -39,25 +41,31 @@ def _fmt(value: Any, pct: str = "") -> str:
     return f"{value:,.4g}" if isinstance(value, float) else str(value)
 
 
-def _print_summary(result: dict[str, Any]) -> None:
-    m, data = result["metrics"], result["data_range"]
-    reused = " (stored result reused)" if result.get("reused") else ""
-    out.print(f"backtest {result['id'][:16]}… {result['mode']} {result['strategy']['name']} "
-              f"on {len(data['symbols'])} symbol(s), {data['bars']} {data['timeframe']} bars "
-              f"{data['from'][:10]}..{data['to'][:10]}{reused}", highlight=False)
+def _sort_key(item: Mapping[str, Scalar]) -> float:
+    value = item.get("total_return")
+    return -(value if isinstance(value, int | float) else 0.0)
+
+
+def _print_summary(result: BacktestResult) -> None:
+    b = result.backtest
+    m, data = b.metrics, b.data_range
+    reused = " (stored result reused)" if result.reused else ""
+    out.print(f"backtest {b.id[:16]}… {b.mode} {b.strategy_name} "
+              f"on {len(data.symbols)} symbol(s), {data.bars} {data.timeframe} bars "
+              f"{data.start[:10]}..{data.end[:10]}{reused}", highlight=False)
     table = Table("metric", "value")
     for key, pct in (("total_return", "+"), ("cagr", "+"), ("sharpe", ""), ("sortino", ""),
                      ("max_drawdown", "%"), ("var_95", "%"), ("win_rate", "%"),
                      ("profit_factor", ""), ("n_trades", ""), ("exposure", "%"),
                      ("buy_and_hold_return", "+")):
         table.add_row(key.replace("_", " "), _fmt(m.get(key), pct))
-    table.add_row("final equity", f"{result['final_equity']:,.2f}")
+    table.add_row("final equity", f"{b.final_equity:,.2f}")
     out.print(table)
-    if result["mode"] == "universe":
-        ranked = sorted(result["per_symbol"], key=lambda s: -(s["total_return"] or 0.0))
+    if b.mode == "universe":
+        ranked = sorted(b.per_symbol, key=_sort_key)
         top = Table("symbol", "return", "sharpe", "max dd", "trades", title="best symbols")
         for s in ranked[:10]:
-            top.add_row(s["symbol"], _fmt(s["total_return"], "+"), _fmt(s["sharpe"]),
+            top.add_row(str(s["symbol"]), _fmt(s["total_return"], "+"), _fmt(s["sharpe"]),
                         _fmt(s["max_drawdown"], "%"), str(s["n_trades"]))
         out.print(top)
 
@@ -136,7 +144,7 @@ def backtest(
     try:
         with ExitStack() as stack:
             shown = [0]
-            advance: list[Any] = []
+            advance: list[Callable[[int], object]] = []
 
             def progress(done: int, total: int) -> None:
                 # the bar opens once the universe's size is known, and only for many symbols
@@ -148,7 +156,7 @@ def backtest(
 
             result = run_backtest(platform, request, progress=progress)
         if report is not None:
-            html = render_report(platform, DEFAULT_TENANT_ID, result["id"])
+            html = render_report(platform, DEFAULT_TENANT_ID, result.id)
             try:
                 report.write_text(html, encoding="utf-8")
             except OSError as exc:
@@ -156,7 +164,7 @@ def backtest(
     finally:
         platform.close()
     if as_json:
-        print_json(result | ({"report": str(report)} if report is not None else {}))
+        print_json(result.to_json() | ({"report": str(report)} if report is not None else {}))
         return
     _print_summary(result)
     if report is not None:

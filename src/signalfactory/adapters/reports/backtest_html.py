@@ -4,15 +4,15 @@ so the file opens anywhere, offline, and can be mailed or archived as it is."""
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from signalfactory.domain.backtest.stored import Scalar, TradeRecord
 from signalfactory.web import LIGHTWEIGHT_CHARTS_JS
 
 _PAGE = """<!doctype html>
@@ -59,16 +59,15 @@ document.body.dataset.rendered = 'yes';
 """
 
 
-def _time(ns: int, intraday: bool) -> Any:
+def _time(ns: int, intraday: bool) -> int | str:
+    """A chart time: epoch seconds for intraday bars, the day for daily and longer ones."""
     seconds = int(ns // 1_000_000_000)
     if intraday:
         return seconds
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Scalar) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -89,12 +88,12 @@ def _thin(n: int, limit: int) -> np.ndarray:
 
 def render_backtest_report(*, title: str, subtitle: str, ts: np.ndarray, open_: np.ndarray,
                            high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                           equity: np.ndarray, metrics: Mapping[str, Any],
-                           trades: Sequence[Mapping[str, Any]],
+                           equity: np.ndarray, metrics: Mapping[str, Scalar],
+                           trades: Sequence[TradeRecord],
                            benchmark: np.ndarray | None = None,
                            max_points: int = 20_000) -> str:
-    """The report page as a string. ``trades`` carry entry_ts/exit_ts (ns), side, size,
-    entry_price, exit_price, pnl, return and exit_reason."""
+    """The report page as a string; a trade still open at the end is marked without an
+    exit."""
     intraday = bool(len(ts) > 1 and np.median(np.diff(ts)) < 86_400 * 1_000_000_000)
     keep = _thin(len(ts), max_points)
     times = [_time(int(t), intraday) for t in ts[keep]]
@@ -104,19 +103,19 @@ def render_backtest_report(*, title: str, subtitle: str, ts: np.ndarray, open_: 
                                       strict=True)]
     peak = np.maximum.accumulate(equity)
     drawdown = np.where(peak > 0, equity / peak - 1.0, 0.0)
-    markers = []
+    markers: list[dict[str, int | str]] = []
     for trade in trades[:5000]:
-        long = float(trade.get("size", 0)) >= 0
-        markers.append({"time": _time(int(trade["entry_ts"]), intraday),
+        long = trade.size >= 0
+        markers.append({"time": _time(trade.entry_ts, intraday),
                         "position": "belowBar" if long else "aboveBar",
                         "color": "#2e7d32" if long else "#c62828",
                         "shape": "arrowUp" if long else "arrowDown",
                         "text": "buy" if long else "sell"})
-        if trade.get("exit_ts") is not None:
-            markers.append({"time": _time(int(trade["exit_ts"]), intraday),
+        if not trade.is_open:
+            markers.append({"time": _time(trade.exit_ts, intraday),
                             "position": "aboveBar" if long else "belowBar",
                             "color": "#455a64", "shape": "circle", "text": "exit"})
-    markers.sort(key=lambda m: m["time"])
+    markers.sort(key=lambda m: m["time"])  # all int or all str: one kind of time per page
     data = {
         "intraday": intraday, "bars": bars, "markers": markers,
         "equity": [{"time": t, "value": float(v)} for t, v in zip(times, equity[keep],
@@ -133,15 +132,15 @@ def render_backtest_report(*, title: str, subtitle: str, ts: np.ndarray, open_: 
                "return", "exit_reason")
     rows = []
     for trade in trades[:2000]:
+        values: dict[str, Scalar] = {
+            "entry_time": str(_time(trade.entry_ts, intraday)),
+            "exit_time": "open" if trade.is_open else str(_time(trade.exit_ts, intraday)),
+            "side": "long" if trade.size >= 0 else "short", "size": trade.size,
+            "entry_price": trade.entry_price, "exit_price": trade.exit_price,
+            "pnl": trade.pnl, "return": trade.return_, "exit_reason": trade.exit_reason}
         cells = []
         for col in columns:
-            if col in ("entry_time", "exit_time"):
-                ns = trade.get(col.replace("time", "ts"))
-                value = "open" if ns is None else str(_time(int(ns), intraday))
-            elif col == "side":
-                value = "long" if float(trade.get("size", 0)) >= 0 else "short"
-            else:
-                value = trade.get(col, "")
+            value = values[col]
             css = ""
             if col in ("pnl", "return") and isinstance(value, int | float):
                 css = ' class="neg"' if value < 0 else ' class="pos"'
@@ -160,9 +159,3 @@ def render_backtest_report(*, title: str, subtitle: str, ts: np.ndarray, open_: 
             .replace("__METRICS__", metrics_html)
             .replace("__NTRADES__", str(len(trades)))
             .replace("__TRADES__", trades_html))
-
-
-def write_backtest_report(path: Path, **kwargs: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_backtest_report(**kwargs), encoding="utf-8")
-    return path

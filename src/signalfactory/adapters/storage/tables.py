@@ -323,7 +323,7 @@ backtest_trades = sa.Table(
 
 # One row per curve: symbol '' is the portfolio (or, for a universe run, the equal-weighted
 # aggregate). ``ts`` and ``equity`` are zlib-compressed little-endian arrays (int64 ns,
-# delta-encoded; float64), see services/backtests/store.py; ``encoding`` names that layout.
+# delta-encoded; float64), see adapters/storage/backtests.py; ``encoding`` names that layout.
 backtest_equity = sa.Table(
     "backtest_equity", metadata,
     sa.Column("backtest_id", sa.String(64), sa.ForeignKey("backtests.id", ondelete="CASCADE"),

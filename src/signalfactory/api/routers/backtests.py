@@ -20,10 +20,17 @@ from signalfactory.api.deps import PlatformDep
 from signalfactory.api.quotas import enforce_quota
 from signalfactory.api.routers.jobs import Job
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.services.backtests import store as backtest_store
+from signalfactory.domain.backtest.stored import (
+    BacktestResult,
+    Scalar,
+    TradeRecord,
+    iso,
+)
+from signalfactory.domain.backtest.stored import BacktestSummary as SummaryRecord
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.report import render_report
 from signalfactory.services.backtests.run import get_backtest, prepare
+from signalfactory.services.backtests.run import list_backtests as stored_backtests
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.strategies.catalog import ensure_builtins
 
@@ -105,6 +112,34 @@ class Trade(BaseModel):
     fees: float
     exit_reason: str
 
+    @classmethod
+    def of(cls, trade: TradeRecord) -> Trade:
+        return cls.model_validate({
+            "symbol": trade.symbol, "entry_ts": iso(trade.entry_ts),
+            "exit_ts": iso(trade.exit_ts), "size": trade.size,
+            "entry_price": trade.entry_price, "exit_price": trade.exit_price, "pnl": trade.pnl,
+            "return": trade.return_, "fees": trade.fees, "exit_reason": trade.exit_reason})
+
+
+class StrategyRef(BaseModel):
+    name: str
+    version: int | None
+    code_hash: str
+
+
+class DataRangeOut(BaseModel):
+    timeframe: str
+    universe: str | None
+    symbols: list[str]
+    skipped: list[str]
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    bars: int
+    history_bars: int
+    calendar: str
+    bars_per_year: float
+    sha256: str
+
 
 class BacktestOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
@@ -112,25 +147,46 @@ class BacktestOut(BaseModel):
     id: str
     status: str
     mode: Literal["single", "universe", "portfolio"]
-    strategy: dict[str, Any]
-    config: dict[str, Any]
-    data_range: dict[str, Any]
+    strategy: StrategyRef
+    config: dict[str, Scalar]
+    data_range: DataRangeOut
     metrics: dict[str, float | int | None] = Field(
         description="Non-finite values (an undefined ratio, a profit factor without losing "
                     "trades) are null")
     final_equity: float
     n_trades: int
     trades: list[Trade]
-    per_symbol: list[dict[str, Any]]
+    per_symbol: list[dict[str, Scalar]]
     created_at: str | None
     duration_seconds: float
     error: str | None
+
+    @classmethod
+    def of(cls, result: BacktestResult) -> BacktestOut:
+        b, d = result.backtest, result.backtest.data_range
+        return cls(
+            id=b.id, status=b.status, mode=b.mode,  # type: ignore[arg-type]  # stored modes
+            strategy=StrategyRef(name=b.strategy_name, version=b.strategy_version,
+                                 code_hash=b.code_hash),
+            config=dict(b.config),
+            data_range=DataRangeOut.model_validate(d.to_json()),
+            metrics={k: v for k, v in b.metrics.items() if not isinstance(v, str)},
+            final_equity=b.final_equity, n_trades=b.n_trades,
+            trades=[Trade.of(t) for t in result.trades],
+            per_symbol=[dict(s) for s in b.per_symbol],
+            created_at=b.created_at.isoformat(), duration_seconds=b.duration_seconds,
+            error=b.error)
+
+
+class StrategyName(BaseModel):
+    name: str
+    version: int | None
 
 
 class BacktestSummary(BaseModel):
     id: str
     mode: str
-    strategy: dict[str, Any]
+    strategy: StrategyName
     timeframe: str | None
     symbols: int
     start: str | None = Field(alias="from")
@@ -139,6 +195,15 @@ class BacktestSummary(BaseModel):
     n_trades: int
     total_return: float | None
     created_at: str | None
+
+    @classmethod
+    def of(cls, item: SummaryRecord) -> BacktestSummary:
+        return cls.model_validate({
+            "id": item.id, "mode": item.mode,
+            "strategy": StrategyName(name=item.strategy_name, version=item.strategy_version),
+            "timeframe": item.timeframe, "symbols": item.n_symbols, "from": item.start,
+            "to": item.end, "final_equity": item.final_equity, "n_trades": item.n_trades,
+            "total_return": item.total_return, "created_at": item.created_at.isoformat()})
 
 
 class BacktestList(BaseModel):
@@ -174,10 +239,8 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
 def list_backtests(principal: PrincipalDep, platform: PlatformDep,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> BacktestList:
-    with platform.reader.connect() as conn:
-        items = backtest_store.list_recent(conn, principal.tenant_id, limit=limit,
-                                           offset=offset)
-    return BacktestList(items=[BacktestSummary(**i) for i in items], count=len(items))
+    items = stored_backtests(platform, principal.tenant_id, limit=limit, offset=offset)
+    return BacktestList(items=[BacktestSummary.of(i) for i in items], count=len(items))
 
 
 @router.get("/backtests/{backtest_id}", response_model=BacktestOut,
@@ -189,8 +252,8 @@ def read_backtest(principal: PrincipalDep, platform: PlatformDep,
                                                      description="At most this many trades "
                                                                  "(n_trades counts all)")]
                   = 10_000) -> BacktestOut:
-    return BacktestOut(**get_backtest(platform, principal.tenant_id, backtest_id,
-                                      trades_limit=trades_limit))
+    return BacktestOut.of(get_backtest(platform, principal.tenant_id, backtest_id,
+                                       trades_limit=trades_limit))
 
 
 @router.get("/backtests/{backtest_id}/report", response_class=HTMLResponse,

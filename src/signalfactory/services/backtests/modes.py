@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import talib
@@ -25,12 +25,18 @@ from signalfactory.domain.backtest import (
 )
 from signalfactory.domain.backtest import engine as single_engine
 from signalfactory.domain.backtest.engine import Trades
+from signalfactory.domain.backtest.stored import (
+    DataRange,
+    EquityCurve,
+    Scalars,
+    TradeRecord,
+    json_scalars,
+)
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.indicators.slices import each_slice
 from signalfactory.domain.strategies import RuleStrategy
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS
-from signalfactory.services.backtests import store
 
 if TYPE_CHECKING:
     from signalfactory.services.backtests.run import Plan
@@ -78,15 +84,13 @@ def masked(u: BarUniverse, mask: np.ndarray) -> BarUniverse:
 class Data:
     bars: BarUniverse  # history up to --to, only instruments with bars in the window
     start_ns: int | None
-    data_range: dict[str, Any]
+    data_range: DataRange
 
     def in_window(self, u: BarUniverse) -> np.ndarray:
         if self.start_ns is None:
             return np.ones(u.n_bars, dtype=bool)
         mask: np.ndarray = u.ts >= self.start_ns
         return mask
-
-
 
 
 # -- signals --------------------------------------------------------------------------------
@@ -133,9 +137,9 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "reversed", "e
 
 def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndarray],
                                                                    np.ndarray],
-               instrument: np.ndarray) -> list[dict[str, Any]]:
-    """Trades as dicts; ``ts_of(instrument, bar indices)`` maps bars to ns timestamps."""
-    out: list[dict[str, Any]] = []
+               instrument: np.ndarray) -> list[TradeRecord]:
+    """Trades as records; ``ts_of(instrument, bar indices)`` maps bars to ns timestamps."""
+    out: list[TradeRecord] = []
     if len(trades) == 0:
         return out
     entry_ts = np.empty(len(trades), dtype=np.int64)
@@ -145,12 +149,12 @@ def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndar
         entry_ts[sel] = ts_of(int(i), trades.entry_idx[sel])
         exit_ts[sel] = ts_of(int(i), trades.exit_idx[sel])
     for k in range(len(trades)):
-        out.append({"symbol": symbols[int(instrument[k])], "entry_ts": int(entry_ts[k]),
-                    "exit_ts": int(exit_ts[k]), "size": float(trades.size[k]),
-                    "entry_price": float(trades.entry_price[k]),
-                    "exit_price": float(trades.exit_price[k]), "pnl": float(trades.pnl[k]),
-                    "return": float(trades.ret[k]), "fees": float(trades.fees[k]),
-                    "exit_reason": REASONS[int(trades.reason[k])]})
+        out.append(TradeRecord(
+            symbol=symbols[int(instrument[k])], entry_ts=int(entry_ts[k]),
+            exit_ts=int(exit_ts[k]), size=float(trades.size[k]),
+            entry_price=float(trades.entry_price[k]), exit_price=float(trades.exit_price[k]),
+            pnl=float(trades.pnl[k]), return_=float(trades.ret[k]),
+            fees=float(trades.fees[k]), exit_reason=REASONS[int(trades.reason[k])]))
     return out
 
 
@@ -158,9 +162,9 @@ def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndar
 class Outcome:
     metrics: Metrics
     final_equity: float
-    trades: list[dict[str, Any]]
-    per_symbol: list[dict[str, Any]]
-    curves: list[store.Curve]
+    trades: list[TradeRecord]
+    per_symbol: list[Scalars]  # "symbol" and its figures, JSON-ready (`json_scalars`)
+    curves: list[EquityCurve]
 
 
 def _times_of(ts: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
@@ -177,11 +181,11 @@ def _single(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
     trades = trade_rows(result.trades, list(u.symbols), _times_of(u.ts),
                         np.zeros(len(result.trades), dtype=np.int64))
     symbol = u.symbols[0]
-    per_symbol = [{"symbol": symbol, **metrics.as_dict()}]
+    per_symbol: list[Scalars] = [json_scalars({"symbol": symbol, **metrics.as_dict()})]
     if progress is not None:
         progress(1, 1)
     return Outcome(metrics, result.final_equity, trades, per_symbol,
-                   [store.Curve(symbol, u.ts[start:].copy(), result.equity.astype(np.float64))])
+                   [EquityCurve(symbol, u.ts[start:].copy(), result.equity.astype(np.float64))])
 
 
 def _batches(u: BarUniverse) -> list[tuple[int, int]]:
@@ -203,11 +207,12 @@ def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
     times = np.unique(full.ts[data.in_window(full)])
     # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
     changes = np.zeros(times.shape[0] + 1)
-    trades: list[dict[str, Any]] = []
-    per_symbol: list[dict[str, Any]] = []
-    curves: list[store.Curve] = []
+    trades: list[TradeRecord] = []
+    per_symbol: list[Scalars] = []
+    curves: list[EquityCurve] = []
     trade_parts: list[Trades] = []
-    exposures, holds = [], []
+    exposures: list[float] = []
+    holds: list[float] = []
     total = full.n_instruments
     if progress is not None:
         progress(0, total)
@@ -226,11 +231,11 @@ def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
             ts, eq = win.ts[a:b], np.asarray(result.equity[a:b], dtype=np.float64)
             own = result.trades_of(k)
             m = compute_metrics(eq, own, win.close[a:b], plan.bars_per_year,
-                                initial_cash=cash, ts=ts).as_dict()
-            per_symbol.append({"symbol": symbol, **m})
-            exposures.append(m["exposure"])
-            holds.append(m["buy_and_hold_return"])
-            curves.append(store.Curve(symbol, ts.copy(), eq))
+                                initial_cash=cash, ts=ts)
+            per_symbol.append(json_scalars({"symbol": symbol, **m.as_dict()}))
+            exposures.append(m.exposure)
+            holds.append(m.buy_and_hold_return)
+            curves.append(EquityCurve(symbol, ts.copy(), eq))
             pos = np.searchsorted(times, ts)
             step = np.diff(eq - cash, prepend=0.0)
             np.add.at(changes, pos, step)
@@ -248,7 +253,7 @@ def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
                               initial_cash=cash, ts=times,
                               buy_and_hold_return=float(np.mean(holds)),
                               exposure=float(np.mean(exposures)), trade_bars_are_local=True)
-    curves.append(store.Curve("", times, aggregate))
+    curves.append(EquityCurve("", times, aggregate))
     return Outcome(metrics, float(aggregate[-1]), trades, per_symbol, curves)
 
 
@@ -269,11 +274,13 @@ def _portfolio(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
     score = np.concatenate([p[1] for p in parts])
     atr = np.concatenate([p[2] for p in parts if p[2] is not None]) if plan.config.needs_atr \
         else None
+    max_positions = plan.request.max_positions
+    if max_positions is None:  # Plan.mode picks this mode only with a limit
+        raise ValueError("a portfolio backtest needs max_positions")
     mask = data.in_window(full)
     win = masked(full, mask)
-    assert plan.request.max_positions is not None
     result = run_portfolio(win, _window_signals(signals, mask), plan.config,
-                           max_positions=plan.request.max_positions, score=score[mask],
+                           max_positions=max_positions, score=score[mask],
                            atr=None if atr is None else atr[mask])
     metrics = result.metrics(plan.bars_per_year)
     entry_ts = win.ts[win.offsets[result.instrument] + result.trades.entry_idx]
@@ -284,15 +291,16 @@ def _portfolio(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
     trades = trade_rows(ordered, list(win.symbols),
                         lambda i, idx: win.ts[int(win.offsets[i]) + idx],
                         result.instrument[order])
-    per_symbol = []
+    per_symbol: list[Scalars] = []
     for k, symbol in enumerate(win.symbols):
         sel = result.instrument == k
         pnl = result.trades.pnl[sel]
-        per_symbol.append({"symbol": symbol, "n_trades": int(sel.sum()),
-                           "pnl": float(pnl.sum()), "win_rate": float((pnl > 0).mean())
-                           if pnl.shape[0] else None})
+        per_symbol.append(json_scalars({"symbol": symbol, "n_trades": int(sel.sum()),
+                                        "pnl": float(pnl.sum()),
+                                        "win_rate": float((pnl > 0).mean())
+                                        if pnl.shape[0] else None}))
     return Outcome(metrics, result.final_equity, trades, per_symbol,
-                   [store.Curve("", result.times, result.equity)])
+                   [EquityCurve("", result.times, result.equity)])
 
 
 MODES: dict[str, Callable[[Plan, Data, Progress | None], Outcome]] = {

@@ -140,7 +140,7 @@ def window(request: BacktestRequest) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _number(value: Any, option: str) -> float:
+def _number(value: object, option: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise BadInputError(f"{option} must be a finite number, got {value!r}",
                             rule=option.lstrip("-"))

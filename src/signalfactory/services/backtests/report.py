@@ -17,13 +17,15 @@ What the page shows, by mode:
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
 from signalfactory.adapters.reports.backtest_html import render_backtest_report
+from signalfactory.domain.backtest.stored import Scalar, Scalars
+from signalfactory.domain.errors import OperationalError
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.backtests import store
+from signalfactory.domain.timestamps import ns_to_datetime
 from signalfactory.services.backtests.run import get_backtest
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
@@ -35,8 +37,8 @@ SHOWN_METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "cal
                  "n_bars")
 
 
-def best_symbol(per_symbol: list[dict[str, Any]]) -> str:
-    def key(item: tuple[int, dict[str, Any]]) -> tuple[float, int]:
+def best_symbol(per_symbol: Sequence[Scalars]) -> str:
+    def key(item: tuple[int, Scalars]) -> tuple[float, int]:
         value = item[1].get("total_return")
         return (-(value if isinstance(value, float) and math.isfinite(value) else -math.inf),
                 item[0])
@@ -44,39 +46,39 @@ def best_symbol(per_symbol: list[dict[str, Any]]) -> str:
     return str(min(enumerate(per_symbol), key=key)[1]["symbol"])
 
 
-def _pct(value: Any) -> str:
+def _pct(value: Scalar) -> str:
     return f"{value:+.2%}" if isinstance(value, float) and math.isfinite(value) else "n/a"
 
 
+def _number(value: Scalar) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
 def render_report(platform: Platform, tenant_id: int, backtest_id: str) -> str:
-    result = get_backtest(platform, tenant_id, backtest_id, trades_limit=0)
-    data = result["data_range"]
-    mode = result["mode"]
-    strategy = result["strategy"]
-    label = strategy["name"] + (f" v{strategy['version']}" if strategy["version"] else "")
-    cash = float(result["config"]["cash"])
-    with platform.reader.connect() as conn:
-        if mode == "portfolio":
-            curve = store.read_curve(conn, backtest_id, "")
-            trades = store.read_trades_ns(conn, backtest_id, None)
-            symbol = None
-        else:
-            symbol = data["symbols"][0] if mode == "single" else best_symbol(
-                result["per_symbol"])
-            curve = store.read_curve(conn, backtest_id, symbol)
-            trades = store.read_trades_ns(conn, backtest_id, symbol)
-    assert curve is not None, "a stored backtest always has its curves"
-    ts, equity = curve
+    stored = get_backtest(platform, tenant_id, backtest_id, trades_limit=0).backtest
+    data = stored.data_range
+    label = stored.strategy_name + (f" v{stored.strategy_version}"
+                                    if stored.strategy_version else "")
+    cash = _number(stored.setting("cash"))
+    symbol = None if stored.mode == "portfolio" else (
+        data.symbols[0] if stored.mode == "single" else best_symbol(stored.per_symbol))
+    with platform.database.read() as uow:
+        curve = uow.backtests.equity_curve(backtest_id, symbol or "")
+        trades = uow.backtests.trades(backtest_id, symbol=symbol)
+    if curve is None:
+        raise OperationalError(f"backtest {backtest_id} has no equity curve for "
+                               f"{symbol or 'its portfolio'}; the store is damaged")
+    ts, equity = curve.ts, curve.equity
     benchmark = None
+    metrics: Scalars
     if symbol is not None:
-        bars = load_universe(platform, Timeframe.parse(data["timeframe"]), symbols=[symbol],
-                             start=store.ns_to_datetime(int(ts[0])),
-                             end=store.ns_to_datetime(int(ts[-1])))
+        bars = load_universe(platform, Timeframe.parse(data.timeframe), symbols=[symbol],
+                             start=ns_to_datetime(int(ts[0])), end=ns_to_datetime(int(ts[-1])))
         same = bars.n_bars == ts.shape[0] and np.array_equal(bars.ts, ts)
-        metrics = next(s for s in result["per_symbol"] if s["symbol"] == symbol)
+        metrics = next(s for s in stored.per_symbol if s["symbol"] == symbol)
     else:
         same = False
-        metrics = result["metrics"]
+        metrics = stored.metrics
     if same:
         o, h, lo, c = bars.open, bars.high, bars.low, bars.close
         benchmark = cash * c / c[0]
@@ -84,13 +86,13 @@ def render_report(platform: Platform, tenant_id: int, backtest_id: str) -> str:
         c = equity
         o = np.concatenate([[cash], equity[:-1]])
         h, lo = np.maximum(o, c), np.minimum(o, c)
-    title = f"{label} on {symbol or 'a portfolio of ' + str(len(data['symbols'])) + ' symbols'}"
-    subtitle = (f"{data['timeframe']} bars {data['from'][:10]} to {data['to'][:10]}, "
-                f"{result['config']['direction']}, fill {result['config']['fill']}, "
-                f"fees {result['config']['fees']}, cash {cash:,.0f}; backtest {backtest_id[:12]}")
-    if mode == "universe":
-        subtitle += (f"; best of {len(data['symbols'])} symbols by total return "
-                     f"(universe average {_pct(result['metrics'].get('total_return'))})")
+    title = f"{label} on {symbol or 'a portfolio of ' + str(len(data.symbols)) + ' symbols'}"
+    subtitle = (f"{data.timeframe} bars {data.start[:10]} to {data.end[:10]}, "
+                f"{stored.setting('direction')}, fill {stored.setting('fill')}, "
+                f"fees {stored.setting('fees')}, cash {cash:,.0f}; backtest {backtest_id[:12]}")
+    if stored.mode == "universe":
+        subtitle += (f"; best of {len(data.symbols)} symbols by total return "
+                     f"(universe average {_pct(stored.metrics.get('total_return'))})")
     shown = {k: metrics.get(k) for k in SHOWN_METRICS if k in metrics}
     return render_backtest_report(title=title, subtitle=subtitle, ts=ts, open_=o, high=h,
                                   low=lo, close=c, equity=equity, metrics=shown,

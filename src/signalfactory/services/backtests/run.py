@@ -21,7 +21,7 @@ window instead of eating into it. A rule without ``short_entry``/``short_exit`` 
 short on its ``exit`` condition and covers on its ``entry`` condition when the direction is
 ``short`` or ``both`` (so ``both`` flips position on every cross).
 
-Results are stored under a deterministic id (`services.backtest_store`): the tenant, the
+Results are stored under a deterministic id (`domain.backtest.stored.backtest_id`): the tenant, the
 engine settings, the data range (timeframe, symbols, first and last bar of the window, bar
 counts and a sha256 of the bars read) and the strategy's code hash and parameters. Asking
 again returns the stored result without computing it again.
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,19 +39,33 @@ from typing import Any
 import numpy as np
 
 from signalfactory.domain.backtest import BacktestConfig, bars_per_year
-from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.backtest.stored import (
+    BacktestResult,
+    BacktestSummary,
+    DataRange,
+    EquityCurve,
+    StoredBacktest,
+    TradeRecord,
+    backtest_id,
+    json_scalars,
+)
+from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import BACKTEST_DURATION
-from signalfactory.services.backtests import store
 from signalfactory.services.backtests.modes import MODES, Data, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.strategies.catalog import StoredStrategy, resolve
 
-__all__ = ["Plan", "Progress", "get_backtest", "prepare", "run_backtest"]
+__all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest",
+           "store_backtest"]
+#: the strategy_name column's width
+_NAME_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,7 @@ def load(platform: Platform, plan: Plan) -> Data:
     bars = load_universe(platform, plan.timeframe,
                          symbols=list(request.symbols) if request.symbols else None,
                          tag=request.universe, end=plan.end)
-    start_ns = store.datetime_to_ns(plan.start) if plan.start is not None else None
+    start_ns = datetime_to_ns(plan.start) if plan.start is not None else None
     in_window = bars.ts >= start_ns if start_ns is not None else np.ones(bars.n_bars, bool)
     seen = np.zeros(bars.n_bars + 1, dtype=np.int64)
     np.cumsum(in_window, out=seen[1:])
@@ -149,16 +164,13 @@ def load(platform: Platform, plan: Plan) -> Data:
     for arr in (bars.offsets, bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume):
         digest.update(np.ascontiguousarray(arr).tobytes())
     win_ts = bars.ts if start_ns is None else bars.ts[bars.ts >= start_ns]
-    data_range = {
-        "timeframe": plan.timeframe.name, "universe": request.universe,
-        "symbols": list(bars.symbols), "skipped": skipped,
-        "from": store.ns_to_datetime(int(win_ts.min())).isoformat(),
-        "to": store.ns_to_datetime(int(win_ts.max())).isoformat(),
-        "bars": int(win_ts.shape[0]), "history_bars": int(bars.n_bars),
-        "calendar": plan.calendar, "bars_per_year": plan.bars_per_year,
-        "sha256": digest.hexdigest()}
+    data_range = DataRange(
+        timeframe=plan.timeframe.name, universe=request.universe, symbols=tuple(bars.symbols),
+        skipped=tuple(skipped), start=ns_to_datetime(int(win_ts.min())).isoformat(),
+        end=ns_to_datetime(int(win_ts.max())).isoformat(), bars=int(win_ts.shape[0]),
+        history_bars=int(bars.n_bars), calendar=plan.calendar,
+        bars_per_year=plan.bars_per_year, sha256=digest.hexdigest())
     return Data(bars=bars, start_ns=start_ns, data_range=data_range)
-
 
 
 # -- the use case ---------------------------------------------------------------------------
@@ -175,14 +187,14 @@ def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
     if cfg.needs_atr:
         config.update(atr_period=plan.request.atr_period, atr_multiple=cfg.atr_multiple)
     return {"tenant_id": plan.request.tenant_id, "mode": mode, "config": config,
-            "data": data.data_range,
+            "data": data.data_range.to_json(),
             "strategy": {"code_hash": code_hash(plan.strategy),
                          "parameters": {k: plan.strategy.parameters[k]
                                         for k in sorted(plan.strategy.parameters)}}}
 
 
 def run_backtest(platform: Platform, request: BacktestRequest,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None) -> BacktestResult:
     """Run (or find) the backtest and return the stored result; bad input stores nothing.
 
     ``progress(done, total)`` counts instruments. The result has ``reused`` True when it was
@@ -192,35 +204,64 @@ def run_backtest(platform: Platform, request: BacktestRequest,
     data = load(platform, plan)
     mode = plan.mode(data.bars.n_instruments)
     ident = identity(plan, data, mode)
-    id_ = store.backtest_id(ident)
-    with platform.engine.connect() as conn:
-        if store.exists(conn, request.tenant_id, id_):
-            return store.read(conn, request.tenant_id, id_) | {"reused": True}
+    id_ = backtest_id(ident)
+    with platform.database.read(primary=True) as uow:
+        found = _read(uow, request.tenant_id, id_, trades_limit=None)
+    if found is not None:
+        return BacktestResult(found.backtest, found.trades, reused=True)
     started = time.perf_counter()
     outcome = MODES[mode](plan, data, progress)
     duration = time.perf_counter() - started
     BACKTEST_DURATION.observe(duration)
-    record = store.BacktestRecord(
-        id=id_, tenant_id=request.tenant_id, mode=mode, config=ident["config"],
-        data_range=data.data_range, strategy_name=plan.strategy_name,
+    backtest = StoredBacktest(
+        id=id_, tenant_id=request.tenant_id, mode=mode, config=json_scalars(ident["config"]),
+        data_range=data.data_range, strategy_name=plan.strategy_name[:_NAME_LENGTH],
         strategy_version=plan.stored.version if plan.stored and not request.parameters
         else None, code_hash=ident["strategy"]["code_hash"],
-        metrics=outcome.metrics.as_dict(), per_symbol=outcome.per_symbol,
-        final_equity=outcome.final_equity, trades=outcome.trades, curves=outcome.curves,
-        duration_seconds=duration)
-    with platform.engine.begin() as conn:
-        store.save(conn, record)
-    with platform.engine.connect() as conn:
-        return store.read(conn, request.tenant_id, id_) | {"reused": False}
+        metrics=json_scalars(outcome.metrics.as_dict()),
+        per_symbol=tuple(outcome.per_symbol), final_equity=float(outcome.final_equity),
+        n_trades=len(outcome.trades), created_at=platform.clock.now(),
+        duration_seconds=float(duration))
+    return store_backtest(platform, backtest, outcome.trades, outcome.curves)
+
+
+def store_backtest(platform: Platform, backtest: StoredBacktest, trades: Sequence[TradeRecord],
+                   curves: Sequence[EquityCurve]) -> BacktestResult:
+    """Store a computed backtest (unless its id is stored) and return what is stored: a run
+    racing on the same id may have stored it first."""
+    with platform.database.write() as uow:
+        uow.backtests.add(backtest, trades, curves)
+    with platform.database.read(primary=True) as uow:
+        stored = _read(uow, backtest.tenant_id, backtest.id, trades_limit=None)
+    if stored is None:  # deleted in between: its tenant was deleted
+        raise NotFoundError(f"no backtest {backtest.id}")
+    return stored
+
+
+def _read(uow: UnitOfWork, tenant_id: int, id_: str, *,
+          trades_limit: int | None) -> BacktestResult | None:
+    backtest = uow.backtests.get(tenant_id, id_)
+    if backtest is None:
+        return None
+    return BacktestResult(backtest, uow.backtests.trades(id_, limit=trades_limit))
 
 
 def get_backtest(platform: Platform, tenant_id: int, backtest_id: str, *,
-                 trades_limit: int | None = None) -> dict[str, Any]:
-    with platform.reader.connect() as conn:
-        try:
-            return store.read(conn, tenant_id, backtest_id, trades_limit=trades_limit)
-        except BadInputError:
-            if platform.read_engine is None:
-                raise
-    with platform.engine.connect() as conn:  # just stored: the replica may lag
-        return store.read(conn, tenant_id, backtest_id, trades_limit=trades_limit)
+                 trades_limit: int | None = None) -> BacktestResult:
+    """The tenant's stored backtest with its trades (at most ``trades_limit``); another
+    tenant's id is NotFoundError, exactly like a missing one."""
+    with platform.database.read() as uow:
+        found = _read(uow, tenant_id, backtest_id, trades_limit=trades_limit)
+    if found is None:  # just stored: a read replica may lag behind the primary
+        with platform.database.read(primary=True) as uow:
+            found = _read(uow, tenant_id, backtest_id, trades_limit=trades_limit)
+    if found is None:
+        raise NotFoundError(f"no backtest {backtest_id}")
+    return found
+
+
+def list_backtests(platform: Platform, tenant_id: int, *, limit: int = 100,
+                   offset: int = 0) -> list[BacktestSummary]:
+    """The tenant's backtests, newest first, without trades."""
+    with platform.database.read() as uow:
+        return uow.backtests.list_recent(tenant_id, limit=limit, offset=offset)

@@ -95,10 +95,11 @@ def backtest_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
             raise JobCancelled
 
     result = run_backtest(ctx.platform, request, progress=progress)
-    return {"backtest_id": result["id"], "url": f"/api/v1/backtests/{result['id']}",
-            "mode": result["mode"], "reused": result["reused"],
-            "final_equity": result["final_equity"], "n_trades": result["n_trades"],
-            "total_return": result["metrics"].get("total_return")}
+    stored = result.backtest
+    return {"backtest_id": stored.id, "url": f"/api/v1/backtests/{stored.id}",
+            "mode": stored.mode, "reused": result.reused,
+            "final_equity": stored.final_equity, "n_trades": stored.n_trades,
+            "total_return": stored.metrics.get("total_return")}
 
 
 register_task("backtest", backtest_task)

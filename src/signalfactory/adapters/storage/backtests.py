@@ -1,0 +1,173 @@
+"""Stored backtests in SQL: the summary row, its trades, its equity curves.
+
+A backtest is written in ONE transaction and never updated; two runs racing on the same id
+store it once (insert-if-absent on the primary key).
+
+Equity curves are stored one row per curve, not one row per bar: ``ts`` as int64 nanoseconds,
+delta-encoded (regular bars compress to almost nothing), and ``equity`` as float64, each
+little-endian and zlib-compressed (`ENCODING`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, RowMapping
+
+from signalfactory.adapters.storage.tables import backtest_equity, backtest_trades, backtests
+from signalfactory.domain.backtest.stored import (
+    BacktestSummary,
+    DataRange,
+    EquityCurve,
+    Scalar,
+    Scalars,
+    StoredBacktest,
+    TradeRecord,
+    json_scalar,
+)
+from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
+
+ENCODING = "zlib:delta-i64,f64"
+_TRADE_BATCH = 5000
+_CURVE_BATCH = 500
+
+
+def encode_curve(ts: np.ndarray, equity: np.ndarray) -> tuple[bytes, bytes]:
+    t = np.ascontiguousarray(ts, dtype="<i8")
+    deltas = np.diff(t, prepend=np.int64(0)).astype("<i8")
+    return (zlib.compress(deltas.tobytes(), 6),
+            zlib.compress(np.ascontiguousarray(equity, dtype="<f8").tobytes(), 6))
+
+
+def decode_curve(ts_blob: bytes, equity_blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    deltas = np.frombuffer(zlib.decompress(ts_blob), dtype="<i8")
+    return (np.cumsum(deltas).astype(np.int64),
+            np.frombuffer(zlib.decompress(equity_blob), dtype="<f8").astype(np.float64))
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _scalars(doc: object) -> Scalars:
+    return {str(k): json_scalar(v) for k, v in doc.items()} if isinstance(doc, Mapping) else {}
+
+
+def _doc(values: Scalars) -> dict[str, Scalar]:
+    return dict(values)
+
+
+class SqlBacktestRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, backtest: StoredBacktest, trades: Sequence[TradeRecord],
+            curves: Sequence[EquityCurve]) -> bool:
+        insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
+        b = backtest
+        stmt = insert(backtests).values(
+            id=b.id, tenant_id=b.tenant_id, status=b.status, mode=b.mode,
+            config=_doc(b.config), data_range=b.data_range.to_json(),
+            strategy_name=b.strategy_name, strategy_version=b.strategy_version,
+            code_hash=b.code_hash, metrics=_doc(b.metrics),
+            per_symbol=[_doc(s) for s in b.per_symbol], final_equity=b.final_equity,
+            n_trades=b.n_trades, duration_seconds=b.duration_seconds,
+            created_at=b.created_at, error=b.error,
+        ).on_conflict_do_nothing(index_elements=["id"]).returning(backtests.c.id)
+        if self.conn.execute(stmt).first() is None:
+            return False  # stored before (same id = same numbers): nothing to add
+        rows = [{"backtest_id": b.id, "seq": seq, "symbol": t.symbol,
+                 "entry_ts": ns_to_datetime(t.entry_ts), "exit_ts": ns_to_datetime(t.exit_ts),
+                 "size": t.size, "entry_price": t.entry_price, "exit_price": t.exit_price,
+                 "pnl": t.pnl, "return": t.return_, "fees": t.fees,
+                 "exit_reason": t.exit_reason}
+                for seq, t in enumerate(trades)]
+        for start in range(0, len(rows), _TRADE_BATCH):
+            self.conn.execute(backtest_trades.insert(), rows[start:start + _TRADE_BATCH])
+        encoded = []
+        for curve in curves:
+            ts_blob, eq_blob = encode_curve(curve.ts, curve.equity)
+            encoded.append({"backtest_id": b.id, "symbol": curve.symbol,
+                            "n_points": int(curve.ts.shape[0]), "encoding": ENCODING,
+                            "ts": ts_blob, "equity": eq_blob})
+        for start in range(0, len(encoded), _CURVE_BATCH):
+            self.conn.execute(backtest_equity.insert(), encoded[start:start + _CURVE_BATCH])
+        return True
+
+    def exists(self, tenant_id: int, backtest_id: str) -> bool:
+        return self.conn.execute(sa.select(backtests.c.id).where(
+            backtests.c.id == backtest_id, backtests.c.tenant_id == tenant_id)).first() \
+            is not None
+
+    def get(self, tenant_id: int, backtest_id: str) -> StoredBacktest | None:
+        row = self.conn.execute(sa.select(backtests).where(
+            backtests.c.id == backtest_id, backtests.c.tenant_id == tenant_id)).first()
+        if row is None:
+            return None
+        return StoredBacktest(
+            id=row.id, tenant_id=row.tenant_id, mode=row.mode, config=_scalars(row.config),
+            data_range=DataRange.from_json(row.data_range), strategy_name=row.strategy_name,
+            strategy_version=row.strategy_version, code_hash=row.code_hash,
+            metrics=_scalars(row.metrics),
+            per_symbol=tuple(_scalars(s) for s in row.per_symbol or ()),
+            final_equity=row.final_equity, n_trades=row.n_trades,
+            created_at=_utc(row.created_at), duration_seconds=row.duration_seconds,
+            status=row.status, error=row.error)
+
+    def trades(self, backtest_id: str, *, symbol: str | None = None,
+               limit: int | None = None) -> list[TradeRecord]:
+        query = (sa.select(backtest_trades).where(backtest_trades.c.backtest_id == backtest_id)
+                 .order_by(backtest_trades.c.seq))
+        if symbol is not None:
+            query = query.where(backtest_trades.c.symbol == symbol)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_trade(r) for r in self.conn.execute(query).mappings()]
+
+    def equity_curve(self, backtest_id: str, symbol: str) -> EquityCurve | None:
+        row = self.conn.execute(sa.select(backtest_equity.c.ts, backtest_equity.c.equity).where(
+            backtest_equity.c.backtest_id == backtest_id,
+            backtest_equity.c.symbol == symbol)).first()
+        if row is None:
+            return None
+        ts, equity = decode_curve(row.ts, row.equity)
+        return EquityCurve(symbol, ts, equity)
+
+    def list_recent(self, tenant_id: int, *, limit: int, offset: int) -> list[BacktestSummary]:
+        rows = self.conn.execute(
+            sa.select(backtests.c.id, backtests.c.mode, backtests.c.strategy_name,
+                      backtests.c.strategy_version, backtests.c.final_equity,
+                      backtests.c.n_trades, backtests.c.metrics, backtests.c.created_at,
+                      backtests.c.data_range)
+            .where(backtests.c.tenant_id == tenant_id)
+            .order_by(backtests.c.created_at.desc(), backtests.c.id).limit(limit).offset(offset))
+        return [_summary(r) for r in rows.mappings()]
+
+
+def _trade(m: RowMapping) -> TradeRecord:
+    return TradeRecord(symbol=m["symbol"], entry_ts=datetime_to_ns(m["entry_ts"]),
+                       exit_ts=datetime_to_ns(m["exit_ts"]), size=m["size"],
+                       entry_price=m["entry_price"], exit_price=m["exit_price"],
+                       pnl=m["pnl"], return_=m["return"], fees=m["fees"],
+                       exit_reason=m["exit_reason"])
+
+
+def _summary(m: RowMapping) -> BacktestSummary:
+    data = m["data_range"] if isinstance(m["data_range"], Mapping) else {}
+    total_return = json_scalar((m["metrics"] or {}).get("total_return"))
+    start, end, timeframe = data.get("from"), data.get("to"), data.get("timeframe")
+    return BacktestSummary(
+        id=m["id"], mode=m["mode"], strategy_name=m["strategy_name"],
+        strategy_version=m["strategy_version"],
+        timeframe=None if timeframe is None else str(timeframe),
+        n_symbols=len(data.get("symbols", [])), start=None if start is None else str(start),
+        end=None if end is None else str(end), final_equity=m["final_equity"],
+        n_trades=m["n_trades"],
+        total_return=float(total_return) if isinstance(total_return, int | float) else None,
+        created_at=_utc(m["created_at"]))
