@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalfactory.adapters.storage.jobs import Job as JobRecord
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem
+from signalfactory.domain.jobs import Job as JobRecord
 from signalfactory.services.jobs import registry as job_service
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=AUTH_RESPONSES)
@@ -52,8 +52,7 @@ class Job(BaseModel):
 
     @classmethod
     def of(cls, job: JobRecord) -> Job:
-        data = job.to_dict()
-        return cls(**{k: data[k] for k in cls.model_fields})
+        return cls(**{name: getattr(job, name) for name in cls.model_fields})
 
 
 class JobList(BaseModel):
