@@ -63,7 +63,7 @@ def _pool_metrics_registry() -> tuple[CollectorRegistry, str | None]:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry, made
 
 
@@ -308,7 +308,8 @@ def jobs_submit(
         raise BadInputError("--payload must be a JSON object, e.g. '{\"symbols\": [\"AAA\"]}'")
     platform = _build_platform()
     try:
-        job = submit(platform, kind, body, tenant_id=_tenant_id(platform, tenant) or DEFAULT_TENANT_ID,
+        tenant_id = _tenant_id(platform, tenant) or DEFAULT_TENANT_ID
+        job = submit(platform, kind, body, tenant_id=tenant_id,
                      priority=priority, max_attempts=max_attempts, dedupe_key=dedupe_key)
         if wait:
             job = _wait(platform, job.id, timeout)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalfactory.services.jobs.registry import TaskContext, register_task
 from signalfactory.services.jobs.payloads import parse_payload
+from signalfactory.services.jobs.registry import TaskContext, register_task
 
 
 class BackupPayload(BaseModel):

@@ -86,7 +86,7 @@ class MemoryJobRepository:
     def get(self, job_id: str, tenant_id: int | None = None) -> Job | None:
         return self._owned(job_id, tenant_id)
 
-    def list(self, *, tenant_id: int | None, status: str | None = None,
+    def find(self, *, tenant_id: int | None, status: str | None = None,
              kind: str | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
         found = [j for j in self.store.jobs.values()
                  if (tenant_id is None or j.tenant_id == tenant_id)

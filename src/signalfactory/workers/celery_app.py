@@ -41,19 +41,19 @@ _APPS: dict[tuple[str, str], Celery] = {}
 _WORKER_PLATFORM: dict[int, Platform] = {}
 
 
-@setup_logging.connect
-def _keep_our_logging(**_kwargs: Any) -> None:
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _keep_our_logging(**_kwargs: object) -> None:
     """Celery would replace the root handlers; our structlog JSON setup is already in place."""
 
 
-@worker_process_shutdown.connect
-def _drop_live_gauges(pid: int | None = None, **_kwargs: Any) -> None:
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _drop_live_gauges(pid: int | None = None, **_kwargs: object) -> None:
     """A pool process that exits leaves its counters to the exporter's sum (they are history)
     but not its live gauges (``signalfactory worker --metrics-port``)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid())
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
 
 def cron_to_crontab(expr: str) -> crontab:
@@ -83,7 +83,8 @@ def make_celery_app(settings: Settings) -> Celery:
     app = configured_celery(settings)
     app.conf.beat_schedule = build_beat_schedule(settings)
 
-    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=RUN_JOB, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
+              reject_on_worker_lost=True)
     def run_job(self: Task[Any, Any], job_id: str) -> str:
         platform = worker_platform()
         try:
@@ -96,13 +97,13 @@ def make_celery_app(settings: Settings) -> Celery:
             celery_queue(platform).publish([job_id], countdown=outcome.retry_in)
         return outcome.status
 
-    @app.task(name=FIRE_SCHEDULE)
+    @app.task(name=FIRE_SCHEDULE)  # type: ignore[untyped-decorator]
     def fire_schedule(name: str) -> str | None:
         platform = worker_platform()
         job = fire_current_slot(platform, name)
         return job.id if job is not None else None
 
-    @app.task(name=SWEEP)
+    @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep_task() -> int:
         return sweep(worker_platform())
 

@@ -112,7 +112,8 @@ def broker_probe(url: str, timeout: float = 2.0) -> Callable[[], str]:
         from kombu.connection import Connection as BrokerConnection
 
         try:
-            with BrokerConnection(url, connect_timeout=timeout) as connection:
+            broker = BrokerConnection(url, connect_timeout=timeout)  # type: ignore[no-untyped-call]
+            with broker as connection:
                 connection.ensure_connection(max_retries=1, timeout=timeout)
             return "ok"
         except Exception as exc:  # any failure makes the broker not ready

@@ -46,7 +46,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
+def job_from_row(row: Mapping[str, Any] | sa.RowMapping) -> Job:
     values = dict(row)
     for key in _TIMES:
         values[key] = as_utc(values[key])
@@ -120,7 +120,7 @@ class SqlJobRepository:
                                 ).mappings().first()
         return job_from_row(row) if row is not None else None
 
-    def list(self, *, tenant_id: int | None, status: str | None = None,
+    def find(self, *, tenant_id: int | None, status: str | None = None,
              kind: str | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
         query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         if tenant_id is not None:

@@ -24,7 +24,8 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "de
 # uuid4 text; anything else cannot name a job, so it is refused before any lookup
 JOB_ID = Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$",
               examples=["6f1c2b9e-4d7a-4e0b-9a53-2f3c8d1e5b7a"])
-NOT_FOUND = {404: {"model": Problem, "description": "No such job in this tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such job in this tenant"}}
 
 
 class Job(BaseModel):

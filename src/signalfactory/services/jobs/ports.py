@@ -21,16 +21,16 @@ class JobRepository(Protocol):
 
     # -- submitting and reading --
     def insert(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
-        """Store a queued job, due at ``new.run_after`` (default now). With a dedupe key the tenant used before, store
-        nothing and return that job. Returns ``(job, created)``; concurrent submissions with
-        one key store exactly one job."""
+        """Store a queued job, due at ``new.run_after`` (default now). With a dedupe key the
+        tenant used before, store nothing and return that job. Returns ``(job, created)``;
+        concurrent submissions with one key store exactly one job."""
         ...
 
     def get(self, job_id: str, tenant_id: int | None = None) -> Job | None:
         """The job, or None (also when it belongs to another tenant than ``tenant_id``)."""
         ...
 
-    def list(self, *, tenant_id: int | None, status: str | None = None,
+    def find(self, *, tenant_id: int | None, status: str | None = None,
              kind: str | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
         """Jobs newest first, optionally of one tenant, status and kind."""
         ...

@@ -200,7 +200,7 @@ def list_jobs(platform: Platform, *, tenant_id: int | None, status: str | None =
     if status is not None and status not in STATUSES:
         raise BadInputError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     with platform.database.read() as uow:
-        return uow.jobs.list(tenant_id=tenant_id, status=status, kind=kind, limit=limit,
+        return uow.jobs.find(tenant_id=tenant_id, status=status, kind=kind, limit=limit,
                              offset=offset)
 
 
