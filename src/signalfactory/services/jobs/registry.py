@@ -101,11 +101,6 @@ def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None) -> 
     return fn
 
 
-def task(kind: str, *, max_attempts: int | None = None) -> Callable[[TaskFn], TaskFn]:
-    """Decorator form of :func:`register_task`."""
-    return lambda fn: register_task(kind, fn, max_attempts=max_attempts)
-
-
 def get_task(kind: str) -> TaskSpec | None:
     return _REGISTRY.get(kind)
 
