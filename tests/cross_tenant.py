@@ -147,21 +147,19 @@ STRATEGIES = TenantResource(
 
 
 def _create_job(api: ApiHarness, tenant_id: int) -> str:
-    from signalfactory.adapters.storage.jobs import insert_job
+    from signalfactory.domain.jobs import NewJob
 
     # Far in the future, so no runner picks it up while the probes run.
     later = datetime.now(UTC) + timedelta(days=30)
-    with api.platform.engine.begin() as conn:
-        job, _ = insert_job(conn, kind="collect", payload={}, tenant_id=tenant_id,
-                            max_attempts=1, run_after=later)
+    with api.platform.database.write() as uow:
+        job, _ = uow.jobs.insert(NewJob(kind="collect", payload={}, tenant_id=tenant_id,
+                                        max_attempts=1, run_after=later), datetime.now(UTC))
     return str(job.id)
 
 
 def _job_state(api: ApiHarness, _tenant_id: int, job_id: str) -> Any:
-    from signalfactory.adapters.storage.jobs import fetch_job
-
-    with api.platform.engine.connect() as conn:
-        job = fetch_job(conn, job_id)
+    with api.platform.database.read(primary=True) as uow:
+        job = uow.jobs.get(job_id)
     return None if job is None else (job.tenant_id, job.status, job.cancel_requested)
 
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from signalfactory.adapters.storage.jobs import dialect_insert
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
 from signalfactory.services.jobs.registry import JobCancelled, TaskContext, register_task
 
@@ -51,7 +52,7 @@ def create_tables(engine: Engine) -> None:
 
 
 def _record_run(ctx: TaskContext) -> None:
-    with ctx.platform.engine.begin() as conn:
+    with sql_database(ctx.platform.database).engine.begin() as conn:
         conn.execute(dialect_insert(conn, job_runs).values(
             job_id=ctx.job_id, attempt=ctx.attempt, pid=os.getpid()).on_conflict_do_nothing())
 
@@ -59,6 +60,11 @@ def _record_run(ctx: TaskContext) -> None:
 def _write_effect(conn: Connection, job_id: str, value: int) -> None:
     conn.execute(dialect_insert(conn, job_effects).values(job_id=job_id, value=value)
                  .on_conflict_do_nothing())
+
+
+def _write_effect_in(uow: Any, job_id: str, value: int) -> None:
+    """``on_commit`` hands over the SQL unit of work; the evidence tables are the tests' own."""
+    _write_effect(uow.connection, job_id, value)
 
 
 def slow(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
@@ -72,9 +78,9 @@ def slow(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
         ctx.progress((i + 1) / steps)
     value = int(payload.get("value", 42))
     if payload.get("effect") == "on_commit":
-        ctx.on_commit(lambda conn: _write_effect(conn, ctx.job_id, value))
+        ctx.on_commit(lambda uow: _write_effect_in(uow, ctx.job_id, value))
     else:
-        with ctx.platform.engine.begin() as conn:
+        with sql_database(ctx.platform.database).engine.begin() as conn:
             _write_effect(conn, ctx.job_id, value)
     return {"value": value, "steps": steps, "attempt": ctx.attempt, "pid": os.getpid()}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from signalfactory.adapters.clock import SystemClock
-from signalfactory.adapters.jobs.queues import LocalJobQueue
+from signalfactory.adapters.jobs.queues import job_queue_for
 from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
@@ -86,7 +86,8 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
         probes["cache"] = hot_cache.health
     platform = Platform(settings=settings, database=database, cache=hot_cache,
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
-                        jobs=LocalJobQueue(), clock=clock or SystemClock(), probes=probes)
+                        jobs=job_queue_for(settings, database),
+                        clock=clock or SystemClock(), probes=probes)
     wire_subscribers(platform)
     if migrate_db:
         migrate.upgrade(database.engine)
@@ -97,11 +98,13 @@ def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
     from signalfactory.ops.backup.metrics import refresh_from_jobs
     from signalfactory.ops.freshness import refresh_freshness
-    from signalfactory.services.jobs.registry import JobGauges, broker_probe
+    from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
 
     platform.bar_subscribers.append(evaluate_new_bars)
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness])
     if platform.settings.broker_url:
+        from signalfactory.adapters.jobs.celery_queue import broker_probe
+
         platform.probes["broker"] = broker_probe(platform.settings.broker_url)

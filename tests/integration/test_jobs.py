@@ -6,21 +6,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from signalfactory.adapters.storage import jobs as store
 from signalfactory.adapters.storage.tables import jobs, tenants
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.domain.jobs import Job
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.jobs.execution import JobContext
 from signalfactory.services.platform import Platform
 from signalfactory.workers.runner import EmbeddedRunner
+from tests.helpers import engine_of
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
 
@@ -31,15 +32,25 @@ def jp(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
     monkeypatch.setenv("SIGNALFACTORY_JOB_LEASE_SECONDS", "1.5")
     monkeypatch.setenv("SIGNALFACTORY_JOB_POLL_SECONDS", "0.05")
     platform = build_platform(migrate_db=True)
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     try:
         yield platform
     finally:
         platform.close()
 
 
+def _claim(platform: Platform, owner: str, lease: float) -> Job | None:
+    with platform.database.write() as uow:
+        return uow.jobs.claim_next(owner, lease, datetime.now(UTC))
+
+
+def _heartbeat(platform: Platform, job_id: str, owner: str, lease: float) -> bool | None:
+    with platform.database.write() as uow:
+        return uow.jobs.heartbeat(job_id, owner, lease, datetime.now(UTC))
+
+
 def _count(platform: Platform, table: sa.Table, job_id: str) -> int:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)
                                 .where(table.c.job_id == job_id)).scalar_one())
 
@@ -133,7 +144,7 @@ def test_backoff_delays_the_next_attempt(jp: Platform, monkeypatch: pytest.Monke
     waiting = job_service.get_job(jp, job.id)
     assert waiting.status == "queued" and waiting.attempts == 1
     assert "attempt 1" in (waiting.error or "")
-    assert waiting.run_after > store.utcnow() + timedelta(seconds=25)
+    assert waiting.run_after > datetime.now(UTC) + timedelta(seconds=25)
 
 
 def test_cancel_queued_running_and_finished(jp: Platform) -> None:
@@ -165,26 +176,27 @@ def test_cancel_queued_running_and_finished(jp: Platform) -> None:
 
 
 def _expire_lease(platform: Platform, job_id: str) -> None:
-    with platform.engine.begin() as conn:
+    with engine_of(platform).begin() as conn:
         conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(
-            lease_expires_at=store.utcnow() - timedelta(seconds=1)))
+            lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
 
 
 def test_expired_lease_is_reclaimed_and_the_zombie_cannot_store(jp: Platform) -> None:
     job = job_service.submit(jp, "test.slow", {"steps": 1})
     lease = jp.settings.job_lease_seconds
-    first = store.claim_next(jp.engine, "worker-a", lease)
+    first = _claim(jp, "worker-a", lease)
     assert first is not None and first.id == job.id and first.attempts == 1
-    assert store.claim_next(jp.engine, "worker-b", lease) is None  # leased: not claimable
+    assert _claim(jp, "worker-b", lease) is None  # leased: not claimable
     zombie = JobContext(jp, first, "worker-a", lease)
-    zombie.on_commit(lambda conn: conn.execute(job_effects.insert().values(job_id=job.id,
-                                                                          value=-1)))
+    zombie.on_commit(lambda uow: uow.connection.execute(  # type: ignore[attr-defined]
+        job_effects.insert().values(job_id=job.id, value=-1)))
     _expire_lease(jp, job.id)  # worker-a stalls past its lease (GC pause, network split)
-    second = store.claim_next(jp.engine, "worker-b", lease)
+    second = _claim(jp, "worker-b", lease)
     assert second is not None and second.attempts == 2 and second.lease_owner == "worker-b"
-    assert store.heartbeat(jp.engine, job.id, "worker-a", lease) is None
-    with jp.engine.begin() as conn:
-        assert store.finish(conn, job.id, "worker-b", status="succeeded", result={"by": "b"})
+    assert _heartbeat(jp, job.id, "worker-a", lease) is None
+    with jp.database.write() as uow:
+        assert uow.jobs.finish(job.id, "worker-b", status="succeeded", now=datetime.now(UTC),
+                               result={"by": "b"})
     assert not zombie.store_outcome("succeeded", result={"by": "a"})
     final = job_service.get_job(jp, job.id)
     assert final.status == "succeeded" and final.result == {"by": "b"}
@@ -193,7 +205,7 @@ def test_expired_lease_is_reclaimed_and_the_zombie_cannot_store(jp: Platform) ->
 
 def test_worker_lost_on_last_attempt_goes_dead(jp: Platform) -> None:
     job = job_service.submit(jp, "test.slow", {}, max_attempts=1)
-    assert store.claim_next(jp.engine, "worker-a", 60) is not None
+    assert _claim(jp, "worker-a", 60) is not None
     _expire_lease(jp, job.id)
     assert EmbeddedRunner(jp).run_until_idle() == []
     dead = job_service.get_job(jp, job.id)
@@ -207,7 +219,7 @@ def test_concurrent_claimers_take_each_job_exactly_once(jp: Platform) -> None:
 
     def claimer(n: int) -> None:
         while True:
-            job = store.claim_next(jp.engine, f"claimer-{n}", 60)
+            job = _claim(jp, f"claimer-{n}", 60)
             if job is None:
                 return
             with lock:
@@ -227,7 +239,7 @@ def test_dedupe_key_makes_submission_idempotent(jp: Platform) -> None:
     assert again.id == first.id
     with pytest.raises(ConflictError, match="different job"):
         job_service.submit(jp, "test.slow", {"v": 2}, dedupe_key="nightly-2026-11-28")
-    with jp.engine.begin() as conn:
+    with engine_of(jp).begin() as conn:
         other = conn.execute(tenants.insert().values(name="acme", tier="free")
                              .returning(tenants.c.id)).scalar_one()
     theirs = job_service.submit(jp, "test.slow", {"v": 1}, tenant_id=other,
@@ -278,9 +290,9 @@ def test_queue_gauges_follow_the_table(jp: Platform) -> None:
     _scrape(jp)
     assert _metric("signalfactory_jobs_queued", kind="test.slow") == 0
     assert _metric("signalfactory_jobs_running") == 0
-    with jp.engine.begin() as conn:
-        old = store.utcnow() + timedelta(days=1)
-        assert store.prune(conn, old) == 3
+    with jp.database.write() as uow:
+        old = datetime.now(UTC) + timedelta(days=1)
+        assert uow.jobs.prune(old) == 3
 
 
 def _scrape(platform: Platform) -> None:

@@ -11,6 +11,7 @@ import pytest
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import ApiHarness, build_api_platform
+from tests.helpers import engine_of
 from tests.jobs_tasks import create_tables, reset_logging
 
 JOBS = "/api/v1/jobs"
@@ -21,7 +22,7 @@ def api(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Api
     monkeypatch.setenv("SIGNALFACTORY_TASK_MODULES", "tests.jobs_tasks")
     monkeypatch.delenv("SIGNALFACTORY_BROKER_URL", raising=False)
     platform = build_api_platform(monkeypatch)
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     try:
         with ApiHarness(platform) as harness:
             yield harness

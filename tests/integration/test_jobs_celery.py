@@ -20,6 +20,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.settings import load_settings
 from signalfactory.workers.celery_app import build_beat_schedule, make_celery_app, sweep
 from tests.conftest import IN_CI
+from tests.helpers import engine_of
 from tests.integration.test_jobs_kill import (
     effects_of,
     kill_hard,
@@ -84,7 +85,7 @@ def celery_env(tmp_path: Path, broker_url: str,
 @pytest.fixture
 def cp(celery_env: dict[str, str]) -> Iterator[Platform]:
     platform = build_platform(migrate_db=True)
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     try:
         yield platform
     finally:
@@ -117,8 +118,8 @@ def test_celery_worker_runs_retries_cancels_and_dead_letters(
     quick = job_service.submit(cp, "test.slow", {"steps": 2, "delay": 0.01})
     healed = job_service.submit(cp, "test.flaky", {"succeed_on": 2}, max_attempts=3)
     poison = job_service.submit(cp, "test.crash", {}, max_attempts=2)
-    with cp.engine.begin() as conn:  # written but never published: only the sweep finds it
-        orphan = job_service.submit(cp, "test.slow", {"steps": 1, "value": 9}, conn=conn)
+    with cp.database.write() as uow:  # written but never published: only the sweep finds it
+        orphan = job_service.submit(cp, "test.slow", {"steps": 1, "value": 9}, uow=uow)
     worker = start_worker(celery_env, log, "--concurrency", "1")
     try:
         assert job_service.wait_for(cp, quick.id, timeout=25).status == "succeeded", \

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from signalfactory.adapters.storage.tables import job_schedules
 from signalfactory.bootstrap import build_platform
-from tests.helpers import cli
+from tests.helpers import cli, engine_of
 from tests.jobs_tasks import create_tables
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def env(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, st
     monkeypatch.delenv("SIGNALFACTORY_BROKER_URL", raising=False)
     assert cli("init").exit_code == 0
     platform = build_platform()
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     platform.close()
     return {**sf_env, "SIGNALFACTORY_TASK_MODULES": "tests.jobs_tasks"}
 
@@ -90,7 +90,7 @@ def test_embedded_beat_process_starts_records_and_stops(env: dict[str, str],
         row = None
         while row is None and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()
-            with platform.engine.connect() as conn:
+            with engine_of(platform).connect() as conn:
                 row = conn.execute(sa.select(job_schedules)).first()
             time.sleep(0.1)
         assert row is not None and row.name == "nightly" and row.last_job_id is None

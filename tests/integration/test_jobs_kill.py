@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from signalfactory.bootstrap import build_platform
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.platform import Platform
+from tests.helpers import engine_of
 from tests.jobs_tasks import create_tables, job_effects, job_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def kill_env(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[st
 @pytest.fixture
 def kp(kill_env: dict[str, str]) -> Iterator[Platform]:
     platform = build_platform(migrate_db=True)
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     try:
         yield platform
     finally:
@@ -85,13 +86,13 @@ def wait_running(platform: Platform, job_id: str, min_progress: float, log: Path
 
 
 def runs_of(platform: Platform, job_id: str) -> list[tuple[int, int]]:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         return [(r.attempt, r.pid) for r in conn.execute(
             sa.select(job_runs).where(job_runs.c.job_id == job_id).order_by(job_runs.c.attempt))]
 
 
 def effects_of(platform: Platform, job_id: str) -> int:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(job_effects)
                                 .where(job_effects.c.job_id == job_id)).scalar_one())
 

@@ -11,9 +11,11 @@ import sqlalchemy as sa
 
 from signalfactory.adapters.storage.tables import jobs
 from signalfactory.bootstrap import build_platform
+from signalfactory.services.jobs.schedules import fire_current_slot, latest_slot
 from signalfactory.services.platform import Platform
 from signalfactory.settings import ScheduleEntry
-from signalfactory.workers.scheduler import Scheduler, fire_current_slot, latest_slot
+from signalfactory.workers.scheduler import Scheduler
+from tests.helpers import engine_of
 from tests.jobs_tasks import create_tables
 
 SCHEDULES = ('[{"name": "every5", "cron": "*/5 * * * *", "kind": "test.slow", '
@@ -31,7 +33,7 @@ def sp(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
     monkeypatch.setenv("SIGNALFACTORY_SCHEDULES", SCHEDULES)
     monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", "")  # only the schedules under test
     platform = build_platform(migrate_db=True)
-    create_tables(platform.engine)
+    create_tables(engine_of(platform))
     try:
         yield platform
     finally:
@@ -39,7 +41,7 @@ def sp(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
 
 
 def scheduled_jobs(platform: Platform) -> list[tuple[str, dict[str, object]]]:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         rows = conn.execute(sa.select(jobs.c.dedupe_key, jobs.c.payload)
                             .order_by(jobs.c.created_at)).all()
     return [(r[0], r[1]) for r in rows]

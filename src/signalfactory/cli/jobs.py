@@ -14,7 +14,8 @@ import signal
 import sys
 import tempfile
 import threading
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -22,8 +23,13 @@ from rich.table import Table
 
 from signalfactory.cli.common import err, handle_errors, out, print_json
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.jobs import Job
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.services.platform import Platform
 from signalfactory.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 jobs_app = typer.Typer(help="Jobs: list, show, submit, cancel, retry.", no_args_is_help=True)
 
@@ -40,7 +46,7 @@ def _build_platform(settings: Settings | None = None) -> Platform:
     return build_platform(settings)
 
 
-def _pool_metrics_registry() -> tuple[Any, str | None]:
+def _pool_metrics_registry() -> tuple[CollectorRegistry, str | None]:
     """Celery runs jobs in prefork children, whose metrics die with them unless they are
     written to files the exporting parent sums (prometheus_client's multiprocess mode). The
     mode is chosen when prometheus_client is first imported, so this runs before anything
@@ -57,12 +63,11 @@ def _pool_metrics_registry() -> tuple[Any, str | None]:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry, made
 
 
-def _runner_kind(runner: str, platform_or_settings: Any) -> str:
-    settings = getattr(platform_or_settings, "settings", platform_or_settings)
+def _runner_kind(runner: str, settings: Settings) -> str:
     if runner not in ("auto", "embedded", "celery"):
         raise BadInputError(f"--runner {runner!r} is not valid; use auto, embedded or celery")
     if runner == "auto":
@@ -75,8 +80,9 @@ def _runner_kind(runner: str, platform_or_settings: Any) -> str:
 
 def _require_schema(platform: Platform) -> None:
     from signalfactory.adapters.storage import migrate
+    from signalfactory.adapters.storage.unit_of_work import sql_database
 
-    if migrate.current_revision(platform.engine) is None:
+    if migrate.current_revision(sql_database(platform.database).engine) is None:
         platform.close()
         raise BadInputError("the database has no schema yet; run `signalfactory init` (or "
                             "`signalfactory db upgrade`) first")
@@ -173,13 +179,15 @@ def _tenant_id(platform: Platform, tenant: str | None) -> int | None:
     if tenant is None:
         return None
     from signalfactory.adapters.storage.api_keys import tenant_by_name
+    from signalfactory.adapters.storage.unit_of_work import sql_database
 
-    with platform.engine.connect() as conn:
+    # TRANSITIONAL: the accounts repository will answer this through a unit of work
+    with sql_database(platform.database).engine.connect() as conn:
         return int(tenant_by_name(conn, tenant)["id"])
 
 
-def _show(job: Any, as_json: bool) -> None:
-    data = job.to_dict()
+def _show(job: Job, as_json: bool) -> None:
+    data = asdict(job)
     if as_json:
         print_json(data)
         return
@@ -216,7 +224,7 @@ def jobs_list(
     finally:
         platform.close()
     if as_json:
-        print_json([j.to_dict() for j in items])
+        print_json([asdict(j) for j in items])
         return
     table = Table("id", "kind", "status", "progress", "attempts", "tenant", "created", "error")
     for j in items:
@@ -253,7 +261,7 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id")],
     finally:
         platform.close()
     if as_json:
-        print_json(job.to_dict())
+        print_json(asdict(job))
     elif job.status == "running":
         out.print(f"job {job.id} asked to stop; it stops at its next check")
     else:
@@ -300,28 +308,29 @@ def jobs_submit(
         raise BadInputError("--payload must be a JSON object, e.g. '{\"symbols\": [\"AAA\"]}'")
     platform = _build_platform()
     try:
-        job = submit(platform, kind, body, tenant_id=_tenant_id(platform, tenant) or 1,
+        tenant_id = _tenant_id(platform, tenant) or DEFAULT_TENANT_ID
+        job = submit(platform, kind, body, tenant_id=tenant_id,
                      priority=priority, max_attempts=max_attempts, dedupe_key=dedupe_key)
         if wait:
             job = _wait(platform, job.id, timeout)
     finally:
         platform.close()
     if as_json:
-        print_json(job.to_dict())
+        print_json(asdict(job))
     else:
         out.print(f"job {job.id} {job.status}", highlight=False)
     if wait and job.status != "succeeded":
         raise typer.Exit(1)
 
 
-def _wait(platform: Platform, job_id: str, timeout: float) -> Any:
+def _wait(platform: Platform, job_id: str, timeout: float) -> Job:
     from signalfactory.cli.common import progress_bar
     from signalfactory.services.jobs.registry import wait_for
 
     with progress_bar("job", 100) as advance:
         shown = 0
 
-        def on_progress(job: Any) -> None:
+        def on_progress(job: Job) -> None:
             nonlocal shown
             now = int(job.progress * 100)
             if now > shown:

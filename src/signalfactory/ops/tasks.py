@@ -1,4 +1,4 @@
-"""Job kinds for scans and operations: backups at the RPO, retention, daily archives.
+"""Job kinds of operations: backups at the RPO, retention, daily archives.
 
 They run under the embedded runner or Celery like any job, and the scheduler submits the
 backup and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST`` with
@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from signalfactory.services.jobs.payloads import parse_payload
 from signalfactory.services.jobs.registry import TaskContext, register_task
-from signalfactory.services.jobs.tasks import _parse
 
 
 class BackupPayload(BaseModel):
@@ -28,7 +28,7 @@ def backup_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     from signalfactory.domain.errors import BadInputError
     from signalfactory.ops.backup.create import run_scheduled_backup
 
-    args = _parse(BackupPayload, payload, "backup")
+    args = parse_payload(BackupPayload, payload, "backup")
     settings = ctx.platform.settings
     dest = args.dest or settings.backup_dest
     if not dest:
@@ -58,33 +58,12 @@ class ArchivePayload(BaseModel):
 def archive_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     from signalfactory.ops.archive import parse_day, snapshot
 
-    args = _parse(ArchivePayload, payload, "archive")
+    args = parse_payload(ArchivePayload, payload, "archive")
     day = parse_day(args.date) if args.date else (datetime.now(UTC) - timedelta(days=1)).date()
     report = snapshot(ctx.platform, day, Path(args.dest) if args.dest else None)
     return {"date": day.isoformat(), "report": str(report)}
 
 
-class ScanPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    strategy: str | None = None
-    rule: str | None = None
-    universe: str | None = None
-    as_of: datetime | None = None
-    top: int | None = Field(default=None, ge=1, le=10_000)
-    timeframe: str | None = None
-
-
-def scan_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
-    from signalfactory.services.scans.scan import ScanRequest, run_scan
-
-    args = _parse(ScanPayload, payload, "scan")
-    scan = run_scan(ctx.platform, ScanRequest(tenant_id=ctx.tenant_id, **args.model_dump()),
-                    progress=ctx.progress)
-    return {"scan_id": scan["id"], "matches": scan["matches"], "status": scan["status"]}
-
-
 register_task("backup", backup_task, max_attempts=3)
 register_task("retention", retention_task, max_attempts=3)
 register_task("archive", archive_task, max_attempts=3)
-register_task("scan", scan_task)

@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.schedules import crontab
 from celery.signals import setup_logging, worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
-from signalfactory.adapters.storage import jobs as store
+from signalfactory.adapters.jobs.celery_queue import RUN_JOB, CeleryJobQueue, configured_celery
+from signalfactory.adapters.storage.unit_of_work import sql_database
+from signalfactory.domain.errors import TemporaryError
 from signalfactory.observability.logging import get_logger
-from signalfactory.observability.metrics import JOBS_TOTAL
-from signalfactory.services.jobs.execution import execute_by_id, new_owner
+from signalfactory.services.jobs.execution import execute_by_id, new_owner, reap_expired
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
+from signalfactory.services.jobs.schedules import fire_current_slot
 from signalfactory.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = get_logger("signalfactory.jobs.celery")
 
-RUN_JOB = "signalfactory.run_job"
 FIRE_SCHEDULE = "signalfactory.fire_schedule"
 SWEEP = "signalfactory.sweep"
 
@@ -41,19 +41,19 @@ _APPS: dict[tuple[str, str], Celery] = {}
 _WORKER_PLATFORM: dict[int, Platform] = {}
 
 
-@setup_logging.connect
-def _keep_our_logging(**_kwargs: Any) -> None:
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _keep_our_logging(**_kwargs: object) -> None:
     """Celery would replace the root handlers; our structlog JSON setup is already in place."""
 
 
-@worker_process_shutdown.connect
-def _drop_live_gauges(pid: int | None = None, **_kwargs: Any) -> None:
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _drop_live_gauges(pid: int | None = None, **_kwargs: object) -> None:
     """A pool process that exits leaves its counters to the exporter's sum (they are history)
     but not its live gauges (``signalfactory worker --metrics-port``)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid())
+        multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
 
 def cron_to_crontab(expr: str) -> crontab:
@@ -79,58 +79,31 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def make_celery_app(settings: Settings) -> Celery:
-    if not settings.broker_url:
-        raise ValueError("Celery needs SIGNALFACTORY_BROKER_URL (redis:// or amqp://)")
-    app = Celery("signalfactory", broker=settings.broker_url, set_as_current=False)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        task_default_queue=settings.celery_queue,
-        task_serializer="json",
-        accept_content=["json"],
-        # Redis redelivers an unacknowledged message after this long: above the longest job,
-        # or a healthy long job gets a second delivery (harmless - the lease refuses it - but
-        # wasteful). Sweeps for expired messages run every celery_restore_interval seconds.
-        broker_transport_options={
-            "visibility_timeout": settings.celery_visibility_timeout,
-            "unacked_restore_interval": settings.celery_restore_interval,
-            "unacked_restore_throttle": 1,
-        },
-        broker_connection_retry_on_startup=True,
-        broker_connection_timeout=3,
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
-                                   "interval_step": 0.5, "interval_max": 1},
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        timezone=settings.schedule_timezone,
-        enable_utc=True,
-        beat_schedule=build_beat_schedule(settings),
-    )
+    """The worker's app: the shared broker configuration, our tasks and the beat schedule."""
+    app = configured_celery(settings)
+    app.conf.beat_schedule = build_beat_schedule(settings)
 
-    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
-    def run_job(self: Any, job_id: str) -> str:
+    @app.task(name=RUN_JOB, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
+              reject_on_worker_lost=True)
+    def run_job(self: Task[Any, Any], job_id: str) -> str:
         platform = worker_platform()
         try:
             outcome = execute_by_id(platform, job_id,
                                     new_owner(f"celery-{self.request.hostname or ''}"))
-        except DBAPIError as exc:
+        except (TemporaryError, DBAPIError) as exc:
             # Database unreachable: try again later; the sweep covers us if this gives up.
             raise self.retry(exc=exc, countdown=10, max_retries=60) from exc
         if outcome.retry_in is not None:
-            publish(platform, [job_id], countdown=outcome.retry_in)
+            celery_queue(platform).publish([job_id], countdown=outcome.retry_in)
         return outcome.status
 
-    @app.task(name=FIRE_SCHEDULE)
+    @app.task(name=FIRE_SCHEDULE)  # type: ignore[untyped-decorator]
     def fire_schedule(name: str) -> str | None:
-        from signalfactory.workers.scheduler import fire_current_slot
-
         platform = worker_platform()
         job = fire_current_slot(platform, name)
         return job.id if job is not None else None
 
-    @app.task(name=SWEEP)
+    @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep_task() -> int:
         return sweep(worker_platform())
 
@@ -157,27 +130,22 @@ def worker_platform() -> Platform:
     return _WORKER_PLATFORM[pid]
 
 
-def publish(platform: Platform, job_ids: Iterable[str], *,
-            countdown: float | None = None) -> int:
-    """Send a run message per job id; record when, so the sweep knows what it may skip."""
-    app = get_celery_app(platform.settings)
-    sent: list[str] = []
-    for job_id in job_ids:
-        app.send_task(RUN_JOB, args=[job_id], queue=platform.settings.celery_queue,
-                      countdown=countdown)
-        sent.append(job_id)
-    store.mark_dispatched(platform.engine, sent)
-    return len(sent)
+def celery_queue(platform: Platform) -> CeleryJobQueue:
+    """The platform's broker queue (bootstrap picks it when a broker is configured)."""
+    if isinstance(platform.jobs, CeleryJobQueue):
+        return platform.jobs
+    return CeleryJobQueue(platform.settings, sql_database(platform.database))
 
 
 def sweep(platform: Platform) -> int:
     """Settle jobs of dead workers and republish jobs whose message may be gone."""
-    for kind, status in store.reap_expired(platform.engine):
-        JOBS_TOTAL.labels(kind, status).inc()
-    ids = store.undispatched(platform.engine, platform.settings.job_redispatch_seconds)
+    reap_expired(platform)
+    with platform.database.read(primary=True) as uow:
+        ids = uow.jobs.undispatched(platform.clock.now(),
+                                    platform.settings.job_redispatch_seconds)
     if ids:
         log.info("sweep republishing jobs", count=len(ids))
-    return publish(platform, ids)
+    return celery_queue(platform).publish(ids)
 
 
 def run_worker(settings: Settings, concurrency: int) -> None:

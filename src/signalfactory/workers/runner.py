@@ -14,10 +14,17 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
-from signalfactory.adapters.storage import jobs as store
+from signalfactory.domain.errors import TemporaryError
 from signalfactory.observability.logging import get_logger
-from signalfactory.observability.metrics import JOBS_TOTAL
-from signalfactory.services.jobs.execution import JobContext, Outcome, new_owner, run_claimed
+from signalfactory.services.jobs.execution import (
+    JobContext,
+    Outcome,
+    claim_next,
+    new_owner,
+    reap_expired,
+    release,
+    run_claimed,
+)
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 
 if TYPE_CHECKING:
@@ -65,7 +72,7 @@ class EmbeddedRunner:
         with self._lock:
             leftovers = list(self._running.values())
         for ctx in leftovers:
-            if store.release(self.platform.engine, ctx.job_id, ctx.owner):
+            if release(self.platform, ctx.job_id, ctx.owner):
                 log.info("job handed back at shutdown", job_id=ctx.job_id)
         for thread in self._threads:
             thread.join(timeout=2)
@@ -80,11 +87,9 @@ class EmbeddedRunner:
     # -- work --
     def run_next(self) -> Outcome | None:
         """Claim and run one job in the calling thread; None when nothing is runnable."""
-        engine = self.platform.engine
-        for kind, status in store.reap_expired(engine):
-            JOBS_TOTAL.labels(kind, status).inc()
+        reap_expired(self.platform)
         owner = new_owner(threading.current_thread().name)
-        job = store.claim_next(engine, owner, self.platform.settings.job_lease_seconds)
+        job = claim_next(self.platform, owner)
         if job is None:
             return None
 
@@ -115,7 +120,7 @@ class EmbeddedRunner:
             try:
                 outcome = self.run_next()
                 failures = 0
-            except DBAPIError as exc:
+            except (TemporaryError, DBAPIError) as exc:
                 # Database down or locked by a long writer: back off, keep the thread alive.
                 failures += 1
                 log.warning("job runner cannot reach the database; retrying",

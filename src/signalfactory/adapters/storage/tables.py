@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
+
 metadata = sa.MetaData(naming_convention={
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -78,7 +80,6 @@ fetch_cursors = sa.Table(
 
 # -- tenants own strategies, scans, backtests, keys; market data (instruments, bars) is shared --
 
-DEFAULT_TENANT_ID = 1
 
 tenants = sa.Table(
     "tenants", metadata,

@@ -225,10 +225,11 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
     with platform.engine.begin() as conn:
         ensure_builtins(conn)
     prepare(platform, request)  # bad input answers now, before quota or job
-    with platform.engine.begin() as conn:
-        enforce_quota(conn, principal, "backtests")
+    with platform.database.write() as uow:
+        # TRANSITIONAL: enforce_quota still takes a connection until accounts converts it
+        enforce_quota(uow.connection, principal, "backtests")  # type: ignore[attr-defined]
         job = job_service.submit(platform, "backtest", request.to_payload(),
-                                 tenant_id=principal.tenant_id, conn=conn)
+                                 tenant_id=principal.tenant_id, uow=uow)
     job_service.dispatch(platform, job.id)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return Job.of(job)

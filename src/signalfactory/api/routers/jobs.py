@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from signalfactory.adapters.storage.jobs import Job as JobRecord
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem
+from signalfactory.domain.jobs import Job as JobRecord
 from signalfactory.services.jobs import registry as job_service
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=AUTH_RESPONSES)
@@ -24,7 +24,8 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "de
 # uuid4 text; anything else cannot name a job, so it is refused before any lookup
 JOB_ID = Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$",
               examples=["6f1c2b9e-4d7a-4e0b-9a53-2f3c8d1e5b7a"])
-NOT_FOUND = {404: {"model": Problem, "description": "No such job in this tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such job in this tenant"}}
 
 
 class Job(BaseModel):
@@ -52,8 +53,7 @@ class Job(BaseModel):
 
     @classmethod
     def of(cls, job: JobRecord) -> Job:
-        data = job.to_dict()
-        return cls(**{k: data[k] for k in cls.model_fields})
+        return cls(**{name: getattr(job, name) for name in cls.model_fields})
 
 
 class JobList(BaseModel):

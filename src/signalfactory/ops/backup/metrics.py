@@ -45,7 +45,7 @@ def record_success(manifest: Manifest) -> None:
 def refresh_from_jobs(platform: Any) -> None:
     """Scrape-time hook: the newest succeeded backup job's snapshot time and size, and the
     configured RPO when scheduled backups are on."""
-    from signalfactory.adapters.storage.jobs import SUCCEEDED
+    from signalfactory.domain.jobs import SUCCEEDED
     from signalfactory.adapters.storage.tables import jobs
 
     settings = platform.settings

@@ -20,20 +20,27 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Connection
-
-from signalfactory.adapters.storage import jobs as store
-from signalfactory.adapters.storage.jobs import Job
 from signalfactory.domain.errors import BadInputError, OperationalError
+from signalfactory.domain.jobs import (
+    CANCELLED,
+    DEAD,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Job,
+    JsonObject,
+)
 from signalfactory.observability.logging import bound_context, get_logger
 from signalfactory.observability.metrics import JOB_DURATION, JOBS_RUNNING, JOBS_TOTAL
 from signalfactory.services.jobs.registry import JobCancelled, get_task
 
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
+    from signalfactory.services.ports import UnitOfWork
 
 log = get_logger("signalfactory.jobs")
 
@@ -71,7 +78,7 @@ class JobContext:
         self._stopping = stopping or threading.Event()
         self._progress: float | None = None
         self._last_write = 0.0
-        self._effects: list[Callable[[Connection], None]] = []
+        self._effects: list[Callable[[UnitOfWork], None]] = []
         self._lock = threading.Lock()
         self.cancel_requested = job.cancel_requested
         self.lease_lost = False
@@ -86,7 +93,7 @@ class JobContext:
     def cancelled(self) -> bool:
         return self.cancel_requested or self.lease_lost or self._stopping.is_set()
 
-    def on_commit(self, write: Callable[[Connection], None]) -> None:
+    def on_commit(self, write: Callable[[UnitOfWork], None]) -> None:
         self._effects.append(write)
 
     # -- runner side --
@@ -98,8 +105,9 @@ class JobContext:
         with self._lock:
             self._last_write = time.monotonic()
             try:
-                answer = store.heartbeat(self.platform.engine, self.job_id, self.owner,
-                                         self.lease_seconds, self._progress)
+                with self.platform.database.write() as uow:
+                    answer = uow.jobs.heartbeat(self.job_id, self.owner, self.lease_seconds,
+                                                self.platform.clock.now(), self._progress)
             except Exception as exc:  # a missed beat is retried next period
                 log.warning("job heartbeat failed", error=f"{type(exc).__name__}: {exc}")
                 return
@@ -110,15 +118,16 @@ class JobContext:
         else:
             self.cancel_requested = answer
 
-    def store_outcome(self, status: str, *, result: dict[str, Any] | None = None,
-                      error: str | None = None, run_after: Any = None) -> bool:
+    def store_outcome(self, status: str, *, result: JsonObject | None = None,
+                      error: str | None = None, run_after: datetime | None = None) -> bool:
         """Write the outcome (and, on success, the registered effects) if we own the job."""
-        with self.platform.engine.begin() as conn:
-            stored = store.finish(conn, self.job_id, self.owner, status=status, result=result,
-                                  error=error, run_after=run_after)
-            if stored and status == store.SUCCEEDED:
+        with self.platform.database.write() as uow:
+            stored = uow.jobs.finish(self.job_id, self.owner, status=status,
+                                     now=self.platform.clock.now(), result=result,
+                                     error=error, run_after=run_after)
+            if stored and status == SUCCEEDED:
                 for write in self._effects:
-                    write(conn)
+                    write(uow)
         return stored
 
 
@@ -134,12 +143,44 @@ class _Heartbeat(threading.Thread):
             self.ctx.heartbeat()
 
 
-def _json_safe(result: Any) -> dict[str, Any] | None:
+def _json_safe(result: object) -> JsonObject | None:
     if result is None:
         return None
     if not isinstance(result, dict):
         result = {"value": result}
     return dict(json.loads(json.dumps(result, default=str)))
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+def reap_expired(platform: Platform) -> None:
+    """Settle running jobs whose worker vanished and that may not run again (a lost job that
+    was asked to cancel becomes cancelled; one that used its last attempt becomes dead,
+    instead of being retried forever). A read first keeps idle pollers off the write lock."""
+    now = platform.clock.now()
+    with platform.database.read(primary=True) as uow:
+        if not uow.jobs.has_expired(now):
+            return
+    with platform.database.write() as uow:
+        settled = uow.jobs.reap_expired(now)
+    for job in settled:
+        JOBS_TOTAL.labels(job.kind, job.status).inc()
+
+
+def claim_next(platform: Platform, owner: str) -> Job | None:
+    """Take the most urgent runnable job under a lease for ``owner``, or None."""
+    now = platform.clock.now()
+    with platform.database.read(primary=True) as uow:
+        if not uow.jobs.has_claimable(now):
+            return None
+    with platform.database.write() as uow:
+        return uow.jobs.claim_next(owner, platform.settings.job_lease_seconds, now)
+
+
+def release(platform: Platform, job_id: str, owner: str) -> bool:
+    """Hand a job back untried (this worker is stopping): the attempt is not counted."""
+    with platform.database.write() as uow:
+        return uow.jobs.release(job_id, owner, platform.clock.now())
 
 
 def backoff_seconds(platform: Platform, attempt: int) -> float:
@@ -171,7 +212,7 @@ def run_claimed(platform: Platform, job: Job, owner: str,
             elapsed = time.perf_counter() - started
             JOB_DURATION.labels(job.kind).observe(elapsed)
         if outcome.status not in ("lost", "released"):
-            JOBS_TOTAL.labels(job.kind, store.FAILED if outcome.status == store.QUEUED
+            JOBS_TOTAL.labels(job.kind, FAILED if outcome.status == QUEUED
                               else outcome.status).inc()
         log.info("job finished", status=outcome.status, duration_s=round(elapsed, 3))
     return outcome
@@ -185,37 +226,37 @@ def _run_task(platform: Platform, ctx: JobContext, job: Job) -> Outcome:
                               "same version everywhere or set SIGNALFACTORY_TASK_MODULES")
         result = _json_safe(spec.fn(ctx, dict(job.payload)))
         # inside the try: an effect registered with on_commit that fails is a failed attempt
-        return _settle(ctx, store.SUCCEEDED, result=result)
+        return _settle(ctx, SUCCEEDED, result=result)
     except JobCancelled:
         if ctx.cancel_requested:
-            return _settle(ctx, store.CANCELLED, error="cancelled on request")
+            return _settle(ctx, CANCELLED, error="cancelled on request")
         if ctx.stopping and not ctx.lease_lost:
-            store.release(platform.engine, job.id, ctx.owner)
+            release(platform, job.id, ctx.owner)
             log.info("job handed back: the worker is stopping")
             return Outcome("released")
         return Outcome("lost")
     except BadInputError as exc:
         log.warning("job failed: bad input", error=str(exc))
-        return _settle(ctx, store.FAILED, error=str(exc))
+        return _settle(ctx, FAILED, error=str(exc))
     except OperationalError as exc:
         log.error("job dead: needs a person", error=str(exc))
-        return _settle(ctx, store.DEAD, error=str(exc))
+        return _settle(ctx, DEAD, error=str(exc))
     except Exception as exc:  # any other failure is retried, then dead-lettered
         error = f"{type(exc).__name__}: {exc}"
         if job.attempts >= job.max_attempts:
             log.error("job dead: attempts exhausted", error=error, exc_info=True)
-            return _settle(ctx, store.DEAD, error=f"{error} (attempt {job.attempts} of "
+            return _settle(ctx, DEAD, error=f"{error} (attempt {job.attempts} of "
                                                   f"{job.max_attempts}; giving up)")
         delay = backoff_seconds(platform, job.attempts)
         log.warning("job attempt failed; will retry", error=error, retry_in_s=delay,
                     exc_info=True)
-        run_after = store.utcnow() + timedelta(seconds=delay)
-        if not ctx.store_outcome(store.QUEUED, error=error, run_after=run_after):
+        run_after = platform.clock.now() + timedelta(seconds=delay)
+        if not ctx.store_outcome(QUEUED, error=error, run_after=run_after):
             return Outcome("lost")
-        return Outcome(store.QUEUED, retry_in=delay)
+        return Outcome(QUEUED, retry_in=delay)
 
 
-def _settle(ctx: JobContext, status: str, *, result: dict[str, Any] | None = None,
+def _settle(ctx: JobContext, status: str, *, result: JsonObject | None = None,
             error: str | None = None) -> Outcome:
     if ctx.store_outcome(status, result=result, error=error):
         return Outcome(status)
@@ -229,21 +270,21 @@ def execute_by_id(platform: Platform, job_id: str, owner: str | None = None) -> 
     Returns ``retry_in`` when the job is not runnable yet but will be: waiting out a backoff,
     or held under a lease that may belong to a dead worker and has not expired yet.
     """
-    engine = platform.engine
-    for kind, status in store.reap_expired(engine):
-        JOBS_TOTAL.labels(kind, status).inc()
+    reap_expired(platform)
     owner = owner or new_owner("celery")
-    job = store.claim_job(engine, job_id, owner, platform.settings.job_lease_seconds)
+    now = platform.clock.now()
+    with platform.database.write() as uow:
+        job = uow.jobs.claim(job_id, owner, platform.settings.job_lease_seconds, now)
     if job is not None:
         return run_claimed(platform, job, owner)
-    with engine.connect() as conn:
-        current = store.fetch_job(conn, job_id)
+    with platform.database.read(primary=True) as uow:
+        current = uow.jobs.get(job_id)
     if current is None:
         return Outcome("missing")
-    now = store.utcnow()
-    if current.status == store.QUEUED and current.run_after > now:
-        return Outcome(store.QUEUED, retry_in=(current.run_after - now).total_seconds())
-    if current.status == store.RUNNING and current.lease_expires_at is not None:
+    now = platform.clock.now()
+    if current.status == QUEUED and current.run_after > now:
+        return Outcome(QUEUED, retry_in=(current.run_after - now).total_seconds())
+    if current.status == RUNNING and current.lease_expires_at is not None:
         wait = (current.lease_expires_at - now).total_seconds()
-        return Outcome(store.RUNNING, retry_in=max(wait, 0.0) + 1.0)
+        return Outcome(RUNNING, retry_in=max(wait, 0.0) + 1.0)
     return Outcome(current.status)

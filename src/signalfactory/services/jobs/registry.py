@@ -30,23 +30,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy.engine import Connection
-
-from signalfactory.adapters.storage import jobs as store
-from signalfactory.adapters.storage.jobs import STATUSES, Job
-from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.domain.jobs import FAILED, STATUSES, SUCCEEDED, Job, JsonObject, NewJob
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
+    from signalfactory.services.ports import UnitOfWork
 
 log = get_logger("signalfactory.jobs")
 
 #: Modules imported before any job is submitted or run; each registers kinds at import.
-TASK_MODULES: list[str] = ["signalfactory.services.jobs.tasks", "signalfactory.ops.tasks"]
+TASK_MODULES: list[str] = [
+    "signalfactory.services.jobs.tasks",
+    "signalfactory.services.marketdata.tasks",
+    "signalfactory.services.backtests.tasks",
+    "signalfactory.services.scans.tasks",
+    "signalfactory.ops.tasks",
+]
 
 
 class TaskContext(Protocol):
@@ -64,12 +68,12 @@ class TaskContext(Protocol):
         """True when the job should stop: cancel requested, lease lost, or worker stopping.
         A task that sees it should raise :class:`JobCancelled`."""
 
-    def on_commit(self, write: Callable[[Connection], None]) -> None:
-        """Run ``write`` inside the transaction that stores the result, only if this attempt
+    def on_commit(self, write: Callable[[UnitOfWork], None]) -> None:
+        """Run ``write`` in the unit of work that stores the result, only if this attempt
         still owns the job: effects written this way happen exactly once."""
 
 
-TaskFn = Callable[[TaskContext, dict[str, Any]], dict[str, Any] | None]
+TaskFn = Callable[[TaskContext, JsonObject], JsonObject | None]
 
 
 class JobCancelled(Exception):  # noqa: N818 - it is a signal from the task, not an error
@@ -95,11 +99,6 @@ def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None) -> 
         raise ValueError(f"job kind must be 1..64 of A-Z a-z 0-9 _ . : -, got {kind!r}")
     _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts)
     return fn
-
-
-def task(kind: str, *, max_attempts: int | None = None) -> Callable[[TaskFn], TaskFn]:
-    """Decorator form of :func:`register_task`."""
-    return lambda fn: register_task(kind, fn, max_attempts=max_attempts)
 
 
 def get_task(kind: str) -> TaskSpec | None:
@@ -129,14 +128,14 @@ def ensure_tasks_loaded(module_names: list[str] | None = None) -> None:
 
 # -- use cases --------------------------------------------------------------------------------
 
-def submit(platform: Platform, kind: str, payload: dict[str, Any] | None = None, *,
+def submit(platform: Platform, kind: str, payload: JsonObject | None = None, *,
            tenant_id: int = DEFAULT_TENANT_ID, priority: int = 0,
            max_attempts: int | None = None, dedupe_key: str | None = None,
-           conn: Connection | None = None) -> Job:
+           uow: UnitOfWork | None = None) -> Job:
     """Record a job and hand it to a worker. Returns the job (the existing one when
     ``dedupe_key`` was used before by this tenant with the same kind and payload).
 
-    With ``conn`` the job is written in the caller's transaction and NOT dispatched: call
+    With ``uow`` the job is written in the caller's unit of work and NOT announced: call
     :func:`dispatch` after the commit (workers find it anyway by polling or the sweep, only
     later).
     """
@@ -151,49 +150,41 @@ def submit(platform: Platform, kind: str, payload: dict[str, Any] | None = None,
     attempts = max_attempts or spec.max_attempts or platform.settings.job_max_attempts
     if not 1 <= attempts <= 100:
         raise BadInputError(f"max_attempts must be between 1 and 100, got {attempts}")
-
-    def _insert(c: Connection) -> tuple[Job, bool]:
-        return store.insert_job(c, kind=kind, payload=payload, tenant_id=tenant_id,
-                                max_attempts=attempts, priority=priority,
-                                dedupe_key=dedupe_key)
-
-    if conn is not None:
-        job, created = _insert(conn)
+    new = NewJob(kind=kind, payload=payload, tenant_id=tenant_id, max_attempts=attempts,
+                 priority=priority, dedupe_key=dedupe_key)
+    if uow is not None:
+        job, created = uow.jobs.insert(new, platform.clock.now())
     else:
-        with platform.engine.begin() as c:
-            job, created = _insert(c)
+        with platform.database.write() as own:
+            job, created = own.jobs.insert(new, platform.clock.now())
     if not created and (job.kind != kind or job.payload != payload):
         raise ConflictError(f"dedupe key {dedupe_key!r} was already used for a different job "
                             f"({job.id}, kind {job.kind}); use a new key for new work")
     if created:
         log.debug("job submitted", job_id=job.id, job_kind=kind, tenant_id=tenant_id)
-        if conn is None:
+        if uow is None:
             dispatch(platform, job.id)
     return job
 
 
 def dispatch(platform: Platform, job_id: str) -> None:
-    """Tell a worker about a committed job: publish its id to Celery when a broker is
-    configured, and wake an embedded runner of this process. Never raises: a job that could
-    not be announced stays queued in the database and is picked up by polling or the sweep."""
-    if platform.settings.broker_url:
-        try:
-            from signalfactory.workers.celery_app import publish
-
-            publish(platform, [job_id])
-        except Exception as exc:  # the row is safe; announcing is best effort
-            log.warning("job queued but not published to the broker; the sweep will retry",
-                        job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-    platform.jobs.announce([job_id])
+    """Tell the workers about a committed job through the platform's job queue. Never
+    raises: a job that could not be announced stays queued and is picked up by polling or
+    the sweep."""
+    try:
+        platform.jobs.announce([job_id])
+    except Exception as exc:  # the row is safe; announcing is best effort
+        log.warning("job queued but not announced; workers will find it later",
+                    job_id=job_id, error=f"{type(exc).__name__}: {exc}")
 
 
 def get_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
     """The job, or NotFoundError (also when it belongs to another tenant)."""
-    with platform.reader.connect() as conn:
-        job = store.fetch_job(conn, job_id, tenant_id)
-    if job is None and platform.read_engine is not None:
-        with platform.engine.connect() as conn:  # just submitted: the replica may lag
-            job = store.fetch_job(conn, job_id, tenant_id)
+    with platform.database.read() as uow:
+        job = uow.jobs.get(job_id, tenant_id)
+    if job is None:
+        with platform.database.read(primary=True) as uow:  # just submitted: a replica may lag
+            job = uow.jobs.get(job_id, tenant_id)
     if job is None:
         raise NotFoundError(f"no job {job_id}")
     return job
@@ -203,9 +194,9 @@ def list_jobs(platform: Platform, *, tenant_id: int | None, status: str | None =
               kind: str | None = None, limit: int = 100, offset: int = 0) -> list[Job]:
     if status is not None and status not in STATUSES:
         raise BadInputError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
-    with platform.reader.connect() as conn:
-        return store.list_jobs(conn, tenant_id=tenant_id, status=status, kind=kind,
-                               limit=limit, offset=offset)
+    with platform.database.read() as uow:
+        return uow.jobs.find(tenant_id=tenant_id, status=status, kind=kind, limit=limit,
+                             offset=offset)
 
 
 def cancel_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
@@ -213,11 +204,11 @@ def cancel_job(platform: Platform, job_id: str, *, tenant_id: int | None = None)
 
     Cancelling a cancelled job is a no-op; a succeeded or failed job cannot be cancelled.
     """
-    with platform.engine.begin() as conn:
-        outcome = store.cancel(conn, job_id, tenant_id)
+    with platform.database.write() as uow:
+        outcome = uow.jobs.cancel(job_id, tenant_id, platform.clock.now())
     if outcome is None:
         raise NotFoundError(f"no job {job_id}")
-    if outcome in (store.SUCCEEDED, store.FAILED):
+    if outcome in (SUCCEEDED, FAILED):
         raise ConflictError(f"job {job_id} already {outcome}; there is nothing to cancel")
     log.info("job cancel", job_id=job_id, outcome=outcome)
     return _fresh(platform, job_id)
@@ -225,8 +216,8 @@ def cancel_job(platform: Platform, job_id: str, *, tenant_id: int | None = None)
 
 def retry_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) -> Job:
     """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
-    with platform.engine.begin() as conn:
-        retried = store.retry(conn, job_id, tenant_id)
+    with platform.database.write() as uow:
+        retried = uow.jobs.retry(job_id, tenant_id, platform.clock.now())
     if not retried:
         job = get_job(platform, job_id, tenant_id=tenant_id)
         raise ConflictError(f"job {job_id} is {job.status}; only dead, failed or cancelled "
@@ -238,8 +229,8 @@ def retry_job(platform: Platform, job_id: str, *, tenant_id: int | None = None) 
 
 def _fresh(platform: Platform, job_id: str) -> Job:
     """Read from the primary: the caller just wrote and a replica may lag."""
-    with platform.engine.connect() as conn:
-        job = store.fetch_job(conn, job_id)
+    with platform.database.read(primary=True) as uow:
+        job = uow.jobs.get(job_id)
     if job is None:
         raise NotFoundError(f"no job {job_id}")
     return job
@@ -250,53 +241,9 @@ def wait_for(platform: Platform, job_id: str, *, timeout: float = 60.0,
     """Poll until the job is finished (or the timeout passes); returns its last state."""
     deadline = time.monotonic() + timeout
     while True:
-        with platform.engine.connect() as conn:
-            job = store.fetch_job(conn, job_id)
-        if job is None:
-            raise NotFoundError(f"no job {job_id}")
+        job = _fresh(platform, job_id)
         if on_progress is not None:
             on_progress(job)
         if job.terminal or time.monotonic() >= deadline:
             return job
         time.sleep(poll)
-
-
-# -- wiring into a serving process ------------------------------------------------------------
-
-class JobGauges:
-    """Queue depth, running and dead-letter gauges, set from the database at scrape time
-    (installation-wide, whichever process runs the jobs)."""
-
-    def __init__(self) -> None:
-        self.kinds_seen: set[str] = set()  # a kind whose queue emptied is set to 0, not left
-
-    def refresh(self, platform: Platform) -> None:
-        from signalfactory.observability.metrics import DEAD_LETTER, JOBS_QUEUED, JOBS_RUNNING
-
-        with platform.engine.connect() as conn:
-            counts = store.counts(conn)
-        queued: dict[str, int] = {}
-        for (kind, status), n in counts.items():
-            if status == store.QUEUED:
-                queued[kind] = n
-        for kind in self.kinds_seen | set(queued):
-            JOBS_QUEUED.labels(kind).set(queued.get(kind, 0))
-        self.kinds_seen |= set(queued)
-        JOBS_RUNNING.set(sum(n for (_k, s), n in counts.items() if s == store.RUNNING))
-        DEAD_LETTER.set(sum(n for (_k, s), n in counts.items() if s == store.DEAD))
-
-
-def broker_probe(url: str, timeout: float = 2.0) -> Callable[[], str]:
-    """A readiness check for the Celery broker."""
-
-    def probe() -> str:
-        from kombu.connection import Connection as BrokerConnection
-
-        try:
-            with BrokerConnection(url, connect_timeout=timeout) as connection:
-                connection.ensure_connection(max_retries=1, timeout=timeout)
-            return "ok"
-        except Exception as exc:  # any failure makes the broker not ready
-            return f"unreachable: {type(exc).__name__}"
-
-    return probe
