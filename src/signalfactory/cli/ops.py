@@ -243,9 +243,9 @@ def data_prune(
     from signalfactory.bootstrap import build_platform
     from signalfactory.ops.retention import apply_retention, retention_config
 
-    config = retention_config()
     platform = build_platform()
     try:
+        config = retention_config(platform.settings)
         planned = apply_retention(platform, dry_run=True, config=config)
         if not as_json:
             _print_retention(planned.items, "would delete" if dry_run else "deleting")
