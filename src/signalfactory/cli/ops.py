@@ -200,9 +200,9 @@ def archive_snapshot(
     finally:
         platform.close()
     if as_json:
-        print_json(report.__dict__)
+        print_json(report.to_dict())
     else:
-        rows = sum(f["rows"] for f in report.files)
+        rows = sum(f.rows for f in report.files)
         say(f"archived {report.date}: {len(report.files)} file(s), {rows} rows, signed "
                   f"by key {report.key_id} -> {report.path}")
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import signalfactory
+from signalfactory.observability.metrics import BACKUP_RPO
 from signalfactory.ops.backup import metrics
 from signalfactory.ops.backup.crypto import Digest, default_compression, encrypt_stream, hashing
 from signalfactory.ops.backup.fetch import Progress, backup_key
@@ -80,5 +81,5 @@ def run_scheduled_backup(platform: Platform, dest: str,
                          rpo_seconds: float | None = None) -> Manifest:
     """What the scheduler calls every RPO interval; exports the configured RPO as a gauge."""
     if rpo_seconds is not None:
-        metrics.BACKUP_RPO.set(rpo_seconds)
+        BACKUP_RPO.set(rpo_seconds)
     return create_backup(platform, dest)

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import bar_segments
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.ops.backup import pgtools
 from signalfactory.ops.backup.checks import bar_checks, table_checks
@@ -124,7 +125,8 @@ def copy_sqlite(source: Path, dest: Path) -> None:
 
 
 def _columnar_root(platform: Platform) -> Path | None:
-    return platform.bars.root if isinstance(platform.bars, ColumnarBarStore) else None
+    store = sql_database(platform.database).bar_store
+    return store.root if isinstance(store, ColumnarBarStore) else None
 
 
 @contextmanager
@@ -162,7 +164,7 @@ def _postgres_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
     live_bars = _columnar_root(platform)
     url = platform.settings.resolved_database_url
     for _attempt in range(_RETRIES):
-        with platform.engine.connect() as conn:
+        with sql_database(platform.database).engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ",
                                           postgresql_readonly=True)
             with conn.begin():
