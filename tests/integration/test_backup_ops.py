@@ -245,7 +245,8 @@ def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
          "assert outcome is not None and outcome.status == 'succeeded', outcome\n"],
         env={**os.environ, **backup_env}, capture_output=True, text=True, timeout=120)
     assert worker.returncode == 0, worker.stdout + worker.stderr
-    (made,) = list_backups(str(dest))
+    (listed,) = list_backups(str(dest))
+    made = listed.to_dict()
 
     import dataclasses
 

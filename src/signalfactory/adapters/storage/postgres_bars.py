@@ -188,7 +188,8 @@ class PostgresBarStore:
         """Stored bars of ``incoming``'s instruments within its time span, sorted."""
         where = self._where(timeframe, np.unique(incoming.instrument_id),
                             int(incoming.ts.min()), int(incoming.ts.max()))
-        assert where is not None
+        if where is None:  # only ids outside int4 filter to nothing; stored ids never are
+            raise BadInputError("bars to write name no instrument id the bars table can hold")
         pg.execute("SELECT set_config('jit', 'off', true)")
         return sort_columns(self.reader.fetch(pg, self._select(None, where, ordered=False)))
 
@@ -331,7 +332,8 @@ class PostgresBarStore:
             raw_conn = engine.raw_connection()
             try:
                 pg = raw_conn.driver_connection
-                assert isinstance(pg, psycopg.Connection)
+                if not isinstance(pg, psycopg.Connection):
+                    raise TypeError("the bars engine must use the psycopg (3) driver")
                 pg.autocommit = True
                 try:
                     pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

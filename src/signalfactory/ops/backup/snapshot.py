@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -48,14 +48,14 @@ class PartSource:
     open: Callable[[], AbstractContextManager[IO[bytes]]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
     backend: str
     bar_store: str
     schema_revision: str | None
     tables: dict[str, TableCheck]
     bars: dict[str, TableCheck]
-    parts: list[PartSource] = field(default_factory=list)
+    parts: tuple[PartSource, ...]
 
 
 def _file_opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
@@ -148,11 +148,11 @@ def _sqlite_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="sqlite", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
-                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None))
+                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
+                    parts=(PartSource(SQLITE_PART, "sqlite", _file_opener(staged_db)),
+                           *_segment_parts(staging / "bars", rels)))
         finally:
             engine.dispose()
-        snap.parts = [PartSource(SQLITE_PART, "sqlite", _file_opener(staged_db)),
-                      *_segment_parts(staging / "bars", rels)]
         yield snap
         return
     raise OperationalError("the bar store kept changing during the snapshot (compactions); "
@@ -177,11 +177,10 @@ def _postgres_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="postgresql", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
-                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None))
-                snap.parts = [
-                    PartSource(PG_PART, "pg_dump",
-                               partial(pgtools.pg_dump_stream, url, snapshot_id)),
-                    *_segment_parts(staging / "bars", rels)]
+                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
+                    parts=(PartSource(PG_PART, "pg_dump",
+                                      partial(pgtools.pg_dump_stream, url, snapshot_id)),
+                           *_segment_parts(staging / "bars", rels)))
                 # The exporting transaction stays open until the dump is done: pg_dump
                 # imports the snapshot when it starts, and it must still exist then.
                 yield snap
