@@ -16,7 +16,7 @@ from signalfactory.ops.retention import DEFAULT_RETENTION, apply_retention, rete
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.platform import Platform
 from signalfactory.settings import load_settings
-from tests.helpers import cli, fingerprint
+from tests.helpers import cli, engine_of, fingerprint
 from tests.integration.backup_fixtures import add_signals, parse_json
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -73,7 +73,7 @@ def test_dry_run_then_prune(platform: Platform) -> None:
     daily = load_universe(platform, Timeframe.parse("1d"))
     assert daily.n_bars == 25
     assert daily.ts.min() >= int((NOW - timedelta(days=61)).timestamp()) * 1_000_000_000
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM signals").scalar() == 2
     again = parse_json(cli("data", "prune", "--dry-run", "--json").stdout)
     assert again["items"] == []  # nothing left to prune
