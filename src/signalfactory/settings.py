@@ -6,15 +6,17 @@ config file is refused, because config files get committed, copied into images a
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.timeframes import Timeframe
 
 SECRET_FIELDS: tuple[str, ...] = (
     "backup_key",
@@ -22,6 +24,44 @@ SECRET_FIELDS: tuple[str, ...] = (
     "webhook_signing_secret",
     "database_password",
 )
+
+
+#: Retention limits in days by table, then by timeframe (``"*"``: any other); None keeps forever.
+RetentionLimits = dict[str, dict[str, int | None]]
+
+#: The file under ``home`` whose existence means a restore is running (``/readyz`` fails).
+RESTORE_MARKER = "restore-in-progress"
+
+
+def parse_retention(value: object) -> RetentionLimits:
+    """``SIGNALFACTORY_RETENTION`` (JSON text, or a table from the config file) checked for
+    shape, timeframes and day counts. Whether each table exists is checked where the schema
+    is known (``ops.retention``)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"SIGNALFACTORY_RETENTION is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadInputError('SIGNALFACTORY_RETENTION must be an object like '
+                            '{"bars": {"1m": 30}, "signals": {"*": 365}}')
+    limits: RetentionLimits = {}
+    for table, rules in value.items():
+        if not isinstance(rules, dict):
+            raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}] must map timeframes "
+                                'to days, e.g. {"1m": 30, "*": 365}')
+        for tf, days in rules.items():
+            if tf != "*":
+                Timeframe.parse(tf)
+            if days is not None and (not isinstance(days, int) or isinstance(days, bool)
+                                     or days < 1):
+                raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}][{tf!r}] must be a "
+                                    f"whole number of days >= 1, or null to keep forever; "
+                                    f"got {days!r}")
+        limits[str(table)] = dict(rules)
+    return limits
 
 
 def rpo_cron(rpo_seconds: int) -> str:
@@ -132,6 +172,11 @@ class Settings(BaseSettings):
                                     description="Recovery point objective of scheduled backups.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    retention: Annotated[RetentionLimits, NoDecode] = Field(
+        default_factory=dict,
+        description='Retention in days merged over the defaults, by table then timeframe ("*": '
+                    'any other; null keeps forever), as JSON, e.g. {"bars": {"1m": 30}, '
+                    '"signals": {"*": 365}}.')
     schedules: list[ScheduleEntry] = Field(
         default_factory=list,
         description='Cron entries as JSON, e.g. [{"name": "collect-daily", "cron": '
@@ -148,7 +193,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _secrets_from_files(cls, data: Any) -> Any:
+    def _secrets_from_files(cls, data: object) -> object:
         """Fill ``<name>`` from ``SIGNALFACTORY_<NAME>_FILE`` when the value itself is unset."""
         if not isinstance(data, dict):
             return data
@@ -164,6 +209,11 @@ class Settings(BaseSettings):
                         f"SIGNALFACTORY_{name.upper()}_FILE points at {path!r}, which cannot be "
                         f"read ({exc.strerror}); fix the path or its permissions") from exc
         return data
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention_limits(cls, value: object) -> RetentionLimits:
+        return parse_retention(value)
 
     @field_validator("schedule_timezone")
     @classmethod
@@ -225,6 +275,10 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         return self.home / "data"
 
+    @property
+    def restore_marker(self) -> Path:
+        return self.home / RESTORE_MARKER
+
 
 def _load_config_file(path: Path) -> dict[str, Any]:
     import tomllib
@@ -247,11 +301,13 @@ def _load_config_file(path: Path) -> dict[str, Any]:
     return dict(section)
 
 
-def load_settings(**overrides: Any) -> Settings:
+def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, an optional TOML config file, then explicit overrides."""
     env_file = os.environ.get("SIGNALFACTORY_CONFIG_FILE")
-    config_path = overrides.get("config_file") or (Path(env_file) if env_file else None)
-    file_values: dict[str, Any] = _load_config_file(Path(config_path)) if config_path else {}
+    given = overrides.get("config_file") or env_file
+    if given is not None and not isinstance(given, str | Path):
+        raise BadInputError(f"config_file must be a path, not {type(given).__name__}")
+    file_values: dict[str, Any] = _load_config_file(Path(given)) if given else {}
     # The environment wins over the file: pydantic-settings gives init kwargs priority, so only
     # pass file values that the environment does not set.
     for key in list(file_values):

@@ -28,6 +28,7 @@ from signalfactory.adapters.storage.tables import (
 )
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
+from tests.helpers import engine_of
 
 KEY_B64 = base64.b64encode(bytes(range(32))).decode()
 OTHER_KEY_HEX = bytes(range(100, 132)).hex()
@@ -48,7 +49,7 @@ def seed(platform: Platform, *, symbols: int = 3, bars: int = 40, seed_: int = 7
 
 def add_signals(platform: Platform, when: list[datetime], timeframe: str = "1d") -> None:
     """A strategy, a version and one signal per timestamp (first instrument)."""
-    with platform.engine.begin() as conn:
+    with engine_of(platform).begin() as conn:
         tenant = conn.execute(sa.select(tenants.c.id).order_by(tenants.c.id)).scalar()
         inst = conn.execute(sa.select(instruments.c.id).order_by(instruments.c.id)).scalar()
         strategy = conn.execute(strategies.insert().values(

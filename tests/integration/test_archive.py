@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signalfactory.services.platform import Platform
-from tests.helpers import cli
+from tests.helpers import cli, engine_of
 from tests.integration.backup_fixtures import add_signals, day, parse_json, seed
 
 SEED = bytes(range(1, 33))
@@ -29,7 +29,7 @@ def signing_env(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def _first_day(platform: Platform) -> str:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         if platform.settings.is_sqlite:
             from signalfactory.adapters.storage.tables import bar_segments
 
@@ -131,7 +131,7 @@ def test_pem_key_from_file_and_pinned_public_key(platform: Platform, tmp_path: P
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_without_a_signals_table(signing_env: str, platform: Platform,
                                  tmp_path: Path) -> None:
-    with platform.engine.begin() as conn:
+    with engine_of(platform).begin() as conn:
         conn.exec_driver_sql("DROP TABLE signals")
     seed(platform, symbols=2, bars=5)
     when = _first_day(platform)

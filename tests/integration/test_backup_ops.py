@@ -20,7 +20,7 @@ from signalfactory.ops.backup.fetch import list_backups
 from signalfactory.ops.backup.manifest import MANIFEST_NAME
 from signalfactory.ops.backup.prune import Policy, prune_backups
 from signalfactory.services.platform import Platform
-from tests.helpers import cli, fingerprint
+from tests.helpers import cli, engine_of, fingerprint
 from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name
     backup_env_fixture,
     parse_json,
@@ -73,7 +73,7 @@ def test_restore_refuses_a_non_empty_target_unless_forced(
     assert forced.exit_code == 0, forced.output
     assert parse_json(forced.stdout)["replaced_existing"] is True
     fresh = build_platform()
-    with fresh.engine.connect() as conn:
+    with engine_of(fresh).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM instruments").scalar() == 3
     fresh.close()
 
@@ -245,7 +245,8 @@ def test_a_backup_job_run_by_another_process_is_exported_by_the_api(
          "assert outcome is not None and outcome.status == 'succeeded', outcome\n"],
         env={**os.environ, **backup_env}, capture_output=True, text=True, timeout=120)
     assert worker.returncode == 0, worker.stdout + worker.stderr
-    (made,) = list_backups(str(dest))
+    (listed,) = list_backups(str(dest))
+    made = listed.to_dict()
 
     import dataclasses
 

@@ -3,6 +3,7 @@ real prune deletes exactly what it announced, on both backends and both bar stor
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -14,7 +15,8 @@ from signalfactory.domain.timeframes import Timeframe
 from signalfactory.ops.retention import DEFAULT_RETENTION, apply_retention, retention_config
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.platform import Platform
-from tests.helpers import cli, fingerprint
+from signalfactory.settings import load_settings
+from tests.helpers import cli, engine_of, fingerprint
 from tests.integration.backup_fixtures import add_signals, parse_json
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -71,7 +73,7 @@ def test_dry_run_then_prune(platform: Platform) -> None:
     daily = load_universe(platform, Timeframe.parse("1d"))
     assert daily.n_bars == 25
     assert daily.ts.min() >= int((NOW - timedelta(days=61)).timestamp()) * 1_000_000_000
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM signals").scalar() == 2
     again = parse_json(cli("data", "prune", "--dry-run", "--json").stdout)
     assert again["items"] == []  # nothing left to prune
@@ -83,12 +85,14 @@ def test_configured_limits_override_defaults(platform: Platform,
     _populate(platform)
     monkeypatch.setenv("SIGNALFACTORY_RETENTION",
                        '{"bars": {"1m": 1, "1d": null}, "signals": {"1d": 5}}')
+    # The limits are a setting: a platform built from the changed environment sees them.
+    platform = dataclasses.replace(platform, settings=load_settings())
     report = apply_retention(platform, dry_run=True)
     counts = {(i.table, i.timeframe): i.rows for i in report.items}
     # 1m: everything older than one day (the 40 recent bars are two days old);
     # 1d bars kept forever; signals older than 5 days: 3 old + the 6-day-old one.
     assert counts == {("bars", "1m"): 90, ("signals", "1d"): 4}
-    assert retention_config()["bars"]["5m"] == DEFAULT_RETENTION["bars"]["5m"]
+    assert retention_config(platform.settings)["bars"]["5m"] == DEFAULT_RETENTION["bars"]["5m"]
 
 
 @pytest.mark.parametrize("raw, words", [

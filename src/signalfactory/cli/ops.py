@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
 
 from signalfactory.cli.common import err, handle_errors, out, print_json, progress_bar
 from signalfactory.domain.errors import OperationalError
+
+if TYPE_CHECKING:
+    # Commands import their operations when they run: `--help` stays fast.
+    from signalfactory.ops.retention import PruneItem
 
 backup_app = typer.Typer(help="Encrypted backups: create, list, verify, restore, prune.",
                          no_args_is_help=True)
@@ -53,7 +58,7 @@ def backup_create(
     finally:
         platform.close()
     if as_json:
-        print_json({**manifest.summary(), "destination": to})
+        print_json({**manifest.summary().to_dict(), "destination": to})
     else:
         say(f"backup {manifest.id}: {len(manifest.parts)} part(s), "
                   f"{_mib(manifest.size)} in {manifest.seconds:.1f} s -> {to}")
@@ -64,20 +69,20 @@ def backup_create(
 def backup_list(source: Dest, as_json: AsJson = False) -> None:
     """Complete backups (with a manifest), oldest first."""
     from signalfactory.ops.backup.fetch import list_backups
+    from signalfactory.ops.backup.manifest import UnreadableBackup
 
     rows = list_backups(source)
     if as_json:
-        print_json(rows)
+        print_json([r.to_dict() for r in rows])
         return
     table = Table(Column("id", no_wrap=True), "version", "schema", "backend",
                   Column("size", no_wrap=True), "rows")
     for r in rows:
-        if "error" in r:
-            table.add_row(str(r["id"]), f"[red]{r['error']}[/]", "", "", "", "")
+        if isinstance(r, UnreadableBackup):
+            table.add_row(r.id, f"[red]{r.error}[/]", "", "", "", "")
             continue
-        table.add_row(str(r["id"]), str(r["app_version"]),
-                      str(r["schema_revision"]), str(r["backend"]),
-                      _mib(float(r["size_bytes"])), str(r["rows"]))  # type: ignore[arg-type]
+        table.add_row(r.id, r.app_version, str(r.schema_revision), r.backend,
+                      _mib(float(r.size_bytes)), str(r.rows))
     out.print(table)
 
 
@@ -172,11 +177,11 @@ def dr_drill(
     finally:
         platform.close()
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        say(f"drill ok: backup {result['backup_id']}, RTO {result['rto_seconds']} s "
-                  f"(restore {result['restore_seconds']} s + verify "
-                  f"{result['verify_seconds']} s), RPO {result['rpo_seconds']} s")
+        say(f"drill ok: backup {result.backup_id}, RTO {result.rto_seconds} s "
+            f"(restore {result.restore_seconds} s + verify {result.verify_seconds} s), "
+            f"RPO {result.rpo_seconds} s")
 
 
 @archive_app.command("snapshot")
@@ -200,9 +205,9 @@ def archive_snapshot(
     finally:
         platform.close()
     if as_json:
-        print_json(report.__dict__)
+        print_json(report.to_dict())
     else:
-        rows = sum(f["rows"] for f in report.files)
+        rows = sum(f.rows for f in report.files)
         say(f"archived {report.date}: {len(report.files)} file(s), {rows} rows, signed "
                   f"by key {report.key_id} -> {report.path}")
 
@@ -243,9 +248,9 @@ def data_prune(
     from signalfactory.bootstrap import build_platform
     from signalfactory.ops.retention import apply_retention, retention_config
 
-    config = retention_config()
     platform = build_platform()
     try:
+        config = retention_config(platform.settings)
         planned = apply_retention(platform, dry_run=True, config=config)
         if not as_json:
             _print_retention(planned.items, "would delete" if dry_run else "deleting")
@@ -258,7 +263,7 @@ def data_prune(
         say(f"deleted {done.rows} row(s)")
 
 
-def _print_retention(items: list, verb: str) -> None:  # type: ignore[type-arg]
+def _print_retention(items: Sequence[PruneItem], verb: str) -> None:
     if not items:
         say("nothing is past its retention")
         return

@@ -13,6 +13,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger, Processor
 
 _SENSITIVE_KEY = re.compile(r"(secret|password|passwd|token|api[_-]?key|authorization|"
                             r"backup_key|signing_key|cookie)", re.IGNORECASE)
@@ -30,7 +31,7 @@ class SecretRedactor:
         if secret and len(secret) >= 4 and secret not in self.secrets:
             self.secrets = sorted([*self.secrets, secret], key=len, reverse=True)
 
-    def _clean(self, value: Any) -> Any:
+    def _clean(self, value: object) -> object:
         if isinstance(value, str):
             for secret in self.secrets:
                 if secret in value:
@@ -43,7 +44,7 @@ class SecretRedactor:
             return type(value)(self._clean(v) for v in value)
         return value
 
-    def __call__(self, _logger: Any, _name: str,
+    def __call__(self, _logger: object, _name: str,
                  event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key in list(event):
             if _SENSITIVE_KEY.search(key):
@@ -79,15 +80,15 @@ def configure_logging(fmt: str = "auto", level: str = "INFO",
     for secret in secrets:
         redactor.add(secret)
     json_output = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
-    shared: list[Any] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redactor,
     ]
-    renderer: Any = (structlog.processors.JSONRenderer() if json_output
-                     else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
+    renderer: Processor = (structlog.processors.JSONRenderer() if json_output
+                           else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -96,7 +97,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO",
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, alembic) get the same lines.
-    handler = logging.StreamHandler(_CurrentStdout())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(_CurrentStdout())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
@@ -108,8 +109,11 @@ def configure_logging(fmt: str = "auto", level: str = "INFO",
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def get_logger(name: str | None = None) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    """A logger of the configured wrapper class (``configure_logging``): the filtering bound
+    logger, with the standard methods (``info``, ``warning``, ``bind``...)."""
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
 
 
 bind_context = structlog.contextvars.bind_contextvars

@@ -1,1 +1,2 @@
-"""Operations: logging, metrics, health, backups, archives, retention."""
+"""Operations use cases: backups, archives, retention, data freshness (above services,
+below bootstrap; they may work below the repositories with SQLAlchemy)."""

@@ -20,10 +20,9 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,10 +32,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 import signalfactory
+from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.services.platform import Platform
 from signalfactory.settings import Settings
 
@@ -126,12 +128,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _bar_tables(platform: Platform, conn: sa.Connection, start_ns: int) -> dict[str, pa.Table]:
+def _bar_tables(store: BarStore, conn: sa.Connection, start_ns: int) -> dict[str, pa.Table]:
     names = SqlInstrumentRepository(conn).symbols()
     out = {}
-    for tf in sorted(platform.bars.timeframes(conn)):
-        cols = platform.bars.read_columns(conn, Timeframe.parse(tf), None, start_ns,
-                                          start_ns + _NS_PER_DAY - 1)
+    for tf in sorted(store.timeframes(conn)):
+        cols = store.read_columns(conn, Timeframe.parse(tf), None, start_ns,
+                                  start_ns + _NS_PER_DAY - 1)
         if not len(cols):
             continue
         out[f"bars_{tf}.parquet"] = pa.table({
@@ -143,7 +145,7 @@ def _bar_tables(platform: Platform, conn: sa.Connection, start_ns: int) -> dict[
     return out
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     return value
@@ -165,13 +167,29 @@ def _signals_table(conn: sa.Connection, day_start: datetime) -> pa.Table | None:
                          for k, vals in columns.items()})
 
 
-@dataclass
+@dataclass(frozen=True)
+class ArchivedFile:
+    """One file of a snapshot as its manifest lists it."""
+
+    name: str
+    rows: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class SnapshotReport:
     path: str
     date: str
-    files: list[dict[str, Any]]
+    files: tuple[ArchivedFile, ...]
     signals: str
     key_id: str
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``archive snapshot --json`` form."""
+        return {"path": self.path, "date": self.date,
+                "files": [asdict(f) for f in self.files], "signals": self.signals,
+                "key_id": self.key_id}
 
 
 def snapshot(platform: Platform, day: date, out_dir: Path | None = None, *,
@@ -183,9 +201,10 @@ def snapshot(platform: Platform, day: date, out_dir: Path | None = None, *,
         raise BadInputError(f"an archive for {day} already exists at {final}; pass --force to "
                             "replace it")
     day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    start_ns = int(day_start.timestamp()) * 1_000_000_000
-    with platform.reader.connect() as conn:
-        tables = _bar_tables(platform, conn, start_ns)
+    start_ns = datetime_to_ns(day_start)
+    database = sql_database(platform.database)
+    with database.reader.connect() as conn:
+        tables = _bar_tables(database.bar_store, conn, start_ns)
         signals = _signals_table(conn, day_start)
     if signals is not None:
         tables["signals.parquet"] = signals
@@ -195,17 +214,19 @@ def snapshot(platform: Platform, day: date, out_dir: Path | None = None, *,
         files = []
         for name, table in sorted(tables.items()):
             pq.write_table(table, staging / name, compression="zstd")
-            files.append({"name": name, "rows": table.num_rows,
-                          "size": (staging / name).stat().st_size,
-                          "sha256": _sha256(staging / name)})
+            files.append(ArchivedFile(name=name, rows=table.num_rows,
+                                      size=(staging / name).stat().st_size,
+                                      sha256=_sha256(staging / name)))
         public = key.public_key()
-        manifest: dict[str, Any] = {"format": FORMAT, "date": day.isoformat(),
+        included = "included" if signals is not None else "no signals table"
+        key_id = key_fingerprint(public)
+        manifest = {"format": FORMAT, "date": day.isoformat(),
                     "created_at": datetime.now(UTC).isoformat(),
                     "app_version": signalfactory.__version__,
-                    "signals": "included" if signals is not None else "no signals table",
-                    "files": files,
+                    "signals": included,
+                    "files": [asdict(f) for f in files],
                     "public_key": base64.b64encode(_public_raw(public)).decode(),
-                    "key_id": key_fingerprint(public)}
+                    "key_id": key_id}
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
         (staging / MANIFEST).write_bytes(body)
         (staging / SIGNATURE).write_text(base64.b64encode(key.sign(body)).decode() + "\n")
@@ -215,30 +236,31 @@ def snapshot(platform: Platform, day: date, out_dir: Path | None = None, *,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SnapshotReport(path=str(final), date=day.isoformat(), files=files,
-                          signals=manifest["signals"], key_id=manifest["key_id"])
+    return SnapshotReport(path=str(final), date=day.isoformat(), files=tuple(files),
+                          signals=included, key_id=key_id)
 
 
 # -- verify -------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class VerifyResult:
     path: str
-    signature: str = "ok"
-    key: str = ""
-    pinned: bool = False
-    failures: dict[str, str] = field(default_factory=dict)
-    checked: list[str] = field(default_factory=list)
-    unlisted: list[str] = field(default_factory=list)
+    signature: str
+    key: str
+    pinned: bool
+    failures: dict[str, str]
+    checked: tuple[str, ...]
+    unlisted: tuple[str, ...]
 
     @property
     def ok(self) -> bool:
         return self.signature == "ok" and not self.failures
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
+        """The ``archive verify --json`` form."""
         return {"ok": self.ok, "path": self.path, "signature": self.signature,
                 "key_id": self.key, "pinned_key": self.pinned, "failures": self.failures,
-                "checked": self.checked, "unlisted": self.unlisted}
+                "checked": list(self.checked), "unlisted": list(self.unlisted)}
 
 
 def _pinned_key(settings: Settings, public_key: str | None) -> Ed25519PublicKey | None:
@@ -251,12 +273,39 @@ def _pinned_key(settings: Settings, public_key: str | None) -> Ed25519PublicKey 
     return None
 
 
+def _signature_problem(key: Ed25519PublicKey, embedded: Ed25519PublicKey,
+                       folder: Path, body: bytes) -> str | None:
+    """Why the manifest's signature (present) does not hold; None when it verifies."""
+    try:
+        signature = base64.b64decode((folder / SIGNATURE).read_text().strip(), validate=True)
+        key.verify(signature, body)
+    except (InvalidSignature, binascii.Error, ValueError):
+        if key_fingerprint(embedded) != key_fingerprint(key):
+            return (f"signed by another key: the manifest names key "
+                    f"{key_fingerprint(embedded)}, the pinned key is {key_fingerprint(key)}")
+        return "does not verify: manifest.json was changed after signing"
+    return None
+
+
+def _file_problem(folder: Path, name: str, entry: dict[str, object]) -> str | None:
+    file = folder / name
+    if "/" in name or name.startswith(".") or not name:
+        return "unsafe file name in manifest"
+    if not file.is_file():
+        return "missing"
+    if file.stat().st_size != entry.get("size"):
+        return (f"size {file.stat().st_size} bytes, manifest says {entry.get('size')} "
+                "(truncated or replaced)")
+    if _sha256(file) != entry.get("sha256"):
+        return "SHA-256 differs from the manifest (modified)"
+    return None
+
+
 def verify(settings: Settings, path: Path, public_key: str | None = None) -> VerifyResult:
     folder = path.parent if path.name == MANIFEST else path
     if not (folder / MANIFEST).is_file():
         raise BadInputError(f"{folder} holds no {MANIFEST}; give the folder of an archive "
                             "snapshot (for example .signalfactory/archive/2024-01-02)")
-    result = VerifyResult(path=str(folder))
     body = (folder / MANIFEST).read_bytes()
     try:
         manifest = json.loads(body)
@@ -267,37 +316,24 @@ def verify(settings: Settings, path: Path, public_key: str | None = None) -> Ver
                                "be trusted") from exc
     pinned = _pinned_key(settings, public_key)
     key = pinned or embedded
-    result.pinned = pinned is not None
-    result.key = key_fingerprint(key)
-    try:
-        signature = base64.b64decode((folder / SIGNATURE).read_text().strip(), validate=True)
-        key.verify(signature, body)
-    except FileNotFoundError:
-        result.signature = f"{SIGNATURE} is missing"
-        result.failures[SIGNATURE] = "missing"
-    except (InvalidSignature, binascii.Error, ValueError):
-        if key_fingerprint(embedded) != result.key:
-            result.signature = (f"signed by another key: the manifest names key "
-                                f"{key_fingerprint(embedded)}, the pinned key is {result.key}")
-        else:
-            result.signature = "does not verify: manifest.json was changed after signing"
-        result.failures[MANIFEST] = f"signature {result.signature}"
+    failures: dict[str, str] = {}
+    if not (folder / SIGNATURE).is_file():
+        problem: str | None = f"{SIGNATURE} is missing"
+        failures[SIGNATURE] = "missing"
+    elif (problem := _signature_problem(key, embedded, folder, body)) is not None:
+        failures[MANIFEST] = f"signature {problem}"
     listed = set()
+    checked = []
     for entry in files:
         name = str(entry.get("name", ""))
         listed.add(name)
-        file = folder / name
-        if "/" in name or name.startswith(".") or not name:
-            result.failures[name or "?"] = "unsafe file name in manifest"
-        elif not file.is_file():
-            result.failures[name] = "missing"
-        elif file.stat().st_size != entry.get("size"):
-            result.failures[name] = (f"size {file.stat().st_size} bytes, manifest says "
-                                     f"{entry.get('size')} (truncated or replaced)")
-        elif _sha256(file) != entry.get("sha256"):
-            result.failures[name] = "SHA-256 differs from the manifest (modified)"
+        file_problem = _file_problem(folder, name, entry)
+        if file_problem is None:
+            checked.append(name)
         else:
-            result.checked.append(name)
-    result.unlisted = sorted(p.name for p in folder.iterdir()
-                             if p.name not in listed | {MANIFEST, SIGNATURE})
-    return result
+            failures[name or "?"] = file_problem
+    unlisted = sorted(p.name for p in folder.iterdir()
+                      if p.name not in listed | {MANIFEST, SIGNATURE})
+    return VerifyResult(path=str(folder), signature=problem or "ok", key=key_fingerprint(key),
+                        pinned=pinned is not None, failures=failures, checked=tuple(checked),
+                        unlisted=tuple(unlisted))

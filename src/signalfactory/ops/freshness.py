@@ -7,14 +7,16 @@ collector's name) to keep label cardinality bounded: never a symbol or a file pa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC
-from typing import Any
 
 import sqlalchemy as sa
 
 from signalfactory.adapters.storage.tables import ingests
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.metrics import MARKET_DATA_LAST_BAR, MARKET_DATA_MAX_STALENESS
+from signalfactory.services.platform import Platform
 
 # Allowed age of the newest bar before data counts as stale, by timeframe: a few bars, and for
 # daily and weekly bars a long weekend on top.
@@ -36,7 +38,17 @@ def allowed_staleness(timeframe: Timeframe) -> int:
     return allowance + (_WEEKEND_SECONDS if timeframe.seconds >= 86400 else 0)
 
 
-def newest_bars(conn: sa.Connection) -> dict[tuple[str, str], float]:
+@dataclass(frozen=True)
+class Freshness:
+    """The newest bar of one source kind and timeframe, and how old it may get."""
+
+    source_kind: str
+    timeframe: str
+    newest: float  # seconds since the epoch
+    allowed_staleness: int  # seconds
+
+
+def newest_bars(conn: sa.Connection) -> list[Freshness]:
     rows = conn.execute(sa.select(ingests.c.source, ingests.c.timeframe,
                                   sa.func.max(ingests.c.max_ts))
                         .group_by(ingests.c.source, ingests.c.timeframe))
@@ -47,12 +59,15 @@ def newest_bars(conn: sa.Connection) -> dict[tuple[str, str], float]:
         key = (source_kind(source), timeframe)
         stamp = (max_ts if max_ts.tzinfo else max_ts.replace(tzinfo=UTC)).timestamp()
         newest[key] = max(newest.get(key, 0.0), stamp)
-    return newest
+    return [Freshness(kind, timeframe, stamp, allowed_staleness(Timeframe.parse(timeframe)))
+            for (kind, timeframe), stamp in newest.items()]
 
 
-def refresh_freshness(platform: Any) -> None:
-    with platform.reader.connect() as conn:
-        for (kind, timeframe), stamp in newest_bars(conn).items():
-            MARKET_DATA_LAST_BAR.labels(kind, timeframe).set(stamp)
-            MARKET_DATA_MAX_STALENESS.labels(kind, timeframe).set(
-                allowed_staleness(Timeframe.parse(timeframe)))
+def refresh_freshness(platform: Platform) -> None:
+    """Scrape-time refresher (wired in bootstrap): sets the freshness gauges."""
+    with sql_database(platform.database).reader.connect() as conn:
+        found = newest_bars(conn)
+    for item in found:
+        MARKET_DATA_LAST_BAR.labels(item.source_kind, item.timeframe).set(item.newest)
+        MARKET_DATA_MAX_STALENESS.labels(item.source_kind, item.timeframe).set(
+            item.allowed_staleness)

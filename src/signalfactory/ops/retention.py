@@ -14,10 +14,9 @@ tables still reference by foreign key are kept, so a prune never breaks a delive
 
 from __future__ import annotations
 
-import json
-import os
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,11 +27,14 @@ from sqlalchemy.engine import Connection
 from signalfactory.adapters.cache import CACHED_NAMESPACES
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import metadata
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.services.platform import Platform
+from signalfactory.settings import RetentionLimits, Settings
 
-DEFAULT_RETENTION: dict[str, dict[str, int | None]] = {
+DEFAULT_RETENTION: RetentionLimits = {
     "bars": {"1m": 90, "5m": 180, "15m": 365, "30m": 365, "1h": 730, "4h": 1825,
              "1d": 3650, "1w": None},
     "signals": {"*": 1095},
@@ -41,73 +43,57 @@ BARS = "bars"
 _TIME_COLUMNS = ("bar_ts", "ts", "created_at")
 
 
-def retention_config(raw: str | None = None) -> dict[str, dict[str, int | None]]:
-    """Defaults merged with ``raw`` JSON (default: ``SIGNALFACTORY_RETENTION``)."""
-    raw = os.environ.get("SIGNALFACTORY_RETENTION") if raw is None else raw
+def retention_config(settings: Settings) -> RetentionLimits:
+    """The defaults with ``settings.retention`` (``SIGNALFACTORY_RETENTION``) merged over them.
+
+    The settings object has checked the shape, timeframes and day counts; the table names are
+    checked here, against the schema.
+    """
     config = {table: dict(rules) for table, rules in DEFAULT_RETENTION.items()}
-    if not raw:
-        return config
-    try:
-        override = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"SIGNALFACTORY_RETENTION is not valid JSON: {exc}") from exc
-    if not isinstance(override, dict):
-        raise BadInputError('SIGNALFACTORY_RETENTION must be an object like '
-                            '{"bars": {"1m": 30}, "signals": {"*": 365}}')
-    for table, rules in override.items():
+    for table, rules in settings.retention.items():
         if table != BARS and table not in metadata.tables:
             raise BadInputError(f"SIGNALFACTORY_RETENTION names table {table!r}, which does "
                                 "not exist")
-        if not isinstance(rules, dict):
-            raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}] must map timeframes "
-                                'to days, e.g. {"1m": 30, "*": 365}')
-        for tf, days in rules.items():
-            if tf != "*":
-                Timeframe.parse(tf)
-            if days is not None and (not isinstance(days, int) or isinstance(days, bool)
-                                     or days < 1):
-                raise BadInputError(f"SIGNALFACTORY_RETENTION[{table!r}][{tf!r}] must be a "
-                                    f"whole number of days >= 1, or null to keep forever; "
-                                    f"got {days!r}")
         config.setdefault(table, {}).update(rules)
     return config
 
 
-def _days_for(rules: dict[str, int | None], timeframe: str) -> int | None:
+def days_for(rules: dict[str, int | None], timeframe: str) -> int | None:
+    """The limit of ``timeframe`` (a timeframe name, or ``"*"``); None keeps forever."""
     return rules[timeframe] if timeframe in rules else rules.get("*")
 
 
-@dataclass
+def cutoffs(rules: dict[str, int | None], timeframes: Iterable[str],
+            now: datetime) -> dict[str, tuple[int, datetime]]:
+    """(days kept, cutoff) of each present timeframe that has a limit: older data expires."""
+    return {tf: (days, now - timedelta(days=days)) for tf in timeframes
+            if (days := days_for(rules, tf)) is not None}
+
+
+@dataclass(frozen=True)
 class PruneItem:
     table: str
     timeframe: str
     keep_days: int
     cutoff: str
     rows: int
-    partitions: list[str] = field(default_factory=list)
+    partitions: tuple[str, ...] = ()
     kept_referenced: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetentionReport:
     dry_run: bool
-    items: list[PruneItem]
+    items: tuple[PruneItem, ...]
 
     @property
     def rows(self) -> int:
         return sum(i.rows for i in self.items)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
+        """The ``data prune --json`` form (``partitions`` as a list)."""
         return {"dry_run": self.dry_run, "rows": self.rows,
-                "items": [asdict(i) for i in self.items]}
-
-
-def _cutoff(now: datetime, days: int) -> datetime:
-    return now - timedelta(days=days)
-
-
-def _ns(when: datetime) -> int:
-    return int(when.timestamp()) * 1_000_000_000
+                "items": [{**asdict(i), "partitions": list(i.partitions)} for i in self.items]}
 
 
 # -- bars ---------------------------------------------------------------------------------
@@ -115,14 +101,10 @@ def _ns(when: datetime) -> int:
 def _bars_columnar(conn: Connection, store: ColumnarBarStore, rules: dict[str, int | None],
                    now: datetime, apply: bool) -> list[PruneItem]:
     items = []
-    for name in sorted(store.timeframes(conn)):
-        days = _days_for(rules, name)
-        if days is None:
-            continue
+    for name, (days, cutoff) in sorted(cutoffs(rules, store.timeframes(conn), now).items()):
         tf = Timeframe.parse(name)
-        cutoff = _cutoff(now, days)
         cols = store.read_columns(conn, tf)
-        keep = cols.ts >= _ns(cutoff)
+        keep = cols.ts >= datetime_to_ns(cutoff)
         expired = int(np.count_nonzero(~keep))
         if expired:
             items.append(PruneItem(BARS, name, days, cutoff.isoformat(), expired))
@@ -151,26 +133,25 @@ def _bar_partitions(conn: Connection) -> list[tuple[str, datetime]]:
 def _bars_table(conn: Connection, rules: dict[str, int | None], now: datetime,
                 apply: bool) -> list[PruneItem]:
     present = [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT timeframe FROM bars")]
-    cutoffs = {tf: _cutoff(now, d) for tf in present if (d := _days_for(rules, tf)) is not None}
+    limits = cutoffs(rules, present, now)
     partitions: list[tuple[str, datetime]] = []
-    if conn.dialect.name == "postgresql" and set(cutoffs) == set(present) and cutoffs:
+    if conn.dialect.name == "postgresql" and set(limits) == set(present) and limits:
         # A partition lying wholly before every timeframe's cutoff holds only expired bars.
-        oldest = min(cutoffs.values())
+        oldest = min(cutoff for _days, cutoff in limits.values())
         partitions = [(n, upper) for n, upper in _bar_partitions(conn) if upper <= oldest]
     items = []
-    for tf, cutoff in sorted(cutoffs.items()):
+    for tf, (days, cutoff) in sorted(limits.items()):
         count = conn.execute(sa.text("SELECT count(*) FROM bars WHERE timeframe = :tf AND "
                                      "ts < :cutoff"), {"tf": tf, "cutoff": cutoff}).scalar_one()
         if count:
-            items.append(PruneItem(BARS, tf, int(_days_for(rules, tf) or 0),
-                                   cutoff.isoformat(), int(count),
-                                   partitions=[n for n, _u in partitions]))
+            items.append(PruneItem(BARS, tf, days, cutoff.isoformat(), int(count),
+                                   partitions=tuple(n for n, _u in partitions)))
     if apply:
         quote = conn.dialect.identifier_preparer.quote
         for name, _upper in partitions:
             conn.exec_driver_sql(f"ALTER TABLE bars DETACH PARTITION {quote(name)}")
             conn.exec_driver_sql(f"DROP TABLE {quote(name)}")
-        for tf, cutoff in cutoffs.items():
+        for tf, (_days, cutoff) in limits.items():
             conn.execute(sa.text("DELETE FROM bars WHERE timeframe = :tf AND ts < :cutoff"),
                          {"tf": tf, "cutoff": cutoff})
     return items
@@ -205,11 +186,7 @@ def _plain_table(conn: Connection, table: sa.Table, rules: dict[str, int | None]
     else:
         present = ["*"]
     items = []
-    for tf in sorted(present):
-        days = _days_for(rules, tf)
-        if days is None:
-            continue
-        cutoff = _cutoff(now, days)
+    for tf, (days, cutoff) in sorted(cutoffs(rules, present, now).items()):
         expired = [ts < cutoff] + ([table.c.timeframe == tf] if has_tf else [])
         free = [*expired, *_unreferenced(table)]
         total = conn.execute(sa.select(sa.func.count()).select_from(table)
@@ -225,17 +202,22 @@ def _plain_table(conn: Connection, table: sa.Table, rules: dict[str, int | None]
 
 
 def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime | None = None,
-                    config: dict[str, dict[str, int | None]] | None = None) -> RetentionReport:
-    """Delete (or, with ``dry_run``, count) everything past its retention, in one transaction."""
-    config = config if config is not None else retention_config()
+                    config: RetentionLimits | None = None) -> RetentionReport:
+    """Delete (or, with ``dry_run``, count) everything past its retention, in one transaction.
+
+    ``config`` (default: :func:`retention_config` of the platform's settings) is the whole
+    set of limits, not an override.
+    """
+    config = config if config is not None else retention_config(platform.settings)
     now = now or datetime.now(UTC)
+    database = sql_database(platform.database)
     items: list[PruneItem] = []
-    with platform.engine.begin() as conn:
+    with database.engine.begin() as conn:
         present = set(sa.inspect(conn).get_table_names())
         for table_name, rules in sorted(config.items()):
             if table_name == BARS:
-                if isinstance(platform.bars, ColumnarBarStore):
-                    items += _bars_columnar(conn, platform.bars, rules, now, not dry_run)
+                if isinstance(database.bar_store, ColumnarBarStore):
+                    items += _bars_columnar(conn, database.bar_store, rules, now, not dry_run)
                 elif BARS in present:
                     items += _bars_table(conn, rules, now, not dry_run)
             elif table_name in present:
@@ -243,7 +225,7 @@ def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime 
                                       not dry_run)
     if not dry_run and any(item.rows for item in items):
         platform.cache.invalidate(*CACHED_NAMESPACES)
-    return RetentionReport(dry_run=dry_run, items=items)
+    return RetentionReport(dry_run=dry_run, items=tuple(items))
 
 
 def run_scheduled_retention(platform: Platform) -> RetentionReport:

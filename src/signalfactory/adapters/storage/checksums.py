@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ from signalfactory.domain.timeframes import Timeframe
 # Columns whose value is set by the server at insert time are part of the content all the same.
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: object) -> object:
     if isinstance(value, dict):
         return {k: _canonical(value[k]) for k in sorted(value)}
     if hasattr(value, "isoformat"):
@@ -63,6 +62,7 @@ def bar_store_checksum(conn: Connection, store: BarStore) -> dict[str, tuple[int
     return out
 
 
-def store_fingerprint(conn: Connection, store: BarStore) -> dict[str, Any]:
+def store_fingerprint(conn: Connection,
+                      store: BarStore) -> dict[str, dict[str, tuple[int, str]]]:
     """Everything a caller could observe: tables plus the bars, whatever the store."""
     return {"tables": database_checksums(conn), "bars": bar_store_checksum(conn, store)}

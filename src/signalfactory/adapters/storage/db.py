@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,7 +24,7 @@ def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT and transactional
     # DDL; switch it off and let SQLAlchemy emit BEGIN itself (the documented recipe).
     dbapi_conn.isolation_level = None
@@ -77,7 +76,9 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
             immediate = conn.get_execution_options().get(_WRITE_TRANSACTION, False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-        engine.begin = _write_transactions(engine)  # type: ignore[method-assign]
+        # Replacing a method on one instance: mypy sees neither that nor the context manager
+        # types as equal (Engine.begin is declared as a generator context manager).
+        engine.begin = _write_transactions(engine)  # type: ignore[method-assign,assignment]
         return engine
     return sa.create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                             pool_pre_ping=True)

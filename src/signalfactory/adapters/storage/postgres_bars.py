@@ -188,8 +188,8 @@ class PostgresBarStore:
         """Stored bars of ``incoming``'s instruments within its time span, sorted."""
         where = self._where(timeframe, np.unique(incoming.instrument_id),
                             int(incoming.ts.min()), int(incoming.ts.max()))
-        if where is None:  # unreachable: the ids come from 32-bit bars already checked
-            return BarColumns.empty()
+        if where is None:  # only ids outside int4 filter to nothing; stored ids never are
+            raise BadInputError("bars to write name no instrument id the bars table can hold")
         pg.execute("SELECT set_config('jit', 'off', true)")
         return sort_columns(self.reader.fetch(pg, self._select(None, where, ordered=False)))
 
@@ -333,7 +333,7 @@ class PostgresBarStore:
             try:
                 pg = raw_conn.driver_connection
                 if not isinstance(pg, psycopg.Connection):
-                    raise TypeError("parallel reads need psycopg (3) connections")
+                    raise TypeError("the bars engine must use the psycopg (3) driver")
                 pg.autocommit = True
                 try:
                     pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

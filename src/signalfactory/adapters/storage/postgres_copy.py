@@ -14,6 +14,10 @@ and the value in network byte order; an int16 -1 trailer. timestamptz is int64 m
 since 2000-01-01 UTC.
 """
 
+
+
+
+
 from __future__ import annotations
 
 import ctypes
@@ -144,7 +148,7 @@ def _pq_freemem(typingctx: Any, fn: Any, ptr: Any) -> Any:
 
 @intrinsic
 def _u8_pointer(typingctx: Any, addr: Any) -> Any:
-    sig = types.CPointer(types.uint8)(types.uintp)
+    sig = types.CPointer(types.uint8)(types.uintp)  # type: ignore[no-untyped-call]  # numba types
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.inttoptr(args[0], _I8P)
@@ -197,10 +201,12 @@ def _pump_rows(get_fn: int, free_fn: int, conn: int, slot: npt.NDArray[np.uint64
         size = pending
         pending = 0
         if size == 0:
-            size = _pq_get_copy_data(get_fn, conn, slot.ctypes.data)
+            # An intrinsic is called without its typing context (numba passes it): mypy
+            # sees the Python signature, one argument longer.
+            size = _pq_get_copy_data(get_fn, conn, slot.ctypes.data)  # type: ignore[call-arg]
             if size < 0:
                 return n, size, 0, started
-        m = numba.carray(_u8_pointer(slot[0]), (size,))
+        m = numba.carray(_u8_pointer(slot[0]), (size,))  # type: ignore[attr-defined,call-arg]
         q = 0
         if not started:  # the header shares the first message
             if size < 19 or _be32(m, 15) != 0:
@@ -266,7 +272,7 @@ def _loaded_libpq() -> ctypes.CDLL | None:
     if impl == "python":
         from psycopg.pq import _pq_ctypes
 
-        lib: ctypes.CDLL = _pq_ctypes.pq
+        lib: ctypes.CDLL = _pq_ctypes.pq  # type: ignore[attr-defined]  # set at import time
         return lib
     maps = Path("/proc/self/maps")
     if not sys.platform.startswith("linux") or not maps.exists():
@@ -306,7 +312,7 @@ class CopyReader:
             if self._fns is None:
                 data = b"".join(bytes(block) for block in copy)
                 return decode_stream(np.frombuffer(data, dtype=np.uint8), len(data))
-            conn_ptr = pg.pgconn.pgconn_ptr
+            conn_ptr = pg.pgconn.pgconn_ptr  # type: ignore[attr-defined]  # not in the Protocol
             if conn_ptr is None:
                 raise psycopg.OperationalError("the connection is closed")
             out = _Columns(max(capacity, 1024))

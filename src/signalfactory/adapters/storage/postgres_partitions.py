@@ -15,7 +15,7 @@ opens a new year.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,9 @@ class Leaf:
     range_filter: bool  # hypertable chunks are read through the hypertable with their range
 
 
-def scalar(pg: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+def scalar(pg: psycopg.Connection[Any], query: str,
+           params: Sequence[object] | None = None) -> Any:
+    """The first column of the first row (None without rows); its type is the query's."""
     row = pg.execute(query, params).fetchone()
     return None if row is None else row[0]
 

@@ -1,7 +1,7 @@
 """The read engine for ``SIGNALFACTORY_DATABASE_READ_URL``, failing over to the primary.
 
-Read-only queries go to ``platform.reader``. When the replica cannot be reached, reads fail
-over to the primary instead of failing: the primary holds the same data (fresher, even), so
+Read-only units of work (``Database.read()``) use it. When the replica cannot be reached, reads
+fail over to the primary instead of failing: the primary holds the same data (fresher, even), so
 serving from it is correct, and losing only extra read capacity should not take the API down.
 /readyz reports the replica as ``degraded`` (still 200, so a load balancer keeps the
 instances in service) and ``signalfactory_read_replica_up`` drops to 0 for alerting.
@@ -11,7 +11,7 @@ fails it hands the pool a connection to the primary instead and marks the replic
 ``retry_seconds``. A fall-back connection taken from the pool after that time is discarded
 (the pool then reconnects, trying the replica again), so reads return to the replica by
 themselves once it is back. Pooled connections to a replica that died are caught by the
-pool's pre-ping. Every call site that uses ``platform.reader`` gets this without knowing.
+pool's pre-ping. Every read unit of work gets this without knowing.
 
 Not covered: a replica that dies in the middle of a query fails that query (the client gets
 a 5xx and retries); a replica that lags serves rows up to its lag old (paths that must read
@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from signalfactory.adapters.storage.db import create_db_engine, normalise_url
 from signalfactory.domain.errors import BadInputError
@@ -85,7 +88,7 @@ def _connect_args(engine: Engine) -> tuple[list[Any], dict[str, Any]]:
 
 def create_read_engine(read_url: str, primary: Engine, *, retry_seconds: float = 10.0,
                        connect_timeout: int = 3) -> tuple[Engine, ReplicaState]:
-    """The engine behind ``platform.reader`` and the state its probe reports."""
+    """The engine behind ``SqlDatabase.reader`` and the state its probe reports."""
     read_url = normalise_url(read_url)
     if make_url(read_url).get_backend_name() != primary.dialect.name:
         raise BadInputError(
@@ -98,7 +101,8 @@ def create_read_engine(read_url: str, primary: Engine, *, retry_seconds: float =
     is_pg = engine.dialect.name == "postgresql"
 
     @event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+    def _connect(dialect: Dialect, record: ConnectionPoolEntry, cargs: list[Any],
+                 cparams: dict[str, Any]) -> DBAPIConnection:
         if not state.is_down:
             if is_pg:
                 # A blackholed replica must not hold a request for the OS's TCP timeout.
@@ -116,7 +120,8 @@ def create_read_engine(read_url: str, primary: Engine, *, retry_seconds: float =
         return dialect.connect(*primary_cargs, **primary_cparams)
 
     @event.listens_for(engine, "checkout")
-    def _retry_replica(_dbapi: Any, record: Any, _proxy: Any) -> None:
+    def _retry_replica(_dbapi: DBAPIConnection, record: ConnectionPoolEntry,
+                       _proxy: PoolProxiedConnection) -> None:
         if record.info.get(FALLBACK) and not state.is_down:
             # The pool discards this primary connection and connects again (replica first).
             raise exc.DisconnectionError("read replica may be back; reconnecting")
@@ -124,7 +129,8 @@ def create_read_engine(read_url: str, primary: Engine, *, retry_seconds: float =
     return engine, state
 
 
-def replica_probe(engine: Engine, state: ReplicaState, timeout: int = 2) -> Any:
+def replica_probe(engine: Engine, state: ReplicaState,
+                  timeout: int = 2) -> Callable[[], str]:
     """A readiness check that connects to the replica itself (never to the fallback)."""
     cargs, cparams = _connect_args(engine)
     if engine.dialect.name == "postgresql":

@@ -22,8 +22,7 @@ def readiness_checks(platform: Platform) -> dict[str, str]:
     checks = platform.database.health()
     if checks.get("database") != "ok":
         return checks
-    marker = platform.settings.home / "restore-in-progress"
-    if marker.exists():
+    if platform.settings.restore_marker.exists():
         checks["restore"] = "a restore is in progress; wait for it to finish"
     for name, probe in platform.probes.items():
         checks[name] = probe()

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import signalfactory
+from signalfactory.observability.metrics import BACKUP_RPO
 from signalfactory.ops.backup import metrics
 from signalfactory.ops.backup.crypto import Digest, default_compression, encrypt_stream, hashing
 from signalfactory.ops.backup.fetch import Progress, backup_key
 from signalfactory.ops.backup.manifest import Manifest, Part, new_backup_id
 from signalfactory.ops.backup.snapshot import take_snapshot
-from signalfactory.ops.backup.targets import disk_full, open_target
+from signalfactory.ops.backup.targets import Target, disk_full, open_target
 from signalfactory.services.platform import Platform
 
 OBJECT_SUFFIX = ".sfbk"
@@ -36,11 +37,7 @@ def create_backup(platform: Platform, dest: str, *,
     staging = Path(tempfile.mkdtemp(prefix=".backup-", dir=platform.settings.home))
     try:
         with take_snapshot(platform, staging) as snap:
-            manifest = Manifest(
-                id=backup_id, created_at=now.isoformat(),
-                app_version=signalfactory.__version__, schema_revision=snap.schema_revision,
-                backend=snap.backend, bar_store=snap.bar_store, compression=compression,
-                key_id=key.key_id, tables=snap.tables, bars=snap.bars)
+            parts = []
             for source in snap.parts:
                 stored, plain = Digest(), Digest()
                 obj = source.name + OBJECT_SUFFIX
@@ -49,11 +46,15 @@ def create_backup(platform: Platform, dest: str, *,
                     target.write_object(backup_id, obj, hashing(sealed, stored))
                 if progress is not None:
                     progress(plain.size)
-                manifest.parts.append(Part(
+                parts.append(Part(
                     name=source.name, kind=source.kind, object=obj, size=stored.size,
                     sha256=stored.sha256, plain_size=plain.size, plain_sha256=plain.sha256))
-        manifest.seconds = time.monotonic() - started
-        manifest.sign(key)
+        manifest = Manifest(
+            id=backup_id, created_at=now.isoformat(), app_version=signalfactory.__version__,
+            schema_revision=snap.schema_revision, backend=snap.backend,
+            bar_store=snap.bar_store, compression=compression, key_id=key.key_id,
+            tables=snap.tables, bars=snap.bars, parts=tuple(parts),
+            seconds=time.monotonic() - started).signed(key)
         target.write_manifest(backup_id, manifest.to_json())
     except OSError as exc:
         _discard(target, backup_id)
@@ -69,16 +70,16 @@ def create_backup(platform: Platform, dest: str, *,
     return manifest
 
 
-def _discard(target: object, backup_id: str) -> None:
+def _discard(target: Target, backup_id: str) -> None:
     """Best effort: remove what a failed backup wrote. It has no manifest either way."""
     # The missing manifest already marks it incomplete; cleaning up is a courtesy.
     with contextlib.suppress(Exception):
-        target.delete(backup_id)  # type: ignore[attr-defined]
+        target.delete(backup_id)
 
 
 def run_scheduled_backup(platform: Platform, dest: str,
                          rpo_seconds: float | None = None) -> Manifest:
     """What the scheduler calls every RPO interval; exports the configured RPO as a gauge."""
     if rpo_seconds is not None:
-        metrics.BACKUP_RPO.set(rpo_seconds)
+        BACKUP_RPO.set(rpo_seconds)
     return create_backup(platform, dest)

@@ -262,10 +262,16 @@ def _seal(aead: AESGCM, codec: _Codec, header: bytes, index: int, block: bytes,
 # -- reading ------------------------------------------------------------------------------
 
 
+class ByteStream(Protocol):
+    """What a sealed part is read from: a file, or an S3 object's streaming body."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _HashingReader:
     """Reads exact byte counts from a stream, hashing everything read."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self.digest = hashlib.sha256()
         self.size = 0
@@ -285,7 +291,7 @@ class _HashingReader:
         return data
 
 
-def decrypt_stream(stream: BinaryIO, key: BackupKey, name: str,
+def decrypt_stream(stream: ByteStream, key: BackupKey, name: str,
                    stored: Digest | None = None, plain: Digest | None = None,
                    ) -> Iterator[bytes]:
     """Yield the plaintext of a sealed part, refusing anything wrong with a message naming it.

@@ -21,7 +21,7 @@ from signalfactory.ops.backup.crypto import (
     decrypt_stream,
     load_backup_key,
 )
-from signalfactory.ops.backup.manifest import Manifest, Part
+from signalfactory.ops.backup.manifest import BackupSummary, Manifest, Part, UnreadableBackup
 from signalfactory.ops.backup.targets import Target, disk_full, open_target
 from signalfactory.settings import Settings
 
@@ -62,14 +62,13 @@ def open_backup(settings: Settings, dest: str,
     return target, key, load_manifest(target, key, backup_id)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FetchReport:
-    seconds: float = 0.0
-    plain_bytes: int = 0
+    seconds: float
 
 
 def _fetch_part(target: Target, manifest: Manifest, key: BackupKey, part: Part, dest: Path,
-                progress: Progress | None) -> int:
+                progress: Progress | None) -> None:
     stored, plain = Digest(), Digest()
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -93,18 +92,15 @@ def _fetch_part(target: Target, manifest: Manifest, key: BackupKey, part: Part, 
     if (plain.size, plain.sha256) != (part.plain_size, part.plain_sha256):
         raise TamperedError(f"part {part.object}: the decrypted content differs from the "
                             "manifest's SHA-256; it was replaced by another backup's part")
-    return plain.size
 
 
 def fetch_parts(target: Target, manifest: Manifest, key: BackupKey,
                 place: Callable[[Part], Path], progress: Progress | None = None) -> FetchReport:
     """Decrypt every part to ``place(part)``, checking both hashes of each."""
-    report = FetchReport()
     started = time.monotonic()
     for part in manifest.parts:
-        report.plain_bytes += _fetch_part(target, manifest, key, part, place(part), progress)
-    report.seconds = time.monotonic() - started
-    return report
+        _fetch_part(target, manifest, key, part, place(part), progress)
+    return FetchReport(seconds=time.monotonic() - started)
 
 
 def placer(database_dir: Path, bars_dir: Path | None) -> Callable[[Part], Path]:
@@ -121,15 +117,15 @@ def placer(database_dir: Path, bars_dir: Path | None) -> Callable[[Part], Path]:
     return place
 
 
-def list_backups(dest: str) -> list[dict[str, object]]:
+def list_backups(dest: str) -> list[BackupSummary | UnreadableBackup]:
     """Complete backups, oldest first, as `backup list` shows them (no key needed)."""
     target = open_target(dest)
-    out = []
+    out: list[BackupSummary | UnreadableBackup] = []
     for backup_id in target.list_ids():
         try:
             manifest = Manifest.from_json(target.read_manifest(backup_id),
                                           f"{target.url}/{backup_id}")
             out.append(manifest.summary())
         except TamperedError as exc:
-            out.append({"id": backup_id, "error": str(exc)})
+            out.append(UnreadableBackup(id=backup_id, error=str(exc)))
     return out

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from signalfactory.domain.errors import BadInputError
 from signalfactory.ops.backup.crypto import BackupKey, TamperedError, WrongKeyError
@@ -40,7 +39,36 @@ class TableCheck:
     method: str        # how `checksum` was computed; verify recomputes it the same way
 
 
-@dataclass
+@dataclass(frozen=True)
+class BackupSummary:
+    """One complete backup as `backup list` and `backup create --json` show it."""
+
+    id: str
+    created_at: str
+    app_version: str
+    schema_revision: str | None
+    backend: str
+    size_bytes: int
+    parts: int
+    rows: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UnreadableBackup:
+    """A backup whose manifest cannot be read: listed with the reason, never restored."""
+
+    id: str
+    error: str
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Manifest:
     id: str
     created_at: str
@@ -50,7 +78,7 @@ class Manifest:
     bar_store: str     # "columnar" or "sql"
     compression: str
     key_id: str
-    parts: list[Part] = field(default_factory=list)
+    parts: tuple[Part, ...] = ()
     tables: dict[str, TableCheck] = field(default_factory=dict)
     bars: dict[str, TableCheck] = field(default_factory=dict)
     seconds: float = 0.0
@@ -65,7 +93,7 @@ class Manifest:
     def created(self) -> datetime:
         return datetime.fromisoformat(self.created_at)
 
-    def _body(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, object]:
         body = asdict(self)
         body.pop("mac")
         return body
@@ -73,8 +101,9 @@ class Manifest:
     def _payload(self) -> bytes:
         return json.dumps(self._body(), sort_keys=True, separators=(",", ":")).encode()
 
-    def sign(self, key: BackupKey) -> None:
-        self.mac = key.mac(self._payload())
+    def signed(self, key: BackupKey) -> Manifest:
+        """This manifest with its MAC under ``key``."""
+        return replace(self, mac=key.mac(self._payload()))
 
     def check(self, key: BackupKey) -> None:
         """Refuse a manifest made under another key or changed after it was written."""
@@ -92,14 +121,15 @@ class Manifest:
         body["mac"] = self.mac
         return json.dumps(body, indent=2, sort_keys=True).encode()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> BackupSummary:
         """What `backup list --json` shows for one backup."""
-        return {"id": self.id, "created_at": self.created_at, "app_version": self.app_version,
-                "schema_revision": self.schema_revision, "backend": self.backend,
-                "size_bytes": self.size, "parts": len(self.parts),
-                "rows": sum(t.rows for t in self.tables.values())
-                + sum(t.rows for t in self.bars.values()),
-                "seconds": round(self.seconds, 3)}
+        return BackupSummary(
+            id=self.id, created_at=self.created_at, app_version=self.app_version,
+            schema_revision=self.schema_revision, backend=self.backend, size_bytes=self.size,
+            parts=len(self.parts),
+            rows=sum(t.rows for t in self.tables.values())
+            + sum(t.rows for t in self.bars.values()),
+            seconds=round(self.seconds, 3))
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> Manifest:
@@ -108,7 +138,7 @@ class Manifest:
             if body.get("format") != FORMAT:
                 raise BadInputError(f"{where}: manifest format {body.get('format')!r} is not "
                                     f"supported by this version (expects {FORMAT})")
-            body["parts"] = [Part(**p) for p in body["parts"]]
+            body["parts"] = tuple(Part(**p) for p in body["parts"])
             body["tables"] = {k: TableCheck(**v) for k, v in body["tables"].items()}
             body["bars"] = {k: TableCheck(**v) for k, v in body["bars"].items()}
             return cls(**body)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.observability.metrics import (
     BACKUP_LAST_SUCCESS,
     BACKUP_RPO,
@@ -22,8 +23,7 @@ from signalfactory.observability.metrics import (
 
 if TYPE_CHECKING:
     from signalfactory.ops.backup.manifest import Manifest
-
-
+    from signalfactory.services.platform import Platform
 
 _lock = threading.Lock()
 _newest = 0.0  # snapshot time of the newest success this process knows of
@@ -42,16 +42,16 @@ def record_success(manifest: Manifest) -> None:
     _record(manifest.created.timestamp(), manifest.size)
 
 
-def refresh_from_jobs(platform: Any) -> None:
+def refresh_from_jobs(platform: Platform) -> None:
     """Scrape-time hook: the newest succeeded backup job's snapshot time and size, and the
     configured RPO when scheduled backups are on."""
-    from signalfactory.domain.jobs import SUCCEEDED
     from signalfactory.adapters.storage.tables import jobs
+    from signalfactory.domain.jobs import SUCCEEDED
 
     settings = platform.settings
     if settings.backup_dest:
         BACKUP_RPO.set(settings.backup_rpo_seconds)
-    with platform.engine.connect() as conn:
+    with sql_database(platform.database).engine.connect() as conn:
         row = conn.execute(sa.select(jobs.c.result, jobs.c.finished_at)
                            .where(jobs.c.kind == "backup", jobs.c.status == SUCCEEDED)
                            .order_by(jobs.c.finished_at.desc()).limit(1)).first()

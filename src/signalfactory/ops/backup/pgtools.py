@@ -67,7 +67,8 @@ def pg_dump_stream(url: str, snapshot: str | None) -> Iterator[IO[bytes]]:
     if snapshot:
         args.append(f"--snapshot={snapshot}")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # noqa: S603
-    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stdout is None or proc.stderr is None:  # both are PIPE: cannot happen
+        raise OperationalError("pg_dump started without its output pipes")
     thread, errors = _stderr_collector(proc.stderr)
     try:
         yield proc.stdout
@@ -98,7 +99,8 @@ def restore_dump(url: str, dump: Path, *, replace: bool) -> None:
     psql = subprocess.Popen(  # noqa: S603
         [_tool("psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1", f"--dbname={dsn}"],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    assert restore.stdout and restore.stderr and psql.stdin and psql.stderr
+    if not (restore.stdout and restore.stderr and psql.stdin and psql.stderr):
+        raise OperationalError("pg_restore or psql started without their pipes")  # all PIPE
     r_thread, r_errors = _stderr_collector(restore.stderr)
     p_thread, p_errors = _stderr_collector(psql.stderr)
     try:

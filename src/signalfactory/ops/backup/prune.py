@@ -6,7 +6,7 @@ on a local directory and on S3.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from signalfactory.domain.errors import BadInputError
@@ -31,10 +31,10 @@ class Policy:
                                 "--keep-last, --daily, --weekly, --monthly above 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrunePlan:
-    keep: dict[str, list[str]] = field(default_factory=dict)  # id -> why
-    delete: list[str] = field(default_factory=list)
+    keep: dict[str, list[str]]  # id -> why
+    delete: list[str]
     incomplete: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -53,7 +53,7 @@ def created_at(backup_id: str) -> datetime:
 def plan(ids: list[str], policy: Policy) -> PrunePlan:
     policy.validate()
     newest_first = sorted(ids, key=created_at, reverse=True)
-    result = PrunePlan()
+    keep: dict[str, list[str]] = {}
 
     def keep_by(label: str, count: int, bucket: Callable[[datetime], object]) -> None:
         seen: list[object] = []
@@ -64,15 +64,14 @@ def plan(ids: list[str], policy: Policy) -> PrunePlan:
             if len(seen) >= count:
                 break
             seen.append(key)
-            result.keep.setdefault(backup_id, []).append(label)
+            keep.setdefault(backup_id, []).append(label)
 
     for backup_id in newest_first[:policy.keep_last]:
-        result.keep.setdefault(backup_id, []).append("last")
+        keep.setdefault(backup_id, []).append("last")
     keep_by("daily", policy.daily, lambda t: t.date())
     keep_by("weekly", policy.weekly, lambda t: t.isocalendar()[:2])
     keep_by("monthly", policy.monthly, lambda t: (t.year, t.month))
-    result.delete = [b for b in newest_first if b not in result.keep]
-    return result
+    return PrunePlan(keep=keep, delete=[b for b in newest_first if b not in keep])
 
 
 def prune_backups(dest: str | Target, policy: Policy, *, dry_run: bool = False,
@@ -82,10 +81,10 @@ def prune_backups(dest: str | Target, policy: Policy, *, dry_run: bool = False,
     Also removes backups left incomplete (no manifest) more than a day ago: interrupted runs.
     """
     target = open_target(dest) if isinstance(dest, str) else dest
-    result = plan(target.list_ids(), policy)
     now = now or datetime.now(UTC)
-    result.incomplete = [i.id for i in target.list_incomplete()
-                         if now - i.modified > INCOMPLETE_GRACE]
+    result = replace(plan(target.list_ids(), policy),
+                     incomplete=[i.id for i in target.list_incomplete()
+                                 if now - i.modified > INCOMPLETE_GRACE])
     if not dry_run:
         for backup_id in result.delete + result.incomplete:
             target.delete(backup_id)

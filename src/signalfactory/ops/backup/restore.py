@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,17 +37,16 @@ from signalfactory.ops.backup.fetch import Progress, fetch_parts, open_backup, p
 from signalfactory.ops.backup.manifest import Manifest
 from signalfactory.ops.backup.snapshot import PG_PART, SQLITE_PART, sqlite_path
 from signalfactory.ops.backup.verify import compatibility_problems, measure, require_match
-from signalfactory.settings import Settings
-
-MARKER_NAME = "restore-in-progress"
+from signalfactory.settings import RESTORE_MARKER, Settings
 
 
 def restore_marker(home: Path) -> Path:
-    """The file whose existence makes /readyz report a restore in progress."""
-    return home / MARKER_NAME
+    """The file whose existence makes /readyz report a restore in progress (for the home
+    being restored, which need not be the configured one)."""
+    return home / RESTORE_MARKER
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestoreReport:
     backup_id: str
     database: str
@@ -166,8 +165,7 @@ def restore_backup(settings: Settings, dest: str, backup_id: str | None = None, 
     finally:
         if not keep_marker:
             marker.unlink(missing_ok=True)
-    report.forced, report.replaced_existing = force, bool(occupied)
-    return report
+    return replace(report, forced=force, replaced_existing=bool(occupied))
 
 
 class _HalfRestoredError(OperationalError):

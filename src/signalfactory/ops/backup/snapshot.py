@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import bar_segments
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.ops.backup import pgtools
 from signalfactory.ops.backup.checks import bar_checks, table_checks
@@ -47,14 +48,14 @@ class PartSource:
     open: Callable[[], AbstractContextManager[IO[bytes]]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
     backend: str
     bar_store: str
     schema_revision: str | None
     tables: dict[str, TableCheck]
     bars: dict[str, TableCheck]
-    parts: list[PartSource] = field(default_factory=list)
+    parts: tuple[PartSource, ...]
 
 
 def _file_opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
@@ -124,7 +125,8 @@ def copy_sqlite(source: Path, dest: Path) -> None:
 
 
 def _columnar_root(platform: Platform) -> Path | None:
-    return platform.bars.root if isinstance(platform.bars, ColumnarBarStore) else None
+    store = sql_database(platform.database).bar_store
+    return store.root if isinstance(store, ColumnarBarStore) else None
 
 
 @contextmanager
@@ -146,11 +148,11 @@ def _sqlite_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="sqlite", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
-                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None))
+                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
+                    parts=(PartSource(SQLITE_PART, "sqlite", _file_opener(staged_db)),
+                           *_segment_parts(staging / "bars", rels)))
         finally:
             engine.dispose()
-        snap.parts = [PartSource(SQLITE_PART, "sqlite", _file_opener(staged_db)),
-                      *_segment_parts(staging / "bars", rels)]
         yield snap
         return
     raise OperationalError("the bar store kept changing during the snapshot (compactions); "
@@ -162,7 +164,7 @@ def _postgres_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
     live_bars = _columnar_root(platform)
     url = platform.settings.resolved_database_url
     for _attempt in range(_RETRIES):
-        with platform.engine.connect() as conn:
+        with sql_database(platform.database).engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ",
                                           postgresql_readonly=True)
             with conn.begin():
@@ -175,11 +177,10 @@ def _postgres_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="postgresql", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
-                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None))
-                snap.parts = [
-                    PartSource(PG_PART, "pg_dump",
-                               partial(pgtools.pg_dump_stream, url, snapshot_id)),
-                    *_segment_parts(staging / "bars", rels)]
+                    bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
+                    parts=(PartSource(PG_PART, "pg_dump",
+                                      partial(pgtools.pg_dump_stream, url, snapshot_id)),
+                           *_segment_parts(staging / "bars", rels)))
                 # The exporting transaction stays open until the dump is done: pg_dump
                 # imports the snapshot when it starts, and it must still exist then.
                 yield snap

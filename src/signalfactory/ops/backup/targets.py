@@ -17,14 +17,14 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from signalfactory.domain.errors import BadInputError, OperationalError
-from signalfactory.ops.backup.crypto import BackupPartError
+from signalfactory.ops.backup.crypto import BackupPartError, ByteStream
 from signalfactory.ops.backup.manifest import MANIFEST_NAME
 
 
@@ -49,7 +49,7 @@ class Target(Protocol):
 
     def write_manifest(self, backup_id: str, data: bytes) -> None: ...
 
-    def open_object(self, backup_id: str, name: str) -> Any:
+    def open_object(self, backup_id: str, name: str) -> AbstractContextManager[ByteStream]:
         """A context manager yielding a binary stream; MissingPartError when absent."""
         ...
 
@@ -155,12 +155,30 @@ class LocalTarget:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+class _Paginator(Protocol):
+    def paginate(self, **params: object) -> Iterable[dict[str, Any]]: ...
+
+
+class S3Client(Protocol):
+    """The calls made on a boto3 S3 client (boto3 ships no types; answers are dicts)."""
+
+    def create_multipart_upload(self, **params: object) -> dict[str, Any]: ...
+    def upload_part(self, **params: object) -> dict[str, Any]: ...
+    def complete_multipart_upload(self, **params: object) -> dict[str, Any]: ...
+    def abort_multipart_upload(self, **params: object) -> dict[str, Any]: ...
+    def put_object(self, **params: object) -> dict[str, Any]: ...
+    def get_object(self, **params: object) -> dict[str, Any]: ...
+    def delete_object(self, **params: object) -> dict[str, Any]: ...
+    def delete_objects(self, **params: object) -> dict[str, Any]: ...
+    def get_paginator(self, operation: str, /) -> _Paginator: ...
+
+
 class S3Target:
     """An S3 bucket and key prefix. Uploads in 8 MiB multipart pieces, so memory stays flat."""
 
     PIECE = 8 << 20
 
-    def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
+    def __init__(self, bucket: str, prefix: str, client: S3Client | None = None) -> None:
         if client is None:
             try:
                 import boto3
@@ -231,7 +249,7 @@ class S3Target:
             raise
 
     @contextmanager
-    def open_object(self, backup_id: str, name: str) -> Iterator[Any]:
+    def open_object(self, backup_id: str, name: str) -> Iterator[ByteStream]:
         try:
             body = self.client.get_object(Bucket=self.bucket,
                                           Key=self._key(backup_id, name))["Body"]

@@ -65,7 +65,7 @@ def require_match(manifest: Manifest, tables: dict[str, TableCheck],
                                    + "; ".join(problems))
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifyReport:
     backup_id: str
     ok: bool
