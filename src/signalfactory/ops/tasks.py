@@ -81,7 +81,7 @@ def scan_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     args = _parse(ScanPayload, payload, "scan")
     scan = run_scan(ctx.platform, ScanRequest(tenant_id=ctx.tenant_id, **args.model_dump()),
                     progress=ctx.progress)
-    return {"scan_id": scan["id"], "matches": scan["matches"], "status": scan["status"]}
+    return {"scan_id": scan.id, "matches": scan.matches, "status": scan.status}
 
 
 register_task("backup", backup_task, max_attempts=3)

@@ -42,6 +42,7 @@ from signalfactory.domain.backtest import BacktestConfig, bars_per_year
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
+from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.metrics import BACKTEST_DURATION
 from signalfactory.services.backtests import store
@@ -49,7 +50,7 @@ from signalfactory.services.backtests.modes import MODES, Data, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
-from signalfactory.services.strategies.catalog import StoredStrategy, resolve
+from signalfactory.services.strategies.catalog import resolve
 
 __all__ = ["Plan", "Progress", "get_backtest", "prepare", "run_backtest"]
 
@@ -93,9 +94,10 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
     if request.parameters and request.strategy is None:
         raise BadInputError("parameters override a built-in strategy's; a rule carries its "
                             "numbers in its text", rule="parameters")
-    with platform.engine.connect() as conn:
-        strategy, stored = resolve(conn, request.tenant_id, request.strategy, request.rule,
+    with platform.database.read(primary=True) as uow:
+        strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
+    with platform.engine.connect() as conn:
         rows = list_instruments(conn, tag=request.universe,
                                 symbols=list(request.symbols) if request.symbols else None)
     if request.symbols:
