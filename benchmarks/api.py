@@ -76,8 +76,9 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
     try:
         t0 = time.perf_counter()
         store_sample(platform, symbols=symbols, bars=bars, seed=42)
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
         with platform.engine.begin() as conn:
-            ensure_builtins(conn)
             tenants = [key_store.create_tenant(conn, f"bench-{i}", "enterprise")["id"]
                        for i in range(10)]
             keys = [key_store.create_key(conn, t, "admin")[0].secret for t in tenants]
@@ -88,8 +89,8 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
                                               top=50))
         signals = sum(r.signals_written for r in runs)
         print(f"data: {symbols} symbols x {bars} bars, {signals} signals from "
-              f"{len(runs)} built-ins, scan {scan['id']} ({time.perf_counter() - t0:.1f} s)")
-        return {"keys": keys, "subscriptions": subs, "scan": scan["id"],
+              f"{len(runs)} built-ins, scan {scan.id} ({time.perf_counter() - t0:.1f} s)")
+        return {"keys": keys, "subscriptions": subs, "scan": scan.id,
                 "symbols": [f"S{chr(65 + i // 676)}{chr(65 + i // 26 % 26)}{chr(65 + i % 26)}"
                             for i in range(symbols)]}
     finally:

@@ -63,7 +63,7 @@ def bench(label: str, url: str | None, home: Path, symbols: int, bars: int) -> f
         t_load, _ = timed(lambda: load_universe(platform, d1), repeat=3)
         request = ScanRequest(tenant_id=DEFAULT_TENANT_ID, rule=RULE, top=50)
         t_scan, result = timed(lambda: run_scan(platform, request), repeat=3)
-        assert result["instruments"] == symbols
+        assert result.instruments == symbols
     finally:
         platform.close()
     header(f"{label}: {symbols} symbols x {bars} bars, rule with five indicators")

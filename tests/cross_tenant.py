@@ -119,8 +119,8 @@ def _create_strategy(api: ApiHarness, tenant_id: int) -> str:
     from signalfactory.services.strategies.catalog import add_strategy
 
     name = f"s_{uuid.uuid4().hex[:10]}"
-    with api.platform.engine.begin() as conn:
-        add_strategy(conn, tenant_id, name, rule_text=RULE)
+    with api.platform.database.write() as uow:
+        add_strategy(uow, tenant_id, name, rule_text=RULE)
     return name
 
 
@@ -176,7 +176,7 @@ def _create_scan(api: ApiHarness, tenant_id: int) -> str:
     if empty:
         store_sample(api.platform, symbols=3, bars=60, seed=1)
     scan = run_scan(api.platform, ScanRequest(tenant_id=tenant_id, rule="entry: close > 0"))
-    return str(scan["id"])
+    return str(scan.id)
 
 
 def _scan_state(api: ApiHarness, _tenant_id: int, scan_id: str) -> Any:

@@ -67,9 +67,9 @@ def seeded(request: pytest.FixtureRequest,
         api = ApiHarness(platform)
         tenant = api.tenant("fuzz", tier="enterprise")
         key = api.key(tenant, "admin")
-        with platform.engine.begin() as conn:
-            ensure_builtins(conn)
-            add_strategy(conn, tenant, "fuzz_cross", rule_text=RULE)
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
+            add_strategy(uow, tenant, "fuzz_cross", rule_text=RULE)
         run_scan(platform, ScanRequest(tenant_id=tenant, strategy="sma_cross", top=5))
         yield api, key
     finally:

@@ -29,8 +29,8 @@ BODY = {"strategy": "sma_cross", "symbols": ["SAAB"], "from": "2015-02-02", "fee
 @pytest.fixture(scope="module")
 def loaded(shared_platform: Platform) -> Platform:
     store_sample(shared_platform, symbols=5, bars=300, seed=5)
-    with engine_of(shared_platform).begin() as conn:
-        ensure_builtins(conn)
+    with shared_platform.database.write() as uow:
+        ensure_builtins(uow)
     return shared_platform
 
 

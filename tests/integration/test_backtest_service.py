@@ -44,8 +44,8 @@ SMA = BacktestRequest(tenant_id=DEFAULT_TENANT_ID, strategy="sma_cross", symbols
 @pytest.fixture(scope="module")
 def loaded(shared_platform: Platform) -> Platform:
     store_sample(shared_platform, symbols=5, bars=300, seed=7)
-    with engine_of(shared_platform).begin() as conn:
-        ensure_builtins(conn)
+    with shared_platform.database.write() as uow:
+        ensure_builtins(uow)
     return shared_platform
 
 
@@ -285,8 +285,8 @@ def test_payload_round_trip_and_checks() -> None:
 def test_each_backend_with_its_default_bar_store(platform: Platform) -> None:
     """PostgreSQL keeps bars in its partitioned table by default, SQLite in columnar files."""
     store_sample(platform, symbols=2, bars=120, seed=3)
-    with engine_of(platform).begin() as conn:
-        ensure_builtins(conn)
+    with platform.database.write() as uow:
+        ensure_builtins(uow)
     result = run_backtest(platform, replace(SMA, symbols=("SAAA", "SAAB"), fill="next_open"))
     assert result["mode"] == "universe" and result["data_range"]["bars"] == 240
     assert run_backtest(platform, replace(SMA, symbols=("SAAA", "SAAB"),

@@ -53,8 +53,8 @@ def _symbols(n: int = 1) -> list[str]:
 def _tenant_with_strategy(api: ApiHarness, tier: str = "premium") -> tuple[int, str, str]:
     tenant = api.tenant("live", tier=tier)
     name = f"always_{uuid.uuid4().hex[:8]}"
-    with api.platform.engine.begin() as conn:
-        add_strategy(conn, tenant, name, rule_text=ALWAYS)
+    with api.platform.database.write() as uow:
+        add_strategy(uow, tenant, name, rule_text=ALWAYS)
     return tenant, api.key(tenant, "trader"), name
 
 

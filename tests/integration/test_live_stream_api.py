@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from signalfactory.adapters.storage.signals import SqlSignalRepository
 from signalfactory.adapters.storage.tables import instruments, signals, strategies
 from signalfactory.adapters.storage.tables import strategy_versions as versions
 from signalfactory.domain.instruments import InstrumentSpec
+from signalfactory.domain.signals import NewSignal
 from signalfactory.domain.strategies import builtin_strategy, signal_records
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.signals import live
-from signalfactory.services.signals.evaluation import datetime_to_ns
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
 from signalfactory.services.streaming.events import SignalEvent, StreamFilter
 from signalfactory.services.streaming.hub import StreamHub
@@ -47,8 +49,8 @@ def test_subscriptions_crud_validation_and_quota(api: ApiHarness) -> None:
     tenant = api.tenant("subs", tier="free")  # free: 2 subscriptions
     key = api.key(tenant, "trader")
     viewer = api.key(tenant, "viewer")
-    with api.platform.engine.begin() as conn:
-        add_strategy(conn, tenant, "mine", rule_text=ALWAYS)
+    with api.platform.database.write() as uow:
+        add_strategy(uow, tenant, "mine", rule_text=ALWAYS)
     url = "/api/v1/subscriptions"
     first = api.client.post(url, headers=api.auth(key), json={
         "name": "a", "strategies": ["Mine", "sma_cross", "mine"], "symbols": ["B", "A"],
@@ -134,13 +136,13 @@ def test_live_signals_match_a_full_evaluation_of_the_same_bars(api: ApiHarness) 
 
 def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Any) -> None:
     def watched(timeframe: Timeframe = DAY) -> set[str]:
-        with platform.engine.connect() as conn:
-            return {s.name for s in live.watched_strategies(conn, timeframe)}
+        with platform.database.read(primary=True) as uow:
+            return {s.name for s in live.watched_strategies(uow, timeframe)}
 
-    with platform.engine.begin() as conn:
-        ensure_builtins(conn)
-        add_strategy(conn, 1, "mine", rule_text=ALWAYS)
-        add_strategy(conn, 1, "hourly", rule_text=ALWAYS, timeframe="1h")
+    with platform.database.write() as uow:
+        ensure_builtins(uow)
+        add_strategy(uow, 1, "mine", rule_text=ALWAYS)
+        add_strategy(uow, 1, "hourly", rule_text=ALWAYS, timeframe="1h")
     assert watched() == {"mine"} and watched(Timeframe.parse("1h")) == {"hourly"}
     with platform.engine.begin() as conn:
         create_subscription(conn, 1, "one", strategies_=["sma_cross"])
@@ -156,9 +158,9 @@ def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,
                                                           ) -> None:
     tenant = api.tenant("faults", tier="enterprise")
     good, bad = f"good_{uuid.uuid4().hex[:6]}", f"bad_{uuid.uuid4().hex[:6]}"
-    with api.platform.engine.begin() as conn:
-        add_strategy(conn, tenant, good, rule_text=ALWAYS)
-        add_strategy(conn, tenant, bad, rule_text=ALWAYS)
+    with api.platform.database.write() as uow:
+        add_strategy(uow, tenant, good, rule_text=ALWAYS)
+        add_strategy(uow, tenant, bad, rule_text=ALWAYS)
     (symbol,) = _symbols(1)
     published: list[SignalEvent] = []
     api.platform.signal_publishers.append(published.extend)
@@ -318,8 +320,8 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
         pytest.skip("SQLite has one writer at a time: ids commit in order")
     tenant = api.tenant("relay", tier="enterprise")
     name = f"relay_{uuid.uuid4().hex[:6]}"
-    with api.platform.engine.begin() as conn:
-        stored, _ = add_strategy(conn, tenant, name, rule_text=ALWAYS)
+    with api.platform.database.write() as uow:
+        stored, _ = add_strategy(uow, tenant, name, rule_text=ALWAYS)
     (symbol,) = _symbols(1)
     subscribers = list(api.platform.bar_subscribers)
     api.platform.bar_subscribers.clear()
@@ -333,18 +335,18 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
     hub = StreamHub(api.platform)
     hub.poll_once()  # sets the watermark
 
-    def row(d: int) -> dict[str, Any]:
+    def row(d: int) -> NewSignal:
         from datetime import UTC, datetime
 
-        return {"strategy_version_id": stored.version_id, "instrument_id": inst,
-                "timeframe": "1d", "bar_ts": datetime(2020, 1, d, tzinfo=UTC), "side": "long",
-                "score": 1.0, "price": 1.0, "values": {}}
+        return NewSignal(strategy_version_id=stored.version_id, instrument_id=inst,
+                         symbol=symbol, timeframe="1d", bar_ts=datetime(2020, 1, d, tzinfo=UTC),
+                         side="long", score=1.0, price=1.0, values={})
 
     slow_conn = api.platform.engine.connect()
     slow_tx = slow_conn.begin()
-    (lower, *_), = live.insert_new(slow_conn, [row(1)])
+    (lower, ) = [s.id for s in SqlSignalRepository(slow_conn).insert_new([row(1)])]
     with api.platform.engine.begin() as conn:
-        (higher, *_), = live.insert_new(conn, [row(2)])
+        (higher, ) = [s.id for s in SqlSignalRepository(conn).insert_new([row(2)])]
     assert lower < higher
     assert [e.id for e in hub.poll_once()] == [higher]
     slow_tx.commit()

@@ -24,6 +24,7 @@ from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.read_replica import REPLICA_UP, create_read_engine
 from signalfactory.adapters.storage.tables import instruments, scans, strategies, tenants
+from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork
 from signalfactory.api import create_app
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.errors import NotFoundError
@@ -107,7 +108,8 @@ def _plant_markers(replica: sa.Engine, platform: Platform, tenant_id: int) -> No
     with replica.begin() as conn:
         conn.execute(instruments.insert().values(symbol="ONLY_ON_REPLICA", tags={}))
         conn.execute(tenants.insert().values(id=tenant.id, name=tenant.name, tier=tenant.tier))
-        add_strategy(conn, tenant_id, "replica_marker", rule_text=MARKER_RULE)
+        add_strategy(SqlUnitOfWork(conn, platform.bars), tenant_id, "replica_marker",
+                     rule_text=MARKER_RULE)
         conn.execute(scans.insert().values(id=4242, tenant_id=tenant_id, timeframe="1d",
                                            status="succeeded", instruments=0, matches=0,
                                            universe="replica-marker"))
@@ -156,7 +158,7 @@ def test_a_stored_scan_is_read_back_from_the_primary(pair: Pair) -> None:
             tenant_id=pair.tenant_id, timeframe="1d", status="succeeded", instruments=4,
             matches=0, universe="on-primary")).inserted_primary_key[0]
     # What run_scan answers right after storing: the primary has it before any replica.
-    assert get_scan(pair.platform, pair.tenant_id, scan_id, primary=True)["universe"] == \
+    assert get_scan(pair.platform, pair.tenant_id, scan_id, primary=True).universe == \
         "on-primary"
     with pytest.raises(NotFoundError):
         get_scan(pair.platform, pair.tenant_id, scan_id)

@@ -29,8 +29,8 @@ shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platfor
 @pytest.fixture(scope="module")
 def loaded(shared_platform: Platform) -> Platform:
     store_sample(shared_platform, symbols=12, bars=400, seed=11)
-    with shared_platform.engine.begin() as conn:
-        ensure_builtins(conn)
+    with shared_platform.database.write() as uow:
+        ensure_builtins(uow)
     return shared_platform
 
 
@@ -46,8 +46,8 @@ def _count(platform: Platform, table: sa.Table) -> int:
 
 
 def test_rerunning_evaluation_writes_no_duplicates(loaded: Platform) -> None:
-    with loaded.engine.connect() as conn:
-        stored = get_strategy(conn, DEFAULT_TENANT_ID, "sma_cross")
+    with loaded.database.read(primary=True) as uow:
+        stored = get_strategy(uow, DEFAULT_TENANT_ID, "sma_cross")
     first = run_stored(loaded, stored)
     assert first.status == "succeeded" and first.signals_found > 0, first.error
     count = _count(loaded, signals)
@@ -69,8 +69,8 @@ def test_failing_strategy_is_recorded_and_others_go_on(loaded: Platform,
         "    required_lookback = 0\n"
         "    def evaluate(self, universe):\n"
         "        raise ValueError('division by the number of regrets')\n")
-    with loaded.engine.begin() as conn:
-        add_strategy(conn, DEFAULT_TENANT_ID, "broken", class_path=f"{source}:Broken")
+    with loaded.database.write() as uow:
+        add_strategy(uow, DEFAULT_TENANT_ID, "broken", class_path=f"{source}:Broken")
     reports = run_all(loaded, DEFAULT_TENANT_ID, ["broken", "rsi_mean_reversion"])
     assert [r.status for r in reports] == ["failed", "succeeded"]
     assert "regrets" in (reports[0].error or "")

@@ -16,7 +16,9 @@ from signalfactory.api.problems import document_problems, install_problem_handle
 from signalfactory.api.routers import account, health, instruments
 from signalfactory.api.routers import backtests as backtests_router
 from signalfactory.api.routers import jobs as jobs_router
+from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
+from signalfactory.api.routers import strategies as strategies_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
@@ -73,7 +75,9 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(instruments.router)
     app.include_router(account.router)
     app.include_router(jobs_router.router)
+    app.include_router(strategies_router.router)
     app.include_router(signals_router.router)
+    app.include_router(scans_router.router)
     app.include_router(backtests_router.router)
     app.include_router(subscriptions_router.router)
     app.include_router(stream_router.router)

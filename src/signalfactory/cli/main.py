@@ -6,7 +6,7 @@ import typer
 
 from signalfactory import __version__
 from signalfactory.cli import backtest as backtest_cli
-from signalfactory.cli import data, ops, serve, signals, tenants
+from signalfactory.cli import data, indicators, ops, scans, serve, signals, strategies, tenants
 from signalfactory.cli import jobs as jobs_cli
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
@@ -17,11 +17,11 @@ app.add_typer(data.db_app, name="db")
 app.command()(data.ingest)
 app.command()(data.sample)
 app.command()(data.instruments)
-app.command()(signals.indicators)
-app.add_typer(signals.strategies_app, name="strategies")
+app.command()(indicators.indicators)
+app.add_typer(strategies.strategies_app, name="strategies")
 app.command()(signals.signals)
 app.command()(signals.evaluate)
-app.command()(signals.scan)
+app.command()(scans.scan)
 app.command()(backtest_cli.backtest)
 app.command()(serve.serve)
 app.command()(serve.up)

@@ -22,7 +22,7 @@ import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Mapping
-from typing import Any
+from types import ModuleType
 
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.strategies.base import Strategy, StrategyParam
@@ -50,19 +50,20 @@ def load_strategy(ref: str, parameters: Mapping[str, StrategyParam] | None = Non
     return _instantiate(target, ref, dict(parameters or {}))
 
 
-def _from_entry_point(name: str) -> Any | None:
+def _from_entry_point(name: str) -> object | None:
     matches = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
                if ep.name == name]
     if not matches:
         return None
     try:
-        return matches[0].load()
+        target: object = matches[0].load()
     except Exception as exc:
         raise BadInputError(f"strategy plug-in {name!r} ({matches[0].value}) failed to load: "
                             f"{type(exc).__name__}: {exc}") from exc
+    return target
 
 
-def _from_reference(ref: str) -> Any:
+def _from_reference(ref: str) -> object:
     location, sep, attribute = ref.rpartition(":")
     if not sep or not location or not attribute.isidentifier():
         known = ", ".join(available_strategies())
@@ -75,7 +76,7 @@ def _from_reference(ref: str) -> Any:
         raise BadInputError(f"{location} defines no {attribute!r}") from None
 
 
-def _import_file(path: str) -> Any:
+def _import_file(path: str) -> ModuleType:
     # one module per file path, so loading the same file twice yields the same classes
     digest = hashlib.sha256(path.encode()).hexdigest()[:16]
     name = f"signalfactory_user_strategies.m{digest}"
@@ -98,7 +99,7 @@ def _import_file(path: str) -> Any:
     return module
 
 
-def _import_module(name: str) -> Any:
+def _import_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -108,7 +109,7 @@ def _import_module(name: str) -> Any:
                             f"{type(exc).__name__}: {exc}") from exc
 
 
-def _instantiate(target: Any, ref: str, parameters: dict[str, StrategyParam]) -> Strategy:
+def _instantiate(target: object, ref: str, parameters: dict[str, StrategyParam]) -> Strategy:
     if isinstance(target, Strategy) and not isinstance(target, type):
         if parameters:
             raise BadInputError(f"strategy {ref!r} is a ready instance; it takes no parameters")

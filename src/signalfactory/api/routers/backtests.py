@@ -222,8 +222,8 @@ class BacktestList(BaseModel):
 def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDep,
                     response: Response) -> Job:
     request = body.to_request(principal.tenant_id)
-    with platform.engine.begin() as conn:
-        ensure_builtins(conn)
+    with platform.database.write() as uow:
+        ensure_builtins(uow)
     prepare(platform, request)  # bad input answers now, before quota or job
     with platform.database.write() as uow:
         # TRANSITIONAL: enforce_quota still takes a connection until accounts converts it

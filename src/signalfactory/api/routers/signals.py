@@ -1,161 +1,23 @@
-"""Strategies, signals and scans over HTTP."""
+"""Stored signals over HTTP: filtered pages with a cursor."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from signalfactory.adapters.storage.tables import strategies
-from signalfactory.api.auth import PrincipalDep, TraderDep
+from signalfactory.api.auth import PrincipalDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.quotas import enforce_quota, register_counter
-from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.api.schemas import AUTH_RESPONSES
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.rules import check_rule
-from signalfactory.services.platform import Platform
-from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
+from signalfactory.domain.signals import StoredSignal
 from signalfactory.services.signals.evaluation import query_signals
-from signalfactory.services.strategies.catalog import (
-    add_strategy,
-    ensure_builtins,
-    get_strategy,
-    list_strategies,
-)
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
-
-# Row ids are 32-bit integers in the database: larger ids name nothing and are refused (422)
-# instead of overflowing the driver.
-ROW_ID = Path(ge=1, le=2**31 - 1)
-STRATEGY_NOT_FOUND = {404: {"model": Problem, "description": "No such strategy (or version)"}}
-
-RULE_EXAMPLE = ("entry: crosses_above(sma(close, 10), sma(close, 30)) and rsi(close, 14) < 70\n"
-                "exit: crosses_below(sma(close, 10), sma(close, 30))")
-
-
-def _count_strategies(conn: sa.Connection, tenant_id: int) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(strategies).where(
-        strategies.c.tenant_id == tenant_id, strategies.c.builtin.is_(sa.false())))
-        .scalar_one())
-
-
-register_counter("strategies", _count_strategies)
-
-
-class StrategyOut(BaseModel):
-    id: int
-    name: str
-    kind: str
-    version: int
-    rule_text: str | None
-    class_path: str | None
-    parameters: dict[str, Any]
-    timeframe: str
-    code_hash: str
-    created_by: str
-    created_at: str | None
-    builtin: bool
-    description: str
-    versions: int
-
-
-class StrategyList(BaseModel):
-    items: list[StrategyOut]
-
-
-class RuleIn(RequestModel):
-    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
-
-
-class StrategyIn(RequestModel):
-    name: str = Field(min_length=1, max_length=100, examples=["my_sma_cross"])
-    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
-    timeframe: str = Field(default="1d", max_length=8, examples=["1d"])
-    description: str = Field(default="", max_length=2000)
-
-
-class ValidationOut(BaseModel):
-    valid: bool
-    canonical: str
-    lookback: int
-
-
-def _builtins_stored(platform: Platform) -> None:
-    """Store the shipped strategies once per process, on the primary, so that GETs only read
-    (from the replica when there is one)."""
-    if platform.builtins_stored.is_set():
-        return
-    with platform.engine.begin() as conn:
-        ensure_builtins(conn)
-    platform.cache.invalidate("strategies")
-    platform.builtins_stored.set()
-
-
-@router.get("/strategies", response_model=StrategyList, tags=["strategies"],
-            summary="Strategies visible to you: built-ins and your own, newest versions")
-def get_strategies(principal: PrincipalDep, platform: PlatformDep) -> Response:
-    _builtins_stored(platform)
-
-    def load() -> StrategyList:
-        with platform.reader.connect() as conn:
-            items = list_strategies(conn, principal.tenant_id)
-        return StrategyList(items=[StrategyOut(**s.as_dict()) for s in items])
-
-    return cached_response(platform, "strategies", ("list",), load,
-                           tenant_id=principal.tenant_id)
-
-
-@router.get("/strategies/{name}", response_model=StrategyOut, tags=["strategies"],
-            summary="One strategy (newest version, or ?version=N)",
-            responses=STRATEGY_NOT_FOUND)
-def get_one_strategy(principal: PrincipalDep, platform: PlatformDep,
-                     name: str = Path(max_length=100),
-                     version: int | None = Query(default=None, ge=1, le=2**31 - 1)
-                     ) -> Response:
-    def load() -> StrategyOut:
-        with platform.reader.connect() as conn:
-            return StrategyOut(**get_strategy(conn, principal.tenant_id, name,
-                                              version).as_dict())
-
-    return cached_response(platform, "strategies", ("one", name.strip().lower(), version),
-                           load, tenant_id=principal.tenant_id)
-
-
-@router.post("/strategies/validate", response_model=ValidationOut, tags=["strategies"],
-             summary="Check a rule; errors give the position and what was expected",
-             responses={422: {"description": "The rule is invalid; `position` says where"}})
-def validate_rule(body: RuleIn, _principal: PrincipalDep) -> ValidationOut:
-    checked = check_rule(body.rule)
-    return ValidationOut(valid=True, canonical=checked.canonical_text, lookback=checked.lookback)
-
-
-@router.post("/strategies", response_model=StrategyOut, status_code=201, tags=["strategies"],
-             summary="Add a rule strategy, or a new version of one",
-             responses={200: {"model": StrategyOut,
-                              "description": "The same rule is already the newest version: "
-                                             "nothing new was stored"}})
-def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDep,
-                    response: Response) -> StrategyOut:
-    with platform.engine.begin() as conn:
-        exists = conn.execute(sa.select(strategies.c.id).where(
-            strategies.c.tenant_id == principal.tenant_id,
-            strategies.c.name == body.name.strip().lower())).first()
-        if exists is None:
-            enforce_quota(conn, principal, "strategies")
-        item, created = add_strategy(conn, principal.tenant_id, body.name, rule_text=body.rule,
-                                     timeframe=body.timeframe, description=body.description,
-                                     created_by=principal.key_prefix or "api")
-    platform.cache.invalidate("strategies")
-    if not created:
-        response.status_code = 200
-    return StrategyOut(**item.as_dict())
 
 
 class SignalOut(BaseModel):
@@ -170,6 +32,14 @@ class SignalOut(BaseModel):
     price: float
     values: dict[str, float]
     created_at: str | None
+
+    @classmethod
+    def of(cls, s: StoredSignal) -> SignalOut:
+        return cls(id=s.id, bar_ts=s.bar_ts.isoformat(), symbol=s.symbol, side=s.side,
+                   strategy=s.strategy, strategy_version=s.strategy_version,
+                   timeframe=s.timeframe, score=s.score, price=s.price,
+                   values=dict(s.values),
+                   created_at=s.created_at.isoformat() if s.created_at else None)
 
 
 class SignalPage(BaseModel):
@@ -209,82 +79,15 @@ def get_signals(principal: PrincipalDep, platform: PlatformDep,
 
     def load() -> SignalPage:
         # Opened and closed in this one thread (a yield dependency would hop threads three
-        # times); the page is validated once, not again by the response model.
-        with platform.reader.connect() as conn:
-            rows = query_signals(conn, principal.tenant_id, since=since, symbol=symbol,
+        # times).
+        with platform.database.read() as uow:
+            rows = query_signals(uow, principal.tenant_id, since=since, symbol=symbol,
                                  strategy=strategy, side=side, min_score=min_score,
                                  after_id=after_id, limit=limit)
-        next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
-        return SignalPage.model_validate({"items": rows, "next_cursor": next_cursor})
+        next_cursor = _encode_cursor(rows[-1].id) if len(rows) == limit else None
+        return SignalPage(items=[SignalOut.of(s) for s in rows], next_cursor=next_cursor)
 
     # Every signal write (evaluation, scan, live, retention) bumps the "signals" generation.
     return cached_response(platform, "signals", (since.isoformat() if since else None,
                                                  symbol, strategy, side, min_score, after_id,
                                                  limit), load, tenant_id=principal.tenant_id)
-
-
-class ScanIn(RequestModel):
-    strategy: str | None = Field(default=None, max_length=100, examples=["sma_cross"])
-    rule: str | None = Field(default=None, max_length=20_000)
-    universe: str | None = Field(default=None, max_length=128, examples=["sector=technology"])
-    as_of: datetime | None = Field(default=None, examples=["2024-06-28"])
-    top: int | None = Field(default=None, ge=1, le=10_000, examples=[20])
-    timeframe: str | None = Field(default=None, max_length=8, examples=["1d"])
-    parameters: dict[str, float | int] | None = Field(
-        default=None, description="Overrides for a built-in strategy's parameters",
-        examples=[{"fast": 5, "slow": 20}])
-
-
-class ScanResult(BaseModel):
-    rank: int
-    symbol: str
-    side: str
-    score: float | None
-    price: float
-    bar_ts: str
-    values: dict[str, float]
-
-
-class ScanOut(BaseModel):
-    id: int
-    status: str
-    error: str | None
-    strategy_version_id: int | None
-    rule_text: str | None
-    universe: str | None
-    timeframe: str
-    as_of: str | None
-    top: int | None
-    instruments: int
-    matches: int
-    created_at: str | None
-    finished_at: str | None
-    results: list[ScanResult]
-
-
-@router.post("/scans", response_model=ScanOut, status_code=201, tags=["scans"],
-             summary="Scan a universe with a strategy or rule and store the ranking",
-             responses={404: {"model": Problem, "description": "No such strategy, or no "
-                                                               "instruments with bars"}})
-def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> ScanOut:
-    if (body.strategy is None) == (body.rule is None):
-        raise BadInputError("give exactly one of 'strategy' or 'rule'")
-    with platform.engine.begin() as conn:
-        ensure_builtins(conn)
-        enforce_quota(conn, principal, "scans")
-    request = ScanRequest(tenant_id=principal.tenant_id, strategy=body.strategy,
-                          rule=body.rule, universe=body.universe, as_of=body.as_of,
-                          top=body.top, timeframe=body.timeframe, parameters=body.parameters)
-    return ScanOut(**run_scan(platform, request))
-
-
-@router.get("/scans/{scan_id}", response_model=ScanOut, tags=["scans"],
-            summary="A stored scan and its ranked results",
-            responses={404: {"model": Problem, "description": "No such scan in this tenant"}})
-def read_scan(principal: PrincipalDep, platform: PlatformDep,
-              scan_id: int = ROW_ID) -> Response:
-    # A stored scan never changes, so its entry needs no invalidation; misses (404) are
-    # not cached.
-    return cached_response(platform, "scans", ("one", scan_id),
-                           lambda: ScanOut(**get_scan(platform, principal.tenant_id, scan_id)),
-                           tenant_id=principal.tenant_id)

@@ -52,6 +52,7 @@ from signalfactory.domain.backtest.stored import (
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
+from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import BACKTEST_DURATION
@@ -60,7 +61,7 @@ from signalfactory.services.backtests.options import BacktestRequest, build_conf
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
-from signalfactory.services.strategies.catalog import StoredStrategy, resolve
+from signalfactory.services.strategies.catalog import resolve
 
 __all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest",
            "store_backtest"]
@@ -107,10 +108,9 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
     if request.parameters and request.strategy is None:
         raise BadInputError("parameters override a built-in strategy's; a rule carries its "
                             "numbers in its text", rule="parameters")
-    with platform.engine.connect() as conn:
-        strategy, stored = resolve(conn, request.tenant_id, request.strategy, request.rule,
-                                   request.parameters)
     with platform.database.read(primary=True) as uow:
+        strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
+                                   request.parameters)
         rows = uow.instruments.find(tag=request.universe,
                                     symbols=list(request.symbols) if request.symbols else None)
     if request.symbols:

@@ -9,28 +9,28 @@ for that day. A scan of a stored strategy also stores those signals (idempotentl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
-
-from signalfactory.adapters.storage.tables import scan_results, scans
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars
-from signalfactory.domain.strategies import RuleStrategy, signal_records
+from signalfactory.domain.scans import NewScan, ScanResult, StoredScan
+from signalfactory.domain.strategies import RuleStrategy, StrategyParam, signal_records
+from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.domain.timestamps import ns_to_datetime
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
 from signalfactory.services.signals.evaluation import (
     evaluate_universe,
-    insert_signals,
-    ns_to_datetime,
-    signal_rows,
+    finite_values,
+    new_signals,
 )
 from signalfactory.services.strategies.catalog import resolve
+
+Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ScanRequest:
     as_of: datetime | None = None
     top: int | None = None
     timeframe: str | None = None
-    parameters: Mapping[str, Any] | None = None
+    parameters: Mapping[str, StrategyParam] | None = None
     side: str | None = None
 
 
@@ -63,12 +63,17 @@ def _check(request: ScanRequest) -> None:
         raise BadInputError(f"side must be long, short or exit, got {request.side!r}")
 
 
+def _rank_key(score: float | None) -> float:
+    """Highest score first; no score (or a NaN) ranks last."""
+    return -(score if score is not None and math.isfinite(score) else -math.inf)
+
+
 def run_scan(platform: Platform, request: ScanRequest,
-             progress: Any | None = None) -> dict[str, Any]:
+             progress: Progress | None = None) -> StoredScan:
     """Run and store a scan; bad input raises before anything is stored."""
     _check(request)
-    with platform.engine.connect() as conn:
-        strategy, stored = resolve(conn, request.tenant_id, request.strategy, request.rule,
+    with platform.database.read(primary=True) as uow:
+        strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
     timeframe = Timeframe.parse(request.timeframe or (stored.timeframe if stored else "1d"))
     as_of = request.as_of
@@ -92,74 +97,60 @@ def run_scan(platform: Platform, request: ScanRequest,
         evaluation = evaluate_universe(strategy, bars)
     except BadInputError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the strategy's own failure: stored as a failed scan
         LOGIC_EXECUTIONS.labels(name, "failed").inc()
         return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc)
     LOGIC_EXECUTIONS.labels(name, "succeeded").inc()
     records = signal_records(evaluation, last_bar_only=True)
     if request.side is not None:
         records = [r for r in records if r.side == request.side]
-    records.sort(key=lambda r: (-(r.score if r.score is not None and math.isfinite(r.score)
-                                  else -math.inf), r.symbol, r.side))
+    records.sort(key=lambda r: (_rank_key(r.score), r.symbol, r.side))
     ranked = records[: request.top] if request.top else records
     if progress is not None:
         progress(0.8)
+    ids = bars.instrument_ids
+    # A built-in run with overridden parameters is code no stored version names.
+    version = stored if stored is not None and not request.parameters else None
     written = 0
-    with platform.engine.begin() as conn:
-        scan_id = int(conn.execute(scans.insert().values(
+    with platform.database.write() as uow:
+        scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
-            strategy_version_id=stored.version_id if stored and not request.parameters
-            else None,
-            rule_text=getattr(strategy, "text", None), universe=request.universe,
-            timeframe=timeframe.name, as_of=as_of, top=request.top, status="succeeded",
-            instruments=bars.n_instruments, matches=len(records),
-            finished_at=datetime.now(UTC))).inserted_primary_key[0])
-        ids = bars.instrument_ids
-        if ranked:
-            conn.execute(scan_results.insert(), [
-                {"scan_id": scan_id, "rank": i + 1, "instrument_id": int(ids[r.instrument]),
-                 "symbol": r.symbol, "side": r.side, "score": r.score, "price": r.price,
-                 "bar_ts": ns_to_datetime(r.ts),
-                 "values": {k: float(v) for k, v in r.values.items() if math.isfinite(v)}}
-                for i, r in enumerate(ranked)])
-        if stored is not None and not request.parameters:
-            written = insert_signals(conn, signal_rows(records, bars, stored.version_id,
-                                                       timeframe))
-            SIGNALS_PRODUCED.labels(stored.name).inc(written)
+            strategy_version_id=version.version_id if version else None,
+            rule_text=strategy.text if isinstance(strategy, RuleStrategy) else None,
+            universe=request.universe, timeframe=timeframe.name, as_of=as_of,
+            top=request.top, status="succeeded", instruments=bars.n_instruments,
+            matches=len(records), finished_at=platform.clock.now()),
+            [ScanResult(rank=i + 1, instrument_id=int(ids[r.instrument]), symbol=r.symbol,
+                        side=r.side, score=r.score, price=r.price,
+                        bar_ts=ns_to_datetime(r.ts), values=finite_values(r.values))
+             for i, r in enumerate(ranked)])
+        if version is not None:
+            written = len(uow.signals.insert_new(
+                new_signals(records, bars, version.version_id, timeframe)))
+            SIGNALS_PRODUCED.labels(version.name).inc(written)
     if written:
         platform.cache.invalidate("signals")
     return get_scan(platform, request.tenant_id, scan_id, primary=True)
 
 
-def _store_failed(platform: Platform, request: ScanRequest, stored: Any, timeframe: Timeframe,
-                  n_inst: int, exc: Exception) -> dict[str, Any]:
-    with platform.engine.begin() as conn:
-        scan_id = int(conn.execute(scans.insert().values(
+def _store_failed(platform: Platform, request: ScanRequest, stored: StoredStrategy | None,
+                  timeframe: Timeframe, n_inst: int, exc: Exception) -> StoredScan:
+    with platform.database.write() as uow:
+        scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
             strategy_version_id=stored.version_id if stored else None, rule_text=request.rule,
             universe=request.universe, timeframe=timeframe.name, as_of=request.as_of,
             top=request.top, status="failed", error=f"{type(exc).__name__}: {exc}",
-            instruments=n_inst, finished_at=datetime.now(UTC))).inserted_primary_key[0])
+            instruments=n_inst, matches=0, finished_at=platform.clock.now()))
     return get_scan(platform, request.tenant_id, scan_id, primary=True)
 
 
 def get_scan(platform: Platform, tenant_id: int, scan_id: int, *,
-             primary: bool = False) -> dict[str, Any]:
+             primary: bool = False) -> StoredScan:
     """A stored scan; ``primary`` reads it from the primary (right after storing it, when a
     read replica may not have it yet)."""
-    with (platform.engine if primary else platform.reader).connect() as conn:
-        row = conn.execute(sa.select(scans).where(scans.c.id == scan_id,
-                                                  scans.c.tenant_id == tenant_id)).first()
-        if row is None:
-            raise NotFoundError(f"no scan {scan_id}")
-        results = conn.execute(sa.select(scan_results).where(scan_results.c.scan_id == scan_id)
-                               .order_by(scan_results.c.rank)).all()
-    scan = dict(row._mapping)
-    for key in ("as_of", "created_at", "finished_at"):
-        scan[key] = scan[key].isoformat() if scan[key] else None
-    scan.pop("tenant_id", None)
-    scan["results"] = [
-        {"rank": r.rank, "symbol": r.symbol, "side": r.side, "score": r.score,
-         "price": r.price, "bar_ts": r.bar_ts.isoformat(), "values": r.values}
-        for r in results]
+    with platform.database.read(primary=primary) as uow:
+        scan = uow.scans.get(tenant_id, scan_id)
+    if scan is None:
+        raise NotFoundError(f"no scan {scan_id}")
     return scan

@@ -28,7 +28,7 @@ def scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     args = parse_payload(ScanPayload, payload, "scan")
     scan = run_scan(ctx.platform, ScanRequest(tenant_id=ctx.tenant_id, **args.model_dump()),
                     progress=ctx.progress)
-    return {"scan_id": scan["id"], "matches": scan["matches"], "status": scan["status"]}
+    return {"scan_id": scan.id, "matches": scan.matches, "status": scan.status}
 
 
 register_task("scan", scan_task)

@@ -20,9 +20,11 @@ built-in's live signals, create a subscription that names it.
 Publishing: each process keeps its publishers in ``platform.signal_publishers``
 (the API's stream hub registers one). Other processes (a worker, the CLI) publish into the
 table only; the API process picks their signals up by polling the table by id (and wakes at
-once on PostgreSQL, where this module sends ``NOTIFY signalfactory_signals``).
-``signalfactory_signal_latency_seconds`` is observed here, once per new signal, when it is
-handed to the publishers: from the bars' arrival in ``write_bars`` to publish.
+once on PostgreSQL, where storing a signal sends ``NOTIFY signalfactory_signals``).
+The signals and the strategy runs that found them are stored in one unit of work; the
+publishers run after it commits. ``signalfactory_signal_latency_seconds`` is observed here,
+once per new signal, when it is handed to the publishers: from the bars' arrival in
+``write_bars`` to publish.
 
 Only strategies whose timeframe equals the written timeframe are evaluated; a strategy on a
 higher timeframe gets its signals from ``signals run`` or a scan (a half-built higher bar
@@ -31,39 +33,31 @@ would give signals that change).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+import numpy.typing as npt
 
-from signalfactory.adapters.storage.tables import (
-    instruments,
-    signals,
-    strategies,
-    strategy_runs,
-    strategy_versions,
-    subscriptions,
-)
 from signalfactory.domain.bars import BarUniverse
+from signalfactory.domain.signals import NOTIFY_CHANNEL as NOTIFY_CHANNEL  # the hub LISTENs
+from signalfactory.domain.signals import InsertedSignal, NewSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
+from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import BarsWritten
 from signalfactory.services.platform import Platform
-from signalfactory.services.strategies.catalog import StoredStrategy
+from signalfactory.services.ports import UnitOfWork
+from signalfactory.services.signals.evaluation import new_signals
+from signalfactory.services.strategies.catalog import instantiate
 from signalfactory.services.streaming.events import SignalEvent, iso_utc
 
 log = get_logger("signalfactory.live")
 
-NOTIFY_CHANNEL = "signalfactory_signals"
 _CACHE_LOCK = threading.Lock()
 
 
@@ -87,41 +81,9 @@ class LiveReport:
     failed: tuple[str, ...] = ()
 
 
-def watched_strategies(conn: Connection, timeframe: Timeframe) -> list[StoredStrategy]:
+def watched_strategies(uow: UnitOfWork, timeframe: Timeframe) -> list[StoredStrategy]:
     """Newest versions of the strategies evaluated live on ``timeframe`` (see module doc)."""
-    builtin_names: set[str] = set()
-    every_builtin = False
-    for (names,) in conn.execute(sa.select(subscriptions.c.strategies)):
-        if not names:
-            every_builtin = True
-            break
-        builtin_names.update(str(n) for n in names)
-    newest = (sa.select(strategy_versions.c.strategy_id,
-                        sa.func.max(strategy_versions.c.version).label("v"))
-              .group_by(strategy_versions.c.strategy_id).subquery())
-    wanted: sa.ColumnElement[bool] = strategies.c.builtin.is_(sa.false())
-    if every_builtin:
-        wanted = sa.true()
-    elif builtin_names:
-        wanted = sa.or_(wanted, strategies.c.name.in_(sorted(builtin_names)))
-    query = (sa.select(strategies.c.id, strategies.c.tenant_id, strategies.c.name,
-                       strategies.c.kind, strategies.c.builtin, strategies.c.description,
-                       strategy_versions.c.id.label("version_id"), strategy_versions.c.version,
-                       strategy_versions.c.rule_text, strategy_versions.c.class_path,
-                       strategy_versions.c.parameters, strategy_versions.c.timeframe,
-                       strategy_versions.c.code_hash, strategy_versions.c.created_by,
-                       strategy_versions.c.created_at)
-             .join(strategy_versions, strategy_versions.c.strategy_id == strategies.c.id)
-             .join(newest, sa.and_(newest.c.strategy_id == strategies.c.id,
-                                   newest.c.v == strategy_versions.c.version))
-             .where(wanted, strategy_versions.c.timeframe == timeframe.name)
-             .order_by(strategy_versions.c.id))
-    return [StoredStrategy(
-        id=r.id, version_id=r.version_id, tenant_id=r.tenant_id, name=r.name, kind=r.kind,
-        version=r.version, rule_text=r.rule_text, class_path=r.class_path,
-        parameters=r.parameters or {}, timeframe=r.timeframe, code_hash=r.code_hash,
-        created_by=r.created_by, created_at=r.created_at, builtin=bool(r.builtin),
-        description=r.description or "") for r in conn.execute(query)]
+    return uow.strategies.watched(timeframe.name, uow.signals.builtin_interest())
 
 
 def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
@@ -132,31 +94,42 @@ def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
         with _CACHE_LOCK:  # two writers may meet here; one parse is enough
             strategy = cache.get(stored.version_id)
             if strategy is None:
-                strategy = cache[stored.version_id] = stored.instantiate()
+                strategy = cache[stored.version_id] = instantiate(stored)
     return strategy
 
 
-def load_window(platform: Platform, conn: Connection, written: BarsWritten,
+def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, str],
                 lookback: int) -> BarUniverse:
     """Bars of the written instruments from ``warmup_bars(lookback)`` bars before their first
     new bar; instruments whose window holds too little history are read in full."""
     ids = np.array(sorted(written.first_new), dtype=np.int64)
-    names = {int(r.id): r.symbol for r in conn.execute(
-        sa.select(instruments.c.id, instruments.c.symbol)
-        .where(instruments.c.id.in_(ids.tolist())))}
     tf_ns = written.timeframe.nanoseconds
     # Calendar time for the warm-up, widened for weekends and holidays (5 of 7 days trade).
     span = (warmup_bars(lookback) * 3 // 2 + 7) * tf_ns
     start = min(written.first_new.values()) - span
-    universe = platform.bars.load(conn, written.timeframe, names, ids, start, None)
+    universe = read_bars(platform, written.timeframe, symbols, ids, start)
     short = _short_of_history(universe, written.first_new, lookback + 1)
     if short.size:
-        universe = platform.bars.load(conn, written.timeframe, names, ids, None, None)
+        universe = read_bars(platform, written.timeframe, symbols, ids, None)
+    return universe
+
+
+def read_bars(platform: Platform, timeframe: Timeframe, symbols: Mapping[int, str],
+              ids: npt.NDArray[np.int64], start_ns: int | None) -> BarUniverse:
+    """Bars of ``ids`` from ``start_ns`` on, read on the primary (they were just written).
+
+    TRANSITIONAL: through the raw engine and bar store until market data's bar repository
+    lands; then ``uow.bars.load(timeframe, symbols, ids, start_ns)`` in
+    ``platform.database.read(primary=True)``.
+    """
+    with platform.engine.connect() as conn:
+        universe: BarUniverse = platform.bars.load(conn, timeframe, symbols, ids, start_ns,
+                                                   None)
     return universe
 
 
 def _short_of_history(universe: BarUniverse, first_new: dict[int, int],
-                      needed: int) -> np.ndarray:
+                      needed: int) -> npt.NDArray[np.int64]:
     """Instruments with fewer than ``needed`` bars before their first new bar."""
     short = []
     for k, ident in enumerate(universe.instrument_ids.tolist()):
@@ -177,42 +150,8 @@ def new_records(strategy: Strategy, universe: BarUniverse,
             if r.ts >= first_new[int(ids[r.instrument])]]
 
 
-def _row(record: SignalRecord, universe: BarUniverse, stored: StoredStrategy,
-         timeframe: Timeframe) -> dict[str, Any]:
-    values = {k: float(v) for k, v in record.values.items() if math.isfinite(float(v))}
-    return {"strategy_version_id": stored.version_id,
-            "instrument_id": int(universe.instrument_ids[record.instrument]),
-            "timeframe": timeframe.name,
-            "bar_ts": datetime.fromtimestamp(record.ts / 1e9, tz=UTC), "side": record.side,
-            "score": record.score, "price": float(record.price), "values": values}
-
-
-def insert_new(conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, Any, int]]:
-    """Insert, skipping signals that exist; (id, created_at, index into rows) of new ones."""
-    if not rows:
-        return []
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    where = {(r["strategy_version_id"], r["instrument_id"], iso_utc(r["bar_ts"]), r["side"]): i
-             for i, r in enumerate(rows)}
-    # One statement executed with many parameter sets: its compiled form is cached, and
-    # SQLAlchemy batches the rows into multi-row INSERTs ("insertmanyvalues").
-    stmt = (insert(signals)
-            .on_conflict_do_nothing(index_elements=["strategy_version_id", "instrument_id",
-                                                    "timeframe", "bar_ts", "side"])
-            .returning(signals.c.id, signals.c.created_at, signals.c.strategy_version_id,
-                       signals.c.instrument_id, signals.c.bar_ts, signals.c.side))
-    out: list[tuple[int, Any, int]] = []
-    for r in conn.execute(stmt, rows):
-        key = (r.strategy_version_id, r.instrument_id, iso_utc(r.bar_ts), r.side)
-        out.append((int(r.id), r.created_at, where[key]))
-    return out
-
-
 def evaluate_new_bars(platform: Platform, written: BarsWritten) -> LiveReport | None:
-    """The ``on_bars_written`` hook. Never raises: the bars are already committed."""
+    """The bar subscriber. Never raises: the bars are already committed."""
     try:
         return _evaluate(platform, written)
     except Exception as exc:  # logged; the write itself succeeded
@@ -221,71 +160,77 @@ def evaluate_new_bars(platform: Platform, written: BarsWritten) -> LiveReport | 
         return None
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One watched strategy's evaluation of the window."""
+
+    stored: StoredStrategy
+    error: str | None
+    signals: tuple[NewSignal, ...] = ()
+
+
 def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
     if not written.first_new:
         return None
-    started = datetime.now(UTC)
-    with platform.engine.connect() as conn:
-        watched = watched_strategies(conn, written.timeframe)
+    started = platform.clock.now()
+    with platform.database.read(primary=True) as uow:
+        watched = watched_strategies(uow, written.timeframe)
         if not watched:
             return None
-        loaded = [(s, _instantiate(platform, s)) for s in watched]
-        lookback = max(int(getattr(obj, "required_lookback", 0) or 0) for _s, obj in loaded)
-        universe = load_window(platform, conn, written, lookback)
+        symbols = uow.signals.instrument_symbols(written.first_new)
+    loaded = [(s, _instantiate(platform, s)) for s in watched]
+    lookback = max(int(getattr(obj, "required_lookback", 0) or 0) for _s, obj in loaded)
+    universe = load_window(platform, written, symbols, lookback)
     if universe.n_bars == 0:
         return None
-    rows: list[dict[str, Any]] = []
-    owners: list[tuple[StoredStrategy, SignalRecord]] = []
-    runs: list[tuple[StoredStrategy, str, str | None, int]] = []
+    outcomes: list[_Outcome] = []
     for stored, strategy in loaded:
         try:
             records = new_records(strategy, universe, written.first_new)
         except Exception as exc:  # one failing strategy never stops the others
-            runs.append((stored, "failed", f"{type(exc).__name__}: {exc}", 0))
+            outcomes.append(_Outcome(stored, f"{type(exc).__name__}: {exc}"))
             continue
-        for record in records:
-            rows.append(_row(record, universe, stored, written.timeframe))
-            owners.append((stored, record))
-        runs.append((stored, "succeeded", None, len(records)))
-    with platform.engine.begin() as conn:
-        created = insert_new(conn, rows)
+        outcomes.append(_Outcome(stored, None, tuple(new_signals(
+            records, universe, stored.version_id, written.timeframe))))
+    batch = [(o.stored, signal) for o in outcomes for signal in o.signals]
+    with platform.database.write() as uow:
+        created = uow.signals.insert_new([signal for _s, signal in batch])
         new_by_version: dict[int, int] = {}
-        for _id, _at, index in created:
-            version_id = owners[index][0].version_id
+        for inserted in created:
+            version_id = batch[inserted.index][0].version_id
             new_by_version[version_id] = new_by_version.get(version_id, 0) + 1
-        for stored, status, error, _found in runs:
-            conn.execute(strategy_runs.insert().values(
-                strategy_version_id=stored.version_id, timeframe=written.timeframe.name,
-                status=status, error=error, instruments=universe.n_instruments,
-                signals_written=new_by_version.get(stored.version_id, 0), started_at=started,
-                finished_at=datetime.now(UTC)))
-        if created and conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL,
-                                                     str(max(c[0] for c in created)))))
-    for stored, status, error, _found in runs:
-        LOGIC_EXECUTIONS.labels(stored.name, status).inc()
-        if error is not None:
-            log.warning("live strategy evaluation failed", strategy=stored.name,
-                        version=stored.version, error=error)
-        elif new_by_version.get(stored.version_id):
-            SIGNALS_PRODUCED.labels(stored.name).inc(new_by_version[stored.version_id])
-    events = [_event(ident, created_at, rows[index], *owners[index], universe,
-                     written.arrival_ns) for ident, created_at, index in created]
-    events.sort(key=lambda e: e.id)
+        finished = platform.clock.now()
+        for o in outcomes:
+            uow.strategies.record_run(StrategyRun(
+                strategy_version_id=o.stored.version_id, timeframe=written.timeframe.name,
+                status="failed" if o.error else "succeeded", error=o.error,
+                instruments=universe.n_instruments,
+                signals_written=new_by_version.get(o.stored.version_id, 0),
+                started_at=started, finished_at=finished))
+    # Committed: count, invalidate and publish.
+    for o in outcomes:
+        LOGIC_EXECUTIONS.labels(o.stored.name, "failed" if o.error else "succeeded").inc()
+        if o.error is not None:
+            log.warning("live strategy evaluation failed", strategy=o.stored.name,
+                        version=o.stored.version, error=o.error)
+        elif new_by_version.get(o.stored.version_id):
+            SIGNALS_PRODUCED.labels(o.stored.name).inc(new_by_version[o.stored.version_id])
+    events = sorted((_event(inserted, *batch[inserted.index], written.arrival_ns)
+                     for inserted in created), key=lambda e: e.id)
     if events:
         platform.cache.invalidate("signals")
     publish(platform, events)
     return LiveReport(len(loaded), universe.n_instruments, len(events),
-                      tuple(s.name for s, status, _e, _f in runs if status == "failed"))
+                      tuple(o.stored.name for o in outcomes if o.error))
 
 
-def _event(ident: int, created_at: Any, row: dict[str, Any], stored: StoredStrategy,
-           record: SignalRecord, universe: BarUniverse, arrival_ns: int) -> SignalEvent:
-    payload = {"id": ident, "bar_ts": iso_utc(row["bar_ts"]),
-               "symbol": universe.symbols[record.instrument], "side": row["side"],
-               "strategy": stored.name, "strategy_version": stored.version,
-               "timeframe": row["timeframe"], "score": row["score"], "price": row["price"],
-               "values": row["values"], "created_at": iso_utc(created_at)}
+def _event(inserted: InsertedSignal, stored: StoredStrategy, signal: NewSignal,
+           arrival_ns: int) -> SignalEvent:
+    payload = {"id": inserted.id, "bar_ts": iso_utc(signal.bar_ts), "symbol": signal.symbol,
+               "side": signal.side, "strategy": stored.name,
+               "strategy_version": stored.version, "timeframe": signal.timeframe,
+               "score": signal.score, "price": signal.price, "values": dict(signal.values),
+               "created_at": iso_utc(inserted.created_at)}
     return SignalEvent(payload, tenant_id=stored.tenant_id, builtin=stored.builtin,
                        arrival_ns=arrival_ns)
 

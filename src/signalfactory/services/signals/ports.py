@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Protocol
+
+from signalfactory.domain.signals import InsertedSignal, NewSignal, SignalQuery, StoredSignal
+from signalfactory.domain.strategies.stored import BuiltinInterest
 
 
 class SignalRepository(Protocol):
     """Stored signals, idempotent per (version, instrument, timeframe, bar, side)."""
+
+    def insert_new(self, signals: Sequence[NewSignal]) -> list[InsertedSignal]:
+        """Store the signals not stored yet; the others are skipped. Returns the new ones
+        (in no particular order). Serving processes learn of them after the commit (on
+        PostgreSQL the insert notifies ``domain.signals.NOTIFY_CHANNEL``)."""
+        ...
+
+    def page(self, query: SignalQuery) -> list[StoredSignal]:
+        """Signals the query selects, in id order, at most ``query.limit``."""
+        ...
+
+    def builtin_interest(self) -> BuiltinInterest:
+        """The built-ins that subscriptions ask for: what live evaluation must watch."""
+        ...
+
+    def instrument_symbols(self, instrument_ids: Iterable[int]) -> dict[int, str]:
+        """Symbols of the instruments new signals are about (live evaluation names the
+        instruments it loads with them). TRANSITIONAL: goes when the instrument repository
+        (market data) serves ``symbols(ids)``."""
+        ...

@@ -84,7 +84,10 @@ def create_subscription(conn: Connection, tenant_id: int, name: str, *,
     if not name or len(name) > 100 or not _printable(name):
         raise BadInputError("subscription name must be 1..100 printable characters")
     if strategies_:
-        ensure_builtins(conn)  # live evaluation watches the stored built-ins a subscription names
+        # live evaluation watches the stored built-ins a subscription names
+        # TRANSITIONAL: until this service takes a unit of work, wrap its connection in one.
+        from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork
+        ensure_builtins(SqlUnitOfWork(conn, None))  # type: ignore[arg-type]
     values = {"tenant_id": tenant_id, "name": name,
               "strategies": clean_strategies(conn, tenant_id, strategies_),
               "symbols": clean_symbols(symbols), "min_score": check_min_score(min_score)}

@@ -1,0 +1,135 @@
+"""Strategies over HTTP: list, read, validate a rule, add a version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from signalfactory.api.auth import PrincipalDep, TraderDep
+from signalfactory.api.cached import cached_response
+from signalfactory.api.deps import PlatformDep
+from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.api.transitional import enforce_quota_in
+from signalfactory.domain.rules import check_rule
+from signalfactory.domain.strategies.stored import StoredStrategy
+from signalfactory.services.strategies.catalog import (
+    add_strategy,
+    get_strategy,
+    list_strategies,
+    store_builtins_once,
+)
+
+router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
+
+STRATEGY_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No such strategy (or version)"}}
+
+RULE_EXAMPLE = ("entry: crosses_above(sma(close, 10), sma(close, 30)) and rsi(close, 14) < 70\n"
+                "exit: crosses_below(sma(close, 10), sma(close, 30))")
+
+
+class StrategyOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    version: int
+    rule_text: str | None
+    class_path: str | None
+    parameters: dict[str, Any]
+    timeframe: str
+    code_hash: str
+    created_by: str
+    created_at: str | None
+    builtin: bool
+    description: str
+    versions: int
+
+    @classmethod
+    def of(cls, s: StoredStrategy) -> StrategyOut:
+        return cls(id=s.id, name=s.name, kind=s.kind, version=s.version,
+                   rule_text=s.rule_text, class_path=s.class_path,
+                   parameters=dict(s.parameters), timeframe=s.timeframe,
+                   code_hash=s.code_hash, created_by=s.created_by,
+                   created_at=s.created_at.isoformat() if s.created_at else None,
+                   builtin=s.builtin, description=s.description, versions=s.versions)
+
+
+class StrategyList(BaseModel):
+    items: list[StrategyOut]
+
+
+class RuleIn(RequestModel):
+    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
+
+
+class StrategyIn(RequestModel):
+    name: str = Field(min_length=1, max_length=100, examples=["my_sma_cross"])
+    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
+    timeframe: str = Field(default="1d", max_length=8, examples=["1d"])
+    description: str = Field(default="", max_length=2000)
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    canonical: str
+    lookback: int
+
+
+@router.get("/strategies", response_model=StrategyList, tags=["strategies"],
+            summary="Strategies visible to you: built-ins and your own, newest versions")
+def get_strategies(principal: PrincipalDep, platform: PlatformDep) -> Response:
+    store_builtins_once(platform)
+
+    def load() -> StrategyList:
+        with platform.database.read() as uow:
+            items = list_strategies(uow, principal.tenant_id)
+        return StrategyList(items=[StrategyOut.of(s) for s in items])
+
+    return cached_response(platform, "strategies", ("list",), load,
+                           tenant_id=principal.tenant_id)
+
+
+@router.get("/strategies/{name}", response_model=StrategyOut, tags=["strategies"],
+            summary="One strategy (newest version, or ?version=N)",
+            responses=STRATEGY_NOT_FOUND)
+def get_one_strategy(principal: PrincipalDep, platform: PlatformDep,
+                     name: str = Path(max_length=100),
+                     version: int | None = Query(default=None, ge=1, le=2**31 - 1)
+                     ) -> Response:
+    def load() -> StrategyOut:
+        with platform.database.read() as uow:
+            return StrategyOut.of(get_strategy(uow, principal.tenant_id, name, version))
+
+    return cached_response(platform, "strategies", ("one", name.strip().lower(), version),
+                           load, tenant_id=principal.tenant_id)
+
+
+@router.post("/strategies/validate", response_model=ValidationOut, tags=["strategies"],
+             summary="Check a rule; errors give the position and what was expected",
+             responses={422: {"description": "The rule is invalid; `position` says where"}})
+def validate_rule(body: RuleIn, _principal: PrincipalDep) -> ValidationOut:
+    checked = check_rule(body.rule)
+    return ValidationOut(valid=True, canonical=checked.canonical_text, lookback=checked.lookback)
+
+
+@router.post("/strategies", response_model=StrategyOut, status_code=201, tags=["strategies"],
+             summary="Add a rule strategy, or a new version of one",
+             responses={200: {"model": StrategyOut,
+                              "description": "The same rule is already the newest version: "
+                                             "nothing new was stored"}})
+def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDep,
+                    response: Response) -> StrategyOut:
+    with platform.database.write() as uow:
+        # A new version of an existing strategy takes no quota; a new strategy does.
+        if uow.strategies.strategy_id(principal.tenant_id,
+                                      body.name.strip().lower()) is None:
+            enforce_quota_in(uow, principal, "strategies")
+        item, created = add_strategy(uow, principal.tenant_id, body.name, rule_text=body.rule,
+                                     timeframe=body.timeframe, description=body.description,
+                                     created_by=principal.key_prefix or "api")
+    platform.cache.invalidate("strategies")
+    if not created:
+        response.status_code = 200
+    return StrategyOut.of(item)

@@ -1,0 +1,71 @@
+"""Stored signals: what an evaluation found, as stored and as read back page by page.
+
+A signal is unique per (strategy version, instrument, timeframe, bar time, side): storing
+the same signal twice keeps the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+#: The PostgreSQL channel a signal insert notifies (payload: the highest new id), so that
+#: serving processes pick up signals stored elsewhere at once instead of at their next poll.
+NOTIFY_CHANNEL = "signalfactory_signals"
+
+
+@dataclass(frozen=True)
+class NewSignal:
+    """A signal to store. ``symbol`` names ``instrument_id`` (the stored row keeps the id)."""
+
+    strategy_version_id: int
+    instrument_id: int
+    symbol: str
+    timeframe: str
+    bar_ts: datetime
+    side: str
+    score: float | None
+    price: float
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class InsertedSignal:
+    """A signal that was new: its id, when it was stored, and its index in the batch given."""
+
+    id: int
+    created_at: datetime | None
+    index: int
+
+
+@dataclass(frozen=True)
+class SignalQuery:
+    """A page of signals visible to a tenant (its own strategies' and the built-ins'):
+    ids above ``after_id`` in id order, so a cursor pages forward without gaps."""
+
+    tenant_id: int
+    since: datetime | None = None
+    symbol: str | None = None
+    strategy: str | None = None
+    side: str | None = None
+    min_score: float | None = None
+    after_id: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class StoredSignal:
+    """A signal as a page shows it: named by symbol and strategy version."""
+
+    id: int
+    bar_ts: datetime
+    symbol: str
+    side: str
+    strategy: str
+    strategy_version: int
+    timeframe: str
+    score: float | None
+    price: float
+    values: Mapping[str, float]
+    created_at: datetime | None

@@ -1,0 +1,89 @@
+"""Stored strategies as the catalog keeps them: a strategy, its versions, its evaluation runs.
+
+Every change of a strategy's code is a new version; a version never changes, so a version id
+names exactly one piece of code (evaluations, signals and scans point at it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from signalfactory.domain.strategies.base import StrategyParam
+
+
+@dataclass(frozen=True)
+class StoredStrategy:
+    """One version of a stored strategy, with what its strategy row says about it.
+
+    Exactly one of ``rule_text`` (a rule strategy) and ``class_path`` (a trusted Python
+    strategy) is set. ``versions`` counts the strategy's versions where the reader counted
+    them (a listing); elsewhere it is 1.
+    """
+
+    id: int
+    version_id: int
+    tenant_id: int
+    name: str
+    kind: str
+    version: int
+    rule_text: str | None
+    class_path: str | None
+    parameters: Mapping[str, StrategyParam]
+    timeframe: str
+    code_hash: str
+    created_by: str
+    created_at: datetime | None
+    builtin: bool
+    description: str = ""
+    versions: int = 1
+
+
+@dataclass(frozen=True)
+class NewStrategy:
+    """A strategy row to create (its first version follows as a ``NewStrategyVersion``)."""
+
+    tenant_id: int
+    name: str
+    kind: str
+    description: str = ""
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class NewStrategyVersion:
+    strategy_id: int
+    version: int
+    rule_text: str | None
+    class_path: str | None
+    parameters: Mapping[str, StrategyParam]
+    timeframe: str
+    code_hash: str
+    created_by: str
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    """One evaluation of a strategy version: succeeded, or failed with its error."""
+
+    strategy_version_id: int
+    timeframe: str
+    status: str
+    error: str | None
+    instruments: int
+    signals_written: int
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BuiltinInterest:
+    """Which built-in strategies some subscription wants evaluated live.
+
+    ``every``: a subscription names no strategy (meaning everything it can see), so every
+    built-in is wanted; otherwise the built-ins named in ``names``.
+    """
+
+    every: bool = False
+    names: frozenset[str] = field(default_factory=frozenset)
