@@ -1,10 +1,5 @@
-"""Strategies, signal evaluation (batch and live) and scans against the in-memory ports.
-
-Bars: the in-memory bar repository (market data) is not on this branch yet, so the tests
-serve a synthetic universe through the one seam each service reads bars from
-(``load_universe`` for batch evaluation and scans, ``live.read_bars`` for live evaluation).
-Once ``signalfactory.testing.marketdata`` lands, seed bars there and drop ``_serve_bars``.
-"""
+"""Strategies, signal evaluation (batch and live) and scans against the in-memory ports:
+a synthetic universe is written through ``write_bars`` into the in-memory bar repository."""
 
 from __future__ import annotations
 
@@ -19,15 +14,15 @@ import pytest
 
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.strategies.stored import BuiltinInterest
 from signalfactory.domain.synthetic import business_days, generate_symbol
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.marketdata.bars import BarsWritten
+from signalfactory.services.marketdata.bars import BarsWritten, SymbolBars, write_bars
 from signalfactory.services.platform import Platform
-from signalfactory.services.scans import scan as scan_service
 from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
-from signalfactory.services.signals import evaluation, live
+from signalfactory.services.signals import live
 from signalfactory.services.signals.evaluation import query_signals, run_all, run_stored
 from signalfactory.services.strategies.catalog import (
     add_strategy,
@@ -61,34 +56,17 @@ def _universe(symbols: int = 6, bars: int = 260, seed: int = 3) -> BarUniverse:
                                instrument_ids=np.arange(1, symbols + 1, dtype=np.int64))
 
 
-def _until(universe: BarUniverse, end_ns: int | None) -> BarUniverse:
-    """The universe's bars at or before ``end_ns`` (what a store read with an end gives)."""
-    if end_ns is None:
-        return universe
-    series = [dataclasses.replace(s, ts=s.ts[s.ts <= end_ns], open=s.open[s.ts <= end_ns],
-                                  high=s.high[s.ts <= end_ns], low=s.low[s.ts <= end_ns],
-                                  close=s.close[s.ts <= end_ns],
-                                  volume=s.volume[s.ts <= end_ns]) for s in universe]
-    return dataclasses.replace(BarUniverse.from_series(series),
-                               instrument_ids=universe.instrument_ids)
-
-
 @pytest.fixture
 def bars() -> BarUniverse:
     return _universe()
 
 
 @pytest.fixture
-def platform(bars: BarUniverse, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    from signalfactory.domain.timestamps import datetime_to_ns
-
-    def load_universe(_platform: Platform, _timeframe: Timeframe, **kw: Any) -> BarUniverse:
-        end = kw.get("end")
-        return _until(bars, datetime_to_ns(end) if end is not None else None)
-
-    monkeypatch.setattr(evaluation, "load_universe", load_universe)
-    monkeypatch.setattr(scan_service, "load_universe", load_universe)
+def platform(bars: BarUniverse) -> Iterator[Platform]:
     platform = memory_platform()
+    batches = [SymbolBars(InstrumentSpec(symbol=s.symbol), s.ts, s.open, s.high, s.low,
+                          s.close, s.volume) for s in bars]
+    write_bars(platform, DAY, batches, source="test")  # ids 1.. in order; nobody subscribed
     with platform.database.write() as uow:
         ensure_builtins(uow)
     yield platform
@@ -265,31 +243,8 @@ def test_a_bad_scan_stores_nothing(platform: Platform, request_: ScanRequest) ->
 
 # -- live evaluation ---------------------------------------------------------------------------
 
-def _serve_live_bars(monkeypatch: pytest.MonkeyPatch, universe: BarUniverse) -> None:
-    def read_bars(_platform: Platform, _timeframe: Timeframe, symbols: Any, ids: Any,
-                  start_ns: int | None) -> BarUniverse:
-        series = [s for k, s in enumerate(universe)
-                  if int(universe.instrument_ids[k]) in set(ids.tolist())]
-        picked = [k for k in range(universe.n_instruments)
-                  if int(universe.instrument_ids[k]) in set(ids.tolist())]
-        start = start_ns if start_ns is not None else np.iinfo(np.int64).min
-        cut = [dataclasses.replace(s, ts=s.ts[s.ts >= start], open=s.open[s.ts >= start],
-                                   high=s.high[s.ts >= start], low=s.low[s.ts >= start],
-                                   close=s.close[s.ts >= start],
-                                   volume=s.volume[s.ts >= start]) for s in series]
-        return dataclasses.replace(BarUniverse.from_series(cut),
-                                   instrument_ids=universe.instrument_ids[picked])
-
-    monkeypatch.setattr(live, "read_bars", read_bars)
-
-
 def test_live_signals_and_runs_commit_together_then_publish(
-        platform: Platform, bars: BarUniverse, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> None:
-    _serve_live_bars(monkeypatch, bars)
-    store = signal_store(_state(platform))
-    store.symbols.update({int(i): s for i, s in zip(bars.instrument_ids, bars.symbols,
-                                                    strict=True)})
+        platform: Platform, bars: BarUniverse, tmp_path: Path) -> None:
     source = tmp_path / "broken.py"
     source.write_text(BROKEN)
     with platform.database.write() as uow:

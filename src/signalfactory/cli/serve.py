@@ -55,8 +55,8 @@ def up(
     from signalfactory.services.marketdata.sample import store_sample
 
     platform = build_platform(migrate_db=True)
-    with platform.engine.connect() as conn:
-        empty = not platform.bars.timeframes(conn)
+    with platform.database.read() as uow:
+        empty = not uow.bars.timeframes()
     if empty:
         report = store_sample(platform, symbols=sample_symbols, bars=sample_bars, seed=42)
         err.print(f"loaded the sample universe: {report.rows} bars of "

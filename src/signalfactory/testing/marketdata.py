@@ -22,6 +22,8 @@ from signalfactory.domain.instruments import (
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.testing.memory import MemoryState
 
+BAR_COLUMN_FIELDS = ("instrument_id", "ts", "open", "high", "low", "close", "volume")
+
 
 class MarketDataStore:
     """Everything market data keeps, as plain containers (a transaction deep-copies it)."""
@@ -34,6 +36,19 @@ class MarketDataStore:
         self.ingests: list[IngestRecord] = []
         #: (source, symbol, timeframe) -> time (ns) of the last bar collected
         self.cursors: dict[tuple[str, str, str], int] = {}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal contents (arrays compared by value): tests compare whole-state snapshots."""
+        if not isinstance(other, MarketDataStore):
+            return NotImplemented
+        same_bars = self.bars.keys() == other.bars.keys() and all(
+            np.array_equal(getattr(self.bars[tf], f), getattr(other.bars[tf], f))
+            for tf in self.bars for f in BAR_COLUMN_FIELDS)
+        return same_bars and (self.instruments, self.next_instrument_id, self.ingests,
+                              self.cursors) == (other.instruments, other.next_instrument_id,
+                                                other.ingests, other.cursors)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
 
 def _store(state: MemoryState) -> MarketDataStore:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -84,6 +84,3 @@ class MemorySignalRepository:
 
     def builtin_interest(self) -> BuiltinInterest:
         return self.store.builtin_interest
-
-    def instrument_symbols(self, instrument_ids: Iterable[int]) -> dict[int, str]:
-        return {i: self.store.symbols[i] for i in instrument_ids if i in self.store.symbols}

@@ -7,9 +7,8 @@ a listening API process learns of signals stored by a worker or the CLI at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,8 +113,3 @@ class SqlSignalRepository:
                 return BuiltinInterest(every=True)
             names.update(str(n) for n in listed)
         return BuiltinInterest(names=frozenset(names))
-
-    def instrument_symbols(self, instrument_ids: Iterable[int]) -> dict[int, str]:
-        ids: list[Any] = sorted(set(instrument_ids))
-        return {int(r.id): r.symbol for r in self.conn.execute(
-            sa.select(instruments.c.id, instruments.c.symbol).where(instruments.c.id.in_(ids)))}

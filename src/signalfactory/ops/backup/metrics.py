@@ -12,9 +12,6 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.observability.metrics import (
     BACKUP_LAST_SUCCESS,
     BACKUP_RPO,
@@ -45,24 +42,21 @@ def record_success(manifest: Manifest) -> None:
 def refresh_from_jobs(platform: Platform) -> None:
     """Scrape-time hook: the newest succeeded backup job's snapshot time and size, and the
     configured RPO when scheduled backups are on."""
-    from signalfactory.adapters.storage.tables import jobs
     from signalfactory.domain.jobs import SUCCEEDED
 
     settings = platform.settings
     if settings.backup_dest:
         BACKUP_RPO.set(settings.backup_rpo_seconds)
-    with sql_database(platform.database).engine.connect() as conn:
-        row = conn.execute(sa.select(jobs.c.result, jobs.c.finished_at)
-                           .where(jobs.c.kind == "backup", jobs.c.status == SUCCEEDED)
-                           .order_by(jobs.c.finished_at.desc()).limit(1)).first()
-    if row is None:
+    with platform.database.read(primary=True) as uow:
+        job = uow.jobs.newest("backup", SUCCEEDED)
+    if job is None:
         return
-    result = row.result if isinstance(row.result, dict) else {}
+    result = job.result if isinstance(job.result, dict) else {}
     try:
         created = datetime.fromisoformat(str(result["created_at"])).timestamp()
     except (KeyError, ValueError):  # a result from before the snapshot time was stored
-        if row.finished_at is None:
+        if job.finished_at is None:
             return
-        created = row.finished_at.timestamp()
+        created = job.finished_at.timestamp()
     size = result.get("size")
     _record(created, int(size) if isinstance(size, int | float) else 0)

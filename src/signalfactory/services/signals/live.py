@@ -116,16 +116,9 @@ def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, 
 
 def read_bars(platform: Platform, timeframe: Timeframe, symbols: Mapping[int, str],
               ids: npt.NDArray[np.int64], start_ns: int | None) -> BarUniverse:
-    """Bars of ``ids`` from ``start_ns`` on, read on the primary (they were just written).
-
-    TRANSITIONAL: through the raw engine and bar store until market data's bar repository
-    lands; then ``uow.bars.load(timeframe, symbols, ids, start_ns)`` in
-    ``platform.database.read(primary=True)``.
-    """
-    with platform.engine.connect() as conn:
-        universe: BarUniverse = platform.bars.load(conn, timeframe, symbols, ids, start_ns,
-                                                   None)
-    return universe
+    """Bars of ``ids`` from ``start_ns`` on, read on the primary (they were just written)."""
+    with platform.database.read(primary=True) as uow:
+        return uow.bars.load(timeframe, symbols, ids, start_ns)
 
 
 def _short_of_history(universe: BarUniverse, first_new: dict[int, int],
@@ -177,7 +170,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
         watched = watched_strategies(uow, written.timeframe)
         if not watched:
             return None
-        symbols = uow.signals.instrument_symbols(written.first_new)
+        symbols = uow.instruments.symbols(written.first_new)
     loaded = [(s, _instantiate(platform, s)) for s in watched]
     lookback = max(int(getattr(obj, "required_lookback", 0) or 0) for _s, obj in loaded)
     universe = load_window(platform, written, symbols, lookback)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from signalfactory.domain.signals import InsertedSignal, NewSignal, SignalQuery, StoredSignal
@@ -24,10 +24,4 @@ class SignalRepository(Protocol):
 
     def builtin_interest(self) -> BuiltinInterest:
         """The built-ins that subscriptions ask for: what live evaluation must watch."""
-        ...
-
-    def instrument_symbols(self, instrument_ids: Iterable[int]) -> dict[int, str]:
-        """Symbols of the instruments new signals are about (live evaluation names the
-        instruments it loads with them). TRANSITIONAL: goes when the instrument repository
-        (market data) serves ``symbols(ids)``."""
         ...
