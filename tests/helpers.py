@@ -18,12 +18,14 @@ def cli(*args: str) -> Any:
 
 def fingerprint() -> dict[str, Any]:
     from signalfactory.adapters.storage.checksums import store_fingerprint
+    from signalfactory.adapters.storage.unit_of_work import sql_database
     from signalfactory.bootstrap import build_platform
 
     platform = build_platform(migrate_db=True)
     try:
-        with platform.engine.connect() as conn:
-            return store_fingerprint(conn, platform.bars)
+        database = sql_database(platform.database)
+        with database.engine.connect() as conn:
+            return store_fingerprint(conn, database.bar_store)
     finally:
         platform.close()
 

@@ -21,7 +21,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.signals.evaluation import run_all, run_stored
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins, get_strategy
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
-from tests.helpers import cli, fingerprint
+from tests.helpers import cli, engine_of, fingerprint
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 
@@ -41,7 +41,7 @@ def api(loaded: Platform) -> Iterator[ApiHarness]:
 
 
 def _count(platform: Platform, table: sa.Table) -> int:
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 

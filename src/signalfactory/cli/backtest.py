@@ -12,10 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from signalfactory.adapters.storage.tables import DEFAULT_TENANT_ID
 from signalfactory.cli.common import handle_errors, out, print_json, progress_bar
 from signalfactory.domain.backtest.stored import BacktestResult, Scalar
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 
 Opt = typer.Option
 
@@ -125,7 +125,7 @@ def backtest(
 ) -> None:
     """Backtest a strategy or rule on a symbol, a universe, or a portfolio; stored under a
     deterministic id, so the same request returns the same result."""
-    from signalfactory.cli.signals import _platform
+    from signalfactory.cli.strategies import platform_with_builtins
     from signalfactory.services.backtests.options import BacktestRequest
     from signalfactory.services.backtests.report import render_report
     from signalfactory.services.backtests.run import run_backtest
@@ -140,7 +140,7 @@ def backtest(
         parameters=_parameters(params))
     if report is not None:
         _check_writable(report)
-    platform = _platform()
+    platform = platform_with_builtins()
     try:
         with ExitStack() as stack:
             shown = [0]

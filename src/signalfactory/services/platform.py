@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from signalfactory.services.marketdata.bars import BarsWritten
     from signalfactory.services.streaming.events import SignalEvent
 
-BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], None]
+BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], object]
 """Runs after every committed bar write, in the writing process (live evaluation)."""
 
 MetricsRefresher = Callable[["Platform"], None]
