@@ -15,11 +15,12 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.quotas import enforce_quota
 from signalfactory.api.routers.jobs import Job
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.backtests import store as backtest_store
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.report import render_report
@@ -161,7 +162,9 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
         ensure_builtins(conn)
     prepare(platform, request)  # bad input answers now, before quota or job
     with platform.engine.begin() as conn:
-        enforce_quota(conn, principal, "backtests")
+        # TRANSITIONAL (accounts): quotas take a unit of work; this one wraps the
+        # router's connection until job submission takes a unit of work.
+        enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "backtests")
         job = job_service.submit(platform, "backtest", request.to_payload(),
                                  tenant_id=principal.tenant_id, conn=conn)
     job_service.dispatch(platform, job.id)

@@ -12,13 +12,14 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from signalfactory.adapters.storage.tables import strategies
+from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.quotas import enforce_quota, register_counter
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_rule
+from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.platform import Platform
 from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
 from signalfactory.services.signals.evaluation import query_signals
@@ -38,15 +39,6 @@ STRATEGY_NOT_FOUND = {404: {"model": Problem, "description": "No such strategy (
 
 RULE_EXAMPLE = ("entry: crosses_above(sma(close, 10), sma(close, 30)) and rsi(close, 14) < 70\n"
                 "exit: crosses_below(sma(close, 10), sma(close, 30))")
-
-
-def _count_strategies(conn: sa.Connection, tenant_id: int) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(strategies).where(
-        strategies.c.tenant_id == tenant_id, strategies.c.builtin.is_(sa.false())))
-        .scalar_one())
-
-
-register_counter("strategies", _count_strategies)
 
 
 class StrategyOut(BaseModel):
@@ -148,7 +140,9 @@ def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDe
             strategies.c.tenant_id == principal.tenant_id,
             strategies.c.name == body.name.strip().lower())).first()
         if exists is None:
-            enforce_quota(conn, principal, "strategies")
+            # TRANSITIONAL (accounts): quotas take a unit of work; this one wraps the
+            # router's connection until strategies are behind their repository.
+            enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "strategies")
         item, created = add_strategy(conn, principal.tenant_id, body.name, rule_text=body.rule,
                                      timeframe=body.timeframe, description=body.description,
                                      created_by=principal.key_prefix or "api")
@@ -271,7 +265,7 @@ def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> Sc
         raise BadInputError("give exactly one of 'strategy' or 'rule'")
     with platform.engine.begin() as conn:
         ensure_builtins(conn)
-        enforce_quota(conn, principal, "scans")
+        enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "scans")  # TRANSITIONAL
     request = ScanRequest(tenant_id=principal.tenant_id, strategy=body.strategy,
                           rule=body.rule, universe=body.universe, as_of=body.as_of,
                           top=body.top, timeframe=body.timeframe, parameters=body.parameters)

@@ -53,17 +53,16 @@ from signalfactory.adapters.storage.tables import (
 )
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
+from signalfactory.domain.streaming import NOTIFY_CHANNEL, SignalEvent, iso_utc
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import BarsWritten
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import StoredStrategy
-from signalfactory.services.streaming.events import SignalEvent, iso_utc
 
 log = get_logger("signalfactory.live")
 
-NOTIFY_CHANNEL = "signalfactory_signals"
 _CACHE_LOCK = threading.Lock()
 
 
