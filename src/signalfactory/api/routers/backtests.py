@@ -9,7 +9,7 @@ run. Another tenant's backtest answers 404, exactly like a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
@@ -161,12 +161,12 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
     with platform.engine.begin() as conn:
         ensure_builtins(conn)
     prepare(platform, request)  # bad input answers now, before quota or job
-    with platform.engine.begin() as conn:
-        # TRANSITIONAL (accounts): quotas take a unit of work; this one wraps the
-        # router's connection until job submission takes a unit of work.
-        enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "backtests")
+    with platform.database.write() as uow:
+        enforce_quota(uow, principal, "backtests")
+        # TRANSITIONAL (accounts): job submission still takes the unit of work's connection.
         job = job_service.submit(platform, "backtest", request.to_payload(),
-                                 tenant_id=principal.tenant_id, conn=conn)
+                                 tenant_id=principal.tenant_id,
+                                 conn=cast(SqlUnitOfWork, uow).connection)
     job_service.dispatch(platform, job.id)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return Job.of(job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Response
@@ -135,14 +135,15 @@ def validate_rule(body: RuleIn, _principal: PrincipalDep) -> ValidationOut:
                                              "nothing new was stored"}})
 def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDep,
                     response: Response) -> StrategyOut:
-    with platform.engine.begin() as conn:
+    with platform.database.write() as uow:
+        # TRANSITIONAL (accounts): quotas take a unit of work; the strategy SQL below uses
+        # its connection until strategies are behind their repository.
+        conn = cast(SqlUnitOfWork, uow).connection
         exists = conn.execute(sa.select(strategies.c.id).where(
             strategies.c.tenant_id == principal.tenant_id,
             strategies.c.name == body.name.strip().lower())).first()
         if exists is None:
-            # TRANSITIONAL (accounts): quotas take a unit of work; this one wraps the
-            # router's connection until strategies are behind their repository.
-            enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "strategies")
+            enforce_quota(uow, principal, "strategies")
         item, created = add_strategy(conn, principal.tenant_id, body.name, rule_text=body.rule,
                                      timeframe=body.timeframe, description=body.description,
                                      created_by=principal.key_prefix or "api")
@@ -263,9 +264,9 @@ class ScanOut(BaseModel):
 def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> ScanOut:
     if (body.strategy is None) == (body.rule is None):
         raise BadInputError("give exactly one of 'strategy' or 'rule'")
-    with platform.engine.begin() as conn:
-        ensure_builtins(conn)
-        enforce_quota(SqlUnitOfWork(conn, platform.bars), principal, "scans")  # TRANSITIONAL
+    with platform.database.write() as uow:
+        ensure_builtins(cast(SqlUnitOfWork, uow).connection)  # TRANSITIONAL (accounts)
+        enforce_quota(uow, principal, "scans")
     request = ScanRequest(tenant_id=principal.tenant_id, strategy=body.strategy,
                           rule=body.rule, universe=body.universe, as_of=body.as_of,
                           top=body.top, timeframe=body.timeframe, parameters=body.parameters)
