@@ -34,6 +34,7 @@ from signalfactory.api import create_app
 from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.instruments import InstrumentSpec
+from signalfactory.domain.streaming import SignalEvent
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import (
     BarsWritten,
@@ -43,7 +44,6 @@ from signalfactory.services.marketdata.bars import (
 )
 from signalfactory.services.platform import Platform
 from signalfactory.services.signals import live
-from signalfactory.services.streaming.events import SignalEvent
 from signalfactory.services.streaming.hub import StreamHub
 from signalfactory.settings import Settings
 

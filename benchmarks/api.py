@@ -49,8 +49,8 @@ from _common import header
 from _http_lean import LeanHttpClient, LeanHttpError
 from _ws_lean import LeanWebSocket, open_lean
 
-from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.bootstrap import build_platform
+from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.scans.scan import ScanRequest, run_scan
 from signalfactory.services.signals.evaluation import run_all
@@ -78,12 +78,13 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
         store_sample(platform, symbols=symbols, bars=bars, seed=42)
         with platform.database.write() as uow:
             ensure_builtins(uow)
-        with platform.engine.begin() as conn:
-            tenants = [key_store.create_tenant(conn, f"bench-{i}", "enterprise")["id"]
+        with platform.database.write() as uow:
+            tenants = [accounts.create_tenant(uow, f"bench-{i}", "enterprise").id
                        for i in range(10)]
-            keys = [key_store.create_key(conn, t, "admin")[0].secret for t in tenants]
-            subs = [create_subscription(conn, t, "crosses", strategies_=["sma_cross"])["id"]
+            keys = [accounts.create_key(uow, t, "admin", now=platform.clock.now())[0].secret
                     for t in tenants]
+        subs = [create_subscription(platform, t, "crosses", strategies_=["sma_cross"]).id
+                for t in tenants]
         runs = run_all(platform, tenants[0], BUILTINS)
         scan = run_scan(platform, ScanRequest(tenant_id=tenants[0], strategy="sma_cross",
                                               top=50))

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from signalfactory.adapters.rate_limits import KeyRateLimiter
-from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api import create_app
+from signalfactory.services.accounts import tenants as accounts
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -84,28 +84,29 @@ class ApiHarness:
 
     def tenant(self, name: str = "t", tier: str = "free") -> int:
         """A new tenant named ``<name>-<random>`` (tests may share one database)."""
-        with self.platform.engine.begin() as conn:
-            created = key_store.create_tenant(conn, f"{name}-{uuid.uuid4().hex[:8]}", tier)
-        return int(created["id"])
+        with self.platform.database.write() as uow:
+            created = accounts.create_tenant(uow, f"{name}-{uuid.uuid4().hex[:8]}", tier)
+        return created.id
 
     def key(self, tenant_id: int, role: str = "trader", name: str = "") -> str:
-        with self.platform.engine.begin() as conn:
-            new, _ = key_store.create_key(conn, tenant_id, role, name)
+        with self.platform.database.write() as uow:
+            new, _ = accounts.create_key(uow, tenant_id, role, name,
+                                         now=self.platform.clock.now())
         return new.secret
 
     def key_id(self, secret: str) -> int:
         from signalfactory.domain.api_keys import digest
 
-        with self.platform.engine.connect() as conn:
-            record = key_store.find_by_digest(conn, digest(secret))
+        with self.platform.database.read(primary=True) as uow:
+            record = uow.accounts.key_by_digest(digest(secret))
         assert record is not None
         return record.id
 
     def tenant_id_of(self, secret: str) -> int:
         from signalfactory.domain.api_keys import digest
 
-        with self.platform.engine.connect() as conn:
-            record = key_store.find_by_digest(conn, digest(secret))
+        with self.platform.database.read(primary=True) as uow:
+            record = uow.accounts.key_by_digest(digest(secret))
         assert record is not None
         return record.tenant_id
 

@@ -226,10 +226,9 @@ BACKTESTS = TenantResource(
 def _create_subscription(api: ApiHarness, tenant_id: int) -> str:
     from signalfactory.services.streaming.subscriptions import create_subscription
 
-    with api.platform.engine.begin() as conn:
-        item = create_subscription(conn, tenant_id, f"sub-{uuid.uuid4().hex[:8]}",
-                                   symbols=["AAA"], min_score=0.5)
-    return str(item["id"])
+    item = create_subscription(api.platform, tenant_id, f"sub-{uuid.uuid4().hex[:8]}",
+                               symbols=["AAA"], min_score=0.5)
+    return str(item.id)
 
 
 def _subscription_state(api: ApiHarness, _tenant_id: int, sub_id: str) -> Any:

@@ -16,8 +16,10 @@ from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.signals import NOTIFY_CHANNEL
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import Clock, ReadinessProbe
+from signalfactory.services.streaming.ports import SignalFeed
 from signalfactory.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -63,6 +65,21 @@ def build_database(settings: Settings, probes: dict[str, ReadinessProbe]) -> Sql
     return SqlDatabase(engine, make_bar_store(settings), read_engine)
 
 
+def build_signal_feed(database: SqlDatabase) -> SignalFeed:
+    """The live stream reads stored signals on the primary; on PostgreSQL it is also woken
+    by LISTEN as soon as another process commits some."""
+    from signalfactory.adapters.storage.signal_events import SqlSignalEventSource
+
+    notifications = None
+    if database.dialect == "postgresql":
+        from signalfactory.adapters.signal_notifications import PostgresCommitNotifications
+
+        conninfo = database.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        notifications = PostgresCommitNotifications(conninfo, NOTIFY_CHANNEL)
+    return SignalFeed(SqlSignalEventSource(database.engine), notifications)
+
+
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:
     """Per-key limits in memory, or shared by every process in Redis when it is set."""
     return KeyRateLimiter(settings.redis_url or "memory://")
@@ -87,7 +104,8 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     platform = Platform(settings=settings, database=database, cache=hot_cache,
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),
-                        clock=clock or SystemClock(), probes=probes)
+                        clock=clock or SystemClock(), probes=probes,
+                        signal_feed=build_signal_feed(database))
     wire_subscribers(platform)
     if migrate_db:
         migrate.upgrade(database.engine)

@@ -12,7 +12,7 @@ from fastapi import Body
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from signalfactory.adapters.storage import api_keys as key_store
+from signalfactory.adapters.storage.api_keys import SqlAccountRepository
 from signalfactory.adapters.storage.tables import api_keys
 from signalfactory.api.auth import AdminDep, PrincipalDep, TraderDep
 from signalfactory.api.schemas import RequestModel
@@ -77,8 +77,8 @@ def test_a_revoked_key_gets_401_at_once(api: ApiHarness) -> None:
     acme = api.tenant("acme")
     key = api.key(acme, "viewer")
     assert api.client.get(INSTRUMENTS, headers=api.auth(key)).status_code == 200
-    with api.platform.engine.begin() as conn:
-        assert key_store.revoke_key(conn, api.key_id(key))
+    with api.platform.database.write() as uow:
+        assert uow.accounts.revoke_key(api.key_id(key), datetime.now(UTC))
     body = _problem(api.client.get(INSTRUMENTS, headers=api.auth(key)), 401)
     assert "revoked" in body["detail"] and key[:16] in body["detail"]
 
@@ -94,13 +94,13 @@ def test_a_mistyped_key_is_refused_before_any_database_query(
         statements.append(statement)
 
     lookups: list[str] = []
-    real_find = key_store.find_by_digest
+    real_find = SqlAccountRepository.key_by_digest
 
-    def spy(conn: Any, key_digest: str) -> Any:
+    def spy(repo: Any, key_digest: str) -> Any:
         lookups.append(key_digest)
-        return real_find(conn, key_digest)
+        return real_find(repo, key_digest)
 
-    monkeypatch.setattr(key_store, "find_by_digest", spy)
+    monkeypatch.setattr(SqlAccountRepository, "key_by_digest", spy)
     sa.event.listen(api.platform.engine, "before_cursor_execute", count)
     try:
         _problem(api.client.get(INSTRUMENTS, headers=api.auth(typo)), 401)

@@ -12,15 +12,16 @@ from fastapi import Body
 
 from signalfactory.adapters.storage.tables import strategies, usage_counters
 from signalfactory.api.auth import Principal, TraderDep
-from signalfactory.api.problems import ApiProblem
-from signalfactory.api.quotas import (
+from signalfactory.api.problems import quota_problem
+from signalfactory.api.schemas import RequestModel
+from signalfactory.domain.accounts import QuotaExceededError
+from signalfactory.domain.errors import BadInputError
+from signalfactory.services.accounts.quotas import (
     TIER_QUOTAS,
     enforce_quota,
     seconds_until_utc_midnight,
     tier_table,
 )
-from signalfactory.api.schemas import RequestModel
-from signalfactory.domain.errors import BadInputError
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 
@@ -42,9 +43,9 @@ def api(shared_platform: Any) -> Iterator[ApiHarness]:
         @harness.app.post("/api/v1/test/strategies", status_code=201)
         def create_strategy(principal: TraderDep,
                             body: Annotated[_NewStrategy, Body()]) -> dict[str, int]:
-            with platform.engine.begin() as conn:
-                enforce_quota(conn, principal, "strategies")
-                new_id = conn.execute(strategies.insert().values(
+            with platform.database.write() as uow:
+                enforce_quota(uow, principal, "strategies")
+                new_id = uow.connection.execute(strategies.insert().values(
                     tenant_id=principal.tenant_id, name=body.name, kind="rule")
                     .returning(strategies.c.id)).scalar_one()
             return {"id": new_id}
@@ -52,8 +53,8 @@ def api(shared_platform: Any) -> Iterator[ApiHarness]:
         @harness.app.post("/api/v1/test/scans", status_code=202)
         def create_scan(principal: TraderDep,
                         body: Annotated[_NewScan, Body()]) -> dict[str, str]:
-            with platform.engine.begin() as conn:
-                enforce_quota(conn, principal, "scans")
+            with platform.database.write() as uow:
+                enforce_quota(uow, principal, "scans")
                 if body.fail:  # bad input found after the quota check: rolls it back
                     raise BadInputError("the universe is empty")
             return {"status": "queued"}
@@ -132,42 +133,44 @@ def test_daily_quota_resets_at_utc_midnight_and_counts_per_kind(api: ApiHarness)
     acme = api.tenant("acme", tier="free")
     principal = _principal(acme, "free")
     today = datetime(2026, 3, 1, 23, 59, 30, tzinfo=UTC)
-    with api.platform.engine.begin() as conn:
+    with api.platform.database.write() as uow:
         for _ in range(10):
-            enforce_quota(conn, principal, "backtests", now=today)
-    with api.platform.engine.begin() as conn, pytest.raises(ApiProblem) as refused:
-        enforce_quota(conn, principal, "backtests", now=today)
-    assert refused.value.status_code == 429 and refused.value.headers == {"Retry-After": "30"}
-    with api.platform.engine.begin() as conn:
-        enforce_quota(conn, principal, "scans", now=today)  # another kind: its own count
-        enforce_quota(conn, principal, "backtests", now=today + timedelta(seconds=31))
+            enforce_quota(uow, principal, "backtests", now=today)
+    with api.platform.database.write() as uow, pytest.raises(QuotaExceededError) as caught:
+        enforce_quota(uow, principal, "backtests", now=today)
+    refused = quota_problem(caught.value)
+    assert refused.status_code == 429 and refused.headers == {"Retry-After": "30"}
+    with api.platform.database.write() as uow:
+        enforce_quota(uow, principal, "scans", now=today)  # another kind: its own count
+        enforce_quota(uow, principal, "backtests", now=today + timedelta(seconds=31))
 
 
 def test_enterprise_is_unlimited_and_premium_has_more_room(api: ApiHarness) -> None:
     big = api.tenant("bigco", tier="enterprise")
-    with api.platform.engine.begin() as conn:
+    with api.platform.database.write() as uow:
         for _ in range(300):
-            enforce_quota(conn, _principal(big, "enterprise"), "scans")
-        enforce_quota(conn, _principal(big, "enterprise"), "strategies", current=10_000)
+            enforce_quota(uow, _principal(big, "enterprise"), "scans")
+        enforce_quota(uow, _principal(big, "enterprise"), "strategies", current=10_000)
     mid = _principal(api.tenant("midco", tier="premium"), "premium")
-    with api.platform.engine.begin() as conn:
-        enforce_quota(conn, mid, "strategies", current=49)
-        with pytest.raises(ApiProblem) as refused:
-            enforce_quota(conn, mid, "strategies", current=50)
-    assert refused.value.status_code == 403
-    assert "premium tier allows 50 strategies" in str(refused.value.detail)
+    with api.platform.database.write() as uow:
+        enforce_quota(uow, mid, "strategies", current=49)
+        with pytest.raises(QuotaExceededError) as caught:
+            enforce_quota(uow, mid, "strategies", current=50)
+    refused = quota_problem(caught.value)
+    assert refused.status_code == 403
+    assert "premium tier allows 50 strategies" in str(refused.detail)
 
 
 def test_subscriptions_quota_and_unknown_kinds(api: ApiHarness) -> None:
     free = _principal(api.tenant("acme", tier="free"), "free")
-    with api.platform.engine.begin() as conn:
-        enforce_quota(conn, free, "subscriptions", current=1)
-        with pytest.raises(ApiProblem) as refused:
-            enforce_quota(conn, free, "subscriptions", current=2)
-        assert refused.value.detail == ("free tier allows 2 subscriptions; delete one or "
-                                        "upgrade")
+    with api.platform.database.write() as uow:
+        enforce_quota(uow, free, "subscriptions", current=1)
+        with pytest.raises(QuotaExceededError) as refused:
+            enforce_quota(uow, free, "subscriptions", current=2)
+        assert quota_problem(refused.value).detail == ("free tier allows 2 subscriptions; "
+                                                       "delete one or upgrade")
         with pytest.raises(ValueError, match="unknown quota kind"):
-            enforce_quota(conn, free, "widgets")
+            enforce_quota(uow, free, "widgets")
 
 
 def test_seconds_until_utc_midnight() -> None:

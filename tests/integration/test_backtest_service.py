@@ -203,10 +203,10 @@ def test_short_side_of_a_long_only_rule_and_risk_sizing(loaded: Platform) -> Non
 def _tenant(platform: Platform) -> int:
     import uuid
 
-    from signalfactory.adapters.storage import api_keys as key_store
+    from signalfactory.services.accounts.tenants import create_tenant
 
-    with engine_of(platform).begin() as conn:
-        return int(key_store.create_tenant(conn, f"bt-{uuid.uuid4().hex[:8]}", "free")["id"])
+    with platform.database.write() as uow:
+        return create_tenant(uow, f"bt-{uuid.uuid4().hex[:8]}", "free").id
 
 
 def test_results_belong_to_their_tenant(loaded: Platform) -> None:

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi import Body, HTTPException, Response
 
-from signalfactory.adapters.storage import idempotency as store
 from signalfactory.adapters.storage.tables import idempotency_keys
 from signalfactory.api.auth import TraderDep
 from signalfactory.api.schemas import RequestModel
+from signalfactory.services.accounts.idempotency import purge_expired
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 ORDERS = "/api/v1/test/orders"
@@ -201,10 +201,10 @@ def test_stored_results_expire_after_24_hours(api: tuple[ApiHarness, _Orders]) -
         conn.execute(idempotency_keys.update().where(mine).values(created_at=day_ago))
     rerun = _post(harness, key, "old", {"symbol": "AAPL", "quantity": 4})
     assert rerun.status_code == 201 and rerun.json()["id"] == 2
-    assert store.purge_expired(harness.platform.engine) == 0
+    assert purge_expired(harness.platform) == 0
     with harness.platform.engine.begin() as conn:
         conn.execute(idempotency_keys.update().where(mine).values(created_at=day_ago))
-    assert store.purge_expired(harness.platform.engine) == 1
+    assert purge_expired(harness.platform) == 1
     assert len(orders.executed) == 2
 
 

@@ -14,15 +14,16 @@ import sqlalchemy as sa
 from signalfactory.adapters.storage.signals import SqlSignalRepository
 from signalfactory.adapters.storage.tables import instruments, signals, strategies
 from signalfactory.adapters.storage.tables import strategy_versions as versions
+from signalfactory.api.stream_framing import STREAM_FRAMINGS
 from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.signals import NewSignal
 from signalfactory.domain.strategies import builtin_strategy, signal_records
+from signalfactory.domain.streaming import SignalEvent, StreamFilter
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.signals import live
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
-from signalfactory.services.streaming.events import SignalEvent, StreamFilter
 from signalfactory.services.streaming.hub import StreamHub
 from signalfactory.services.streaming.subscriptions import create_subscription
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
@@ -110,8 +111,7 @@ def test_live_signals_match_a_full_evaluation_of_the_same_bars(api: ApiHarness) 
     full-history evaluation finds on those bars."""
     names = ["sma_cross", "bollinger_breakout", "donchian_breakout"]
     tenant = api.tenant("incremental", tier="enterprise")
-    with api.platform.engine.begin() as conn:
-        create_subscription(conn, tenant, "builtins", strategies_=names)
+    create_subscription(api.platform, tenant, "builtins", strategies_=names)
     symbols = _symbols(6)
     rng = np.random.default_rng(7)
     steps = rng.normal(0, 1.5, size=(len(symbols), 300)).cumsum(axis=1) + 100
@@ -144,11 +144,9 @@ def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Any)
         add_strategy(uow, 1, "mine", rule_text=ALWAYS)
         add_strategy(uow, 1, "hourly", rule_text=ALWAYS, timeframe="1h")
     assert watched() == {"mine"} and watched(Timeframe.parse("1h")) == {"hourly"}
-    with platform.engine.begin() as conn:
-        create_subscription(conn, 1, "one", strategies_=["sma_cross"])
+    create_subscription(platform, 1, "one", strategies_=["sma_cross"])
     assert watched() == {"mine", "sma_cross"}
-    with platform.engine.begin() as conn:
-        create_subscription(conn, 1, "all")  # no strategy list: everything visible
+    create_subscription(platform, 1, "all")  # no strategy list: everything visible
     assert watched() == {"mine", "sma_cross", "rsi_mean_reversion", "macd_trend",
                          "bollinger_breakout", "donchian_breakout"}
 
@@ -202,7 +200,8 @@ def _event(ident: int, symbol: str = "AAA", tenant: int = 1, builtin: bool = Fal
 
 def test_hub_serialises_once_drops_slow_consumers_and_isolates_tenants() -> None:
     async def scenario() -> None:
-        hub = StreamHub(platform=None, max_pending=3)  # type: ignore[arg-type]
+        hub = StreamHub(platform=None, framings=STREAM_FRAMINGS,  # type: ignore[arg-type]
+                        max_pending=3)
         fast = [hub.subscribe(StreamFilter(tenant_id=1), "ws") for _ in range(3)]
         slow = hub.subscribe(StreamFilter(tenant_id=1), "ws")
         other = hub.subscribe(StreamFilter(tenant_id=2), "sse")
@@ -232,7 +231,7 @@ def test_an_event_replayed_before_its_live_publish_is_not_sent_twice() -> None:
     """The writer committed id 5, the replay read it, the client went live, and only then
     did the writer's publish reach the hub: the subscriber gets 6, not 5 again."""
     async def scenario() -> None:
-        hub = StreamHub(platform=None)  # type: ignore[arg-type]
+        hub = StreamHub(platform=None, framings=STREAM_FRAMINGS)  # type: ignore[arg-type]
         seam = hub.subscribe(StreamFilter(tenant_id=1), "ws", replaying=True)
         other = hub.subscribe(StreamFilter(tenant_id=1), "ws")
         hub.publish([_event(3)])  # fanned out before the seam: never published again
@@ -256,7 +255,7 @@ def test_stop_waits_for_a_poll_running_in_its_thread(platform: Any) -> None:
     import threading
     import time
 
-    hub = StreamHub(platform, poll_seconds=0.001)
+    hub = StreamHub(platform, framings=STREAM_FRAMINGS, poll_seconds=0.001)
     started, finished = threading.Event(), threading.Event()
     real_poll = hub.poll_once
 
@@ -281,7 +280,7 @@ def test_stop_waits_for_a_poll_running_in_its_thread(platform: Any) -> None:
 
 def test_hub_writes_one_prepared_frame_to_idle_connections_and_queues_the_rest() -> None:
     async def scenario() -> None:
-        hub = StreamHub(platform=None)  # type: ignore[arg-type]
+        hub = StreamHub(platform=None, framings=STREAM_FRAMINGS)  # type: ignore[arg-type]
         written: list[tuple[int, bytes]] = []
 
         def writer(n: int, accept: bool = True) -> Any:
@@ -332,7 +331,7 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
     with api.platform.engine.connect() as conn:
         inst = conn.execute(sa.select(instruments.c.id).where(
             instruments.c.symbol == symbol)).scalar_one()
-    hub = StreamHub(api.platform)
+    hub = StreamHub(api.platform, framings=STREAM_FRAMINGS)
     hub.poll_once()  # sets the watermark
 
     def row(d: int) -> NewSignal:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from signalfactory.services.streaming.events import SignalEvent
 
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, NotFoundError
@@ -31,7 +32,6 @@ from signalfactory.services.strategies.catalog import (
     list_strategies,
     list_versions,
 )
-from signalfactory.services.streaming.events import SignalEvent
 from signalfactory.testing import InMemoryDatabase, memory_platform
 from signalfactory.testing.scans import scan_store
 from signalfactory.testing.signals import signal_store

@@ -11,39 +11,23 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from signalfactory.domain.accounts import RateLimitDecision
 from signalfactory.observability.logging import get_logger
 
 log = get_logger("signalfactory.adapters.rate_limits")
 
-# Requests per key; a tier's quotas (strategies, scans a day...) live in api/quotas.py.
+# Requests per key; a tier's quotas (strategies, scans a day...) live in
+# services/accounts/quotas.py.
 TIER_RATE_LIMITS: dict[str, str] = {
     "free": "60/minute",
     "premium": "600/minute",
     "enterprise": "6000/minute",
 }
-
-
-@dataclass(frozen=True)
-class RateLimitDecision:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_after: int  # whole seconds until the window frees capacity again
-    window: int  # seconds
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        pairs = [("ratelimit-limit", str(self.limit)),
-                 ("ratelimit-remaining", str(self.remaining)),
-                 ("ratelimit-reset", str(self.reset_after)),
-                 ("ratelimit-policy", f"{self.limit};w={self.window}")]
-        return [(k.encode(), v.encode()) for k, v in pairs]
 
 
 class KeyRateLimiter:
@@ -52,7 +36,7 @@ class KeyRateLimiter:
     def __init__(self, storage_uri: str = "memory://",
                  limits_by_tier: Mapping[str, str] | None = None,
                  namespace: str = "sf") -> None:
-        options: dict[str, Any] = {}
+        options: dict[str, str] = {}
         if storage_uri.startswith(("redis://", "rediss://", "redis+")):
             options["key_prefix"] = f"{namespace}-ratelimit"
         storage = storage_from_string(storage_uri, **options)

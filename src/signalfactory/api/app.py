@@ -21,6 +21,7 @@ from signalfactory.api.routers import signals as signals_router
 from signalfactory.api.routers import strategies as strategies_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
+from signalfactory.api.stream_framing import STREAM_FRAMINGS
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub
@@ -52,7 +53,7 @@ def create_app(platform: Platform | None = None, *,
         ensure_tasks_loaded(app.state.platform.settings.task_module_names)
         # The live stream's broadcaster: direct from bar writes in this process, and a relay
         # of signals other processes store.
-        app.state.stream_hub = StreamHub(app.state.platform)
+        app.state.stream_hub = StreamHub(app.state.platform, framings=STREAM_FRAMINGS)
         await app.state.stream_hub.start()
         try:
             yield

@@ -9,37 +9,26 @@ first (idempotency) and the dependency never look up or count one request twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import Scope
 
-from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api.problems import ApiProblem
-from signalfactory.domain.api_keys import digest, is_well_formed, role_at_least
+from signalfactory.domain.accounts import Principal
+from signalfactory.domain.api_keys import is_well_formed
 from signalfactory.observability.logging import bind_context
-from signalfactory.observability.metrics import (
-    API_REFUSALS,
-)
+from signalfactory.observability.metrics import API_REFUSALS
+from signalfactory.services.accounts import tenants as accounts
+from signalfactory.services.platform import Platform
 
-# Refused requests by reason: a burst of unknown or malformed keys is an intrusion signal.
+__all__ = ["API_REFUSALS", "AdminDep", "Principal", "PrincipalDep", "TraderDep",
+           "authenticate_scope", "key_from_headers", "principal_for_key", "rate_limited",
+           "require_role", "unauthorized"]
 
 STATE_PRINCIPAL = "principal"
 STATE_RESPONSE_HEADERS = "response_headers"
-
-
-@dataclass(frozen=True)
-class Principal:
-    tenant_id: int
-    tenant_name: str
-    tier: str
-    role: str  # viewer | trader | admin
-    key_id: int | None
-    key_prefix: str | None
-
-    def has_role(self, required: str) -> bool:
-        return role_at_least(self.role, required)
 
 
 def unauthorized(detail: str, reason: str) -> ApiProblem:
@@ -61,7 +50,7 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return api_key or None
 
 
-def principal_for_key(platform: Any, secret: str) -> Principal:
+def principal_for_key(platform: Platform, secret: str) -> Principal:
     """Check a raw key and return who it belongs to; raises a 401 problem otherwise.
 
     Also usable outside HTTP routes (WebSocket and SSE handshakes). Does no rate limiting.
@@ -70,29 +59,36 @@ def principal_for_key(platform: Any, secret: str) -> Principal:
         raise unauthorized("the API key is malformed (wrong length, characters or checksum); "
                            "copy the whole key again, it looks like sf_live_...",
                            "malformed_key")
-    with platform.engine.connect() as conn:
-        record = key_store.find_by_digest(conn, digest(secret))
-    if record is None:
-        raise unauthorized("the API key is not known; ask an admin for a key "
-                           "(`signalfactory keys create`)", "unknown_key")
-    if record.revoked_at is not None:
-        raise unauthorized(f"the API key {record.prefix}... was revoked; use another key",
-                           "revoked_key")
-    if key_store.needs_touch(record):
-        with platform.engine.begin() as conn:
-            key_store.touch_last_used(conn, record.id)
-    return Principal(tenant_id=record.tenant_id, tenant_name=record.tenant_name,
-                     tier=record.tier, role=record.role, key_id=record.id,
-                     key_prefix=record.prefix)
+    try:
+        return accounts.authenticate(platform, secret)
+    except accounts.KeyRefusedError as exc:
+        raise unauthorized(str(exc), exc.reason) from None
 
 
-def authenticate_scope(platform: Any, scope: Any) -> Principal:
+def rate_limited(platform: Platform, principal: Principal,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Count one request of the principal's key; a 429 problem when over its tier's
+    window. ``headers`` receives the ``RateLimit-*`` headers to answer with."""
+    decision = platform.rate_limiter.hit(principal.tier, "key", str(principal.key_prefix),
+                                         str(principal.key_id))
+    if headers is not None:
+        headers.extend(decision.headers())
+    if not decision.allowed:
+        API_REFUSALS.labels("rate_limited").inc()
+        raise ApiProblem(429, f"rate limit of {decision.limit} requests per "
+                              f"{decision.window} s for this key exceeded; retry in "
+                              f"{decision.reset_after} s or upgrade the tier",
+                         code="rate-limited",
+                         headers={"Retry-After": str(decision.reset_after)})
+
+
+def authenticate_scope(platform: Platform, scope: Scope) -> Principal:
     """Authenticate an HTTP scope once: key -> principal -> rate limit; cached in the scope.
 
     Raises a 401 problem (no or bad key) or a 429 problem (rate limit exceeded). The
     ``RateLimit-*`` headers are left in the scope state for ``RequestContextMiddleware``.
     """
-    state: dict[str, Any] = scope.setdefault("state", {})
+    state: dict[str, object] = scope.setdefault("state", {})
     cached = state.get(STATE_PRINCIPAL)
     if isinstance(cached, Principal):
         return cached
@@ -104,16 +100,9 @@ def authenticate_scope(platform: Any, scope: Any) -> Principal:
                            "<key>' or 'X-API-Key: <key>'", "missing_key")
     principal = principal_for_key(platform, secret)
     bind_context(tenant=principal.tenant_name, key_id=principal.key_id)
-    decision = platform.rate_limiter.hit(principal.tier, "key", str(principal.key_prefix),
-                                         str(principal.key_id))
-    state[STATE_RESPONSE_HEADERS] = decision.headers()
-    if not decision.allowed:
-        API_REFUSALS.labels("rate_limited").inc()
-        raise ApiProblem(429, f"rate limit of {decision.limit} requests per "
-                              f"{decision.window} s for this key exceeded; retry in "
-                              f"{decision.reset_after} s or upgrade the tier",
-                         code="rate-limited",
-                         headers={"Retry-After": str(decision.reset_after)})
+    earned: list[tuple[bytes, bytes]] = []
+    state[STATE_RESPONSE_HEADERS] = earned
+    rate_limited(platform, principal, earned)
     state[STATE_PRINCIPAL] = principal
     return principal
 
@@ -128,7 +117,8 @@ def authenticate(request: Request,
                  _bearer_doc: Annotated[HTTPAuthorizationCredentials | None,
                                         Security(_bearer)] = None,
                  _api_key_doc: Annotated[str | None, Security(_api_key)] = None) -> Principal:
-    return authenticate_scope(request.app.state.platform, request.scope)
+    platform: Platform = request.app.state.platform
+    return authenticate_scope(platform, request.scope)
 
 
 def require_role(role: str) -> Callable[[Principal], Principal]:

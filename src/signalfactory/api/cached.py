@@ -7,18 +7,19 @@ database connection, model validation or JSON encoding.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from fastapi import Response
 from pydantic import BaseModel
 
+from signalfactory.services.platform import Platform
 
-def cached_response(platform: Any, namespace: str, parts: Sequence[Any],
+
+def cached_response(platform: Platform, namespace: str, parts: Sequence[object],
                     load: Callable[[], BaseModel], *, tenant_id: int | None = None) -> Response:
     """``load()`` as JSON, from the cache when ``namespace`` has not changed since.
 
     Pass ``tenant_id`` whenever the body depends on the caller's tenant.
     """
     body = platform.cache.get_or_load(namespace, parts, lambda: load().model_dump_json(),
-                                           tenant_id=tenant_id)
+                                      tenant_id=tenant_id)
     return Response(content=body, media_type="application/json")

@@ -24,10 +24,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signalfactory.adapters.storage import idempotency as store
 from signalfactory.api.auth import authenticate_scope
 from signalfactory.api.problems import MEDIA_TYPE, ApiProblem
+from signalfactory.domain.accounts import StoredResponse
 from signalfactory.observability.logging import get_logger
+from signalfactory.services.accounts import idempotency as keys
+from signalfactory.services.platform import Platform
 
 log = get_logger("signalfactory.api.idempotency")
 
@@ -60,17 +62,17 @@ class IdempotencyMiddleware:
                      "characters; a UUID is a good choice", code="idempotency-key-invalid"))
             return
         body = await _read_body(receive)
-        platform = scope["app"].state.platform
+        platform: Platform = scope["app"].state.platform
         try:
             principal = await run_in_threadpool(authenticate_scope, platform, scope)
         except ApiProblem as exc:
             await _send_problem(send, scope, exc)
             return
         request_hash = _fingerprint(scope, body)
-        claim = await run_in_threadpool(store.claim, platform.engine, principal.tenant_id, key,
+        claim = await run_in_threadpool(keys.claim, platform, principal.tenant_id, key,
                                         "POST", scope["path"], request_hash)
-        if claim.outcome == "replay":
-            await _send_replay(send, claim)
+        if claim.outcome == "replay" and claim.response is not None:
+            await _send_replay(send, claim.response)
             return
         if claim.outcome == "mismatch":
             await _send_problem(send, scope, ApiProblem(
@@ -86,9 +88,9 @@ class IdempotencyMiddleware:
         await self._execute(scope, receive, send, body, platform, claim.record_id)
 
     async def _execute(self, scope: Scope, receive: Receive, send: Send, body: bytes,
-                       platform: Any, record_id: int) -> None:
+                       platform: Platform, record_id: int) -> None:
         status = 500
-        headers: list[list[str]] = []
+        headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
         delivered = False
 
@@ -103,7 +105,7 @@ class IdempotencyMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers.extend([k.decode("latin-1"), v.decode("latin-1")]
+                headers.extend((k.decode("latin-1"), v.decode("latin-1"))
                                for k, v in message.get("headers") or []
                                if k.decode("latin-1").lower() not in _SKIPPED_HEADERS)
             elif message["type"] == "http.response.body":
@@ -113,21 +115,21 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
-            await run_in_threadpool(store.release, platform.engine, record_id)
+            await run_in_threadpool(keys.release, platform, record_id)
             raise
         if status >= 500 or status in NOT_STORED:
-            await run_in_threadpool(store.release, platform.engine, record_id)
+            await run_in_threadpool(keys.release, platform, record_id)
         else:
-            await run_in_threadpool(store.complete, platform.engine, record_id, status,
-                                    headers, b"".join(chunks))
+            await run_in_threadpool(keys.complete, platform, record_id, status, headers,
+                                    b"".join(chunks))
         await self._maybe_purge(platform)
 
-    async def _maybe_purge(self, platform: Any) -> None:
+    async def _maybe_purge(self, platform: Platform) -> None:
         if time.monotonic() - self._last_purge < PURGE_EVERY_S:
             return
         self._last_purge = time.monotonic()
         try:
-            removed = await run_in_threadpool(store.purge_expired, platform.engine)
+            removed = await run_in_threadpool(keys.purge_expired, platform)
         except Exception as exc:  # housekeeping must never fail a request
             log.warning("could not purge expired idempotency keys", error=str(exc))
             return
@@ -156,12 +158,12 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _send_replay(send: Send, claim: store.Claim) -> None:
-    body = claim.body or b""
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in claim.headers or []]
+async def _send_replay(send: Send, stored: StoredResponse) -> None:
+    body = stored.body
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored.headers]
     headers += [(b"content-length", str(len(body)).encode()),
                 (b"idempotent-replayed", b"true")]
-    await send({"type": "http.response.start", "status": claim.status_code or 200,
+    await send({"type": "http.response.start", "status": stored.status_code,
                 "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

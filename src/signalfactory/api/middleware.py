@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,7 +63,7 @@ class RequestContextMiddleware:
             status = 413
             await _too_large(send, self.max_body_bytes)
         finally:
-            route: Any = scope.get("route")
+            route: object = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
             HTTP_DURATION.labels(scope["method"], template, str(status)).observe(elapsed)

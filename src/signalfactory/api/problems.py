@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from signalfactory.domain.accounts import QuotaExceededError
 from signalfactory.domain.errors import (
     BadInputError,
     ConflictError,
@@ -23,8 +23,8 @@ MEDIA_TYPE = "application/problem+json"
 
 
 def problem(status: int, title: str, detail: str, *, type_: str = "about:blank",
-            instance: str | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+            instance: str | None = None, **extra: object) -> JSONResponse:
+    body: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
     body.update(extra)
@@ -35,10 +35,31 @@ class ApiProblem(StarletteHTTPException):
     """An HTTP error with a problem ``type`` slug and extra members (RFC 9457 extensions)."""
 
     def __init__(self, status: int, detail: str, *, code: str = "",
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+                 headers: dict[str, str] | None = None, **extra: object) -> None:
         super().__init__(status_code=status, detail=detail, headers=headers)
         self.type_ = PROBLEM_TYPE_BASE + code if code else "about:blank"
         self.extra = extra
+
+
+def quota_problem(exc: QuotaExceededError) -> ApiProblem:
+    """A full count quota is a 403 (deleting something frees room); a used-up daily quota a
+    429 with ``Retry-After`` until it frees at UTC midnight."""
+    if exc.retry_after is not None:
+        return ApiProblem(429, exc.detail, code=exc.code,
+                          headers={"Retry-After": str(exc.retry_after)}, quota=exc.quota,
+                          limit=exc.limit, used=exc.used, tier=exc.tier)
+    return ApiProblem(403, exc.detail, code=exc.code, quota=exc.quota, limit=exc.limit,
+                      used=exc.used, tier=exc.tier)
+
+
+def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    extra: dict[str, object] = getattr(exc, "extra", {})
+    response = problem(exc.status_code, _title(exc.status_code), str(exc.detail),
+                       type_=getattr(exc, "type_", "about:blank"),
+                       instance=request.url.path, **extra)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -54,39 +75,23 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail),
-                           type_=getattr(exc, "type_", "about:blank"),
-                           instance=request.url.path, **getattr(exc, "extra", {}))
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+        return _http_problem(request, exc)
+
+    @app.exception_handler(QuotaExceededError)
+    async def _quota(request: Request, exc: QuotaExceededError) -> JSONResponse:
+        return _http_problem(request, quota_problem(exc))
 
     @app.exception_handler(BadInputError)
     async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
         status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
             exc, ConflictError) else 422
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         for key in ("source", "row", "rule", "position"):
             value = getattr(exc, key, None)
             if value is not None:
                 extra[key] = value
         return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
                        instance=request.url.path, **extra)
-
-    @app.exception_handler(sa_exc.DataError)
-    async def _data(request: Request, exc: sa_exc.DataError) -> JSONResponse:
-        # The database refused a value of the request (PostgreSQL: a NUL character in text, a
-        # number or date out of range). Nothing was stored: the transaction rolled back.
-        # Routers should refuse such values first; this keeps a missed one a 4xx, not a 500.
-        from signalfactory.observability.logging import get_logger
-
-        get_logger("signalfactory.api").warning(
-            "database refused a request value", route=request.url.path,
-            error=str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__)
-        return problem(422, "Unprocessable Entity",
-                       "a value in the request cannot be stored or compared by the database "
-                       "(a NUL character, or a number or date out of range); correct it",
-                       type_=PROBLEM_TYPE_BASE + "bad-input", instance=request.url.path)
 
     @app.exception_handler(TemporaryError)
     async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:

@@ -19,11 +19,10 @@ Serve with ``uvicorn.run(app, ws=BroadcastWebSocketProtocol)``; ``signalfactory 
 
 from __future__ import annotations
 
-from typing import Any
-
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
-from signalfactory.services.streaming.events import text_frame
+from signalfactory.api.stream_framing import text_frame
 
 __all__ = ["EXTENSION", "BroadcastWebSocketProtocol", "text_frame"]
 
@@ -31,7 +30,7 @@ EXTENSION = "signalfactory.ws.prepared"
 
 
 class BroadcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    def handle_connect(self, event: Any) -> None:
+    def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:

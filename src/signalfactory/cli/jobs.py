@@ -178,12 +178,10 @@ def beat(runner: RunnerOption = "auto") -> None:
 def _tenant_id(platform: Platform, tenant: str | None) -> int | None:
     if tenant is None:
         return None
-    from signalfactory.adapters.storage.api_keys import tenant_by_name
-    from signalfactory.adapters.storage.unit_of_work import sql_database
+    from signalfactory.services.accounts.tenants import tenant_by_name
 
-    # TRANSITIONAL: the accounts repository will answer this through a unit of work
-    with sql_database(platform.database).engine.connect() as conn:
-        return int(tenant_by_name(conn, tenant)["id"])
+    with platform.database.read(primary=True) as uow:
+        return tenant_by_name(uow, tenant).id
 
 
 def _show(job: Job, as_json: bool) -> None:

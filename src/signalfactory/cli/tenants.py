@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.bootstrap import build_platform
 from signalfactory.cli.common import err, handle_errors, out, print_json
 from signalfactory.domain.api_keys import ROLES
+from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.platform import Platform
 
 tenants_app = typer.Typer(help="Tenants: create, list, change tier.", no_args_is_help=True)
@@ -38,16 +38,16 @@ def tenants_create(
     """Create a tenant on a tier (free by default)."""
     platform = _platform()
     try:
-        with platform.engine.begin() as conn:
-            tenant = key_store.create_tenant(conn, name, tier)
+        with platform.database.write() as uow:
+            tenant = accounts.create_tenant(uow, name, tier)
     finally:
         platform.close()
     if as_json:
-        print_json(tenant)
+        print_json({"id": tenant.id, "name": tenant.name, "tier": tenant.tier})
     else:
-        out.print(f"tenant {tenant['name']!r} created (id {tenant['id']}, tier "
-                  f"{tenant['tier']}); next: signalfactory keys create --tenant "
-                  f"{tenant['name']} --role admin", highlight=False, soft_wrap=True)
+        out.print(f"tenant {tenant.name!r} created (id {tenant.id}, tier "
+                  f"{tenant.tier}); next: signalfactory keys create --tenant "
+                  f"{tenant.name} --role admin", highlight=False, soft_wrap=True)
 
 
 @tenants_app.command("list")
@@ -56,16 +56,17 @@ def tenants_list(as_json: JsonOption = False) -> None:
     """List tenants with their tier and number of active keys."""
     platform = _platform()
     try:
-        with platform.engine.connect() as conn:
-            rows = key_store.list_tenants(conn)
+        with platform.database.read(primary=True) as uow:
+            rows = accounts.list_tenants(uow)
     finally:
         platform.close()
     if as_json:
-        print_json(rows)
+        print_json([{"id": r.id, "name": r.name, "tier": r.tier, "active_keys": r.active_keys}
+                    for r in rows])
         return
     table = Table("id", "name", "tier", "active keys")
     for row in rows:
-        table.add_row(str(row["id"]), row["name"], row["tier"], str(row["active_keys"]))
+        table.add_row(str(row.id), row.name, row.tier, str(row.active_keys))
     out.print(table)
 
 
@@ -79,8 +80,8 @@ def tenants_set_tier(
     """Move a tenant to another tier (quotas and rate limits follow at once)."""
     platform = _platform()
     try:
-        with platform.engine.begin() as conn:
-            key_store.set_tier(conn, name, tier)
+        with platform.database.write() as uow:
+            accounts.set_tier(uow, name, tier)
     finally:
         platform.close()
     if as_json:
@@ -100,18 +101,19 @@ def keys_create(
     """Create an API key and print it ONCE; only its SHA-256 digest is stored."""
     platform = _platform()
     try:
-        with platform.engine.begin() as conn:
-            owner = key_store.tenant_by_name(conn, tenant)
-            new, key_id = key_store.create_key(conn, owner["id"], role, name)
+        with platform.database.write() as uow:
+            owner = accounts.tenant_by_name(uow, tenant)
+            new, key_id = accounts.create_key(uow, owner.id, role, name,
+                                              now=platform.clock.now())
     finally:
         platform.close()
     if as_json:
         print_json({"id": key_id, "key": new.secret, "prefix": new.prefix,
-                    "tenant": owner["name"], "role": role, "name": name})
+                    "tenant": owner.name, "role": role, "name": name})
         return
     # The key alone on stdout (scripts capture it); the advice on stderr.
     typer.echo(new.secret)
-    err.print(f"key {key_id} ({new.prefix}..., role {role}) for tenant {owner['name']!r}: "
+    err.print(f"key {key_id} ({new.prefix}..., role {role}) for tenant {owner.name!r}: "
               "store it now, it is not shown again", highlight=False, soft_wrap=True)
 
 
@@ -124,24 +126,25 @@ def keys_list(
     """List keys by prefix with role, status and last use (never the key itself)."""
     platform = _platform()
     try:
-        with platform.engine.connect() as conn:
-            tenant_id = key_store.tenant_by_name(conn, tenant)["id"] if tenant else None
-            records = key_store.list_keys(conn, tenant_id)
+        with platform.database.read(primary=True) as uow:
+            tenant_id = accounts.tenant_by_name(uow, tenant).id if tenant else None
+            records = accounts.list_keys(uow, tenant_id)
     finally:
         platform.close()
-    rows = [r.as_dict() for r in records]
     if as_json:
-        print_json(rows)
+        print_json([r.as_json() for r in records])
         return
     table = Table("id")
-    table.add_column("prefix", no_wrap=True, min_width=len(rows[0]["prefix"]) + 3
-                     if rows else 6)
+    table.add_column("prefix", no_wrap=True, min_width=len(records[0].prefix) + 3
+                     if records else 6)
     for column in ("tenant", "role", "name", "status", "created", "last used"):
         table.add_column(column)
-    for row in rows:
-        last_used = (row["last_used_at"] or "never")[:16].replace("T", " ")
-        table.add_row(str(row["id"]), row["prefix"] + "...", row["tenant"], row["role"],
-                      row["name"], row["status"], (row["created_at"] or "")[:10], last_used)
+    for record in records:
+        row = record.as_json()
+        last_used = str(row["last_used_at"] or "never")[:16].replace("T", " ")
+        table.add_row(str(record.id), record.prefix + "...", record.tenant_name, record.role,
+                      record.name, record.status, str(row["created_at"] or "")[:10],
+                      last_used)
     out.print(table)
 
 
@@ -154,9 +157,9 @@ def keys_revoke(
     """Revoke a key at once; requests with it get 401 from now on."""
     platform = _platform()
     try:
-        with platform.engine.begin() as conn:
-            record = key_store.resolve_key(conn, key)
-            changed = key_store.revoke_key(conn, record.id)
+        with platform.database.write() as uow:
+            record = accounts.resolve_key(uow, key)
+            changed = accounts.revoke_key(uow, record.id, now=platform.clock.now())
     finally:
         platform.close()
     if as_json:

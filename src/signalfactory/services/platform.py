@@ -21,10 +21,11 @@ from signalfactory.services.ports import (
 from signalfactory.settings import Settings
 
 if TYPE_CHECKING:
+    from signalfactory.domain.streaming import SignalEvent
     from signalfactory.services.accounts.ports import RateLimiter
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
-    from signalfactory.services.streaming.events import SignalEvent
+    from signalfactory.services.streaming.ports import SignalFeed
 
 BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], object]
 """Runs after every committed bar write, in the writing process (live evaluation)."""
@@ -60,6 +61,9 @@ class Platform:
 
     # -- signals and the live stream ----------------------------------------------------
     signal_publishers: list[SignalPublisher] = field(default_factory=list)
+    #: where a serving process's stream hub reads stored signals and learns of commits
+    #: (None: nothing streams from this platform)
+    signal_feed: SignalFeed | None = None
     #: strategy objects by version id: a version never changes, parsing it once is enough
     live_strategies: dict[int, Strategy] = field(default_factory=dict)
 

@@ -1,103 +1,67 @@
-"""Idempotency records: claim a key, then store the response or release the claim.
+"""Idempotency records in SQL (``IdempotencyRepository``).
 
 The unique (tenant_id, key) constraint is the lock: of two concurrent requests with one key
-exactly one inserts the in-flight row; the other finds it and is told to come back (409).
+exactly one inserts the in-flight row; the other's insert fails and it reads the winner's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from signalfactory.adapters.storage.tables import idempotency_keys
+from signalfactory.domain.accounts import IdempotencyRecord, StoredResponse, as_utc
 
-RETENTION = timedelta(hours=24)
-# An in-flight claim older than this belongs to a process that died mid-request; a retry may
-# take it over. Mutating POSTs are short (long work runs as jobs), so this is generous.
-STALE_CLAIM = timedelta(minutes=5)
-
-Outcome = Literal["new", "replay", "mismatch", "in_flight"]
+_T = idempotency_keys
 
 
-@dataclass(frozen=True)
-class Claim:
-    outcome: Outcome
-    record_id: int | None = None
-    status_code: int | None = None
-    headers: list[list[str]] | None = None
-    body: bytes | None = None
+class SqlIdempotencyRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
+    def find(self, tenant_id: int, key: str) -> IdempotencyRecord | None:
+        row = self.conn.execute(sa.select(_T).where(_T.c.tenant_id == tenant_id,
+                                                    _T.c.key == key)).first()
+        if row is None:
+            return None
+        headers = tuple((str(k), str(v)) for k, v in row.response_headers or [])
+        return IdempotencyRecord(
+            id=int(row.id), tenant_id=int(row.tenant_id), key=row.key,
+            request_hash=row.request_hash, state=row.state, created_at=as_utc(row.created_at),
+            locked_at=as_utc(row.locked_at) if row.locked_at else None,
+            status_code=row.status_code, headers=headers, body=row.response_body)
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def claim(engine: Engine, tenant_id: int, key: str, method: str, path: str,
-          request_hash: str, now: datetime | None = None) -> Claim:
-    """Claim ``key`` for this request, or say what became of an earlier one."""
-    now = now or datetime.now(UTC)
-    t = idempotency_keys
-    for _ in range(3):
-        with engine.begin() as conn:
-            row = conn.execute(sa.select(t).where(t.c.tenant_id == tenant_id,
-                                                  t.c.key == key)).first()
-            if row is not None:
-                if _aware(row.created_at) < now - RETENTION:
-                    conn.execute(t.delete().where(t.c.id == row.id))
-                elif row.request_hash != request_hash:
-                    return Claim("mismatch", row.id)
-                elif row.state == "complete":
-                    return Claim("replay", row.id, row.status_code, row.response_headers,
-                                 row.response_body)
-                else:
-                    locked = _aware(row.locked_at or row.created_at)
-                    if locked >= now - STALE_CLAIM:
-                        return Claim("in_flight", row.id)
-                    taken = conn.execute(t.update().where(
-                        t.c.id == row.id, t.c.state == "in_flight",
-                        t.c.locked_at == row.locked_at).values(locked_at=now))
-                    return Claim("new" if taken.rowcount == 1 else "in_flight", row.id)
+    def claim(self, tenant_id: int, key: str, method: str, path: str, request_hash: str,
+              now: datetime) -> int | None:
         try:
-            with engine.begin() as conn:
-                record_id = conn.execute(t.insert().values(
+            # A savepoint: a lost race leaves the caller's transaction usable.
+            with self.conn.begin_nested():
+                record_id = self.conn.execute(_T.insert().values(
                     tenant_id=tenant_id, key=key, method=method, path=path,
                     request_hash=request_hash, state="in_flight", created_at=now,
-                    locked_at=now).returning(t.c.id)).scalar_one()
-            return Claim("new", record_id)
+                    locked_at=now).returning(_T.c.id)).scalar_one()
         except IntegrityError:
-            continue  # another request claimed it between our read and insert: look again
-    return Claim("in_flight")
+            return None
+        return int(record_id)
 
+    def take_over(self, record_id: int, locked_at: datetime | None, now: datetime) -> bool:
+        taken = self.conn.execute(_T.update().where(
+            _T.c.id == record_id, _T.c.state == "in_flight", _T.c.locked_at == locked_at)
+            .values(locked_at=now))
+        return taken.rowcount == 1
 
-def complete(engine: Engine, record_id: int, status_code: int, headers: list[list[str]],
-             body: bytes, now: datetime | None = None) -> None:
-    with engine.begin() as conn:
-        conn.execute(idempotency_keys.update().where(idempotency_keys.c.id == record_id).values(
-            state="complete", status_code=status_code, response_headers=headers,
-            response_body=body, completed_at=now or datetime.now(UTC)))
+    def complete(self, record_id: int, response: StoredResponse, now: datetime) -> None:
+        self.conn.execute(_T.update().where(_T.c.id == record_id).values(
+            state="complete", status_code=response.status_code,
+            response_headers=[list(pair) for pair in response.headers],
+            response_body=response.body, completed_at=now))
 
+    def release(self, record_id: int) -> None:
+        self.conn.execute(_T.delete().where(_T.c.id == record_id))
 
-def release(engine: Engine, record_id: int) -> None:
-    """Forget a claim whose request did nothing (auth, validation, server errors)."""
-    with engine.begin() as conn:
-        conn.execute(idempotency_keys.delete().where(idempotency_keys.c.id == record_id))
-
-
-def purge_expired(engine: Engine, now: datetime | None = None) -> int:
-    cutoff = (now or datetime.now(UTC)) - RETENTION
-    with engine.begin() as conn:
-        result = conn.execute(idempotency_keys.delete()
-                              .where(idempotency_keys.c.created_at < cutoff))
-    return int(result.rowcount or 0)
-
-
-def record_for(engine: Engine, tenant_id: int, key: str) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(idempotency_keys).where(
-            idempotency_keys.c.tenant_id == tenant_id, idempotency_keys.c.key == key)).first()
-    return dict(row._mapping) if row is not None else None
+    def purge(self, created_before: datetime) -> int:
+        result = self.conn.execute(_T.delete().where(_T.c.created_at < created_before))
+        return int(result.rowcount or 0)

@@ -7,12 +7,14 @@ from datetime import datetime
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel
 
-from signalfactory.adapters.storage import api_keys as key_store
 from signalfactory.api.auth import AdminDep, PrincipalDep
-from signalfactory.api.deps import PlatformDep, ReadConnDep
-from signalfactory.api.quotas import quota_usage
+from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem
+from signalfactory.domain.accounts import KeyRecord
 from signalfactory.domain.errors import NotFoundError
+from signalfactory.services.accounts.quotas import quota_usage
+from signalfactory.services.accounts.tenants import list_keys, resolve_key
+from signalfactory.services.accounts.tenants import revoke_key as revoke
 
 router = APIRouter(prefix="/api/v1", tags=["account"], responses=AUTH_RESPONSES)
 
@@ -48,24 +50,27 @@ class ApiKeyList(BaseModel):
 
 
 @router.get("/me", response_model=Me, summary="The calling key: tenant, tier, role, quotas")
-def get_me(principal: PrincipalDep, platform: PlatformDep, conn: ReadConnDep) -> Me:
+def get_me(principal: PrincipalDep, platform: PlatformDep) -> Me:
     item = platform.rate_limiter.item_for(principal.tier)
-    usage = quota_usage(conn, principal)
+    with platform.database.read() as uow:
+        usage = quota_usage(uow, principal)
     return Me(tenant=principal.tenant_name, tier=principal.tier, role=principal.role,
               key_prefix=principal.key_prefix,
               rate_limit=f"{item.amount} per {int(item.get_expiry())} s",
-              quotas={k: QuotaUse(**v) for k, v in usage.items()})
+              quotas={k: QuotaUse(limit=v.limit, used=v.used) for k, v in usage.items()})
 
 
-def _to_model(record: key_store.KeyRecord) -> ApiKey:
-    data = record.as_dict()
-    return ApiKey(**{k: data[k] for k in ApiKey.model_fields})
+def _to_model(record: KeyRecord) -> ApiKey:
+    return ApiKey(id=record.id, prefix=record.prefix, role=record.role, name=record.name,
+                  status=record.status, created_at=record.created_at,
+                  revoked_at=record.revoked_at, last_used_at=record.last_used_at)
 
 
 @router.get("/keys", response_model=ApiKeyList,
             summary="List this tenant's API keys by prefix (admin)")
-def get_keys(principal: AdminDep, conn: ReadConnDep) -> ApiKeyList:
-    items = [_to_model(r) for r in key_store.list_keys(conn, principal.tenant_id)]
+def get_keys(principal: AdminDep, platform: PlatformDep) -> ApiKeyList:
+    with platform.database.read() as uow:
+        items = [_to_model(r) for r in list_keys(uow, principal.tenant_id)]
     return ApiKeyList(items=items, count=len(items))
 
 
@@ -74,12 +79,12 @@ def get_keys(principal: AdminDep, conn: ReadConnDep) -> ApiKeyList:
                responses={404: {"model": Problem, "description": "No such key in this tenant"}})
 def revoke_key(principal: AdminDep, platform: PlatformDep,
                key_id: int = Path(ge=1, le=2**31 - 1)) -> ApiKey:
-    with platform.engine.begin() as conn:
+    with platform.database.write() as uow:
         try:
-            record = key_store.resolve_key(conn, str(key_id), tenant_id=principal.tenant_id)
+            record = resolve_key(uow, str(key_id), tenant_id=principal.tenant_id)
         except NotFoundError:
             # Same answer whether the key is another tenant's or does not exist at all.
             raise NotFoundError(f"this tenant has no API key {key_id}") from None
-        key_store.revoke_key(conn, record.id)
-        record = key_store.resolve_key(conn, str(key_id), tenant_id=principal.tenant_id)
+        revoke(uow, record.id, now=platform.clock.now())
+        record = resolve_key(uow, str(key_id), tenant_id=principal.tenant_id)
     return _to_model(record)

@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.quotas import enforce_quota
 from signalfactory.api.routers.jobs import Job
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.domain.backtest.stored import (
@@ -27,6 +26,7 @@ from signalfactory.domain.backtest.stored import (
     iso,
 )
 from signalfactory.domain.backtest.stored import BacktestSummary as SummaryRecord
+from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.report import render_report
 from signalfactory.services.backtests.run import get_backtest, prepare
@@ -226,8 +226,7 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
         ensure_builtins(uow)
     prepare(platform, request)  # bad input answers now, before quota or job
     with platform.database.write() as uow:
-        # TRANSITIONAL: enforce_quota still takes a connection until accounts converts it
-        enforce_quota(uow.connection, principal, "backtests")  # type: ignore[attr-defined]
+        enforce_quota(uow, principal, "backtests")
         job = job_service.submit(platform, "backtest", request.to_payload(),
                                  tenant_id=principal.tenant_id, uow=uow)
     job_service.dispatch(platform, job.id)

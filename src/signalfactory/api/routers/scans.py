@@ -11,9 +11,9 @@ from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.api.transitional import enforce_quota_in
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.scans import StoredScan
+from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
 from signalfactory.services.strategies.catalog import ensure_builtins
 
@@ -87,7 +87,7 @@ def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> Sc
         raise BadInputError("give exactly one of 'strategy' or 'rule'")
     with platform.database.write() as uow:
         ensure_builtins(uow)
-        enforce_quota_in(uow, principal, "scans")
+        enforce_quota(uow, principal, "scans")
     request = ScanRequest(tenant_id=principal.tenant_id, strategy=body.strategy,
                           rule=body.rule, universe=body.universe, as_of=body.as_of,
                           top=body.top, timeframe=body.timeframe, parameters=body.parameters)

@@ -11,9 +11,9 @@ from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.api.transitional import enforce_quota_in
 from signalfactory.domain.rules import check_rule
 from signalfactory.domain.strategies.stored import StoredStrategy
+from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.strategies.catalog import (
     add_strategy,
     get_strategy,
@@ -125,7 +125,7 @@ def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDe
         # A new version of an existing strategy takes no quota; a new strategy does.
         if uow.strategies.strategy_id(principal.tenant_id,
                                       body.name.strip().lower()) is None:
-            enforce_quota_in(uow, principal, "strategies")
+            enforce_quota(uow, principal, "strategies")
         item, created = add_strategy(uow, principal.tenant_id, body.name, rule_text=body.rule,
                                      timeframe=body.timeframe, description=body.description,
                                      created_by=principal.key_prefix or "api")

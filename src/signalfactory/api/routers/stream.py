@@ -24,34 +24,30 @@ import asyncio
 import contextlib
 import json
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from signalfactory.api.auth import (
-    API_REFUSALS,
     Principal,
     PrincipalDep,
     key_from_headers,
     principal_for_key,
+    rate_limited,
     unauthorized,
 )
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.problems import PROBLEM_TYPE_BASE, ApiProblem, problem
 from signalfactory.api.schemas import AUTH_RESPONSES
+from signalfactory.api.stream_framing import sse_block, ws_message
 from signalfactory.api.ws_protocol import EXTENSION as PREPARED_FRAMES
 from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.streaming import SignalEvent, StreamFilter
 from signalfactory.services.platform import Platform
-from signalfactory.services.streaming.events import (
-    StreamFilter,
-    replay_events,
-    sse_block,
-    ws_message,
-)
 from signalfactory.services.streaming.hub import StreamHub, Subscriber
 from signalfactory.services.streaming.subscriptions import stream_filter
 
@@ -89,20 +85,19 @@ def _split(values: list[str]) -> list[str]:
 
 def _filter(platform: Platform, principal: Principal, q: StreamQuery) -> StreamFilter:
     # The primary, not a replica: a subscription made a moment ago must be found.
-    with platform.engine.connect() as conn:
-        return stream_filter(conn, principal.tenant_id, subscription_id=q.subscription,
+    with platform.database.read(primary=True) as uow:
+        return stream_filter(uow, principal.tenant_id, subscription_id=q.subscription,
                              strategies_=q.strategies, symbols=q.symbols,
                              min_score=q.min_score)
 
 
-def _replay_page(platform: Platform, flt: StreamFilter, after: int) -> list[Any]:
-    # From the primary: a replica may not have the newest signals yet, and the seam with the
-    # live events is only gap-free against the database they were committed to.
-    with platform.engine.connect() as conn:
-        return replay_events(conn, flt, after, limit=REPLAY_PAGE)
+def _replay_page(hub: StreamHub, flt: StreamFilter, after: int) -> list[SignalEvent]:
+    # The hub's feed reads the primary: a replica may not have the newest signals yet, and
+    # the seam with the live events is only gap-free against where they were committed.
+    return hub.replay_page(flt, after, REPLAY_PAGE)
 
 
-def _hub(app: Any) -> StreamHub:
+def _hub(app: FastAPI) -> StreamHub:
     hub = getattr(app.state, "stream_hub", None)
     if not isinstance(hub, StreamHub):
         raise ApiProblem(503, "the live stream is not running in this process; retry shortly",
@@ -153,7 +148,7 @@ class EventStreamResponse(StreamingResponse):
         if self.after is not None:
             after = self.after
             while sub.closed is None:
-                page = await run_in_threadpool(_replay_page, self.platform, self.flt, after)
+                page = await run_in_threadpool(_replay_page, self.hub, self.flt, after)
                 if page:
                     await self._send(send, sse_block(page))
                     replayed.update(e.id for e in page)
@@ -169,7 +164,8 @@ class EventStreamResponse(StreamingResponse):
             frames = await sub.next_frames(self.hub.heartbeat_seconds)
             if sub.closed is not None:
                 return
-            await self._send(send, b"".join(frames) if frames else b": keepalive\n\n")
+            await self._send(send, b"".join(f if isinstance(f, bytes) else f.encode()
+                                            for f in frames) if frames else b": keepalive\n\n")
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscriber) -> None:
@@ -221,13 +217,7 @@ def _ws_principal(platform: Platform, scope: Scope, api_key: str | None) -> Prin
         raise unauthorized("the stream needs an API key: send 'Authorization: Bearer <key>', "
                            "'X-API-Key: <key>' or ?api_key=<key>", "missing_key")
     principal = principal_for_key(platform, secret)
-    decision = platform.rate_limiter.hit(principal.tier, "key", str(principal.key_prefix),
-                                         str(principal.key_id))
-    if not decision.allowed:
-        API_REFUSALS.labels("rate_limited").inc()
-        raise ApiProblem(429, f"rate limit of {decision.limit} requests per {decision.window} "
-                              f"s for this key exceeded; retry in {decision.reset_after} s",
-                         code="rate-limited", headers={"Retry-After": str(decision.reset_after)})
+    rate_limited(platform, principal)
     return principal
 
 
@@ -241,10 +231,11 @@ async def _deny(websocket: WebSocket, exc: Exception) -> None:
     if isinstance(exc, ApiProblem):
         status, detail = exc.status_code, str(exc.detail)
         type_, extra, headers = exc.type_, exc.extra, dict(exc.headers or {})
-    else:
-        assert isinstance(exc, BadInputError)
+    elif isinstance(exc, BadInputError):
         status = 404 if isinstance(exc, NotFoundError) else 422
         detail, type_, extra, headers = str(exc), PROBLEM_TYPE_BASE + exc.code, {}, {}
+    else:
+        raise exc
     response: JSONResponse = problem(status, HTTPStatus(status).phrase, detail, type_=type_,
                                      instance=websocket.url.path, **extra)
     response.headers.update(headers)
@@ -270,7 +261,7 @@ async def stream_ws(websocket: WebSocket, q: Annotated[StreamQuery, Depends()],
                         direct=prepared.get("writer"))
     reader = asyncio.create_task(_read_until_closed(websocket, sub))
     try:
-        await _pump_ws(websocket, hub, platform, sub, q.last_event_id)
+        await _pump_ws(websocket, hub, sub, q.last_event_id)
     except (WebSocketDisconnect, TimeoutError):
         sub.close("client" if sub.closed is None else sub.closed)
     finally:
@@ -284,7 +275,7 @@ async def stream_ws(websocket: WebSocket, q: Annotated[StreamQuery, Depends()],
                 await websocket.close(code=code, reason=reason)
 
 
-async def _pump_ws(websocket: WebSocket, hub: StreamHub, platform: Platform, sub: Subscriber,
+async def _pump_ws(websocket: WebSocket, hub: StreamHub, sub: Subscriber,
                    after: int | None) -> None:
     timeout = hub.send_timeout
     await websocket.send_text(json.dumps({"type": "subscribed",
@@ -292,7 +283,7 @@ async def _pump_ws(websocket: WebSocket, hub: StreamHub, platform: Platform, sub
     replayed: set[int] = set()
     if after is not None:
         while sub.closed is None:
-            page = await run_in_threadpool(_replay_page, platform, sub.filter, after)
+            page = await run_in_threadpool(_replay_page, hub, sub.filter, after)
             if page:
                 await websocket.send_text(ws_message(page, replay=True))
                 replayed.update(e.id for e in page)
@@ -312,7 +303,8 @@ async def _pump_ws(websocket: WebSocket, hub: StreamHub, platform: Platform, sub
         for frame in frames:
             try:
                 async with asyncio.timeout(timeout):
-                    await websocket.send_text(frame)
+                    await websocket.send_text(frame if isinstance(frame, str)
+                                              else frame.decode())
             except TimeoutError:
                 sub.close("slow")
                 return

@@ -6,13 +6,12 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
-from signalfactory.api.deps import PlatformDep, ReadConnDep
-from signalfactory.api.quotas import enforce_quota, register_counter
+from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, RequestModel
+from signalfactory.domain.streaming import Subscription, iso_utc
 from signalfactory.services.streaming.subscriptions import (
     MAX_STRATEGIES,
     MAX_SYMBOLS,
-    count_subscriptions,
     create_subscription,
     delete_subscription,
     get_subscription,
@@ -20,8 +19,6 @@ from signalfactory.services.streaming.subscriptions import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["stream"], responses=AUTH_RESPONSES)
-
-register_counter("subscriptions", count_subscriptions)
 
 SUBSCRIPTION_ID = Path(ge=1, le=2**31 - 1)
 
@@ -47,6 +44,13 @@ class SubscriptionOut(BaseModel):
     created_at: str | None
 
 
+    @classmethod
+    def of(cls, sub: Subscription) -> SubscriptionOut:
+        return cls(id=sub.id, name=sub.name, strategies=list(sub.strategies),
+                   symbols=list(sub.symbols), min_score=sub.min_score,
+                   created_at=iso_utc(sub.created_at))
+
+
 class SubscriptionList(BaseModel):
     items: list[SubscriptionOut]
 
@@ -57,25 +61,24 @@ class SubscriptionList(BaseModel):
                         409: {"description": "A subscription of that name exists"}})
 def post_subscription(body: SubscriptionIn, principal: TraderDep,
                       platform: PlatformDep) -> SubscriptionOut:
-    with platform.engine.begin() as conn:
-        enforce_quota(conn, principal, "subscriptions")
-        item = create_subscription(conn, principal.tenant_id, body.name,
-                                   strategies_=body.strategies, symbols=body.symbols,
-                                   min_score=body.min_score)
-    return SubscriptionOut(**item)
+    return SubscriptionOut.of(create_subscription(
+        platform, principal.tenant_id, body.name, strategies_=body.strategies,
+        symbols=body.symbols, min_score=body.min_score, quota=principal))
 
 
 @router.get("/subscriptions", response_model=SubscriptionList, summary="Your subscriptions")
-def get_subscriptions(principal: PrincipalDep, conn: ReadConnDep) -> SubscriptionList:
-    return SubscriptionList(items=[SubscriptionOut(**s) for s in
-                                   list_subscriptions(conn, principal.tenant_id)])
+def get_subscriptions(principal: PrincipalDep, platform: PlatformDep) -> SubscriptionList:
+    with platform.database.read() as uow:
+        items = list_subscriptions(uow, principal.tenant_id)
+    return SubscriptionList(items=[SubscriptionOut.of(s) for s in items])
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut,
             summary="One subscription", responses={404: {"description": "No such subscription"}})
-def get_one_subscription(principal: PrincipalDep, conn: ReadConnDep,
+def get_one_subscription(principal: PrincipalDep, platform: PlatformDep,
                          subscription_id: int = SUBSCRIPTION_ID) -> SubscriptionOut:
-    return SubscriptionOut(**get_subscription(conn, principal.tenant_id, subscription_id))
+    with platform.database.read() as uow:
+        return SubscriptionOut.of(get_subscription(uow, principal.tenant_id, subscription_id))
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204,
@@ -83,6 +86,6 @@ def get_one_subscription(principal: PrincipalDep, conn: ReadConnDep,
                responses={404: {"description": "No such subscription"}})
 def remove_subscription(principal: TraderDep, platform: PlatformDep,
                         subscription_id: int = SUBSCRIPTION_ID) -> Response:
-    with platform.engine.begin() as conn:
-        delete_subscription(conn, principal.tenant_id, subscription_id)
+    with platform.database.write() as uow:
+        delete_subscription(uow, principal.tenant_id, subscription_id)
     return Response(status_code=204)

@@ -42,10 +42,10 @@ import numpy as np
 import numpy.typing as npt
 
 from signalfactory.domain.bars import BarUniverse
-from signalfactory.domain.signals import NOTIFY_CHANNEL as NOTIFY_CHANNEL  # the hub LISTENs
 from signalfactory.domain.signals import InsertedSignal, NewSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
+from signalfactory.domain.streaming import SignalEvent, iso_utc
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
@@ -54,7 +54,6 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import new_signals
 from signalfactory.services.strategies.catalog import instantiate
-from signalfactory.services.streaming.events import SignalEvent, iso_utc
 
 log = get_logger("signalfactory.live")
 

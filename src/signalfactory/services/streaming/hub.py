@@ -4,16 +4,17 @@ One hub per serving process (asyncio). Events reach it two ways:
 
 * directly, when bars are written in this process: ``services.live`` calls the publisher the
   hub registers in ``platform.signal_publishers`` (from any thread);
-* by a relay that polls the signals table by id (every ``poll_seconds``), for signals stored
-  by other processes (a worker, the CLI). On PostgreSQL it also LISTENs on
-  ``signalfactory_signals`` and polls at once when notified. Ids the hub has already
-  published are skipped, so an event found both ways goes out once.
+* by a relay that polls the stored signals by id (every ``poll_seconds``) through the
+  platform's ``SignalFeed``, for signals stored by other processes (a worker, the CLI). When
+  the feed has commit notifications (PostgreSQL LISTEN) it polls at once when notified. Ids
+  the hub has already published are skipped, so an event found both ways goes out once.
 
 Fan-out: connections are grouped by filter; for each group the matching events are joined
-from their once-serialised JSON into one message, and that same object is queued on every
-connection of the group. Each connection has a bounded queue drained by its own writer task;
-a connection whose queue is full is closed (reason ``slow``), never waited for, so one slow
-consumer does not hold up the others. It can reconnect with its last event id.
+from their once-serialised JSON into one message (framed by the API's ``Framing`` of the
+connection's kind), and that same object is queued on every connection of the group. Each
+connection has a bounded queue drained by its own writer task; a connection whose queue is
+full is closed (reason ``slow``), never waited for, so one slow consumer does not hold up the
+others. It can reconnect with its last event id.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Container, Iterable
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from signalfactory.domain.errors import OperationalError
+from signalfactory.domain.streaming import SignalEvent, StreamFilter
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import (
     STREAM_CONNECTIONS,
@@ -34,16 +37,7 @@ from signalfactory.observability.metrics import (
     STREAM_MESSAGES,
 )
 from signalfactory.services.platform import Platform
-from signalfactory.services.signals.live import NOTIFY_CHANNEL
-from signalfactory.services.streaming.events import (
-    SignalEvent,
-    StreamFilter,
-    events_by_id,
-    max_signal_id,
-    sse_block,
-    text_frame,
-    ws_message,
-)
+from signalfactory.services.streaming.ports import SignalFeed
 
 log = get_logger("signalfactory.stream")
 
@@ -51,6 +45,22 @@ log = get_logger("signalfactory.stream")
 _SEEN_IDS = 200_000  # ids remembered for de-duplication (direct vs relay, hole re-reads)
 _HOLE_SECONDS = 10.0  # how long a gap in ids is re-read (PostgreSQL commits out of id order)
 _MAX_HOLES = 32
+
+Message = str | bytes
+"""One queued message: WebSocket text or a Server-Sent Events block."""
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How connections of one kind carry events; the API supplies one per kind ("ws", "sse").
+
+    ``message`` joins events into one message, built once per group of connections;
+    ``prepared`` turns that message into the bytes a connection writes straight to its
+    transport (None: this kind never does).
+    """
+
+    message: Callable[[Sequence[SignalEvent]], Message]
+    prepared: Callable[[Message], bytes] | None = None
 
 
 class Subscriber:
@@ -64,7 +74,7 @@ class Subscriber:
         self.filter = flt
         self.kind = kind
         self.max_pending = max_pending
-        self.frames: deque[Any] = deque()
+        self.frames: deque[Message] = deque()
         # A writer of prepared WebSocket frames (see api.ws_protocol), used while the
         # connection's own writer is idle; ``busy`` until that writer is in its live loop,
         # so nothing overtakes the greeting, the replay or a queued message.
@@ -79,7 +89,7 @@ class Subscriber:
         self.wakeup = asyncio.Event()
         self.closed: str | None = None
 
-    def offer(self, frame: Any) -> None:
+    def offer(self, frame: Message) -> None:
         if self.closed is not None:
             return
         if len(self.frames) >= self.max_pending:
@@ -89,7 +99,8 @@ class Subscriber:
         self.wakeup.set()
 
     def offer_events(self, events: list[SignalEvent]) -> None:
-        assert self.pending_events is not None
+        if self.pending_events is None:
+            raise RuntimeError("offer_events is for a connection that is still replaying")
         if len(self.pending_events) + len(events) > self.max_pending * 50:
             self.close("slow")
             return
@@ -122,7 +133,7 @@ class Subscriber:
                 STREAM_DISCONNECTS.labels(reason).inc()
             self.wakeup.set()
 
-    async def next_frames(self, timeout: float | None = None) -> list[Any]:
+    async def next_frames(self, timeout: float | None = None) -> list[Message]:
         """Queued messages (possibly none after ``timeout`` s); [] once closed."""
         if not self.frames and self.closed is None:
             if timeout is None:
@@ -140,10 +151,16 @@ class Subscriber:
 
 
 class StreamHub:
-    def __init__(self, platform: Platform, *, poll_seconds: float = 0.2,
+    """``framings``: how each kind of connection carries events (the API's WebSocket and SSE
+    framing); ``feed``: where stored signals are read (default: ``platform.signal_feed``)."""
+
+    def __init__(self, platform: Platform, *, framings: Mapping[str, Framing],
+                 feed: SignalFeed | None = None, poll_seconds: float = 0.2,
                  max_pending: int = 256, heartbeat_seconds: float = 15.0,
                  send_timeout: float = 10.0) -> None:
         self.platform = platform
+        self.framings = dict(framings)
+        self._feed = feed
         self.poll_seconds = poll_seconds
         self.max_pending = max_pending
         self.heartbeat_seconds = heartbeat_seconds
@@ -156,23 +173,33 @@ class StreamHub:
         self._tasks: list[asyncio.Task[None]] = []
         # The relay's poll runs in a thread that cancelling the task cannot stop; stop() waits
         # for it so no query reaches the engine after the hub is down.
-        self._polling: asyncio.Future[list[Any]] | None = None
+        self._polling: asyncio.Future[list[SignalEvent]] | None = None
         self._poke = asyncio.Event()
         # Highest signal id relayed; None until the first successful read (the database may be
         # unmigrated or away at start; /readyz says so, the stream catches up later).
         self._watermark: int | None = None
         self._holes: list[tuple[int, int, float]] = []
 
+    @property
+    def feed(self) -> SignalFeed:
+        feed = self._feed or self.platform.signal_feed
+        if feed is None:
+            raise OperationalError("the live stream needs a signal feed; bootstrap wires "
+                                   "platform.signal_feed")
+        return feed
+
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         with contextlib.suppress(Exception):
-            self._watermark = await asyncio.to_thread(self._max_id)
+            self._watermark = await asyncio.to_thread(self.feed.events.max_id)
         self.platform.signal_publishers.append(self.publish_threadsafe)
         self._tasks.append(asyncio.create_task(self._relay(), name="stream-relay"))
-        if self.platform.engine.dialect.name == "postgresql":
-            self._tasks.append(asyncio.create_task(self._listen(), name="stream-listen"))
+        notifications = self.feed.notifications
+        if notifications is not None:
+            self._tasks.append(asyncio.create_task(notifications.listen(self._poke.set),
+                                                   name="stream-listen"))
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
@@ -198,6 +225,9 @@ class StreamHub:
 
     def subscribe(self, flt: StreamFilter, kind: str, *, replaying: bool = False,
                   direct: Callable[[bytes], bool] | None = None) -> Subscriber:
+        if kind not in self.framings:
+            raise ValueError(f"no framing for stream kind {kind!r}; known: "
+                             f"{', '.join(sorted(self.framings))}")
         sub = Subscriber(flt, kind, max_pending=self.max_pending, replaying=replaying,
                          direct=direct)
         self.groups.setdefault(flt, set()).add(sub)
@@ -239,34 +269,33 @@ class StreamHub:
             matching = [e for e in fresh if flt.matches(e)]
             if not matching:
                 continue
-            ws: str | None = None
-            frame: bytes | None = None
-            sse: bytes | None = None
+            # One message (and one prepared frame) per kind for the whole group.
+            messages: dict[str, Message] = {}
+            frames: dict[str, bytes] = {}
             for sub in list(subs):
                 if sub.pending_events is not None:
                     sub.offer_events(matching)
                     continue
+                framing = self.framings[sub.kind]
                 unsent = sub.not_replayed(matching)
                 if unsent is not matching:  # rare: just after a replay; its own message
                     if unsent:
-                        sub.offer(ws_message(unsent) if sub.kind == "ws" else sse_block(unsent))
+                        sub.offer(framing.message(unsent))
                         queued += 1
-                elif sub.kind == "ws":
-                    if ws is None:
-                        ws = ws_message(matching)
-                    if sub.direct is not None and not sub.busy and not sub.frames:
-                        if frame is None:
-                            frame = text_frame(ws.encode())
-                        if sub.direct(frame):
-                            prepared += 1
-                            continue
-                    sub.offer(ws)
-                    queued += 1
-                else:
-                    if sse is None:
-                        sse = sse_block(matching)
-                    sub.offer(sse)
-                    queued += 1
+                    continue
+                message = messages.get(sub.kind)
+                if message is None:
+                    message = messages[sub.kind] = framing.message(matching)
+                if (sub.direct is not None and framing.prepared is not None and not sub.busy
+                        and not sub.frames):
+                    frame = frames.get(sub.kind)
+                    if frame is None:
+                        frame = frames[sub.kind] = framing.prepared(message)
+                    if sub.direct(frame):
+                        prepared += 1
+                        continue
+                sub.offer(message)
+                queued += 1
         if prepared:
             STREAM_MESSAGES.labels("prepared").inc(prepared)
         if queued:
@@ -280,26 +309,26 @@ class StreamHub:
             self._seen.discard(self._seen_order.popleft())
 
     # -- the relay: signals stored by other processes ------------------------------------
-    def _max_id(self) -> int:
-        with self.platform.engine.connect() as conn:
-            return max_signal_id(conn)
+    def replay_page(self, flt: StreamFilter, after: int, limit: int) -> list[SignalEvent]:
+        """Stored signals a reconnecting client missed (thread): id > after, in id order."""
+        return self.feed.events.replay(flt, after, limit=limit)
 
     def poll_once(self) -> list[SignalEvent]:
         """Signals committed since the last poll (thread). Gaps below the newest id are
         re-read for a while: on PostgreSQL a lower id can commit after a higher one."""
+        source = self.feed.events
         if self._watermark is None:
-            self._watermark = self._max_id()
+            self._watermark = source.max_id()
             return []
         now = time.monotonic()
         self._holes = [h for h in self._holes if h[2] > now][-_MAX_HOLES:]
-        with self.platform.engine.connect() as conn:
-            events = events_by_id(conn, self._watermark, [(lo, hi) for lo, hi, _ in
-                                                          self._holes])
+        events = source.events_after(self._watermark,
+                                     [(lo, hi) for lo, hi, _ in self._holes])
         previous = self._watermark
         for event in events:
             if event.id <= self._watermark:
                 continue
-            if event.id > previous + 1 and self.platform.engine.dialect.name != "sqlite":
+            if event.id > previous + 1 and not source.commits_in_id_order:
                 self._holes.append((previous + 1, event.id - 1, now + _HOLE_SECONDS))
             previous = event.id
         self._watermark = max(self._watermark, previous)
@@ -329,27 +358,3 @@ class StreamHub:
                     # signal pages learn of it here, within one poll, not after their TTL.
                     self.platform.cache.invalidate("signals")
                 self.publish(events, "relay")
-
-    async def _listen(self) -> None:
-        """PostgreSQL: wake the relay as soon as another process commits signals."""
-        import psycopg
-
-        conninfo = self.platform.engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False)
-        delay = 1.0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(conninfo,
-                                                                 autocommit=True) as aconn:
-                    await aconn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    delay = 1.0
-                    async for _note in aconn.notifies():
-                        self._poke.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # polling goes on meanwhile
-                log.warning("live stream LISTEN connection lost; polling meanwhile",
-                            error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
