@@ -48,9 +48,9 @@ tools:
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/mypy src/signalfactory/domain
+	$(BIN)/mypy
 
-## Every test: lint, import contracts, types of the pure core, then pytest.
+## Every test: lint, import contracts, strict types of all of src, then pytest.
 test: install-dev tools lint
 	$(BIN)/pytest -q -n 2
 

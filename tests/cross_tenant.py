@@ -24,7 +24,9 @@ from signalfactory.adapters.storage.tables import (
     strategies,
     strategy_versions,
 )
+from signalfactory.adapters.storage.unit_of_work import sql_database
 from tests.api_harness import ApiHarness
+from tests.helpers import engine_of
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def _create_api_key(api: ApiHarness, tenant_id: int) -> str:
 
 
 def _api_key_state(api: ApiHarness, _tenant_id: int, key_id: str) -> Any:
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         row = conn.execute(sa.select(api_keys.c.tenant_id, api_keys.c.revoked_at,
                                      api_keys.c.role).where(api_keys.c.id == int(key_id))
                            ).first()
@@ -125,7 +127,7 @@ def _create_strategy(api: ApiHarness, tenant_id: int) -> str:
 
 
 def _strategy_state(api: ApiHarness, tenant_id: int, name: str) -> Any:
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         rows = conn.execute(
             sa.select(strategies.c.tenant_id, strategies.c.description,
                       sa.func.count(strategy_versions.c.id))
@@ -171,8 +173,8 @@ def _create_scan(api: ApiHarness, tenant_id: int) -> str:
     from signalfactory.services.marketdata.sample import store_sample
     from signalfactory.services.scans.scan import ScanRequest, run_scan
 
-    with api.platform.engine.connect() as conn:
-        empty = not api.platform.bars.timeframes(conn)
+    with engine_of(api.platform).connect() as conn:
+        empty = not sql_database(api.platform.database).bar_store.timeframes(conn)
     if empty:
         store_sample(api.platform, symbols=3, bars=60, seed=1)
     scan = run_scan(api.platform, ScanRequest(tenant_id=tenant_id, rule="entry: close > 0"))
@@ -182,7 +184,7 @@ def _create_scan(api: ApiHarness, tenant_id: int) -> str:
 def _scan_state(api: ApiHarness, _tenant_id: int, scan_id: str) -> Any:
     from signalfactory.adapters.storage.tables import scan_results, scans
 
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         return (conn.execute(sa.select(scans).where(scans.c.id == int(scan_id))).all(),
                 conn.execute(sa.select(sa.func.count()).select_from(scan_results)
                              .where(scan_results.c.scan_id == int(scan_id))).scalar())
@@ -198,8 +200,8 @@ def _create_backtest(api: ApiHarness, tenant_id: int) -> str:
     from signalfactory.services.backtests.run import run_backtest
     from signalfactory.services.marketdata.sample import store_sample
 
-    with api.platform.engine.connect() as conn:
-        empty = not api.platform.bars.timeframes(conn)
+    with engine_of(api.platform).connect() as conn:
+        empty = not sql_database(api.platform.database).bar_store.timeframes(conn)
     if empty:
         store_sample(api.platform, symbols=3, bars=60, seed=1)
     result = run_backtest(api.platform, BacktestRequest(
@@ -211,7 +213,7 @@ def _create_backtest(api: ApiHarness, tenant_id: int) -> str:
 def _backtest_state(api: ApiHarness, _tenant_id: int, backtest_id: str) -> Any:
     from signalfactory.adapters.storage.tables import backtest_trades, backtests
 
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         return (conn.execute(sa.select(backtests).where(backtests.c.id == backtest_id)).all(),
                 conn.execute(sa.select(sa.func.count()).select_from(backtest_trades)
                              .where(backtest_trades.c.backtest_id == backtest_id)).scalar())
@@ -234,7 +236,7 @@ def _create_subscription(api: ApiHarness, tenant_id: int) -> str:
 def _subscription_state(api: ApiHarness, _tenant_id: int, sub_id: str) -> Any:
     from signalfactory.adapters.storage.tables import subscriptions
 
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         row = conn.execute(sa.select(subscriptions).where(subscriptions.c.id == int(sub_id))
                            ).first()
     return tuple(row) if row is not None else None

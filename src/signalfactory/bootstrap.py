@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from signalfactory.adapters.clock import SystemClock
-from signalfactory.adapters.jobs.queues import job_queue_for
+from signalfactory.adapters.jobs.queues import LocalJobQueue
 from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
@@ -17,6 +17,7 @@ from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import NOTIFY_CHANNEL
+from signalfactory.services.jobs.ports import JobQueue
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import Clock, ReadinessProbe
 from signalfactory.services.streaming.ports import SignalFeed
@@ -78,6 +79,16 @@ def build_signal_feed(database: SqlDatabase) -> SignalFeed:
             hide_password=False)
         notifications = PostgresCommitNotifications(conninfo, NOTIFY_CHANNEL)
     return SignalFeed(SqlSignalEventSource(database.engine), notifications)
+
+
+def job_queue_for(settings: Settings, database: SqlDatabase) -> JobQueue:
+    """Celery when a broker is configured (it also wakes local runners), else local only.
+    Celery is imported only then: processes without a broker never load it."""
+    if not settings.broker_url:
+        return LocalJobQueue()
+    from signalfactory.adapters.jobs.celery_queue import CeleryJobQueue
+
+    return CeleryJobQueue(settings, database)
 
 
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:

@@ -18,6 +18,7 @@ from signalfactory.api.auth import AdminDep, PrincipalDep, TraderDep
 from signalfactory.api.schemas import RequestModel
 from signalfactory.domain.api_keys import generate_key
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 
 INSTRUMENTS = "/api/v1/instruments"
 
@@ -101,7 +102,7 @@ def test_a_mistyped_key_is_refused_before_any_database_query(
         return real_find(repo, key_digest)
 
     monkeypatch.setattr(SqlAccountRepository, "key_by_digest", spy)
-    sa.event.listen(api.platform.engine, "before_cursor_execute", count)
+    sa.event.listen(engine_of(api.platform), "before_cursor_execute", count)
     try:
         _problem(api.client.get(INSTRUMENTS, headers=api.auth(typo)), 401)
         assert statements == [] and lookups == []
@@ -109,7 +110,7 @@ def test_a_mistyped_key_is_refused_before_any_database_query(
         assert api.client.get(INSTRUMENTS, headers=api.auth(key)).status_code == 200
         assert lookups and any("api_keys" in s for s in statements)
     finally:
-        sa.event.remove(api.platform.engine, "before_cursor_execute", count)
+        sa.event.remove(engine_of(api.platform), "before_cursor_execute", count)
 
 
 def test_roles_are_enforced_with_403(api: ApiHarness) -> None:
@@ -153,7 +154,7 @@ def test_last_use_is_recorded_at_most_once_a_minute(api: ApiHarness) -> None:
     key_id = api.key_id(key)
 
     def last_used() -> datetime | None:
-        with api.platform.engine.connect() as conn:
+        with engine_of(api.platform).connect() as conn:
             value = conn.execute(sa.select(api_keys.c.last_used_at)
                                  .where(api_keys.c.id == key_id)).scalar()
         if value is None:
@@ -171,14 +172,14 @@ def test_last_use_is_recorded_at_most_once_a_minute(api: ApiHarness) -> None:
         if statement.lstrip().upper().startswith("UPDATE API_KEYS"):
             writes.append(statement)
 
-    sa.event.listen(api.platform.engine, "before_cursor_execute", count)
+    sa.event.listen(engine_of(api.platform), "before_cursor_execute", count)
     try:
         for _ in range(5):
             api.client.get(INSTRUMENTS, headers=api.auth(key))
         assert writes == [] and last_used() == first
         # Once the recorded use is older than the resolution, the next request updates it.
         old = datetime.now(UTC) - timedelta(minutes=5)
-        with api.platform.engine.begin() as conn:
+        with engine_of(api.platform).begin() as conn:
             conn.execute(api_keys.update().where(api_keys.c.id == key_id)
                          .values(last_used_at=old))
         writes.clear()
@@ -187,7 +188,7 @@ def test_last_use_is_recorded_at_most_once_a_minute(api: ApiHarness) -> None:
         refreshed = last_used()
         assert refreshed is not None and refreshed > old + timedelta(minutes=4)
     finally:
-        sa.event.remove(api.platform.engine, "before_cursor_execute", count)
+        sa.event.remove(engine_of(api.platform), "before_cursor_execute", count)
 
 
 def test_probes_and_metrics_stay_open(api: ApiHarness) -> None:

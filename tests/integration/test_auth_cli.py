@@ -12,7 +12,7 @@ from signalfactory.adapters.storage.tables import api_keys
 from signalfactory.api import create_app
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.api_keys import digest, is_well_formed
-from tests.helpers import cli
+from tests.helpers import cli, engine_of
 
 
 def test_tenants_and_keys_lifecycle(sf_env: dict[str, str],
@@ -40,7 +40,7 @@ def test_tenants_and_keys_lifecycle(sf_env: dict[str, str],
 
     # Only the digest is stored; the key itself appears nowhere in the database.
     platform = build_platform()
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(sa.select(api_keys))]
     assert {r["digest"] for r in rows} == {digest(secret), digest(second["key"])}
     assert not any(secret in str(v) for r in rows for v in r.values())

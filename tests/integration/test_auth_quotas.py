@@ -23,6 +23,7 @@ from signalfactory.services.accounts.quotas import (
     tier_table,
 )
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 
 
 class _NewStrategy(RequestModel):
@@ -71,7 +72,7 @@ def test_count_quota_is_a_clear_403_and_frees_up_on_delete(api: ApiHarness) -> N
     acme = api.tenant("acme", tier="free")
     key = api.key(acme, "trader")
     # Built-in strategies the tenant holds do not count against its quota.
-    with api.platform.engine.begin() as conn:
+    with engine_of(api.platform).begin() as conn:
         conn.execute(strategies.insert().values(tenant_id=acme, name="builtin", kind="rule",
                                                 builtin=True))
     made = [api.client.post("/api/v1/test/strategies", headers=api.auth(key),
@@ -90,7 +91,7 @@ def test_count_quota_is_a_clear_403_and_frees_up_on_delete(api: ApiHarness) -> N
     other = api.key(api.tenant("globex", tier="free"), "trader")
     assert api.client.post("/api/v1/test/strategies", headers=api.auth(other),
                            json={"name": "s0"}).status_code == 201
-    with api.platform.engine.begin() as conn:
+    with engine_of(api.platform).begin() as conn:
         conn.execute(strategies.delete().where(strategies.c.id == made[0].json()["id"]))
     assert api.client.post("/api/v1/test/strategies", headers=api.auth(key),
                            json={"name": "s3"}).status_code == 201
@@ -121,7 +122,7 @@ def test_a_failed_request_does_not_use_daily_quota(api: ApiHarness) -> None:
         response = api.client.post("/api/v1/test/scans", headers=api.auth(key),
                                    json={"fail": True})
         assert response.status_code == 422
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         used = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(usage_counters.c.count), 0))
                             .where(usage_counters.c.tenant_id == acme)).scalar()
     assert used == 0

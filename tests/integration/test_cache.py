@@ -26,6 +26,7 @@ from signalfactory.services.marketdata.bars import SymbolBars, write_bars
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 
 REDIS_URL = os.environ.get("SIGNALFACTORY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RULE = "entry: close > sma(close, 3)\nexit: close < sma(close, 3)"
@@ -187,7 +188,7 @@ def test_instrument_list_is_cached_until_bars_add_an_instrument(api: ApiHarness)
     before = _symbols(api, key)
     # A row written behind the platform's back is not seen: the list comes from the cache.
     sneaky = f"SNEAKY{uuid.uuid4().hex[:6]}"
-    with api.platform.engine.begin() as conn:
+    with engine_of(api.platform).begin() as conn:
         conn.execute(instruments.insert().values(symbol=sneaky, tags={}))
     assert _symbols(api, key) == before
     # A write through the platform commits, then invalidates: the next read is fresh.
@@ -300,7 +301,7 @@ def test_signal_pages_are_cached_until_a_signal_write(api: ApiHarness) -> None:
     assert len(written) == report.signals_written, "an evaluation's write is seen at once"
     # Rows changed behind the platform's back are not seen: the page is a cache hit.
     hits = _hits("signals")
-    with api.platform.engine.begin() as conn:
+    with engine_of(api.platform).begin() as conn:
         conn.execute(signals.update().where(signals.c.id == written[0])
                      .values(bar_ts=datetime(2001, 1, 1, tzinfo=UTC)))
     assert ids() == written and _hits("signals") == hits + 1

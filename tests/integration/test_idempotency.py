@@ -17,6 +17,7 @@ from signalfactory.api.auth import TraderDep
 from signalfactory.api.schemas import RequestModel
 from signalfactory.services.accounts.idempotency import purge_expired
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 
 ORDERS = "/api/v1/test/orders"
 
@@ -197,12 +198,12 @@ def test_stored_results_expire_after_24_hours(api: tuple[ApiHarness, _Orders]) -
     body = {"symbol": "AAPL", "quantity": 3}
     _post(harness, key, "old", body)
     day_ago = datetime.now(UTC) - timedelta(hours=24, minutes=1)
-    with harness.platform.engine.begin() as conn:
+    with engine_of(harness.platform).begin() as conn:
         conn.execute(idempotency_keys.update().where(mine).values(created_at=day_ago))
     rerun = _post(harness, key, "old", {"symbol": "AAPL", "quantity": 4})
     assert rerun.status_code == 201 and rerun.json()["id"] == 2
     assert purge_expired(harness.platform) == 0
-    with harness.platform.engine.begin() as conn:
+    with engine_of(harness.platform).begin() as conn:
         conn.execute(idempotency_keys.update().where(mine).values(created_at=day_ago))
     assert purge_expired(harness.platform) == 1
     assert len(orders.executed) == 2
@@ -221,12 +222,12 @@ def test_a_claim_abandoned_by_a_dead_process_is_taken_over(
         assert orders.entered.wait(10)
         # Pretend the claim was made long ago by a process that has since died.
         long_ago = datetime.now(UTC) - timedelta(minutes=10)
-        with harness.platform.engine.begin() as conn:
+        with engine_of(harness.platform).begin() as conn:
             conn.execute(idempotency_keys.update().where(mine).values(locked_at=long_ago))
         orders.release.set()
         first.result(10)
     assert len(orders.executed) == 1
-    with harness.platform.engine.begin() as conn:
+    with engine_of(harness.platform).begin() as conn:
         conn.execute(idempotency_keys.update().where(mine)
                      .values(state="in_flight", locked_at=long_ago))
     taken = _post(harness, key, "stuck", body)
@@ -243,7 +244,7 @@ def test_invalid_keys_are_refused_with_400(api: tuple[ApiHarness, _Orders]) -> N
         assert response.status_code == 400, bad
         assert response.json()["type"].endswith("/idempotency-key-invalid")
     assert orders.executed == []
-    with harness.platform.engine.connect() as conn:
+    with engine_of(harness.platform).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(idempotency_keys)
                             .where(idempotency_keys.c.tenant_id == acme)).scalar() == 0
 

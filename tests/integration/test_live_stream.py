@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidStatus
 from signalfactory.adapters.storage.tables import signals, strategies, strategy_versions
 from signalfactory.services.strategies.catalog import add_strategy
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 from tests.live_stream_client import (
     ALWAYS,
     ServerThread,
@@ -59,7 +60,7 @@ def _tenant_with_strategy(api: ApiHarness, tier: str = "premium") -> tuple[int, 
 
 
 def _stored_ids(api: ApiHarness, strategy: str, after: int = 0) -> list[int]:
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         return [r[0] for r in conn.execute(
             sa.select(signals.c.id)
             .join(strategy_versions, strategy_versions.c.id == signals.c.strategy_version_id)

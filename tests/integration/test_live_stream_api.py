@@ -27,6 +27,7 @@ from signalfactory.services.strategies.catalog import add_strategy, ensure_built
 from signalfactory.services.streaming.hub import StreamHub
 from signalfactory.services.streaming.subscriptions import create_subscription
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
+from tests.helpers import engine_of
 from tests.live_stream_client import ALWAYS, day, write_bars_for
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
@@ -95,7 +96,7 @@ def test_stream_filter_parameters_are_validated(api: ApiHarness) -> None:
 # -- incremental evaluation ----------------------------------------------------------------
 
 def _signal_keys(api: ApiHarness, name: str, since_ns: int) -> set[tuple[str, int, str]]:
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         rows = conn.execute(
             sa.select(instruments.c.symbol, signals.c.bar_ts, signals.c.side)
             .join(instruments, instruments.c.id == signals.c.instrument_id)
@@ -179,7 +180,7 @@ def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,
         assert report.rows == 1
     finally:
         api.platform.signal_publishers.remove(published.extend)
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         failed = conn.execute(sa.text(
             "SELECT count(*) FROM strategy_runs r JOIN strategy_versions v "
             "ON v.id = r.strategy_version_id JOIN strategies s ON s.id = v.strategy_id "
@@ -315,7 +316,7 @@ def test_hub_writes_one_prepared_frame_to_idle_connections_and_queues_the_rest()
 
 def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) -> None:
     """PostgreSQL hands out ids at insert, not commit: the relay re-reads gaps."""
-    if api.platform.engine.dialect.name != "postgresql":
+    if engine_of(api.platform).dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: ids commit in order")
     tenant = api.tenant("relay", tier="enterprise")
     name = f"relay_{uuid.uuid4().hex[:6]}"
@@ -328,7 +329,7 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
         write_bars_for(api.platform, [symbol], [0])
     finally:
         api.platform.bar_subscribers.extend(subscribers)
-    with api.platform.engine.connect() as conn:
+    with engine_of(api.platform).connect() as conn:
         inst = conn.execute(sa.select(instruments.c.id).where(
             instruments.c.symbol == symbol)).scalar_one()
     hub = StreamHub(api.platform, framings=STREAM_FRAMINGS)
@@ -341,10 +342,10 @@ def test_relay_finds_a_lower_id_committed_after_a_higher_one(api: ApiHarness) ->
                          symbol=symbol, timeframe="1d", bar_ts=datetime(2020, 1, d, tzinfo=UTC),
                          side="long", score=1.0, price=1.0, values={})
 
-    slow_conn = api.platform.engine.connect()
+    slow_conn = engine_of(api.platform).connect()
     slow_tx = slow_conn.begin()
     (lower, ) = [s.id for s in SqlSignalRepository(slow_conn).insert_new([row(1)])]
-    with api.platform.engine.begin() as conn:
+    with engine_of(api.platform).begin() as conn:
         (higher, ) = [s.id for s in SqlSignalRepository(conn).insert_new([row(2)])]
     assert lower < higher
     assert [e.id for e in hub.poll_once()] == [higher]

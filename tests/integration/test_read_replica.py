@@ -24,7 +24,7 @@ from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.read_replica import REPLICA_UP, create_read_engine
 from signalfactory.adapters.storage.tables import instruments, scans, strategies, tenants
-from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork
+from signalfactory.adapters.storage.unit_of_work import SqlUnitOfWork, sql_database
 from signalfactory.api import create_app
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.errors import NotFoundError
@@ -35,6 +35,7 @@ from signalfactory.services.strategies.catalog import add_strategy
 from signalfactory.settings import Settings
 from tests.api_harness import ApiHarness
 from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
+from tests.helpers import engine_of
 from tests.tcp_proxy import TcpProxy
 
 MARKER_RULE = "entry: close > sma(close, 3)\nexit: close < sma(close, 3)"
@@ -78,14 +79,15 @@ def pair(backend: str, tmp_path: Path) -> Iterator[Pair]:
         platform = build_platform(Settings(home=tmp_path / "home", database_url=primary_url,
                                            bar_store="columnar"), migrate_db=True)
         # Short retry so the recovery test does not wait the default 10 s.
-        read_engine, state = create_read_engine(read_url, platform.engine, retry_seconds=0.3)
+        read_engine, state = create_read_engine(read_url, engine_of(platform), retry_seconds=0.3)
         from signalfactory.adapters.storage.read_replica import replica_probe
         from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 
         platform.probes["read_replica"] = replica_probe(read_engine, state)
         # Caching off: every GET below must reach a database.
+        primary = sql_database(platform.database)
         platform = dataclasses.replace(
-            platform, database=SqlDatabase(platform.engine, platform.bars, read_engine),
+            platform, database=SqlDatabase(primary.engine, primary.bar_store, read_engine),
             cache=HotCache(MemoryCache(), ttl=0))
         try:
             store_sample(platform, symbols=4, bars=120, seed=3)
@@ -103,13 +105,13 @@ def pair(backend: str, tmp_path: Path) -> Iterator[Pair]:
 
 def _plant_markers(replica: sa.Engine, platform: Platform, tenant_id: int) -> None:
     """Rows only the replica has: an instrument, the tenant with a strategy, and a scan."""
-    with platform.engine.connect() as conn:
+    with engine_of(platform).connect() as conn:
         tenant = conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id)).one()
     with replica.begin() as conn:
         conn.execute(instruments.insert().values(symbol="ONLY_ON_REPLICA", tags={}))
         conn.execute(tenants.insert().values(id=tenant.id, name=tenant.name, tier=tenant.tier))
-        add_strategy(SqlUnitOfWork(conn, platform.bars), tenant_id, "replica_marker",
-                     rule_text=MARKER_RULE)
+        add_strategy(SqlUnitOfWork(conn, sql_database(platform.database).bar_store), tenant_id,
+                     "replica_marker", rule_text=MARKER_RULE)
         conn.execute(scans.insert().values(id=4242, tenant_id=tenant_id, timeframe="1d",
                                            status="succeeded", instruments=0, matches=0,
                                            universe="replica-marker"))
@@ -146,14 +148,14 @@ def test_reads_come_from_the_replica_and_writes_go_to_the_primary(pair: Pair) ->
             return set(conn.execute(sa.select(strategies.c.name).where(
                 strategies.c.tenant_id == pair.tenant_id)).scalars())
 
-    assert stored(pair.platform.engine) == {"written_here"}
+    assert stored(engine_of(pair.platform)) == {"written_here"}
     assert stored(pair.replica) == {"replica_marker"}
     # The replica never received it (nothing replicates here), so reads do not see it.
     assert api.client.get("/api/v1/strategies/written_here", headers=auth).status_code == 404
 
 
 def test_a_stored_scan_is_read_back_from_the_primary(pair: Pair) -> None:
-    with pair.platform.engine.begin() as conn:
+    with engine_of(pair.platform).begin() as conn:
         scan_id = conn.execute(scans.insert().values(
             tenant_id=pair.tenant_id, timeframe="1d", status="succeeded", instruments=4,
             matches=0, universe="on-primary")).inserted_primary_key[0]
@@ -176,7 +178,7 @@ def _primary_statements(platform: Platform) -> tuple[list[str], Any]:
         if not is_auth and text not in ("begin", "commit", "rollback"):
             seen.append(text)
 
-    event.listen(platform.engine, "before_cursor_execute", record)
+    event.listen(engine_of(platform), "before_cursor_execute", record)
     return seen, record
 
 
@@ -219,7 +221,7 @@ def test_every_get_route_reads_from_the_replica(pair: Pair) -> None:
             # lag): only a 404 may have touched it.
             assert not seen or response.status_code == 404, (url, seen)
     finally:
-        event.remove(pair.platform.engine, "before_cursor_execute", record)
+        event.remove(engine_of(pair.platform), "before_cursor_execute", record)
 
 
 @pytest.mark.postgres

@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from signalfactory.services.streaming.events import SignalEvent
 
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.instruments import InstrumentSpec
-from signalfactory.domain.strategies.stored import BuiltinInterest
+from signalfactory.domain.streaming import SignalEvent
 from signalfactory.domain.synthetic import business_days, generate_symbol
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.domain.timeframes import Timeframe
@@ -32,6 +31,7 @@ from signalfactory.services.strategies.catalog import (
     list_strategies,
     list_versions,
 )
+from signalfactory.services.streaming.subscriptions import add_subscription
 from signalfactory.testing import InMemoryDatabase, memory_platform
 from signalfactory.testing.scans import scan_store
 from signalfactory.testing.signals import signal_store
@@ -285,9 +285,10 @@ def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Plat
             return {s.name for s in live.watched_strategies(uow, timeframe)}
 
     assert watched() == {"mine"} and watched(Timeframe.parse("1h")) == {"hourly"}
-    store = signal_store(_state(platform))
-    store.builtin_interest = BuiltinInterest(names=frozenset({"sma_cross"}))
+    with platform.database.write() as uow:
+        add_subscription(uow, 3, "crosses", strategies_=["sma_cross"])
     assert watched() == {"mine", "sma_cross"}
-    store.builtin_interest = BuiltinInterest(every=True)
+    with platform.database.write() as uow:
+        add_subscription(uow, 3, "everything")
     assert watched() == {"mine", "sma_cross", "rsi_mean_reversion", "macd_trend",
                          "bollinger_breakout", "donchian_breakout"}

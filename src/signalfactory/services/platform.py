@@ -73,25 +73,3 @@ class Platform:
 
     def close(self) -> None:
         self.database.close()
-
-    # -- TRANSITIONAL (removed before the architecture issue closes): raw engine access for
-    # code not yet moved behind repositories.
-    @property
-    def engine(self):  # type: ignore[no-untyped-def]
-        from signalfactory.adapters.storage.unit_of_work import sql_database
-        return sql_database(self.database).engine
-
-    @property
-    def read_engine(self):  # type: ignore[no-untyped-def]
-        from signalfactory.adapters.storage.unit_of_work import sql_database
-        return sql_database(self.database).read_engine
-
-    @property
-    def reader(self):  # type: ignore[no-untyped-def]
-        from signalfactory.adapters.storage.unit_of_work import sql_database
-        return sql_database(self.database).reader
-
-    @property
-    def bars(self):  # type: ignore[no-untyped-def]
-        from signalfactory.adapters.storage.unit_of_work import sql_database
-        return sql_database(self.database).bar_store

@@ -19,14 +19,12 @@ class SignalStore:
     """Stored signals by id, and the identity index that makes inserts idempotent.
 
     ``symbols`` names instruments (filled by every insert; a test may add instruments that
-    have no signal yet). ``builtin_interest`` stands for the subscriptions until the
-    in-memory subscription repository (streaming) answers it.
+    have no signal yet).
     """
 
     signals: dict[int, tuple[NewSignal, datetime]] = field(default_factory=dict)
     identity: dict[SignalKey, int] = field(default_factory=dict)
     symbols: dict[int, str] = field(default_factory=dict)
-    builtin_interest: BuiltinInterest = field(default_factory=BuiltinInterest)
 
 
 def signal_store(state: MemoryState) -> SignalStore:
@@ -83,4 +81,13 @@ class MemorySignalRepository:
         return out
 
     def builtin_interest(self) -> BuiltinInterest:
-        return self.store.builtin_interest
+        """What the stored subscriptions ask of the built-ins (as the SQL repository reads
+        the subscriptions table)."""
+        from signalfactory.testing.streaming import SubscriptionStore
+
+        names: set[str] = set()
+        for subscription in self.state.store("subscriptions", SubscriptionStore).rows.values():
+            if not subscription.strategies:
+                return BuiltinInterest(every=True)
+            names.update(subscription.strategies)
+        return BuiltinInterest(names=frozenset(names))

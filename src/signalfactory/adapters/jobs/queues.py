@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from signalfactory.adapters.jobs.celery_queue import CeleryJobQueue
-    from signalfactory.adapters.storage.unit_of_work import SqlDatabase
-    from signalfactory.settings import Settings
 
 
 class LocalJobQueue:
@@ -34,12 +28,3 @@ class LocalJobQueue:
         for event in wakers:
             event.set()
 
-
-def job_queue_for(settings: Settings, database: SqlDatabase) -> LocalJobQueue | CeleryJobQueue:
-    """Celery when a broker is configured (it also wakes local runners), else local only.
-    Celery is imported only then: processes without a broker never load it."""
-    if not settings.broker_url:
-        return LocalJobQueue()
-    from signalfactory.adapters.jobs.celery_queue import CeleryJobQueue
-
-    return CeleryJobQueue(settings, database)

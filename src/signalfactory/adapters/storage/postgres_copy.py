@@ -15,8 +15,7 @@ since 2000-01-01 UTC.
 """
 
 
-
-
+# ruff: noqa: ANN401 - numba intrinsics take and return numba typing/LLVM objects (untyped)
 
 from __future__ import annotations
 

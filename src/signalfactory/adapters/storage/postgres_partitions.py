@@ -44,7 +44,7 @@ class Leaf:
 
 
 def scalar(pg: psycopg.Connection[Any], query: str,
-           params: Sequence[object] | None = None) -> Any:
+           params: Sequence[object] | None = None) -> Any:  # noqa: ANN401 - per the query
     """The first column of the first row (None without rows); its type is the query's."""
     row = pg.execute(query, params).fetchone()
     return None if row is None else row[0]

@@ -48,7 +48,7 @@ def talib_function_names() -> list[str]:
     return names
 
 
-def _abstract(ta_name: str) -> Any:
+def _abstract(ta_name: str) -> Any:  # noqa: ANN401 - TA-Lib's abstract API is untyped
     return abstract.Function(ta_name)  # type: ignore[attr-defined]
 
 
@@ -185,7 +185,8 @@ def _flat_inputs(ta_name: str) -> list[str]:
     return names
 
 
-def _fill_kernel(func: Any, n_outputs: int, ta_name: str) -> FillKernel:
+def _fill_kernel(func: Any, n_outputs: int,  # noqa: ANN401 - an untyped TA-Lib function
+                 ta_name: str) -> FillKernel:
     """Per-instrument loop calling TA-Lib on slices, writing into block-wide outputs.
 
     The pandas/polars adapter TA-Lib wraps its functions in is skipped: we only pass arrays.

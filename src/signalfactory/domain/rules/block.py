@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from signalfactory.domain.bars import BarUniverse, FloatArray, IntArray
 from signalfactory.domain.indicators.registry import IndicatorRegistry
@@ -49,7 +50,8 @@ class Block:
     def size(self) -> int:
         return self.stop - self.start
 
-    def buffer(self, step: Step, dtype: type = np.float64, index: int = 0) -> Any:
+    def buffer(self, step: Step, dtype: type = np.float64,
+               index: int = 0) -> npt.NDArray[Any]:
         """Where ``step`` writes its value: its result array if reported, else a buffer."""
         sink = self.sinks.get(step.slot) if index == 0 else None
         if sink is not None:

@@ -78,7 +78,8 @@ class Checker:
             return inner if bars == 0 else ir.BoolShift(inner, bars)
         if isinstance(expr, Call):
             return self.crosses(expr, negate)
-        assert isinstance(expr, Binary)
+        if not isinstance(expr, Binary):
+            raise TypeError(f"expected Binary, got {type(expr).__name__}")
         if expr.op in ("and", "or"):
             left = self.cond(expr.left, f"'{expr.op}'", negate)
             right = self.cond(expr.right, f"'{expr.op}'", negate)

@@ -70,7 +70,8 @@ def _robustness(plan: Plan, slots: list[Any], slot: int, rows: IntArray) -> Floa
         for arg in step.args[1:]:
             np.minimum(acc, _robustness(plan, slots, arg, rows), out=acc)
         return acc
-    assert isinstance(node, ir.AnyOf)
+    if not isinstance(node, ir.AnyOf):
+        raise TypeError(f"expected ir.AnyOf, got {type(node).__name__}")
     acc = np.full(rows.shape[0], -np.inf)
     for arg in step.args:
         value = slots[arg]
@@ -84,11 +85,11 @@ def _robustness(plan: Plan, slots: list[Any], slot: int, rows: IntArray) -> Floa
 _OP_CODES = {">": 0, ">=": 0, "<": 1, "<=": 1, "==": 2, "!=": 3}
 
 
-def _as_array(value: Any) -> FloatArray:
+def _as_array(value: object) -> FloatArray:
     """A slot value as an array; a constant becomes a one-element array."""
     if isinstance(value, np.ndarray):
         return value
-    return np.full(1, float(value))
+    return np.full(1, float(value))  # type: ignore[arg-type]  # a constant slot: a number
 
 
 @njit_cached

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from signalfactory.domain.indicators.slices import rolling_max, rolling_min, shift, shift_bool
 from signalfactory.domain.rules import ir
@@ -23,18 +23,21 @@ def run_plan(plan: Plan, block: Block) -> list[Value]:
 
 
 def _const(step: Step, slots: list[Value], block: Block) -> Value:
-    assert isinstance(step.node, ir.Const)
+    if not isinstance(step.node, ir.Const):
+        raise TypeError(f"expected ir.Const, got {type(step.node).__name__}")
     return step.node.value
 
 
 def _price(step: Step, slots: list[Value], block: Block) -> Value:
-    assert isinstance(step.node, ir.Price)
+    if not isinstance(step.node, ir.Price):
+        raise TypeError(f"expected ir.Price, got {type(step.node).__name__}")
     return block.price(step.node.field)
 
 
 def _apply(step: Step, slots: list[Value], block: Block) -> Value:
     node = step.node
-    assert isinstance(node, ir.Apply)
+    if not isinstance(node, ir.Apply):
+        raise TypeError(f"expected ir.Apply, got {type(node).__name__}")
     indicator = block.registry[node.indicator]
     series = iter(step.args)
     inputs = []
@@ -53,12 +56,14 @@ def _apply(step: Step, slots: list[Value], block: Block) -> Value:
 
 
 def _output(step: Step, slots: list[Value], block: Block) -> Value:
-    assert isinstance(step.node, ir.Output)
+    if not isinstance(step.node, ir.Output):
+        raise TypeError(f"expected ir.Output, got {type(step.node).__name__}")
     return slots[step.args[0]][step.node.index]
 
 
 def _shift(step: Step, slots: list[Value], block: Block) -> Value:
-    assert isinstance(step.node, ir.Shift)
+    if not isinstance(step.node, ir.Shift):
+        raise TypeError(f"expected ir.Shift, got {type(step.node).__name__}")
     # a constant too is undefined before the look-back: the first bars have no past
     x = block.series(slots[step.args[0]], (step.slot, "input", 0))
     return shift(x, block.offsets, step.node.bars, out=block.buffer(step))
@@ -66,7 +71,8 @@ def _shift(step: Step, slots: list[Value], block: Block) -> Value:
 
 def _window(step: Step, slots: list[Value], block: Block) -> Value:
     node = step.node
-    assert isinstance(node, ir.Window)
+    if not isinstance(node, ir.Window):
+        raise TypeError(f"expected ir.Window, got {type(node).__name__}")
     x = block.series(slots[step.args[0]], (step.slot, "input", 0))
     fn = rolling_max if node.kind == "highest" else rolling_min
     return fn(x, block.offsets, node.bars, out=block.buffer(step))
@@ -78,7 +84,8 @@ _ARITH: dict[str, np.ufunc] = {"+": np.add, "-": np.subtract, "*": np.multiply,
 
 def _arith(step: Step, slots: list[Value], block: Block) -> Value:
     node = step.node
-    assert isinstance(node, ir.Arith)
+    if not isinstance(node, ir.Arith):
+        raise TypeError(f"expected ir.Arith, got {type(node).__name__}")
     a, b = slots[step.args[0]], slots[step.args[1]]
     out = block.buffer(step)
     _ARITH[node.op](a, b, out=out)
@@ -93,7 +100,8 @@ def _neg(step: Step, slots: list[Value], block: Block) -> Value:
 
 def _func(step: Step, slots: list[Value], block: Block) -> Value:
     node = step.node
-    assert isinstance(node, ir.Func)
+    if not isinstance(node, ir.Func):
+        raise TypeError(f"expected ir.Func, got {type(node).__name__}")
     out = block.buffer(step)
     if node.name == "abs":
         return np.abs(slots[step.args[0]], out=out)
@@ -110,7 +118,8 @@ _COMPARE: dict[str, np.ufunc] = {"<": np.less, "<=": np.less_equal, ">": np.grea
 
 def _compare(step: Step, slots: list[Value], block: Block) -> Value:
     node = step.node
-    assert isinstance(node, ir.Compare)
+    if not isinstance(node, ir.Compare):
+        raise TypeError(f"expected ir.Compare, got {type(node).__name__}")
     a, b = slots[step.args[0]], slots[step.args[1]]
     out = block.buffer(step, np.bool_)
     if node.op == "!=":
@@ -123,7 +132,8 @@ def _compare(step: Step, slots: list[Value], block: Block) -> Value:
 
 
 def _bool_shift(step: Step, slots: list[Value], block: Block) -> Value:
-    assert isinstance(step.node, ir.BoolShift)
+    if not isinstance(step.node, ir.BoolShift):
+        raise TypeError(f"expected ir.BoolShift, got {type(step.node).__name__}")
     x = slots[step.args[0]]
     if not isinstance(x, np.ndarray):
         x = np.full(block.size, bool(x))
@@ -138,7 +148,7 @@ def _any_of(step: Step, slots: list[Value], block: Block) -> Value:
     return _reduce(np.logical_or, [slots[a] for a in step.args], block.buffer(step, np.bool_))
 
 
-def _reduce(op: np.ufunc, args: list[Value], out: Any) -> Value:
+def _reduce(op: np.ufunc, args: list[Value], out: npt.NDArray[np.bool_]) -> Value:
     op(args[0], args[1], out=out)
     for arg in args[2:]:
         op(out, arg, out=out)

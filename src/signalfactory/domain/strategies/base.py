@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import marshal
 import sys
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from signalfactory.domain.bars import BarSeries, BarUniverse
 from signalfactory.domain.rules import Evaluation, RuleSet, check_rule, evaluate
@@ -94,7 +95,9 @@ def code_hash(strategy: Strategy) -> str:
                           + b"".join(codes)).hexdigest()
 
 
-def _module_source(module: Any) -> str | None:
+def _module_source(module: types.ModuleType | None) -> str | None:
+    if module is None:
+        return None
     loader = getattr(module, "__loader__", None)
     get_source = getattr(loader, "get_source", None)
     if get_source is None:
