@@ -55,7 +55,7 @@ def test_rerunning_evaluation_writes_no_duplicates(loaded: Platform) -> None:
     assert again.signals_found == first.signals_found
     assert again.signals_written == 0
     assert _count(loaded, signals) == count
-    with loaded.engine.connect() as conn:
+    with engine_of(loaded).connect() as conn:
         row = conn.execute(sa.select(signals).limit(1)).first()
     assert row is not None and row.values, "a signal records the values that decided it"
 
@@ -74,7 +74,7 @@ def test_failing_strategy_is_recorded_and_others_go_on(loaded: Platform,
     reports = run_all(loaded, DEFAULT_TENANT_ID, ["broken", "rsi_mean_reversion"])
     assert [r.status for r in reports] == ["failed", "succeeded"]
     assert "regrets" in (reports[0].error or "")
-    with loaded.engine.connect() as conn:
+    with engine_of(loaded).connect() as conn:
         failed = conn.execute(sa.select(strategy_runs).where(
             strategy_runs.c.status == "failed")).all()
     assert failed and "regrets" in failed[-1].error
