@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from signalfactory.domain.jobs import JsonObject
 from signalfactory.services.jobs.payloads import parse_payload
 from signalfactory.services.jobs.registry import TaskContext, register_task
 
@@ -24,7 +24,7 @@ class BackupPayload(BaseModel):
                                                        "default SIGNALFACTORY_BACKUP_DEST")
 
 
-def backup_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+def backup_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.domain.errors import BadInputError
     from signalfactory.ops.backup.create import run_scheduled_backup
 
@@ -41,7 +41,7 @@ def backup_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
             "size": manifest.size}
 
 
-def retention_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+def retention_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.ops.retention import run_scheduled_retention
 
     report = run_scheduled_retention(ctx.platform)
@@ -55,7 +55,7 @@ class ArchivePayload(BaseModel):
     dest: str | None = None
 
 
-def archive_task(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+def archive_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.ops.archive import parse_day, snapshot
 
     args = parse_payload(ArchivePayload, payload, "archive")

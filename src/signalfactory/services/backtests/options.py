@@ -27,6 +27,7 @@ from typing import Any
 
 from signalfactory.domain.backtest import BacktestConfig
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.jobs import JsonObject
 
 SIZE_HELP = "use all, a fraction such as 0.5 or 50%, cash:AMOUNT, units:N or risk:PCT"
 CALENDARS = ("stock", "crypto")
@@ -60,7 +61,7 @@ class BacktestRequest:
     calendar: str | None = None  # stock | crypto | None: crypto when every instrument is
     parameters: Mapping[str, Any] | None = field(default=None)
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> JsonObject:
         """JSON-able form for a job payload (the tenant is the job's own)."""
         data = asdict(self)
         data.pop("tenant_id")
