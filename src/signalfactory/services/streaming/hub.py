@@ -334,6 +334,11 @@ class StreamHub:
         self._watermark = max(self._watermark, previous)
         return events
 
+    @property
+    def watermark(self) -> int | None:
+        """The highest signal id the relay has read (None before its first read)."""
+        return self._watermark
+
     async def _relay(self) -> None:
         failures = 0
         while True:
