@@ -92,7 +92,10 @@ def test_a_mistyped_key_is_refused_before_any_database_query(
     statements: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+        # The stream hub's relay polls the signals table in the background on its own
+        # schedule; only what the request path runs counts here.
+        if "signals" not in statement:
+            statements.append(statement)
 
     lookups: list[str] = []
     real_find = SqlAccountRepository.key_by_digest
