@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     )
     from signalfactory.testing.backtests import MemoryBacktestRepository
     from signalfactory.testing.clock import FixedClock
+    from signalfactory.testing.delivery import (
+        MemoryCampaignRepository,
+        MemoryDeliveryRepository,
+        MemoryEndpointRepository,
+    )
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
     from signalfactory.testing.scans import MemoryScanRepository
@@ -118,6 +123,21 @@ class InMemoryUnitOfWork:
     def subscriptions(self) -> MemorySubscriptionRepository:
         from signalfactory.testing.streaming import MemorySubscriptionRepository
         return MemorySubscriptionRepository(self.state)
+
+    @property
+    def endpoints(self) -> MemoryEndpointRepository:
+        from signalfactory.testing.delivery import MemoryEndpointRepository
+        return MemoryEndpointRepository(self.state)
+
+    @property
+    def deliveries(self) -> MemoryDeliveryRepository:
+        from signalfactory.testing.delivery import MemoryDeliveryRepository
+        return MemoryDeliveryRepository(self.state)
+
+    @property
+    def campaigns(self) -> MemoryCampaignRepository:
+        from signalfactory.testing.delivery import MemoryCampaignRepository
+        return MemoryCampaignRepository(self.state)
 
 
 class InMemoryDatabase:
