@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     )
     from signalfactory.testing.backtests import MemoryBacktestRepository
     from signalfactory.testing.clock import FixedClock
-    from signalfactory.testing.delivery import (
+    from signalfactory.testing.delivery import MemoryDeliveryRepository
+    from signalfactory.testing.endpoints import (
         MemoryCampaignRepository,
-        MemoryDeliveryRepository,
         MemoryEndpointRepository,
     )
     from signalfactory.testing.jobs import MemoryJobRepository
@@ -126,7 +126,7 @@ class InMemoryUnitOfWork:
 
     @property
     def endpoints(self) -> MemoryEndpointRepository:
-        from signalfactory.testing.delivery import MemoryEndpointRepository
+        from signalfactory.testing.endpoints import MemoryEndpointRepository
         return MemoryEndpointRepository(self.state)
 
     @property
@@ -136,7 +136,7 @@ class InMemoryUnitOfWork:
 
     @property
     def campaigns(self) -> MemoryCampaignRepository:
-        from signalfactory.testing.delivery import MemoryCampaignRepository
+        from signalfactory.testing.endpoints import MemoryCampaignRepository
         return MemoryCampaignRepository(self.state)
 
 

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
     from signalfactory.adapters.storage.backtests import SqlBacktestRepository
     from signalfactory.adapters.storage.bar_repository import SqlBarRepository
-    from signalfactory.adapters.storage.deliveries import (
+    from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
+    from signalfactory.adapters.storage.endpoints import (
         SqlCampaignRepository,
-        SqlDeliveryRepository,
         SqlEndpointRepository,
     )
     from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
@@ -160,7 +160,7 @@ class SqlUnitOfWork:
 
     @property
     def endpoints(self) -> SqlEndpointRepository:
-        from signalfactory.adapters.storage.deliveries import SqlEndpointRepository
+        from signalfactory.adapters.storage.endpoints import SqlEndpointRepository
         return SqlEndpointRepository(self.connection)
 
     @property
@@ -170,7 +170,7 @@ class SqlUnitOfWork:
 
     @property
     def campaigns(self) -> SqlCampaignRepository:
-        from signalfactory.adapters.storage.deliveries import SqlCampaignRepository
+        from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
         return SqlCampaignRepository(self.connection)
 
 
