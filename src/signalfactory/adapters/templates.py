@@ -155,8 +155,8 @@ def render_message(kind: str, template: str | None,
                                    body="")
         own = template if template and template.strip() else None
         blocks = _blocks(own) if own else frozenset()
-        subject_source = own if "subject" in blocks else default
-        subject = _render(subject_source, "text", context, "subject")
+        subject = _render(own if own is not None and "subject" in blocks else default, "text",
+                          context, "subject")
         if own is None:
             body = _render(default, "text", context, "text")
         elif "text" in blocks:
