@@ -40,7 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the channel's pool reuses connections
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -135,14 +135,16 @@ class SmtpInbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd calls hooks by this name
+            self, server: Any, session: Any, envelope: Any, address: str,
+            rcpt_options: list[str]) -> str:
         if address.endswith("@refused.example"):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(  # noqa: N802 - aiosmtpd calls hooks by this name
+            self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted"
 
