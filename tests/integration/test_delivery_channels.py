@@ -232,3 +232,43 @@ def test_telegram_keys_pace_sixty_chats_under_thirty_per_second_overall() -> Non
             assert state.too_many == 0
     assert all(r.ok for r in results)
     assert elapsed >= 1.0  # 60 messages at under 30/s cannot take less
+
+
+def test_a_slot_further_than_the_pacing_bound_is_a_retry_not_a_long_sleep() -> None:
+    channel = WebhookChannel(timeout_s=5, allow_private=True, max_pacing_wait_s=0.5)
+    secret = [generate_webhook_secret()]
+    with http_receiver() as (base, state):
+        def send() -> SendResult:
+            return channel.send(base + "/ok", secret, uuid.uuid4().hex, int(time.time()), "s",
+                                "b", b"{}", max_per_second=0.1)  # one per 10 s
+
+        first, started, second = send(), time.monotonic(), send()
+    assert first.ok and time.monotonic() - started < 0.5
+    assert not second.ok and second.retry_after_s == 0.5 and "paced" in (second.error or "")
+    assert len(state.received) == 1
+
+
+def test_refusing_private_targets_connects_to_the_address_it_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the guard on, the channel resolves once, vets, and connects to that address
+    keeping the name in Host: a DNS answer changed after the check cannot redirect it.
+    (The vetted address is faked to be the loopback receiver: no public host here.)"""
+    import signalfactory.adapters.channels.webhook as webhook
+    from signalfactory.adapters.channels.addresses import ResolvedHost
+
+    looked_up: list[str] = []
+
+    def vetted(host: str, port: int, *, what: str = "target") -> ResolvedHost:
+        looked_up.append(host)
+        return ResolvedHost(host=host, port=port, address="127.0.0.1")
+
+    monkeypatch.setattr(webhook, "resolve_public", vetted)
+    channel = WebhookChannel(timeout_s=5, allow_private=False)
+    with http_receiver() as (base, state):
+        port = base.rsplit(":", 1)[1]
+        result = _send(channel, f"http://hooks.invalid:{port}/ok", [generate_webhook_secret()],
+                       b"{}")
+    assert result.ok, result.error
+    assert looked_up == ["hooks.invalid"]
+    headers = {name.lower(): value for name, value in state.received[0].headers.items()}
+    assert headers["host"] == f"hooks.invalid:{port}"
