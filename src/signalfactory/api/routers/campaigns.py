@@ -4,7 +4,7 @@ subscriptions), fanned out in chunks at low priority; progress as a counter. Adm
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -26,7 +26,8 @@ class CampaignIn(RequestModel):
     subject: str = Field(min_length=1, max_length=service.MAX_SUBJECT_CHARS,
                          examples=["Daily report"])
     body: str = Field(min_length=1, max_length=service.MAX_BODY_CHARS)
-    subscription_ids: list[int] = Field(default_factory=list,
+    subscription_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+                                        default_factory=list,
                                         max_length=service.MAX_SUBSCRIPTIONS,
                                         description="Empty: every subscription")
 

@@ -8,7 +8,7 @@ tenant's endpoint or subscription answers 404, exactly like a missing one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
@@ -32,6 +32,9 @@ SUBSCRIPTION_ID = Path(ge=1, le=2**31 - 1)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such endpoint in this tenant"}}
 NO_STORE = {"Cache-Control": "no-store"}
+#: the idempotency middleware documents POST's 400; a body that is not JSON is one here too
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not valid JSON"}}
 
 
 class EndpointIn(RequestModel):
@@ -85,7 +88,8 @@ class TestSent(BaseModel):
 
 
 class ControlsBody(RequestModel):
-    endpoint_ids: list[int] = Field(default_factory=list, max_length=50,
+    endpoint_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=50,
                                     description="Endpoints this subscription's signals go to")
     timezone: str = Field(default="UTC", max_length=64, examples=["Europe/Paris"])
     quiet_start: int | None = Field(default=None, ge=0, le=1439,
@@ -168,7 +172,8 @@ def _set_enabled(principal: TraderDep, platform: PlatformDep, endpoint_id: int,
                                                        endpoint_id, enabled))
 
 
-@router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut, responses=NOT_FOUND,
+@router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut,
+              responses={**NOT_FOUND, **BAD_BODY},
               summary="Enable or disable an endpoint")
 def patch_endpoint(body: EnabledIn, principal: TraderDep, platform: PlatformDep,
                    endpoint_id: int = ENDPOINT_ID) -> EndpointOut:
@@ -210,8 +215,8 @@ def get_controls(principal: PrincipalDep, platform: PlatformDep,
 @router.put("/subscriptions/{subscription_id}/delivery", response_model=ControlsBody,
             summary="Replace a subscription's delivery controls (endpoints, quiet hours, "
                     "throttle, digest, template)",
-            responses={404: {"model": Problem,
-                             "description": "No such subscription or endpoint"}})
+            responses={**BAD_BODY, 404: {"model": Problem,
+                                         "description": "No such subscription or endpoint"}})
 def put_controls(body: ControlsBody, principal: TraderDep, platform: PlatformDep,
                  subscription_id: int = SUBSCRIPTION_ID) -> ControlsBody:
     return ControlsBody.of(controls_service.set_controls(

@@ -30,7 +30,8 @@ def check_campaign(uow: UnitOfWork, tenant_id: int, subject: str, body: str,
     if len(wanted) > MAX_SUBSCRIPTIONS:
         raise BadInputError(f"at most {MAX_SUBSCRIPTIONS} subscriptions; omit them to reach "
                             "every subscription")
-    unknown = [s for s in wanted if uow.subscriptions.get(tenant_id, s) is None]
+    unknown = [s for s in wanted
+               if not 0 < s < 2**31 or uow.subscriptions.get(tenant_id, s) is None]
     if unknown:
         raise NotFoundError(f"no subscription {', '.join(map(str, unknown))}; list yours "
                             "with GET /api/v1/subscriptions")

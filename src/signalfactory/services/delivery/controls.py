@@ -67,7 +67,7 @@ def set_controls(platform: Platform, tenant_id: int, subscription_id: int,
     with platform.database.write() as uow:
         get_subscription(uow, tenant_id, subscription_id)
         unknown = sorted({e for e in checked.endpoint_ids
-                          if uow.endpoints.get(tenant_id, e) is None})
+                          if not 0 < e < 2**31 or uow.endpoints.get(tenant_id, e) is None})
         if unknown:
             raise NotFoundError(f"no endpoint {', '.join(map(str, unknown))}; list yours "
                                 "with GET /api/v1/endpoints")
