@@ -79,6 +79,13 @@ class DeliveryRepository(Protocol):
 
     def dead_letter(self, delivery_id: str, owner: str, error: str) -> bool: ...
 
+    def release(self, delivery_ids: Sequence[str], owner: str,
+                next_attempt_at: datetime | None) -> int:
+        """Hand leased rows back untried (breaker open, quiet hours, digest not due, worker
+        stopping): pending again at ``next_attempt_at`` (None: now), the claim's attempt not
+        counted. Returns how many this owner still held."""
+        ...
+
     def suppress(self, delivery_ids: Sequence[str], reason: str) -> int: ...
 
     def get(self, tenant_id: int | None, delivery_id: str) -> Delivery | None: ...
