@@ -139,6 +139,12 @@ class Channel(Protocol):
         """Deliver one message; never raises for a delivery failure (it is the result)."""
         ...
 
+    def check_target(self, target: str) -> str:
+        """The target as it will be stored (normalised), or BadInputError saying what is
+        wrong with it (bad URL, unknown scheme, a private address when not allowed). Pure:
+        no message is sent."""
+        ...
+
 
 class SecretBox(Protocol):
     """Encryption at rest of targets and secrets (they carry credentials)."""
