@@ -95,8 +95,19 @@ def job_queue_for(settings: Settings, database: SqlDatabase) -> JobQueue:
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """Channel kind -> channel, for the kinds this installation can use. Each adapter
-    imports its library (httpx, apprise, smtplib) only when it first sends."""
-    return {}
+    imports its library (httpx, apprise) only when it first sends; one pacer is shared, so
+    a destination's rate holds across the channels of this process."""
+    from signalfactory.adapters.channels.apprise_channel import AppriseChannel
+    from signalfactory.adapters.channels.email import EmailChannel
+    from signalfactory.adapters.channels.pacing import Pacer
+    from signalfactory.adapters.channels.webhook import WebhookChannel
+
+    pacer = Pacer()
+    timeout = settings.delivery_timeout_seconds
+    allow_private = settings.delivery_allow_private_targets
+    return {"webhook": WebhookChannel(timeout, allow_private, pacer),
+            "apprise": AppriseChannel(timeout, allow_private, pacer),
+            "email": EmailChannel(timeout, pacer)}
 
 
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:

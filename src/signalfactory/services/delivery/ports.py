@@ -135,8 +135,11 @@ class Channel(Protocol):
     kind: str
 
     def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
-             subject: str, body: str, payload: bytes) -> SendResult:
-        """Deliver one message; never raises for a delivery failure (it is the result)."""
+             subject: str, body: str, payload: bytes, *, html: str | None = None,
+             max_per_second: float | None = None) -> SendResult:
+        """Deliver one message; never raises for a delivery failure (it is the result).
+        ``html``: the rendered HTML body (e-mail; None: the text, escaped);
+        ``max_per_second``: the endpoint's rate, the channel waits until it allows."""
         ...
 
     def check_target(self, target: str) -> str:
