@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from signalfactory.domain import _policy_standin as policy
+from signalfactory.domain import delivery_policy as policy
 from signalfactory.domain.delivery import (
     DEFAULT,
     PRIORITY_NAMES,
@@ -31,6 +31,7 @@ from signalfactory.domain.delivery import (
     NewDelivery,
     SendResult,
 )
+from signalfactory.domain.endpoint_secrets import active_secrets, decode_secrets
 from signalfactory.domain.errors import OperationalError
 from signalfactory.domain.message_ids import new_message_id
 from signalfactory.observability.logging import get_logger
@@ -176,7 +177,8 @@ def send_unit(platform: Platform, unit: Unit, started: datetime) -> SendResult:
         subject, body = render_digest(unit.rows, endpoint.kind, unit.template)
     try:
         return channel.send(target, secrets, unit.message_id, int(started.timestamp()),
-                            subject, body, canonical_json(payload))
+                            subject, body, canonical_json(payload),
+                            max_per_second=endpoint.max_per_second)
     except Exception as exc:  # a channel must not raise; if one does, it is a failed attempt
         log.error("delivery channel raised", channel=endpoint.kind,
                   error=f"{type(exc).__name__}: {exc}")
@@ -199,15 +201,8 @@ def open_endpoint(platform: Platform, endpoint: Endpoint,
     target = box.open(endpoint.target_sealed).decode()
     if endpoint.secrets_sealed is None:
         return target, []
-    try:
-        items = json.loads(box.open(endpoint.secrets_sealed))
-        secrets = [str(i["secret"]) for i in items
-                   if i.get("expires_at") is None
-                   or datetime.fromisoformat(i["expires_at"]) > now]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise OperationalError("an endpoint's sealed secrets are not in the expected "
-                               "format") from exc
-    return target, secrets
+    secrets = active_secrets(decode_secrets(box.open(endpoint.secrets_sealed)), now)
+    return target, list(secrets)
 
 
 def _settle(platform: Platform, state: DispatchState, owner: str, rows: list[Delivery],

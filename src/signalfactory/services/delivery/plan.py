@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from signalfactory.domain import _policy_standin as policy
+from signalfactory.domain import delivery_policy as policy
 from signalfactory.domain.delivery import Delivery, DeliveryControls, Endpoint
 
 #: payload types a subscriber's throttle and digest apply to (a throttle summary is not one)

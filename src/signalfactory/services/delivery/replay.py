@@ -5,40 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from signalfactory.domain.delivery import DEAD, PENDING, PRIORITY_NAMES, SENDING
-from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.domain.message_ids import is_message_id
-from signalfactory.services.delivery.outbox import announce
+from signalfactory.services.delivery.records import replay_dead
 from signalfactory.services.platform import Platform
 
-MAX_REPLAY_IDS = 1000
 
-
-def replay(platform: Platform, tenant_id: int | None, ids: Sequence[str] | None,
+def replay(platform: Platform, tenant_id: int, ids: Sequence[str] | None,
            endpoint_id: int | None = None) -> int:
-    """Dead rows back to pending with a fresh attempt budget: the given ids, or every dead
-    row of the tenant (of one endpoint when ``endpoint_id``). Returns how many. An unknown
-    id, or another tenant's, is refused and nothing is replayed."""
-    chosen = None if ids is None else sorted(set(ids))
-    if chosen is not None:
-        if not chosen:
-            raise BadInputError("give at least one delivery id, or none to replay all")
-        if len(chosen) > MAX_REPLAY_IDS:
-            raise BadInputError(f"replay at most {MAX_REPLAY_IDS} ids at once")
-        bad = [i for i in chosen if not is_message_id(i)]
-        if bad:
-            raise BadInputError(f"not a delivery id: {bad[0]!r} (ids look like msg_01H...)")
-    with platform.database.write() as uow:
-        if endpoint_id is not None and uow.endpoints.get(tenant_id, endpoint_id) is None:
-            raise NotFoundError(f"no endpoint {endpoint_id}")
-        if chosen is not None:
-            missing = [i for i in chosen if uow.deliveries.get(tenant_id, i) is None]
-            if missing:
-                raise NotFoundError(f"no delivery {missing[0]}")
-        count = uow.deliveries.replay(tenant_id, chosen, platform.clock.now(),
-                                      endpoint_id=endpoint_id)
-        if count:
-            announce(platform, uow, chosen or ["replay"])
-    return count
+    """Dead rows of the tenant back to pending with a fresh attempt budget: these ids, or
+    (``ids`` None) every dead row, of one endpoint when ``endpoint_id``. The checks (unknown
+    ids, rows that are not dead, another tenant's endpoint) are ``replay_dead``'s."""
+    return replay_dead(platform, tenant_id, ids=tuple(ids or ()), endpoint_id=endpoint_id,
+                       replay_all=ids is None and endpoint_id is None)
 
 
 class DeliveryGauges:
