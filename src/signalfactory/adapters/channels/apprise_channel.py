@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from signalfactory.adapters.channels.addresses import resolve_public
-from signalfactory.adapters.channels.pacing import Pacer, target_keys
+from signalfactory.adapters.channels.pacing import Pacer, paced_out, target_keys
 from signalfactory.domain.delivery import SendResult
 from signalfactory.domain.errors import BadInputError
 
@@ -76,10 +76,12 @@ class AppriseChannel:
     kind = "apprise"
 
     def __init__(self, timeout_s: float, allow_private: bool = False,
-                 pacer: Pacer | None = None) -> None:
+                 pacer: Pacer | None = None, max_pacing_wait_s: float = 30.0) -> None:
         self.timeout_s = timeout_s
         self.allow_private = allow_private
         self.pacer = pacer or Pacer()
+        #: longest a send waits for its destination's rate (well under a worker's lease)
+        self.max_pacing_wait_s = max_pacing_wait_s
 
     def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
              subject: str, body: str, payload: bytes, *, html: str | None = None,
@@ -93,7 +95,9 @@ class AppriseChannel:
         notifier = apprise.Apprise()
         if not notifier.add(url):
             return SendResult(ok=False, error=f"refused: Apprise rejected {_redact(url)}")
-        self.pacer.wait(target_keys(url, max_per_second))
+        if self.pacer.wait(target_keys(url, max_per_second),
+                           self.max_pacing_wait_s) is None:
+            return paced_out(self.max_pacing_wait_s)
         started = time.perf_counter()
         outcome = notifier.notify(body=body or subject, title=subject,
                                   timeout=self.timeout_s)

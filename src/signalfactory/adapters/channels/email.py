@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from signalfactory.adapters.channels.pacing import Pacer, target_keys
+from signalfactory.adapters.channels.pacing import Pacer, paced_out, target_keys
 from signalfactory.domain.delivery import SendResult
 from signalfactory.domain.errors import BadInputError
 
@@ -106,9 +106,12 @@ def build_message(target: SmtpTarget, message_id: str, timestamp: int, subject: 
 class EmailChannel:
     kind = "email"
 
-    def __init__(self, timeout_s: float, pacer: Pacer | None = None) -> None:
+    def __init__(self, timeout_s: float, pacer: Pacer | None = None,
+                 max_pacing_wait_s: float = 30.0) -> None:
         self.timeout_s = timeout_s
         self.pacer = pacer or Pacer()
+        #: longest a send waits for its destination's rate (well under a worker's lease)
+        self.max_pacing_wait_s = max_pacing_wait_s
 
     def _connect(self, target: SmtpTarget) -> smtplib.SMTP:
         context = ssl.create_default_context()
@@ -127,7 +130,9 @@ class EmailChannel:
             smtp_target = parse_smtp_target(target)
         except BadInputError as exc:
             return SendResult(ok=False, error=f"refused: {exc}")
-        self.pacer.wait(target_keys(target, max_per_second))
+        if self.pacer.wait(target_keys(target, max_per_second),
+                           self.max_pacing_wait_s) is None:
+            return paced_out(self.max_pacing_wait_s)
         message = build_message(smtp_target, message_id, timestamp, subject, body, html)
         started = time.perf_counter()
         try:

@@ -22,6 +22,8 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from signalfactory.domain.delivery import SendResult
+
 TELEGRAM_PER_BOT = 30.0
 TELEGRAM_PER_CHAT = 1.0
 #: slack between a window reopening and the next send (network jitter at the receiver)
@@ -88,8 +90,10 @@ class Pacer:
             item = self._items[per_second] = rate_item(per_second)
         return item
 
-    def wait(self, keys: Sequence[PaceKey]) -> float:
-        """Block until every key allows one more message, count it; seconds waited."""
+    def wait(self, keys: Sequence[PaceKey], max_wait_s: float = math.inf) -> float | None:
+        """Block until every key allows one more message and count it: the seconds waited.
+        None (nothing counted) when the next slot is more than ``max_wait_s`` away: a
+        worker holds a lease, it must not sleep past it (the caller reports a retry)."""
         if not keys:
             return 0.0
         started = time.monotonic()
@@ -104,4 +108,14 @@ class Pacer:
                     return time.monotonic() - started
                 reopens = max(self._limiter.get_window_stats(item, key).reset_time
                               for item, key in blocked)
-            self._sleep(min(max(reopens - time.time(), 0.0) + WAIT_MARGIN_S, 5.0))
+            delay = max(reopens - time.time(), 0.0) + WAIT_MARGIN_S
+            if time.monotonic() - started + delay > max_wait_s:
+                return None
+            self._sleep(min(delay, 5.0))
+
+
+def paced_out(max_wait_s: float) -> SendResult:
+    """The result of a message the destination's rate did not allow in time."""
+    return SendResult(ok=False, error=f"paced: the destination's rate limit allows no "
+                                      f"message within {max_wait_s:g} s",
+                      retry_after_s=max_wait_s)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from signalfactory.adapters.channels.addresses import resolve_public
-from signalfactory.adapters.channels.pacing import Pacer, target_keys
+from signalfactory.adapters.channels.pacing import Pacer, paced_out, target_keys
 from signalfactory.domain.delivery import SendResult
 from signalfactory.domain.errors import BadInputError
 
@@ -126,10 +126,12 @@ class WebhookChannel:
     kind = "webhook"
 
     def __init__(self, timeout_s: float, allow_private: bool, pacer: Pacer | None = None,
-                 max_connections: int = 100) -> None:
+                 max_connections: int = 100, max_pacing_wait_s: float = 30.0) -> None:
         self.timeout_s = timeout_s
         self.allow_private = allow_private
         self.pacer = pacer or Pacer()
+        #: longest a send waits for its destination's rate (well under a worker's lease)
+        self.max_pacing_wait_s = max_pacing_wait_s
         self._max_connections = max_connections
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
@@ -181,7 +183,9 @@ class WebhookChannel:
             signature = sign(secrets, message_id, timestamp, payload)
         except BadInputError as exc:
             return SendResult(ok=False, error=f"refused: {exc}")
-        self.pacer.wait(target_keys(target, max_per_second))
+        if self.pacer.wait(target_keys(target, max_per_second),
+                           self.max_pacing_wait_s) is None:
+            return paced_out(self.max_pacing_wait_s)
         headers = {"content-type": "application/json", "user-agent": USER_AGENT,
                    "webhook-id": message_id, "webhook-timestamp": str(timestamp),
                    "webhook-signature": signature, **extra_headers}
