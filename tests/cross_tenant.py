@@ -11,6 +11,7 @@ just a wrong path). Add new resource types to ``RESOURCES``.
 
 from __future__ import annotations
 
+import importlib.util
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,6 +247,67 @@ SUBSCRIPTIONS = TenantResource(
     kind="subscriptions", create=_create_subscription, state=_subscription_state,
     list_path="/api/v1/subscriptions",
     probes=(Probe("GET", "/api/v1/subscriptions/{id}"),
+            Probe("GET", "/api/v1/subscriptions/{id}/delivery"),
+            Probe("PUT", "/api/v1/subscriptions/{id}/delivery",
+                  {"timezone": "Europe/Paris", "max_per_hour": 3}),
             Probe("DELETE", "/api/v1/subscriptions/{id}")))
 
-RESOURCES: list[TenantResource] = [API_KEYS, STRATEGIES, SCANS, JOBS, BACKTESTS, SUBSCRIPTIONS]
+
+def _create_endpoint(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.services.delivery.endpoints import create_endpoint
+
+    created = create_endpoint(api.platform, tenant_id, name=f"e-{uuid.uuid4().hex[:8]}",
+                              kind="webhook", target="https://hooks.example.com/in")
+    return str(created.endpoint.id)
+
+
+def _endpoint_state(api: ApiHarness, _tenant_id: int, endpoint_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import endpoints
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(endpoints).where(endpoints.c.id == int(endpoint_id))
+                           ).first()
+    return tuple(row) if row is not None else None
+
+
+# The outbox repository (SqlDeliveryRepository) comes from branch dlv/core: the probes that
+# enqueue or read deliveries run once it is merged.
+HAS_OUTBOX = importlib.util.find_spec("signalfactory.adapters.storage.deliveries") is not None
+
+ENDPOINTS = TenantResource(
+    kind="endpoints", create=_create_endpoint, state=_endpoint_state,
+    list_path="/api/v1/endpoints", role="trader",
+    probes=(Probe("GET", "/api/v1/endpoints/{id}"),
+            Probe("POST", "/api/v1/endpoints/{id}/rotate-secret"),
+            Probe("POST", "/api/v1/endpoints/{id}/disable"),
+            Probe("POST", "/api/v1/endpoints/{id}/enable"),
+            Probe("PATCH", "/api/v1/endpoints/{id}", {"enabled": False}),
+            *((Probe("POST", "/api/v1/endpoints/{id}/test"),
+               Probe("GET", "/api/v1/deliveries?endpoint={id}", expect=200),
+               Probe("POST", "/api/v1/deliveries/dlq/replay", {"endpoint_id": "{id}"}))
+              if HAS_OUTBOX else ()),
+            Probe("DELETE", "/api/v1/endpoints/{id}")))
+
+
+def _create_campaign(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.services.delivery.campaign_records import create_campaign
+
+    with api.platform.database.write() as uow:
+        return str(create_campaign(uow, tenant_id, "Hello", "A message").id)
+
+
+def _campaign_state(api: ApiHarness, _tenant_id: int, campaign_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import campaigns
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(campaigns).where(campaigns.c.id == int(campaign_id))
+                           ).first()
+    return tuple(row) if row is not None else None
+
+
+CAMPAIGNS = TenantResource(
+    kind="campaigns", create=_create_campaign, state=_campaign_state,
+    list_path="/api/v1/campaigns", probes=(Probe("GET", "/api/v1/campaigns/{id}"),))
+
+RESOURCES: list[TenantResource] = [API_KEYS, STRATEGIES, SCANS, JOBS, BACKTESTS, SUBSCRIPTIONS,
+                                   ENDPOINTS, CAMPAIGNS]
