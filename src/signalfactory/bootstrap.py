@@ -95,8 +95,19 @@ def job_queue_for(settings: Settings, database: SqlDatabase) -> JobQueue:
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """Channel kind -> channel, for the kinds this installation can use. Each adapter
-    imports its library (httpx, apprise, smtplib) only when it first sends."""
-    return {}
+    imports its library (httpx, apprise) only when it first sends; one pacer is shared, so
+    a destination's rate holds across the channels of this process."""
+    from signalfactory.adapters.channels.apprise_channel import AppriseChannel
+    from signalfactory.adapters.channels.email import EmailChannel
+    from signalfactory.adapters.channels.pacing import Pacer
+    from signalfactory.adapters.channels.webhook import WebhookChannel
+
+    pacer = Pacer()
+    timeout = settings.delivery_timeout_seconds
+    allow_private = settings.delivery_allow_private_targets
+    return {"webhook": WebhookChannel(timeout, allow_private, pacer),
+            "apprise": AppriseChannel(timeout, allow_private, pacer),
+            "email": EmailChannel(timeout, pacer)}
 
 
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:
@@ -137,12 +148,13 @@ def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
     from signalfactory.ops.backup.metrics import refresh_from_jobs
     from signalfactory.ops.freshness import refresh_freshness
+    from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
 
     platform.bar_subscribers.append(evaluate_new_bars)
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
-                                        refresh_freshness])
+                                        refresh_freshness, DeliveryGauges().refresh])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from signalfactory.domain.errors import SignalFactoryError
+
 EndpointKind = Literal["webhook", "apprise", "email"]
 ENDPOINT_KINDS: tuple[EndpointKind, ...] = ("webhook", "apprise", "email")
 
@@ -167,3 +169,20 @@ class DeliveryCount:
     priority: int
     status: str
     count: int
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """A message's human forms, rendered from a template before a channel sends it.
+    ``html`` is None when the template gives none (e-mail then escapes the text)."""
+
+    subject: str
+    body: str
+    html: str | None = None
+
+
+class TemplateRenderError(SignalFactoryError):
+    """A stored template failed on a message (at send time). Every attempt would fail the
+    same way: the dispatcher dead-letters the row with this text, it does not retry."""
+
+    code = "template"

@@ -43,8 +43,9 @@ class MemoryDeliveryRepository:
         self.data = delivery_store(state)
 
     def enqueue(self, rows: Sequence[NewDelivery]) -> int:
-        taken = {(r.endpoint_id, r.signal_id) for r in self.data.rows.values()
-                 if r.signal_id is not None}
+        taken: set[tuple[int, int | None]] = {
+            (r.endpoint_id, r.signal_id) for r in self.data.rows.values()
+            if r.signal_id is not None}
         added = 0
         for new in rows:
             key = (new.endpoint_id, new.signal_id)

@@ -8,12 +8,12 @@ writes nothing, so a row is never finished twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from signalfactory.adapters.storage.tables import deliveries, delivery_attempts
 from signalfactory.domain.delivery import (
@@ -36,32 +36,19 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def delivery_from_row(m: Mapping[str, object]) -> Delivery:
-    created = _utc(m["created_at"])  # type: ignore[arg-type]
+def delivery_from_row(m: RowMapping) -> Delivery:
+    created = _utc(m["created_at"])
     if created is None:  # the column is NOT NULL with a server default
         raise ValueError("a delivery row without created_at")
     payload = m["payload"]
     return Delivery(
-        id=str(m["id"]), tenant_id=int(m["tenant_id"]),  # type: ignore[call-overload]
-        endpoint_id=int(m["endpoint_id"]),  # type: ignore[call-overload]
-        subscription_id=_opt_int(m["subscription_id"]), signal_id=_opt_int(m["signal_id"]),
-        campaign_id=_opt_int(m["campaign_id"]),
-        priority=int(m["priority"]), status=str(m["status"]),  # type: ignore[call-overload]
+        id=str(m["id"]), tenant_id=int(m["tenant_id"]), endpoint_id=int(m["endpoint_id"]),
+        subscription_id=m["subscription_id"], signal_id=m["signal_id"],
+        campaign_id=m["campaign_id"], priority=int(m["priority"]), status=str(m["status"]),
         payload=dict(payload) if isinstance(payload, dict) else {},
-        attempts=int(m["attempts"]),  # type: ignore[call-overload]
-        next_attempt_at=_utc(m["next_attempt_at"]),  # type: ignore[arg-type]
-        lease_owner=_opt_str(m["lease_owner"]),
-        lease_until=_utc(m["lease_until"]),  # type: ignore[arg-type]
-        last_error=_opt_str(m["last_error"]), created_at=created,
-        delivered_at=_utc(m["delivered_at"]))  # type: ignore[arg-type]
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(value)  # type: ignore[call-overload]
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
+        attempts=int(m["attempts"]), next_attempt_at=_utc(m["next_attempt_at"]),
+        lease_owner=m["lease_owner"], lease_until=_utc(m["lease_until"]),
+        last_error=m["last_error"], created_at=created, delivered_at=_utc(m["delivered_at"]))
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:

@@ -188,9 +188,9 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
             records, universe, stored.version_id, written.timeframe))))
     batch = [(o.stored, signal) for o in outcomes for signal in o.signals]
     with platform.database.write() as uow:
-        stored = store_signals(platform, uow, batch, arrival_ns=written.arrival_ns)
+        result = store_signals(platform, uow, batch, arrival_ns=written.arrival_ns)
         new_by_version: dict[int, int] = {}
-        for inserted in stored.inserted:
+        for inserted in result.inserted:
             version_id = batch[inserted.index][0].version_id
             new_by_version[version_id] = new_by_version.get(version_id, 0) + 1
         finished = platform.clock.now()
@@ -209,7 +209,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
                         version=o.stored.version, error=o.error)
         elif new_by_version.get(o.stored.version_id):
             SIGNALS_PRODUCED.labels(o.stored.name).inc(new_by_version[o.stored.version_id])
-    events = stored.events
+    events = result.events
     if events:
         platform.cache.invalidate("signals")
     publish(platform, events)
