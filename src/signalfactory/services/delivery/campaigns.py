@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from signalfactory.domain.delivery import BULK, Campaign, NewCampaign, NewDelivery
-from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.message_ids import derived_message_id
+from signalfactory.services.delivery.campaign_records import check_campaign
 from signalfactory.services.delivery.outbox import announce
 from signalfactory.services.jobs.registry import dispatch, submit
 from signalfactory.services.platform import Platform
@@ -40,9 +41,6 @@ DONE = "done"
 #: enough that a chunk re-run after a crash repeats little and 100,000 recipients spread
 #: over every worker
 CHUNK_SIZE = 1000
-MAX_SUBJECT = 200  # the column's width
-MAX_BODY_BYTES = 64 * 1024  # every outbox row carries the body; channels cap payloads too
-MAX_SUBSCRIPTIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,58 +49,23 @@ class Recipient:
     endpoint_id: int
 
 
-def _check(uow: UnitOfWork, tenant_id: int, new: NewCampaign) -> None:
-    """BadInputError for anything wrong with ``new``, before anything is stored."""
-    if new.tenant_id != tenant_id:
-        raise BadInputError("a campaign is sent to the caller's own tenant only")
-    if not new.subject.strip() or len(new.subject) > MAX_SUBJECT:
-        raise BadInputError(f"subject: 1 to {MAX_SUBJECT} characters, not blank")
-    if "\x00" in new.subject or "\x00" in new.body:
-        raise BadInputError("subject and body must not contain NUL characters")
-    if not new.body.strip():
-        raise BadInputError("body: must not be blank")
-    if len(new.body.encode()) > MAX_BODY_BYTES:
-        raise BadInputError(f"body: at most {MAX_BODY_BYTES} bytes of UTF-8")
-    if len(new.subscription_ids) > MAX_SUBSCRIPTIONS:
-        raise BadInputError(f"subscription_ids: at most {MAX_SUBSCRIPTIONS}; leave it empty "
-                            "to reach every subscription of the tenant")
-    if len(set(new.subscription_ids)) != len(new.subscription_ids):
-        raise BadInputError("subscription_ids: each subscription once")
-    own = {s.id for s in uow.subscriptions.for_tenant(tenant_id)}
-    # Another tenant's subscription is reported like a missing one: ids are not an oracle.
-    unknown = sorted(set(new.subscription_ids) - own)
-    if unknown:
-        raise BadInputError(f"subscription_ids: no subscription {', '.join(map(str, unknown))}")
-
-
 def start_campaign(platform: Platform, tenant_id: int, new: NewCampaign, *,
                    chunk_size: int = CHUNK_SIZE) -> Campaign:
     """Store the campaign and submit its fan-out job (both or neither). Bad input raises
-    BadInputError and stores nothing."""
+    BadInputError (NotFoundError for a subscription the tenant does not have) and stores
+    nothing."""
+    if new.tenant_id != tenant_id:
+        raise BadInputError("a campaign is sent to the caller's own tenant only")
     if not 1 <= chunk_size <= 100_000:
         raise BadInputError("chunk_size: between 1 and 100000")
     with platform.database.write() as uow:
-        _check(uow, tenant_id, new)
-        campaign = uow.campaigns.add(new)
+        checked = check_campaign(uow, tenant_id, new.subject, new.body, new.subscription_ids)
+        campaign = uow.campaigns.add(checked)
         job = submit(platform, FANOUT_KIND, {"campaign_id": campaign.id,
                                              "chunk_size": chunk_size},
                      tenant_id=tenant_id, dedupe_key=f"campaign:{campaign.id}", uow=uow)
         uow.on_commit(lambda: dispatch(platform, job.id))
     return campaign
-
-
-def get_campaign(platform: Platform, tenant_id: int | None, campaign_id: int) -> Campaign:
-    """The campaign with its progress (NotFoundError also for another tenant's)."""
-    with platform.database.read(primary=True) as uow:
-        campaign = uow.campaigns.get(tenant_id, campaign_id)
-    if campaign is None:
-        raise NotFoundError(f"no campaign {campaign_id}")
-    return campaign
-
-
-def list_campaigns(platform: Platform, tenant_id: int) -> list[Campaign]:
-    with platform.database.read() as uow:
-        return uow.campaigns.for_tenant(tenant_id)
 
 
 def recipients(uow: UnitOfWork, campaign: Campaign) -> list[Recipient]:
