@@ -7,6 +7,7 @@ id order, and a receiver that deduplicates by ``webhook-id`` gets a stable, uniq
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -36,3 +37,15 @@ def is_message_id(text: str) -> bool:
     body = text[len(PREFIX):]
     return (text.startswith(PREFIX) and len(body) == 26
             and all(ch in _ALPHABET for ch in body))
+
+
+def derived_message_id(key: str, at_ms: int) -> str:
+    """The id a message derived from ``key`` always gets: the same key and time give the same
+    id, so writing the row again (a fan-out chunk re-run after its worker died) is skipped by
+    the outbox's primary key instead of sending twice. ``at_ms`` (e.g. the campaign's creation
+    time) keeps the ids sorting with the others; 80 bits of SHA-256 of ``key`` replace the
+    random part."""
+    if not 0 <= at_ms < 2 ** 48:
+        raise ValueError(f"a message id's timestamp must fit 48 bits, got {at_ms}")
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:_RANDOM_BITS // 8], "big")
+    return PREFIX + _base32(at_ms, 10) + _base32(digest, 16)
