@@ -11,7 +11,6 @@ just a wrong path). Add new resource types to ``RESOURCES``.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -257,7 +256,7 @@ def _create_endpoint(api: ApiHarness, tenant_id: int) -> str:
     from signalfactory.services.delivery.endpoints import create_endpoint
 
     created = create_endpoint(api.platform, tenant_id, name=f"e-{uuid.uuid4().hex[:8]}",
-                              kind="webhook", target="https://hooks.example.com/in")
+                              kind="webhook", target="https://93.184.215.14/in")
     return str(created.endpoint.id)
 
 
@@ -270,10 +269,6 @@ def _endpoint_state(api: ApiHarness, _tenant_id: int, endpoint_id: str) -> Any:
     return tuple(row) if row is not None else None
 
 
-# The outbox repository (SqlDeliveryRepository) comes from branch dlv/core: the probes that
-# enqueue or read deliveries run once it is merged.
-HAS_OUTBOX = importlib.util.find_spec("signalfactory.adapters.storage.deliveries") is not None
-
 ENDPOINTS = TenantResource(
     kind="endpoints", create=_create_endpoint, state=_endpoint_state,
     list_path="/api/v1/endpoints", role="trader",
@@ -282,10 +277,9 @@ ENDPOINTS = TenantResource(
             Probe("POST", "/api/v1/endpoints/{id}/disable"),
             Probe("POST", "/api/v1/endpoints/{id}/enable"),
             Probe("PATCH", "/api/v1/endpoints/{id}", {"enabled": False}),
-            *((Probe("POST", "/api/v1/endpoints/{id}/test"),
-               Probe("GET", "/api/v1/deliveries?endpoint={id}", expect=200),
-               Probe("POST", "/api/v1/deliveries/dlq/replay", {"endpoint_id": "{id}"}))
-              if HAS_OUTBOX else ()),
+            Probe("POST", "/api/v1/endpoints/{id}/test"),
+            Probe("GET", "/api/v1/deliveries?endpoint={id}", expect=200),
+            Probe("POST", "/api/v1/deliveries/dlq/replay", {"endpoint_id": "{id}"}),
             Probe("DELETE", "/api/v1/endpoints/{id}")))
 
 
@@ -309,5 +303,33 @@ CAMPAIGNS = TenantResource(
     kind="campaigns", create=_create_campaign, state=_campaign_state,
     list_path="/api/v1/campaigns", probes=(Probe("GET", "/api/v1/campaigns/{id}"),))
 
+
+
+def _create_dead_delivery(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.domain.delivery import DEAD, NewDelivery
+    from signalfactory.domain.message_ids import new_message_id
+
+    endpoint_id = int(_create_endpoint(api, tenant_id))
+    row = NewDelivery(id=new_message_id(), tenant_id=tenant_id, endpoint_id=endpoint_id,
+                      payload={"type": "endpoint.test"}, status=DEAD)
+    with api.platform.database.write() as uow:
+        uow.deliveries.enqueue([row])
+    return row.id
+
+
+def _delivery_state(api: ApiHarness, _tenant_id: int, delivery_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import deliveries
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+    return tuple(row) if row is not None else None
+
+
+DELIVERIES = TenantResource(
+    kind="deliveries", create=_create_dead_delivery, state=_delivery_state,
+    list_path="/api/v1/deliveries/dlq", role="trader",
+    probes=(Probe("GET", "/api/v1/deliveries/{id}"),
+            Probe("POST", "/api/v1/deliveries/dlq/replay", {"ids": ["{id}"]})))
+
 RESOURCES: list[TenantResource] = [API_KEYS, STRATEGIES, SCANS, JOBS, BACKTESTS, SUBSCRIPTIONS,
-                                   ENDPOINTS, CAMPAIGNS]
+                                   ENDPOINTS, CAMPAIGNS, DELIVERIES]

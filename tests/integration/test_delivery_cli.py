@@ -10,7 +10,8 @@ import pytest
 from tests.api_harness import DELIVERY_TEST_KEY
 from tests.helpers import cli, fingerprint
 
-HOOK = "https://hooks.example.com/in/T0KEN-cli"
+HOOK = "https://93.184.215.14/in/T0KEN-cli"
+MAIL = "smtp://mail.example.com?from=alerts@example.com&to={}@example.com"
 
 
 @pytest.fixture
@@ -51,9 +52,9 @@ def test_endpoint_lifecycle(env: dict[str, str]) -> None:
 
 def test_tenancy(env: dict[str, str]) -> None:
     assert cli("tenants", "create", "acme").exit_code == 0
-    mine = _json("endpoints", "add", "x", "--kind", "email", "--target", "a@example.com")
+    mine = _json("endpoints", "add", "x", "--kind", "email", "--target", MAIL.format("a"))
     assert isinstance(mine, dict)
-    theirs = _json("endpoints", "add", "x", "--kind", "email", "--target", "b@example.com",
+    theirs = _json("endpoints", "add", "x", "--kind", "email", "--target", MAIL.format("b"),
                    "--tenant", "acme")
     assert isinstance(theirs, dict)
     before = fingerprint()

@@ -18,7 +18,7 @@ from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 
-HOOK = "https://hooks.example.com/in/T0KEN-abc123?sig=QUERYSECRET"
+HOOK = "https://93.184.215.14/in/T0KEN-abc123?sig=QUERYSECRET"
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_endpoint_lifecycle(api: ApiHarness) -> None:
     body = made.json()
     secret = body["secret"]
     assert secret.startswith("whsec_") and body["enabled"] is True
-    assert body["target_hint"] == "https://hooks.example.com/…"
+    assert body["target_hint"] == "https://93.184.215.14/…"
     endpoint_id = body["id"]
 
     listing = api.client.get("/api/v1/endpoints", headers=viewer)
@@ -96,7 +96,8 @@ def test_endpoint_lifecycle(api: ApiHarness) -> None:
 
     duplicate = api.client.post("/api/v1/endpoints", headers=trader,
                                 json={"name": "desk", "kind": "email",
-                                      "target": "a@example.com"})
+                                      "target": "smtp://mail.example.com?from=x@example.com"
+                                                "&to=a@example.com"})
     assert duplicate.status_code == 409
 
     gone = api.client.delete(f"/api/v1/endpoints/{endpoint_id}", headers=trader)
@@ -257,11 +258,65 @@ def test_campaigns_need_the_admin_role_and_check_their_input(api: ApiHarness) ->
 
 def test_openapi_publishes_the_webhook_payload(api: ApiHarness) -> None:
     schema = api.client.get("/openapi.json").json()
-    assert "signal" in schema["webhooks"] and "endpoint.test" in schema["webhooks"]
+    assert set(schema["webhooks"]) == {"signal.created", "signal.digest", "signal.summary",
+                                       "campaign.message", "endpoint.test"}
     payload = schema["components"]["schemas"]["WebhookSignalPayload"]
-    assert set(payload["properties"]) >= {"type", "timestamp", "data"}
+    assert set(payload["properties"]) >= {"type", "id", "symbol", "side", "price", "score"}
     for path in ("/api/v1/endpoints", "/api/v1/endpoints/{endpoint_id}/rotate-secret",
                  "/api/v1/deliveries", "/api/v1/deliveries/dlq",
                  "/api/v1/deliveries/dlq/replay", "/api/v1/campaigns",
                  "/api/v1/subscriptions/{subscription_id}/delivery"):
         assert path in schema["paths"], path
+
+
+def test_test_send_deliveries_and_dead_letter_replay(api: ApiHarness) -> None:
+    from signalfactory.domain.delivery import DEAD, NewDelivery
+    from signalfactory.domain.message_ids import new_message_id
+
+    tenant, trader, viewer = _setup(api)
+    hook = api.client.post("/api/v1/endpoints", headers=trader,
+                           json={"name": "h", "kind": "webhook", "target": HOOK}).json()["id"]
+    sent = api.client.post(f"/api/v1/endpoints/{hook}/test", headers=trader)
+    assert sent.status_code == 202, sent.text
+    test_id = sent.json()["delivery_id"]
+    one = api.client.get(f"/api/v1/deliveries/{test_id}", headers=viewer)
+    assert one.status_code == 200, one.text
+    assert one.json()["payload"]["type"] == "endpoint.test"
+    assert one.json()["priority"] == 0 and one.json()["endpoint_id"] == hook
+    assert isinstance(one.json()["attempt_log"], list)
+
+    dead = [NewDelivery(id=new_message_id(), tenant_id=tenant, endpoint_id=hook,
+                        payload={"type": "endpoint.test"}, status=DEAD) for _ in range(3)]
+    with api.platform.database.write() as uow:
+        uow.deliveries.enqueue(dead)
+    listing = api.client.get("/api/v1/deliveries", headers=viewer,
+                             params={"endpoint": hook, "limit": 2})
+    assert listing.status_code == 200
+    page = listing.json()
+    assert len(page["items"]) == 2 and page["next_after"] == page["items"][-1]["id"]
+    rest = api.client.get("/api/v1/deliveries", headers=viewer,
+                          params={"endpoint": hook, "after": page["next_after"]}).json()
+    ids = [d["id"] for d in page["items"] + rest["items"]]
+    assert sorted(ids) == sorted([test_id, *(d.id for d in dead)]) and rest["next_after"] is None
+    dlq = api.client.get("/api/v1/deliveries/dlq", headers=viewer).json()["items"]
+    assert {d["id"] for d in dlq} == {d.id for d in dead}
+
+    before = _fingerprint(api)
+    for bad, status in (({}, 422), ({"ids": [dead[0].id], "all": True}, 422),
+                        ({"ids": [test_id]}, 422),  # not dead
+                        ({"ids": ["msg_nosuch"]}, 404), ({"endpoint_id": 999_999}, 404)):
+        refused = api.client.post("/api/v1/deliveries/dlq/replay", headers=trader, json=bad)
+        assert refused.status_code == status, (bad, refused.text)
+    assert api.client.post("/api/v1/deliveries/dlq/replay", headers=viewer,
+                           json={"all": True}).status_code == 403
+    assert _fingerprint(api) == before
+
+    one_back = api.client.post("/api/v1/deliveries/dlq/replay", headers=trader,
+                               json={"ids": [dead[0].id]})
+    assert one_back.json() == {"replayed": 1}
+    rest_back = api.client.post("/api/v1/deliveries/dlq/replay", headers=trader,
+                                json={"endpoint_id": hook})
+    assert rest_back.json() == {"replayed": 2}
+    assert api.client.get("/api/v1/deliveries/dlq", headers=viewer).json()["items"] == []
+    assert api.client.get(f"/api/v1/deliveries/{dead[0].id}",
+                          headers=viewer).json()["status"] == "pending"

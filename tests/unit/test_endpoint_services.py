@@ -17,6 +17,7 @@ from signalfactory.domain.endpoint_secrets import decode_secrets
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
 from signalfactory.domain.streaming import NewSubscription
 from signalfactory.services.delivery import campaign_records, controls, endpoints
+from signalfactory.services.delivery.dispatch import open_endpoint
 from signalfactory.services.platform import Platform
 from signalfactory.testing import FixedClock, InMemoryDatabase, memory_platform
 
@@ -58,9 +59,9 @@ def test_webhook_is_sealed_with_a_secret_shown_once(platform: Platform) -> None:
     with platform.database.read() as uow:
         listed = endpoints.list_endpoints(uow, 1)
     assert listed == [ep]
-    opened = endpoints.open_endpoint(platform, ep, platform.clock.now())
-    assert opened.target == "https://hooks.example.com/in/T0KEN?x=1"
-    assert opened.secrets == (created.secret,)
+    target, secrets = open_endpoint(platform, ep, platform.clock.now())
+    assert target == "https://hooks.example.com/in/T0KEN?x=1"
+    assert secrets == [created.secret]
 
 
 def test_apprise_and_email_have_no_secret_and_redacted_hints(platform: Platform) -> None:
@@ -127,8 +128,8 @@ def test_the_configured_channel_checks_its_targets(platform: Platform) -> None:
     assert _state(with_channel) == before
     created = endpoints.create_endpoint(with_channel, 1, name="x", kind="apprise",
                                         target="ok://topic")
-    assert endpoints.open_endpoint(with_channel, created.endpoint,
-                                   with_channel.clock.now()).target == "OK://TOPIC"
+    assert open_endpoint(with_channel, created.endpoint,
+                         with_channel.clock.now())[0] == "OK://TOPIC"
 
 
 def test_no_key_is_a_clear_error_and_stores_nothing(platform: Platform) -> None:
@@ -157,15 +158,14 @@ def test_rotation_keeps_the_previous_secret_for_a_day(platform: Platform) -> Non
     clock.advance(hours=1)
     rotated = endpoints.rotate_secret(platform, 1, created.endpoint.id)
     assert rotated.secret not in (None, created.secret)
-    opened = endpoints.open_endpoint(platform, rotated.endpoint, clock.now())
-    assert opened.secrets == (rotated.secret, created.secret)
+    assert open_endpoint(platform, rotated.endpoint, clock.now())[1] == [rotated.secret,
+                                                                          created.secret]
     box = platform.secret_box
     assert box is not None and rotated.endpoint.secrets_sealed is not None
     stored = decode_secrets(box.open(rotated.endpoint.secrets_sealed))
     assert stored[1].expires_at == clock.now() + timedelta(hours=24)
     later = clock.now() + timedelta(hours=24, seconds=1)
-    assert endpoints.open_endpoint(platform, rotated.endpoint, later).secrets == (
-        rotated.secret,)
+    assert open_endpoint(platform, rotated.endpoint, later)[1] == [rotated.secret]
     # only webhooks sign
     mail = endpoints.create_endpoint(platform, 1, name="m", kind="email",
                                      target="a@example.com")
@@ -228,11 +228,11 @@ def test_controls_round_trip_and_tenancy(platform: Platform) -> None:
 
 
 @pytest.mark.parametrize(("bad", "message"), [
-    (DeliveryControls(timezone="Mars/Olympus"), "IANA"),
-    (DeliveryControls(timezone="../../etc/passwd"), "IANA"),
+    (DeliveryControls(timezone="Mars/Olympus"), "not a known time zone"),
+    (DeliveryControls(timezone="../../etc/passwd"), "not a known time zone"),
     (DeliveryControls(quiet_start=60), "both"),
-    (DeliveryControls(quiet_start=60, quiet_end=1440), "0..1439"),
-    (DeliveryControls(quiet_start=-1, quiet_end=10), "0..1439"),
+    (DeliveryControls(quiet_start=60, quiet_end=1440), "between 0 and 1439"),
+    (DeliveryControls(quiet_start=-1, quiet_end=10), "between 0 and 1439"),
     (DeliveryControls(quiet_start=60, quiet_end=60), "differ"),
     (DeliveryControls(max_per_hour=0), "max_per_hour"),
     (DeliveryControls(digest_minutes=0), "digest_minutes"),

@@ -11,8 +11,9 @@ from rich.table import Table
 
 from signalfactory.cli.common import handle_errors, out, print_json
 from signalfactory.cli.endpoints import JsonOption, TenantOption, tenant_platform
-from signalfactory.domain.delivery import Campaign
+from signalfactory.domain.delivery import Campaign, NewCampaign
 from signalfactory.services.delivery import campaign_records as service
+from signalfactory.services.delivery.campaigns import start_campaign
 
 campaigns_app = typer.Typer(help="Campaigns: send, list, show.", no_args_is_help=True)
 
@@ -39,11 +40,10 @@ def campaigns_send(
     tenant: TenantOption = "default", as_json: JsonOption = False,
 ) -> None:
     """Send a message to every subscriber of the tenant (or the given subscriptions)."""
-    with tenant_platform(tenant) as (platform, tenant_id), platform.database.write() as uow:
-        campaign = service.create_campaign(uow, tenant_id, subject, body,
-                                           subscription or ())
-        # LEAD: with dlv/campaigns merged, start_campaign(platform, tenant_id, NewCampaign)
-        # replaces create_campaign here (it stores the campaign and starts the fan-out).
+    with tenant_platform(tenant) as (platform, tenant_id):
+        campaign = start_campaign(platform, tenant_id, NewCampaign(
+            tenant_id=tenant_id, subject=subject, body=body,
+            subscription_ids=tuple(subscription or ())))
     _print(campaign, as_json)
 
 

@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from signalfactory.api.auth import AdminDep
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
-from signalfactory.domain.delivery import Campaign
+from signalfactory.domain.delivery import Campaign, NewCampaign
 from signalfactory.services.delivery import campaign_records as service
+from signalfactory.services.delivery.campaigns import start_campaign
 
 router = APIRouter(prefix="/api/v1", tags=["delivery"], responses=AUTH_RESPONSES)
 
@@ -62,12 +63,9 @@ class CampaignList(BaseModel):
              summary="Send a message to every subscriber (or these subscriptions)",
              responses={404: {"model": Problem, "description": "No such subscription"}})
 def post_campaign(body: CampaignIn, principal: AdminDep, platform: PlatformDep) -> CampaignOut:
-    with platform.database.write() as uow:
-        campaign = service.create_campaign(uow, principal.tenant_id, body.subject, body.body,
-                                           body.subscription_ids)
-    # LEAD: when dlv/campaigns is merged, call
-    # services.delivery.campaigns.start_campaign(platform, tenant_id, NewCampaign) here
-    # instead of create_campaign: it stores the campaign and starts the fan-out.
+    campaign = start_campaign(platform, principal.tenant_id, NewCampaign(
+        tenant_id=principal.tenant_id, subject=body.subject, body=body.body,
+        subscription_ids=tuple(body.subscription_ids)))
     return CampaignOut.of(campaign)
 
 

@@ -15,7 +15,13 @@ from pydantic import BaseModel, Field
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.routers.webhook_payloads import WebhookSignalPayload, WebhookTestPayload
+from signalfactory.api.routers.webhook_payloads import (
+    WebhookCampaignPayload,
+    WebhookDigestPayload,
+    WebhookSignalPayload,
+    WebhookSummaryPayload,
+    WebhookTestPayload,
+)
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.domain.delivery import DeliveryControls, Endpoint
 from signalfactory.domain.streaming import iso_utc
@@ -223,16 +229,34 @@ def put_controls(body: ControlsBody, principal: TraderDep, platform: PlatformDep
         platform, principal.tenant_id, subscription_id, body.record()))
 
 
-@webhooks.post("signal", summary="A new signal, signed per Standard Webhooks",
-               description="Headers: webhook-id (the same on every attempt: drop repeats), "
-                           "webhook-timestamp (Unix seconds), webhook-signature "
-                           "(v1,<base64 HMAC-SHA256 of id.timestamp.body> per active "
-                           "secret, space-separated). Answer 2xx within the timeout; 410 "
-                           "disables the endpoint.")
+_SIGNED = ("Headers: webhook-id (the same on every attempt: drop repeats), "
+           "webhook-timestamp (Unix seconds), webhook-signature (v1,<base64 HMAC-SHA256 of "
+           "id.timestamp.body> per active secret, space-separated; two during a rotation). "
+           "Answer 2xx within the timeout; 410 disables the endpoint.")
+
+
+@webhooks.post("signal.created", summary="A new signal", description=_SIGNED)
 def signal_webhook(body: WebhookSignalPayload) -> None:
     """Documentation only: Signal Factory calls your URL with this body."""
 
 
-@webhooks.post("endpoint.test", summary="A test message (POST /api/v1/endpoints/{id}/test)")
+@webhooks.post("signal.digest", summary="Signals of one digest interval",
+               description=_SIGNED)
+def digest_webhook(body: WebhookDigestPayload) -> None:
+    """Documentation only."""
+
+
+@webhooks.post("signal.summary", summary="What the throttle held back", description=_SIGNED)
+def summary_webhook(body: WebhookSummaryPayload) -> None:
+    """Documentation only."""
+
+
+@webhooks.post("campaign.message", summary="An announcement", description=_SIGNED)
+def campaign_webhook(body: WebhookCampaignPayload) -> None:
+    """Documentation only."""
+
+
+@webhooks.post("endpoint.test", summary="A test message (POST /api/v1/endpoints/{id}/test)",
+               description=_SIGNED)
 def test_webhook(body: WebhookTestPayload) -> None:
     """Documentation only: signed like a signal."""

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 
 from signalfactory.domain.delivery import (
     ENDPOINT_KINDS,
@@ -25,12 +24,13 @@ from signalfactory.domain.delivery import (
 from signalfactory.domain.endpoint_secrets import (
     SECRET_PREFIX,
     SigningSecret,
-    active_secrets,
     decode_secrets,
     encode_secrets,
     rotate,
 )
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.domain.message_ids import new_message_id
+from signalfactory.services.delivery.outbox import announce
 from signalfactory.services.delivery.ports import SecretBox
 from signalfactory.services.delivery.targets import check_target, target_hint
 from signalfactory.services.platform import Platform
@@ -48,15 +48,6 @@ class CreatedEndpoint:
     secret: str | None
 
 
-@dataclass(frozen=True)
-class OpenedEndpoint:
-    """What a sender needs: the clear target and the secrets valid now."""
-
-    endpoint: Endpoint
-    target: str
-    secrets: tuple[str, ...]
-
-
 def secret_box(platform: Platform) -> SecretBox:
     if platform.secret_box is None:
         raise BadInputError("delivery endpoints need an encryption key for their targets and "
@@ -68,11 +59,6 @@ def secret_box(platform: Platform) -> SecretBox:
 def new_signing_secret() -> str:
     """``whsec_`` + base64 of 24 random bytes (the Standard Webhooks secret format)."""
     return SECRET_PREFIX + base64.b64encode(os.urandom(24)).decode()
-
-
-def new_message_id(now: datetime) -> str:
-    """A message id that sorts by creation time (the outbox lists rows by id)."""
-    return f"msg_{int(now.timestamp() * 1000):013x}{uuid.uuid4().hex[:16]}"
 
 
 def _check_name(name: str) -> str:
@@ -96,8 +82,8 @@ def create_endpoint(platform: Platform, tenant_id: int, *, name: str, kind: str,
     checked_name = _check_name(name)
     if max_per_second is not None and not 0 < max_per_second <= MAX_PER_SECOND:
         raise BadInputError(f"max_per_second must be in (0, {MAX_PER_SECOND:g}]")
+    box = secret_box(platform)  # first: without a key nothing can be stored
     clear_target = check_target(platform, checked_kind, target)
-    box = secret_box(platform)
     secret = new_signing_secret() if checked_kind == "webhook" else None
     sealed_secrets = (box.seal(encode_secrets((SigningSecret(secret),)))
                       if secret is not None else None)
@@ -159,7 +145,7 @@ def send_test(platform: Platform, tenant_id: int, endpoint_id: int) -> str:
     """Queue a test message to the endpoint at real-time priority; returns its delivery id
     (follow it with GET /api/v1/deliveries/{id})."""
     now = platform.clock.now()
-    message_id = new_message_id(now)
+    message_id = new_message_id(now_ms=int(now.timestamp() * 1000))
     with platform.database.write() as uow:
         endpoint = get_endpoint(uow, tenant_id, endpoint_id)
         if not endpoint.enabled:
@@ -171,16 +157,5 @@ def send_test(platform: Platform, tenant_id: int, endpoint_id: int) -> str:
                      "endpoint": endpoint.name,
                      "sent_at": now.astimezone(UTC).isoformat(),
                      "message": "A test message from Signal Factory: this endpoint works."})])
-        queue = platform.delivery_queue
-        if queue is not None:
-            uow.on_commit(lambda: queue.announce([message_id]))
+        announce(platform, uow, [message_id])
     return message_id
-
-
-def open_endpoint(platform: Platform, endpoint: Endpoint, now: datetime) -> OpenedEndpoint:
-    """The clear target and the signing secrets valid at ``now``, for a sender."""
-    box = secret_box(platform)
-    secrets = (active_secrets(decode_secrets(box.open(endpoint.secrets_sealed)), now)
-               if endpoint.secrets_sealed is not None else ())
-    return OpenedEndpoint(endpoint=endpoint, target=box.open(endpoint.target_sealed).decode(),
-                          secrets=secrets)

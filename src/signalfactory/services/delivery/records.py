@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from signalfactory.domain.delivery import DEAD, DELIVERY_STATUSES, Delivery, DeliveryAttempt
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.services.delivery.endpoints import get_endpoint
+from signalfactory.services.delivery.outbox import announce
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 
@@ -70,7 +71,7 @@ def replay_dead(platform: Platform, tenant_id: int, *, ids: Sequence[str] = (),
             if endpoint_id is not None:
                 get_endpoint(uow, tenant_id, endpoint_id)
             replayed = uow.deliveries.replay(tenant_id, None, now, endpoint_id=endpoint_id)
-        queue = platform.delivery_queue
-        if replayed and queue is not None:
-            uow.on_commit(lambda: queue.announce([]))
+        if replayed:
+            # the replayed rows are due now; which ones the workers find by claiming
+            announce(platform, uow, ["replay"])
     return replayed
