@@ -104,3 +104,43 @@ def test_campaigns(env: dict[str, str]) -> None:
     shown = _json("campaigns", "show", str(sent["id"]))
     assert isinstance(shown, dict) and shown["status"] == sent["status"]
     assert cli("campaigns", "show", "999").exit_code == 2
+
+
+def test_deliveries_and_dead_letter_queue(env: dict[str, str]) -> None:
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.domain.delivery import DEAD, NewDelivery
+    from signalfactory.domain.message_ids import new_message_id
+
+    hook = _json("endpoints", "add", "h", "--kind", "webhook", "--target", HOOK)
+    mail = _json("endpoints", "add", "m", "--kind", "email", "--target", MAIL.format("a"))
+    assert isinstance(hook, dict) and isinstance(mail, dict)
+    tested = _json("endpoints", "test", str(hook["id"]))
+    assert isinstance(tested, dict)
+    dead = [NewDelivery(id=new_message_id(), tenant_id=1, endpoint_id=mail["id"],
+                        payload={"type": "endpoint.test"}, status=DEAD) for _ in range(2)]
+    platform = build_platform()
+    try:
+        with platform.database.write() as uow:
+            uow.deliveries.enqueue(dead)
+    finally:
+        platform.close()
+    webhooks = _json("deliveries", "list", "--channel", "webhook")
+    assert isinstance(webhooks, dict)
+    assert [d["id"] for d in webhooks["items"]] == [tested["delivery_id"]]
+    everything = _json("deliveries", "list")
+    assert isinstance(everything, dict) and len(everything["items"]) == 3
+    shown = _json("deliveries", "show", tested["delivery_id"])
+    assert isinstance(shown, dict) and shown["payload"]["type"] == "endpoint.test"
+    attempts = _json("deliveries", "attempts", tested["delivery_id"])
+    assert attempts == {"items": []}
+    dlq = _json("deliveries", "dlq", "list")
+    assert isinstance(dlq, dict) and {d["id"] for d in dlq["items"]} == {d.id for d in dead}
+    before = fingerprint()
+    bad = cli("deliveries", "list", "--channel", "pigeon")
+    assert bad.exit_code == 2 and "channel must be one of" in bad.stderr
+    not_dead = cli("deliveries", "dlq", "replay", tested["delivery_id"])
+    assert not_dead.exit_code == 2 and "not dead" in not_dead.stderr
+    assert fingerprint() == before
+    assert _json("deliveries", "dlq", "replay", dead[0].id) == {"replayed": 1}
+    assert _json("deliveries", "dlq", "replay", "--all") == {"replayed": 1}
+    assert _json("deliveries", "dlq", "list") == {"items": [], "next_after": None}

@@ -298,6 +298,10 @@ def test_test_send_deliveries_and_dead_letter_replay(api: ApiHarness) -> None:
                           params={"endpoint": hook, "after": page["next_after"]}).json()
     ids = [d["id"] for d in page["items"] + rest["items"]]
     assert sorted(ids) == sorted([test_id, *(d.id for d in dead)]) and rest["next_after"] is None
+    by_channel = {kind: api.client.get("/api/v1/deliveries", headers=viewer,
+                                       params={"channel": kind}).json()["items"]
+                  for kind in ("webhook", "email")}
+    assert len(by_channel["webhook"]) == 4 and by_channel["email"] == []
     dlq = api.client.get("/api/v1/deliveries/dlq", headers=viewer).json()["items"]
     assert {d["id"] for d in dlq} == {d.id for d in dead}
 

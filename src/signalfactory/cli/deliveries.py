@@ -45,6 +45,7 @@ def deliveries_list(
     endpoint: Annotated[int | None, typer.Option(min=1)] = None,
     subscription: Annotated[int | None, typer.Option(min=1)] = None,
     campaign: Annotated[int | None, typer.Option(min=1)] = None,
+    channel: Annotated[str | None, typer.Option(help="webhook, apprise or email")] = None,
     after: Annotated[str | None, typer.Option(help="Only ids after this one (paging)")] = None,
     limit: LimitOption = 100, tenant: TenantOption = "default", as_json: JsonOption = False,
 ) -> None:
@@ -52,7 +53,8 @@ def deliveries_list(
     with tenant_platform(tenant) as (platform, tenant_id), platform.database.read() as uow:
         items = records.find_deliveries(uow, tenant_id, status=status,
                                         endpoint_id=endpoint, subscription_id=subscription,
-                                        campaign_id=campaign, after=after, limit=limit)
+                                        campaign_id=campaign, channel=channel, after=after,
+                                        limit=limit)
     _table(items, as_json)
 
 
@@ -74,6 +76,24 @@ def deliveries_show(delivery_id: Annotated[str, typer.Argument()],
         out.print(f"  #{a.attempt} {a.started_at:%Y-%m-%d %H:%M:%S} status "
                   f"{a.status_code or '-'} {a.latency_ms:.0f} ms {escape(a.error or '')}",
                   highlight=False, soft_wrap=True)
+
+
+@deliveries_app.command("attempts")
+@handle_errors
+def deliveries_attempts(delivery_id: Annotated[str, typer.Argument()],
+                        tenant: TenantOption = "default", as_json: JsonOption = False) -> None:
+    """Every attempt of one delivery: time, status code, latency, error, response excerpt."""
+    with tenant_platform(tenant) as (platform, tenant_id), platform.database.read() as uow:
+        found = records.get_delivery(uow, tenant_id, delivery_id)
+    if as_json:
+        print_json({"items": [asdict(a) for a in found.attempts]})
+        return
+    table = Table("#", "started", "status", "latency ms", "error", "response")
+    for a in found.attempts:
+        table.add_row(str(a.attempt), f"{a.started_at:%Y-%m-%d %H:%M:%S}",
+                      str(a.status_code or "-"), f"{a.latency_ms:.0f}",
+                      escape(a.error or ""), escape((a.response_excerpt or "")[:60]))
+    out.print(table)
 
 
 @dlq_app.command("list")

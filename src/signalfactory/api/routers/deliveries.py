@@ -98,6 +98,8 @@ def list_deliveries(principal: PrincipalDep, platform: PlatformDep,
                     endpoint: Annotated[int | None, ID_QUERY] = None,
                     subscription: Annotated[int | None, ID_QUERY] = None,
                     campaign: Annotated[int | None, ID_QUERY] = None,
+                    channel: Annotated[Literal["webhook", "apprise", "email"] | None,
+                                       Query()] = None,
                     after: Annotated[str | None, Query(max_length=40,
                                                        pattern=r"^[A-Za-z0-9_-]+$")] = None,
                     limit: Annotated[int, Query(ge=1, le=records.MAX_PAGE)] = 100,
@@ -105,7 +107,8 @@ def list_deliveries(principal: PrincipalDep, platform: PlatformDep,
     with platform.database.read() as uow:
         items = records.find_deliveries(uow, principal.tenant_id, status=status,
                                         endpoint_id=endpoint, subscription_id=subscription,
-                                        campaign_id=campaign, after=after, limit=limit)
+                                        campaign_id=campaign, channel=channel, after=after,
+                                        limit=limit)
     return _page(items, limit)
 
 

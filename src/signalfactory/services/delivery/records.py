@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from signalfactory.domain.delivery import DEAD, DELIVERY_STATUSES, Delivery, DeliveryAttempt
+from signalfactory.domain.delivery import (
+    DEAD,
+    DELIVERY_STATUSES,
+    ENDPOINT_KINDS,
+    Delivery,
+    DeliveryAttempt,
+)
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.services.delivery.endpoints import get_endpoint
 from signalfactory.services.delivery.outbox import announce
@@ -25,15 +31,29 @@ class DeliveryWithAttempts:
 
 def find_deliveries(uow: UnitOfWork, tenant_id: int, *, status: str | None = None,
                     endpoint_id: int | None = None, subscription_id: int | None = None,
-                    campaign_id: int | None = None, after: str | None = None,
-                    limit: int = 100) -> list[Delivery]:
+                    campaign_id: int | None = None, channel: str | None = None,
+                    after: str | None = None, limit: int = 100) -> list[Delivery]:
+    """Deliveries in id (creation) order after ``after``; ``channel`` keeps those of the
+    tenant's endpoints of that kind."""
     if status is not None and status not in DELIVERY_STATUSES:
         raise BadInputError(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+    if channel is not None and channel not in ENDPOINT_KINDS:
+        raise BadInputError(f"channel must be one of {', '.join(ENDPOINT_KINDS)}")
     if not 1 <= limit <= MAX_PAGE:
         raise BadInputError(f"limit must be 1..{MAX_PAGE}")
-    return uow.deliveries.find(tenant_id, status=status, endpoint_id=endpoint_id,
-                               subscription_id=subscription_id, campaign_id=campaign_id,
-                               after_id=after, limit=limit)
+    if channel is None:
+        endpoint_ids: list[int | None] = [endpoint_id]
+    else:
+        endpoint_ids = [e.id for e in uow.endpoints.for_tenant(tenant_id)
+                        if e.kind == channel and endpoint_id in (None, e.id)]
+    found: list[Delivery] = []
+    # Ids sort by creation across endpoints, so merging per-endpoint pages keeps the order
+    # and the ``after`` cursor exact.
+    for one in endpoint_ids:
+        found += uow.deliveries.find(tenant_id, status=status, endpoint_id=one,
+                                     subscription_id=subscription_id,
+                                     campaign_id=campaign_id, after_id=after, limit=limit)
+    return sorted(found, key=lambda d: d.id)[:limit]
 
 
 def get_delivery(uow: UnitOfWork, tenant_id: int, delivery_id: str) -> DeliveryWithAttempts:
