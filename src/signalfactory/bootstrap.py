@@ -148,12 +148,13 @@ def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
     from signalfactory.ops.backup.metrics import refresh_from_jobs
     from signalfactory.ops.freshness import refresh_freshness
+    from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
 
     platform.bar_subscribers.append(evaluate_new_bars)
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
-                                        refresh_freshness])
+                                        refresh_freshness, DeliveryGauges().refresh])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

@@ -83,6 +83,10 @@ class AppriseChannel:
         #: longest a send waits for its destination's rate (well under a worker's lease)
         self.max_pacing_wait_s = max_pacing_wait_s
 
+    def check_target(self, target: str) -> str:
+        """``Channel.check_target``: a scheme Apprise knows, a URL its plugin accepts."""
+        return check_apprise_url(target, allow_private=self.allow_private)
+
     def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
              subject: str, body: str, payload: bytes, *, html: str | None = None,
              max_per_second: float | None = None) -> SendResult:

@@ -123,6 +123,10 @@ class EmailChannel:
             smtp.starttls(context=context)
         return smtp
 
+    def check_target(self, target: str) -> str:
+        """``Channel.check_target``: an smtp[s]:// target with from= and to=."""
+        return check_email_target(target)
+
     def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
              subject: str, body: str, payload: bytes, *, html: str | None = None,
              max_per_second: float | None = None) -> SendResult:

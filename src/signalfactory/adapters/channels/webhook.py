@@ -173,6 +173,10 @@ class WebhookChannel:
         return (urlunsplit(parts._replace(netloc=netloc)), {"host": host_header},
                 {"sni_hostname": host})
 
+    def check_target(self, target: str) -> str:
+        """``Channel.check_target``: what endpoint creation stores (SSRF-checked)."""
+        return check_webhook_url(target, allow_private=self.allow_private)
+
     def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
              subject: str, body: str, payload: bytes, *, html: str | None = None,
              max_per_second: float | None = None) -> SendResult:

@@ -79,6 +79,13 @@ class DeliveryRepository(Protocol):
 
     def dead_letter(self, delivery_id: str, owner: str, error: str) -> bool: ...
 
+    def release(self, delivery_ids: Sequence[str], owner: str,
+                next_attempt_at: datetime | None) -> int:
+        """Hand leased rows back untried (breaker open, quiet hours, digest not due, worker
+        stopping): pending again at ``next_attempt_at`` (None: now), the claim's attempt not
+        counted. Returns how many this owner still held."""
+        ...
+
     def suppress(self, delivery_ids: Sequence[str], reason: str) -> int: ...
 
     def get(self, tenant_id: int | None, delivery_id: str) -> Delivery | None: ...
@@ -133,6 +140,12 @@ class Channel(Protocol):
         """Deliver one message; never raises for a delivery failure (it is the result).
         ``html``: the rendered HTML body (e-mail; None: the text, escaped);
         ``max_per_second``: the endpoint's rate, the channel waits until it allows."""
+        ...
+
+    def check_target(self, target: str) -> str:
+        """The target as it will be stored (normalised), or BadInputError saying what is
+        wrong with it (bad URL, unknown scheme, a private address when not allowed). Pure:
+        no message is sent."""
         ...
 
 
