@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import standardwebhooks
 
 from signalfactory.bootstrap import build_platform
 from signalfactory.domain.delivery import BULK, DEAD, DELIVERED, NewDelivery
 from signalfactory.domain.message_ids import new_message_id
 from signalfactory.services.platform import Platform
 from tests.delivery_support import (
+    SECRET,
     Receiver,
     delivery_env,
     insert_signals,
@@ -77,12 +79,19 @@ def test_sigkilled_worker_loses_nothing_and_repeats_only_the_same_message(
         rng = random.Random(20241204)
         log = tmp_path / "worker.log"
         started = time.monotonic()
-        for _ in range(KILLS):
+        mid_batch = 0
+        for n in range(KILLS):
             proc = start_worker(kill_env, log, "--concurrency", "1")
-            # from inside start-up to deep inside a batch
-            time.sleep(rng.uniform(0.2, 2.5))
+            if n % 5 == 0:  # every fifth kill lands somewhere in start-up
+                time.sleep(rng.uniform(0.05, 1.0))
+            else:  # the others once this worker is sending, at a random point of its batch
+                seen, wait_until = len(receiver.requests), time.monotonic() + 10
+                while len(receiver.requests) == seen and time.monotonic() < wait_until:
+                    time.sleep(0.01)
+                mid_batch += len(receiver.requests) > seen
+                time.sleep(rng.uniform(0.0, 0.5))
             kill_hard(proc)
-            assert time.monotonic() - started < 400, "the kill loop must stay bounded"
+            assert time.monotonic() - started < 600, "the kill loop must stay bounded"
         received_during_kills = len(receiver.requests)
         proc = start_worker(kill_env, log, "--concurrency", "1")
         try:
@@ -97,21 +106,26 @@ def test_sigkilled_worker_loses_nothing_and_repeats_only_the_same_message(
         statuses = _statuses(kp)
         assert set(statuses) == expected, "no outbox row is lost"
         assert {s for s in statuses.values()} <= {DELIVERED, DEAD}, log.read_text()[-3000:]
-        assert received_during_kills > 0, "the kills happened while messages were sent"
+        assert received_during_kills > 0 and mid_batch >= KILLS // 2, \
+            "most kills happened while the worker was sending"
         bodies: dict[str, set[bytes]] = defaultdict(set)
+        verifier = standardwebhooks.Webhook(SECRET)
         for headers, body in receiver.requests:
+            verifier.verify(body, headers)  # every message received is whole and signed
             bodies[headers["webhook-id"]].add(body)
         delivered = {i for i, s in statuses.items() if s == DELIVERED}
         assert delivered <= set(bodies), "every delivered row reached the receiver"
         assert set(bodies) <= expected, "nothing but outbox rows was sent"
         # a repeat is the same message: one body per webhook-id, one webhook-id per body
-        assert all(len(b) == 1 for b in bodies.values())
+        differing = {i: sorted(b) for i, b in bodies.items() if len(b) > 1}
+        assert not differing, list(differing.items())[:2]
         by_body: dict[bytes, set[str]] = defaultdict(set)
         for ident, b in bodies.items():
             by_body[next(iter(b))].add(ident)
         assert all(len(ids) == 1 for ids in by_body.values())
         repeats = len(receiver.requests) - len(bodies)
-        print(json.dumps({"kills": KILLS, "received": len(receiver.requests),
+        print(json.dumps({"kills": KILLS, "mid_batch": mid_batch,
+                          "received": len(receiver.requests),
                           "repeats": repeats, "seconds": round(time.monotonic() - started)}))
     finally:
         receiver.close()
