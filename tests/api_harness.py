@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.api import create_app
 from signalfactory.services.accounts import tenants as accounts
 
+#: a delivery key for tests (endpoints seal their targets and secrets with it)
+DELIVERY_TEST_KEY = base64.b64encode(b"delivery-test-key-32-bytes-long!").decode()
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -42,7 +45,9 @@ def module_platform(request: pytest.FixtureRequest,
            else create_pg_database())
     try:
         platform = build_platform(Settings(home=home / "home", database_url=url,
-                                           bar_store="columnar"), migrate_db=True)
+                                           bar_store="columnar",
+                                           delivery_key=DELIVERY_TEST_KEY),
+                                  migrate_db=True)
         try:
             yield platform
         finally:

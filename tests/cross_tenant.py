@@ -246,6 +246,90 @@ SUBSCRIPTIONS = TenantResource(
     kind="subscriptions", create=_create_subscription, state=_subscription_state,
     list_path="/api/v1/subscriptions",
     probes=(Probe("GET", "/api/v1/subscriptions/{id}"),
+            Probe("GET", "/api/v1/subscriptions/{id}/delivery"),
+            Probe("PUT", "/api/v1/subscriptions/{id}/delivery",
+                  {"timezone": "Europe/Paris", "max_per_hour": 3}),
             Probe("DELETE", "/api/v1/subscriptions/{id}")))
 
-RESOURCES: list[TenantResource] = [API_KEYS, STRATEGIES, SCANS, JOBS, BACKTESTS, SUBSCRIPTIONS]
+
+def _create_endpoint(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.services.delivery.endpoints import create_endpoint
+
+    created = create_endpoint(api.platform, tenant_id, name=f"e-{uuid.uuid4().hex[:8]}",
+                              kind="webhook", target="https://93.184.215.14/in")
+    return str(created.endpoint.id)
+
+
+def _endpoint_state(api: ApiHarness, _tenant_id: int, endpoint_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import endpoints
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(endpoints).where(endpoints.c.id == int(endpoint_id))
+                           ).first()
+    return tuple(row) if row is not None else None
+
+
+ENDPOINTS = TenantResource(
+    kind="endpoints", create=_create_endpoint, state=_endpoint_state,
+    list_path="/api/v1/endpoints", role="trader",
+    probes=(Probe("GET", "/api/v1/endpoints/{id}"),
+            Probe("POST", "/api/v1/endpoints/{id}/rotate-secret"),
+            Probe("POST", "/api/v1/endpoints/{id}/disable"),
+            Probe("POST", "/api/v1/endpoints/{id}/enable"),
+            Probe("PATCH", "/api/v1/endpoints/{id}", {"enabled": False}),
+            Probe("POST", "/api/v1/endpoints/{id}/test"),
+            Probe("GET", "/api/v1/deliveries?endpoint={id}", expect=200),
+            Probe("POST", "/api/v1/deliveries/dlq/replay", {"endpoint_id": "{id}"}),
+            Probe("DELETE", "/api/v1/endpoints/{id}")))
+
+
+def _create_campaign(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.services.delivery.campaign_records import create_campaign
+
+    with api.platform.database.write() as uow:
+        return str(create_campaign(uow, tenant_id, "Hello", "A message").id)
+
+
+def _campaign_state(api: ApiHarness, _tenant_id: int, campaign_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import campaigns
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(campaigns).where(campaigns.c.id == int(campaign_id))
+                           ).first()
+    return tuple(row) if row is not None else None
+
+
+CAMPAIGNS = TenantResource(
+    kind="campaigns", create=_create_campaign, state=_campaign_state,
+    list_path="/api/v1/campaigns", probes=(Probe("GET", "/api/v1/campaigns/{id}"),))
+
+
+
+def _create_dead_delivery(api: ApiHarness, tenant_id: int) -> str:
+    from signalfactory.domain.delivery import DEAD, NewDelivery
+    from signalfactory.domain.message_ids import new_message_id
+
+    endpoint_id = int(_create_endpoint(api, tenant_id))
+    row = NewDelivery(id=new_message_id(), tenant_id=tenant_id, endpoint_id=endpoint_id,
+                      payload={"type": "endpoint.test"}, status=DEAD)
+    with api.platform.database.write() as uow:
+        uow.deliveries.enqueue([row])
+    return row.id
+
+
+def _delivery_state(api: ApiHarness, _tenant_id: int, delivery_id: str) -> Any:
+    from signalfactory.adapters.storage.tables import deliveries
+
+    with engine_of(api.platform).connect() as conn:
+        row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+    return tuple(row) if row is not None else None
+
+
+DELIVERIES = TenantResource(
+    kind="deliveries", create=_create_dead_delivery, state=_delivery_state,
+    list_path="/api/v1/deliveries/dlq", role="trader",
+    probes=(Probe("GET", "/api/v1/deliveries/{id}"),
+            Probe("POST", "/api/v1/deliveries/dlq/replay", {"ids": ["{id}"]})))
+
+RESOURCES: list[TenantResource] = [API_KEYS, STRATEGIES, SCANS, JOBS, BACKTESTS, SUBSCRIPTIONS,
+                                   ENDPOINTS, CAMPAIGNS, DELIVERIES]

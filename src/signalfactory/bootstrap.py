@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
 from signalfactory.adapters.rate_limits import KeyRateLimiter
+from signalfactory.adapters.secret_box import build_secret_box
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
@@ -17,6 +18,7 @@ from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import NOTIFY_CHANNEL
+from signalfactory.services.delivery.ports import Channel
 from signalfactory.services.jobs.ports import JobQueue
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import Clock, ReadinessProbe
@@ -91,6 +93,23 @@ def job_queue_for(settings: Settings, database: SqlDatabase) -> JobQueue:
     return CeleryJobQueue(settings, database)
 
 
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """Channel kind -> channel, for the kinds this installation can use. Each adapter
+    imports its library (httpx, apprise) only when it first sends; one pacer is shared, so
+    a destination's rate holds across the channels of this process."""
+    from signalfactory.adapters.channels.apprise_channel import AppriseChannel
+    from signalfactory.adapters.channels.email import EmailChannel
+    from signalfactory.adapters.channels.pacing import Pacer
+    from signalfactory.adapters.channels.webhook import WebhookChannel
+
+    pacer = Pacer()
+    timeout = settings.delivery_timeout_seconds
+    allow_private = settings.delivery_allow_private_targets
+    return {"webhook": WebhookChannel(timeout, allow_private, pacer),
+            "apprise": AppriseChannel(timeout, allow_private, pacer),
+            "email": EmailChannel(timeout, pacer)}
+
+
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:
     """Per-key limits in memory, or shared by every process in Redis when it is set."""
     return KeyRateLimiter(settings.redis_url or "memory://")
@@ -113,6 +132,8 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     if settings.redis_url:
         probes["cache"] = hot_cache.health
     platform = Platform(settings=settings, database=database, cache=hot_cache,
+                        channels=build_channels(settings),
+                        secret_box=build_secret_box(settings), delivery_queue=LocalJobQueue(),
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),
                         clock=clock or SystemClock(), probes=probes,
@@ -127,12 +148,13 @@ def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
     from signalfactory.ops.backup.metrics import refresh_from_jobs
     from signalfactory.ops.freshness import refresh_freshness
+    from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
 
     platform.bar_subscribers.append(evaluate_new_bars)
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
-                                        refresh_freshness])
+                                        refresh_freshness, DeliveryGauges().refresh])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

@@ -23,6 +23,7 @@ SECRET_FIELDS: tuple[str, ...] = (
     "archive_signing_key",
     "webhook_signing_secret",
     "database_password",
+    "delivery_key",
 )
 
 
@@ -184,10 +185,23 @@ class Settings(BaseSettings):
     schedule_timezone: str = Field(default="UTC",
                                    description="Time zone the cron expressions are read in.")
 
+    delivery_allow_private_targets: bool = Field(
+        default=False, description="Let webhook endpoints point at loopback or private "
+                                   "addresses (refused by default: SSRF). Tests turn it on.")
+    delivery_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="How long one delivery attempt may take.")
+    delivery_lease_seconds: float = Field(
+        default=60.0, gt=0, description="How long a worker holds an outbox row it sends; a "
+                                        "row whose worker died is sent again after this.")
+    delivery_batch: int = Field(default=100, ge=1, le=10_000,
+                                description="Outbox rows a delivery worker leases at once.")
+
     backup_key: SecretStr | None = None
     archive_signing_key: SecretStr | None = None
     webhook_signing_secret: SecretStr | None = None
     database_password: SecretStr | None = None
+    #: key of the secret box sealing endpoint targets and secrets (32 bytes, base64)
+    delivery_key: SecretStr | None = None
 
     secret_fields: ClassVar[tuple[str, ...]] = SECRET_FIELDS
 

@@ -52,9 +52,9 @@ def provisioned_datasource_uids() -> set[str]:
     }
 
 
-def test_dashboards_cover_api_jobs_signals_freshness_and_backups() -> None:
+def test_dashboards_cover_api_jobs_signals_freshness_backups_and_deliveries() -> None:
     titles = " ".join(load_dashboard(p)["title"].lower() for p in DASHBOARDS)
-    for topic in ("api", "jobs", "signals", "freshness", "backups"):
+    for topic in ("api", "jobs", "signals", "freshness", "backups", "deliveries"):
         assert topic in titles
 
 

@@ -22,6 +22,8 @@ HISTOGRAMS = {
     "signalfactory_job_duration_seconds",
     "backtest_duration_seconds",
     "signalfactory_signal_latency_seconds",
+    "delivery_attempt_duration_seconds",
+    "delivery_lag_seconds",
 }
 SERIES = {
     "signalfactory_ready",
@@ -38,6 +40,9 @@ SERIES = {
     "signalfactory_backup_size_bytes",
     "signalfactory_db_connections_in_use",
     "signalfactory_db_connections_max",
+    "deliveries_total",
+    "signalfactory_delivery_queue_depth",
+    "signalfactory_delivery_dead_letter",
     "up",
 }
 KNOWN = SERIES | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")}
@@ -121,3 +126,17 @@ def test_dashboards_cover_every_exported_metric() -> None:
     bases = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
     missing = (SERIES | HISTOGRAMS) - bases - used
     assert not missing, f"metrics on no dashboard: {sorted(missing)}"
+
+
+def test_every_known_metric_is_defined_by_the_application() -> None:
+    """The list above must not drift from what observability/metrics.py actually registers."""
+    from prometheus_client import REGISTRY
+
+    import signalfactory.observability.metrics  # noqa: F401  (registers the metrics)
+
+    # prometheus_client has no public list of the names a collector exports; a labelled metric
+    # without children yields no samples from collect().
+    registered = {name for names in REGISTRY._collector_to_names.values() for name in names}
+    exported_by_prometheus = {"up"}
+    missing = KNOWN - registered - exported_by_prometheus
+    assert not missing, f"not defined in the application: {sorted(missing)}"

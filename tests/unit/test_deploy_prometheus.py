@@ -37,6 +37,9 @@ REQUIRED_ALERTS = {
     "SignalFactoryBackupTooOld",
     "SignalFactoryDeadLetterBacklog",
     "SignalFactoryDatabaseConnectionsHigh",
+    "SignalFactoryDeliverySuccessRateLow",  # a channel under 95 % over 10 min
+    "SignalFactoryDeliveryDeadLetterGrowing",  # DLQ > 0 and growing over 30 min
+    "SignalFactoryDeliveryLagHigh",  # real-time lag p95 > 10 s
 }
 
 
@@ -101,6 +104,33 @@ def test_promtool_unit_tests_fail_when_a_threshold_changes(tmp_path: Path) -> No
     result = run_tool(promtool, "test", "rules", *map(str, sorted(tests_dir.glob("*.yml"))))
     assert result.returncode != 0
     assert "SignalFactoryHighErrorRate" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("alert", "original", "changed"),
+    [
+        ("SignalFactoryDeliverySuccessRateLow", "< 0.95", "< 0.85"),
+        ("SignalFactoryDeliverySuccessRateLow", "< 0.95", "< 0.98"),
+        ("SignalFactoryDeliveryLagHigh", " ) > 10", " ) > 60"),
+        ("SignalFactoryDeliveryDeadLetterGrowing", "[30m])) > 0", "[30m])) >= 0"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_delivery_promtool_tests_pin_each_threshold(
+    tmp_path: Path, alert: str, original: str, changed: str
+) -> None:
+    """Moving a delivery threshold either way makes a firing or a quiet case fail."""
+    promtool = require_tool("promtool")
+    rules = RULES.read_text()
+    assert rules.count(original) == 1
+    (tmp_path / "rules.yml").write_text(rules.replace(original, changed))
+    tests_dir = tmp_path / "tests"
+    tests_dir.mkdir()
+    delivery_tests = PROM_DIR / "tests" / "delivery.yml"
+    (tests_dir / delivery_tests.name).write_text(delivery_tests.read_text())
+    result = run_tool(promtool, "test", "rules", str(tests_dir / delivery_tests.name))
+    assert result.returncode != 0
+    assert f"alertname: {alert}" in result.stdout + result.stderr
 
 
 def test_promtool_check_config_accepts_prometheus_yml() -> None:

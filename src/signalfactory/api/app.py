@@ -15,6 +15,9 @@ from signalfactory.api.middleware import RequestContextMiddleware
 from signalfactory.api.problems import document_problems, install_problem_handlers
 from signalfactory.api.routers import account, health, instruments
 from signalfactory.api.routers import backtests as backtests_router
+from signalfactory.api.routers import campaigns as campaigns_router
+from signalfactory.api.routers import deliveries as deliveries_router
+from signalfactory.api.routers import endpoints as endpoints_router
 from signalfactory.api.routers import jobs as jobs_router
 from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
@@ -82,4 +85,8 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(backtests_router.router)
     app.include_router(subscriptions_router.router)
     app.include_router(stream_router.router)
+    app.include_router(endpoints_router.router)
+    app.include_router(deliveries_router.router)
+    app.include_router(campaigns_router.router)
+    app.webhooks.include_router(endpoints_router.webhooks)
     return app

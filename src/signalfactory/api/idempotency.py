@@ -38,6 +38,8 @@ MAX_KEY_LENGTH = 255
 NOT_STORED = frozenset({401, 403, 422, 429})
 _SKIPPED_HEADERS = frozenset({"content-length", "date", "server", "x-request-id"})
 PURGE_EVERY_S = 3600.0
+#: marks a stored response whose body is sealed (it held a secret); never sent to clients
+SEALED_HEADER = "x-signalfactory-stored-sealed"
 
 
 class IdempotencyMiddleware:
@@ -72,7 +74,7 @@ class IdempotencyMiddleware:
         claim = await run_in_threadpool(keys.claim, platform, principal.tenant_id, key,
                                         "POST", scope["path"], request_hash)
         if claim.outcome == "replay" and claim.response is not None:
-            await _send_replay(send, claim.response)
+            await _send_replay(send, _opened(platform, claim.response))
             return
         if claim.outcome == "mismatch":
             await _send_problem(send, scope, ApiProblem(
@@ -120,8 +122,10 @@ class IdempotencyMiddleware:
         if status >= 500 or status in NOT_STORED:
             await run_in_threadpool(keys.release, platform, record_id)
         else:
-            await run_in_threadpool(keys.complete, platform, record_id, status, headers,
-                                    b"".join(chunks))
+            stored_headers, stored_body = _sealed_if_secret(platform, headers,
+                                                            b"".join(chunks))
+            await run_in_threadpool(keys.complete, platform, record_id, status,
+                                    stored_headers, stored_body)
         await self._maybe_purge(platform)
 
     async def _maybe_purge(self, platform: Platform) -> None:
@@ -156,6 +160,29 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _sealed_if_secret(platform: Platform, headers: list[tuple[str, str]],
+                      body: bytes) -> tuple[list[tuple[str, str]], bytes]:
+    """A response marked ``Cache-Control: no-store`` carries a secret shown once (a webhook
+    signing secret): it is stored sealed with the delivery key, never in clear."""
+    no_store = any(k.lower() == "cache-control" and "no-store" in v.lower()
+                   for k, v in headers)
+    if not no_store:
+        return headers, body
+    if platform.secret_box is None:  # nothing can be sealed: keep no copy of the body
+        return [*headers, (SEALED_HEADER, "dropped")], b""
+    return [*headers, (SEALED_HEADER, "sealed")], platform.secret_box.seal(body)
+
+
+def _opened(platform: Platform, stored: StoredResponse) -> StoredResponse:
+    marks = [v for k, v in stored.headers if k == SEALED_HEADER]
+    if not marks:
+        return stored
+    headers = tuple((k, v) for k, v in stored.headers if k != SEALED_HEADER)
+    body = (platform.secret_box.open(stored.body)
+            if marks[0] == "sealed" and platform.secret_box is not None else b"")
+    return StoredResponse(status_code=stored.status_code, headers=headers, body=body)
 
 
 async def _send_replay(send: Send, stored: StoredResponse) -> None:

@@ -108,8 +108,12 @@ def worker(
         min=1, max=65535)] = None,
     metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port")]
     = "127.0.0.1",
+    delivery_concurrency: Annotated[int, typer.Option(
+        help="Delivery threads sending the outbox (embedded runner; 0: none)", min=0,
+        max=64)] = 2,
 ) -> None:
-    """Run jobs: the embedded runner on the database, or a Celery worker on the broker."""
+    """Run jobs: the embedded runner on the database, or a Celery worker on the broker.
+    The embedded runner also sends the delivery outbox."""
     from signalfactory.services.jobs.registry import ensure_tasks_loaded
     from signalfactory.settings import load_settings
 
@@ -136,12 +140,20 @@ def worker(
 
     platform = _build_platform(settings)
     _require_schema(platform)
+    from signalfactory.workers.delivery import DeliveryWorker
+
     embedded = EmbeddedRunner(platform, concurrency=concurrency)
+    delivery = DeliveryWorker(platform, delivery_concurrency) if delivery_concurrency else None
     embedded.start()
-    err.print(f"worker running {embedded.concurrency} job(s) at a time; Ctrl+C stops it")
+    if delivery is not None:
+        delivery.start()
+    err.print(f"worker running {embedded.concurrency} job(s) at a time and "
+              f"{delivery_concurrency} delivery thread(s); Ctrl+C stops it")
     try:
         _wait_for_signal()
     finally:
+        if delivery is not None:
+            delivery.stop()
         embedded.stop()
         platform.close()
 

@@ -8,6 +8,9 @@ from signalfactory import __version__
 from signalfactory.cli import backtest as backtest_cli
 from signalfactory.cli import data, indicators, ops, scans, serve, signals, strategies, tenants
 from signalfactory.cli import jobs as jobs_cli
+from signalfactory.cli.campaigns import campaigns_app
+from signalfactory.cli.deliveries import deliveries_app
+from signalfactory.cli.endpoints import endpoints_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -34,6 +37,9 @@ app.add_typer(ops.data_app, name="data")
 app.command()(jobs_cli.worker)
 app.command()(jobs_cli.beat)
 app.add_typer(jobs_cli.jobs_app, name="jobs")
+app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(campaigns_app, name="campaigns")
 
 
 @app.callback()

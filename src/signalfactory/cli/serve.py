@@ -61,12 +61,15 @@ def up(
         report = store_sample(platform, symbols=sample_symbols, bars=sample_bars, seed=42)
         err.print(f"loaded the sample universe: {report.rows} bars of "
                   f"{report.instruments} instruments")
+    from signalfactory.workers.delivery import DeliveryWorker
     from signalfactory.workers.runner import EmbeddedRunner
     from signalfactory.workers.scheduler import Scheduler
 
     runner, scheduler = EmbeddedRunner(platform), Scheduler(platform)
+    delivery = DeliveryWorker(platform, concurrency=2)
     runner.start()
     scheduler.start()
+    delivery.start()
     err.print(f"serving on http://{host}:{port} (livez, readyz, /api/v1, /docs); "
               f"{runner.concurrency} job worker(s), {len(scheduler.entries)} schedule(s)\n"
               "API calls need a key: signalfactory keys create --tenant default --role admin")
@@ -81,4 +84,5 @@ def up(
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C aborts
         scheduler.stop()
+        delivery.stop()
         runner.stop()

@@ -74,3 +74,17 @@ READ_FAILOVERS = Counter("signalfactory_read_failovers_total",
 CACHE_REQUESTS = Counter("signalfactory_cache_requests_total",
                          "Hot-read cache look-ups by namespace and result (hit, miss, error)",
                          ["namespace", "result"])
+
+# -- delivery: names are a contract with deploy/prometheus/rules.yml and the Grafana dashboard
+DELIVERIES = Counter("deliveries_total", "Delivery attempts by channel kind and outcome "
+                     "(delivered, retry, dead, suppressed)", ["channel", "outcome"])
+DELIVERY_ATTEMPT_DURATION = Histogram(
+    "delivery_attempt_duration_seconds", "Time one delivery attempt took", ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+DELIVERY_LAG = Histogram(
+    "delivery_lag_seconds", "From the outbox row's commit to its successful delivery",
+    ["priority"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600))
+DELIVERY_QUEUE_DEPTH = Gauge("signalfactory_delivery_queue_depth",
+                             "Outbox rows waiting to be sent, by priority", ["priority"])
+DELIVERY_DEAD_LETTER = Gauge("signalfactory_delivery_dead_letter",
+                             "Outbox rows in the dead-letter queue")

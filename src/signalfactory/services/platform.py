@@ -23,6 +23,7 @@ from signalfactory.settings import Settings
 if TYPE_CHECKING:
     from signalfactory.domain.streaming import SignalEvent
     from signalfactory.services.accounts.ports import RateLimiter
+    from signalfactory.services.delivery.ports import Channel, SecretBox
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
     from signalfactory.services.streaming.ports import SignalFeed
@@ -66,6 +67,14 @@ class Platform:
     signal_feed: SignalFeed | None = None
     #: strategy objects by version id: a version never changes, parsing it once is enough
     live_strategies: dict[int, Strategy] = field(default_factory=dict)
+
+    # -- delivery ------------------------------------------------------------------------
+    #: channel kind -> channel; a kind is present only when it can be used (loaded lazily)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    #: seals endpoint targets and secrets at rest (None: no delivery key configured)
+    secret_box: SecretBox | None = None
+    #: announces committed outbox rows to delivery workers (the rows are the truth)
+    delivery_queue: JobQueue | None = None
 
     # -- serving: readiness and scrape-time gauges ---------------------------------------
     probes: dict[str, ReadinessProbe] = field(default_factory=dict)

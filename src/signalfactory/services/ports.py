@@ -21,6 +21,11 @@ if TYPE_CHECKING:
         UsageRepository,
     )
     from signalfactory.services.backtests.ports import BacktestRepository
+    from signalfactory.services.delivery.ports import (
+        CampaignRepository,
+        DeliveryRepository,
+        EndpointRepository,
+    )
     from signalfactory.services.jobs.ports import JobRepository
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
     from signalfactory.services.scans.ports import ScanRepository
@@ -88,6 +93,15 @@ class UnitOfWork(Protocol):
 
     @property
     def subscriptions(self) -> SubscriptionRepository: ...
+
+    @property
+    def endpoints(self) -> EndpointRepository: ...
+
+    @property
+    def deliveries(self) -> DeliveryRepository: ...
+
+    @property
+    def campaigns(self) -> CampaignRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

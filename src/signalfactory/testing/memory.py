@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     )
     from signalfactory.testing.backtests import MemoryBacktestRepository
     from signalfactory.testing.clock import FixedClock
+    from signalfactory.testing.delivery import MemoryDeliveryRepository
+    from signalfactory.testing.endpoints import (
+        MemoryCampaignRepository,
+        MemoryEndpointRepository,
+    )
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
     from signalfactory.testing.scans import MemoryScanRepository
@@ -118,6 +123,21 @@ class InMemoryUnitOfWork:
     def subscriptions(self) -> MemorySubscriptionRepository:
         from signalfactory.testing.streaming import MemorySubscriptionRepository
         return MemorySubscriptionRepository(self.state)
+
+    @property
+    def endpoints(self) -> MemoryEndpointRepository:
+        from signalfactory.testing.endpoints import MemoryEndpointRepository
+        return MemoryEndpointRepository(self.state)
+
+    @property
+    def deliveries(self) -> MemoryDeliveryRepository:
+        from signalfactory.testing.delivery import MemoryDeliveryRepository
+        return MemoryDeliveryRepository(self.state)
+
+    @property
+    def campaigns(self) -> MemoryCampaignRepository:
+        from signalfactory.testing.endpoints import MemoryCampaignRepository
+        return MemoryCampaignRepository(self.state)
 
 
 class InMemoryDatabase:

@@ -351,5 +351,97 @@ subscriptions = sa.Table(
     sa.Column("symbols", sa.JSON, nullable=False, default=list),
     sa.Column("min_score", sa.Float(53), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    # delivery controls (0008)
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("quiet_start", sa.SmallInteger, nullable=True),
+    sa.Column("quiet_end", sa.SmallInteger, nullable=True),
+    sa.Column("max_per_hour", sa.Integer, nullable=True),
+    sa.Column("digest_minutes", sa.Integer, nullable=True),
+    sa.Column("template", sa.Text, nullable=True),
     sa.UniqueConstraint("tenant_id", "name", name="uq_subscriptions_tenant_name"),
+)
+
+
+# -- delivery (0008) ---------------------------------------------------------------------------
+
+endpoints = sa.Table(
+    "endpoints", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("target_sealed", sa.LargeBinary, nullable=False),
+    sa.Column("target_hint", sa.String(200), nullable=False),
+    sa.Column("secrets_sealed", sa.LargeBinary, nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("disabled_reason", sa.String(500), nullable=True),
+    sa.Column("max_per_second", sa.Float(53), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.UniqueConstraint("tenant_id", "name", name="uq_endpoints_tenant_name"),
+)
+
+subscription_endpoints = sa.Table(
+    "subscription_endpoints", metadata,
+    sa.Column("subscription_id", sa.Integer,
+              sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("endpoint_id", sa.Integer, sa.ForeignKey("endpoints.id", ondelete="CASCADE"),
+              primary_key=True),
+)
+
+campaigns = sa.Table(
+    "campaigns", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("subscription_ids", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("enqueued", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("endpoint_id", sa.Integer, sa.ForeignKey("endpoints.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("subscription_id", sa.Integer,
+              sa.ForeignKey("subscriptions.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("signal_id", sa.BigInteger, sa.ForeignKey("signals.id", ondelete="CASCADE"),
+              nullable=True),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+              nullable=True),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    # the same signal never goes twice to the same destination
+    sa.UniqueConstraint("endpoint_id", "signal_id", name="uq_deliveries_endpoint_signal"),
+    sa.Index("ix_deliveries_due", "status", "priority", "next_attempt_at"),
+    sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(40), sa.ForeignKey("deliveries.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Float(53), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("response_excerpt", sa.Text, nullable=True),
 )

@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
     from signalfactory.adapters.storage.backtests import SqlBacktestRepository
     from signalfactory.adapters.storage.bar_repository import SqlBarRepository
+    from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
+    from signalfactory.adapters.storage.endpoints import (
+        SqlCampaignRepository,
+        SqlEndpointRepository,
+    )
     from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
     from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
     from signalfactory.adapters.storage.jobs import SqlJobRepository
@@ -152,6 +157,21 @@ class SqlUnitOfWork:
     def subscriptions(self) -> SqlSubscriptionRepository:
         from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
         return SqlSubscriptionRepository(self.connection)
+
+    @property
+    def endpoints(self) -> SqlEndpointRepository:
+        from signalfactory.adapters.storage.endpoints import SqlEndpointRepository
+        return SqlEndpointRepository(self.connection)
+
+    @property
+    def deliveries(self) -> SqlDeliveryRepository:
+        from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
+        return SqlDeliveryRepository(self.connection)
+
+    @property
+    def campaigns(self) -> SqlCampaignRepository:
+        from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
+        return SqlCampaignRepository(self.connection)
 
 
 class SqlDatabase:

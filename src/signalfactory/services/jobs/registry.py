@@ -49,6 +49,7 @@ TASK_MODULES: list[str] = [
     "signalfactory.services.marketdata.tasks",
     "signalfactory.services.backtests.tasks",
     "signalfactory.services.scans.tasks",
+    "signalfactory.services.delivery.tasks",
     "signalfactory.ops.tasks",
 ]
 

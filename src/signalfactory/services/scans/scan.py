@@ -28,6 +28,7 @@ from signalfactory.services.signals.evaluation import (
     finite_values,
     new_signals,
 )
+from signalfactory.services.signals.store import store_signals
 from signalfactory.services.strategies.catalog import resolve
 
 Progress = Callable[[float], None]
@@ -125,8 +126,9 @@ def run_scan(platform: Platform, request: ScanRequest,
                         bar_ts=ns_to_datetime(r.ts), values=finite_values(r.values))
              for i, r in enumerate(ranked)])
         if version is not None:
-            written = len(uow.signals.insert_new(
-                new_signals(records, bars, version.version_id, timeframe)))
+            written = len(store_signals(platform, uow, [
+                (version, s) for s in new_signals(records, bars, version.version_id,
+                                                  timeframe)]).inserted)
             SIGNALS_PRODUCED.labels(version.name).inc(written)
     if written:
         platform.cache.invalidate("signals")

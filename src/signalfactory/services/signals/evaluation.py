@@ -25,6 +25,7 @@ from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUC
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
+from signalfactory.services.signals.store import store_signals
 from signalfactory.services.strategies.catalog import get_strategy, instantiate, list_strategies
 
 
@@ -80,7 +81,8 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
         found = len(records)
         signals = new_signals(records, bars, stored.version_id, timeframe)
         with platform.database.write() as uow:
-            written = len(uow.signals.insert_new(signals))
+            written = len(store_signals(platform, uow,
+                                        [(stored, s) for s in signals]).inserted)
             run_id = _record_run(platform, uow, stored, timeframe, "succeeded", None, n_inst,
                                  written, started)
         SIGNALS_PRODUCED.labels(stored.name).inc(written)

@@ -21,7 +21,8 @@ Publishing: each process keeps its publishers in ``platform.signal_publishers``
 (the API's stream hub registers one). Other processes (a worker, the CLI) publish into the
 table only; the API process picks their signals up by polling the table by id (and wakes at
 once on PostgreSQL, where storing a signal sends ``NOTIFY signalfactory_signals``).
-The signals and the strategy runs that found them are stored in one unit of work; the
+The signals, their delivery rows (the outbox) and the strategy runs that found them are
+stored in one unit of work; the
 publishers run after it commits. ``signalfactory_signal_latency_seconds`` is observed here,
 once per new signal, when it is handed to the publishers: from the bars' arrival in
 ``write_bars`` to publish.
@@ -42,10 +43,10 @@ import numpy as np
 import numpy.typing as npt
 
 from signalfactory.domain.bars import BarUniverse
-from signalfactory.domain.signals import InsertedSignal, NewSignal
+from signalfactory.domain.signals import NewSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
-from signalfactory.domain.streaming import SignalEvent, iso_utc
+from signalfactory.domain.streaming import SignalEvent
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
@@ -53,6 +54,7 @@ from signalfactory.services.marketdata.bars import BarsWritten
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import new_signals
+from signalfactory.services.signals.store import store_signals
 from signalfactory.services.strategies.catalog import instantiate
 
 log = get_logger("signalfactory.live")
@@ -186,9 +188,9 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
             records, universe, stored.version_id, written.timeframe))))
     batch = [(o.stored, signal) for o in outcomes for signal in o.signals]
     with platform.database.write() as uow:
-        created = uow.signals.insert_new([signal for _s, signal in batch])
+        result = store_signals(platform, uow, batch, arrival_ns=written.arrival_ns)
         new_by_version: dict[int, int] = {}
-        for inserted in created:
+        for inserted in result.inserted:
             version_id = batch[inserted.index][0].version_id
             new_by_version[version_id] = new_by_version.get(version_id, 0) + 1
         finished = platform.clock.now()
@@ -207,24 +209,12 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
                         version=o.stored.version, error=o.error)
         elif new_by_version.get(o.stored.version_id):
             SIGNALS_PRODUCED.labels(o.stored.name).inc(new_by_version[o.stored.version_id])
-    events = sorted((_event(inserted, *batch[inserted.index], written.arrival_ns)
-                     for inserted in created), key=lambda e: e.id)
+    events = result.events
     if events:
         platform.cache.invalidate("signals")
     publish(platform, events)
     return LiveReport(len(loaded), universe.n_instruments, len(events),
                       tuple(o.stored.name for o in outcomes if o.error))
-
-
-def _event(inserted: InsertedSignal, stored: StoredStrategy, signal: NewSignal,
-           arrival_ns: int) -> SignalEvent:
-    payload = {"id": inserted.id, "bar_ts": iso_utc(signal.bar_ts), "symbol": signal.symbol,
-               "side": signal.side, "strategy": stored.name,
-               "strategy_version": stored.version, "timeframe": signal.timeframe,
-               "score": signal.score, "price": signal.price, "values": dict(signal.values),
-               "created_at": iso_utc(inserted.created_at)}
-    return SignalEvent(payload, tenant_id=stored.tenant_id, builtin=stored.builtin,
-                       arrival_ns=arrival_ns)
 
 
 def publish(platform: Platform, events: Sequence[SignalEvent]) -> None:
