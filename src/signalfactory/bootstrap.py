@@ -16,6 +16,7 @@ from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
+from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import NOTIFY_CHANNEL
 from signalfactory.services.delivery.ports import Channel
@@ -132,7 +133,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     if settings.redis_url:
         probes["cache"] = hot_cache.health
     platform = Platform(settings=settings, database=database, cache=hot_cache,
-                        channels=build_channels(settings),
+                        channels=build_channels(settings), renderer=JinjaMessageRenderer(),
                         secret_box=build_secret_box(settings), delivery_queue=LocalJobQueue(),
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),

@@ -286,3 +286,35 @@ def test_replay_brings_dead_rows_back(platform: Platform, channel: ScriptedChann
     channel.answer = lambda _t, _m: SendResult(ok=True, status_code=200)
     assert deliver_due(platform, "w1", limit=10).delivered == 1
     assert replay(platform, 1, None, endpoint_id=endpoint_id) == 0  # nothing dead now
+
+
+def test_messages_come_from_templates_and_a_failing_one_dead_letters_at_once(
+        platform: Platform, channel: ScriptedChannel) -> None:
+    import dataclasses
+
+    from signalfactory.adapters.templates import JinjaMessageRenderer
+
+    templated = dataclasses.replace(platform, renderer=JinjaMessageRenderer(),
+                                    channels={"apprise": ScriptedChannel("apprise")})
+    apprise = templated.channels["apprise"]
+    assert isinstance(apprise, ScriptedChannel)
+    _endpoint, good = _one_signal(templated, kind="apprise")
+    assert deliver_due(templated, "w1", limit=10).delivered == 1
+    (sent,) = apprise.sent
+    payload = _rows(templated)[good].payload
+    # the apprise kind's default template: "BUY AAA (always)" and the price in the text
+    assert sent["subject"] == f"{str(payload['side']).upper()} {payload['symbol']} (always)"
+    assert str(payload["price"]) in sent["body"]
+
+    stored = seed_strategy(templated, name="templated")
+    instruments = seed_instruments(templated, ["TPL"])
+    broken, _sub = seed_route(templated, "broken", "json://example.com/x", kind="apprise",
+                              strategies=["templated"], template="{{ signal.price / 0 }}")
+    ids = insert_signals(templated, stored, new_signals(stored, instruments, 1)).delivery_ids
+    (bad,) = [i for i in ids if _rows(templated)[i].endpoint_id == broken]
+    report = deliver_due(templated, "w1", limit=10)
+    # the first subscription (every strategy) gets its copy; the broken template's is never sent
+    assert report.dead == 1 and report.delivered == 1 and len(apprise.sent) == 2
+    with templated.database.read() as uow:
+        (attempt,) = uow.deliveries.attempts(bad)
+    assert _rows(templated)[bad].status == DEAD and "division" in (attempt.error or "")

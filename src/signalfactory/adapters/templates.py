@@ -179,3 +179,11 @@ def render_message(kind: str, template: str | None,
         raise TemplateRenderError(f"template failed: {type(exc).__name__}: {exc}") from exc
     return RenderedMessage(subject=" ".join(subject.split())[:250], body=body.strip(),
                            html=html)
+
+
+class JinjaMessageRenderer:
+    """The ``MessageRenderer`` port over :func:`render_message`."""
+
+    def render(self, kind: str, template: str | None,
+               context: Mapping[str, object]) -> RenderedMessage:
+        return render_message(kind, template, context)

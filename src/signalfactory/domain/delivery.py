@@ -128,6 +128,8 @@ class SendResult:
     response_excerpt: str | None = None
     #: per-recipient failures of a channel that fans out itself (Apprise URLs)
     failures: tuple[str, ...] = field(default=())
+    #: every attempt would fail the same way (a template that does not render): dead-letter
+    permanent: bool = False
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ def classify(result: SendResult) -> Outcome:
     """What to do with a delivery after one attempt."""
     if result.ok:
         return "delivered"
+    if result.permanent:
+        return "dead"
     code = result.status_code
     if code is None:  # timeout, refused or reset connection, DNS: the network, not the receiver
         return "retry"

@@ -23,7 +23,7 @@ from signalfactory.settings import Settings
 if TYPE_CHECKING:
     from signalfactory.domain.streaming import SignalEvent
     from signalfactory.services.accounts.ports import RateLimiter
-    from signalfactory.services.delivery.ports import Channel, SecretBox
+    from signalfactory.services.delivery.ports import Channel, MessageRenderer, SecretBox
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
     from signalfactory.services.streaming.ports import SignalFeed
@@ -73,6 +73,8 @@ class Platform:
     channels: dict[str, Channel] = field(default_factory=dict)
     #: seals endpoint targets and secrets at rest (None: no delivery key configured)
     secret_box: SecretBox | None = None
+    #: renders message templates (None: plain default text, as in memory platforms)
+    renderer: MessageRenderer | None = None
     #: announces committed outbox rows to delivery workers (the rows are the truth)
     delivery_queue: JobQueue | None = None
 

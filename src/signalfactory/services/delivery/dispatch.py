@@ -30,6 +30,7 @@ from signalfactory.domain.delivery import (
     Endpoint,
     NewDelivery,
     SendResult,
+    TemplateRenderError,
 )
 from signalfactory.domain.endpoint_secrets import active_secrets, decode_secrets
 from signalfactory.domain.errors import OperationalError
@@ -40,7 +41,7 @@ from signalfactory.observability.metrics import (
     DELIVERY_ATTEMPT_DURATION,
     DELIVERY_LAG,
 )
-from signalfactory.services.delivery.messages import digest_payload, render, render_digest
+from signalfactory.services.delivery.messages import digest_payload, render_unit
 from signalfactory.services.delivery.outbox import announce
 from signalfactory.services.delivery.plan import THROTTLE_WINDOW, Plan, Unit, plan_rows
 from signalfactory.services.platform import Platform
@@ -169,16 +170,15 @@ def send_unit(platform: Platform, unit: Unit, started: datetime) -> SendResult:
         target, secrets = open_endpoint(platform, endpoint, started)
     except OperationalError as exc:
         return SendResult(ok=False, error=str(exc))
-    if len(unit.rows) == 1:
-        payload = unit.rows[0].payload
-        subject, body = render(unit.rows[0], endpoint.kind, unit.template)
-    else:
-        payload = digest_payload(unit.rows)
-        subject, body = render_digest(unit.rows, endpoint.kind, unit.template)
+    payload = unit.rows[0].payload if len(unit.rows) == 1 else digest_payload(unit.rows)
+    try:
+        message = render_unit(platform.renderer, unit.rows, endpoint.kind, unit.template)
+    except TemplateRenderError as exc:
+        return SendResult(ok=False, error=str(exc), permanent=True)
     try:
         return channel.send(target, secrets, unit.message_id, int(started.timestamp()),
-                            subject, body, canonical_json(payload),
-                            max_per_second=endpoint.max_per_second)
+                            message.subject, message.body, canonical_json(payload),
+                            html=message.html, max_per_second=endpoint.max_per_second)
     except Exception as exc:  # a channel must not raise; if one does, it is a failed attempt
         log.error("delivery channel raised", channel=endpoint.kind,
                   error=f"{type(exc).__name__}: {exc}")

@@ -1,14 +1,14 @@
-"""Message text of a delivery: a subject and a plain-text body per channel kind.
-
-Small on purpose: templates per subscription (sandboxed Jinja2) replace ``render`` without
-touching the dispatcher, which only needs ``(subject, body)``.
+"""Message text of a delivery: the template context of a payload, rendered by the platform's
+``MessageRenderer`` (sandboxed Jinja2: one default per channel kind, a subscription's own
+template over it); plain default text where a platform has no renderer (memory tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from signalfactory.domain.delivery import Delivery
+from signalfactory.domain.delivery import Delivery, RenderedMessage
+from signalfactory.services.delivery.ports import MessageRenderer
 
 
 def _signal_line(payload: dict[str, object]) -> str:
@@ -45,3 +45,30 @@ def digest_payload(deliveries: Sequence[Delivery]) -> dict[str, object]:
     return {"type": "signal.digest", "count": len(deliveries),
             "signals": [{k: v for k, v in d.payload.items() if k != "type"}
                         for d in deliveries]}
+
+
+def message_context(deliveries: Sequence[Delivery]) -> dict[str, object]:
+    """What a template sees: ``signal`` (one signal), ``signals`` (a digest) or the payload's
+    own fields (``subject``/``body`` of a campaign or a test), and ``type``."""
+    if len(deliveries) > 1:
+        return {"type": "signal.digest",
+                "signals": [{k: v for k, v in d.payload.items() if k != "type"}
+                            for d in deliveries]}
+    payload = deliveries[0].payload
+    if payload.get("type") == "signal.created":
+        return {"type": "signal.created",
+                "signal": {k: v for k, v in payload.items() if k != "type"}}
+    return dict(payload)
+
+
+def render_unit(renderer: MessageRenderer | None, deliveries: Sequence[Delivery],
+                endpoint_kind: str, template: str | None) -> RenderedMessage:
+    """The message of one send (one row, or a digest's rows). ``TemplateRenderError`` from a
+    stored template propagates: the dispatcher dead-letters on it."""
+    if renderer is not None:
+        return renderer.render(endpoint_kind, template, message_context(deliveries))
+    if len(deliveries) == 1:
+        subject, body = render(deliveries[0], endpoint_kind, template)
+    else:
+        subject, body = render_digest(deliveries, endpoint_kind, template)
+    return RenderedMessage(subject=subject, body=body)

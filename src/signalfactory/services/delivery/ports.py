@@ -16,6 +16,7 @@ from signalfactory.domain.delivery import (
     NewCampaign,
     NewDelivery,
     NewEndpoint,
+    RenderedMessage,
     SendResult,
 )
 
@@ -147,6 +148,14 @@ class Channel(Protocol):
         wrong with it (bad URL, unknown scheme, a private address when not allowed). Pure:
         no message is sent."""
         ...
+
+
+class MessageRenderer(Protocol):
+    """Subject, text and HTML of a message from a template (sandboxed): the channel kind's
+    default, or a subscription's own. Raises ``TemplateRenderError`` when it fails."""
+
+    def render(self, kind: str, template: str | None,
+               context: Mapping[str, object]) -> RenderedMessage: ...
 
 
 class SecretBox(Protocol):
