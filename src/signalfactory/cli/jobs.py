@@ -8,6 +8,8 @@ the modules named in ``SIGNALFACTORY_TASK_MODULES`` (comma-separated), imported 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.process
 import os
 import shutil
 import signal
@@ -97,6 +99,33 @@ def _wait_for_signal() -> None:
         pass
 
 
+def _start_delivery_process(concurrency: int) -> multiprocessing.process.BaseProcess | None:
+    """The outbox sender beside a Celery worker, in a spawned process of its own: Celery's
+    prefork pool forks this process, and database connections must not cross a fork. The
+    outbox rows are the queue (leased with SKIP LOCKED), so any number of these may run."""
+    if not concurrency:
+        return None
+    process = multiprocessing.get_context("spawn").Process(
+        target=run_delivery_worker, args=(concurrency,), name="signalfactory-delivery",
+        daemon=True)
+    process.start()
+    return process
+
+
+def run_delivery_worker(concurrency: int) -> None:
+    """Send the delivery outbox until SIGTERM or SIGINT."""
+    from signalfactory.workers.delivery import DeliveryWorker
+
+    platform = _build_platform()
+    delivery = DeliveryWorker(platform, concurrency)
+    delivery.start()
+    try:
+        _wait_for_signal()
+    finally:
+        delivery.stop()
+        platform.close()
+
+
 @handle_errors
 def worker(
     concurrency: Annotated[int | None, typer.Option(
@@ -109,11 +138,10 @@ def worker(
     metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port")]
     = "127.0.0.1",
     delivery_concurrency: Annotated[int, typer.Option(
-        help="Delivery threads sending the outbox (embedded runner; 0: none)", min=0,
-        max=64)] = 2,
+        help="Delivery threads sending the outbox (0: none)", min=0, max=64)] = 2,
 ) -> None:
     """Run jobs: the embedded runner on the database, or a Celery worker on the broker.
-    The embedded runner also sends the delivery outbox."""
+    Either also sends the delivery outbox (with Celery, from a child process of its own)."""
     from signalfactory.services.jobs.registry import ensure_tasks_loaded
     from signalfactory.settings import load_settings
 
@@ -130,9 +158,13 @@ def worker(
     if kind == "celery":
         from signalfactory.workers.celery_app import run_worker
 
+        delivery_process = _start_delivery_process(delivery_concurrency)
         try:
             run_worker(settings, concurrency or settings.job_concurrency)
         finally:
+            if delivery_process is not None:
+                delivery_process.terminate()  # SIGTERM: it hands its leased rows back
+                delivery_process.join(30)
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
         return
