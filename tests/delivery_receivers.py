@@ -4,6 +4,7 @@ Telegram-like rate-limited stand-in, and an SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -161,3 +162,41 @@ def smtp_server() -> Iterator[tuple[int, SmtpInbox]]:
         yield port, inbox
     finally:
         controller.stop()
+
+
+def require_mosquitto() -> None:
+    """Skip (fail under CI=true) when the Mosquitto of this machine is unreachable."""
+    import pytest
+
+    from tests.conftest import IN_CI
+
+    try:
+        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
+    except OSError as exc:
+        message = f"Mosquitto at 127.0.0.1:1883 is unreachable ({exc})"
+        if IN_CI:
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+
+
+@contextmanager
+def mqtt_subscriber(topic: str) -> Iterator[queue.Queue[bytes]]:
+    """A paho client subscribed to ``topic`` on the local Mosquitto: payloads arrive on the
+    queue it yields (subscription confirmed before it does)."""
+    import paho.mqtt.client as mqtt
+
+    require_mosquitto()
+    got: queue.Queue[bytes] = queue.Queue()
+    subscribed: queue.Queue[bool] = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda _c, _u, message: got.put(message.payload)
+    client.on_subscribe = lambda *_args: subscribed.put(True)
+    client.connect("127.0.0.1", 1883)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=1)
+        subscribed.get(timeout=10)
+        yield got
+    finally:
+        client.loop_stop()
+        client.disconnect()

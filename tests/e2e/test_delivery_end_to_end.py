@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import queue
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,21 +27,10 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import add_strategy
 from signalfactory.services.streaming.subscriptions import create_subscription
 from signalfactory.workers.delivery import DeliveryWorker
-from tests.conftest import IN_CI
-from tests.delivery_receivers import http_receiver, smtp_server
+from tests.delivery_receivers import http_receiver, mqtt_subscriber, smtp_server
 
 # One entry per bar: every new bar of the followed strategy is a signal.
 RULE = "entry: close > 0\nexit: close < 0"
-
-
-def _mosquitto() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
-    except OSError as exc:
-        message = f"Mosquitto at 127.0.0.1:1883 is unreachable ({exc})"
-        if IN_CI:
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -92,73 +80,58 @@ def _deliver_all(platform: Platform, expected: int) -> None:
 
 def test_an_ingested_signal_reaches_a_webhook_an_inbox_and_an_mqtt_topic_once(
         dplatform: Platform, tmp_path: Path) -> None:
-    _mosquitto()
-    import paho.mqtt.client as mqtt
-
     topic = f"signalfactory/e2e-{uuid.uuid4().hex}"
-    received: queue.Queue[bytes] = queue.Queue()
-    subscribed: queue.Queue[bool] = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda _c, _u, message: received.put(message.payload)
-    client.on_subscribe = lambda *_args: subscribed.put(True)
-    client.connect("127.0.0.1", 1883)
-    client.loop_start()
-    try:
-        client.subscribe(topic, qos=1)
-        assert subscribed.get(timeout=10)
-        with http_receiver() as (base, hooks), smtp_server() as (smtp_port, inbox):
-            with dplatform.database.write() as uow:
-                tenant = create_tenant(uow, f"e2e-{uuid.uuid4().hex[:6]}", "enterprise").id
-                add_strategy(uow, tenant, "every_bar", rule_text=RULE)
-            subscription = create_subscription(dplatform, tenant, "alerts",
-                                               strategies_=["every_bar"])
-            hook = create_endpoint(dplatform, tenant, name="hook", kind="webhook",
-                                   target=f"{base}/hook")
-            mail = create_endpoint(
-                dplatform, tenant, name="mail", kind="email",
-                target=f"smtp://127.0.0.1:{smtp_port}?from=sf@example.com&to=me@example.com")
-            mq = create_endpoint(dplatform, tenant, name="mqtt", kind="apprise",
-                                 target=f"mqtt://127.0.0.1:1883/{topic}")
-            set_controls(dplatform, tenant, subscription.id, DeliveryControls(
-                endpoint_ids=(hook.endpoint.id, mail.endpoint.id, mq.endpoint.id)))
+    with mqtt_subscriber(topic) as received, http_receiver() as (base, hooks), \
+            smtp_server() as (smtp_port, inbox):
+        with dplatform.database.write() as uow:
+            tenant = create_tenant(uow, f"e2e-{uuid.uuid4().hex[:6]}", "enterprise").id
+            add_strategy(uow, tenant, "every_bar", rule_text=RULE)
+        subscription = create_subscription(dplatform, tenant, "alerts",
+                                           strategies_=["every_bar"])
+        hook = create_endpoint(dplatform, tenant, name="hook", kind="webhook",
+                               target=f"{base}/hook")
+        mail = create_endpoint(
+            dplatform, tenant, name="mail", kind="email",
+            target=f"smtp://127.0.0.1:{smtp_port}?from=sf@example.com&to=me@example.com")
+        mq = create_endpoint(dplatform, tenant, name="mqtt", kind="apprise",
+                             target=f"mqtt://127.0.0.1:1883/{topic}")
+        set_controls(dplatform, tenant, subscription.id, DeliveryControls(
+            endpoint_ids=(hook.endpoint.id, mail.endpoint.id, mq.endpoint.id)))
 
-            csv = _csv(tmp_path / "ACME.csv", "ACME", 40)
-            ingest_files(dplatform, [csv], symbol="ACME", timeframe="1d")
-            rows = _signal_count(dplatform)
-            assert rows > 0 and rows % 3 == 0, "each signal owes one row per endpoint"
-            signals = rows // 3
-            _deliver_all(dplatform, rows)
+        csv = _csv(tmp_path / "ACME.csv", "ACME", 40)
+        ingest_files(dplatform, [csv], symbol="ACME", timeframe="1d")
+        rows = _signal_count(dplatform)
+        assert rows > 0 and rows % 3 == 0, "each signal owes one row per endpoint"
+        signals = rows // 3
+        _deliver_all(dplatform, rows)
 
-            # The webhook: every signal once, signed with the endpoint's secret.
-            assert hook.secret is not None
-            verifier = standardwebhooks.Webhook(hook.secret)
-            ids = [r.headers["webhook-id"] for r in hooks.received]
-            assert len(ids) == signals and len(set(ids)) == signals
-            for request in hooks.received:
-                payload = verifier.verify(request.body, request.headers)
-                assert payload["type"] == "signal.created" and payload["symbol"] == "ACME"
-            # The inbox: one multipart message (text and HTML) per signal.
-            assert len(inbox.messages) == signals
-            kinds = {part.get_content_type()
-                     for part in message_from_bytes(inbox.messages[0][2]).walk()}
-            assert {"text/plain", "text/html"} <= kinds
-            # The MQTT topic: one message per signal.
-            got = []
-            deadline = time.monotonic() + 10
-            while len(got) < signals and time.monotonic() < deadline:
-                try:
-                    got.append(received.get(timeout=0.5))
-                except queue.Empty:
-                    continue
-            assert len(got) == signals and all(b"ACME" in m for m in got)
+        # The webhook: every signal once, signed with the endpoint's secret.
+        assert hook.secret is not None
+        verifier = standardwebhooks.Webhook(hook.secret)
+        ids = [r.headers["webhook-id"] for r in hooks.received]
+        assert len(ids) == signals and len(set(ids)) == signals
+        for request in hooks.received:
+            payload = verifier.verify(request.body, request.headers)
+            assert payload["type"] == "signal.created" and payload["symbol"] == "ACME"
+        # The inbox: one multipart message (text and HTML) per signal.
+        assert len(inbox.messages) == signals
+        kinds = {part.get_content_type()
+                 for part in message_from_bytes(inbox.messages[0][2]).walk()}
+        assert {"text/plain", "text/html"} <= kinds
+        # The MQTT topic: one message per signal.
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < signals and time.monotonic() < deadline:
+            try:
+                got.append(received.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        assert len(got) == signals and all(b"ACME" in m for m in got)
 
-            # The same file again: no new signal, nothing sent twice.
-            ingest_files(dplatform, [csv], symbol="ACME", timeframe="1d")
-            assert _signal_count(dplatform) == rows
-            _deliver_all(dplatform, rows)
-            time.sleep(0.5)
-            assert len(hooks.received) == signals and len(inbox.messages) == signals
-            assert received.empty()
-    finally:
-        client.loop_stop()
-        client.disconnect()
+        # The same file again: no new signal, nothing sent twice.
+        ingest_files(dplatform, [csv], symbol="ACME", timeframe="1d")
+        assert _signal_count(dplatform) == rows
+        _deliver_all(dplatform, rows)
+        time.sleep(0.5)
+        assert len(hooks.received) == signals and len(inbox.messages) == signals
+        assert received.empty()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,7 +17,7 @@ import pytest
 from signalfactory.adapters.channels.apprise_channel import AppriseChannel, check_apprise_url
 from signalfactory.adapters.channels.email import EmailChannel, check_email_target
 from signalfactory.domain.errors import BadInputError
-from tests.delivery_receivers import http_receiver, smtp_server
+from tests.delivery_receivers import http_receiver, mqtt_subscriber, smtp_server
 
 pytestmark = pytest.mark.timeout(60)
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -109,39 +107,14 @@ def test_apprise_connection_failure_is_reported_with_apprise_own_words() -> None
     assert "Connection error occurred sending JSON notification" in (result.error or "")
 
 
-def _mqtt_reachable() -> None:
-    try:
-        socket.create_connection(("127.0.0.1", 1883), timeout=2).close()
-    except OSError as exc:
-        message = f"Mosquitto at 127.0.0.1:1883 is unreachable ({exc})"
-        if IN_CI:
-            pytest.fail(message + "; CI=true requires it")
-        pytest.skip(message)
-
-
 def test_apprise_mqtt_reaches_a_subscriber_on_mosquitto() -> None:
-    _mqtt_reachable()
-    import paho.mqtt.client as mqtt
-
     topic = f"signalfactory/test-{uuid.uuid4().hex}"
-    got: queue.Queue[bytes] = queue.Queue()
-    subscribed: queue.Queue[bool] = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda _c, _u, message: got.put(message.payload)
-    client.on_subscribe = lambda *_args: subscribed.put(True)
-    client.connect("127.0.0.1", 1883)
-    client.loop_start()
-    try:
-        client.subscribe(topic, qos=1)
-        assert subscribed.get(timeout=10)
+    with mqtt_subscriber(topic) as got:
         result = _send(AppriseChannel(10, allow_private=True), f"mqtt://127.0.0.1:1883/{topic}",
                        subject="SELL MSFT", body="SELL MSFT at 410.2")
         assert result.ok, result.error
         # Apprise puts the title on the first line of a text-only service's message
         assert got.get(timeout=10) == b"SELL MSFT\r\nSELL MSFT at 410.2"
-    finally:
-        client.loop_stop()
-        client.disconnect()
 
 
 @pytest.mark.parametrize(("url", "allow_private", "problem"), [
