@@ -51,13 +51,15 @@ def delivery_from_row(m: RowMapping) -> Delivery:
         last_error=m["last_error"], created_at=created, delivered_at=_utc(m["delivered_at"]))
 
 
-def _due(now: datetime) -> sa.ColumnElement[bool]:
-    """Pending and due, or leased by a worker whose lease ran out (it died or hung)."""
-    return sa.or_(
-        sa.and_(deliveries.c.status == PENDING,
-                sa.or_(deliveries.c.next_attempt_at.is_(None),
-                       deliveries.c.next_attempt_at <= now)),
-        sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until <= now))
+def _pending_due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(deliveries.c.status == PENDING,
+                   sa.or_(deliveries.c.next_attempt_at.is_(None),
+                          deliveries.c.next_attempt_at <= now))
+
+
+def _lease_expired(now: datetime) -> sa.ColumnElement[bool]:
+    """Leased by a worker whose lease ran out (it died or hung)."""
+    return sa.and_(deliveries.c.status == SENDING, deliveries.c.lease_until <= now)
 
 
 def _leased_by(delivery_id: str, owner: str) -> sa.ColumnElement[bool]:
@@ -85,15 +87,22 @@ class SqlDeliveryRepository:
 
     def claim_due(self, now: datetime, owner: str, lease_until: datetime, limit: int,
                   max_priority: int | None = None) -> list[Delivery]:
-        pick = (sa.select(deliveries.c.id).where(_due(now))
-                .order_by(deliveries.c.priority, deliveries.c.id).limit(limit))
-        if max_priority is not None:
-            pick = pick.where(deliveries.c.priority <= max_priority)
-        if self.conn.dialect.name == "postgresql":
-            # Claimers never wait on each other: each takes rows nobody else has locked.
-            # SQLite needs nothing: the write transaction holds the database lock from BEGIN.
-            pick = pick.with_for_update(skip_locked=True)
-        ids = [str(r[0]) for r in self.conn.execute(pick)]
+        # Two picks, not one with OR: each walks ix_deliveries_due (status, priority, id) in
+        # order and stops at ``limit``; an OR made PostgreSQL sort the whole backlog (40 ms
+        # at 100,000 pending rows) on every claim.
+        ids: list[str] = []
+        for due in (_pending_due(now), _lease_expired(now)):
+            pick = (sa.select(deliveries.c.id).where(due)
+                    .order_by(deliveries.c.priority, deliveries.c.id).limit(limit - len(ids)))
+            if max_priority is not None:
+                pick = pick.where(deliveries.c.priority <= max_priority)
+            if self.conn.dialect.name == "postgresql":
+                # Claimers never wait on each other: each takes rows nobody else locked.
+                # SQLite needs nothing: the write transaction holds the lock from BEGIN.
+                pick = pick.with_for_update(skip_locked=True)
+            ids.extend(str(r[0]) for r in self.conn.execute(pick))
+            if len(ids) >= limit:
+                break
         if not ids:
             return []
         claimed = self.conn.execute(

@@ -429,7 +429,8 @@ deliveries = sa.Table(
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     # the same signal never goes twice to the same destination
     sa.UniqueConstraint("endpoint_id", "signal_id", name="uq_deliveries_endpoint_signal"),
-    sa.Index("ix_deliveries_due", "status", "priority", "next_attempt_at"),
+    # claims walk pending rows in (priority, id) order: real-time first, oldest first
+    sa.Index("ix_deliveries_due", "status", "priority", "id"),
     sa.Index("ix_deliveries_tenant_id", "tenant_id", "id"),
 )
 

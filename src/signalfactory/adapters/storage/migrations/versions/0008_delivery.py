@@ -90,7 +90,7 @@ def upgrade() -> None:
         sa.Column("delivered_at", UTC_DATETIME, nullable=True),
         sa.UniqueConstraint("endpoint_id", "signal_id", name="uq_deliveries_endpoint_signal"),
     )
-    op.create_index("ix_deliveries_due", "deliveries", ["status", "priority", "next_attempt_at"])
+    op.create_index("ix_deliveries_due", "deliveries", ["status", "priority", "id"])
     op.create_index("ix_deliveries_tenant_id", "deliveries", ["tenant_id", "id"])
     op.create_table(
         "delivery_attempts",
