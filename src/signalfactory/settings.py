@@ -21,7 +21,6 @@ from signalfactory.domain.timeframes import Timeframe
 SECRET_FIELDS: tuple[str, ...] = (
     "backup_key",
     "archive_signing_key",
-    "webhook_signing_secret",
     "database_password",
     "delivery_key",
 )
@@ -198,7 +197,6 @@ class Settings(BaseSettings):
 
     backup_key: SecretStr | None = None
     archive_signing_key: SecretStr | None = None
-    webhook_signing_secret: SecretStr | None = None
     database_password: SecretStr | None = None
     #: key of the secret box sealing endpoint targets and secrets (32 bytes, base64)
     delivery_key: SecretStr | None = None
