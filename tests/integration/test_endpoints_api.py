@@ -179,9 +179,7 @@ def test_bad_endpoints_are_refused_and_nothing_is_stored(api: ApiHarness,
 
 
 def test_unknown_apprise_scheme_refused_by_the_channel(api: ApiHarness) -> None:
-    if "apprise" not in api.platform.channels:
-        pytest.skip("the Apprise channel (branch dlv/channels) is not configured here: its "
-                    "check_target knows the schemes")
+    assert "apprise" in api.platform.channels, "bootstrap builds the Apprise channel"
     _tenant, trader, _viewer = _setup(api)
     before = _fingerprint(api)
     refused = api.client.post("/api/v1/endpoints", headers=trader,
