@@ -14,6 +14,7 @@ from signalfactory.api.idempotency import IdempotencyMiddleware, document_idempo
 from signalfactory.api.middleware import RequestContextMiddleware
 from signalfactory.api.problems import document_problems, install_problem_handlers
 from signalfactory.api.routers import account, health, instruments
+from signalfactory.api.routers import audit as audit_router
 from signalfactory.api.routers import backtests as backtests_router
 from signalfactory.api.routers import campaigns as campaigns_router
 from signalfactory.api.routers import deliveries as deliveries_router
@@ -88,5 +89,6 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(endpoints_router.router)
     app.include_router(deliveries_router.router)
     app.include_router(campaigns_router.router)
+    app.include_router(audit_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     return app

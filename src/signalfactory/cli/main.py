@@ -8,6 +8,7 @@ from signalfactory import __version__
 from signalfactory.cli import backtest as backtest_cli
 from signalfactory.cli import data, indicators, ops, scans, serve, signals, strategies, tenants
 from signalfactory.cli import jobs as jobs_cli
+from signalfactory.cli.audit import audit_app
 from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
@@ -40,6 +41,7 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()

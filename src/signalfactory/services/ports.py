@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         IdempotencyRepository,
         UsageRepository,
     )
+    from signalfactory.services.audit.ports import AuditRepository
     from signalfactory.services.backtests.ports import BacktestRepository
     from signalfactory.services.delivery.ports import (
         CampaignRepository,
@@ -102,6 +103,9 @@ class UnitOfWork(Protocol):
 
     @property
     def campaigns(self) -> CampaignRepository: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

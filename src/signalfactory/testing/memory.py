@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         MemoryIdempotencyRepository,
         MemoryUsageRepository,
     )
+    from signalfactory.testing.audit import MemoryAuditRepository
     from signalfactory.testing.backtests import MemoryBacktestRepository
     from signalfactory.testing.clock import FixedClock
     from signalfactory.testing.delivery import MemoryDeliveryRepository
@@ -138,6 +139,11 @@ class InMemoryUnitOfWork:
     def campaigns(self) -> MemoryCampaignRepository:
         from signalfactory.testing.endpoints import MemoryCampaignRepository
         return MemoryCampaignRepository(self.state)
+
+    @property
+    def audit(self) -> MemoryAuditRepository:
+        from signalfactory.testing.audit import MemoryAuditRepository
+        return MemoryAuditRepository(self.state)
 
 
 class InMemoryDatabase:

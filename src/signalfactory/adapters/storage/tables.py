@@ -446,3 +446,24 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("response_excerpt", sa.Text, nullable=True),
 )
+
+# -- audit log (issue 11): append-only, each entry hashed over the previous one's hash -------
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    # seq is given by the writer (newest + 1 under the append lock), never by the database:
+    # it is part of the hashed entry and must have no gaps
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # no foreign key: entries outlive the tenants they mention (a cascade would break the chain)
+    sa.Column("tenant_id", sa.Integer, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    # unique: two entries can never claim the same predecessor, so the chain cannot fork
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Index("ix_audit_log_tenant_id", "tenant_id", "seq"),
+)

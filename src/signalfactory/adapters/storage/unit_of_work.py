@@ -23,6 +23,7 @@ from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
+    from signalfactory.adapters.storage.audit import SqlAuditRepository
     from signalfactory.adapters.storage.backtests import SqlBacktestRepository
     from signalfactory.adapters.storage.bar_repository import SqlBarRepository
     from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
@@ -172,6 +173,11 @@ class SqlUnitOfWork:
     def campaigns(self) -> SqlCampaignRepository:
         from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
         return SqlCampaignRepository(self.connection)
+
+    @property
+    def audit(self) -> SqlAuditRepository:
+        from signalfactory.adapters.storage.audit import SqlAuditRepository
+        return SqlAuditRepository(self.connection)
 
 
 class SqlDatabase:
