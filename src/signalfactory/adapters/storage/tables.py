@@ -446,3 +446,7 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("response_excerpt", sa.Text, nullable=True),
 )
+
+# -- trading (0009): defined in their own module on this metadata; imported here so that
+# every reader of ``metadata`` (backups, checksums, retention) sees them.
+from signalfactory.adapters.storage import tables_trading as _trading  # noqa: E402,F401 - registers the trading tables on metadata; must follow its definition
