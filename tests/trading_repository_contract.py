@@ -42,6 +42,7 @@ from signalfactory.domain.trading.records import (
     OrderUpdate,
     TradingState,
 )
+from signalfactory.domain.trading.risk import LossMonitor
 from signalfactory.services.ports import Database, UnitOfWork
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -289,11 +290,16 @@ def check_positions_states_marks(database: Database) -> None:
         assert [p.bot_id for p in uow.positions.find(open_only=True)] == [bot.id, other_bot.id]
 
     scopes = [(GLOBAL, 0), (TENANT, 1), (BOT, bot.id)]
+    monitor = LossMonitor(TENANT, 1, day=20_000, day_start_equity=1_000.0, peak_equity=1_200.5,
+                          last_equity=950.25, daily_breaches=2, drawdown_breaches=1,
+                          warned_day=20_000)
     with database.write() as uow:
         assert uow.trading_states.states(scopes) == []
         assert uow.trading_states.kill_switches() == []
-        uow.trading_states.put_state(TradingState(TENANT, 1, REDUCING, "loss", T0, "risk", 1))
-        uow.trading_states.put_state(TradingState(TENANT, 1, HALTED, "loss", T0, "risk", 2))
+        uow.trading_states.put_state(TradingState(TENANT, 1, REDUCING, "loss", T0, "risk",
+                                                  LossMonitor(TENANT, 1)))
+        uow.trading_states.put_state(TradingState(TENANT, 1, HALTED, "loss", T0, "risk",
+                                                  monitor))
         uow.trading_states.put_state(TradingState(GLOBAL, 0, ACTIVE, "", T0, "admin"))
         uow.trading_states.put_state(TradingState(TENANT, other, HALTED, "x", T0, "risk"))
         engaged = KillSwitch(GLOBAL, 0, engaged=True, rearmed=False, changed_at=T0,
@@ -303,8 +309,11 @@ def check_positions_states_marks(database: Database) -> None:
         uow.trading_states.put_kill_switch(KillSwitch(BOT, bot.id, False, True, T0, "a", "ok"))
     with database.read() as uow:
         states = uow.trading_states.states(scopes)
-        assert [(s.scope, s.scope_id, s.state, s.marks) for s in states] == [
-            (GLOBAL, 0, ACTIVE, 0), (TENANT, 1, HALTED, 2)]
+        assert [(s.scope, s.scope_id, s.state) for s in states] == [
+            (GLOBAL, 0, ACTIVE), (TENANT, 1, HALTED)]
+        assert states[0].monitor is None and states[1].monitor == monitor
+        fresh = uow.trading_states.states([(TENANT, other)])[0]
+        assert fresh.monitor is None and fresh.reason == "x"
         switches = uow.trading_states.kill_switches(scopes)
         assert switches[1] == engaged
         assert [(k.scope, k.engaged, k.rearmed) for k in switches] == [

@@ -152,7 +152,8 @@ trading_states = sa.Table(
     sa.Column("scope_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("marks", sa.Integer, nullable=False, server_default="0"),
+    # what the loss limits remember between marks (risk.LossMonitor), NULL before the first
+    sa.Column("monitor", sa.JSON, nullable=True),
     sa.Column("changed_at", UTCDateTime, nullable=False),
     sa.Column("changed_by", sa.String(200), nullable=False),
 )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -12,6 +15,26 @@ from signalfactory.adapters.storage.tables_trading import kill_switches, trading
 from signalfactory.adapters.storage.trading_accounts import utc
 from signalfactory.domain.trading.bots import KillSwitch
 from signalfactory.domain.trading.records import TradingState
+from signalfactory.domain.trading.risk import LossMonitor
+
+
+def monitor_to_json(monitor: LossMonitor | None) -> dict[str, Any] | None:
+    """NaN (no equity seen yet) is stored as null: JSON has no NaN."""
+    if monitor is None:
+        return None
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in dataclasses.asdict(monitor).items()}
+
+
+def monitor_from_json(value: Mapping[str, Any] | None) -> LossMonitor | None:
+    if value is None:
+        return None
+    known = {f.name: f for f in dataclasses.fields(LossMonitor)}
+    values = {k: v for k, v in value.items() if k in known}
+    for name in ("day_start_equity", "peak_equity", "last_equity"):
+        if values.get(name) is None:
+            values[name] = math.nan
+    return LossMonitor(**values)
 
 
 def _in_scopes(table: sa.Table, scopes: Sequence[tuple[str, int]]) -> sa.ColumnElement[bool]:
@@ -22,7 +45,8 @@ def _in_scopes(table: sa.Table, scopes: Sequence[tuple[str, int]]) -> sa.ColumnE
 def _state(row: sa.RowMapping) -> TradingState:
     return TradingState(scope=row["scope"], scope_id=int(row["scope_id"]), state=row["state"],
                         reason=row["reason"], changed_at=utc(row["changed_at"]),
-                        changed_by=row["changed_by"], marks=int(row["marks"]))
+                        changed_by=row["changed_by"],
+                        monitor=monitor_from_json(row["monitor"]))
 
 
 def _switch(row: sa.RowMapping) -> KillSwitch:
@@ -46,7 +70,7 @@ class SqlTradingStateRepository:
 
     def put_state(self, state: TradingState) -> None:
         values = {"scope": state.scope, "scope_id": state.scope_id, "state": state.state,
-                  "reason": state.reason, "marks": state.marks,
+                  "reason": state.reason, "monitor": monitor_to_json(state.monitor),
                   "changed_at": state.changed_at, "changed_by": state.changed_by}
         stmt = dialect_insert(self.conn, trading_states).values(**values)
         self.conn.execute(stmt.on_conflict_do_update(

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from signalfactory.domain.trading.bots import AccountKind, RiskLimits
 from signalfactory.domain.trading.orders import OrderType, Side
+from signalfactory.domain.trading.risk import LossMonitor
 
 # Credential slots: each exchange account has two, so a second key can be added before the
 # first is revoked. ``active``: the key the exchange adapter uses; ``standby``: stored and
@@ -105,8 +106,8 @@ class BotRuntime:
 class TradingState:
     """The trading state of one scope (``global``/0, ``tenant``/id, ``bot``/id).
 
-    ``marks``: consecutive marks the current loss breach has been seen on (a breach changes
-    the state only once confirmed; see ``RiskLimits.confirm_marks``)."""
+    ``monitor``: what the loss limits remember between marks of the scope (the day's start
+    equity, the peak, breaches seen on consecutive marks); None before the first mark."""
 
     scope: str
     scope_id: int
@@ -114,7 +115,7 @@ class TradingState:
     reason: str
     changed_at: datetime
     changed_by: str
-    marks: int = 0
+    monitor: LossMonitor | None = None
 
 
 @dataclass(frozen=True)
