@@ -146,7 +146,7 @@ def check_bots(database: Database) -> None:
         assert uow.bots.get(1, bot.id) == bot
         assert uow.bots.get(2, bot.id) is None
         runtime = uow.bots.runtime(bot.id)
-        assert runtime is not None and runtime.cash == 1_000.0 and runtime.last_bar_ns == 0
+        assert runtime is not None and runtime.last_bar_ns == 0
         assert runtime.lease_owner is None and runtime.started_at is None
         assert uow.bots.runtime(999_999) is None
 
@@ -178,16 +178,14 @@ def check_bots(database: Database) -> None:
         assert runtime is not None and runtime.lease_owner == "b"
         uow.bots.release_lease(bot.id, "b")
         assert uow.bots.acquire_lease(bot.id, "c", until, T0)
-        # progress never goes back; cash moves by deltas
+        # progress never goes back
         uow.bots.set_progress(bot.id, 500)
         uow.bots.set_progress(bot.id, 300)
-        uow.bots.add_cash(bot.id, -250.5)
-        uow.bots.add_cash(bot.id, 50.25)
         uow.bots.set_reconciled(bot.id, later)
     with database.read() as uow:
         runtime = uow.bots.runtime(bot.id)
         assert runtime is not None
-        assert (runtime.last_bar_ns, runtime.cash, runtime.lease_owner) == (500, 799.75, "c")
+        assert (runtime.last_bar_ns, runtime.lease_owner) == (500, "c")
         assert runtime.reconciled_at == later and runtime.lease_until == until
 
 

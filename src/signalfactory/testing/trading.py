@@ -112,7 +112,7 @@ class MemoryBotRepository:
                   updated_at=now, **dataclasses.asdict(bot) | {"limits": bot.limits})
         self.data.bots[row.id] = row
         self.data.runtimes[row.id] = BotRuntime(
-            bot_id=row.id, cash=bot.allocation, last_bar_ns=0, lease_owner=None,
+            bot_id=row.id, last_bar_ns=0, lease_owner=None,
             lease_until=None, started_at=None)
         return row
 
@@ -164,11 +164,6 @@ class MemoryBotRepository:
         found = self.data.runtimes.get(bot_id)
         if found is not None and found.last_bar_ns < last_bar_ns:
             self._runtime_set(bot_id, last_bar_ns=last_bar_ns)
-
-    def add_cash(self, bot_id: int, delta: float) -> None:
-        found = self.data.runtimes.get(bot_id)
-        if found is not None:
-            self._runtime_set(bot_id, cash=found.cash + delta)
 
     def set_reconciled(self, bot_id: int, now: datetime) -> None:
         self._runtime_set(bot_id, reconciled_at=now)

@@ -70,8 +70,8 @@ bots = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="stopped"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    # the runner's bookkeeping: cash, progress, lease (one active runner per bot)
-    sa.Column("cash", Money, nullable=False),
+    # the runner's bookkeeping: progress, lease (one active runner per bot). A bot's cash is
+    # not kept: it follows from its allocation and positions (domain.trading.capital).
     sa.Column("last_bar_ns", BarTime, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(200), nullable=True),
     sa.Column("lease_until", UTCDateTime, nullable=True),

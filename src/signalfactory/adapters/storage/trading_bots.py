@@ -62,7 +62,7 @@ class SqlBotRepository:
                     allocation=bot.allocation, sizing=bot.sizing, size_value=bot.size_value,
                     limits=limits_to_json(bot.limits), fee_pct=bot.fee_pct,
                     slippage_bps=bot.slippage_bps, direction=bot.direction, status="stopped",
-                    created_at=now, updated_at=now, cash=bot.allocation, last_bar_ns=0))
+                    created_at=now, updated_at=now, last_bar_ns=0))
                 new_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError:
             raise ConflictError(f"a bot named {bot.name!r} exists; choose another name"
@@ -98,13 +98,13 @@ class SqlBotRepository:
 
     def runtime(self, bot_id: int) -> BotRuntime | None:
         row = self.conn.execute(sa.select(
-            bots.c.id, bots.c.cash, bots.c.last_bar_ns, bots.c.lease_owner, bots.c.lease_until,
+            bots.c.id, bots.c.last_bar_ns, bots.c.lease_owner, bots.c.lease_until,
             bots.c.started_at, bots.c.reconciled_at).where(bots.c.id == bot_id)
         ).mappings().first()
         if row is None:
             return None
-        return BotRuntime(bot_id=int(row["id"]), cash=float(row["cash"]),
-                          last_bar_ns=int(row["last_bar_ns"]), lease_owner=row["lease_owner"],
+        return BotRuntime(bot_id=int(row["id"]), last_bar_ns=int(row["last_bar_ns"]),
+                          lease_owner=row["lease_owner"],
                           lease_until=as_utc(row["lease_until"]),
                           started_at=as_utc(row["started_at"]),
                           reconciled_at=as_utc(row["reconciled_at"]))
@@ -126,10 +126,6 @@ class SqlBotRepository:
         self.conn.execute(bots.update().where(bots.c.id == bot_id,
                                               bots.c.last_bar_ns < last_bar_ns)
                           .values(last_bar_ns=last_bar_ns))
-
-    def add_cash(self, bot_id: int, delta: float) -> None:
-        self.conn.execute(bots.update().where(bots.c.id == bot_id)
-                          .values(cash=bots.c.cash + delta))
 
     def set_reconciled(self, bot_id: int, now: datetime) -> None:
         self.conn.execute(bots.update().where(bots.c.id == bot_id).values(reconciled_at=now))

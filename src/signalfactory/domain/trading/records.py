@@ -88,11 +88,9 @@ class NewBot:
 
 @dataclass(frozen=True)
 class BotRuntime:
-    """What a bot's runner keeps between bars: who runs it (a lease), how far it got and its
-    cash (allocation, minus what it bought, plus what it sold, minus fees)."""
+    """What a bot's runner keeps between bars: who runs it (a lease) and how far it got."""
 
     bot_id: int
-    cash: float
     #: the newest bar the bot decided on (ns); the runner resumes after it
     last_bar_ns: int
     lease_owner: str | None

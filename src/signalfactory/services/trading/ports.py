@@ -107,10 +107,10 @@ class ExchangeAccountRepository(Protocol):
 
 
 class BotRepository(Protocol):
-    """Bots, their run status, and the runner's bookkeeping (lease, progress, cash)."""
+    """Bots, their run status, and the runner's bookkeeping (lease, progress)."""
 
     def add(self, bot: NewBot, now: datetime) -> Bot:
-        """Store a stopped bot with its allocation as cash (ConflictError on a taken name)."""
+        """Store a stopped bot (ConflictError when the tenant has one of that name)."""
         ...
 
     def get(self, tenant_id: int | None, bot_id: int) -> Bot | None: ...
@@ -137,10 +137,6 @@ class BotRepository(Protocol):
 
     def set_progress(self, bot_id: int, last_bar_ns: int) -> None:
         """Record the newest bar decided on (never moves back)."""
-        ...
-
-    def add_cash(self, bot_id: int, delta: float) -> None:
-        """Move the bot's cash by ``delta`` (fills: minus cost, plus proceeds, minus fees)."""
         ...
 
     def set_reconciled(self, bot_id: int, now: datetime) -> None: ...

@@ -80,7 +80,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False, server_default="stopped"),
         sa.Column("created_at", UTC_DATETIME, nullable=False),
         sa.Column("updated_at", UTC_DATETIME, nullable=False),
-        sa.Column("cash", MONEY, nullable=False),
         sa.Column("last_bar_ns", BAR_TIME, nullable=False, server_default="0"),
         sa.Column("lease_owner", sa.String(200), nullable=True),
         sa.Column("lease_until", UTC_DATETIME, nullable=True),
