@@ -16,7 +16,7 @@ from signalfactory.domain.backtest import (
     run_backtest,
 )
 from signalfactory.domain.backtest.engine import Trades
-from signalfactory.domain.backtest.metrics import drawdown_stats, lower_quantile, summary_nb
+from signalfactory.domain.backtest.metrics import drawdown_stats, summary_nb, value_at_risk
 from signalfactory.domain.errors import BadInputError
 
 DAY_NS = 86_400 * 10**9
@@ -49,9 +49,9 @@ def test_return_risk_and_tail_metrics_follow_their_definitions() -> None:
     assert m.sharpe == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(252))
     downside = math.sqrt(np.mean(np.minimum(r, 0) ** 2))
     assert m.sortino == pytest.approx(r.mean() / downside * math.sqrt(252))
-    q = np.quantile(r, 0.05, method="lower")
+    q = np.percentile(r, 5)  # linear interpolation, as empyrical's value_at_risk
     assert m.var_95 == pytest.approx(-q)
-    assert m.cvar_95 == pytest.approx(-r[r <= q].mean())
+    assert m.cvar_95 == pytest.approx(-np.sort(r)[: int(0.05 * 499) + 1].mean())
     peak = np.maximum.accumulate(np.r_[1000, equity])
     assert m.max_drawdown == pytest.approx(np.max(1 - np.r_[1000, equity] / peak))
     assert m.calmar == pytest.approx(m.cagr / m.max_drawdown)
@@ -123,9 +123,26 @@ def test_kernel_summary_matches_compute_metrics() -> None:
 
 
 @pytest.mark.parametrize("zero_share", [0.0, 0.5, 0.97, 1.0])
-@pytest.mark.parametrize("p", [0.0, 0.05, 0.5, 0.99])
-def test_lower_quantile_equals_numpy_with_many_ties(zero_share: float, p: float) -> None:
+@pytest.mark.parametrize("p", [0.0, 0.05, 0.5, 0.99, 1.0])
+def test_value_at_risk_equals_numpy_with_many_ties(zero_share: float, p: float) -> None:
     rng = np.random.default_rng(int(zero_share * 100) + int(p * 1000))
     r = rng.normal(0.0005, 0.01, 2_001)
     r[rng.random(r.shape[0]) < zero_share] = 0.0
-    assert lower_quantile(r, p) == np.quantile(r, p, method="lower")
+    q, tail = value_at_risk(r, p)
+    assert q == pytest.approx(np.percentile(r, 100 * p), abs=1e-15)
+    k = int(p * (r.shape[0] - 1))
+    assert tail == pytest.approx(np.sort(r)[: k + 1].mean(), abs=1e-15)
+
+
+@pytest.mark.parametrize("zero_share", [0.0, 0.9, 0.99])
+def test_var_of_a_backtest_curve_is_the_var_of_its_bar_returns(zero_share: float) -> None:
+    rng = np.random.default_rng(11)
+    r = rng.normal(0.0, 0.01, 3_000)
+    r[rng.random(r.shape[0]) < zero_share] = 0.0
+    equity = 500 * np.cumprod(1 + r)
+    m = compute_metrics(equity, no_trades(), None, 252, initial_cash=500,
+                        buy_and_hold_return=0.0)
+    returns = equity / np.r_[500, equity[:-1]] - 1
+    q, tail = value_at_risk(returns)
+    assert m.var_95 == pytest.approx(-q, rel=1e-12)
+    assert m.cvar_95 == pytest.approx(-tail, rel=1e-12)

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
     from signalfactory.services.signals.ports import SignalRepository
     from signalfactory.services.strategies.ports import StrategyRepository
     from signalfactory.services.streaming.ports import SubscriptionRepository
+    from signalfactory.services.trading.ports import (
+        BotMarkRepository,
+        BotRepository,
+        ExchangeAccountRepository,
+        OrderRepository,
+        PositionRepository,
+        TradingStateRepository,
+    )
 
 
 class Clock(Protocol):
@@ -106,6 +114,26 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditRepository: ...
+
+    @property
+    # -- trading --
+    @property
+    def exchange_accounts(self) -> ExchangeAccountRepository: ...
+
+    @property
+    def bots(self) -> BotRepository: ...
+
+    @property
+    def orders(self) -> OrderRepository: ...
+
+    @property
+    def positions(self) -> PositionRepository: ...
+
+    @property
+    def trading_states(self) -> TradingStateRepository: ...
+
+    @property
+    def bot_marks(self) -> BotMarkRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

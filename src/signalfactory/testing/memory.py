@@ -36,6 +36,14 @@ if TYPE_CHECKING:
     from signalfactory.testing.signals import MemorySignalRepository
     from signalfactory.testing.strategies import MemoryStrategyRepository
     from signalfactory.testing.streaming import MemorySubscriptionRepository
+    from signalfactory.testing.trading import (
+        MemoryBotMarkRepository,
+        MemoryBotRepository,
+        MemoryExchangeAccountRepository,
+        MemoryOrderRepository,
+        MemoryPositionRepository,
+        MemoryTradingStateRepository,
+    )
 
 T = TypeVar("T")
 
@@ -144,6 +152,36 @@ class InMemoryUnitOfWork:
     def audit(self) -> MemoryAuditRepository:
         from signalfactory.testing.audit import MemoryAuditRepository
         return MemoryAuditRepository(self.state)
+
+    @property
+    def exchange_accounts(self) -> MemoryExchangeAccountRepository:
+        from signalfactory.testing.trading import MemoryExchangeAccountRepository
+        return MemoryExchangeAccountRepository(self.state)
+
+    @property
+    def bots(self) -> MemoryBotRepository:
+        from signalfactory.testing.trading import MemoryBotRepository
+        return MemoryBotRepository(self.state)
+
+    @property
+    def orders(self) -> MemoryOrderRepository:
+        from signalfactory.testing.trading import MemoryOrderRepository
+        return MemoryOrderRepository(self.state)
+
+    @property
+    def positions(self) -> MemoryPositionRepository:
+        from signalfactory.testing.trading import MemoryPositionRepository
+        return MemoryPositionRepository(self.state)
+
+    @property
+    def trading_states(self) -> MemoryTradingStateRepository:
+        from signalfactory.testing.trading import MemoryTradingStateRepository
+        return MemoryTradingStateRepository(self.state)
+
+    @property
+    def bot_marks(self) -> MemoryBotMarkRepository:
+        from signalfactory.testing.trading import MemoryBotMarkRepository
+        return MemoryBotMarkRepository(self.state)
 
 
 class InMemoryDatabase:

@@ -73,6 +73,9 @@ class MemoryStrategyRepository:
         versions = self._all_versions(strategy_id)
         return versions[-1] if versions else None
 
+    def version(self, version_id: int) -> StoredStrategy | None:
+        return self._stored(version_id) if version_id in self.store.versions else None
+
     def _visible_ids(self, tenant_id: int, name: str | None = None) -> list[int]:
         """Visible strategy ids, the tenant's own before built-ins (as the SQL orders)."""
         ids = [i for i, (s, _) in self.store.strategies.items()

@@ -82,6 +82,10 @@ class SqlStrategyRepository:
                                 .order_by(strategy_versions.c.version.desc()).limit(1)).first()
         return None if row is None else _stored(row)
 
+    def version(self, version_id: int) -> StoredStrategy | None:
+        row = self.conn.execute(_select().where(strategy_versions.c.id == version_id)).first()
+        return None if row is None else _stored(row)
+
     def find(self, tenant_id: int, name: str,
              version: int | None = None) -> StoredStrategy | None:
         query = _select().where(_visible(tenant_id), strategies.c.name == name)

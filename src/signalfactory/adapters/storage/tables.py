@@ -467,3 +467,7 @@ audit_log = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False, unique=True),
     sa.Index("ix_audit_log_tenant_id", "tenant_id", "seq"),
 )
+
+# -- trading (0009): defined in their own module on this metadata; imported here so that
+# every reader of ``metadata`` (backups, checksums, retention) sees them.
+from signalfactory.adapters.storage import tables_trading as _trading  # noqa: E402,F401 - registers the trading tables on metadata; must follow its definition

@@ -38,6 +38,14 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.signals import SqlSignalRepository
     from signalfactory.adapters.storage.strategies import SqlStrategyRepository
     from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
+    from signalfactory.adapters.storage.trading_accounts import SqlExchangeAccountRepository
+    from signalfactory.adapters.storage.trading_bots import SqlBotRepository
+    from signalfactory.adapters.storage.trading_orders import SqlOrderRepository
+    from signalfactory.adapters.storage.trading_positions import (
+        SqlBotMarkRepository,
+        SqlPositionRepository,
+    )
+    from signalfactory.adapters.storage.trading_states import SqlTradingStateRepository
     from signalfactory.adapters.storage.usage import SqlUsageRepository
 
 log = get_logger("signalfactory.storage")
@@ -178,6 +186,36 @@ class SqlUnitOfWork:
     def audit(self) -> SqlAuditRepository:
         from signalfactory.adapters.storage.audit import SqlAuditRepository
         return SqlAuditRepository(self.connection)
+
+    @property
+    def exchange_accounts(self) -> SqlExchangeAccountRepository:
+        from signalfactory.adapters.storage.trading_accounts import SqlExchangeAccountRepository
+        return SqlExchangeAccountRepository(self.connection)
+
+    @property
+    def bots(self) -> SqlBotRepository:
+        from signalfactory.adapters.storage.trading_bots import SqlBotRepository
+        return SqlBotRepository(self.connection)
+
+    @property
+    def orders(self) -> SqlOrderRepository:
+        from signalfactory.adapters.storage.trading_orders import SqlOrderRepository
+        return SqlOrderRepository(self.connection)
+
+    @property
+    def positions(self) -> SqlPositionRepository:
+        from signalfactory.adapters.storage.trading_positions import SqlPositionRepository
+        return SqlPositionRepository(self.connection)
+
+    @property
+    def trading_states(self) -> SqlTradingStateRepository:
+        from signalfactory.adapters.storage.trading_states import SqlTradingStateRepository
+        return SqlTradingStateRepository(self.connection)
+
+    @property
+    def bot_marks(self) -> SqlBotMarkRepository:
+        from signalfactory.adapters.storage.trading_positions import SqlBotMarkRepository
+        return SqlBotMarkRepository(self.connection)
 
 
 class SqlDatabase:

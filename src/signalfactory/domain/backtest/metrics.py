@@ -12,8 +12,11 @@ Definitions (``E_t`` = equity marked at the close of bar *t*, ``E_-1`` = initial
   ``max_drawdown_bars``: the longest peak-to-recovery stretch (to the last bar if equity never
   recovered), ``max_drawdown_seconds`` the same stretch in time when timestamps are given;
   ``calmar = cagr / max_drawdown``;
-- ``var_95 = -q_5%(r)`` and ``cvar_95 = -mean(r | r <= q_5%(r))``: historical, on bar returns,
-  reported as positive loss fractions (0.02 = a 2 % loss on a bad bar);
+- ``var_95 = -q_5%(r)``, historical, on bar returns, ``q`` interpolated linearly between the
+  order statistics ``k = floor(0.05 (n - 1))`` and ``k + 1`` (``numpy.percentile``'s default,
+  which is empyrical's ``value_at_risk``); ``cvar_95 = -mean`` of the ``k + 1`` lowest bar
+  returns (empyrical's ``conditional_value_at_risk``); both reported as positive loss
+  fractions (0.02 = a 2 % loss on a bad bar);
 - trade statistics use closed trades (a position still open at the end is in ``n_trades`` as
   ``open_trades`` but not in win rate, profit factor, expectancy or holding time):
   ``win_rate`` = share with ``pnl > 0``; ``profit_factor`` = gross profit / gross loss
@@ -204,17 +207,6 @@ def _drawdown_from(stats: tuple[Any, ...], n: int,
     return max_dd, end - p, seconds
 
 
-@njit(cache=True, nogil=True)
-def _tail_mean_nb(r: np.ndarray, q: float) -> float:
-    total = 0.0
-    count = 0
-    for x in r:
-        if x <= q:
-            total += x
-            count += 1
-    return total / count if count else np.nan
-
-
 _NO_BUF = np.zeros(0, dtype=np.float64)
 
 
@@ -275,44 +267,64 @@ def summary_nb(equity: np.ndarray, trades: np.ndarray, initial: float, bars_per_
     out[11] = min(held / n, 1.0)
 
 
-def lower_quantile(r: FloatArray, p: float) -> float:
-    """``np.quantile(r, p, method="lower")`` by selection, robust to many equal values.
+def lerp(a: float, b: float, t: float) -> float:
+    """``a + (b - a) t`` exactly as numpy's percentile interpolates (from the nearer end)."""
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t
 
-    Flat stretches give long runs of exactly-zero bar returns, on which numpy's introselect
-    degrades badly (50 ms instead of 2 ms on a million bars): so the sign classes are counted
-    first and only the class holding the answer is partitioned.
+
+def value_at_risk(returns: FloatArray, cutoff: float = 0.05) -> tuple[float, float]:
+    """(``cutoff`` quantile of ``returns`` interpolated linearly, mean of the
+    ``floor(cutoff (n - 1)) + 1`` lowest returns): historical VaR and CVaR as return
+    fractions (negative for losses), the definitions of the module docstring; NaN for none.
+
+    Robust to many equal values: flat stretches give long runs of exactly-zero returns, on
+    which numpy's introselect degrades badly (50 ms instead of 2 ms on a million bars), so the
+    sign classes are split first and only the part holding the lowest values is partitioned.
     """
-    k = math.floor(p * (r.shape[0] - 1))
-    negative = r[r < 0.0]
-    if negative.shape[0] > k:
-        return float(np.partition(negative, k)[k])
-    zeros = int(np.count_nonzero(r == 0.0))
-    if negative.shape[0] + zeros > k:
-        return 0.0
-    rest = r[r > 0.0]
-    j = k - negative.shape[0] - zeros
-    return float(np.partition(rest, j)[j])
+    r = np.asarray(returns, dtype=np.float64)
+    n = r.shape[0]
+    if n == 0:
+        return math.nan, math.nan
+    position = cutoff * (n - 1)
+    k = math.floor(position)
+    wanted = min(k + 2, n)  # the order statistics k and k + 1, and everything below them
+    low = _lowest(r[r < 0.0], wanted)
+    if low.shape[0] < wanted:
+        zeros = min(int(np.count_nonzero(r == 0.0)), wanted - low.shape[0])
+        low = np.concatenate([low, np.zeros(zeros)])
+    if low.shape[0] < wanted:
+        low = np.concatenate([low, _lowest(r[r > 0.0], wanted - low.shape[0])])
+    kth = [k, k + 1] if k + 1 < n else [k]
+    low.partition(kth)
+    a = float(low[k])
+    q = lerp(a, float(low[k + 1]), position - k) if k + 1 < n else a
+    return q, float(low[: k + 1].mean())
+
+
+def _lowest(values: FloatArray, m: int) -> FloatArray:
+    """The ``m`` lowest of ``values`` (all of them if there are fewer), in no order."""
+    if values.shape[0] <= m:
+        return values.copy()
+    return np.partition(values, m - 1)[:m]
 
 
 def _tail(equity: FloatArray, initial: float, neg: FloatArray,
           stats: tuple[Any, ...]) -> tuple[float, float]:
-    """(5 % lower quantile of bar returns, mean of the returns at or below it)."""
+    """(5 % quantile of bar returns, mean of the lowest ones), as `value_at_risk`."""
     n = equity.shape[0]
-    n_neg, n_zero = int(stats[4]), int(stats[5])
-    k = math.floor(0.05 * (n - 1))
-    if n_neg > k:  # the usual case: the tail is made of losing bars only
+    n_neg = int(stats[4])
+    position = 0.05 * (n - 1)
+    k = math.floor(position)
+    if n_neg > k + 1:  # the usual case: the tail is made of losing bars only
         losses = neg[:n_neg]
-        losses.partition(k)
-        q = float(losses[k])
-        return q, float(_tail_mean_nb(losses, q))
-    if n_neg + n_zero > k:
-        return 0.0, float(stats[3]) / (n_neg + n_zero)
-    prev = np.empty(n, dtype=np.float64)  # under 5 % of bars lost: rare, do it plainly
+        losses.partition([k, k + 1])
+        q = lerp(float(losses[k]), float(losses[k + 1]), position - k)
+        return q, float(losses[: k + 1].mean())
+    prev = np.empty(n, dtype=np.float64)  # few losing bars: rare, do it plainly
     prev[0] = initial
     prev[1:] = equity[:-1]
-    r = equity / prev - 1.0
-    q = lower_quantile(r, 0.05)
-    return q, float(r[r <= q].mean())
+    return value_at_risk(equity / prev - 1.0, 0.05)
 
 
 def compute_metrics(equity: npt.NDArray[np.floating[Any]], trades: Trades,

@@ -25,7 +25,7 @@ import numpy as np
 from signalfactory.domain.timestamps import ns_to_datetime
 
 #: bump when the engine's semantics change, so old stored numbers are not reused for new runs
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 
 Scalar = str | float | bool | None
 """A value of a stored settings or metrics document (``int`` is a ``float`` to the checker)."""

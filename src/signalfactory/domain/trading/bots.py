@@ -90,6 +90,17 @@ class Bot:
     fee_pct: float = 0.0
     slippage_bps: float = 0.0
     direction: str = "long"
+    #: the rest of the backtest's settings, so a bot trades exactly as its backtest does
+    #: (``domain.trading.decisions.backtest_config(bot)`` maps them): ``close`` acts at the
+    #: close of the signal bar, ``next_open`` at the open of the bar after it
+    fill: str = "close"
+    #: fixed fee per order, in the quote currency (paper exchange)
+    fee_fixed: float = 0.0
+    #: round sizes down to whole units (on top of the market's amount step)
+    whole_units: bool = True
+    #: ``risk`` sizing: ATR period and the multiple of ATR taken as the stop distance
+    atr_period: int = 14
+    atr_multiple: float = 1.0
 
 
 @dataclass(frozen=True)

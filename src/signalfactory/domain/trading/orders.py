@@ -94,6 +94,11 @@ class Order:
     fee: float = 0.0
     reason: str = "signal"
     error: str | None = None
+    #: the bar the decision was made on (ns) and the price it saw
+    bar_ns: int = 0
+    reference_price: float = 0.0
+    #: cash set aside on the account for this order until it ends (0 once released)
+    reserved: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ class StrategyRepository(Protocol):
         """The strategy's highest version, None before it has one."""
         ...
 
+    def version(self, version_id: int) -> StoredStrategy | None:
+        """One version by its id (what a bot trades), None when there is none."""
+        ...
+
     def find(self, tenant_id: int, name: str,
              version: int | None = None) -> StoredStrategy | None:
         """A visible strategy by name: its newest version, or ``version``."""

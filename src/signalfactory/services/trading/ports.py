@@ -8,11 +8,24 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from signalfactory.domain.trading.bots import Bot, ExchangeAccount, KillSwitch
 from signalfactory.domain.trading.exchange import (
     ExchangeOrder,
     ExchangeTrade,
     Market,
     OrderRequest,
+)
+from signalfactory.domain.trading.orders import Fill, Order, Position
+from signalfactory.domain.trading.records import (
+    BotMark,
+    BotRuntime,
+    Credentials,
+    ExchangeCredential,
+    NewBot,
+    NewExchangeAccount,
+    NewOrder,
+    OrderUpdate,
+    TradingState,
 )
 
 
@@ -49,3 +62,170 @@ class Exchange(Protocol):
                         since: datetime | None = None) -> Sequence[ExchangeTrade]: ...
 
     def close(self) -> None: ...
+
+
+class ExchangeFactory(Protocol):
+    """Builds the exchange adapter of one account (``platform.exchanges``): paper accounts
+    get the paper exchange, ccxt accounts the ccxt connector with the opened credentials."""
+
+    def __call__(self, account: ExchangeAccount,
+                 credentials: Credentials | None) -> Exchange: ...
+
+
+# -- repositories (one per aggregate, bound to a unit of work) ------------------------------
+
+class ExchangeAccountRepository(Protocol):
+    """Exchange accounts of tenants and their two credential slots (sealed bytes only)."""
+
+    def add(self, account: NewExchangeAccount, now: datetime) -> ExchangeAccount:
+        """Store a new account (ConflictError when the tenant has one of that name)."""
+        ...
+
+    def get(self, tenant_id: int | None, account_id: int) -> ExchangeAccount | None:
+        """The account, if it belongs to ``tenant_id`` (any tenant when None)."""
+        ...
+
+    def find(self, tenant_id: int | None) -> list[ExchangeAccount]:
+        """Accounts of one tenant (every tenant when None), by id."""
+        ...
+
+    def lock(self, account_id: int) -> None:
+        """Serialise capital reservations on this account until the unit of work ends
+        (PostgreSQL: a row lock; SQLite's write transaction is already exclusive)."""
+        ...
+
+    def credentials(self, account_id: int) -> list[ExchangeCredential]:
+        """The account's stored slots, by slot number."""
+        ...
+
+    def put_credential(self, credential: ExchangeCredential) -> None:
+        """Store a slot (replacing what the slot held)."""
+        ...
+
+    def set_credential_status(self, account_id: int, slot: int, status: str,
+                              now: datetime) -> None: ...
+
+
+class BotRepository(Protocol):
+    """Bots, their run status, and the runner's bookkeeping (lease, progress)."""
+
+    def add(self, bot: NewBot, now: datetime) -> Bot:
+        """Store a stopped bot (ConflictError when the tenant has one of that name)."""
+        ...
+
+    def get(self, tenant_id: int | None, bot_id: int) -> Bot | None: ...
+
+    def find(self, *, tenant_id: int | None = None, status: str | None = None,
+             account_id: int | None = None) -> list[Bot]:
+        """Bots by id, optionally of one tenant, run status and account."""
+        ...
+
+    def set_status(self, bot_id: int, status: str, now: datetime) -> None:
+        """``running`` (also records ``started_at``) or ``stopped``."""
+        ...
+
+    def runtime(self, bot_id: int) -> BotRuntime | None: ...
+
+    def acquire_lease(self, bot_id: int, owner: str, until: datetime, now: datetime) -> bool:
+        """Take or renew the runner lease: succeeds when the lease is free, expired or
+        ``owner``'s own. One active runner per bot."""
+        ...
+
+    def release_lease(self, bot_id: int, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it."""
+        ...
+
+    def set_progress(self, bot_id: int, last_bar_ns: int) -> None:
+        """Record the newest bar decided on (never moves back)."""
+        ...
+
+    def set_reconciled(self, bot_id: int, now: datetime) -> None: ...
+
+
+class OrderRepository(Protocol):
+    """Orders and their fills. An order is written ``pending`` before the exchange call;
+    (account, client order id) and (account, trade id) are unique."""
+
+    def add_pending(self, order: NewOrder, now: datetime) -> tuple[Order, bool]:
+        """Insert a pending order; with its client order id already on the account store
+        nothing and return that row. Returns ``(order, created)``."""
+        ...
+
+    def get(self, tenant_id: int | None, order_id: int) -> Order | None: ...
+
+    def by_client_id(self, account_id: int, client_order_id: str) -> Order | None: ...
+
+    def update(self, order_id: int, update: OrderUpdate, now: datetime) -> Order:
+        """Apply what the exchange said; a terminal status also releases the reservation.
+        A terminal order never changes status again."""
+        ...
+
+    def find(self, *, tenant_id: int | None = None, bot_id: int | None = None,
+             account_id: int | None = None, statuses: Sequence[str] | None = None,
+             symbol: str | None = None, limit: int = 100, offset: int = 0) -> list[Order]:
+        """Orders newest first."""
+        ...
+
+    def count_since(self, bot_id: int, since: datetime) -> int:
+        """Orders the bot created at or after ``since`` (the order-rate limit)."""
+        ...
+
+    def reserved(self, *, account_id: int | None = None, bot_id: int | None = None) -> float:
+        """Cash set aside by orders that have not ended, on an account or of a bot."""
+        ...
+
+    def add_fill(self, fill: Fill) -> bool:
+        """Store an exchange trade; False when (account, trade id) is already stored."""
+        ...
+
+    def fills(self, *, order_id: int | None = None, bot_id: int | None = None,
+              account_id: int | None = None, limit: int = 1000) -> list[Fill]:
+        """Fills oldest first."""
+        ...
+
+    def has_fill(self, account_id: int, trade_id: str) -> bool: ...
+
+
+class PositionRepository(Protocol):
+    def get(self, bot_id: int, symbol: str) -> Position | None: ...
+
+    def find(self, *, tenant_id: int | None = None, bot_id: int | None = None,
+             open_only: bool = False) -> list[Position]:
+        """Positions by bot and symbol; ``open_only`` leaves out flat ones."""
+        ...
+
+    def put(self, position: Position) -> None:
+        """Insert or replace the bot's position in ``position.symbol``."""
+        ...
+
+
+class TradingStateRepository(Protocol):
+    """Trading states and kill switches per scope (``global``/0, ``tenant``/id, ``bot``/id)."""
+
+    def states(self, scopes: Sequence[tuple[str, int]]) -> list[TradingState]:
+        """The stored states of these scopes (a scope never set is absent: active)."""
+        ...
+
+    def put_state(self, state: TradingState) -> None: ...
+
+    def kill_switches(self, scopes: Sequence[tuple[str, int]] | None = None
+                      ) -> list[KillSwitch]:
+        """Stored kill switches of these scopes (all when None)."""
+        ...
+
+    def put_kill_switch(self, switch: KillSwitch) -> None: ...
+
+
+class BotMarkRepository(Protocol):
+    """Equity marks per bot: the equity curve, PnL and drawdown are read from these."""
+
+    def add(self, mark: BotMark) -> None:
+        """Store a mark (replacing one of the same bot and time)."""
+        ...
+
+    def series(self, bot_id: int, *, since: datetime | None = None,
+               until: datetime | None = None) -> list[BotMark]:
+        """Marks oldest first."""
+        ...
+
+    def latest(self, bot_id: int) -> BotMark | None: ...

@@ -5,7 +5,7 @@ change an entry by mistake; someone with the database's owner rights can still d
 which is what the hash chain and ``signalfactory audit verify`` are for.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-10
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
