@@ -20,6 +20,7 @@ from signalfactory.api.routers import campaigns as campaigns_router
 from signalfactory.api.routers import deliveries as deliveries_router
 from signalfactory.api.routers import endpoints as endpoints_router
 from signalfactory.api.routers import jobs as jobs_router
+from signalfactory.api.routers import reports as reports_router
 from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
 from signalfactory.api.routers import strategies as strategies_router
@@ -90,5 +91,6 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(deliveries_router.router)
     app.include_router(campaigns_router.router)
     app.include_router(audit_router.router)
+    app.include_router(reports_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     return app

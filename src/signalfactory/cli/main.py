@@ -12,6 +12,7 @@ from signalfactory.cli.audit import audit_app
 from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
+from signalfactory.cli.report import report_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -42,6 +43,7 @@ app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
 
 
 @app.callback()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.services.jobs.ports import JobRepository
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
+    from signalfactory.services.reports.ports import DailyReportRepository
     from signalfactory.services.scans.ports import ScanRepository
     from signalfactory.services.signals.ports import SignalRepository
     from signalfactory.services.strategies.ports import StrategyRepository
@@ -114,6 +115,9 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditRepository: ...
+
+    @property
+    def daily_reports(self) -> DailyReportRepository: ...
 
     @property
     # -- trading --

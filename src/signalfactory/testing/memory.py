@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
+    from signalfactory.testing.reports import MemoryDailyReportRepository
     from signalfactory.testing.scans import MemoryScanRepository
     from signalfactory.testing.signals import MemorySignalRepository
     from signalfactory.testing.strategies import MemoryStrategyRepository
@@ -152,6 +153,11 @@ class InMemoryUnitOfWork:
     def audit(self) -> MemoryAuditRepository:
         from signalfactory.testing.audit import MemoryAuditRepository
         return MemoryAuditRepository(self.state)
+
+    @property
+    def daily_reports(self) -> MemoryDailyReportRepository:
+        from signalfactory.testing.reports import MemoryDailyReportRepository
+        return MemoryDailyReportRepository(self.state)
 
     @property
     def exchange_accounts(self) -> MemoryExchangeAccountRepository:

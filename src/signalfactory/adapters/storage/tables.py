@@ -468,6 +468,23 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_tenant_id", "tenant_id", "seq"),
 )
 
+# -- daily trading reports (issue 11): the report's data, rendered to HTML when opened -------
+
+daily_reports = sa.Table(
+    "daily_reports", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("generated_at", UTCDateTime, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="SET NULL"),
+              nullable=True),
+    # one report per tenant and day: a re-run of the job finds it instead of sending twice
+    sa.UniqueConstraint("tenant_id", "day", name="uq_daily_reports_tenant_day"),
+)
+
 # -- trading (0009): defined in their own module on this metadata; imported here so that
 # every reader of ``metadata`` (backups, checksums, retention) sees them.
 from signalfactory.adapters.storage import tables_trading as _trading  # noqa: E402,F401 - registers the trading tables on metadata; must follow its definition

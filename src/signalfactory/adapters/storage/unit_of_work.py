@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.audit import SqlAuditRepository
     from signalfactory.adapters.storage.backtests import SqlBacktestRepository
     from signalfactory.adapters.storage.bar_repository import SqlBarRepository
+    from signalfactory.adapters.storage.daily_reports import SqlDailyReportRepository
     from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
     from signalfactory.adapters.storage.endpoints import (
         SqlCampaignRepository,
@@ -186,6 +187,11 @@ class SqlUnitOfWork:
     def audit(self) -> SqlAuditRepository:
         from signalfactory.adapters.storage.audit import SqlAuditRepository
         return SqlAuditRepository(self.connection)
+
+    @property
+    def daily_reports(self) -> SqlDailyReportRepository:
+        from signalfactory.adapters.storage.daily_reports import SqlDailyReportRepository
+        return SqlDailyReportRepository(self.connection)
 
     @property
     def exchange_accounts(self) -> SqlExchangeAccountRepository:

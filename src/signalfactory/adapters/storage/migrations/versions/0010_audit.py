@@ -1,4 +1,5 @@
-"""Audit log: an append-only, hash-chained table of security and trading events.
+"""Audit log: an append-only, hash-chained table of security and trading events; and the
+stored daily trading reports.
 
 Triggers refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL), so the application cannot
 change an entry by mistake; someone with the database's owner rights can still drop them,
@@ -53,12 +54,26 @@ def upgrade() -> None:
         sa.UniqueConstraint("hash", name="uq_audit_log_hash"),
     )
     op.create_index("ix_audit_log_tenant_id", "audit_log", ["tenant_id", "seq"])
+    op.create_table(
+        "daily_reports",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("day", sa.Date, nullable=False),
+        sa.Column("generated_at", UTC_DATETIME, nullable=False),
+        sa.Column("report", sa.JSON, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("campaign_id", sa.Integer,
+                  sa.ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True),
+        sa.UniqueConstraint("tenant_id", "day", name="uq_daily_reports_tenant_day"),
+    )
     dialect = op.get_bind().dialect.name
     for statement in _SQLITE_TRIGGERS if dialect == "sqlite" else _PG_TRIGGERS:
         op.execute(statement)
 
 
 def downgrade() -> None:
+    op.drop_table("daily_reports")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
