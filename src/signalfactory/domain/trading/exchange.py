@@ -49,6 +49,9 @@ class ExchangeOrder:
     status: str
     fee: float
     updated_at: datetime
+    #: the order's executions when the exchange reports them with the order (Binance does
+    #: for market orders); empty: fetch them with ``fetch_my_trades``
+    trades: tuple[ExchangeTrade, ...] = ()
 
 
 @dataclass(frozen=True)
