@@ -28,6 +28,7 @@ class Response:
     #: close the connection without a response (after ``hang`` seconds): a dropped response
     drop: bool = False
     hang: float = 0.0
+    content_type: str = "application/json;charset=UTF-8"
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -68,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop(response.hang)
             return
         head = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}",
-                "Content-Type: application/json;charset=UTF-8",
+                f"Content-Type: {response.content_type}",
                 f"Content-Length: {len(response.body)}"]
         head.extend(f"{k}: {v}" for k, v in response.headers.items())
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + response.body)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,18 +28,36 @@ from signalfactory.testing.exchange_simulator.faults import FaultRule, Faults
 from signalfactory.testing.exchange_simulator.market import SymbolSpec
 from signalfactory.testing.exchange_simulator.public import PUBLIC_ROUTES
 from signalfactory.testing.exchange_simulator.server import Response, SimulatorServer
+from signalfactory.testing.exchange_simulator.signed import SIGNED_ROUTES, authenticate
+from signalfactory.testing.exchange_simulator.trading import (
+    ZERO,
+    Ledger,
+    SimAccount,
+    SimOrder,
+    SimTrade,
+)
 
-_JSON_HEADERS: dict[str, str] = {}
+DEFAULT_API_KEY = "simulator-api-key"
+DEFAULT_SECRET = "simulator-secret"  # noqa: S105 - a test double's well-known secret
 
 
 class ExchangeSimulator:
     """One simulated venue: symbols with bars and rules, a clock, faults and counters."""
 
     def __init__(self, symbols: Iterable[SymbolSpec] = (), *, clock_ms: int | None = None,
+                 balances: Mapping[str, float | str] | None = None,
                  request_weight_limit: tuple[int, float] | None = None) -> None:
+        """``balances`` funds a default account (:attr:`api_key` / :attr:`secret`);
+        :meth:`add_account` adds more."""
         self._symbols: dict[str, SymbolSpec] = {}
         for spec in symbols:
             self.add_symbol(spec)
+        self.faults = Faults()
+        self.ledger = Ledger(self.faults.take_partial_fill)
+        self.api_key = DEFAULT_API_KEY
+        self.secret = DEFAULT_SECRET
+        if balances is not None:
+            self.add_account(self.api_key, self.secret, balances)
         self._clock_lock = threading.Lock()
         self._frozen_ms = clock_ms
         self._offset_ms = 0
@@ -46,7 +65,6 @@ class ExchangeSimulator:
         self.request_weight_limit = request_weight_limit
         self._weight_window_start = time.monotonic()
         self._weight_used = 0
-        self.faults = Faults()
         self._counts: Counter[tuple[str, str]] = Counter()
         self._count_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -88,14 +106,18 @@ class ExchangeSimulator:
         return {"public": base, "private": base, "v1": f"{self.url}/api/v1"}
 
     def ccxt_config(self, api_key: str | None = None, secret: str | None = None, *,
+                    public_only: bool = False,
                     timeout_ms: int = 10_000, rate_limit_ms: float | None = None,
                     **options: Any) -> dict[str, Any]:  # noqa: ANN401 - ccxt's config is untyped
         """Keyword arguments for ``ccxt.binance(...)`` that reach this simulator only.
 
         Spot markets only, no currency lookup on ``sapi`` and no futures endpoints, so
         ``load_markets`` makes one request (``exchangeInfo``). ``rate_limit_ms`` overrides
-        ccxt's throttle spacing (binance: 50 ms per cost unit; an order costs 0.2).
+        ccxt's throttle spacing (binance: 50 ms per cost unit; an order costs 0.2). Without
+        ``api_key`` the default account's keys are used when it exists (not ``public_only``).
         """
+        if api_key is None and not public_only and self.ledger.account(self.api_key):
+            api_key, secret = self.api_key, self.secret
         config: dict[str, Any] = {
             "urls": {"api": self.ccxt_urls()},
             "enableRateLimit": True,
@@ -137,6 +159,17 @@ class ExchangeSimulator:
             self._frozen_ms = epoch_ms
             self._offset_ms = 0
 
+    def advance_and_match(self, seconds: float) -> int:
+        """:meth:`advance`, then fill the resting limit orders the new prices cross."""
+        self.advance(seconds)
+        return self.match()
+
+    def match(self) -> int:
+        """Fill resting limit orders the current prices cross; returns the number of fills."""
+        now = self.now_ms()
+        return self.ledger.match_resting(self._symbols, lambda spec: self.price_of(spec, now),
+                                         now)
+
     def add_symbol(self, spec: SymbolSpec) -> None:
         self._symbols[spec.symbol] = spec
 
@@ -150,14 +183,51 @@ class ExchangeSimulator:
         return list(self._symbols.values())
 
     def set_price(self, symbol: str, price: float | None) -> None:
-        """Pin the price market orders fill at (None: back to the bars' last close)."""
+        """Pin the price market orders fill at (None: back to the bars' last close) and fill
+        the resting limit orders it crosses."""
         self.symbol_spec(symbol).price = price
+        self.match()
 
     def price_of(self, spec: SymbolSpec, now_ms: int | None = None) -> float:
         price = spec.last_price(self.now_ms() if now_ms is None else now_ms)
         if price is None:
             raise ApiError(400, -1013, f"No price for {spec.symbol} yet (no bar has opened).")
         return price
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def add_account(self, api_key: str, secret: str, balances: Mapping[str, float | str],
+                    *, maker_fee: str = "0.001", taker_fee: str = "0.001") -> SimAccount:
+        account = SimAccount(api_key, secret, maker_fee=Decimal(maker_fee),
+                             taker_fee=Decimal(taker_fee))
+        for asset, amount in balances.items():
+            account.move(asset, free=Decimal(str(amount)))
+        self.ledger.add_account(account)
+        return account
+
+    def balances(self, api_key: str | None = None) -> dict[str, tuple[Decimal, Decimal]]:
+        """(free, locked) per asset of an account (default: the default account)."""
+        account = self._account(api_key)
+        with self.ledger.lock:
+            return {a: (account.free.get(a, ZERO), account.locked.get(a, ZERO))
+                    for a in sorted(set(account.free) | set(account.locked))}
+
+    def orders(self, api_key: str | None = None) -> list[SimOrder]:
+        """Every order of an account, oldest first (live objects: read, do not change)."""
+        account = self._account(api_key)
+        with self.ledger.lock:
+            return list(account.orders.values())
+
+    def trades(self, api_key: str | None = None) -> list[SimTrade]:
+        account = self._account(api_key)
+        with self.ledger.lock:
+            return list(account.trades)
+
+    def _account(self, api_key: str | None) -> SimAccount:
+        account = self.ledger.account(api_key or self.api_key)
+        if account is None:
+            raise KeyError(f"no account with API key {api_key or self.api_key!r}")
+        return account
 
     # -- faults (thread-safe) --------------------------------------------------------------
 
@@ -242,11 +312,21 @@ class ExchangeSimulator:
     def _route(self, method: str, path: str, query: str, body: str,
                headers: Mapping[str, str]) -> object:
         params = dict(parse_qsl(query, keep_blank_values=True))
+        if body:
+            params.update(parse_qsl(body, keep_blank_values=True))
         public = PUBLIC_ROUTES.get((method, path))
         if public is not None:
             handler, weight, weight_all = public
             self._spend_weight(weight if "symbol" in params else weight_all)
             return handler(self, params)
+        signed = SIGNED_ROUTES.get((method, path))
+        if signed is not None:
+            endpoint, weight, weight_all = signed
+            self._spend_weight(weight if "symbol" in params else weight_all)
+            account = authenticate(self, query, body, headers, params)
+            if self.ledger.has_open_orders():
+                self.match()  # the market moved on since the last request
+            return endpoint(self, account, params)
         raise ApiError(404, -1000, f"The simulator has no endpoint {method} {path}.")
 
     def _spend_weight(self, weight: int) -> None:
@@ -275,5 +355,6 @@ class ExchangeSimulator:
                 body = {"code": -1001, "msg": "Internal error; unable to process your request. "
                         "Please try again."}
                 return Response(rule.status, json.dumps(body).encode())
-            return Response(rule.status, b"<html><body>Gateway error</body></html>")
+            return Response(rule.status, b"<html><body>Gateway error</body></html>",
+                            content_type="text/html")
         return Response(0, b"", drop=True, hang=rule.seconds)  # timeout: hang, never answer
