@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import ccxt
 import numpy as np
 import pytest
 
@@ -22,8 +23,6 @@ from signalfactory.testing.exchange_simulator import (
     SymbolSpec,
     synthetic_bars,
 )
-
-ccxt = pytest.importorskip("ccxt", reason="ccxt is in the [exchanges] extra")
 
 MINUTE = 60_000
 # 2023-11-14 22:13:20 UTC; the clock sits 30 s into the minute after the last full bar.
