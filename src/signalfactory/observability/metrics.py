@@ -131,3 +131,12 @@ TRADING_RECONCILIATIONS = Counter("signalfactory_trading_reconciliations_total",
                                   ["outcome"])
 TRADING_READ_ONLY = Gauge("signalfactory_trading_read_only",
                           "1 while this process trades read-only (its database is unreachable)")
+
+# Exchange connector (adapters/exchanges/ccxt_exchange.py). ``kind``: rate_limited, timeout,
+# network, unavailable, rejected, auth, other; ``endpoint``: the unified method (create_order...).
+EXCHANGE_ERRORS = Counter("signalfactory_exchange_errors_total",
+                          "Errors of exchange requests by kind", ["exchange", "kind"])
+EXCHANGE_REQUEST_SECONDS = Histogram(
+    "signalfactory_exchange_request_seconds", "Exchange request latency, one attempt",
+    ["exchange", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
