@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalfactory.domain.backtest import BacktestConfig, Signals, run_backtest
+from signalfactory.domain.backtest.config import SizingName
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.trading.capital import (
     BotBook,
@@ -41,10 +42,10 @@ def pos(symbol: str, qty: float, avg: float, realised: float = 0.0) -> Position:
 @pytest.mark.parametrize(("sizing", "value", "whole"), [
     ("fraction", 1.0, True), ("fraction", 0.3, False), ("cash", 2_500.0, True),
     ("units", 7.0, True), ("units", 1e6, False), ("risk", 0.01, True)])
-def test_sizing_is_the_backtests_first_entry(sizing: str, value: float, whole: bool) -> None:
+def test_sizing_is_the_backtests_first_entry(sizing: SizingName, value: float,
+                                             whole: bool) -> None:
     config = BacktestConfig(initial_cash=10_000, fee_pct=0.002, fee_fixed=1.5, slippage_bps=7,
-                            sizing=sizing, size_value=value,  # type: ignore[arg-type]
-                            whole_units=whole)
+                            sizing=sizing, size_value=value, whole_units=whole)
     n = 5
     close = np.array([101.3, 102.0, 99.0, 98.0, 97.0])
     atr = np.full(n, 2.5)

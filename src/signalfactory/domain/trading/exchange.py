@@ -49,6 +49,8 @@ class ExchangeOrder:
     status: str
     fee: float
     updated_at: datetime
+    #: the limit price (None: a market order); a resting order is rebuilt from it
+    price: float | None = None
 
 
 @dataclass(frozen=True)
