@@ -92,8 +92,7 @@ class OrderPath:
             self.refused.append(str(decision.rule))
             return []
         cid = intent.client_order_id
-        opening = intent.reason == "entry"
-        if opening:
+        if intent.reason == "entry":
             px = self.costs.fill_price(intent.reference_price, intent.side)
             self.ledger.reserve(cid, self.bot.id, reservation_amount(intent.quantity, px,
                                                                      self.costs))
@@ -108,18 +107,8 @@ class OrderPath:
                       price=t.price, fee=t.fee, fee_currency=t.fee_currency,
                       executed_at=t.executed_at) for k, t in enumerate(trades)]
         for f in fills:
-            value = f.quantity * f.price
-            if opening:
-                self.ledger.settle_open(cid, self.bot.id, cash_out=value + f.fee,
-                                        exposure=value, done=True)
-            else:
-                # the engine's exit: the cost set aside comes back with the gain, less fee
-                before = self.session.positions[f.symbol]
-                cost = f.quantity * before.average_price
-                gain = (f.price - before.average_price) * (before.quantity / abs(before.quantity))
-                self.ledger.settle_close(cid, self.bot.id,
-                                         cash_in=cost + f.quantity * gain - f.fee,
-                                         exposure=cost)
+            self.ledger.settle(cid, self.bot.id, self.session.positions.get(f.symbol), f,
+                               done=True)
         self.fills.extend(fills)
         return fills
 
