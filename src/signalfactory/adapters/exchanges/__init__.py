@@ -1,1 +1,2 @@
-"""Exchange adapters behind ``services.trading.ports.Exchange``: paper and ccxt."""
+"""Exchange adapters of ``services.trading.ports.Exchange``: paper (in memory, the backtest's
+fill model) and ccxt."""

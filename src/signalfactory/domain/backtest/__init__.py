@@ -4,6 +4,7 @@
 - `run_universe`: every instrument of a universe on its own cash, chunked, all cores;
 - `run_portfolio`: a universe as one account with shared cash and a position limit;
 - `compute_metrics` / `bars_per_year`: performance metrics and annualisation (metrics.py);
+  `curve_figures`: the figures of an equity curve alone (trading reports them);
 - sweeps.py: grids, random search, ranking, out-of-sample split, walk-forward.
 
 Strategies reach the engine as `Signals` computed from data up to each bar; the engine never
@@ -20,9 +21,12 @@ from signalfactory.domain.backtest.config import (
 from signalfactory.domain.backtest.engine import BacktestResult, Trades, run_backtest
 from signalfactory.domain.backtest.metrics import (
     SUMMARY_FIELDS,
+    CurveFigures,
     Metrics,
     bars_per_year,
     compute_metrics,
+    curve_figures,
+    value_at_risk,
 )
 from signalfactory.domain.backtest.portfolio import PortfolioResult, run_portfolio
 from signalfactory.domain.backtest.signals import Signals, crossings, mask_instrument_starts
@@ -45,6 +49,7 @@ __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "CrossoverSweeper",
+    "CurveFigures",
     "Direction",
     "ExitReason",
     "Fill",
@@ -61,6 +66,7 @@ __all__ = [
     "bars_per_year",
     "compute_metrics",
     "crossings",
+    "curve_figures",
     "grid",
     "mask_instrument_starts",
     "optimise",
@@ -69,5 +75,6 @@ __all__ = [
     "run_portfolio",
     "run_universe",
     "split_test",
+    "value_at_risk",
     "walk_forward",
 ]

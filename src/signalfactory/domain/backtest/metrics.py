@@ -327,6 +327,69 @@ def _tail(equity: FloatArray, initial: float, neg: FloatArray,
     return value_at_risk(equity / prev - 1.0, 0.05)
 
 
+@dataclass(frozen=True)
+class CurveFigures:
+    """The figures of an equity curve alone (no trades, no prices): what a trading bot, a
+    tenant or the whole platform reports, by the same definitions as a backtest."""
+
+    total_return: float
+    cagr: float
+    volatility: float
+    sharpe: float
+    sortino: float
+    calmar: float
+    max_drawdown: float
+    max_drawdown_bars: int
+    max_drawdown_seconds: float
+    var_95: float
+    cvar_95: float
+    final_equity: float
+    n_bars: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def curve_figures(equity: npt.NDArray[np.floating[Any]], bars_per_year: float, *,
+                  initial_cash: float, ts: IntArray | None = None) -> CurveFigures:
+    """Return, risk and tail figures of ``equity`` (marked once per bar, starting from
+    ``initial_cash``); the definitions are the module docstring's."""
+    eq = np.asarray(equity, dtype=np.float64)
+    n = eq.shape[0]
+    if n == 0:
+        raise BadInputError("metrics need at least one bar of equity")
+    if not bars_per_year > 0:
+        raise BadInputError("bars_per_year must be positive")
+    if not initial_cash > 0:
+        raise BadInputError("metrics need a positive initial equity")
+    final = float(eq[-1])
+    total_return = final / initial_cash - 1.0
+    years = n / bars_per_year
+    cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
+
+    neg = np.empty(n, dtype=np.float64)  # only the negative returns get written (and paged)
+    stats = equity_pass_nb(eq, initial_cash, neg)
+    mean, std, downside = (float(x) for x in moments_nb(stats[0], stats[1], stats[2], n))
+    ann = math.sqrt(bars_per_year)
+    q, cvar = _tail(eq, initial_cash, neg, stats)
+    max_dd, dd_bars, dd_seconds = _drawdown_from(stats, n, ts)
+    return CurveFigures(
+        total_return=total_return,
+        cagr=cagr,
+        volatility=std * ann,
+        sharpe=_ratio(mean, std) * ann if n > 1 else math.nan,  # std is nan for one bar
+        sortino=_ratio(mean, downside) * ann,
+        calmar=_ratio(cagr, max_dd),
+        max_drawdown=max_dd,
+        max_drawdown_bars=dd_bars,
+        max_drawdown_seconds=dd_seconds,
+        var_95=-q,
+        cvar_95=-cvar,
+        final_equity=final,
+        n_bars=n,
+    )
+
+
 def compute_metrics(equity: npt.NDArray[np.floating[Any]], trades: Trades,
                     close: FloatArray | None, bars_per_year: float, *, initial_cash: float,
                     ts: IntArray | None = None, bar_offset: int = 0,
@@ -340,27 +403,12 @@ def compute_metrics(equity: npt.NDArray[np.floating[Any]], trades: Trades,
     and ``trade_bars_are_local`` (trade indices count each instrument's own bars, so holding
     time is reported in bars only).
     """
-    eq = np.asarray(equity, dtype=np.float64)
-    n = eq.shape[0]
-    if n == 0:
-        raise BadInputError("metrics need at least one bar of equity")
+    n = equity.shape[0]
     if close is not None and close.shape[0] != n:
         raise BadInputError(f"close has {close.shape[0]} bars, equity {n}")
     if close is None and buy_and_hold_return is None:
         raise BadInputError("metrics need the close prices or a buy-and-hold return")
-    if not bars_per_year > 0:
-        raise BadInputError("bars_per_year must be positive")
-    final = float(eq[-1])
-    total_return = final / initial_cash - 1.0
-    years = n / bars_per_year
-    cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
-
-    neg = np.empty(n, dtype=np.float64)  # only the negative returns get written (and paged)
-    stats = equity_pass_nb(eq, initial_cash, neg)
-    mean, std, downside = (float(x) for x in moments_nb(stats[0], stats[1], stats[2], n))
-    ann = math.sqrt(bars_per_year)
-    q, cvar = _tail(eq, initial_cash, neg, stats)
-    max_dd, dd_bars, dd_seconds = _drawdown_from(stats, n, ts)
+    curve = curve_figures(equity, bars_per_year, initial_cash=initial_cash, ts=ts)
 
     open_mask = trades.is_open
     closed_pnl = trades.pnl[~open_mask]
@@ -378,17 +426,17 @@ def compute_metrics(equity: npt.NDArray[np.floating[Any]], trades: Trades,
                  - ts[trades.entry_idx[~open_mask] - bar_offset])
         avg_hold_seconds = float(spans.mean()) / 1e9
     return Metrics(
-        total_return=total_return,
-        cagr=cagr,
-        volatility=std * ann,
-        sharpe=_ratio(mean, std) * ann if n > 1 else math.nan,  # std is nan for one bar
-        sortino=_ratio(mean, downside) * ann,
-        calmar=_ratio(cagr, max_dd),
-        max_drawdown=max_dd,
-        max_drawdown_bars=dd_bars,
-        max_drawdown_seconds=dd_seconds,
-        var_95=-q,
-        cvar_95=-cvar,
+        total_return=curve.total_return,
+        cagr=curve.cagr,
+        volatility=curve.volatility,
+        sharpe=curve.sharpe,
+        sortino=curve.sortino,
+        calmar=curve.calmar,
+        max_drawdown=curve.max_drawdown,
+        max_drawdown_bars=curve.max_drawdown_bars,
+        max_drawdown_seconds=curve.max_drawdown_seconds,
+        var_95=curve.var_95,
+        cvar_95=curve.cvar_95,
         win_rate=float(np.count_nonzero(closed_pnl > 0)) / n_closed if n_closed else math.nan,
         profit_factor=_ratio(gross_win, gross_loss) if n_closed else math.nan,
         expectancy=float(closed_pnl.mean()) if n_closed else math.nan,
@@ -400,6 +448,6 @@ def compute_metrics(equity: npt.NDArray[np.floating[Any]], trades: Trades,
         avg_holding_seconds=avg_hold_seconds,
         buy_and_hold_return=(float(close[-1] / close[0] - 1.0) if close is not None
                              else float(buy_and_hold_return or 0.0)),
-        final_equity=final,
+        final_equity=curve.final_equity,
         n_bars=n,
     )

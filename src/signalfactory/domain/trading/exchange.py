@@ -55,6 +55,8 @@ class ExchangeOrder:
     #: the order's executions when the exchange reports them with the order (Binance does
     #: for market orders); empty: fetch them with ``fetch_my_trades``
     trades: tuple[ExchangeTrade, ...] = ()
+    #: the limit price (None: a market order); a resting order is rebuilt from it
+    price: float | None = None
 
 
 @dataclass(frozen=True)
