@@ -199,6 +199,31 @@ class Settings(BaseSettings):
     delivery_batch: int = Field(default=100, ge=1, le=10_000,
                                 description="Outbox rows a delivery worker leases at once.")
 
+    # -- trading --
+    trading_lease_seconds: float = Field(
+        default=15.0, gt=0, description="How long a worker holds a bot between ticks; a bot "
+                                        "whose worker died is taken over after this.")
+    trading_tick_seconds: float = Field(
+        default=60.0, gt=0, description="How often a running bot ticks without new bars "
+                                        "(reconciliation when due, equity marks, resume).")
+    trading_reconcile_seconds: float = Field(
+        default=60.0, gt=0, description="How often a running bot reconciles its orders, "
+                                        "fills and balances with the exchange.")
+    trading_resend_seconds: float = Field(
+        default=60.0, ge=0, description="A pending order the exchange certainly does not have "
+                                        "is sent again only while younger than this; older "
+                                        "ones expire (the decision is stale).")
+    trading_tenant_max_exposure: float | None = Field(
+        default=None, gt=0, description="Most a tenant may hold at cost plus reserve across "
+                                        "its bots (quote currency); unset: no limit.")
+    trading_worker_id: str | None = Field(
+        default=None, description="Stable id of this trading worker: a restarted worker "
+                                  "takes its bots back at once. Unique per worker; unset: "
+                                  "host, pid and a random tag.")
+    trading_probe_seconds: float = Field(
+        default=1.0, gt=0, le=5, description="How often a trading worker checks that the "
+                                             "database answers (read-only within 5 s).")
+
     backup_key: SecretStr | None = None
     archive_signing_key: SecretStr | None = None
     database_password: SecretStr | None = None

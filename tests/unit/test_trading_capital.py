@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signalfactory.domain.backtest import BacktestConfig, Signals, run_backtest
+from signalfactory.domain.backtest.config import SizingName
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.trading.capital import (
     BotBook,
@@ -26,7 +27,7 @@ from signalfactory.domain.trading.capital import (
 )
 from signalfactory.domain.trading.costs import CostModel
 from signalfactory.domain.trading.exchange import Market
-from signalfactory.domain.trading.orders import Position
+from signalfactory.domain.trading.orders import Fill, Position, Side
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -41,10 +42,10 @@ def pos(symbol: str, qty: float, avg: float, realised: float = 0.0) -> Position:
 @pytest.mark.parametrize(("sizing", "value", "whole"), [
     ("fraction", 1.0, True), ("fraction", 0.3, False), ("cash", 2_500.0, True),
     ("units", 7.0, True), ("units", 1e6, False), ("risk", 0.01, True)])
-def test_sizing_is_the_backtests_first_entry(sizing: str, value: float, whole: bool) -> None:
+def test_sizing_is_the_backtests_first_entry(sizing: SizingName, value: float,
+                                             whole: bool) -> None:
     config = BacktestConfig(initial_cash=10_000, fee_pct=0.002, fee_fixed=1.5, slippage_bps=7,
-                            sizing=sizing, size_value=value,  # type: ignore[arg-type]
-                            whole_units=whole)
+                            sizing=sizing, size_value=value, whole_units=whole)
     n = 5
     close = np.array([101.3, 102.0, 99.0, 98.0, 97.0])
     atr = np.full(n, 2.5)
@@ -220,3 +221,26 @@ def test_no_interleaving_spends_more_than_the_account_or_a_budget(
         assert total <= 1500.0 + 1e-6
         for b in (1, 2, 3):
             assert spent[b] + ledger.reserved(bot_id=b) <= 800.0 + 1e-6
+
+
+def fill(side: Side, qty: float, price: float, fee: float = 0.0) -> Fill:
+    return Fill(account_id=9, order_id=1, trade_id="t", symbol="A", side=side,
+                quantity=qty, price=price, fee=fee, fee_currency="USDT", executed_at=T0)
+
+
+def test_settle_splits_a_fill_into_its_closing_and_opening_parts() -> None:
+    ledger = CashLedger(bots=[BotBook(1, 1, 9, allocation=1000, cash=1000)],
+                        account_cash={9: 1000.0})
+    ledger.reserve("o1", 1, 201.0)
+    ledger.settle("o1", 1, None, fill("buy", 2, 100.0, fee=1.0), done=True)
+    assert ledger.book(1).cash == 799.0 and ledger.book(1).exposure == 200.0
+    assert ledger.reserved() == 0.0
+    long2 = pos("A", 2, 100.0, realised=-1.0)
+    # sell 3 at 110: 2 close (cost 200 + gain 20 back), 1 opens a short (110 set aside);
+    # the fee of 3 is shared 2:1
+    ledger.settle("o2", 1, long2, fill("sell", 3, 110.0, fee=3.0), done=True)
+    assert ledger.book(1).cash == pytest.approx(799 + 220 - 2 - 110 - 1)
+    assert ledger.book(1).exposure == pytest.approx(110.0)
+    # the ledger's cash is what a ledger rebuilt from the positions holds
+    after = [pos("A", -1, 110.0, realised=-1.0 + 20 - 3)]
+    assert ledger.book(1).cash == pytest.approx(bot_cash(1000.0, after))

@@ -88,3 +88,55 @@ DELIVERY_QUEUE_DEPTH = Gauge("signalfactory_delivery_queue_depth",
                              "Outbox rows waiting to be sent, by priority", ["priority"])
 DELIVERY_DEAD_LETTER = Gauge("signalfactory_delivery_dead_letter",
                              "Outbox rows in the dead-letter queue")
+
+# -- trading: names are a contract with the trading alert rules and Grafana dashboard ------
+TRADING_ORDERS = Counter(
+    "signalfactory_trading_orders_total",
+    "Orders by account kind (paper, ccxt) and outcome: filled, open, partially_filled "
+    "(acknowledged), rejected (by the exchange), refused (by risk or capital, never sent), "
+    "unknown (no answer: left pending for reconciliation), cancelled, expired, resent",
+    ["kind", "outcome"])
+TRADING_ORDER_LATENCY = Histogram(
+    "signalfactory_trading_order_seconds",
+    "Order round trip: from the decision to its acknowledgement stored (risk, pending row, "
+    "exchange, ack)", ["kind"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+TRADING_POSITIONS = Gauge("signalfactory_trading_open_positions",
+                          "Open positions per bot", ["bot"])
+TRADING_EXPOSURE = Gauge("signalfactory_trading_exposure",
+                         "Value of a bot's open positions at their latest marks (quote currency)",
+                         ["bot"])
+TRADING_EQUITY = Gauge("signalfactory_trading_equity",
+                       "A bot's equity at its latest mark (quote currency)", ["bot"])
+TRADING_PNL = Gauge("signalfactory_trading_pnl",
+                    "A bot's PnL at its latest mark, by kind: realised, unrealised, daily",
+                    ["bot", "kind"])
+TRADING_DAILY_LOSS_RATIO = Gauge(
+    "signalfactory_trading_daily_loss_ratio",
+    "Today's loss divided by the daily loss limit, per scope with a limit (alert at 0.8)",
+    ["scope", "scope_id"])
+TRADING_STATE = Gauge("signalfactory_trading_state",
+                      "Trading state a bot trades under: 0 active, 1 reducing, 2 halted",
+                      ["bot"])
+TRADING_KILL_SWITCH = Gauge("signalfactory_trading_kill_switch_engaged",
+                            "1 while a kill switch is engaged (2 when re-armed, not resumed)",
+                            ["scope", "scope_id"])
+TRADING_RECONCILIATION_MISMATCHES = Counter(
+    "signalfactory_trading_reconciliation_mismatches_total",
+    "Differences reconciliation found between the exchange and the database, by kind: "
+    "balance, order (an order changed state without us), fill (a trade we had not stored)",
+    ["kind"])
+TRADING_RECONCILIATIONS = Counter("signalfactory_trading_reconciliations_total",
+                                  "Reconciliation runs by outcome (ok, mismatch, failed)",
+                                  ["outcome"])
+TRADING_READ_ONLY = Gauge("signalfactory_trading_read_only",
+                          "1 while this process trades read-only (its database is unreachable)")
+
+# Exchange connector (adapters/exchanges/ccxt_exchange.py). ``kind``: rate_limited, timeout,
+# network, unavailable, rejected, auth, other; ``endpoint``: the unified method (create_order...).
+EXCHANGE_ERRORS = Counter("signalfactory_exchange_errors_total",
+                          "Errors of exchange requests by kind", ["exchange", "kind"])
+EXCHANGE_REQUEST_SECONDS = Histogram(
+    "signalfactory_exchange_request_seconds", "Exchange request latency, one attempt",
+    ["exchange", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))

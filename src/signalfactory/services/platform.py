@@ -18,6 +18,7 @@ from signalfactory.services.ports import (
     HotCache,
     ReadinessProbe,
 )
+from signalfactory.services.trading.runtime import TradingRuntime
 from signalfactory.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
     from signalfactory.services.streaming.ports import SignalFeed
+    from signalfactory.services.trading.ports import AuditRecorder, ExchangeFactory
 
 BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], object]
 """Runs after every committed bar write, in the writing process (live evaluation)."""
@@ -77,6 +79,14 @@ class Platform:
     renderer: MessageRenderer | None = None
     #: announces committed outbox rows to delivery workers (the rows are the truth)
     delivery_queue: JobQueue | None = None
+
+    # -- trading -------------------------------------------------------------------------
+    #: builds an account's exchange adapter: paper or ccxt (None: this process cannot trade)
+    exchanges: ExchangeFactory | None = None
+    #: appends audit entries in the caller's transaction (None: transitions are only logged)
+    audit: AuditRecorder | None = None
+    #: this process's trading runtime: read-only mode, wake-ups of bot runners on new bars
+    trading: TradingRuntime = field(default_factory=TradingRuntime)
 
     # -- serving: readiness and scrape-time gauges ---------------------------------------
     probes: dict[str, ReadinessProbe] = field(default_factory=dict)

@@ -33,7 +33,7 @@ from signalfactory.domain.backtest.config import BacktestConfig
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.trading.costs import CostModel
 from signalfactory.domain.trading.exchange import Market
-from signalfactory.domain.trading.orders import Position, Side
+from signalfactory.domain.trading.orders import Fill, Position, Side
 from signalfactory.domain.trading.precision import floor_to_step
 
 RULE_BOT_BUDGET = "bot-budget"
@@ -271,6 +271,28 @@ class CashLedger:
         self._move(bot_id, cash_in, -exposure)
         if client_order_id is not None and done:
             self.release(client_order_id)
+
+    def settle(self, client_order_id: str | None, bot_id: int, before: Position | None,
+               fill: Fill, *, done: bool) -> None:
+        """Settle one fill against the position it met (``before``, None: flat): the part
+        that reduces the position returns its cost and gain (`settle_close`), the part that
+        opens or adds spends (`settle_open`); the fee is shared by quantity. Fees are taken
+        in the quote currency here (a base-currency fee is corrected when the ledger is next
+        rebuilt from positions)."""
+        q0 = 0.0 if before is None else before.quantity
+        avg = 0.0 if before is None else before.average_price
+        delta = fill.quantity if fill.side == "buy" else -fill.quantity
+        closing = min(abs(delta), abs(q0)) if q0 * delta < 0 else 0.0
+        opening = abs(delta) - closing
+        if closing > 0:
+            fee = fill.fee * closing / abs(delta)
+            gain = math.copysign(closing, q0) * (fill.price - avg)
+            self.settle_close(client_order_id, bot_id, cash_in=closing * avg + gain - fee,
+                              exposure=closing * avg, done=done and opening == 0)
+        if opening > 0:
+            fee = fill.fee * opening / abs(delta)
+            self.settle_open(client_order_id, bot_id, cash_out=opening * fill.price + fee,
+                             exposure=opening * fill.price, done=done)
 
     def _move(self, bot_id: int, cash: float, exposure: float) -> None:
         b = self._bot(bot_id)

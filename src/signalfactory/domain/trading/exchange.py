@@ -31,6 +31,9 @@ class OrderRequest:
     amount: float
     client_order_id: str
     price: float | None = None
+    #: the price the decision saw (last close): the minimum-notional check of a market order
+    #: uses it; without it the ccxt adapter asks the exchange for the last price first
+    reference_price: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class ExchangeOrder:
     status: str
     fee: float
     updated_at: datetime
+    #: the order's executions when the exchange reports them with the order (Binance does
+    #: for market orders); empty: fetch them with ``fetch_my_trades``
+    trades: tuple[ExchangeTrade, ...] = ()
+    #: the limit price (None: a market order); a resting order is rebuilt from it
+    price: float | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from signalfactory.domain.trading.bots import Bot, ExchangeAccount, KillSwitch
 from signalfactory.domain.trading.exchange import (
@@ -27,6 +27,9 @@ from signalfactory.domain.trading.records import (
     OrderUpdate,
     TradingState,
 )
+
+if TYPE_CHECKING:
+    from signalfactory.services.ports import UnitOfWork
 
 
 class Exchange(Protocol):
@@ -62,6 +65,15 @@ class Exchange(Protocol):
                         since: datetime | None = None) -> Sequence[ExchangeTrade]: ...
 
     def close(self) -> None: ...
+
+
+class AuditRecorder(Protocol):
+    """Appends one audit entry in the caller's unit of work (``services.audit.record``'s
+    shape). Called as the last write of the transaction it records."""
+
+    def __call__(self, uow: UnitOfWork, actor: str, action: str, subject: str,
+                 details: Mapping[str, object] | None = None,
+                 tenant_id: int | None = None) -> object: ...
 
 
 class ExchangeFactory(Protocol):
