@@ -232,6 +232,7 @@ def memory_platform(settings: Settings | None = None, *,
     """
     from signalfactory.adapters.cache import HotCache, MemoryCache
     from signalfactory.adapters.rate_limits import KeyRateLimiter
+    from signalfactory.services.audit.log import record as audit_record
     from signalfactory.services.platform import Platform
     from signalfactory.settings import Settings
     from signalfactory.testing.clock import FixedClock
@@ -242,4 +243,4 @@ def memory_platform(settings: Settings | None = None, *,
     return Platform(settings=settings, database=InMemoryDatabase(),
                     cache=HotCache(MemoryCache(), ttl=settings.cache_ttl_seconds),
                     rate_limiter=KeyRateLimiter("memory://"), jobs=RecordingJobQueue(),
-                    clock=clock or FixedClock())
+                    clock=clock or FixedClock(), audit=audit_record)
