@@ -13,6 +13,7 @@ from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
 from signalfactory.cli.report import report_app
+from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -44,6 +45,9 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(audit_app, name="audit")
 app.add_typer(report_app, name="report")
+app.add_typer(bots_app, name="bots")
+app.add_typer(orders_app, name="orders")
+app.add_typer(kill_switch_app, name="kill-switch")
 
 
 @app.callback()
