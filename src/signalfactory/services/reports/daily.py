@@ -1,6 +1,7 @@
 """The daily trading report: per-bot equity and PnL of one UTC day, with Sharpe, Sortino, max
-drawdown and VaR 95 by the backtests' definitions (``domain.backtest.metrics.curve_figures``,
-over each bot's equity marks up to the end of the day).
+drawdown and VaR 95 by the backtests' definitions (the trading core's
+``domain.trading.portfolio.figures``, over each bot's equity marks up to the end of the day,
+annualised by the marks' spacing).
 
 Delivery: a stored report goes out as a campaign of the tenant (``services.delivery``), so
 every endpoint a subscription of the tenant links (webhook, Telegram, Slack, e-mail...) gets
@@ -20,7 +21,6 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 
 from signalfactory.adapters.reports.trading_html import render_daily_report
-from signalfactory.domain.backtest.metrics import curve_figures
 from signalfactory.domain.daily_report import (
     MAX_POINTS,
     BotDay,
@@ -31,6 +31,7 @@ from signalfactory.domain.daily_report import (
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.domain.trading.bots import BOT, GLOBAL, TENANT, Bot
+from signalfactory.domain.trading.portfolio import EquityCurve, figures
 from signalfactory.domain.trading.records import GLOBAL_SCOPE_ID
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.delivery.campaign_records import check_campaign
@@ -94,10 +95,9 @@ def bot_day(uow: UnitOfWork, bot: Bot, day: date) -> BotDay:
         spacing = float(np.median(np.diff(ts_ns))) / 1e9
         initial = bot.allocation if bot.allocation > 0 else float(equity[0])
         if spacing > 0 and initial > 0:
-            figures = curve_figures(equity, _SECONDS_PER_YEAR / spacing, initial_cash=initial,
-                                    ts=ts_ns)
-            sharpe, sortino = _finite(figures.sharpe), _finite(figures.sortino)
-            max_dd, var_95 = _finite(figures.max_drawdown), _finite(figures.var_95)
+            shown = figures(EquityCurve(ts_ns, equity, initial), _SECONDS_PER_YEAR / spacing)
+            sharpe, sortino = _finite(shown.sharpe), _finite(shown.sortino)
+            max_dd, var_95 = _finite(shown.max_drawdown), _finite(shown.var_95)
     opening = before[-1].equity if before else bot.allocation
     in_day = last is not None and last.ts >= start
     return BotDay(
