@@ -295,7 +295,8 @@ def trades_of(exchange: Exchange, order: Order, reported: ExchangeOrder
     exchange's order id) when it filled anything."""
     if reported.trades or reported.filled <= 0:
         return reported.trades
-    since = order.created_at - timedelta(minutes=1)
+    # from before the order, by our clock or the exchange's (paper: the bar's time)
+    since = min(order.created_at, reported.updated_at) - timedelta(minutes=1)
     return tuple(t for t in exchange.fetch_my_trades(order.symbol, since)
                  if t.exchange_order_id == reported.exchange_order_id
                  or (t.client_order_id is not None

@@ -26,13 +26,14 @@ def load_bars(uow: UnitOfWork, timeframe: Timeframe, symbols: Sequence[str],
 
 
 def latest_quotes(uow: UnitOfWork, timeframe: Timeframe, symbols: Sequence[str],
-                  now_ns: int) -> BarQuotes:
-    """Each symbol's newest close (stamped with its bar's time)."""
+                  anchor_ns: int) -> BarQuotes:
+    """Each symbol's newest close (stamped with its bar's time), looked for from
+    ``LATEST_LOOKBACK_BARS`` before ``anchor_ns`` (the newest bar the bot saw; 0: all)."""
     quotes = BarQuotes()
     if not symbols:
         return quotes
-    universe = load_bars(uow, timeframe, symbols,
-                         now_ns - LATEST_LOOKBACK_BARS * timeframe.nanoseconds)
+    start = anchor_ns - LATEST_LOOKBACK_BARS * timeframe.nanoseconds if anchor_ns else None
+    universe = load_bars(uow, timeframe, symbols, start)
     for k, symbol in enumerate(universe.symbols):
         a, b = int(universe.offsets[k]), int(universe.offsets[k + 1])
         if b > a:
@@ -40,9 +41,7 @@ def latest_quotes(uow: UnitOfWork, timeframe: Timeframe, symbols: Sequence[str],
     return quotes
 
 
-def newest_bar_ns(uow: UnitOfWork, timeframe: Timeframe, symbols: Sequence[str],
-                  now_ns: int) -> int:
+def newest_bar_ns(uow: UnitOfWork, timeframe: Timeframe, symbols: Sequence[str]) -> int:
     """The newest stored bar's time among the symbols (0 when there is none)."""
-    universe = load_bars(uow, timeframe, symbols,
-                         now_ns - LATEST_LOOKBACK_BARS * timeframe.nanoseconds)
+    universe = load_bars(uow, timeframe, symbols, None)
     return int(universe.ts.max()) if universe.n_bars else 0

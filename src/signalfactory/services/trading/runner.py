@@ -227,12 +227,11 @@ def trade_new_bars(platform: Platform, bot: Bot, *, timer: StageTimes | None = N
         int, int]:
     """Trade every bar newer than the bot's progress; returns (bars, orders placed)."""
     tf = Timeframe.parse(bot.timeframe)
-    now_ns = platform.clock.time_ns()
     with platform.database.read(primary=True) as uow:
         runtime = uow.bots.runtime(bot.id)
         last = runtime.last_bar_ns if runtime is not None else 0
         if last == 0:
-            newest = newest_bar_ns(uow, tf, bot.symbols, now_ns)
+            newest = newest_bar_ns(uow, tf, bot.symbols)
         positions = uow.positions.find(bot_id=bot.id)
         state, _ = state_of(uow, bot)
     if last == 0:

@@ -95,8 +95,9 @@ def open_session(platform: Platform, bot: Bot, *, prices: PriceSource | None = N
         if account.kind == "paper":
             factory = factory_of(platform)
             if prices is None:
+                runtime = uow.bots.runtime(bot.id)
                 prices = latest_quotes(uow, Timeframe.parse(bot.timeframe), bot.symbols,
-                                       platform.clock.time_ns())
+                                       runtime.last_bar_ns if runtime else 0)
             exchange = factory(account, None, paper=paper_book(uow, account, bot, prices))
     if account.kind != "paper":
         exchange = ccxt_exchange(platform, account)
