@@ -439,7 +439,7 @@ def test_reconciliation_finds_lost_answers_and_never_sends_twice(
 
 def test_kill_switch_cancels_blocks_flattens_and_takes_two_steps_to_release(
         spied: tuple[Platform, SpyFactory]) -> None:
-    platform, factory = spied
+    platform, _factory = spied
     bot = _paper_bot(platform)
     session = open_session(platform, bot)
     [bought] = place_orders(session, [_buy(bot, 10)])
