@@ -1,77 +1,69 @@
-"""What the trading tests share: synthetic bars, a stored strategy, a platform that can trade
-(paper and ccxt through the platform's own exchange factory), simulator accounts."""
+"""Trading rows for the report and interface tests, written through the repositories: an
+account, a bot, hourly equity marks over three days, orders and a position."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Sequence
-from typing import Any
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
-import numpy as np
-
-from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
-from signalfactory.adapters.secret_box import AesGcmSecretBox
-from signalfactory.domain.bars import BarSeries
-from signalfactory.domain.instruments import InstrumentSpec
-from signalfactory.domain.synthetic import business_days, generate_symbol
-from signalfactory.domain.timeframes import Timeframe
-from signalfactory.domain.trading.bots import ExchangeAccount
-from signalfactory.services.marketdata.bars import SymbolBars, write_bars
+from signalfactory.domain.trading.bots import RiskLimits
+from signalfactory.domain.trading.orders import Position
+from signalfactory.domain.trading.records import (
+    BotMark,
+    NewBot,
+    NewExchangeAccount,
+    NewOrder,
+)
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import add_strategy
-from signalfactory.services.trading import accounts
-from signalfactory.testing.exchange_simulator import ExchangeSimulator, SymbolSpec
 
-DAY = Timeframe.parse("1d")
-SYMBOL = "SYN/USDT"
-CROSS = ("entry: crosses_above(sma(close, 5), sma(close, 20))\n"
-         "exit: crosses_below(sma(close, 5), sma(close, 20))")
-#: a Binance-like market on the simulator, loose limits (the simulator is not Binance)
-SIM_LIMITS = {"order_limit": "100000/second", "weight_limit": "10000000/minute"}
+DAY = date(2026, 3, 3)
+START = datetime(2026, 3, 1, tzinfo=UTC)  # two days of marks before DAY, and DAY itself
+ALLOCATION = 10_000.0
 
 
-def market_bars(n: int, seed: int, symbol: str = SYMBOL, start_ns: int = 1_600_000_000 * 10**9
-                ) -> BarSeries:
-    ts = business_days(start_ns, n)
-    raw = generate_symbol(np.random.default_rng(seed), symbol, ts)
-    high = np.maximum(raw.high, np.maximum(raw.open, raw.close))
-    low = np.minimum(raw.low, np.minimum(raw.open, raw.close))
-    return BarSeries(symbol, raw.ts, raw.open, high, low, raw.close, raw.volume)
+def equity_at(hour: int) -> float:
+    """A wavy, rising curve: gains and losses, so every figure is defined."""
+    return ALLOCATION * (1 + 0.0005 * hour + 0.01 * math.sin(hour / 3))
 
 
-def write_slice(platform: Platform, series: Sequence[BarSeries], a: int, b: int,
-                timeframe: Timeframe = DAY) -> None:
-    """Store bars ``a..b-1`` of each series (what a collector's page does)."""
-    write_bars(platform, timeframe, [
-        SymbolBars(InstrumentSpec(symbol=s.symbol), s.ts[a:b], s.open[a:b], s.high[a:b],
-                   s.low[a:b], s.close[a:b], s.volume[a:b]) for s in series], source="test")
+@dataclass(frozen=True)
+class SeededBot:
+    tenant_id: int
+    account_id: int
+    bot_id: int
+    hours: int
 
 
-def trading_platform(platform: Platform) -> Platform:
-    """The platform with an exchange factory and a secret box (what bootstrap builds)."""
-    return dataclasses.replace(
-        platform, exchanges=platform.exchanges or DefaultExchangeFactory(platform.settings),
-        secret_box=platform.secret_box or AesGcmSecretBox(os.urandom(32)))
-
-
-def store_strategy(platform: Platform, name: str = "cross", rule: str = CROSS,
-                   timeframe: str = "1d", tenant_id: int = 1) -> None:
+def seed_bot(platform: Platform, tenant_id: int, name: str = "trend",
+             hours: int = 72) -> SeededBot:
+    now = START
     with platform.database.write() as uow:
-        add_strategy(uow, tenant_id, name, rule_text=rule, timeframe=timeframe)
-
-
-def sim_symbol(base: str = "BTC", price: float = 30_000.0, **rules: Any) -> SymbolSpec:
-    values = {"tick_size": "0.01", "step_size": "0.00001", "min_qty": "0.00001",
-              "min_notional": "5", **rules}
-    return SymbolSpec(base, "USDT", price=price, **values)
-
-
-def sim_account(platform: Platform, sim: ExchangeSimulator, *, name: str = "sim",
-                tenant_id: int = 1, api_key: str | None = None,
-                secret: str | None = None) -> ExchangeAccount:
-    config = sim.ccxt_config(public_only=True, rate_limit_ms=1, timeout_ms=3000)
-    return accounts.create_account(
-        platform, tenant_id, name=name, kind="ccxt", exchange="binance",
-        quote_currency="USDT", options={"ccxt": config, **SIM_LIMITS},
-        api_key=api_key or sim.api_key, secret=secret or sim.secret)
+        rule_name = "rule-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        version = add_strategy(uow, tenant_id, rule_name, rule_text="entry: close > 0")[0]
+        account = uow.exchange_accounts.add(NewExchangeAccount(
+            tenant_id=tenant_id, name=f"{name}-paper", kind="paper", exchange="paper",
+            quote_currency="USDT", initial_cash=ALLOCATION), now)
+        bot = uow.bots.add(NewBot(
+            tenant_id=tenant_id, name=name, strategy_version_id=version.version_id,
+            account_id=account.id, symbols=("BTC/USDT",), timeframe="1h",
+            allocation=ALLOCATION, sizing="fraction", size_value=1.0,
+            limits=RiskLimits(daily_loss_limit=500.0)), now)
+        for hour in range(hours):
+            equity = equity_at(hour)
+            uow.bot_marks.add(BotMark(bot_id=bot.id, ts=START + timedelta(hours=hour),
+                                      equity=equity, cash=equity / 2, exposure=equity / 2,
+                                      realised_pnl=10.0 * hour,
+                                      unrealised_pnl=equity - ALLOCATION - 10.0 * hour))
+        # one order the day before DAY, two on DAY
+        for i, when in enumerate((START + timedelta(hours=30), START + timedelta(hours=49),
+                                  START + timedelta(hours=60))):
+            uow.orders.add_pending(NewOrder(
+                tenant_id=tenant_id, bot_id=bot.id, account_id=account.id,
+                client_order_id=f"sf{bot.id}-{name}-{i}", symbol="BTC/USDT", side="buy",
+                type="market", quantity=0.01, limit_price=None, reason="entry"), when)
+        uow.positions.put(Position(bot_id=bot.id, symbol="BTC/USDT", quantity=0.02,
+                                   average_price=60_000.0, realised_pnl=0.0, updated_at=now))
+    return SeededBot(tenant_id, account.id, bot.id, hours)

@@ -19,6 +19,7 @@ from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import NOTIFY_CHANNEL
+from signalfactory.services.audit.log import record as audit_record
 from signalfactory.services.delivery.ports import Channel
 from signalfactory.services.jobs.ports import JobQueue
 from signalfactory.services.platform import Platform
@@ -143,7 +144,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),
                         clock=clock or SystemClock(), probes=probes,
-                        signal_feed=build_signal_feed(database))
+                        signal_feed=build_signal_feed(database), audit=audit_record)
     wire_subscribers(platform)
     if migrate_db:
         migrate.upgrade(database.engine)

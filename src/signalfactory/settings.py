@@ -172,6 +172,10 @@ class Settings(BaseSettings):
                                     description="Recovery point objective of scheduled backups.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    trading_report_cron: str | None = Field(
+        default="10 0 * * *", description="When the daily trading reports of the day before are "
+                                          "made and sent (cron, schedule_timezone); empty "
+                                          "disables them.")
     retention: Annotated[RetentionLimits, NoDecode] = Field(
         default_factory=dict,
         description='Retention in days merged over the defaults, by table then timeframe ("*": '
@@ -282,6 +286,10 @@ class Settings(BaseSettings):
         if self.retention_cron and "retention" not in taken:
             self.schedules.append(ScheduleEntry(name="retention", kind="retention",
                                                 cron=self.retention_cron))
+        if self.trading_report_cron and "trading-report" not in taken:
+            self.schedules.append(ScheduleEntry(name="trading-report",
+                                                kind="trading.daily_report",
+                                                cron=self.trading_report_cron))
         return self
 
     @property

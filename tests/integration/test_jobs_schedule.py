@@ -32,6 +32,7 @@ def sp(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
     monkeypatch.setenv("SIGNALFACTORY_TASK_MODULES", "tests.jobs_tasks")
     monkeypatch.setenv("SIGNALFACTORY_SCHEDULES", SCHEDULES)
     monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", "")  # only the schedules under test
+    monkeypatch.setenv("SIGNALFACTORY_TRADING_REPORT_CRON", "")
     platform = build_platform(migrate_db=True)
     create_tables(engine_of(platform))
     try:

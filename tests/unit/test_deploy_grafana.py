@@ -54,7 +54,7 @@ def provisioned_datasource_uids() -> set[str]:
 
 def test_dashboards_cover_api_jobs_signals_freshness_backups_and_deliveries() -> None:
     titles = " ".join(load_dashboard(p)["title"].lower() for p in DASHBOARDS)
-    for topic in ("api", "jobs", "signals", "freshness", "backups", "deliveries"):
+    for topic in ("api", "jobs", "signals", "freshness", "backups", "deliveries", "trading"):
         assert topic in titles
 
 

@@ -24,6 +24,8 @@ HISTOGRAMS = {
     "signalfactory_signal_latency_seconds",
     "delivery_attempt_duration_seconds",
     "delivery_lag_seconds",
+    "signalfactory_trading_order_seconds",
+    "signalfactory_exchange_request_seconds",
 }
 SERIES = {
     "signalfactory_ready",
@@ -43,6 +45,18 @@ SERIES = {
     "deliveries_total",
     "signalfactory_delivery_queue_depth",
     "signalfactory_delivery_dead_letter",
+    "signalfactory_trading_orders_total",
+    "signalfactory_trading_open_positions",
+    "signalfactory_trading_exposure",
+    "signalfactory_trading_equity",
+    "signalfactory_trading_pnl",
+    "signalfactory_trading_daily_loss_ratio",
+    "signalfactory_trading_state",
+    "signalfactory_trading_kill_switch_engaged",
+    "signalfactory_trading_reconciliation_mismatches_total",
+    "signalfactory_trading_reconciliations_total",
+    "signalfactory_trading_read_only",
+    "signalfactory_exchange_errors_total",
     "up",
 }
 KNOWN = SERIES | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")}

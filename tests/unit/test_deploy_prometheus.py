@@ -40,6 +40,10 @@ REQUIRED_ALERTS = {
     "SignalFactoryDeliverySuccessRateLow",  # a channel under 95 % over 10 min
     "SignalFactoryDeliveryDeadLetterGrowing",  # DLQ > 0 and growing over 30 min
     "SignalFactoryDeliveryLagHigh",  # real-time lag p95 > 10 s
+    "SignalFactoryKillSwitchEngaged",  # trading: a kill switch engaged or not yet resumed
+    "SignalFactoryTradingDailyLossNearLimit",  # daily loss above 80 % of its limit
+    "SignalFactoryExchangeErrorRate",  # > 10 % of exchange requests fail for 5 min
+    "SignalFactoryReconciliationMismatch",  # exchange and database disagree
 }
 
 
@@ -129,6 +133,39 @@ def test_delivery_promtool_tests_pin_each_threshold(
     delivery_tests = PROM_DIR / "tests" / "delivery.yml"
     (tests_dir / delivery_tests.name).write_text(delivery_tests.read_text())
     result = run_tool(promtool, "test", "rules", str(tests_dir / delivery_tests.name))
+    assert result.returncode != 0
+    assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("alert", "original", "changed"),
+    [
+        ("SignalFactoryTradingDailyLossNearLimit", "_ratio) > 0.8", "_ratio) > 0.95"),
+        ("SignalFactoryTradingDailyLossNearLimit", "_ratio) > 0.8", "_ratio) >= 0.8"),
+        ("SignalFactoryExchangeErrorRate", "_count[5m]))\n            > 0.1",
+         "_count[5m]))\n            > 0.25"),
+        ("SignalFactoryExchangeErrorRate", "_count[5m]))\n            > 0.1",
+         "_count[5m]))\n            > 0.05"),
+        ("SignalFactoryExchangeErrorRate", '{kind!="rejected"}', ""),
+        ("SignalFactoryKillSwitchEngaged", "_engaged) >= 1", "_engaged) >= 2"),
+        ("SignalFactoryReconciliationMismatch", "mismatches_total[15m])) > 0",
+         "mismatches_total[15m])) > 1"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_trading_promtool_tests_pin_each_threshold(
+    tmp_path: Path, alert: str, original: str, changed: str
+) -> None:
+    """Moving a trading threshold either way makes a firing or a quiet case fail."""
+    promtool = require_tool("promtool")
+    rules = RULES.read_text()
+    assert rules.count(original) == 1
+    (tmp_path / "rules.yml").write_text(rules.replace(original, changed))
+    tests_dir = tmp_path / "tests"
+    tests_dir.mkdir()
+    trading_tests = PROM_DIR / "tests" / "trading.yml"
+    (tests_dir / trading_tests.name).write_text(trading_tests.read_text())
+    result = run_tool(promtool, "test", "rules", str(tests_dir / trading_tests.name))
     assert result.returncode != 0
     assert f"alertname: {alert}" in result.stdout + result.stderr
 

@@ -65,7 +65,7 @@ from signalfactory.services.trading.tasks import on_bars_written
 from signalfactory.testing import InMemoryDatabase, memory_platform
 from signalfactory.testing.trading import TradingStore
 from signalfactory.workers.runner import EmbeddedRunner
-from tests.trading_support import (
+from tests.trading_setup import (
     CROSS,
     SYMBOL,
     market_bars,

@@ -14,11 +14,17 @@ from signalfactory.api.idempotency import IdempotencyMiddleware, document_idempo
 from signalfactory.api.middleware import RequestContextMiddleware
 from signalfactory.api.problems import document_problems, install_problem_handlers
 from signalfactory.api.routers import account, health, instruments
+from signalfactory.api.routers import audit as audit_router
 from signalfactory.api.routers import backtests as backtests_router
+from signalfactory.api.routers import bots as bots_router
 from signalfactory.api.routers import campaigns as campaigns_router
 from signalfactory.api.routers import deliveries as deliveries_router
 from signalfactory.api.routers import endpoints as endpoints_router
+from signalfactory.api.routers import exchange_accounts as exchange_accounts_router
 from signalfactory.api.routers import jobs as jobs_router
+from signalfactory.api.routers import kill_switch as kill_switch_router
+from signalfactory.api.routers import orders as orders_router
+from signalfactory.api.routers import reports as reports_router
 from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
 from signalfactory.api.routers import strategies as strategies_router
@@ -88,5 +94,11 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(endpoints_router.router)
     app.include_router(deliveries_router.router)
     app.include_router(campaigns_router.router)
+    app.include_router(audit_router.router)
+    app.include_router(reports_router.router)
+    app.include_router(exchange_accounts_router.router)
+    app.include_router(bots_router.router)
+    app.include_router(orders_router.router)
+    app.include_router(kill_switch_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     return app

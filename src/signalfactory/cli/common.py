@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -49,6 +50,14 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper
+
+
+def cli_actor() -> str:
+    """Who runs this command, as the audit log names them: ``cli:<OS user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name in this environment (some containers)
+        return "cli"
 
 
 def print_json(data: object) -> None:

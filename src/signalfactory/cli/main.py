@@ -8,9 +8,12 @@ from signalfactory import __version__
 from signalfactory.cli import backtest as backtest_cli
 from signalfactory.cli import data, indicators, ops, scans, serve, signals, strategies, tenants
 from signalfactory.cli import jobs as jobs_cli
+from signalfactory.cli.audit import audit_app
 from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
+from signalfactory.cli.report import report_app
+from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -40,6 +43,11 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(audit_app, name="audit")
+app.add_typer(report_app, name="report")
+app.add_typer(bots_app, name="bots")
+app.add_typer(orders_app, name="orders")
+app.add_typer(kill_switch_app, name="kill-switch")
 
 
 @app.callback()

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import err, handle_errors, out, print_json
+from signalfactory.cli.common import cli_actor, err, handle_errors, out, print_json
 from signalfactory.domain.api_keys import ROLES
 from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.platform import Platform
@@ -81,7 +81,8 @@ def tenants_set_tier(
     platform = _platform()
     try:
         with platform.database.write() as uow:
-            accounts.set_tier(uow, name, tier)
+            accounts.set_tier(uow, name, tier, actor=cli_actor(),
+                              now=platform.clock.now())
     finally:
         platform.close()
     if as_json:
@@ -104,7 +105,7 @@ def keys_create(
         with platform.database.write() as uow:
             owner = accounts.tenant_by_name(uow, tenant)
             new, key_id = accounts.create_key(uow, owner.id, role, name,
-                                              now=platform.clock.now())
+                                              now=platform.clock.now(), actor=cli_actor())
     finally:
         platform.close()
     if as_json:
@@ -159,7 +160,8 @@ def keys_revoke(
     try:
         with platform.database.write() as uow:
             record = accounts.resolve_key(uow, key)
-            changed = accounts.revoke_key(uow, record.id, now=platform.clock.now())
+            changed = accounts.revoke_key(uow, record.id, now=platform.clock.now(),
+                                          actor=cli_actor())
     finally:
         platform.close()
     if as_json:

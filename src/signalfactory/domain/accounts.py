@@ -101,6 +101,11 @@ class Principal:
     def has_role(self, required: str) -> bool:
         return role_at_least(self.role, required)
 
+    @property
+    def audit_actor(self) -> str:
+        """Who this principal is in the audit log: the key by id and prefix."""
+        return f"key:{self.key_id}:{self.key_prefix}" if self.key_id is not None else "api"
+
 
 class QuotaExceededError(BadInputError):
     """The tenant's tier has no room for one more of something.

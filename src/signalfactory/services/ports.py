@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         IdempotencyRepository,
         UsageRepository,
     )
+    from signalfactory.services.audit.ports import AuditRepository
     from signalfactory.services.backtests.ports import BacktestRepository
     from signalfactory.services.delivery.ports import (
         CampaignRepository,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.services.jobs.ports import JobRepository
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
+    from signalfactory.services.reports.ports import DailyReportRepository
     from signalfactory.services.scans.ports import ScanRepository
     from signalfactory.services.signals.ports import SignalRepository
     from signalfactory.services.strategies.ports import StrategyRepository
@@ -111,6 +113,13 @@ class UnitOfWork(Protocol):
     @property
     def campaigns(self) -> CampaignRepository: ...
 
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    @property
+    def daily_reports(self) -> DailyReportRepository: ...
+
+    @property
     # -- trading --
     @property
     def exchange_accounts(self) -> ExchangeAccountRepository: ...

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         MemoryIdempotencyRepository,
         MemoryUsageRepository,
     )
+    from signalfactory.testing.audit import MemoryAuditRepository
     from signalfactory.testing.backtests import MemoryBacktestRepository
     from signalfactory.testing.clock import FixedClock
     from signalfactory.testing.delivery import MemoryDeliveryRepository
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
+    from signalfactory.testing.reports import MemoryDailyReportRepository
     from signalfactory.testing.scans import MemoryScanRepository
     from signalfactory.testing.signals import MemorySignalRepository
     from signalfactory.testing.strategies import MemoryStrategyRepository
@@ -148,6 +150,16 @@ class InMemoryUnitOfWork:
         return MemoryCampaignRepository(self.state)
 
     @property
+    def audit(self) -> MemoryAuditRepository:
+        from signalfactory.testing.audit import MemoryAuditRepository
+        return MemoryAuditRepository(self.state)
+
+    @property
+    def daily_reports(self) -> MemoryDailyReportRepository:
+        from signalfactory.testing.reports import MemoryDailyReportRepository
+        return MemoryDailyReportRepository(self.state)
+
+    @property
     def exchange_accounts(self) -> MemoryExchangeAccountRepository:
         from signalfactory.testing.trading import MemoryExchangeAccountRepository
         return MemoryExchangeAccountRepository(self.state)
@@ -220,6 +232,7 @@ def memory_platform(settings: Settings | None = None, *,
     """
     from signalfactory.adapters.cache import HotCache, MemoryCache
     from signalfactory.adapters.rate_limits import KeyRateLimiter
+    from signalfactory.services.audit.log import record as audit_record
     from signalfactory.services.platform import Platform
     from signalfactory.settings import Settings
     from signalfactory.testing.clock import FixedClock
@@ -230,4 +243,4 @@ def memory_platform(settings: Settings | None = None, *,
     return Platform(settings=settings, database=InMemoryDatabase(),
                     cache=HotCache(MemoryCache(), ttl=settings.cache_ttl_seconds),
                     rate_limiter=KeyRateLimiter("memory://"), jobs=RecordingJobQueue(),
-                    clock=clock or FixedClock())
+                    clock=clock or FixedClock(), audit=audit_record)

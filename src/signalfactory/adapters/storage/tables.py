@@ -447,6 +447,44 @@ delivery_attempts = sa.Table(
     sa.Column("response_excerpt", sa.Text, nullable=True),
 )
 
+# -- audit log (issue 11): append-only, each entry hashed over the previous one's hash -------
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    # seq is given by the writer (newest + 1 under the append lock), never by the database:
+    # it is part of the hashed entry and must have no gaps
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    # no foreign key: entries outlive the tenants they mention (a cascade would break the chain)
+    sa.Column("tenant_id", sa.Integer, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    # unique: two entries can never claim the same predecessor, so the chain cannot fork
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Index("ix_audit_log_tenant_id", "tenant_id", "seq"),
+)
+
+# -- daily trading reports (issue 11): the report's data, rendered to HTML when opened -------
+
+daily_reports = sa.Table(
+    "daily_reports", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("generated_at", UTCDateTime, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="SET NULL"),
+              nullable=True),
+    # one report per tenant and day: a re-run of the job finds it instead of sending twice
+    sa.UniqueConstraint("tenant_id", "day", name="uq_daily_reports_tenant_day"),
+)
+
 # -- trading (0009): defined in their own module on this metadata; imported here so that
 # every reader of ``metadata`` (backups, checksums, retention) sees them.
 from signalfactory.adapters.storage import tables_trading as _trading  # noqa: E402,F401 - registers the trading tables on metadata; must follow its definition

@@ -23,8 +23,10 @@ from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
+    from signalfactory.adapters.storage.audit import SqlAuditRepository
     from signalfactory.adapters.storage.backtests import SqlBacktestRepository
     from signalfactory.adapters.storage.bar_repository import SqlBarRepository
+    from signalfactory.adapters.storage.daily_reports import SqlDailyReportRepository
     from signalfactory.adapters.storage.deliveries import SqlDeliveryRepository
     from signalfactory.adapters.storage.endpoints import (
         SqlCampaignRepository,
@@ -180,6 +182,16 @@ class SqlUnitOfWork:
     def campaigns(self) -> SqlCampaignRepository:
         from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
         return SqlCampaignRepository(self.connection)
+
+    @property
+    def audit(self) -> SqlAuditRepository:
+        from signalfactory.adapters.storage.audit import SqlAuditRepository
+        return SqlAuditRepository(self.connection)
+
+    @property
+    def daily_reports(self) -> SqlDailyReportRepository:
+        from signalfactory.adapters.storage.daily_reports import SqlDailyReportRepository
+        return SqlDailyReportRepository(self.connection)
 
     @property
     def exchange_accounts(self) -> SqlExchangeAccountRepository:

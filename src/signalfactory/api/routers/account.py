@@ -85,6 +85,6 @@ def revoke_key(principal: AdminDep, platform: PlatformDep,
         except NotFoundError:
             # Same answer whether the key is another tenant's or does not exist at all.
             raise NotFoundError(f"this tenant has no API key {key_id}") from None
-        revoke(uow, record.id, now=platform.clock.now())
+        revoke(uow, record.id, now=platform.clock.now(), actor=principal.audit_actor)
         record = resolve_key(uow, str(key_id), tenant_id=principal.tenant_id)
     return _to_model(record)

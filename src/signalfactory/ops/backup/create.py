@@ -53,7 +53,7 @@ def create_backup(platform: Platform, dest: str, *,
             id=backup_id, created_at=now.isoformat(), app_version=signalfactory.__version__,
             schema_revision=snap.schema_revision, backend=snap.backend,
             bar_store=snap.bar_store, compression=compression, key_id=key.key_id,
-            tables=snap.tables, bars=snap.bars, parts=tuple(parts),
+            tables=snap.tables, bars=snap.bars, parts=tuple(parts), audit_head=snap.audit_head,
             seconds=time.monotonic() - started).signed(key)
         target.write_manifest(backup_id, manifest.to_json())
     except OSError as exc:

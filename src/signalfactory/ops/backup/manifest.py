@@ -52,6 +52,9 @@ class BackupSummary:
     parts: int
     rows: int
     seconds: float
+    #: the newest audit log entry in the backup, ``SEQ:HASH`` (None: empty log, or a
+    #: backup made before the audit log existed)
+    audit_head: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -84,6 +87,10 @@ class Manifest:
     seconds: float = 0.0
     format: int = FORMAT
     mac: str = ""
+    #: the newest audit log entry in the snapshot, ``SEQ:HASH``: the anchor that
+    #: ``signalfactory audit verify --anchor`` checks the live chain still contains, so
+    #: entries deleted from the end or a chain rewritten after the backup are found
+    audit_head: str | None = None
 
     @property
     def size(self) -> int:
@@ -96,6 +103,9 @@ class Manifest:
     def _body(self) -> dict[str, object]:
         body = asdict(self)
         body.pop("mac")
+        if body["audit_head"] is None:
+            # absent rather than null: manifests written before the field keep their MAC
+            body.pop("audit_head")
         return body
 
     def _payload(self) -> bytes:
@@ -129,7 +139,7 @@ class Manifest:
             parts=len(self.parts),
             rows=sum(t.rows for t in self.tables.values())
             + sum(t.rows for t in self.bars.values()),
-            seconds=round(self.seconds, 3))
+            seconds=round(self.seconds, 3), audit_head=self.audit_head)
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> Manifest:

@@ -27,6 +27,7 @@ from typing import IO
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
+from signalfactory.adapters.storage.audit import newest_entry
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import bar_segments
 from signalfactory.adapters.storage.unit_of_work import sql_database
@@ -56,6 +57,8 @@ class Snapshot:
     tables: dict[str, TableCheck]
     bars: dict[str, TableCheck]
     parts: tuple[PartSource, ...]
+    #: the newest audit entry in this snapshot, ``SEQ:HASH`` (None: empty or no audit log)
+    audit_head: str | None = None
 
 
 def _file_opener(path: Path) -> Callable[[], AbstractContextManager[IO[bytes]]]:
@@ -67,6 +70,11 @@ def _revision(conn: Connection) -> str | None:
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def _audit_head(conn: Connection) -> str | None:
+    head = newest_entry(conn)
+    return f"{head.seq}:{head.hash}" if head is not None else None
 
 
 def _has_segments_table(conn: Connection) -> bool:
@@ -148,6 +156,7 @@ def _sqlite_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="sqlite", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
+                    audit_head=_audit_head(conn),
                     bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
                     parts=(PartSource(SQLITE_PART, "sqlite", _file_opener(staged_db)),
                            *_segment_parts(staging / "bars", rels)))
@@ -177,6 +186,7 @@ def _postgres_snapshot(platform: Platform, staging: Path) -> Iterator[Snapshot]:
                 snap = Snapshot(
                     backend="postgresql", bar_store=platform.settings.resolved_bar_store,
                     schema_revision=_revision(conn), tables=table_checks(conn),
+                    audit_head=_audit_head(conn),
                     bars=bar_checks(conn, staging / "bars" if live_bars is not None else None),
                     parts=(PartSource(PG_PART, "pg_dump",
                                       partial(pgtools.pg_dump_stream, url, snapshot_id)),

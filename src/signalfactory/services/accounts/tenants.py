@@ -25,6 +25,7 @@ from signalfactory.domain.api_keys import (
 )
 from signalfactory.domain.api_keys import generate_key as _generate_key
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 
@@ -53,17 +54,24 @@ def tenant_by_name(uow: UnitOfWork, name: str) -> Tenant:
     return tenant
 
 
-def set_tier(uow: UnitOfWork, name: str, tier: str) -> Tenant:
+def set_tier(uow: UnitOfWork, name: str, tier: str, *, actor: str = "system",
+             now: datetime | None = None) -> Tenant:
+    """Move the tenant to ``tier``; a change is audited (the same tier again is not one)."""
     tenant = tenant_by_name(uow, name)
     uow.accounts.set_tier(tenant.id, check_tier(tier))
+    if tier != tenant.tier:
+        audit.record(uow, actor, audit.TENANT_TIER_CHANGED, f"tenant:{tenant.id}",
+                     {"tenant": tenant.name, "from": tenant.tier, "to": tier},
+                     tenant_id=tenant.id, at=now)
     return Tenant(id=tenant.id, name=tenant.name, tier=tier)
 
 
 # -- keys -----------------------------------------------------------------------------------
 
 def create_key(uow: UnitOfWork, tenant_id: int, role: str, name: str = "", *,
-               now: datetime) -> tuple[NewKey, int]:
-    """Mint a key for the tenant; the caller shows ``NewKey.secret`` once and forgets it."""
+               now: datetime, actor: str = "system") -> tuple[NewKey, int]:
+    """Mint a key for the tenant; the caller shows ``NewKey.secret`` once and forgets it.
+    Audited (by id, prefix and role: the digest and the secret stay out of the log)."""
     if role not in ROLES:
         raise BadInputError(f"role {role!r} is not known; use one of {', '.join(ROLES)}")
     if len(name) > 100:
@@ -72,6 +80,9 @@ def create_key(uow: UnitOfWork, tenant_id: int, role: str, name: str = "", *,
     key_id = uow.accounts.create_key(NewKeyRow(tenant_id=tenant_id, prefix=new.prefix,
                                                digest=new.digest, role=role, name=name,
                                                created_at=now))
+    audit.record(uow, actor, audit.API_KEY_CREATED, f"api_key:{key_id}",
+                 {"prefix": new.prefix, "role": role, "name": name}, tenant_id=tenant_id,
+                 at=now)
     return new, key_id
 
 
@@ -98,9 +109,16 @@ def resolve_key(uow: UnitOfWork, prefix_or_id: str, tenant_id: int | None = None
     return rows[0]
 
 
-def revoke_key(uow: UnitOfWork, key_id: int, *, now: datetime) -> bool:
-    """Revoke; False when the key was already revoked (revoking twice is harmless)."""
-    return uow.accounts.revoke_key(key_id, now)
+def revoke_key(uow: UnitOfWork, key_id: int, *, now: datetime, actor: str = "system") -> bool:
+    """Revoke; False when the key was already revoked (revoking twice is harmless, and
+    audited once)."""
+    found = uow.accounts.keys_matching(key_id=key_id)
+    revoked = uow.accounts.revoke_key(key_id, now)
+    if revoked and found:
+        audit.record(uow, actor, audit.API_KEY_REVOKED, f"api_key:{key_id}",
+                     {"prefix": found[0].prefix, "role": found[0].role},
+                     tenant_id=found[0].tenant_id, at=now)
+    return revoked
 
 
 def needs_touch(record: KeyRecord, now: datetime) -> bool:

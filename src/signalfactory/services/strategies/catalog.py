@@ -22,9 +22,9 @@ from signalfactory.domain.strategies import (
 from signalfactory.domain.strategies.stored import NewStrategy, NewStrategyVersion, StoredStrategy
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.domain.timeframes import Timeframe
+from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
-from signalfactory.services.strategies.ports import StrategyRepository
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
@@ -52,9 +52,8 @@ def check_name(name: str) -> str:
 def ensure_builtins(uow: UnitOfWork) -> None:
     """Store the shipped strategies once (idempotent; new defaults become new versions)."""
     for name, template in BUILTIN_TEMPLATES.items():
-        _store(uow.strategies, DEFAULT_TENANT_ID, name, template.render(),
-               created_by="builtin", builtin=True, description=template.description,
-               timeframe="1d")
+        _store(uow, DEFAULT_TENANT_ID, name, template.render(), created_by="builtin",
+               builtin=True, description=template.description, timeframe="1d")
 
 
 def store_builtins_once(platform: Platform) -> None:
@@ -68,11 +67,12 @@ def store_builtins_once(platform: Platform) -> None:
     platform.builtins_stored.set()
 
 
-def _store(repo: StrategyRepository, tenant_id: int, name: str, strategy: Strategy, *,
+def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy, *,
            created_by: str, builtin: bool = False, description: str = "",
            timeframe: str = "1d", class_path: str | None = None) -> tuple[int, int, bool]:
     """(strategy id, version id, whether a version was added): the same code on the same
-    timeframe as the newest version adds nothing."""
+    timeframe as the newest version adds nothing. A new version is audited."""
+    repo = uow.strategies
     digest = code_hash(strategy)
     strategy_id = repo.strategy_id(tenant_id, name)
     latest = None
@@ -85,11 +85,17 @@ def _store(repo: StrategyRepository, tenant_id: int, name: str, strategy: Strate
         latest = repo.newest(strategy_id)
     if latest is not None and latest.code_hash == digest and latest.timeframe == timeframe:
         return strategy_id, latest.version_id, False
+    version = 1 if latest is None else latest.version + 1
     version_id = repo.add_version(NewStrategyVersion(
-        strategy_id=strategy_id, version=1 if latest is None else latest.version + 1,
+        strategy_id=strategy_id, version=version,
         rule_text=strategy.text if isinstance(strategy, RuleStrategy) else None,
         class_path=class_path, parameters=dict(strategy.parameters), timeframe=timeframe,
         code_hash=digest, created_by=created_by))
+    audit.record(uow, "system" if builtin else created_by, audit.STRATEGY_VERSION_CREATED,
+                 f"strategy_version:{version_id}",
+                 {"strategy": name, "strategy_id": strategy_id, "version": version,
+                  "code_hash": digest, "timeframe": timeframe, "builtin": builtin},
+                 tenant_id=tenant_id)
     return strategy_id, version_id, True
 
 
@@ -112,7 +118,7 @@ def add_strategy(uow: UnitOfWork, tenant_id: int, name: str, *, rule_text: str |
         strategy = load_strategy(class_path, dict(parameters or {}))
     else:
         raise BadInputError("give exactly one of a rule text or a Python class path")
-    _id, _version_id, created = _store(uow.strategies, tenant_id, name, strategy,
+    _id, _version_id, created = _store(uow, tenant_id, name, strategy,
                                        created_by=created_by, description=description,
                                        timeframe=timeframe, class_path=class_path)
     return get_strategy(uow, tenant_id, name), created

@@ -1,0 +1,1 @@
+"""Reports of trading: the daily report per tenant, stored and delivered."""
