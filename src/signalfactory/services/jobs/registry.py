@@ -50,11 +50,8 @@ TASK_MODULES: list[str] = [
     "signalfactory.services.backtests.tasks",
     "signalfactory.services.scans.tasks",
     "signalfactory.services.delivery.tasks",
-<<<<<<< HEAD
     "signalfactory.services.trading.tasks",
-=======
     "signalfactory.services.reports.tasks",
->>>>>>> trading-interfaces
     "signalfactory.ops.tasks",
 ]
 
