@@ -69,7 +69,8 @@ def _bot(tenant_id: int, version_id: int, account_id: int, name: str = "b1") -> 
                   allocation=1_000.0, sizing="fraction", size_value=0.5,
                   limits=RiskLimits(max_order_notional=500.0, daily_loss_limit=100.0,
                                     confirm_marks=3),
-                  fee_pct=0.001, slippage_bps=5.0)
+                  fee_pct=0.001, slippage_bps=5.0, fill="next_open", fee_fixed=0.5,
+                  whole_units=False, atr_period=20, atr_multiple=2.0)
 
 
 def _order(account_id: int, bot_id: int | None, coid: str, reserved: float = 0.0,
@@ -138,6 +139,8 @@ def check_bots(database: Database) -> None:
     assert bot.symbols == ("BTC/USDT", "ETH/USDT") and bot.limits.confirm_marks == 3
     assert bot.limits.max_order_notional == 500.0 and bot.limits.max_drawdown is None
     assert (bot.fee_pct, bot.slippage_bps, bot.direction) == (0.001, 5.0, "long")
+    assert (bot.fill, bot.fee_fixed, bot.whole_units, bot.atr_period, bot.atr_multiple) == (
+        "next_open", 0.5, False, 20, 2.0)
     with database.write() as uow:
         with pytest.raises(ConflictError):
             uow.bots.add(_bot(1, version, account.id, "bots"), T0)

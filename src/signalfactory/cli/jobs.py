@@ -173,10 +173,13 @@ def worker(
     platform = _build_platform(settings)
     _require_schema(platform)
     from signalfactory.workers.delivery import DeliveryWorker
+    from signalfactory.workers.trading import TradingWorker
 
     embedded = EmbeddedRunner(platform, concurrency=concurrency)
     delivery = DeliveryWorker(platform, delivery_concurrency) if delivery_concurrency else None
+    trading = TradingWorker(platform)
     embedded.start()
+    trading.start()
     if delivery is not None:
         delivery.start()
     err.print(f"worker running {embedded.concurrency} job(s) at a time and "
@@ -187,6 +190,7 @@ def worker(
         if delivery is not None:
             delivery.stop()
         embedded.stop()
+        trading.stop()
         platform.close()
 
 

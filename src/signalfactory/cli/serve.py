@@ -64,10 +64,13 @@ def up(
     from signalfactory.workers.delivery import DeliveryWorker
     from signalfactory.workers.runner import EmbeddedRunner
     from signalfactory.workers.scheduler import Scheduler
+    from signalfactory.workers.trading import TradingWorker
 
     runner, scheduler = EmbeddedRunner(platform), Scheduler(platform)
     delivery = DeliveryWorker(platform, concurrency=2)
+    trading = TradingWorker(platform)
     runner.start()
+    trading.start()
     scheduler.start()
     delivery.start()
     err.print(f"serving on http://{host}:{port} (livez, readyz, /api/v1, /docs); "
@@ -86,3 +89,4 @@ def up(
         scheduler.stop()
         delivery.stop()
         runner.stop()
+        trading.stop()

@@ -45,7 +45,10 @@ def _bot(row: sa.RowMapping) -> Bot:
                limits=limits_from_json(row["limits"]), status=row["status"],
                state=row["trading_state"], created_at=utc(row["created_at"]),
                updated_at=utc(row["updated_at"]), fee_pct=float(row["fee_pct"]),
-               slippage_bps=float(row["slippage_bps"]), direction=row["direction"])
+               slippage_bps=float(row["slippage_bps"]), direction=row["direction"],
+               fill=row["fill"], fee_fixed=float(row["fee_fixed"]),
+               whole_units=bool(row["whole_units"]), atr_period=int(row["atr_period"]),
+               atr_multiple=float(row["atr_multiple"]))
 
 
 class SqlBotRepository:
@@ -61,7 +64,9 @@ class SqlBotRepository:
                     symbols=list(bot.symbols), timeframe=bot.timeframe,
                     allocation=bot.allocation, sizing=bot.sizing, size_value=bot.size_value,
                     limits=limits_to_json(bot.limits), fee_pct=bot.fee_pct,
-                    slippage_bps=bot.slippage_bps, direction=bot.direction, status="stopped",
+                    slippage_bps=bot.slippage_bps, direction=bot.direction, fill=bot.fill,
+                    fee_fixed=bot.fee_fixed, whole_units=bot.whole_units,
+                    atr_period=bot.atr_period, atr_multiple=bot.atr_multiple, status="stopped",
                     created_at=now, updated_at=now, last_bar_ns=0))
                 new_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
         except IntegrityError:

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from signalfactory.domain.trading.bots import AccountKind, RiskLimits
+from signalfactory.domain.trading.costs import CostModel
+from signalfactory.domain.trading.exchange import ExchangeOrder
 from signalfactory.domain.trading.orders import OrderType, Side
+from signalfactory.domain.trading.quotes import PriceSource
 from signalfactory.domain.trading.risk import LossMonitor
 
 # Credential slots: each exchange account has two, so a second key can be added before the
@@ -84,6 +87,11 @@ class NewBot:
     fee_pct: float = 0.0
     slippage_bps: float = 0.0
     direction: str = "long"
+    fill: str = "close"
+    fee_fixed: float = 0.0
+    whole_units: bool = True
+    atr_period: int = 14
+    atr_multiple: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,3 +167,15 @@ class BotMark:
     exposure: float
     realised_pnl: float
     unrealised_pnl: float
+
+
+@dataclass(frozen=True)
+class PaperBook:
+    """What a paper exchange is built from for one bot's tick: the account's balances and
+    resting orders as stored, the prices it fills at, the bot's cost model."""
+
+    balances: Mapping[str, float]
+    prices: PriceSource
+    costs: CostModel
+    open_orders: tuple[ExchangeOrder, ...] = ()
+    allow_short: bool = False

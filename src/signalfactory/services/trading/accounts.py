@@ -32,7 +32,6 @@ from signalfactory.services.delivery.ports import SecretBox
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.trading import events
-from signalfactory.services.trading.ports import Exchange
 
 ACCOUNT_KINDS: tuple[AccountKind, ...] = ("paper", "ccxt")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}")
@@ -264,18 +263,3 @@ def active_credentials(platform: Platform, uow: UnitOfWork,
     if active is None:
         return None
     return _unseal(secret_box(platform), active.sealed)
-
-
-def open_exchange(platform: Platform, account: ExchangeAccount) -> Exchange:
-    """The account's exchange adapter, built by the platform's factory with its active key."""
-    if platform.exchanges is None:
-        raise BadInputError("this process cannot trade: its platform has no exchange factory",
-                            rule="exchange")
-    credentials = None
-    if account.kind == "ccxt":
-        with platform.database.read(primary=True) as uow:
-            credentials = active_credentials(platform, uow, account)
-        if credentials is None:
-            raise BadInputError(f"exchange account {account.id} has no active API key: add "
-                                "one", rule="credentials")
-    return platform.exchanges(account, credentials)

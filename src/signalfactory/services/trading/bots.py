@@ -9,13 +9,17 @@ switch's job. Another tenant's bot answers exactly like a missing one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from typing import cast
 
-from signalfactory.domain.backtest.config import BacktestConfig, DirectionName, SizingName
+from signalfactory.domain.backtest.config import (
+    BacktestConfig,
+    DirectionName,
+    FillName,
+    SizingName,
+)
 from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.trading.bots import (
@@ -84,12 +88,15 @@ def _check_symbols(symbols: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return cleaned
 
 
-def backtest_config(bot: Bot | NewBot) -> BacktestConfig:
-    """The bot's sizing and cost model as the backtest spells them (same validation)."""
+def backtest_config(bot: NewBot) -> BacktestConfig:
+    """A new bot's settings as the backtest spells them (the backtest's own validation;
+    ``decisions.backtest_config`` maps a stored bot the same way)."""
     return BacktestConfig(direction=cast(DirectionName, bot.direction),
-                          initial_cash=bot.allocation, fee_pct=bot.fee_pct,
+                          fill=cast(FillName, bot.fill), initial_cash=bot.allocation,
+                          fee_pct=bot.fee_pct, fee_fixed=bot.fee_fixed,
                           slippage_bps=bot.slippage_bps, sizing=cast(SizingName, bot.sizing),
-                          size_value=bot.size_value)
+                          size_value=bot.size_value, atr_multiple=bot.atr_multiple,
+                          whole_units=bot.whole_units)
 
 
 def create_bot(platform: Platform, tenant_id: int, *, name: str, strategy: str,
@@ -97,8 +104,9 @@ def create_bot(platform: Platform, tenant_id: int, *, name: str, strategy: str,
                version: int | None = None, timeframe: str | None = None,
                sizing: str = "fraction", size_value: float = 1.0,
                limits: RiskLimits | None = None, fee_pct: float = 0.0,
-               slippage_bps: float = 0.0, direction: str = "long",
-               actor: str = "system") -> Bot:
+               slippage_bps: float = 0.0, direction: str = "long", fill: str = "close",
+               fee_fixed: float = 0.0, whole_units: bool = True, atr_period: int = 14,
+               atr_multiple: float = 1.0, actor: str = "system") -> Bot:
     """Check everything, then store the bot stopped (``start_bot`` runs it)."""
     name = name.strip()
     if not _NAME.fullmatch(name):
@@ -125,11 +133,12 @@ def create_bot(platform: Platform, tenant_id: int, *, name: str, strategy: str,
                      allocation=float(allocation), sizing=sizing,
                      size_value=float(size_value), limits=checked_limits,
                      fee_pct=float(fee_pct), slippage_bps=float(slippage_bps),
-                     direction=direction)
-        backtest_config(new)  # sizing, fees, slippage, direction: the backtest's own checks
-        if new.sizing == "risk":
-            raise BadInputError("risk sizing needs the ATR, which live bots do not compute "
-                                "yet; use fraction, cash or units", rule="size")
+                     direction=direction, fill=fill, fee_fixed=float(fee_fixed),
+                     whole_units=bool(whole_units), atr_period=int(atr_period),
+                     atr_multiple=float(atr_multiple))
+        backtest_config(new)  # sizing, fees, fill, direction: the backtest's own checks
+        if not 1 <= new.atr_period <= 1000:
+            raise BadInputError("atr_period must be between 1 and 1000 bars", rule="size")
         bot = uow.bots.add(new, platform.clock.now())
         events.record(platform, uow, actor=actor, action=events.BOT_CREATED,
                       subject=f"bot:{bot.id}", tenant_id=tenant_id,
@@ -225,8 +234,3 @@ def bot_status(platform: Platform, tenant_id: int | None, bot_id: int) -> BotSta
         return BotStatus(bot=bot, runtime=runtime, effective=state,
                          positions=uow.positions.find(bot_id=bot_id, open_only=True),
                          working_orders=len(working), last_mark=uow.bot_marks.latest(bot_id))
-
-
-def with_limits(bot: Bot, **changes: object) -> RiskLimits:
-    """The bot's limits with some changed (checked as at creation)."""
-    return _check_limits(dataclasses.replace(bot.limits, **changes))  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ from signalfactory.domain.trading.capital import (
     reservation_amount,
 )
 from signalfactory.domain.trading.costs import CostModel
+from signalfactory.domain.trading.decisions import apply_fill
 from signalfactory.domain.trading.exchange import (
     ExchangeOperationalError,
     ExchangeOrder,
@@ -48,7 +49,6 @@ from signalfactory.domain.trading.exchange import (
     Market,
     OrderRequest,
 )
-from signalfactory.domain.trading.holdings import apply_fill
 from signalfactory.domain.trading.orders import (
     CANCELLED,
     PENDING,
@@ -71,7 +71,7 @@ from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import TRADING_ORDER_LATENCY, TRADING_ORDERS
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
-from signalfactory.services.trading import events
+from signalfactory.services.trading import events, watchdog
 from signalfactory.services.trading.bots import WORKING_STATUSES, state_of
 from signalfactory.services.trading.ports import Exchange
 
@@ -101,6 +101,8 @@ class OrderResult:
     order: Order | None = None
     rule: str | None = None
     message: str = ""
+    #: the fills the acknowledgement brought (what moves the caller's view of positions)
+    fills: tuple[Fill, ...] = ()
 
 
 @dataclass
@@ -293,7 +295,8 @@ def trades_of(exchange: Exchange, order: Order, reported: ExchangeOrder
     exchange's order id) when it filled anything."""
     if reported.trades or reported.filled <= 0:
         return reported.trades
-    since = order.created_at - timedelta(minutes=1)
+    # from before the order, by our clock or the exchange's (paper: the bar's time)
+    since = min(order.created_at, reported.updated_at) - timedelta(minutes=1)
     return tuple(t for t in exchange.fetch_my_trades(order.symbol, since)
                  if t.exchange_order_id == reported.exchange_order_id
                  or (t.client_order_id is not None
@@ -329,6 +332,11 @@ def send(session: Session, order: Order) -> _Report | None:
 
 # -- 3. store what the exchange said ----------------------------------------------------------
 
+def base_currency(symbol: str) -> str | None:
+    """``BTC`` of ccxt's unified ``BTC/USDT`` (None for a bare symbol)."""
+    return symbol.split("/", 1)[0] if "/" in symbol else None
+
+
 def fill_of(order: Order, trade: ExchangeTrade) -> Fill:
     return Fill(account_id=order.account_id, order_id=order.id, trade_id=trade.trade_id,
                 symbol=order.symbol, side=trade.side, quantity=trade.amount, price=trade.price,
@@ -347,7 +355,9 @@ def store_fills(uow: UnitOfWork, order: Order, trades: Sequence[ExchangeTrade],
         new += 1
         if order.bot_id is not None:
             held = uow.positions.get(order.bot_id, order.symbol)
-            uow.positions.put(apply_fill(held, fill, bot_id=order.bot_id, at=now))
+            moved = apply_fill(held, fill, bot_id=order.bot_id,
+                               base_currency=base_currency(order.symbol))
+            uow.positions.put(dataclasses.replace(moved, updated_at=now))
     return new
 
 
@@ -403,7 +413,7 @@ def place_orders(session: Session, intents: Sequence[OrderIntent],
     if not intents:
         return []
     started = time.perf_counter()
-    read_only = platform.trading.read_only
+    read_only = watchdog.check(platform)
     if read_only is not None:
         for _ in intents:
             TRADING_ORDERS.labels(kind, REFUSED).inc()
@@ -426,6 +436,7 @@ def place_orders(session: Session, intents: Sequence[OrderIntent],
         else:
             reports.append(report)
     stored = {o.id: o for o in store_reports(platform, reports, actor=f"bot:{session.bot.id}")}
+    by_order = {r.order.id: r for r in reports}
     session.time("store_ack", mark)
     platform.trading.checkpoint("after_ack")
     elapsed = time.perf_counter() - started
@@ -445,6 +456,7 @@ def place_orders(session: Session, intents: Sequence[OrderIntent],
         TRADING_ORDERS.labels(kind, acked.status).inc()
         if acked.status != REJECTED:
             TRADING_ORDER_LATENCY.labels(kind).observe(elapsed)
-        final.append(OrderResult(result.intent, acked.status, acked,
-                                 message=acked.error or ""))
+        trades = by_order[acked.id].trades if acked.id in by_order else ()
+        final.append(OrderResult(result.intent, acked.status, acked, message=acked.error or "",
+                                 fills=tuple(fill_of(acked, t) for t in trades)))
     return final

@@ -45,10 +45,10 @@ from signalfactory.services.trading.execution import (
     trades_of,
 )
 from signalfactory.services.trading.sessions import open_session
+from signalfactory.services.trading.tasks import SWEEP_KIND
 
 log = get_logger("signalfactory.trading.kill_switch")
 
-SWEEP_KIND = "trading.kill_sweep"
 #: when the follow-up sweep runs after an engage (orders in flight have landed by then)
 SWEEP_DELAY_SECONDS = 2.0
 FLATTEN = "flatten"

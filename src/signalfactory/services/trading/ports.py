@@ -25,6 +25,7 @@ from signalfactory.domain.trading.records import (
     NewExchangeAccount,
     NewOrder,
     OrderUpdate,
+    PaperBook,
     TradingState,
 )
 
@@ -80,8 +81,11 @@ class ExchangeFactory(Protocol):
     """Builds the exchange adapter of one account (``platform.exchanges``): paper accounts
     get the paper exchange, ccxt accounts the ccxt connector with the opened credentials."""
 
-    def __call__(self, account: ExchangeAccount,
-                 credentials: Credentials | None) -> Exchange: ...
+    def __call__(self, account: ExchangeAccount, credentials: Credentials | None, *,
+                 paper: PaperBook | None = None) -> Exchange:
+        """``paper``: a paper account's state and prices (required for paper accounts,
+        whose exchange lives in memory for one tick and is rebuilt from the database)."""
+        ...
 
 
 # -- repositories (one per aggregate, bound to a unit of work) ------------------------------

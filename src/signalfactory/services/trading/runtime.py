@@ -40,6 +40,8 @@ class TradingRuntime:
         self._wakers: set[threading.Event] = set()
         self._bot_locks: dict[int, threading.Lock] = {}
         self.entered_read_only = 0
+        #: when the database was last probed (time.monotonic), see services.trading.watchdog
+        self.last_probe = 0.0
         #: who holds bot leases taken by this process. A stable id (set from
         #: SIGNALFACTORY_TRADING_WORKER_ID) lets a restarted worker take its leases back at
         #: once instead of waiting for them to expire; it must be unique per worker.
