@@ -132,7 +132,10 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     hot_cache = cache or build_hot_cache(settings)
     if settings.redis_url:
         probes["cache"] = hot_cache.health
+    from signalfactory.adapters.sources.registry import source_factories
+
     platform = Platform(settings=settings, database=database, cache=hot_cache,
+                        source_factories=dict(source_factories(settings.home / "yfinance")),
                         channels=build_channels(settings), renderer=JinjaMessageRenderer(),
                         secret_box=build_secret_box(settings), delivery_queue=LocalJobQueue(),
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
@@ -152,10 +155,12 @@ def wire_subscribers(platform: Platform) -> None:
     from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
+    from signalfactory.services.sources.monitoring import SourceGauges
 
     platform.bar_subscribers.append(evaluate_new_bars)
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
-                                        refresh_freshness, DeliveryGauges().refresh])
+                                        refresh_freshness, DeliveryGauges().refresh,
+                                        SourceGauges().refresh])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

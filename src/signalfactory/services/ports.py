@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
     from signalfactory.services.scans.ports import ScanRepository
     from signalfactory.services.signals.ports import SignalRepository
+    from signalfactory.services.sources.ports import SourceRepository
     from signalfactory.services.strategies.ports import StrategyRepository
     from signalfactory.services.streaming.ports import SubscriptionRepository
 
@@ -102,6 +103,9 @@ class UnitOfWork(Protocol):
 
     @property
     def campaigns(self) -> CampaignRepository: ...
+
+    @property
+    def sources(self) -> SourceRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

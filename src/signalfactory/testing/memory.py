@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
     from signalfactory.testing.scans import MemoryScanRepository
     from signalfactory.testing.signals import MemorySignalRepository
+    from signalfactory.testing.sources import MemorySourceRepository
     from signalfactory.testing.strategies import MemoryStrategyRepository
     from signalfactory.testing.streaming import MemorySubscriptionRepository
 
@@ -138,6 +139,11 @@ class InMemoryUnitOfWork:
     def campaigns(self) -> MemoryCampaignRepository:
         from signalfactory.testing.endpoints import MemoryCampaignRepository
         return MemoryCampaignRepository(self.state)
+
+    @property
+    def sources(self) -> MemorySourceRepository:
+        from signalfactory.testing.sources import MemorySourceRepository
+        return MemorySourceRepository(self.state)
 
 
 class InMemoryDatabase:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.jobs import SqlJobRepository
     from signalfactory.adapters.storage.scans import SqlScanRepository
     from signalfactory.adapters.storage.signals import SqlSignalRepository
+    from signalfactory.adapters.storage.sources import SqlSourceRepository
     from signalfactory.adapters.storage.strategies import SqlStrategyRepository
     from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
     from signalfactory.adapters.storage.usage import SqlUsageRepository
@@ -172,6 +173,11 @@ class SqlUnitOfWork:
     def campaigns(self) -> SqlCampaignRepository:
         from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
         return SqlCampaignRepository(self.connection)
+
+    @property
+    def sources(self) -> SqlSourceRepository:
+        from signalfactory.adapters.storage.sources import SqlSourceRepository
+        return SqlSourceRepository(self.connection)
 
 
 class SqlDatabase:

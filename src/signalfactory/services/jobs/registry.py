@@ -50,6 +50,7 @@ TASK_MODULES: list[str] = [
     "signalfactory.services.backtests.tasks",
     "signalfactory.services.scans.tasks",
     "signalfactory.services.delivery.tasks",
+    "signalfactory.services.sources.tasks",
     "signalfactory.ops.tasks",
 ]
 
