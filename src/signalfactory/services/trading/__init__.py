@@ -1,0 +1,1 @@
+"""Trading use cases: accounts, bots, the order path, risk, reconciliation and reports."""
