@@ -21,6 +21,7 @@ from signalfactory.api.routers import endpoints as endpoints_router
 from signalfactory.api.routers import jobs as jobs_router
 from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
+from signalfactory.api.routers import sources as sources_router
 from signalfactory.api.routers import strategies as strategies_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
@@ -88,5 +89,6 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(endpoints_router.router)
     app.include_router(deliveries_router.router)
     app.include_router(campaigns_router.router)
+    app.include_router(sources_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     return app

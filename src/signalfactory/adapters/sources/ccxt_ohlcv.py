@@ -87,17 +87,22 @@ def _vectorised(base: type) -> type:
     """A subclass of the ccxt exchange class whose ``parse_ohlcvs`` reads a page with numpy
     when that gives exactly what ccxt's own parser gives for the page's first and last row."""
 
-    class VectorisedOhlcv(base):  # type: ignore[misc,valid-type]
-        def parse_ohlcvs(self, ohlcvs: Any, market: Any = None, timeframe: str = "1m",
-                         since: Any = None, limit: Any = None, tail: bool = False) -> Any:
+    class VectorisedOhlcv(base):  # type: ignore[misc]
+        def parse_ohlcvs(self, ohlcvs: object, market: object = None, timeframe: str = "1m",
+                         since: int | None = None, limit: int | None = None,
+                         tail: bool = False) -> list[Any]:
             if not isinstance(ohlcvs, list) or not ohlcvs:
-                return super().parse_ohlcvs(ohlcvs, market, timeframe, since, limit, tail)
+                parsed: list[Any] = super().parse_ohlcvs(ohlcvs, market, timeframe, since,
+                                                         limit, tail)
+                return parsed
             table = _rows_as_array(ohlcvs)
             if table is None or not all(
                     self.parse_ohlcv(ohlcvs[i], market) == [int(table[i, 0]),
                                                             *table[i, 1:].tolist()]
                     for i in (0, len(ohlcvs) - 1)):
-                return super().parse_ohlcvs(ohlcvs, market, timeframe, since, limit, tail)
+                slow: list[Any] = super().parse_ohlcvs(ohlcvs, market, timeframe, since, limit,
+                                                       tail)
+                return slow
             table = table[np.argsort(table[:, 0], kind="stable")]  # ccxt sorts by time too
             if since is not None:
                 table = table[table[:, 0] >= since]
@@ -117,7 +122,7 @@ class _Candles(list):  # type: ignore[type-arg]
         self.table = table
 
 
-def _rebase(urls: Any, origin: str) -> Any:
+def _rebase(urls: object, origin: str) -> object:
     """Every URL string in ccxt's nested ``urls['api']`` with its origin replaced."""
     if isinstance(urls, dict):
         return {k: _rebase(v, origin) for k, v in urls.items()}

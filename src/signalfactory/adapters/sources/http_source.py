@@ -92,7 +92,7 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dig(body: Any, path: str | None) -> Any:
+def _dig(body: object, path: str | None) -> object:
     for part in (path.split(".") if path else []):
         if not isinstance(body, dict) or part not in body:
             raise SourceTemporaryError(f"the JSON answer has no {path!r}")

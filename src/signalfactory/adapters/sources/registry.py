@@ -67,7 +67,6 @@ def _http(params: dict[str, Any], timeframe: Timeframe) -> _Adapter:
 
 def _synthetic(params: dict[str, Any], timeframe: Timeframe) -> _Adapter:
     from signalfactory.adapters.sources.builtin import SyntheticSource
-
     from signalfactory.domain.synthetic import DEFAULT_START_NS
 
     unknown = sorted(set(params) - {"n_bars", "seed", "start_ms"})

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from signalfactory.adapters.sources.answers import classify_status, empty_page, page_of
 from signalfactory.domain.errors import BadInputError
@@ -63,7 +64,7 @@ def check_timeframe(timeframe: Timeframe) -> None:
                             f"{timeframe.name}", rule="source-timeframe")
 
 
-def _recording_session() -> Any:
+def _recording_session() -> Any:  # noqa: ANN401 - curl_cffi's Session, imported lazily
     """A curl_cffi session (yfinance's own kind, browser-like TLS) that remembers the status
     and headers of the last answer per thread."""
     from curl_cffi import requests as curl_requests
@@ -71,7 +72,7 @@ def _recording_session() -> Any:
     class RecordingSession(curl_requests.Session[Any]):
         seen = threading.local()
 
-        def request(self, *args: Any, **kwargs: Any) -> Any:
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - wraps curl_cffi
             response = super().request(*args, **kwargs)
             self.seen.last = (int(response.status_code), dict(response.headers),
                               str(response.url))
@@ -108,7 +109,8 @@ class YFinanceSource:
             self.session.seen, "last", None)
         return found
 
-    def _history(self, symbol: str, interval: str, start: datetime, end: datetime) -> Any:
+    def _history(self, symbol: str, interval: str, start: datetime,
+                 end: datetime) -> pd.DataFrame | None:
         from yfinance.exceptions import (
             YFPricesMissingError,
             YFRateLimitError,
@@ -116,6 +118,9 @@ class YFinanceSource:
         )
 
         self.session.seen.last = None
+        # yfinance keeps answers of past ranges in an in-process cache, failed ones too: a
+        # retry after a 5xx would get the cached failure back instead of asking again.
+        self._yf.base.YfData().cache_get.cache_clear()
         ticker = self._yf.Ticker(symbol, session=self.session)
         try:
             return ticker.history(start=start, end=end, interval=interval, auto_adjust=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from signalfactory.domain.sources import BREAKER_CLOSED
@@ -27,10 +28,8 @@ class SourceGauges:
         names = {s.name for s in found}
         for gone in self.seen - names:
             for gauge in (COLLECTOR_BREAKER_OPEN, COLLECTOR_LAST_SUCCESS):
-                try:
+                with contextlib.suppress(KeyError):
                     gauge.remove(gone)
-                except KeyError:
-                    pass
         self.seen = names
         for source in found:
             COLLECTOR_BREAKER_OPEN.labels(source.name).set(

@@ -4,7 +4,7 @@ state in the database so that every process (API, workers, beat) shares one brea
 - Each request is retried on ``SourceTemporaryError`` with exponential backoff and full
   jitter, at most ``attempts`` (5) times; a ``Retry-After`` the source named is waited out
   instead (capped). When the attempts run out the last error is raised as
-  :class:`AttemptsExhausted`.
+  :class:`AttemptsExhaustedError`.
 - A whole run goes through the source's breaker: after ``fail_max`` failed runs in a row it
   opens and runs are refused without any call (``pybreaker.CircuitBreakerError``); after
   ``reset_timeout`` one process wins the move to half-open (a conditional update of the row)
@@ -32,7 +32,7 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 
 
-class AttemptsExhausted(OperationalError):
+class AttemptsExhaustedError(OperationalError):
     """Every attempt of a request failed: the run ends in the dead letter with this."""
 
 
@@ -72,7 +72,7 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = MAX_ATTEMP
     try:
         return retrying(call)
     except SourceTemporaryError as exc:
-        raise AttemptsExhausted(f"{what}: gave up after {min(attempts, MAX_ATTEMPTS)} "
+        raise AttemptsExhaustedError(f"{what}: gave up after {min(attempts, MAX_ATTEMPTS)} "
                                 f"attempts; last error: {exc}") from exc
 
 
