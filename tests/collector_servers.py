@@ -109,8 +109,14 @@ class _Server:
             req.end_headers()
             req.wfile.write(body)
             return
-        status, content_type, body = self.answer(req.path)
+        try:
+            status, content_type, body = self.answer(req.path)
+        except (OSError, http.client.HTTPException):
+            req.close_connection = True  # the upstream dropped it: drop ours too
+            return
         req.send_response(status)
+        for key, value in self.extra_headers(req.path).items():
+            req.send_header(key, value)
         req.send_header("Content-Type", content_type)
         req.send_header("Content-Length", str(len(body)))
         if fault is not None and fault.kind == "cut":
@@ -125,6 +131,9 @@ class _Server:
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
         raise NotImplementedError
+
+    def extra_headers(self, path: str) -> dict[str, str]:
+        return {}
 
 
 class BarServer(_Server):
@@ -202,6 +211,10 @@ class CuttingProxy(_Server):
     def __init__(self, target: str) -> None:
         super().__init__()
         self.target = urlsplit(target)
+        self._headers = threading.local()
+
+    def extra_headers(self, path: str) -> dict[str, str]:
+        return dict(getattr(self._headers, "last", {}))
 
     def answer(self, path: str) -> tuple[int, str, bytes]:
         conn = http.client.HTTPConnection(self.target.hostname or "127.0.0.1",
@@ -209,6 +222,8 @@ class CuttingProxy(_Server):
         try:
             conn.request("GET", path)
             response = conn.getresponse()
+            self._headers.last = {k: v for k, v in response.getheaders()
+                                  if k.lower() == "retry-after"}
             return (response.status, response.getheader("Content-Type") or "application/json",
                     response.read())
         finally:

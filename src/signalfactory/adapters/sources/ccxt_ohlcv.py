@@ -20,8 +20,9 @@ ccxt would return.
 
 Failures (ccxt's error classes): rate limits (``DDoSProtection``, ``RateLimitExceeded``,
 with the ``Retry-After`` header of the answer), ``NetworkError`` (timeouts, refused or
-dropped connections, bodies cut short, 5xx ``ExchangeNotAvailable``) and an answer that is
-not candles are ``SourceTemporaryError``; ``BadSymbol``, authentication and permission
+dropped connections, bodies cut short, 5xx ``ExchangeNotAvailable``), the rest of ccxt's
+``OperationFailed`` (an exchange's "internal error, try again", a malformed answer) and an
+answer that is not candles are ``SourceTemporaryError``; ``BadSymbol``, authentication and permission
 errors and other exchange errors are ``SourceRefusedError``.
 """
 
@@ -184,8 +185,10 @@ class CcxtOhlcvSource:
             raise SourceTemporaryError(f"{name}: {type(exc).__name__}: {exc}",
                                        retry_after=retry_after_seconds(self._headers())
                                        ) from exc
-        except ccxt.BadResponse as exc:
-            raise SourceTemporaryError(f"{name}: malformed answer: {exc}") from exc
+        except ccxt.OperationFailed as exc:  # BadResponse, an internal error: try again
+            raise SourceTemporaryError(f"{name}: {type(exc).__name__}: {exc}",
+                                       retry_after=retry_after_seconds(self._headers())
+                                       ) from exc
         except ccxt.BaseError as exc:  # BadSymbol, AuthenticationError, ExchangeError, ...
             raise SourceRefusedError(f"{name}: {type(exc).__name__}: {exc}") from exc
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
