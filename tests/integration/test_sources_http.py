@@ -129,3 +129,22 @@ def test_unknown_symbol_is_refused_at_once(server: BarServer, platform: Any) -> 
     with pytest.raises(OperationalError, match="HTTP 404"):
         run_source(platform, "csv")
     assert len(server.requests) == 1
+
+
+def test_freshness_is_exported_per_source_with_its_schedule(server: BarServer,
+                                                            platform: Any) -> None:
+    from signalfactory.observability.metrics import (
+        MARKET_DATA_LAST_BAR,
+        MARKET_DATA_MAX_STALENESS,
+    )
+    from signalfactory.ops.freshness import refresh_freshness
+
+    records.add_source(platform, "every6h", "http", {"url": server.url + "/bars/{symbol}.csv",
+                                                     **FAST}, ["AAA"], "1h",
+                       cron="0 */6 * * *")
+    run_source(platform, "every6h")
+    refresh_freshness(platform)
+    newest = MARKET_DATA_LAST_BAR.labels("every6h", "1h")._value.get()
+    assert newest == START_MS / 1000 + 249 * 3600  # the newest closed bar
+    # two schedule intervals (12 h), more than three 1h bars
+    assert MARKET_DATA_MAX_STALENESS.labels("every6h", "1h")._value.get() == 12 * 3600

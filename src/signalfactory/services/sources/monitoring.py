@@ -37,3 +37,41 @@ class SourceGauges:
             if source.run.last_success_at is not None:
                 COLLECTOR_LAST_SUCCESS.labels(source.name).set(
                     source.run.last_success_at.timestamp())
+
+
+def cron_interval_seconds(cron: str) -> float:
+    """The longest wait between two runs of ``cron`` over the next week (a weekday-only
+    schedule waits over the weekend)."""
+    from datetime import UTC, datetime
+
+    from croniter import croniter
+
+    it = croniter(cron, datetime(2024, 1, 1, tzinfo=UTC))
+    times = [it.get_next(float) for _ in range(2000)]
+    horizon = [t for t in times if t - times[0] <= 7 * 86400] or times
+    gaps = [b - a for a, b in zip(horizon, horizon[1:], strict=False)]
+    return max(gaps) if gaps else 7 * 86400.0
+
+
+def source_allowances(platform: Platform, by_timeframe: dict[str, int]) -> dict[str, int]:
+    """Allowed staleness per source name: its ``max_staleness_seconds`` when set, else the
+    timeframe's allowance widened to two schedule intervals (a source collected every 15
+    minutes must not alert on 1-minute bars after 3 minutes)."""
+    from signalfactory.services.sources.options import split_params
+
+    with platform.database.read(primary=True) as uow:
+        found = uow.sources.all()
+    allowed: dict[str, int] = {}
+    for source in found:
+        try:
+            options, _ = split_params(source.params)
+        except Exception:  # a stored source always parsed; never break a scrape over one
+            continue
+        base = by_timeframe.get(source.timeframe, 0)
+        if options.max_staleness_seconds is not None:
+            allowed[source.name] = options.max_staleness_seconds
+        elif source.cron is not None:
+            allowed[source.name] = int(max(base, 2 * cron_interval_seconds(source.cron)))
+        else:
+            allowed[source.name] = base
+    return allowed
