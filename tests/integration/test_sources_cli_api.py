@@ -13,6 +13,7 @@ from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from tests.api_harness import ApiHarness, build_api_platform
 from tests.helpers import cli, fingerprint
 
+
 def _last_json(output: str) -> Any:
     """The command's JSON document, after the JSON log lines the command wrote first."""
     lines = output.strip().splitlines()

@@ -103,7 +103,7 @@ def test_out_of_order_bars_store_nothing(server: BarServer, platform: Any) -> No
 
 
 def test_bad_value_stores_nothing(server: BarServer, platform: Any) -> None:
-    ts, o, h, lo, c, v = server.bars["AAA"][42]
+    ts, o, h, lo, c, _volume = server.bars["AAA"][42]
     server.bars["AAA"][42] = (ts, o, h, lo, c, -5.0)
     records.add_source(platform, "csv", "http", {"url": server.url + "/bars/{symbol}.csv",
                                                  **FAST}, ["AAA"], "1h")

@@ -22,8 +22,8 @@ Failures (ccxt's error classes): rate limits (``DDoSProtection``, ``RateLimitExc
 with the ``Retry-After`` header of the answer), ``NetworkError`` (timeouts, refused or
 dropped connections, bodies cut short, 5xx ``ExchangeNotAvailable``), the rest of ccxt's
 ``OperationFailed`` (an exchange's "internal error, try again", a malformed answer) and an
-answer that is not candles are ``SourceTemporaryError``; ``BadSymbol``, authentication and permission
-errors and other exchange errors are ``SourceRefusedError``.
+answer that is not candles are ``SourceTemporaryError``; ``BadSymbol``, authentication and
+permission errors and other exchange errors are ``SourceRefusedError``.
 """
 
 from __future__ import annotations

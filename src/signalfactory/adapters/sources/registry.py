@@ -52,6 +52,11 @@ def _yfinance(cache_dir: Path | None) -> Factory:
             check_timeframe,
         )
 
+        try:
+            import yfinance  # noqa: F401 - present only with the extra
+        except ImportError as exc:
+            raise BadInputError("the yfinance source needs yfinance: pip install "
+                                "'signalfactory[yahoo]'", rule="source-kind") from exc
         check_params(params)
         check_timeframe(timeframe)
         return YFinanceSource(params, cache_dir=cache_dir)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from typing import TYPE_CHECKING
 
 from signalfactory.domain.sources import BREAKER_CLOSED
+from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
+
+
+log = get_logger("signalfactory.sources")
 
 
 class SourceGauges:
@@ -49,7 +54,7 @@ def cron_interval_seconds(cron: str) -> float:
     it = croniter(cron, datetime(2024, 1, 1, tzinfo=UTC))
     times = [it.get_next(float) for _ in range(2000)]
     horizon = [t for t in times if t - times[0] <= 7 * 86400] or times
-    gaps = [b - a for a, b in zip(horizon, horizon[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(horizon)]
     return max(gaps) if gaps else 7 * 86400.0
 
 
@@ -66,6 +71,7 @@ def source_allowances(platform: Platform, by_timeframe: dict[str, int]) -> dict[
         try:
             options, _ = split_params(source.params)
         except Exception:  # a stored source always parsed; never break a scrape over one
+            log.warning("source params no longer parse", source=source.name)
             continue
         base = by_timeframe.get(source.timeframe, 0)
         if options.max_staleness_seconds is not None:
