@@ -106,3 +106,12 @@ COLLECTOR_BREAKER_OPEN = Gauge("signalfactory_collector_breaker_open",
                                "half-open), else 0", ["source"])
 COLLECTOR_LAST_SUCCESS = Gauge("signalfactory_collector_last_success_timestamp_seconds",
                                "When a source's last run succeeded", ["source"])
+
+# Exchange connector (adapters/exchanges/ccxt_exchange.py). ``kind``: rate_limited, timeout,
+# network, unavailable, rejected, auth, other; ``endpoint``: the unified method (create_order...).
+EXCHANGE_ERRORS = Counter("signalfactory_exchange_errors_total",
+                          "Errors of exchange requests by kind", ["exchange", "kind"])
+EXCHANGE_REQUEST_SECONDS = Histogram(
+    "signalfactory_exchange_request_seconds", "Exchange request latency, one attempt",
+    ["exchange", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))

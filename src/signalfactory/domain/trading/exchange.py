@@ -31,6 +31,9 @@ class OrderRequest:
     amount: float
     client_order_id: str
     price: float | None = None
+    #: the price the decision saw (last close): the minimum-notional check of a market order
+    #: uses it; without it the ccxt adapter asks the exchange for the last price first
+    reference_price: float | None = None
 
 
 @dataclass(frozen=True)

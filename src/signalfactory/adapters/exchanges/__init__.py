@@ -1,0 +1,1 @@
+"""Exchange adapters behind ``services.trading.ports.Exchange``: paper and ccxt."""
