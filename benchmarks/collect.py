@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import ccxt
@@ -39,6 +40,7 @@ from signalfactory.services.marketdata.bars import SymbolBars, load_universe, wr
 from signalfactory.services.sources import records
 from signalfactory.services.sources.run import run_source
 from signalfactory.settings import Settings
+from signalfactory.testing.clock import FixedClock
 from signalfactory.testing.exchange_simulator import ExchangeSimulator, SymbolSpec, synthetic_bars
 
 M1 = Timeframe.parse("1m")
@@ -55,7 +57,9 @@ def serve(conn: multiprocessing.connection.Connection, n_symbols: int, n_bars: i
           now_ms: int) -> None:
     """The simulator in a process of its own, as an exchange is: its Python does not share
     the collector's interpreter lock."""
-    with ExchangeSimulator(make_specs(n_symbols, n_bars, now_ms)) as sim:
+    # the clock frozen 30 s into the newest candle: the run never straddles a minute
+    with ExchangeSimulator(make_specs(n_symbols, n_bars, now_ms),
+                           clock_ms=now_ms + 30_000) as sim:
         conn.send(sim.url)
         conn.recv()  # until the parent is done
 
@@ -129,7 +133,9 @@ def main() -> None:
 
         # -- the collector, end to end -------------------------------------------------
         with tempfile.TemporaryDirectory() as tmp:
-            platform = build_platform(Settings(home=Path(tmp)), migrate_db=True)
+            platform = build_platform(Settings(home=Path(tmp)), migrate_db=True,
+                                      clock=FixedClock(datetime.fromtimestamp(
+                                          (now_ms + 30_000) / 1000, UTC)))
             platform.bar_subscribers.clear()
             records.add_source(platform, "bench", "ccxt", {
                 "exchange": "binance", "base_url": sim_url, "rate_limit_ms": 0,
