@@ -134,11 +134,13 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     if settings.redis_url:
         probes["cache"] = hot_cache.health
     from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
+    from signalfactory.adapters.sources.registry import source_factories
     from signalfactory.services.trading.runtime import TradingRuntime
 
     platform = Platform(settings=settings, database=database, cache=hot_cache,
                         exchanges=DefaultExchangeFactory(settings),
                         trading=TradingRuntime(settings.trading_worker_id),
+                        source_factories=dict(source_factories(settings.home / "yfinance")),
                         channels=build_channels(settings), renderer=JinjaMessageRenderer(),
                         secret_box=build_secret_box(settings), delivery_queue=LocalJobQueue(),
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
@@ -158,13 +160,14 @@ def wire_subscribers(platform: Platform) -> None:
     from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
     from signalfactory.services.signals.live import evaluate_new_bars
+    from signalfactory.services.sources.monitoring import SourceGauges
     from signalfactory.services.trading.monitoring import TradingGauges
     from signalfactory.services.trading.tasks import on_bars_written
 
     platform.bar_subscribers.extend([evaluate_new_bars, on_bars_written])
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness, DeliveryGauges().refresh,
-                                        TradingGauges().refresh])
+                                        TradingGauges().refresh, SourceGauges().refresh])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

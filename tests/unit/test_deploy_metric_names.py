@@ -37,6 +37,7 @@ SERIES = {
     "signalfactory_signals_produced_total",
     "signalfactory_market_data_last_bar_timestamp_seconds",
     "signalfactory_market_data_max_staleness_seconds",
+    "signalfactory_collector_breaker_open",
     "backup_last_success_timestamp_seconds",
     "signalfactory_backup_rpo_seconds",
     "signalfactory_backup_size_bytes",

@@ -34,6 +34,7 @@ REQUIRED_ALERTS = {
     "SignalFactoryJobBacklogGrowing",
     "SignalFactoryJobsFailing",
     "SignalFactoryMarketDataStale",
+    "SignalFactoryCollectorCircuitOpen",  # a source's breaker refusing runs for 15 min
     "SignalFactoryBackupTooOld",
     "SignalFactoryDeadLetterBacklog",
     "SignalFactoryDatabaseConnectionsHigh",

@@ -27,6 +27,7 @@ from signalfactory.api.routers import orders as orders_router
 from signalfactory.api.routers import reports as reports_router
 from signalfactory.api.routers import scans as scans_router
 from signalfactory.api.routers import signals as signals_router
+from signalfactory.api.routers import sources as sources_router
 from signalfactory.api.routers import strategies as strategies_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
@@ -100,5 +101,6 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(bots_router.router)
     app.include_router(orders_router.router)
     app.include_router(kill_switch_router.router)
+    app.include_router(sources_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     return app

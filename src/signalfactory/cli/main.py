@@ -13,6 +13,7 @@ from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
 from signalfactory.cli.report import report_app
+from signalfactory.cli.sources import sources_app
 from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
@@ -48,6 +49,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(bots_app, name="bots")
 app.add_typer(orders_app, name="orders")
 app.add_typer(kill_switch_app, name="kill-switch")
+app.add_typer(sources_app, name="sources")
 
 
 @app.callback()

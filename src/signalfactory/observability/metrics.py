@@ -131,6 +131,23 @@ TRADING_RECONCILIATIONS = Counter("signalfactory_trading_reconciliations_total",
                                   ["outcome"])
 TRADING_READ_ONLY = Gauge("signalfactory_trading_read_only",
                           "1 while this process trades read-only (its database is unreachable)")
+# -- collectors (labelled by source name: operators keep sources few) ------------------------
+COLLECTOR_RUNS = Counter("signalfactory_collector_runs_total",
+                         "Collector runs by source and outcome (succeeded, failed, skipped)",
+                         ["source", "outcome"])
+COLLECTOR_BARS = Counter("signalfactory_collector_bars_total", "Bars a collector stored",
+                         ["source"])
+COLLECTOR_RETRIES = Counter("signalfactory_collector_retries_total",
+                            "Source requests retried after a temporary failure", ["source"])
+COLLECTOR_BACKFILLED = Counter("signalfactory_collector_backfilled_bars_total",
+                               "Bars found by asking a source again for a hole", ["source"])
+COLLECTOR_NO_TRADE_GAPS = Counter("signalfactory_collector_no_trade_gaps_total",
+                                  "Periods a source twice answered without bars", ["source"])
+COLLECTOR_BREAKER_OPEN = Gauge("signalfactory_collector_breaker_open",
+                               "1 while a source's circuit breaker refuses runs (open or "
+                               "half-open), else 0", ["source"])
+COLLECTOR_LAST_SUCCESS = Gauge("signalfactory_collector_last_success_timestamp_seconds",
+                               "When a source's last run succeeded", ["source"])
 
 # Exchange connector (adapters/exchanges/ccxt_exchange.py). ``kind``: rate_limited, timeout,
 # network, unavailable, rejected, auth, other; ``endpoint``: the unified method (create_order...).

@@ -67,7 +67,13 @@ def refresh_freshness(platform: Platform) -> None:
     """Scrape-time refresher (wired in bootstrap): sets the freshness gauges."""
     with sql_database(platform.database).reader.connect() as conn:
         found = newest_bars(conn)
+    # Collected data is labelled by its source's name; a source's allowance follows its
+    # schedule (or its max_staleness_seconds), not only the bar length.
+    from signalfactory.services.sources.monitoring import source_allowances
+
+    per_source = source_allowances(platform, {item.timeframe: item.allowed_staleness
+                                              for item in found})
     for item in found:
         MARKET_DATA_LAST_BAR.labels(item.source_kind, item.timeframe).set(item.newest)
         MARKET_DATA_MAX_STALENESS.labels(item.source_kind, item.timeframe).set(
-            item.allowed_staleness)
+            per_source.get(item.source_kind, item.allowed_staleness))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from signalfactory.services.delivery.ports import Channel, MessageRenderer, SecretBox
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
+    from signalfactory.services.sources.ports import SourceFactory
     from signalfactory.services.streaming.ports import SignalFeed
     from signalfactory.services.trading.ports import AuditRecorder, ExchangeFactory
 
@@ -57,6 +58,9 @@ class Platform:
     clock: Clock
     # -- market data --------------------------------------------------------------------
     bar_subscribers: list[BarsWrittenSubscriber] = field(default_factory=list)
+    #: source kind -> what builds its adapter (collectors); a kind is present only when its
+    #: library is installed (ccxt comes with the ``exchanges`` extra)
+    source_factories: dict[str, SourceFactory] = field(default_factory=dict)
 
     # -- strategies -----------------------------------------------------------------------
     #: set once the shipped strategies are stored, so that reads need not write

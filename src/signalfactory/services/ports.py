@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from signalfactory.services.reports.ports import DailyReportRepository
     from signalfactory.services.scans.ports import ScanRepository
     from signalfactory.services.signals.ports import SignalRepository
+    from signalfactory.services.sources.ports import SourceRepository
     from signalfactory.services.strategies.ports import StrategyRepository
     from signalfactory.services.streaming.ports import SubscriptionRepository
     from signalfactory.services.trading.ports import (
@@ -119,7 +120,6 @@ class UnitOfWork(Protocol):
     @property
     def daily_reports(self) -> DailyReportRepository: ...
 
-    @property
     # -- trading --
     @property
     def exchange_accounts(self) -> ExchangeAccountRepository: ...
@@ -138,6 +138,9 @@ class UnitOfWork(Protocol):
 
     @property
     def bot_marks(self) -> BotMarkRepository: ...
+
+    @property
+    def sources(self) -> SourceRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from signalfactory.testing.reports import MemoryDailyReportRepository
     from signalfactory.testing.scans import MemoryScanRepository
     from signalfactory.testing.signals import MemorySignalRepository
+    from signalfactory.testing.sources import MemorySourceRepository
     from signalfactory.testing.strategies import MemoryStrategyRepository
     from signalfactory.testing.streaming import MemorySubscriptionRepository
     from signalfactory.testing.trading import (
@@ -188,6 +189,11 @@ class InMemoryUnitOfWork:
     def bot_marks(self) -> MemoryBotMarkRepository:
         from signalfactory.testing.trading import MemoryBotMarkRepository
         return MemoryBotMarkRepository(self.state)
+
+    @property
+    def sources(self) -> MemorySourceRepository:
+        from signalfactory.testing.sources import MemorySourceRepository
+        return MemorySourceRepository(self.state)
 
 
 class InMemoryDatabase:

@@ -36,6 +36,7 @@ log = get_logger("signalfactory.jobs.celery")
 
 FIRE_SCHEDULE = "signalfactory.fire_schedule"
 SWEEP = "signalfactory.sweep"
+FIRE_SOURCES = "signalfactory.fire_sources"
 
 _APPS: dict[tuple[str, str], Celery] = {}
 _WORKER_PLATFORM: dict[int, Platform] = {}
@@ -69,6 +70,10 @@ def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "signalfactory-sweep": {"task": SWEEP, "schedule": settings.job_sweep_seconds,
                                 "options": {"queue": queue,
                                             "expires": settings.job_sweep_seconds}},
+        # Sources are records with their own cron: fire the due ones (exactly once per slot).
+        "signalfactory-sources": {"task": FIRE_SOURCES, "schedule": settings.job_sweep_seconds,
+                                  "options": {"queue": queue,
+                                              "expires": settings.job_sweep_seconds}},
     }
     for entry in settings.schedules:
         if entry.enabled:
@@ -102,6 +107,12 @@ def make_celery_app(settings: Settings) -> Celery:
         platform = worker_platform()
         job = fire_current_slot(platform, name)
         return job.id if job is not None else None
+
+    @app.task(name=FIRE_SOURCES)  # type: ignore[untyped-decorator]
+    def fire_sources_task() -> list[str]:
+        from signalfactory.services.sources.schedules import fire_due_sources
+
+        return [job.id for job in fire_due_sources(worker_platform())]
 
     @app.task(name=SWEEP)  # type: ignore[untyped-decorator]
     def sweep_task() -> int:

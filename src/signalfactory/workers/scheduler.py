@@ -15,6 +15,10 @@ from signalfactory.domain.jobs import Job
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.jobs.schedules import fire, latest_slot, next_slot
+from signalfactory.services.sources.schedules import (
+    fire_due_sources,
+    seconds_until_next_source,
+)
 from signalfactory.settings import ScheduleEntry
 
 if TYPE_CHECKING:
@@ -51,14 +55,27 @@ class Scheduler:
                 continue
             if job is not None:
                 fired.append(job)
+        try:
+            # Sources are records, read on every tick: one added or paused at run time is
+            # picked up without a restart.
+            fired.extend(fire_due_sources(self.platform, now))
+        except (TemporaryError, DBAPIError) as exc:
+            log.warning("scheduler cannot read the sources; will retry",
+                        error=type(exc).__name__)
         return fired
 
     def seconds_until_next(self, now: datetime | None = None) -> float:
         now = now or self.platform.clock.now()
-        if not self.entries:
+        waits = [(next_slot(e, now, self.tz) - now).total_seconds() for e in self.entries]
+        try:
+            source_wait = seconds_until_next_source(self.platform, now)
+        except (TemporaryError, DBAPIError):
+            source_wait = None
+        if source_wait is not None:
+            waits.append(source_wait)
+        if not waits:
             return MAX_SLEEP_SECONDS
-        soonest = min(next_slot(e, now, self.tz) for e in self.entries)
-        return min(max((soonest - now).total_seconds(), 0.05), MAX_SLEEP_SECONDS)
+        return min(max(min(waits), 0.05), MAX_SLEEP_SECONDS)
 
     def run(self) -> None:
         ensure_tasks_loaded(self.platform.settings.task_module_names)

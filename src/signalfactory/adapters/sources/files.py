@@ -202,8 +202,15 @@ def read_bar_file(path: Path, *, fmt: str | None = None, symbol: str | None = No
             raise BadInputError(f"not a readable Parquet file: {exc}", source=source) from exc
         if progress is not None:
             progress(table.num_rows)
+    return table_to_raw_bars(table, source, symbol=symbol, row_offset=1 if kind == "csv" else 0,
+                             default_symbol=path.name.split(".")[0].upper())
+
+
+def table_to_raw_bars(table: pa.Table, source: str, *, symbol: str | None, row_offset: int,
+                      default_symbol: str) -> RawBars:
+    """Columns of a parsed table (a file, an HTTP body), ready for validation: times to UTC
+    nanoseconds, prices to floats; BadInputError naming the source and row otherwise."""
     mapping = _map_columns(table.column_names, source)
-    row_offset = 1 if kind == "csv" else 0
     if table.num_rows == 0:
         raise BadInputError("the file has no data rows; nothing to ingest", source=source,
                             rule="empty-file")
@@ -218,7 +225,7 @@ def read_bar_file(path: Path, *, fmt: str | None = None, symbol: str | None = No
         symbols = tuple(encoded.dictionary.to_pylist())
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     else:
-        symbols = (path.name.split(".")[0].upper(),)
+        symbols = (default_symbol,)
         codes = np.zeros(table.num_rows, dtype=np.int64)
     return RawBars(source=source, ts=ts, symbol_codes=codes, symbols=symbols,
                    row_offset=row_offset, **cols)

@@ -488,3 +488,45 @@ daily_reports = sa.Table(
 # -- trading (0009): defined in their own module on this metadata; imported here so that
 # every reader of ``metadata`` (backups, checksums, retention) sees them.
 from signalfactory.adapters.storage import tables_trading as _trading  # noqa: E402,F401 - registers the trading tables on metadata; must follow its definition
+
+# -- market-data sources and their collectors (issue 12) ------------------------------------
+# Installation-wide like the bars they fill: no tenant. The breaker columns are the circuit
+# breaker every process shares (services/sources/breaker.py).
+
+sources = sa.Table(
+    "sources", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(32), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("symbols", sa.JSON, nullable=False),
+    sa.Column("timeframe", sa.String(8), nullable=False),
+    sa.Column("cron", sa.String(100), nullable=True),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_run_at", UTCDateTime, nullable=True),
+    sa.Column("last_success_at", UTCDateTime, nullable=True),
+    sa.Column("last_outcome", sa.String(16), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_job_id", sa.String(40), nullable=True),
+    sa.Column("last_rows", sa.BigInteger, nullable=True),
+    sa.Column("breaker_state", sa.String(16), nullable=False, server_default="closed"),
+    sa.Column("breaker_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("breaker_successes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("breaker_opened_at", UTCDateTime, nullable=True),
+)
+
+source_gaps = sa.Table(
+    "source_gaps", metadata,
+    sa.Column("source_id", sa.Integer, sa.ForeignKey("sources.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("timeframe", sa.String(8), nullable=False),
+    sa.Column("start_ts", sa.BigInteger, nullable=False),
+    sa.Column("end_ts", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("detected_at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("source_id", "symbol", "timeframe", "start_ts",
+                            name="pk_source_gaps"),
+)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.jobs import SqlJobRepository
     from signalfactory.adapters.storage.scans import SqlScanRepository
     from signalfactory.adapters.storage.signals import SqlSignalRepository
+    from signalfactory.adapters.storage.sources import SqlSourceRepository
     from signalfactory.adapters.storage.strategies import SqlStrategyRepository
     from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
     from signalfactory.adapters.storage.trading_accounts import SqlExchangeAccountRepository
@@ -222,6 +223,11 @@ class SqlUnitOfWork:
     def bot_marks(self) -> SqlBotMarkRepository:
         from signalfactory.adapters.storage.trading_positions import SqlBotMarkRepository
         return SqlBotMarkRepository(self.connection)
+
+    @property
+    def sources(self) -> SqlSourceRepository:
+        from signalfactory.adapters.storage.sources import SqlSourceRepository
+        return SqlSourceRepository(self.connection)
 
 
 class SqlDatabase:

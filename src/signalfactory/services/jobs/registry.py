@@ -52,6 +52,7 @@ TASK_MODULES: list[str] = [
     "signalfactory.services.delivery.tasks",
     "signalfactory.services.trading.tasks",
     "signalfactory.services.reports.tasks",
+    "signalfactory.services.sources.tasks",
     "signalfactory.ops.tasks",
 ]
 
