@@ -28,6 +28,7 @@ from signalfactory.api.stream_framing import STREAM_FRAMINGS
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub
+from signalfactory.web.app import mount_dashboard
 
 
 def limit_api_threads(configured: int | None) -> None:
@@ -89,4 +90,5 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(deliveries_router.router)
     app.include_router(campaigns_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
+    mount_dashboard(app)  # the pages at / (sign-in by API key, then a session cookie)
     return app

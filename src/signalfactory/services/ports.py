@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AccountRepository,
         IdempotencyRepository,
         UsageRepository,
+        WebSessionRepository,
     )
     from signalfactory.services.backtests.ports import BacktestRepository
     from signalfactory.services.delivery.ports import (
@@ -90,6 +91,9 @@ class UnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def web_sessions(self) -> WebSessionRepository: ...
 
     @property
     def subscriptions(self) -> SubscriptionRepository: ...

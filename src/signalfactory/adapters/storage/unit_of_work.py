@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.strategies import SqlStrategyRepository
     from signalfactory.adapters.storage.subscriptions import SqlSubscriptionRepository
     from signalfactory.adapters.storage.usage import SqlUsageRepository
+    from signalfactory.adapters.storage.web_sessions import SqlWebSessionRepository
 
 log = get_logger("signalfactory.storage")
 
@@ -152,6 +153,11 @@ class SqlUnitOfWork:
     def idempotency(self) -> SqlIdempotencyRepository:
         from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
         return SqlIdempotencyRepository(self.connection)
+
+    @property
+    def web_sessions(self) -> SqlWebSessionRepository:
+        from signalfactory.adapters.storage.web_sessions import SqlWebSessionRepository
+        return SqlWebSessionRepository(self.connection)
 
     @property
     def subscriptions(self) -> SqlSubscriptionRepository:
