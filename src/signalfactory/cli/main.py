@@ -11,6 +11,7 @@ from signalfactory.cli import jobs as jobs_cli
 from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
+from signalfactory.cli.web import web_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -40,6 +41,7 @@ app.add_typer(jobs_cli.jobs_app, name="jobs")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(campaigns_app, name="campaigns")
+app.add_typer(web_app, name="web")
 
 
 @app.callback()
