@@ -30,7 +30,8 @@ PHONE = {"width": 390, "height": 844}
 CSP_WATCH = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
-  window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline'));
+  window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' at '
+    + e.sourceFile + ':' + e.lineNumber + ' ' + (e.sample || ''));
 });
 """
 

@@ -54,7 +54,7 @@ def signals_page(request: Request, user: WebUserDep, platform: PlatformDep,
         "last_id": max((r.id for r in rows), default=None)})
 
 
-@router.get("/symbols/{symbol}")
+@router.get("/symbols/{symbol:path}")  # crypto symbols have a slash: BTC/USDT
 def symbol_page(request: Request, user: WebUserDep, platform: PlatformDep, symbol: str,
                 timeframe: Annotated[str, Query(max_length=8)] = "1d",
                 overlay: Annotated[list[str] | None, Query(max_length=5)] = None

@@ -84,6 +84,14 @@
     if (!out.length && has(problem.rule)) out.push([problem.rule, problem.detail]);
     if (!out.length && problem.position != null && has("rule")) out.push(["rule", problem.detail]);
     if (!out.length && problem.quota) out.push([null, problem.detail]);
+    if (!out.length) {  // a domain error names its field in words: the form's hints say which
+      const detail = String(problem.detail || "").toLowerCase();
+      const hints = JSON.parse(form.dataset.errorHints || "{}");
+      const hinted = Object.keys(hints).find((text) => detail.includes(text));
+      const option = /--([a-z][a-z-]*)/.exec(detail);  // the CLI's spelling: --size, --from
+      if (hinted && has(hints[hinted])) out.push([hints[hinted], problem.detail]);
+      else if (option && has(option[1].replace(/-/g, "_"))) out.push([option[1].replace(/-/g, "_"), problem.detail]);
+    }
     return out.length ? out : [[form.dataset.errorField || null, problem.detail]];
   }
 

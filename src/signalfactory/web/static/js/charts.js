@@ -10,7 +10,10 @@
 
   function theme() {
     const d = dark();
-    return {layout: {background: {color: d ? "#111827" : "#ffffff"}, textColor: d ? "#e5e7eb" : "#1f2937"},
+    // attributionLogo off: the logo comes with an inline <style> the CSP refuses; the
+    // attribution the licence's NOTICE asks for is the page footer's link instead.
+    return {layout: {background: {color: d ? "#111827" : "#ffffff"}, textColor: d ? "#e5e7eb" : "#1f2937",
+      attributionLogo: false},
       grid: {vertLines: {color: d ? "#1f2937" : "#eef0f3"}, horzLines: {color: d ? "#1f2937" : "#eef0f3"}}};
   }
 
