@@ -60,6 +60,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: str
     from signalfactory.bootstrap import build_platform
     from signalfactory.services.accounts import tenants as accounts
     from signalfactory.services.marketdata.sample import store_sample
+    from signalfactory.services.strategies.catalog import store_builtins_once
     from signalfactory.settings import Settings
     from signalfactory.workers.runner import EmbeddedRunner
     from tests.api_harness import DELIVERY_TEST_KEY
@@ -71,6 +72,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: str
                                        bar_store="columnar", delivery_key=DELIVERY_TEST_KEY,
                                        job_poll_seconds=0.2), migrate_db=True)
     store_sample(platform, symbols=6, bars=300, seed=3)
+    store_builtins_once(platform)
     with platform.database.write() as uow:
         tenant = accounts.create_tenant(uow, f"web-{uuid.uuid4().hex[:6]}", "enterprise")
         keys = {role: accounts.create_key(uow, tenant.id, role, f"browser {role}",

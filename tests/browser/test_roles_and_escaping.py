@@ -5,8 +5,8 @@ sees no control the API would refuse (and the API refuses it anyway); user text 
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 

@@ -66,11 +66,12 @@ def number(value: object, digits: int = 2) -> str:
     return str(value)
 
 
-def percent(value: object, digits: int = 1) -> str:
+def percent(value: object, digits: int = 1, signed: bool = False) -> str:
+    """A fraction as a percentage; ``signed`` for returns (+2.0 %, -1.5 %)."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(
             float(value)):
         return "–"
-    return f"{float(value) * 100:+.{digits}f}%"
+    return f"{float(value) * 100:{'+' if signed else ''}.{digits}f}%"
 
 
 def _environment() -> Environment:
