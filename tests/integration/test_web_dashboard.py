@@ -4,6 +4,7 @@ endpoints the pages use (keys, job retry, rule preview)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -196,6 +197,19 @@ def test_api_keys_are_created_once_by_admins(api: ApiHarness) -> None:
         assert api.client.post("/api/v1/keys", headers=api.auth(admin),
                                json=bad).status_code == 422, bad
     assert len(api.client.get("/api/v1/keys", headers=api.auth(admin)).json()["items"]) == 2
+    # A repeated request (same Idempotency-Key) gets the same key back, kept sealed in between
+    # with the delivery key; without one, nothing was kept and the repeat says so.
+    headers = api.auth(admin, **{"Idempotency-Key": "make-one-key"})
+    once = api.client.post("/api/v1/keys", headers=headers, json={"role": "trader"})
+    again = api.client.post("/api/v1/keys", headers=headers, json={"role": "trader"})
+    assert once.status_code == again.status_code == 201 and once.json() == again.json()
+    with ApiHarness(dataclasses.replace(api.platform, secret_box=None)) as unsealed:
+        headers = api.auth(admin, **{"Idempotency-Key": "no-box"})
+        assert unsealed.client.post("/api/v1/keys", headers=headers,
+                                    json={"role": "trader"}).status_code == 201
+        repeat = unsealed.client.post("/api/v1/keys", headers=headers,
+                                      json={"role": "trader"})
+    assert repeat.status_code == 409 and "shown only once" in repeat.json()["detail"]
 
 
 def test_jobs_are_retried_by_traders(api: ApiHarness) -> None:

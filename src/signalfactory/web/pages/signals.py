@@ -20,6 +20,8 @@ router = APIRouter(include_in_schema=False)
 SIDES = ("long", "short", "exit")
 PAGE_ROWS = 50
 CHART_BARS = 500
+MAX_CHART_BARS = 5000
+MAX_MARKERS = 5000
 DEFAULT_OVERLAYS = ("sma(close, 20)", "sma(close, 50)")
 
 Text = Annotated[str, Query(max_length=100)]
@@ -57,7 +59,8 @@ def signals_page(request: Request, user: WebUserDep, platform: PlatformDep,
 @router.get("/symbols/{symbol:path}")  # crypto symbols have a slash: BTC/USDT
 def symbol_page(request: Request, user: WebUserDep, platform: PlatformDep, symbol: str,
                 timeframe: Annotated[str, Query(max_length=8)] = "1d",
-                overlay: Annotated[list[str] | None, Query(max_length=5)] = None
+                overlay: Annotated[list[str] | None, Query(max_length=5)] = None,
+                bars: Annotated[int, Query(ge=10, le=MAX_CHART_BARS)] = CHART_BARS
                 ) -> Response:
     overlays = [o.strip() for o in (overlay if overlay is not None else DEFAULT_OVERLAYS)
                 if o.strip()]
@@ -65,15 +68,16 @@ def symbol_page(request: Request, user: WebUserDep, platform: PlatformDep, symbo
     with platform.database.read() as uow:
         timeframes = uow.bars.timeframes()
         marks = uow.signals.page(SignalQuery(tenant_id=user.principal.tenant_id,
-                                             symbol=symbol, limit=1000, newest_first=True))
+                                             symbol=symbol, limit=MAX_MARKERS,
+                                             newest_first=True))
     try:
-        bars = symbol_bars(platform, symbol, timeframe, CHART_BARS)
-        values = expression_values(overlays, bars)
-        chart = price_chart(bars, values, (
+        window = symbol_bars(platform, symbol, timeframe, bars)
+        values = expression_values(overlays, window)
+        chart = price_chart(window, values, (
             (int(s.bar_ts.timestamp()), s.side) for s in marks if s.timeframe == timeframe))
     except BadInputError as exc:
         error, status = str(exc), 404 if exc.code == "not-found" else 422
     return render(request, "symbol.html", {
         "user": user, "active": "signals", "symbol": symbol, "timeframe": timeframe,
         "timeframes": timeframes, "overlays": overlays, "chart": chart, "error": error,
-        "signals": marks[:50]}, status_code=status)
+        "signals": marks[:50], "bars": bars}, status_code=status)
