@@ -160,8 +160,10 @@ def render_times(platform: Any, keys: dict[str, str], requests: int) -> None:
         for page, reference in pairs:
             page_times = times(page)
             worst = max(worst, p(page_times, 95))
-            ref = f"   API {reference.split('?')[0][:32]:32} p95 {ms(p(times(reference, api), 95))}" \
-                if reference else ""
+            ref = ""
+            if reference:
+                api_p95 = p(times(reference, api), 95)
+                ref = f"   API {reference.split('?')[0][:32]:32} p95 {ms(api_p95)}"
             print(f"  {page.split('?')[0][:34]:34} p50 {ms(p(page_times, 50))}  "
                   f"p95 {ms(p(page_times, 95))}{ref}")
         print(f"  worst page p95 {ms(worst)}  (goal <= 30 ms: "
@@ -276,7 +278,8 @@ def live(browser: Any, server: Server, platform: Any, keys: dict[str, str], tena
 
     def listen() -> None:
         with httpx.stream("GET", f"{server.base}/api/v1/stream/sse?strategies=bench_live",
-                          headers={"X-API-Key": keys["viewer"]}, timeout=None) as stream:
+                          headers={"X-API-Key": keys["viewer"]},
+                          timeout=httpx.Timeout(5.0, read=60.0)) as stream:
             for line in stream.iter_lines():
                 if line.startswith("id: "):
                     received[int(line[4:])] = time.time()
