@@ -50,6 +50,12 @@ def pages(dashboard: Dashboard) -> dict[str, str]:
     second = _backtest(dashboard, "macd_trend", symbol)
     auth = {"X-API-Key": dashboard.keys["admin"]}
     jobs = httpx.get(f"{dashboard.base}/api/v1/jobs", headers=auth).json()["items"]
+    endpoint = httpx.post(f"{dashboard.base}/api/v1/endpoints", headers=auth, json={
+        "name": "trading desk", "kind": "email",
+        "target": "smtp://mail.example.com?from=x@example.com&to=a@example.com"})
+    assert endpoint.status_code == 201, endpoint.text
+    sent = httpx.post(f"{dashboard.base}/api/v1/endpoints/{endpoint.json()['id']}/test",
+                      headers=auth).json()
     return {
         "sign-in": "/signin", "overview": "/", "signals": "/signals",
         "symbol": f"/symbols/{symbol}", "scans": "/scans", "scan": f"/scans/{scan.id}",
@@ -57,7 +63,8 @@ def pages(dashboard: Dashboard) -> dict[str, str]:
         "strategy-new": "/strategies/new", "backtests": "/backtests",
         "backtest-new": "/backtests/new", "backtest": f"/backtests/{first}",
         "backtest-compare": f"/backtests/compare?a={first}&b={second}", "jobs": "/jobs",
-        "job": f"/jobs/{jobs[0]['id']}", "deliveries": "/deliveries", "admin": "/admin",
+        "job": f"/jobs/{jobs[0]['id']}", "deliveries": "/deliveries",
+        "delivery": f"/deliveries/{sent['delivery_id']}", "admin": "/admin",
     }
 
 

@@ -62,7 +62,8 @@ def test_pages_need_a_session_and_carry_security_headers(api: ApiHarness) -> Non
     assert client.get("/jobs", headers={"HX-Request": "true"}).headers["HX-Redirect"] \
         == "/signin?next=%2Fjobs"
     signed, _ = sign_in(api, api.key(api.tenant("pages", "premium"), "admin"))
-    for path in (*PAGES, "/admin", "/signin"):
+    assert signed.get("/signin?next=/jobs").headers["location"] == "/jobs"  # signed in
+    for path in (*PAGES, "/admin"):
         page = signed.get(path)
         assert page.status_code == 200, (path, page.text[:300])
         policy = page.headers["content-security-policy"]

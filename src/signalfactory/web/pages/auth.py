@@ -55,6 +55,13 @@ def _form(request: Request, *, next_url: str, error: str = "", status_code: int 
 
 @router.get("/signin")
 def signin_page(request: Request, next: str = "/") -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:  # signed in already: straight on
+        try:
+            web_sessions.active_session(get_platform(request), token)
+            return redirect(safe_next(next))
+        except web_sessions.SessionRefusedError:
+            pass
     return _form(request, next_url=safe_next(next))
 
 
