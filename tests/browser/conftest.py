@@ -92,7 +92,13 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: str
 
 @pytest.fixture(scope="session")
 def browser(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "Playwright for Python is not installed (pip install -e '.[dev]')"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(

@@ -65,7 +65,9 @@
     }
     const d = res.data;
     summary.textContent = d.signals.length + " signal(s) on the last " + d.bars.length + " " + d.timeframe + " bars of " + d.symbol;
-    window.SFCharts.draw(document.getElementById("chart-preview"), {kind: "price", intraday: false,
+    const target = document.getElementById("chart-preview");
+    target.hidden = false;  // sized before the chart measures it
+    window.SFCharts.draw(target, {kind: "price", intraday: false,
       bars: d.bars.map((b) => [b.time, b.open, b.high, b.low, b.close]), overlays: [],
       markers: d.signals.map((s) => [s.time, s.side])});
   }
