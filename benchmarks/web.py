@@ -26,8 +26,10 @@ some jobs. Loopback only; every phase is bounded.
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
+import os
 import re
 import statistics
 import sys
@@ -421,6 +423,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         platform, keys, tenant = build(args, Path(tmp))
+        # as `signalfactory serve` and `up` do once started: the start-up heap leaves the
+        # collector's reach, so a full collection does not pause a request
+        gc.freeze()
+        load = os.getloadavg()
+        print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
+              f"{load[2]:.1f} (a shared machine: tails are noisy, p50 the steadier figure)")
         try:
             render_times(platform, keys, args.requests)
             with Server(platform) as server, sync_playwright() as playwright:
