@@ -108,3 +108,40 @@ def test_a_backtest_is_submitted_watched_and_read(signed_in: Any, dashboard: Das
     assert compare["series"] == 2
     assert page.locator("table.compare thead th").count() == 3
     assert csp_violations(page) == []
+
+
+def test_a_scan_runs_from_its_form_and_ranks_with_sparklines(signed_in: Any,
+                                                             dashboard: Dashboard) -> None:
+    page = signed_in
+    page.goto("/scans")
+    page.fill("#scan-top", "100000")  # the API allows at most 10,000: the error at the field
+    page.click("text=Run scan")
+    page.locator("[data-error-for=top]").wait_for(state="visible")
+    page.fill("#scan-top", "5")
+    page.select_option("#scan-strategy", "sma_cross")
+    page.click("text=Run scan")
+    page.wait_for_url("**/scans/*")
+    assert "Scan #" in page.locator("h1").inner_text()
+    rows = page.locator("table tbody tr")
+    if "Nothing matched" not in rows.first.inner_text():
+        assert rows.count() <= 5
+        assert page.locator("svg.spark polyline").count() == rows.count()
+    page.goto("/scans")
+    assert page.locator("table tbody tr").count() >= 1
+
+
+def test_a_cancelled_job_is_retried_from_the_jobs_page(signed_in: Any,
+                                                       dashboard: Dashboard) -> None:
+    platform = dashboard.platform
+    with platform.database.write() as uow:  # cancelled in the transaction that made it
+        job = jobs.submit(platform, "prune_jobs", {}, tenant_id=dashboard.tenant_id, uow=uow)
+        uow.jobs.cancel(job.id, dashboard.tenant_id, platform.clock.now())
+    page = signed_in
+    page.goto("/jobs?status=cancelled")
+    row = page.locator(f"tr[data-job='{job.id}']")
+    assert row.get_by_role("button", name="Cancel").count() == 0
+    with page.expect_navigation():  # the page reloads once the API answered
+        row.get_by_role("button", name="Retry").click()
+    page.goto(f"/jobs/{job.id}")
+    page.locator("[data-job-status]", has_text="succeeded").wait_for(timeout=30_000)
+    assert jobs.get_job(platform, job.id).attempts >= 1

@@ -35,8 +35,8 @@ def test_an_admin_creates_a_key_once_and_revokes_it(signed_in: Any,
     assert secret not in page.content() and prefix in page.content()
     row = page.locator("tr", has_text=prefix)
     page.once("dialog", lambda dialog: dialog.accept())
-    row.locator("text=Revoke").click()
-    page.wait_for_load_state("load")
+    with page.expect_navigation():
+        row.get_by_role("button", name="Revoke").click()
     page.locator("tr", has_text=prefix).locator("text=revoked").wait_for()
     assert httpx.get(me, headers={"X-API-Key": secret}).status_code == 401
     assert csp_violations(page) == []
