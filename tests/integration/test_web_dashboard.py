@@ -112,6 +112,10 @@ def test_the_api_takes_the_session_with_its_csrf_token(api: ApiHarness) -> None:
     assert wrong.status_code == 403
     assert client.post("/api/v1/strategies/validate", json=rule,
                        headers={"X-CSRF-Token": token}).status_code == 200
+    hostile = client.post("/api/v1/strategies/validate", json=rule,
+                          headers={"X-CSRF-Token": "é".encode()})  # type: ignore[dict-item]
+    assert hostile.status_code == 403
+    assert client.post("/signout", data={"csrf": "çà"}).status_code == 303  # not a 500
     # roles hold for the session as for the key
     assert client.post("/api/v1/keys", json={"role": "viewer"},
                        headers={"X-CSRF-Token": token}).status_code == 403

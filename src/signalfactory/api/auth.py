@@ -96,7 +96,7 @@ def principal_for_session(platform: Platform, token: str, method: str,
     except web_sessions.SessionRefusedError as exc:
         raise unauthorized(str(exc), exc.reason) from None
     if method.upper() not in SAFE_METHODS and not (
-            csrf and secrets.compare_digest(csrf, session.csrf_token)):
+            csrf and secrets.compare_digest(csrf.encode(), session.csrf_token.encode())):
         API_REFUSALS.labels("csrf").inc()
         raise ApiProblem(403, "this request came with the dashboard's session but without "
                               "its CSRF token (X-CSRF-Token); reload the page and retry",

@@ -22,4 +22,6 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def same_token(sent: str | None, expected: str | None) -> bool:
-    return bool(sent and expected) and secrets.compare_digest(str(sent), str(expected))
+    # bytes: compare_digest refuses str with non-ASCII characters (a hostile form field)
+    return bool(sent and expected) and secrets.compare_digest(str(sent).encode(),
+                                                              str(expected).encode())
