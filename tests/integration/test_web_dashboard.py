@@ -94,6 +94,10 @@ def test_sign_in_refusals_need_no_database_change(api: ApiHarness) -> None:
         found = re.search(r'name="csrf" value="([^"]+)"', answer.text)
         assert found is not None and found.group(1) != token  # every form has a new token
         token = found.group(1)
+    stuffed = client.post("/signin", content="&".join(f"f{i}=x" for i in range(50)),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert stuffed.status_code == 403  # not one of our forms (no CSRF field): refused
+    token = re.search(r'name="csrf" value="([^"]+)"', stuffed.text).group(1)  # type: ignore
     # after signing in, only a local path is followed: never another site
     landed = client.post("/signin", data={"csrf": token, "key": api.key(api.tenant("y")),
                                           "next": "//evil.example/x"})

@@ -16,8 +16,11 @@ async def form_fields(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         return {}
-    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True,
-                      max_num_fields=20)
+    try:
+        parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True,
+                          max_num_fields=20)
+    except ValueError:  # more fields than any of our forms has: not one of them
+        return {}
     return {k: v[0] for k, v in parsed.items() if v}
 
 
