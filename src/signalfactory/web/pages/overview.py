@@ -77,14 +77,14 @@ def overview(request: Request, user: WebUserDep, platform: PlatformDep) -> Respo
                                          limit=COUNT_CAP)
                   for status in (RUNNING, QUEUED, FAILED, JOB_DEAD)}
     finished = len(delivered) + len(dead)
-    backup_stamp = BACKUP_LAST_SUCCESS._value.get()
+    backup_stamp = next((v for _, v in _gauge_samples(
+        BACKUP_LAST_SUCCESS, "backup_last_success_timestamp_seconds")), 0.0)
     backup = datetime.fromtimestamp(backup_stamp, UTC) if backup_stamp > 0 else None
     return render(request, "overview.html", {
         "user": user, "active": "overview", "checks": checks,
         "healthy": all(v == "ok" or v.startswith("degraded") for v in checks.values()),
         "freshness": freshness(), "signals_today": signals_today,
         "jobs": {k: _count(list(v)) for k, v in job_counts.items()},
-        "recent_jobs": [j for v in job_counts.values() for j in v][:5],
         "delivery_rate": (len(delivered) / finished) if finished else None,
         "delivered": _count(list(delivered)), "dlq": _count(list(dead)),
         "backup": backup,

@@ -124,7 +124,8 @@
         for (const el of box.querySelectorAll("[data-field]")) el.textContent = res.data[el.dataset.field] == null ? "–" : res.data[el.dataset.field];
         box.hidden = false;
         form.hidden = true;
-        box.focus && box.setAttribute("tabindex", "-1") && box.focus();
+        box.setAttribute("tabindex", "-1");  // focus moves to what must be copied now
+        box.focus();
       } else if (form.dataset.next) {
         location.assign(fill(form.dataset.next, res.data));
       } else {
