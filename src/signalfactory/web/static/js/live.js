@@ -77,6 +77,11 @@
   function schedule() {
     clearTimeout(timer);
     state("reconnecting…");
+    if (retryMs >= 2400) {  // failing for a while: signed out? (EventSource hides the status)
+      fetch("/api/v1/me", {credentials: "same-origin"}).then((res) => {
+        if (res.status === 401) location.assign("/signin?next=" + encodeURIComponent(location.pathname + location.search));
+      }).catch(() => {});
+    }
     timer = setTimeout(connect, retryMs);
     retryMs = Math.min(retryMs * 2, 10000);
   }
