@@ -358,11 +358,13 @@ def big_chart(browser: Any, server: Server, platform: Any, keys: dict[str, str],
     data = page.evaluate("JSON.parse(document.getElementById('chart-price-data').textContent)")
     library = (Path(__file__).resolve().parents[1] / "src" / "signalfactory" / "web" / "static"
                / "vendor" / "lightweight-charts.standalone.production.js").read_text()
-    blank = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
-    blank.set_content("<div id=c style='width:1248px;height:440px'></div>")
-    blank.evaluate(library + ";undefined")
+    blank_context = browser.new_context(viewport={"width": 1280, "height": 860})
     alone = []
     for _ in range(6):
+        # a new page each time, as each dashboard page load is: the library's code cold
+        blank = blank_context.new_page()
+        blank.set_content("<div id=c style='width:1248px;height:440px'></div>")
+        blank.evaluate(library + ";undefined")
         alone.append(blank.evaluate("""(d) => new Promise(done => {
             const el = document.getElementById('c'); el.innerHTML = '';
             const start = performance.now();
@@ -379,12 +381,14 @@ def big_chart(browser: Any, server: Server, platform: Any, keys: dict[str, str],
             requestAnimationFrame(() => requestAnimationFrame(
                 () => done(performance.now() - start)));
         })""", data) / 1000)
-    blank.context.close()
+        blank.close()
+    blank_context.close()
     alone = alone[1:]
     print(f"  chart: {report['bars']:,} candles, {report['series']} series, "
           f"{report['markers']} markers, {report['points']:,} overlay points")
     print(f"  data -> first painted frame  median {ms(statistics.median(painted))}  "
-          f"max {ms(max(painted))}   (goal <= 300 ms: "
+          f"max {ms(max(painted))}   (goal <= 300 ms: median "
+          f"{'met' if statistics.median(painted) <= 0.3 else 'NOT met'}, max "
           f"{'met' if max(painted) <= 0.3 else 'NOT met'})")
     print(f"  reference: the library alone on a blank page, same data  median "
           f"{ms(statistics.median(alone))}  max {ms(max(alone))}")

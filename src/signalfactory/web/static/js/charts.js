@@ -26,12 +26,20 @@
   function draw(el, data) {
     const started = performance.now();
     if (el._chart) { el._chart.remove(); el._chart = null; }
+    // Sized once from the element, then resized by our own observer: the library's
+    // autoSize waits for a first ResizeObserver callback and paints twice.
     const chart = LightweightCharts.createChart(el, Object.assign({
-      autoSize: true,  // follows the element (phone rotation, window resize)
+      width: el.clientWidth, height: el.clientHeight,
       timeScale: {timeVisible: !!data.intraday, secondsVisible: false},
       localization: {timeFormatter: (t) => new Date(t * 1000).toLocaleString()},
     }, theme()));
     el._chart = chart;
+    if (!el._observer) {
+      el._observer = new ResizeObserver(() => {
+        if (el._chart && el.clientWidth) el._chart.resize(el.clientWidth, el.clientHeight);
+      });
+      el._observer.observe(el);
+    }
     const report = {series: 0, bars: 0, points: 0, markers: 0, ms: 0};
     if (data.kind === "price") {
       const candles = chart.addCandlestickSeries();
