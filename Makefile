@@ -31,7 +31,8 @@ up: install
 	$(BIN)/signalfactory up --host $(HOST) --port $(PORT)
 
 ## System tools the tests use: promtool and amtool (alert rules, Alertmanager config) and headless Chromium (report
-## screenshots), from Debian's packages. Installed when we can; their tests skip with a reason
+## screenshots, and the dashboard's browser tests through Playwright, which never downloads a browser), from
+## Debian's packages. Installed when we can; their tests skip with a reason
 ## otherwise, except under CI=true where a missing tool fails the run.
 APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium
 tools:

@@ -125,6 +125,17 @@ class Settings(BaseSettings):
                     "cached; writes "
                     "invalidate at once, the TTL bounds what they cannot reach (other processes "
                     "with the in-memory cache, replica lag). 0 turns the cache off.")
+    web_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30,
+        description="How long a dashboard sign-in lasts before the browser must sign in again.")
+    web_link_minutes: float = Field(
+        default=15.0, gt=0, le=24 * 60,
+        description="How long a one-time dashboard sign-in link (`signalfactory up`, "
+                    "`signalfactory web link`) stays valid.")
+    web_secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark the dashboard's cookies Secure (sent over HTTPS only). Unset: when "
+                    "the request came over HTTPS (behind a proxy, pass --proxy-headers).")
     api_threads: int | None = Field(
         default=None, ge=1, le=1024,
         description="Threads serving the API's blocking work (database reads) in one server "

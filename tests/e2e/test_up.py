@@ -18,6 +18,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _printed_until(proc: subprocess.Popen[bytes], marker: str) -> str:
+    """What the process printed up to the line holding ``marker``."""
+    assert proc.stdout is not None
+    lines = []
+    while True:
+        line = proc.stdout.readline().decode()
+        assert line, "".join(lines)  # the process ended without printing it
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+
+
 def test_up_serves_probes_with_sample_data(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "SIGNALFACTORY_HOME": str(tmp_path / "home")}
@@ -46,6 +58,15 @@ def test_up_serves_probes_with_sample_data(tmp_path: Path) -> None:
         items = httpx.get(url, headers={"Authorization": f"Bearer {key.strip()}"}
                           ).json()["items"]
         assert len(items) == 5
+        # The dashboard: `up` printed a one-time sign-in link for the local admin.
+        printed = _printed_until(proc, "/signin/link/")
+        link = next(w for w in printed.split() if "/signin/link/" in w)
+        assert link.startswith(f"http://127.0.0.1:{port}/signin/link/"), printed
+        signed = httpx.get(link)
+        assert signed.status_code == 303 and "sf_session=" in signed.headers["set-cookie"]
+        overview = httpx.get(f"http://127.0.0.1:{port}/", cookies=signed.cookies)
+        assert overview.status_code == 200 and "All parts ready" in overview.text
+        assert httpx.get(link).status_code == 401  # once only
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.instruments import InstrumentSpec
+from signalfactory.domain.signals import SignalQuery
 from signalfactory.domain.streaming import SignalEvent
 from signalfactory.domain.synthetic import business_days, generate_symbol
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -292,3 +294,33 @@ def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Plat
         add_subscription(uow, 3, "everything")
     assert watched() == {"mine", "sma_cross", "rsi_mean_reversion", "macd_trend",
                          "bollinger_breakout", "donchian_breakout"}
+
+
+def test_newest_signals_first_and_counts_of_today(platform: Platform) -> None:
+    """What the dashboard asks: the newest signals first (paging down by id), and how many
+    were stored since a time, both per tenant."""
+    with platform.database.write() as uow:
+        add_strategy(uow, 2, "always", rule_text=ALWAYS)
+    (own,) = run_all(platform, 2, ["always"])
+    with platform.database.read() as uow:
+        oldest = query_signals(uow, 2, strategy="always", limit=10_000)
+        newest = uow.signals.page(SignalQuery(tenant_id=2, strategy="always", limit=5,
+                                              newest_first=True))
+        below = uow.signals.page(SignalQuery(tenant_id=2, strategy="always", limit=5,
+                                             newest_first=True, after_id=newest[-1].id))
+        assert [s.id for s in newest + below] == [s.id for s in oldest][::-1][:10]
+        since = datetime.now(UTC) - timedelta(minutes=1)  # memory rows: the wall clock
+        assert uow.signals.count_created_since(2, since) == own.signals_written
+        assert uow.signals.count_created_since(3, since) == 0  # not tenant 3's to see
+        assert uow.signals.count_created_since(2, since + timedelta(days=1)) == 0
+
+
+def test_a_tenants_recent_scans_come_newest_first_without_results(platform: Platform) -> None:
+    first = run_scan(platform, ScanRequest(tenant_id=2, strategy="sma_cross", top=3))
+    second = run_scan(platform, ScanRequest(tenant_id=2, strategy="macd_trend", top=3))
+    run_scan(platform, ScanRequest(tenant_id=3, strategy="sma_cross", top=3))
+    with platform.database.read() as uow:
+        recent = uow.scans.recent(2, 10)
+        assert [s.id for s in recent] == [second.id, first.id]
+        assert all(s.results == () for s in recent)
+        assert [s.id for s in uow.scans.recent(2, 1)] == [second.id]

@@ -35,6 +35,7 @@ from signalfactory.api.stream_framing import STREAM_FRAMINGS
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub
+from signalfactory.web.app import mount_dashboard
 
 
 def limit_api_threads(configured: int | None) -> None:
@@ -103,4 +104,5 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(kill_switch_router.router)
     app.include_router(sources_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
+    mount_dashboard(app)  # the pages at / (sign-in by API key, then a session cookie)
     return app

@@ -1,13 +1,17 @@
 """Who is calling: API key -> Principal (tenant, tier, role), then the per-key rate limit.
 
 Routers declare ``PrincipalDep`` (any role), ``TraderDep`` or ``AdminDep``. Keys come from
-``Authorization: Bearer <key>`` or ``X-API-Key``. A key with a bad checksum is refused before any
-database lookup. The principal is cached in the request scope, so middleware that authenticated
-first (idempotency) and the dependency never look up or count one request twice.
+``Authorization: Bearer <key>`` or ``X-API-Key``; a browser signed in to the dashboard sends
+its session cookie instead (it acts as the key it signed in with), and must echo the
+session's CSRF token in ``X-CSRF-Token`` on anything but GET/HEAD/OPTIONS. A key with a bad
+checksum is refused before any database lookup. The principal is cached in the request scope,
+so middleware that authenticated first (idempotency) and the dependency never look up or
+count one request twice.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Annotated
 
@@ -21,6 +25,8 @@ from signalfactory.domain.api_keys import is_well_formed
 from signalfactory.observability.logging import bind_context
 from signalfactory.observability.metrics import API_REFUSALS
 from signalfactory.services.accounts import tenants as accounts
+from signalfactory.services.accounts import web_sessions
+from signalfactory.services.accounts.web_sessions import SESSION_COOKIE
 from signalfactory.services.platform import Platform
 
 __all__ = ["API_REFUSALS", "AdminDep", "Principal", "PrincipalDep", "TraderDep",
@@ -28,6 +34,8 @@ __all__ = ["API_REFUSALS", "AdminDep", "Principal", "PrincipalDep", "TraderDep",
            "require_role", "unauthorized"]
 
 STATE_PRINCIPAL = "principal"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE_RESPONSE_HEADERS = "response_headers"
 
 
@@ -65,6 +73,37 @@ def principal_for_key(platform: Platform, secret: str) -> Principal:
         raise unauthorized(str(exc), exc.reason) from None
 
 
+def session_token(cookie_header: str) -> str | None:
+    """The dashboard session token from a ``Cookie`` header, if there is one."""
+    from http.cookies import CookieError, SimpleCookie
+
+    if SESSION_COOKIE not in cookie_header:
+        return None
+    try:
+        jar = SimpleCookie(cookie_header)
+    except CookieError:
+        return None
+    morsel = jar.get(SESSION_COOKIE)
+    return morsel.value if morsel is not None and morsel.value else None
+
+
+def principal_for_session(platform: Platform, token: str, method: str,
+                          csrf: str | None) -> Principal:
+    """Who a dashboard session acts as; a 401 problem when it is not valid, a 403 when a
+    state-changing request does not carry the session's CSRF token."""
+    try:
+        session = web_sessions.active_session(platform, token)
+    except web_sessions.SessionRefusedError as exc:
+        raise unauthorized(str(exc), exc.reason) from None
+    if method.upper() not in SAFE_METHODS and not (
+            csrf and secrets.compare_digest(csrf.encode(), session.csrf_token.encode())):
+        API_REFUSALS.labels("csrf").inc()
+        raise ApiProblem(403, "this request came with the dashboard's session but without "
+                              "its CSRF token (X-CSRF-Token); reload the page and retry",
+                         code="csrf")
+    return session.principal
+
+
 def rate_limited(platform: Platform, principal: Principal,
                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Count one request of the principal's key; a 429 problem when over its tier's
@@ -95,10 +134,15 @@ def authenticate_scope(platform: Platform, scope: Scope) -> Principal:
     headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                for k, v in scope.get("headers") or []}
     secret = key_from_headers(headers)
-    if secret is None:
-        raise unauthorized("this endpoint needs an API key: send 'Authorization: Bearer "
-                           "<key>' or 'X-API-Key: <key>'", "missing_key")
-    principal = principal_for_key(platform, secret)
+    if secret is not None:
+        principal = principal_for_key(platform, secret)
+    else:
+        token = session_token(headers.get("cookie", ""))
+        if token is None:
+            raise unauthorized("this endpoint needs an API key: send 'Authorization: Bearer "
+                               "<key>' or 'X-API-Key: <key>'", "missing_key")
+        principal = principal_for_session(platform, token, scope.get("method", "GET"),
+                                          headers.get(CSRF_HEADER))
     bind_context(tenant=principal.tenant_name, key_id=principal.key_id)
     earned: list[tuple[bytes, bytes]] = []
     state[STATE_RESPONSE_HEADERS] = earned

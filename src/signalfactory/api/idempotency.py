@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signalfactory.api.auth import authenticate_scope
-from signalfactory.api.problems import MEDIA_TYPE, ApiProblem
+from signalfactory.api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE, ApiProblem
 from signalfactory.domain.accounts import StoredResponse
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.accounts import idempotency as keys
@@ -180,9 +180,19 @@ def _opened(platform: Platform, stored: StoredResponse) -> StoredResponse:
     if not marks:
         return stored
     headers = tuple((k, v) for k, v in stored.headers if k != SEALED_HEADER)
-    body = (platform.secret_box.open(stored.body)
-            if marks[0] == "sealed" and platform.secret_box is not None else b"")
-    return StoredResponse(status_code=stored.status_code, headers=headers, body=body)
+    if marks[0] != "sealed" or platform.secret_box is None:
+        # The answer held a secret shown once (an API key) and no copy was kept: say so,
+        # rather than replaying the status with an empty body.
+        body = json.dumps({
+            "type": PROBLEM_TYPE_BASE + "conflict", "title": "Conflict", "status": 409,
+            "detail": "this Idempotency-Key was already answered with a secret that is shown "
+                      "only once and was not kept; send a new request (with a new key) to "
+                      "make another"}).encode()
+        return StoredResponse(status_code=409, headers=(
+            ("content-type", MEDIA_TYPE), ("cache-control", "no-store")),
+            body=body)
+    return StoredResponse(status_code=stored.status_code, headers=headers,
+                          body=platform.secret_box.open(stored.body))
 
 
 async def _send_replay(send: Send, stored: StoredResponse) -> None:

@@ -15,6 +15,7 @@ from signalfactory.cli.endpoints import endpoints_app
 from signalfactory.cli.report import report_app
 from signalfactory.cli.sources import sources_app
 from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
+from signalfactory.cli.web import web_app
 
 app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
@@ -50,6 +51,7 @@ app.add_typer(bots_app, name="bots")
 app.add_typer(orders_app, name="orders")
 app.add_typer(kill_switch_app, name="kill-switch")
 app.add_typer(sources_app, name="sources")
+app.add_typer(web_app, name="web")
 
 
 @app.callback()

@@ -73,9 +73,18 @@ def up(
     trading.start()
     scheduler.start()
     delivery.start()
-    err.print(f"serving on http://{host}:{port} (livez, readyz, /api/v1, /docs); "
+    from signalfactory.cli.web import sign_in_link
+    from signalfactory.services.accounts.web_sessions import issue_sign_in_link
+
+    address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    link = sign_in_link(address, issue_sign_in_link(platform, "default", "admin"))
+    err.print(f"serving on {address} (livez, readyz, /api/v1, /docs); "
               f"{runner.concurrency} job worker(s), {len(scheduler.entries)} schedule(s)\n"
-              "API calls need a key: signalfactory keys create --tenant default --role admin")
+              f"dashboard: open {address}/ and sign in with an API key "
+              "(signalfactory keys create --tenant default --role admin),\n"
+              f"or sign in once as the local admin with this link "
+              f"(valid {platform.settings.web_link_minutes:g} min; a new one: "
+              f"signalfactory web link):\n{link}", highlight=False, soft_wrap=True)
     # uvicorn shuts down on SIGTERM/SIGINT and then re-raises the signal to the handler that
     # was installed before it ran; a no-op one lets us stop the runner (handing unfinished
     # jobs back) and exit 0 instead of dying on the re-raised signal.

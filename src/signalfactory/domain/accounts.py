@@ -181,3 +181,34 @@ class Claim:
     outcome: ClaimOutcome
     record_id: int | None = None
     response: StoredResponse | None = None
+
+
+# -- dashboard sessions ------------------------------------------------------------------
+
+#: a signed-in browser (the cookie holds the token) and a one-time sign-in link
+SESSION_KINDS: tuple[str, ...] = ("session", "link")
+
+
+@dataclass(frozen=True)
+class NewWebSession:
+    """What is stored for a browser session or a one-time sign-in link: the SHA-256 of its
+    token (never the token), the API key it acts as, and the CSRF token its forms carry."""
+
+    kind: str  # session | link
+    token_digest: str
+    key_id: int
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class WebSessionRecord:
+    """A stored session or link with the key it acts as (revoking the key ends both)."""
+
+    id: int
+    kind: str
+    key: KeyRecord
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime

@@ -52,6 +52,8 @@ class SignalQuery:
     min_score: float | None = None
     after_id: int | None = None
     limit: int = 100
+    #: newest first (ids below ``after_id``, descending): the dashboard's latest signals
+    newest_first: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AccountRepository,
         IdempotencyRepository,
         UsageRepository,
+        WebSessionRepository,
     )
     from signalfactory.services.audit.ports import AuditRepository
     from signalfactory.services.backtests.ports import BacktestRepository
@@ -101,6 +102,9 @@ class UnitOfWork(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def web_sessions(self) -> WebSessionRepository: ...
 
     @property
     def subscriptions(self) -> SubscriptionRepository: ...

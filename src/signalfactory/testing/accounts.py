@@ -10,9 +10,11 @@ from signalfactory.domain.accounts import (
     IdempotencyRecord,
     KeyRecord,
     NewKeyRow,
+    NewWebSession,
     StoredResponse,
     Tenant,
     TenantSummary,
+    WebSessionRecord,
 )
 from signalfactory.domain.errors import ConflictError
 from signalfactory.testing.memory import MemoryState
@@ -184,4 +186,49 @@ class MemoryIdempotencyRepository:
         old = [i for i, r in self.data.records.items() if r.created_at < created_before]
         for record_id in old:
             del self.data.records[record_id]
+        return len(old)
+
+
+@dataclass
+class WebSessionStore:
+    rows: dict[str, tuple[int, NewWebSession]] = field(default_factory=dict)  # by digest
+    next_id: int = 1
+
+
+class MemoryWebSessionRepository:
+    def __init__(self, state: MemoryState) -> None:
+        self.accounts = MemoryAccountRepository(state)
+        self.data = state.store("web_sessions", WebSessionStore)
+
+    def create(self, row: NewWebSession) -> int:
+        if row.token_digest in self.data.rows:
+            raise ConflictError("a session with this token exists")
+        session_id = self.data.next_id
+        self.data.next_id += 1
+        self.data.rows[row.token_digest] = (session_id, row)
+        return session_id
+
+    def find(self, token_digest: str, kind: str) -> WebSessionRecord | None:
+        found = self.data.rows.get(token_digest)
+        if found is None or found[1].kind != kind:
+            return None
+        session_id, row = found
+        keys = self.accounts.keys_matching(key_id=row.key_id)
+        if not keys:
+            return None
+        return WebSessionRecord(id=session_id, kind=row.kind, key=keys[0],
+                                csrf_token=row.csrf_token, created_at=row.created_at,
+                                expires_at=row.expires_at)
+
+    def delete(self, token_digest: str, kind: str) -> bool:
+        found = self.data.rows.get(token_digest)
+        if found is None or found[1].kind != kind:
+            return False
+        del self.data.rows[token_digest]
+        return True
+
+    def purge(self, expired_before: datetime) -> int:
+        old = [d for d, (_, row) in self.data.rows.items() if row.expires_at < expired_before]
+        for token_digest in old:
+            del self.data.rows[token_digest]
         return len(old)

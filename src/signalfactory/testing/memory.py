@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         MemoryAccountRepository,
         MemoryIdempotencyRepository,
         MemoryUsageRepository,
+        MemoryWebSessionRepository,
     )
     from signalfactory.testing.audit import MemoryAuditRepository
     from signalfactory.testing.backtests import MemoryBacktestRepository
@@ -129,6 +130,11 @@ class InMemoryUnitOfWork:
     def idempotency(self) -> MemoryIdempotencyRepository:
         from signalfactory.testing.accounts import MemoryIdempotencyRepository
         return MemoryIdempotencyRepository(self.state)
+
+    @property
+    def web_sessions(self) -> MemoryWebSessionRepository:
+        from signalfactory.testing.accounts import MemoryWebSessionRepository
+        return MemoryWebSessionRepository(self.state)
 
     @property
     def subscriptions(self) -> MemorySubscriptionRepository:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,3 +45,9 @@ class MemoryScanRepository:
             universe=scan.universe, timeframe=scan.timeframe, as_of=scan.as_of,
             top=scan.top, instruments=scan.instruments, matches=scan.matches,
             created_at=created_at, finished_at=scan.finished_at, results=results)
+
+    def recent(self, tenant_id: int, limit: int) -> list[StoredScan]:
+        mine = [i for i in sorted(self.store.scans, reverse=True)
+                if self.store.scans[i][0].tenant_id == tenant_id][:limit]
+        return [dataclasses.replace(found, results=()) for i in mine
+                if (found := self.get(tenant_id, i)) is not None]

@@ -56,7 +56,7 @@ class MemorySignalRepository:
     def page(self, query: SignalQuery) -> list[StoredSignal]:
         strategies = strategy_store(self.state)
         out: list[StoredSignal] = []
-        for ident in sorted(self.store.signals):
+        for ident in sorted(self.store.signals, reverse=query.newest_first):
             if len(out) >= query.limit:
                 break
             signal, created_at = self.store.signals[ident]
@@ -65,7 +65,8 @@ class MemorySignalRepository:
             symbol = self.store.symbols.get(signal.instrument_id, signal.symbol)
             if not (strategy.tenant_id == query.tenant_id or strategy.builtin):
                 continue
-            if ((query.after_id is not None and ident <= query.after_id)
+            if ((query.after_id is not None and (ident >= query.after_id if query.newest_first
+                                                 else ident <= query.after_id))
                     or (query.since is not None and signal.bar_ts < query.since)
                     or (query.symbol is not None and symbol != query.symbol)
                     or (query.strategy is not None and strategy.name != query.strategy)
@@ -79,6 +80,16 @@ class MemorySignalRepository:
                 timeframe=signal.timeframe, score=signal.score, price=signal.price,
                 values=dict(signal.values), created_at=created_at))
         return out
+
+    def count_created_since(self, tenant_id: int, since: datetime) -> int:
+        strategies = strategy_store(self.state)
+        count = 0
+        for signal, created_at in self.store.signals.values():
+            version, _ = strategies.versions[signal.strategy_version_id]
+            strategy, _ = strategies.strategies[version.strategy_id]
+            if (strategy.tenant_id == tenant_id or strategy.builtin) and created_at >= since:
+                count += 1
+        return count
 
     def builtin_interest(self) -> BuiltinInterest:
         """What the stored subscriptions ask of the built-ins (as the SQL repository reads

@@ -9,11 +9,16 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from signalfactory.domain.backtest.stored import Scalar, TradeRecord
-from signalfactory.web import LIGHTWEIGHT_CHARTS_JS
+
+# The one copy of the chart library in the package: the dashboard serves the same file from
+# /static. Found by path (the report must not import the dashboard, a layer above it).
+LIGHTWEIGHT_CHARTS_JS = (Path(__file__).parents[2] / "web" / "static" / "vendor"
+                         / "lightweight-charts.standalone.production.js")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

@@ -30,6 +30,16 @@ class SqlScanRepository:
                  "bar_ts": r.bar_ts, "values": dict(r.values)} for r in results])
         return scan_id
 
+    def recent(self, tenant_id: int, limit: int) -> list[StoredScan]:
+        rows: Any = self.conn.execute(sa.select(scans).where(scans.c.tenant_id == tenant_id)
+                                      .order_by(scans.c.id.desc()).limit(limit))
+        return [StoredScan(
+            id=row.id, tenant_id=row.tenant_id, status=row.status, error=row.error,
+            strategy_version_id=row.strategy_version_id, rule_text=row.rule_text,
+            universe=row.universe, timeframe=row.timeframe, as_of=row.as_of, top=row.top,
+            instruments=row.instruments, matches=row.matches, created_at=row.created_at,
+            finished_at=row.finished_at) for row in rows]
+
     def get(self, tenant_id: int, scan_id: int) -> StoredScan | None:
         row: Any = self.conn.execute(sa.select(scans).where(
             scans.c.id == scan_id, scans.c.tenant_id == tenant_id)).first()

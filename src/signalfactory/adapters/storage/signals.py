@@ -85,7 +85,8 @@ class SqlSignalRepository:
                   .join(strategies, strategies.c.id == strategy_versions.c.strategy_id)
                   .where(sa.or_(strategies.c.tenant_id == query.tenant_id,
                                 strategies.c.builtin.is_(sa.true())))
-                  .order_by(signals.c.id).limit(query.limit))
+                  .order_by(signals.c.id.desc() if query.newest_first else signals.c.id)
+                  .limit(query.limit))
         conditions: list[sa.ColumnElement[bool]] = []
         if query.since is not None:
             conditions.append(signals.c.bar_ts >= query.since)
@@ -98,13 +99,23 @@ class SqlSignalRepository:
         if query.min_score is not None:
             conditions.append(signals.c.score >= query.min_score)
         if query.after_id is not None:
-            conditions.append(signals.c.id > query.after_id)
+            conditions.append(signals.c.id < query.after_id if query.newest_first
+                              else signals.c.id > query.after_id)
         return [StoredSignal(id=int(r.id), bar_ts=r.bar_ts, symbol=r.symbol, side=r.side,
                              strategy=r.strategy, strategy_version=int(r.strategy_version),
                              timeframe=r.timeframe, score=r.score, price=r.price,
                              values=r._mapping["values"] or {},
                              created_at=r.created_at)
                 for r in self.conn.execute(select.where(*conditions))]
+
+    def count_created_since(self, tenant_id: int, since: datetime) -> int:
+        return int(self.conn.execute(
+            sa.select(sa.func.count()).select_from(signals)
+            .join(strategy_versions, strategy_versions.c.id == signals.c.strategy_version_id)
+            .join(strategies, strategies.c.id == strategy_versions.c.strategy_id)
+            .where(sa.or_(strategies.c.tenant_id == tenant_id,
+                          strategies.c.builtin.is_(sa.true())),
+                   signals.c.created_at >= since)).scalar_one())
 
     def builtin_interest(self) -> BuiltinInterest:
         names: set[str] = set()

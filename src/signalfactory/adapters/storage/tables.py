@@ -530,3 +530,17 @@ source_gaps = sa.Table(
     sa.PrimaryKeyConstraint("source_id", "symbol", "timeframe", "start_ts",
                             name="pk_source_gaps"),
 )
+
+
+# Dashboard sessions and one-time sign-in links (migration 0013): the token's SHA-256 only.
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("token_digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.adapters.storage.trading_states import SqlTradingStateRepository
     from signalfactory.adapters.storage.usage import SqlUsageRepository
+    from signalfactory.adapters.storage.web_sessions import SqlWebSessionRepository
 
 log = get_logger("signalfactory.storage")
 
@@ -163,6 +164,11 @@ class SqlUnitOfWork:
     def idempotency(self) -> SqlIdempotencyRepository:
         from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
         return SqlIdempotencyRepository(self.connection)
+
+    @property
+    def web_sessions(self) -> SqlWebSessionRepository:
+        from signalfactory.adapters.storage.web_sessions import SqlWebSessionRepository
+        return SqlWebSessionRepository(self.connection)
 
     @property
     def subscriptions(self) -> SqlSubscriptionRepository:

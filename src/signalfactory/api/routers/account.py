@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter, Path, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Path, Response, status
+from pydantic import BaseModel, Field
 
 from signalfactory.api.auth import AdminDep, PrincipalDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.schemas import AUTH_RESPONSES, Problem
+from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
 from signalfactory.domain.accounts import KeyRecord
 from signalfactory.domain.errors import NotFoundError
 from signalfactory.services.accounts.quotas import quota_usage
-from signalfactory.services.accounts.tenants import list_keys, resolve_key
+from signalfactory.services.accounts.tenants import create_key, list_keys, resolve_key
 from signalfactory.services.accounts.tenants import revoke_key as revoke
 
 router = APIRouter(prefix="/api/v1", tags=["account"], responses=AUTH_RESPONSES)
@@ -72,6 +73,28 @@ def get_keys(principal: AdminDep, platform: PlatformDep) -> ApiKeyList:
     with platform.database.read() as uow:
         items = [_to_model(r) for r in list_keys(uow, principal.tenant_id)]
     return ApiKeyList(items=items, count=len(items))
+
+
+class ApiKeyIn(RequestModel):
+    role: Literal["viewer", "trader", "admin"]
+    name: str = Field(default="", max_length=100, pattern=r"^[^\x00]*$",
+                      examples=["grafana dashboard"])
+
+
+class NewApiKey(ApiKey):
+    key: str = Field(description="The key itself: shown in this answer only, never again")
+
+
+@router.post("/keys", response_model=NewApiKey, status_code=201,
+             summary="Create an API key in this tenant (admin); the key is shown once")
+def post_key(body: ApiKeyIn, principal: AdminDep, platform: PlatformDep,
+             response: Response) -> NewApiKey:
+    response.headers["Cache-Control"] = "no-store"
+    with platform.database.write() as uow:
+        new, key_id = create_key(uow, principal.tenant_id, body.role, body.name.strip(),
+                                 now=platform.clock.now())
+        record = resolve_key(uow, str(key_id), tenant_id=principal.tenant_id)
+    return NewApiKey(**_to_model(record).model_dump(), key=new.secret)
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKey, status_code=status.HTTP_200_OK,

@@ -7,8 +7,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from signalfactory.api.deps import PlatformDep
-from signalfactory.observability.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_MAX, READY
-from signalfactory.services.platform import Platform
+from signalfactory.observability.metrics import READY
+from signalfactory.services.health import readiness_checks, refresh_gauges
+
+__all__ = ["readiness_checks", "refresh_gauges", "router"]
 
 router = APIRouter(tags=["health"])
 
@@ -16,17 +18,6 @@ router = APIRouter(tags=["health"])
 @router.get("/livez", summary="Liveness: the process is up (no dependency checks)")
 def livez() -> dict[str, str]:
     return {"status": "ok"}
-
-
-def readiness_checks(platform: Platform) -> dict[str, str]:
-    checks = platform.database.health()
-    if checks.get("database") != "ok":
-        return checks
-    if platform.settings.restore_marker.exists():
-        checks["restore"] = "a restore is in progress; wait for it to finish"
-    for name, probe in platform.probes.items():
-        checks[name] = probe()
-    return checks
 
 
 @router.get("/readyz", summary="Readiness: database reachable and migrations at head",
@@ -50,13 +41,3 @@ def readyz(platform: PlatformDep) -> JSONResponse:
 def metrics(platform: PlatformDep) -> Response:
     refresh_gauges(platform)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-
-def refresh_gauges(platform: Platform) -> None:
-    """Gauges read at scrape time: pool usage, and every refresher bootstrap wired."""
-    usage = platform.database.pool_usage()
-    if usage is not None:
-        DB_CONNECTIONS_IN_USE.set(usage[0])
-        DB_CONNECTIONS_MAX.set(usage[1])
-    for refresh in platform.metrics_refreshers:
-        refresh(platform)

@@ -86,3 +86,12 @@ def get_job(principal: PrincipalDep, platform: PlatformDep, job_id: str = JOB_ID
              summary="Cancel a job (trader): queued stops now, running stops at its next check")
 def cancel_job(principal: TraderDep, platform: PlatformDep, job_id: str = JOB_ID) -> Job:
     return Job.of(job_service.cancel_job(platform, job_id, tenant_id=principal.tenant_id))
+
+
+@router.post("/jobs/{job_id}/retry", response_model=Job,
+             responses={**NOT_FOUND, 409: {"model": Problem,
+                                           "description": "Only dead, failed or cancelled "
+                                                          "jobs can be retried"}},
+             summary="Queue a dead, failed or cancelled job again (trader)")
+def retry_job(principal: TraderDep, platform: PlatformDep, job_id: str = JOB_ID) -> Job:
+    return Job.of(job_service.retry_job(platform, job_id, tenant_id=principal.tenant_id))

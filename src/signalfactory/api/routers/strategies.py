@@ -20,6 +20,7 @@ from signalfactory.services.strategies.catalog import (
     list_strategies,
     store_builtins_once,
 )
+from signalfactory.services.strategies.preview import finite_or_none, preview_rule
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
@@ -71,6 +72,35 @@ class StrategyIn(RequestModel):
     description: str = Field(default="", max_length=2000)
 
 
+class PreviewIn(RequestModel):
+    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
+    symbol: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$", examples=["SAAA"])
+    timeframe: str = Field(default="1d", max_length=8, pattern=r"^[0-9A-Za-z]+$")
+    bars: int = Field(default=500, ge=10, le=5000, description="The last N bars")
+
+
+class PreviewBar(BaseModel):
+    time: int = Field(description="Unix seconds (UTC)")
+    open: float
+    high: float
+    low: float
+    close: float
+
+
+class PreviewSignal(BaseModel):
+    time: int = Field(description="Unix seconds (UTC) of the bar")
+    side: str
+    score: float | None
+    price: float
+
+
+class PreviewOut(BaseModel):
+    symbol: str
+    timeframe: str
+    bars: list[PreviewBar]
+    signals: list[PreviewSignal]
+
+
 class ValidationOut(BaseModel):
     valid: bool
     canonical: str
@@ -112,6 +142,24 @@ def get_one_strategy(principal: PrincipalDep, platform: PlatformDep,
 def validate_rule(body: RuleIn, _principal: PrincipalDep) -> ValidationOut:
     checked = check_rule(body.rule)
     return ValidationOut(valid=True, canonical=checked.canonical_text, lookback=checked.lookback)
+
+
+@router.post("/strategies/preview", response_model=PreviewOut, tags=["strategies"],
+             summary="The signals a rule would give on one symbol's last bars (nothing stored)",
+             responses={404: {"model": Problem, "description": "Unknown symbol"},
+                        422: {"description": "The rule is invalid (`position` says where), "
+                                             "or the symbol has no bars of that timeframe"}})
+def preview(body: PreviewIn, _principal: PrincipalDep, platform: PlatformDep) -> PreviewOut:
+    window = preview_rule(platform, body.rule, body.symbol, body.timeframe, body.bars)
+    u = window.bars
+    seconds = (u.ts // 1_000_000_000).tolist()
+    bars = [PreviewBar(time=t, open=o, high=h, low=lo, close=c) for t, o, h, lo, c in zip(
+        seconds, u.open.tolist(), u.high.tolist(), u.low.tolist(), u.close.tolist(),
+        strict=True)]
+    return PreviewOut(symbol=window.symbol, timeframe=window.timeframe, bars=bars, signals=[
+        PreviewSignal(time=r.ts // 1_000_000_000, side=r.side,
+                      score=None if r.score is None else finite_or_none(r.score),
+                      price=r.price) for r in window.signals])
 
 
 @router.post("/strategies", response_model=StrategyOut, status_code=201, tags=["strategies"],

@@ -9,10 +9,12 @@ from signalfactory.domain.accounts import (
     IdempotencyRecord,
     KeyRecord,
     NewKeyRow,
+    NewWebSession,
     RateLimitDecision,
     StoredResponse,
     Tenant,
     TenantSummary,
+    WebSessionRecord,
 )
 
 
@@ -122,3 +124,21 @@ class RateLimiter(Protocol):
         """Count one request of ``identity`` against the tier's window."""
         ...
 
+
+
+class WebSessionRepository(Protocol):
+    """Dashboard sessions and one-time sign-in links, found by the digest of their token."""
+
+    def create(self, row: NewWebSession) -> int: ...
+
+    def find(self, token_digest: str, kind: str) -> WebSessionRecord | None:
+        """The session or link with this digest, joined with its key (revoked or not)."""
+        ...
+
+    def delete(self, token_digest: str, kind: str) -> bool:
+        """Forget a session (sign-out) or a used link; False when there was none."""
+        ...
+
+    def purge(self, expired_before: datetime) -> int:
+        """Delete sessions and links that expired before the cutoff; how many."""
+        ...

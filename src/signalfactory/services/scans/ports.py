@@ -18,3 +18,7 @@ class ScanRepository(Protocol):
     def get(self, tenant_id: int, scan_id: int) -> StoredScan | None:
         """The tenant's scan with its results in rank order; None for another tenant's."""
         ...
+
+    def recent(self, tenant_id: int, limit: int) -> list[StoredScan]:
+        """The tenant's newest scans first, without their results."""
+        ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from signalfactory.domain.signals import InsertedSignal, NewSignal, SignalQuery, StoredSignal
@@ -19,7 +20,12 @@ class SignalRepository(Protocol):
         ...
 
     def page(self, query: SignalQuery) -> list[StoredSignal]:
-        """Signals the query selects, in id order, at most ``query.limit``."""
+        """Signals the query selects, in id order (descending with ``newest_first``, then
+        ``after_id`` bounds from above), at most ``query.limit``."""
+        ...
+
+    def count_created_since(self, tenant_id: int, since: datetime) -> int:
+        """How many signals visible to the tenant were stored at or after ``since``."""
         ...
 
     def builtin_interest(self) -> BuiltinInterest:

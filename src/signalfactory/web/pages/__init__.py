@@ -1,0 +1,1 @@
+"""Dashboard pages, one router per section (see web/navigation.py)."""
