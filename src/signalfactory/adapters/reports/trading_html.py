@@ -8,8 +8,8 @@ import html
 import json
 import re
 
+from signalfactory.adapters.reports.backtest_html import LIGHTWEIGHT_CHARTS_JS
 from signalfactory.domain.daily_report import BotDay, DailyReport
-from signalfactory.web import LIGHTWEIGHT_CHARTS_JS
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
