@@ -52,14 +52,48 @@ def quota_problem(exc: QuotaExceededError) -> ApiProblem:
                       used=exc.used, tier=exc.tier)
 
 
-def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+RETRY_AFTER_TEMPORARY_S = 5
+
+
+def _http_problem(instance: str, exc: StarletteHTTPException) -> JSONResponse:
     extra: dict[str, object] = getattr(exc, "extra", {})
     response = problem(exc.status_code, _title(exc.status_code), str(exc.detail),
-                       type_=getattr(exc, "type_", "about:blank"),
-                       instance=request.url.path, **extra)
+                       type_=getattr(exc, "type_", "about:blank"), instance=instance, **extra)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def problem_for(exc: BaseException, instance: str) -> JSONResponse | None:
+    """The problem response of a classified error (None for any other exception).
+
+    The one mapping of errors to answers: the app's exception handlers use it, and so does
+    code outside them (middleware, the WebSocket handshake), so a database that is down
+    answers 503 wherever it is met first.
+    """
+    if isinstance(exc, QuotaExceededError):
+        return _http_problem(instance, quota_problem(exc))
+    if isinstance(exc, StarletteHTTPException):
+        return _http_problem(instance, exc)
+    if isinstance(exc, BadInputError):
+        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
+            exc, ConflictError) else 422
+        extra: dict[str, object] = {}
+        for key in ("source", "row", "rule", "position"):
+            value = getattr(exc, key, None)
+            if value is not None:
+                extra[key] = value
+        return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=instance, **extra)
+    if isinstance(exc, TemporaryError):
+        response = problem(503, "Temporarily unavailable", str(exc),
+                           type_=PROBLEM_TYPE_BASE + exc.code, instance=instance)
+        response.headers["Retry-After"] = str(RETRY_AFTER_TEMPORARY_S)
+        return response
+    if isinstance(exc, OperationalError):
+        return problem(500, "Operational error", str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=instance)
+    return None
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -73,32 +107,15 @@ def install_problem_handlers(app: FastAPI) -> None:
                        type_=PROBLEM_TYPE_BASE + "validation", instance=request.url.path,
                        errors=errors)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _http_problem(request, exc)
-
-    @app.exception_handler(QuotaExceededError)
-    async def _quota(request: Request, exc: QuotaExceededError) -> JSONResponse:
-        return _http_problem(request, quota_problem(exc))
-
-    @app.exception_handler(BadInputError)
-    async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
-            exc, ConflictError) else 422
-        extra: dict[str, object] = {}
-        for key in ("source", "row", "rule", "position"):
-            value = getattr(exc, key, None)
-            if value is not None:
-                extra[key] = value
-        return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
-                       instance=request.url.path, **extra)
-
-    @app.exception_handler(TemporaryError)
-    async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:
-        response = problem(503, "Temporarily unavailable", str(exc),
-                           type_=PROBLEM_TYPE_BASE + exc.code, instance=request.url.path)
-        response.headers["Retry-After"] = "5"
+    async def _classified(request: Request, exc: Exception) -> JSONResponse:
+        response = problem_for(exc, request.url.path)
+        if response is None:  # registered only for classes problem_for maps
+            raise exc
         return response
+
+    for kind in (StarletteHTTPException, QuotaExceededError, BadInputError, TemporaryError,
+                 OperationalError):
+        app.add_exception_handler(kind, _classified)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -106,11 +123,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(500, "Internal Server Error",
                        "an unexpected error occurred and was logged; retry later or report "
                        "it with the time of the request", instance=request.url.path)
-
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
-        return problem(500, "Operational error", str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
-                       instance=request.url.path)
 
 
 def _title(status: int) -> str:
