@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.errors import BadInputError, excerpt
 from signalfactory.domain.timeframes import NS_PER_SECOND, Timeframe, infer_timeframe
 
 RULES: dict[str, str] = {
@@ -30,6 +30,9 @@ RULES: dict[str, str] = {
     "unsorted-timestamps": "timestamps must increase down the file",
     "mixed-timeframes": "all bars must be of one timeframe",
     "bad-symbol": "a symbol is empty or too long",
+    "bad-encoding": "the file is not UTF-8 text (another encoding, binary or compressed)",
+    "malformed-csv": "a row does not have one cell per header column",
+    "unsupported-column-type": "a Parquet column holds lists or records, not single values",
 }
 
 # Daily and longer bars stamped at local midnight move by an hour across DST changes.
@@ -175,7 +178,7 @@ def validate_symbols(raw: RawBars) -> None:
         if not sym or len(sym) > 64 or sym != sym.strip():
             rows = np.flatnonzero(raw.symbol_codes == code)
             raise BadInputError(
-                f"symbol {sym!r} must be 1..64 characters without surrounding spaces",
+                f"symbol {excerpt(sym)} must be 1..64 characters without surrounding spaces",
                 source=raw.source, row=int(rows[0]) + 1 + raw.row_offset if rows.size else None,
                 rule="bad-symbol")
 
