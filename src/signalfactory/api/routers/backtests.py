@@ -29,7 +29,7 @@ from signalfactory.domain.backtest.stored import BacktestSummary as SummaryRecor
 from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.report import render_report
-from signalfactory.services.backtests.run import get_backtest, prepare
+from signalfactory.services.backtests.run import check_data, get_backtest, prepare
 from signalfactory.services.backtests.run import list_backtests as stored_backtests
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.strategies.catalog import ensure_builtins
@@ -224,7 +224,8 @@ def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDe
     request = body.to_request(principal.tenant_id)
     with platform.database.write() as uow:
         ensure_builtins(uow)
-    prepare(platform, request)  # bad input answers now, before quota or job
+    # bad input, about the request or the data it needs, answers now: before quota or job
+    check_data(platform, prepare(platform, request))
     with platform.database.write() as uow:
         enforce_quota(uow, principal, "backtests")
         job = job_service.submit(platform, "backtest", request.to_payload(),

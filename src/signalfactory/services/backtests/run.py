@@ -63,8 +63,8 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.strategies.catalog import resolve
 
-__all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest",
-           "store_backtest"]
+__all__ = ["Plan", "Progress", "check_data", "get_backtest", "list_backtests", "prepare",
+           "run_backtest", "store_backtest"]
 #: the strategy_name column's width
 _NAME_LENGTH = 100
 
@@ -100,6 +100,9 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
     """Check everything that can be checked without bars; BadInputError says what to fix."""
     config = build_config(request)
     start, end = window(request)
+    if start is not None and start > platform.clock.now():
+        raise BadInputError(f"--from {request.start} is in the future: no bars exist there "
+                            "yet; give a start in the past", rule="from")
     if not request.symbols and not request.universe:
         raise BadInputError("say what to trade: --symbol S (repeatable) or --universe TAG",
                             rule="symbol")
@@ -130,6 +133,13 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
                 timeframe=timeframe, start=start, end=end, calendar=calendar,
                 bars_per_year=bars_per_year(timeframe.seconds, calendar),  # type: ignore[arg-type]
                 mirror=mirror)
+
+
+def check_data(platform: Platform, plan: Plan) -> None:
+    """Refuse now what the run would refuse about the data: a symbol without bars in the
+    window, a rule needing more history than is stored. Reads the bars the run will read
+    (what it costs the run), so a submitted job does not fail on bad input later."""
+    load(platform, plan)
 
 
 def load(platform: Platform, plan: Plan) -> Data:
