@@ -130,7 +130,7 @@ def backtest(
     from signalfactory.cli.strategies import platform_with_builtins
     from signalfactory.services.backtests.options import BacktestRequest
     from signalfactory.services.backtests.report import render_report
-    from signalfactory.services.backtests.run import run_backtest
+    from signalfactory.services.backtests.run import check_options, run_backtest
 
     request = BacktestRequest(
         tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule, symbols=tuple(symbol or ()),
@@ -140,6 +140,7 @@ def backtest(
         trailing_stop=trailing_stop, max_positions=max_positions, atr_period=atr_period,
         atr_multiple=atr_multiple, close_at_end=close_at_end, calendar=calendar,
         parameters=_parameters(params))
+    check_options(request)  # bad input is refused before the database is opened
     if report is not None:
         _check_writable(report)
     platform = platform_with_builtins()

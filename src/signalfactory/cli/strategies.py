@@ -121,7 +121,11 @@ def strategies_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a strategy, or a new version if its code changed."""
-    from signalfactory.services.strategies.catalog import add_strategy
+    from signalfactory.services.strategies.catalog import (
+        add_strategy,
+        check_new_strategy,
+        ensure_builtins,
+    )
 
     parameters: dict[str, StrategyParam] | None = None
     if params is not None:
@@ -131,9 +135,13 @@ def strategies_add(
         parameters = value
     text = None if python is not None and rule is None and file is None else _rule_from(rule,
                                                                                         file)
-    platform = platform_with_builtins()
+    # bad input is refused before the database is opened (or created, in a new home)
+    check_new_strategy(DEFAULT_TENANT_ID, name, rule_text=text, class_path=python,
+                       parameters=parameters, timeframe=timeframe)
+    platform = build_platform(migrate_db=True)
     try:
-        with platform.database.write() as uow:
+        with platform.database.write() as uow:  # the built-ins commit with the add, or not
+            ensure_builtins(uow)
             item, created = add_strategy(uow, DEFAULT_TENANT_ID, name, rule_text=text,
                                          class_path=python, parameters=parameters,
                                          timeframe=timeframe, created_by="cli")

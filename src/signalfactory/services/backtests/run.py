@@ -50,7 +50,7 @@ from signalfactory.domain.backtest.stored import (
     json_scalars,
 )
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.domain.rules import check_enough_bars
+from signalfactory.domain.rules import check_enough_bars, check_rule
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.timeframes import Timeframe
@@ -63,8 +63,8 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.strategies.catalog import resolve
 
-__all__ = ["Plan", "Progress", "check_data", "get_backtest", "list_backtests", "prepare",
-           "run_backtest", "store_backtest"]
+__all__ = ["Plan", "Progress", "check_data", "check_options", "get_backtest",
+           "list_backtests", "prepare", "run_backtest", "store_backtest"]
 #: the strategy_name column's width
 _NAME_LENGTH = 100
 
@@ -96,13 +96,12 @@ class Plan:
         return "single" if n_instruments == 1 else "universe"
 
 
-def prepare(platform: Platform, request: BacktestRequest) -> Plan:
-    """Check everything that can be checked without bars; BadInputError says what to fix."""
+def check_options(request: BacktestRequest) -> tuple[BacktestConfig, datetime | None,
+                                                    datetime | None]:
+    """Everything that can be checked without the database: (config, start, end).
+    Callers check first and open the database only for a request that passed."""
     config = build_config(request)
     start, end = window(request)
-    if start is not None and start > platform.clock.now():
-        raise BadInputError(f"--from {request.start} is in the future: no bars exist there "
-                            "yet; give a start in the past", rule="from")
     if not request.symbols and not request.universe:
         raise BadInputError("say what to trade: --symbol S (repeatable) or --universe TAG",
                             rule="symbol")
@@ -111,6 +110,22 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
     if request.parameters and request.strategy is None:
         raise BadInputError("parameters override a built-in strategy's; a rule carries its "
                             "numbers in its text", rule="parameters")
+    if (request.strategy is None) == (request.rule is None):
+        raise BadInputError("give exactly one of --strategy NAME or --rule TEXT",
+                            rule="strategy")
+    if request.rule is not None:
+        check_rule(request.rule)
+    if request.timeframe:
+        Timeframe.parse(request.timeframe)
+    return config, start, end
+
+
+def prepare(platform: Platform, request: BacktestRequest) -> Plan:
+    """Check everything that can be checked without bars; BadInputError says what to fix."""
+    config, start, end = check_options(request)
+    if start is not None and start > platform.clock.now():
+        raise BadInputError(f"--from {request.start} is in the future: no bars exist there "
+                            "yet; give a start in the past", rule="from")
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.domain.rules import check_enough_bars
+from signalfactory.domain.rules import check_enough_bars, check_rule
 from signalfactory.domain.scans import NewScan, ScanResult, StoredScan
 from signalfactory.domain.strategies import RuleStrategy, StrategyParam, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy
@@ -52,7 +52,8 @@ EARLIEST_AS_OF = datetime(1678, 1, 1, tzinfo=UTC)
 LATEST_AS_OF = datetime(2262, 4, 10, tzinfo=UTC)
 
 
-def _check(request: ScanRequest) -> None:
+def check_request(request: ScanRequest) -> None:
+    """What can be checked without the database; ``run_scan`` checks it first too."""
     if request.as_of is not None:
         as_of = request.as_of if request.as_of.tzinfo else request.as_of.replace(tzinfo=UTC)
         if not EARLIEST_AS_OF <= as_of <= LATEST_AS_OF:
@@ -62,6 +63,10 @@ def _check(request: ScanRequest) -> None:
         raise BadInputError(f"top must be between 1 and 10000, got {request.top}")
     if request.side is not None and request.side not in ("long", "short", "exit"):
         raise BadInputError(f"side must be long, short or exit, got {request.side!r}")
+    if request.timeframe is not None:
+        Timeframe.parse(request.timeframe)
+    if request.rule is not None:
+        check_rule(request.rule)
 
 
 def _rank_key(score: float | None) -> float:
@@ -72,7 +77,7 @@ def _rank_key(score: float | None) -> float:
 def run_scan(platform: Platform, request: ScanRequest,
              progress: Progress | None = None) -> StoredScan:
     """Run and store a scan; bad input raises before anything is stored."""
-    _check(request)
+    check_request(request)
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
