@@ -233,8 +233,8 @@ def _show(job: Job, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("id", "kind", "status", "progress", "attempts", "max_attempts", "tenant_id",
-                "created_at", "started_at", "finished_at", "error"):
+    for key in ("id", "kind", "status", "progress", "attempts", "max_attempts", "losses",
+                "max_losses", "tenant_id", "created_at", "started_at", "finished_at", "error"):
         value = data[key]
         if key == "progress":
             value = f"{value:.0%}"
