@@ -115,3 +115,138 @@ def test_a_backtest_the_data_cannot_support_is_a_422_and_spends_nothing(
     assert problem["rule"] == rule
     assert api.client.get("/api/v1/me", headers=api.auth(key)).json()["quotas"] == quota_before
     assert _store(api.platform) == store_before  # no job, no usage row
+
+
+# -- symbols that hide characters or look like paths: 422 with rule bad-symbol --------------
+
+HOSTILE_SYMBOLS = ["\u202eLPAA", "AA\u200bPL", "../x", "a/b", "a\\b", ".hidden", "\u0410APL"]
+
+
+@pytest.mark.parametrize("symbol", HOSTILE_SYMBOLS)
+def test_a_hostile_symbol_is_refused_wherever_it_enters_the_api(api: ApiHarness, key: str,
+                                                                 symbol: str) -> None:
+    store_before = _store(api.platform)
+    calls = [
+        ("POST", "/api/v1/backtests", {"json": {"strategy": "sma_cross", "symbols": [symbol]}}),
+        ("GET", "/api/v1/signals", {"params": {"symbol": symbol}}),
+        ("POST", "/api/v1/subscriptions", {"json": {"name": "s", "symbols": [symbol]}}),
+        ("GET", "/api/v1/stream/sse", {"params": {"symbols": symbol}}),
+    ]
+    for method, path, kwargs in calls:
+        response = api.client.request(method, path, headers=api.auth(key), **kwargs)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["rule"] == "bad-symbol", (path, response.text)
+    assert _store(api.platform) == store_before
+
+
+def test_the_document_publishes_the_symbol_rule(api: ApiHarness) -> None:
+    from signalfactory.domain.symbols import SYMBOL_PATTERN
+
+    document = api.app.openapi()
+    body = document["components"]["schemas"]["BacktestIn"]["properties"]["symbols"]
+    items = next(option for option in body["anyOf"] if option.get("type") == "array")["items"]
+    assert items["pattern"] == SYMBOL_PATTERN
+    params = document["paths"]["/api/v1/signals"]["get"]["parameters"]
+    symbol = next(p for p in params if p["name"] == "symbol")["schema"]
+    assert any(option.get("pattern") == SYMBOL_PATTERN for option in symbol["anyOf"])
+
+
+# -- methods: OPTIONS answers with the resource's methods; a 405 lists all of them ----------
+
+def _documented(document: dict[str, object]) -> dict[str, set[str]]:
+    paths = document["paths"]
+    assert isinstance(paths, dict)
+    return {path: {m.upper() for m in ops if m in ("get", "post", "put", "patch", "delete")}
+            for path, ops in paths.items()}
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{", "").replace("}", "").replace("_id", "-1").replace("name", "x")
+
+
+def test_options_and_405_name_every_method_of_the_resource(api: ApiHarness) -> None:
+    for path, methods in _documented(api.app.openapi()).items():
+        url = _concrete(path)
+        expected = methods | {"OPTIONS"}
+        answer = api.client.options(url)
+        assert answer.status_code == 204, (path, answer.status_code, answer.text)
+        assert set(answer.headers["allow"].split(", ")) == expected, (path, answer.headers)
+        for method in sorted({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"} - methods)[:3]:
+            refused = api.client.request(method, url)
+            assert refused.status_code == 405, (method, path, refused.status_code)
+            assert set(refused.headers["allow"].split(", ")) == expected, (method, path)
+            if method != "HEAD":  # (a HEAD answer has no body)
+                assert refused.json()["status"] == 405
+
+
+# -- times: ISO 8601 or whole epoch seconds, nothing else ------------------------------------
+
+@pytest.mark.parametrize("since", ["0.5", "1e3", "-5", "nan", "1.0", "tomorrow", "2024-13-01"])
+def test_a_time_that_is_not_iso_8601_or_whole_epoch_seconds_is_a_422(api: ApiHarness,
+                                                                      key: str,
+                                                                      since: str) -> None:
+    response = api.client.get("/api/v1/signals", params={"since": since}, headers=api.auth(key))
+    assert response.status_code == 422, (since, response.text)
+    assert "ISO 8601" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("since", ["2024-01-01", "2024-01-01T09:30:00Z", "1700000000", "0"])
+def test_iso_8601_and_whole_epoch_seconds_are_times(api: ApiHarness, key: str,
+                                                    since: str) -> None:
+    response = api.client.get("/api/v1/signals", params={"since": since}, headers=api.auth(key))
+    assert response.status_code == 200, (since, response.text)
+
+
+@pytest.mark.parametrize("as_of", [0.5, -5, "1e3", True])
+def test_a_scan_as_of_that_is_not_a_time_is_a_422(api: ApiHarness, key: str,
+                                                  as_of: object) -> None:
+    response = api.client.post("/api/v1/scans", json={"strategy": "sma_cross", "as_of": as_of},
+                               headers=api.auth(key))
+    assert response.status_code == 422, (as_of, response.text)
+
+
+# -- alternatives are oneOf in the document, so a generated client cannot send both ---------
+
+ALTERNATIVES = {
+    "BacktestIn": [("strategy", "rule"), ("symbols", "universe")],
+    "ScanIn": [("strategy", "rule")],
+}
+#: a valid body of each model, holding the first field of each pair
+VALID = {"BacktestIn": ("/api/v1/backtests", {"strategy": "sma_cross", "symbols": ["SAAB"]}),
+         "ScanIn": ("/api/v1/scans", {"strategy": "sma_cross"})}
+SECOND = {"rule": "entry: close > 1", "universe": "sector=technology"}
+
+
+@pytest.mark.parametrize("model", sorted(ALTERNATIVES))
+def test_alternative_fields_are_one_of_in_the_document_and_the_server(
+        api: ApiHarness, key: str, model: str) -> None:
+    import jsonschema
+
+    document = api.app.openapi()
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": f"#/components/schemas/{model}", "components": document["components"]})
+    path, valid = VALID[model]
+    assert validator.is_valid(valid), list(validator.iter_errors(valid))
+    for first, second in ALTERNATIVES[model]:
+        both = {**valid, second: SECOND[second]}
+        neither = {k: v for k, v in valid.items() if k != first}
+        for body in (both, neither):
+            assert not validator.is_valid(body), (model, body)  # the document refuses it
+            response = api.client.post(path, json=body, headers=api.auth(key))
+            assert response.status_code == 422, (model, body, response.text)  # so does the API
+        # an explicit null is an absent field, for the document as for the server
+        assert validator.is_valid({**valid, second: None}), (model, second)
+
+
+def test_a_scan_refused_on_its_data_takes_no_quota(api: ApiHarness, key: str) -> None:
+    quota_before = api.client.get("/api/v1/me", headers=api.auth(key)).json()["quotas"]
+    store_before = _store(api.platform)
+    response = api.client.post("/api/v1/scans", json={"rule": "entry: close > sma(close, 5000)"},
+                               headers=api.auth(key))
+    assert response.status_code == 422 and response.json()["rule"] == "history", response.text
+    assert api.client.get("/api/v1/me", headers=api.auth(key)).json()["quotas"] == quota_before
+    assert _store(api.platform) == store_before
+    done = api.client.post("/api/v1/scans", json={"strategy": "sma_cross"}, headers=api.auth(key))
+    assert done.status_code == 201, done.text
+    after = api.client.get("/api/v1/me", headers=api.auth(key)).json()["quotas"]
+    assert after["scans_today"]["used"] == quota_before["scans_today"]["used"] + 1  # counted

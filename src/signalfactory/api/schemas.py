@@ -2,9 +2,94 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
+
+from signalfactory.domain.symbols import (
+    ALLOWED,
+    MAX_SYMBOL_LENGTH,
+    SYMBOL_PATTERN,
+    symbol_problem,
+)
+from signalfactory.domain.symbols import (
+    RULE as SYMBOL_RULE,
+)
+
+TIME_RULE = "bad-time"
+#: validation errors whose ``type`` is a bad-input rule id: the 422 carries it as ``rule``
+RULE_ERRORS = frozenset({SYMBOL_RULE, TIME_RULE})
+
+
+def _symbol(value: str) -> str:
+    problem = symbol_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(SYMBOL_RULE, "{problem}; a symbol is {allowed}",
+                                  {"problem": problem, "allowed": ALLOWED})
+    return value
+
+
+#: A symbol in a request (parameter or body): the rule of ``domain.symbols``, refused with
+#: rule ``bad-symbol``; the document publishes it as a pattern, so clients can check first.
+Symbol = Annotated[str, AfterValidator(_symbol), WithJsonSchema({
+    "type": "string", "minLength": 1, "maxLength": MAX_SYMBOL_LENGTH,
+    "pattern": SYMBOL_PATTERN, "examples": ["AAPL"],
+    "description": f"A symbol: {ALLOWED}"})]
+
+
+MAX_EPOCH_SECONDS = 99_999_999_999
+_EPOCH = re.compile(r"[0-9]{1,11}")
+_TIME_HELP = ("a time is an ISO 8601 date or date-time (2024-01-31, 2024-01-31T09:30:00Z) or "
+              "a whole number of seconds since 1970-01-01 UTC")
+
+
+def _time(value: object, handler: ValidatorFunctionWrapHandler,
+          _info: ValidationInfo) -> datetime:
+    """ISO 8601, or whole epoch seconds; never a fraction (0.5), an exponent or a sign."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and 0 <= value <= MAX_EPOCH_SECONDS:
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if _EPOCH.fullmatch(text):
+            return datetime.fromtimestamp(int(text), UTC)
+        if text[:1].isdigit() and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ].*)?", text):
+            try:
+                parsed: datetime = handler(text)
+                return parsed
+            except ValueError:
+                pass
+    raise PydanticCustomError(TIME_RULE, "{value} is not a time; {help}",
+                              {"value": repr(value)[:40], "help": _TIME_HELP})
+
+
+#: A time in a request: ISO 8601 or whole epoch seconds (refused with rule ``bad-time``).
+Time = Annotated[datetime, WrapValidator(_time), WithJsonSchema({
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
+              {"type": "string", "pattern": "^[0-9]{1,11}$"},
+              {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_SECONDS}],
+    "description": _TIME_HELP[0].upper() + _TIME_HELP[1:]})]
+
+
+def alternatives(*groups: tuple[str, ...]) -> dict[str, Any]:
+    """JSON Schema for a body whose fields come in groups of alternatives: exactly one field
+    of each group is given (present and not null). Goes in a model's ``json_schema_extra``,
+    so a client generated from the document cannot build a request the server refuses."""
+    return {"allOf": [{"oneOf": [{"required": [name], "properties": {
+        name: {"not": {"type": "null"}}}} for name in group]} for group in groups]}
 
 
 class RequestModel(BaseModel):

@@ -53,6 +53,7 @@ from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.rules import check_enough_bars, check_rule
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
 from signalfactory.domain.strategies.stored import StoredStrategy
+from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import BACKTEST_DURATION
@@ -107,6 +108,8 @@ def check_options(request: BacktestRequest) -> tuple[BacktestConfig, datetime | 
                             rule="symbol")
     if request.symbols and request.universe:
         raise BadInputError("give --symbol or --universe, not both", rule="symbol")
+    for symbol in request.symbols:
+        check_symbol(symbol)
     if request.parameters and request.strategy is None:
         raise BadInputError("parameters override a built-in strategy's; a rule carries its "
                             "numbers in its text", rule="parameters")

@@ -23,6 +23,7 @@ from signalfactory.domain.timestamps import ns_to_datetime
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import (
     evaluate_universe,
     finite_values,
@@ -75,8 +76,10 @@ def _rank_key(score: float | None) -> float:
 
 
 def run_scan(platform: Platform, request: ScanRequest,
-             progress: Progress | None = None) -> StoredScan:
-    """Run and store a scan; bad input raises before anything is stored."""
+             progress: Progress | None = None,
+             on_store: Callable[[UnitOfWork], None] | None = None) -> StoredScan:
+    """Run and store a scan; bad input raises before anything is stored. ``on_store`` runs
+    in the transaction that stores it (the API takes the day's quota there)."""
     check_request(request)
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
@@ -105,7 +108,8 @@ def run_scan(platform: Platform, request: ScanRequest,
         raise
     except Exception as exc:  # the strategy's own failure: stored as a failed scan
         LOGIC_EXECUTIONS.labels(name, "failed").inc()
-        return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc)
+        return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc,
+                             on_store)
     LOGIC_EXECUTIONS.labels(name, "succeeded").inc()
     records = signal_records(evaluation, last_bar_only=True)
     if request.side is not None:
@@ -119,6 +123,8 @@ def run_scan(platform: Platform, request: ScanRequest,
     version = stored if stored is not None and not request.parameters else None
     written = 0
     with platform.database.write() as uow:
+        if on_store is not None:
+            on_store(uow)
         scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
             strategy_version_id=version.version_id if version else None,
@@ -141,8 +147,11 @@ def run_scan(platform: Platform, request: ScanRequest,
 
 
 def _store_failed(platform: Platform, request: ScanRequest, stored: StoredStrategy | None,
-                  timeframe: Timeframe, n_inst: int, exc: Exception) -> StoredScan:
+                  timeframe: Timeframe, n_inst: int, exc: Exception,
+                  on_store: Callable[[UnitOfWork], None] | None) -> StoredScan:
     with platform.database.write() as uow:
+        if on_store is not None:
+            on_store(uow)
         scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
             strategy_version_id=stored.version_id if stored else None, rule_text=request.rule,

@@ -41,11 +41,18 @@ def instantiate(stored: StoredStrategy) -> Strategy:
     return load_strategy(stored.class_path, dict(stored.parameters))
 
 
+#: names that are paths of the API under /strategies/, not strategies
+RESERVED_NAMES = frozenset({"validate"})
+
+
 def check_name(name: str) -> str:
     cleaned = name.strip().lower()
     if not cleaned or len(cleaned) > 100 or not set(cleaned) <= _NAME_CHARS:
         raise BadInputError(f"strategy name {name!r} must be 1..100 characters of a-z, 0-9, "
                             "'_', '-' or '.'")
+    if cleaned in RESERVED_NAMES:
+        raise BadInputError(f"{cleaned!r} is a reserved word (an API path); choose another "
+                            "strategy name")
     return cleaned
 
 
