@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
@@ -97,7 +97,7 @@ class BacktestIn(RequestModel):
                                                   "positions")
     atr_period: int = Field(default=14, ge=1, le=10_000)
     atr_multiple: float = Field(default=1.0, gt=0, le=1000)
-    close_at_end: bool = False
+    close_at_end: StrictBool = False
     calendar: Literal["stock", "crypto"] | None = None
     parameters: dict[ParamName, float | int] | None = Field(
         default=None, description="Overrides for a built-in strategy's parameters",
