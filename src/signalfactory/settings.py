@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     # -- jobs (embedded runner and Celery share these) --
     job_max_attempts: int = Field(default=5, ge=1, le=100,
                                   description="Attempts before a job moves to the dead letter.")
+    job_max_losses: int = Field(
+        default=10, ge=1, le=1000,
+        description="Runs a job may lose with its worker (killed, out of memory) before it "
+                    "moves to the dead letter; counted apart from max_attempts, which bounds "
+                    "the task's own failures.")
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job's lease; renewed every third of it. A "
                                         "worker silent for longer is presumed dead.")

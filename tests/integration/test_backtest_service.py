@@ -232,7 +232,7 @@ BAD = [
     ({"stop_loss": 1.5}, "fraction"),
     ({"start": "2016-01-01", "end": "2015-01-01"}, "swap"),
     ({"start": "yesterday"}, "not a date"),
-    ({"start": "2030-01-01"}, "no 1d bars"),
+    ({"start": "2030-01-01"}, "in the future"),
     ({"symbols": ("NOPE",)}, "unknown symbol"),
     ({"symbols": (), "universe": "sector=nothing"}, "no instruments are tagged"),
     ({"symbols": ()}, "--symbol"),

@@ -6,6 +6,7 @@ an unreachable broker fails the run. Each test uses its own queue, deleted after
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -117,7 +118,8 @@ def test_celery_worker_runs_retries_cancels_and_dead_letters(
     job_service.cancel_job(cp, cancelled.id)  # its message is still in the queue
     quick = job_service.submit(cp, "test.slow", {"steps": 2, "delay": 0.01})
     healed = job_service.submit(cp, "test.flaky", {"succeed_on": 2}, max_attempts=3)
-    poison = job_service.submit(cp, "test.crash", {}, max_attempts=2)
+    poison = job_service.submit(dataclasses.replace(cp, settings=cp.settings.model_copy(
+        update={"job_max_losses": 2})), "test.crash", {}, max_attempts=5)
     with cp.database.write() as uow:  # written but never published: only the sweep finds it
         orphan = job_service.submit(cp, "test.slow", {"steps": 1, "value": 9}, uow=uow)
     worker = start_worker(celery_env, log, "--concurrency", "1")
@@ -131,9 +133,10 @@ def test_celery_worker_runs_retries_cancels_and_dead_letters(
     finally:
         stop_gently(worker)
     assert healed_now.status == "succeeded" and healed_now.attempts == 2
-    # The poison job killed the pool process twice; the attempt counter, not the broker,
-    # stopped it: dead after two tries instead of a redelivery loop.
-    assert poison_now.status == "dead" and poison_now.attempts == 2, log.read_text()[-3000:]
+    # The poison job killed the pool process twice; the count of lost workers (not its
+    # attempts, nor the broker) stopped it: dead after two losses, not a redelivery loop.
+    assert poison_now.status == "dead" and poison_now.losses == 2, log.read_text()[-3000:]
+    assert poison_now.attempts == 1
     assert [a for a, _ in runs_of(cp, poison.id)] == [1, 2]
     assert job_service.get_job(cp, cancelled.id).status == "cancelled"
     assert runs_of(cp, cancelled.id) == []
@@ -157,7 +160,7 @@ def test_sigkilled_celery_worker_job_reruns_and_stores_once(
         if second is not None:
             stop_gently(second)
     assert done.status == "succeeded", (done, log.read_text()[-3000:])
-    assert done.attempts == 2 and done.result["attempt"] == 2
+    assert done.attempts == 1 and done.losses == 1 and done.result["attempt"] == 2
     runs = runs_of(cp, job.id)
     assert [a for a, _ in runs] == [1, 2] and runs[0][1] != runs[1][1]
     assert done.result["pid"] == runs[1][1]

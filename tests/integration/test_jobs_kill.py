@@ -4,6 +4,7 @@ and effect are stored exactly once. A job that kills every worker ends in the de
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -100,7 +101,9 @@ def effects_of(platform: Platform, job_id: str) -> int:
 def test_sigkilled_embedded_worker_job_reruns_and_stores_once(
         kp: Platform, kill_env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "workers.log"
-    job = job_service.submit(kp, "test.slow", {"steps": 30, "delay": 0.1, "value": 5})
+    # One attempt only: the killed worker is a loss, not a failed attempt, so it runs again.
+    job = job_service.submit(kp, "test.slow", {"steps": 30, "delay": 0.1, "value": 5},
+                             max_attempts=1)
     first = start_worker(kill_env, log, "--concurrency", "1")
     second = None
     try:
@@ -119,7 +122,7 @@ def test_sigkilled_embedded_worker_job_reruns_and_stores_once(
         if second is not None:
             stop_gently(second)
     assert done.status == "succeeded", (done, log.read_text()[-3000:])
-    assert done.attempts == 2
+    assert done.attempts == 1 and done.losses == 1
     assert done.result == {"value": 5, "steps": 30, "attempt": 2, "pid": second.pid}
     assert runs_of(kp, job.id) == [(1, first.pid), (2, second.pid)]
     assert effects_of(kp, job.id) == 1
@@ -130,20 +133,21 @@ def test_sigkilled_embedded_worker_job_reruns_and_stores_once(
 def test_job_that_kills_every_worker_ends_dead(kp: Platform, kill_env: dict[str, str],
                                                tmp_path: Path) -> None:
     log = tmp_path / "workers.log"
-    job = job_service.submit(kp, "test.crash", {}, max_attempts=2)
+    job = job_service.submit(dataclasses.replace(kp, settings=kp.settings.model_copy(
+        update={"job_max_losses": 2})), "test.crash", {}, max_attempts=5)
     exits = []
     for _ in range(2):
         worker = start_worker(kill_env, log, "--concurrency", "1")
         exits.append(worker.wait(timeout=15))
         time.sleep(2.1)  # the dead worker's lease runs out
     assert exits == [9, 9], log.read_text()[-3000:]
-    # A third worker finds the lease of the last allowed attempt expired: dead, not run again.
+    # A third worker finds the lease of the last allowed loss expired: dead, not run again.
     third = start_worker(kill_env, log, "--concurrency", "1")
     try:
         final = job_service.wait_for(kp, job.id, timeout=15)
     finally:
         stop_gently(third)
     assert third.returncode == 0, log.read_text()[-3000:]
-    assert final.status == "dead" and final.attempts == 2, final
+    assert final.status == "dead" and final.losses == 2 and final.attempts == 1, final
     assert "lease expired" in (final.error or "")
     assert [a for a, _ in runs_of(kp, job.id)] == [1, 2]

@@ -33,6 +33,7 @@ SERIES = {
     "signalfactory_jobs_running",
     "signalfactory_jobs_total",
     "signalfactory_dead_letter_jobs",
+    "signalfactory_job_worker_losses_total",
     "logic_executions_total",
     "signalfactory_signals_produced_total",
     "signalfactory_market_data_last_bar_timestamp_seconds",

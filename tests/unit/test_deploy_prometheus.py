@@ -37,6 +37,8 @@ REQUIRED_ALERTS = {
     "SignalFactoryCollectorCircuitOpen",  # a source's breaker refusing runs for 15 min
     "SignalFactoryBackupTooOld",
     "SignalFactoryDeadLetterBacklog",
+    "SignalFactoryJobsDying",  # a job moved to the dead letter, per kind
+    "SignalFactoryJobWorkersLost",  # workers killed mid-job (not counted as failures)
     "SignalFactoryDatabaseConnectionsHigh",
     "SignalFactoryDeliverySuccessRateLow",  # a channel under 95 % over 10 min
     "SignalFactoryDeliveryDeadLetterGrowing",  # DLQ > 0 and growing over 30 min

@@ -4,6 +4,7 @@ run with backoff and dead letter, leases and zombies, schedules. No database."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,7 +270,9 @@ def test_a_zombie_cannot_store_after_its_lease_was_taken_over(mp: Platform) -> N
     zombie.on_commit(lambda uow: EFFECTS.append("zombie"))
     clock.advance(11)  # worker-a stalls past its lease
     second = claim_next(mp, "worker-b")
-    assert second is not None and second.attempts == 2 and second.lease_owner == "worker-b"
+    # the lost run was a loss, not an attempt: the job's second run is still attempt 1
+    assert second is not None and second.lease_owner == "worker-b"
+    assert second.attempts == 1 and second.losses == 1 and second.runs == 2
     zombie.heartbeat()
     assert zombie.lease_lost and zombie.cancelled()
     assert not zombie.store_outcome("succeeded", result={"by": "a"})
@@ -278,14 +281,29 @@ def test_a_zombie_cannot_store_after_its_lease_was_taken_over(mp: Platform) -> N
     assert "zombie" not in EFFECTS
 
 
-def test_a_job_lost_on_its_last_attempt_is_reaped_dead(mp: Platform) -> None:
+def test_a_job_lost_on_its_last_attempt_runs_again(mp: Platform) -> None:
     job = jobs.submit(mp, "unit.ok", max_attempts=1)
     assert claim_next(mp, "gone") is not None
     _clock(mp).advance(11)
     reap_expired(mp)
-    dead = jobs.get_job(mp, job.id)
-    assert dead.status == "dead" and "lease expired" in (dead.error or "")
-    assert _run_next(mp) is None
+    again = jobs.get_job(mp, job.id)
+    assert again.status == "queued" and again.attempts == 0 and again.losses == 1
+    assert _queue(mp).announced[-1:] == [job.id]  # told to the workers at once
+    assert _run_next(mp) == "succeeded"
+
+
+def test_a_job_that_loses_max_losses_workers_is_reaped_dead(mp: Platform) -> None:
+    platform = dataclasses.replace(mp, settings=mp.settings.model_copy(
+        update={"job_max_losses": 2}))
+    job = jobs.submit(platform, "unit.ok", max_attempts=5)
+    for _ in range(2):
+        assert claim_next(platform, "gone") is not None
+        _clock(platform).advance(11)
+    reap_expired(platform)
+    dead = jobs.get_job(platform, job.id)
+    assert dead.status == "dead" and dead.losses == 2 and dead.attempts == 1
+    assert "lease expired" in (dead.error or "") and "2 times" in (dead.error or "")
+    assert _run_next(platform) is None
 
 
 def test_execute_by_id_runs_a_named_job_or_says_when_to_look_again(mp: Platform) -> None:

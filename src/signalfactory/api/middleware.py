@@ -1,4 +1,6 @@
-"""Pure ASGI middleware: request ids in logs, latency histograms, request size limits."""
+"""Pure ASGI middleware: request ids in logs, latency histograms, request size limits, and
+classified errors raised by middleware (outside the app's exception handlers) answered in
+the same problem shape as the handlers give."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from signalfactory.api.problems import problem_for
 from signalfactory.observability.logging import bind_context, clear_context, get_logger
 from signalfactory.observability.metrics import HTTP_DURATION
 
@@ -34,6 +37,7 @@ class RequestContextMiddleware:
         clear_context()
         bind_context(request_id=request_id)
         status = 500
+        started = False
         start = time.perf_counter()
         received = 0
 
@@ -47,9 +51,9 @@ class RequestContextMiddleware:
             return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 # Headers the request earned on the way (RateLimit-* from authentication).
                 earned = (scope.get("state") or {}).get("response_headers") or []
@@ -62,6 +66,13 @@ class RequestContextMiddleware:
         except _BodyTooLargeError:
             status = 413
             await _too_large(send, self.max_body_bytes)
+        except Exception as exc:
+            # Middleware (authentication and the idempotency claim) runs outside the app's
+            # exception handlers: a database that is down must answer 503 there too.
+            answer = None if started else problem_for(exc, scope["path"])
+            if answer is None:
+                raise
+            await answer(scope, receive, send_wrapper)
         finally:
             route: object = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

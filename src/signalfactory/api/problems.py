@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from signalfactory.domain.accounts import QuotaExceededError
 from signalfactory.domain.errors import (
@@ -52,14 +54,48 @@ def quota_problem(exc: QuotaExceededError) -> ApiProblem:
                       used=exc.used, tier=exc.tier)
 
 
-def _http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+RETRY_AFTER_TEMPORARY_S = 5
+
+
+def _http_problem(instance: str, exc: StarletteHTTPException) -> JSONResponse:
     extra: dict[str, object] = getattr(exc, "extra", {})
     response = problem(exc.status_code, _title(exc.status_code), str(exc.detail),
-                       type_=getattr(exc, "type_", "about:blank"),
-                       instance=request.url.path, **extra)
+                       type_=getattr(exc, "type_", "about:blank"), instance=instance, **extra)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def problem_for(exc: BaseException, instance: str) -> JSONResponse | None:
+    """The problem response of a classified error (None for any other exception).
+
+    The one mapping of errors to answers: the app's exception handlers use it, and so does
+    code outside them (middleware, the WebSocket handshake), so a database that is down
+    answers 503 wherever it is met first.
+    """
+    if isinstance(exc, QuotaExceededError):
+        return _http_problem(instance, quota_problem(exc))
+    if isinstance(exc, StarletteHTTPException):
+        return _http_problem(instance, exc)
+    if isinstance(exc, BadInputError):
+        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
+            exc, ConflictError) else 422
+        extra: dict[str, object] = {}
+        for key in ("source", "row", "rule", "position"):
+            value = getattr(exc, key, None)
+            if value is not None:
+                extra[key] = value
+        return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=instance, **extra)
+    if isinstance(exc, TemporaryError):
+        response = problem(503, "Temporarily unavailable", str(exc),
+                           type_=PROBLEM_TYPE_BASE + exc.code, instance=instance)
+        response.headers["Retry-After"] = str(RETRY_AFTER_TEMPORARY_S)
+        return response
+    if isinstance(exc, OperationalError):
+        return problem(500, "Operational error", str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+                       instance=instance)
+    return None
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -69,36 +105,26 @@ def install_problem_handlers(app: FastAPI) -> None:
                    "type": e.get("type", "")} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
+        from signalfactory.api.schemas import RULE_ERRORS
+
+        # a field that breaks a bad-input rule (a symbol) names the rule, as services do
+        rules = [str(e["type"]) for e in errors if e["type"] in RULE_ERRORS]
+        extra: dict[str, object] = {"rule": rules[0]} if rules else {}
         return problem(422, "Invalid request", f"{where}: {first['msg']}",
                        type_=PROBLEM_TYPE_BASE + "validation", instance=request.url.path,
-                       errors=errors)
+                       errors=errors, **extra)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _http_problem(request, exc)
-
-    @app.exception_handler(QuotaExceededError)
-    async def _quota(request: Request, exc: QuotaExceededError) -> JSONResponse:
-        return _http_problem(request, quota_problem(exc))
-
-    @app.exception_handler(BadInputError)
-    async def _bad_input(request: Request, exc: BadInputError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(
-            exc, ConflictError) else 422
-        extra: dict[str, object] = {}
-        for key in ("source", "row", "rule", "position"):
-            value = getattr(exc, key, None)
-            if value is not None:
-                extra[key] = value
-        return problem(status, _title(status), str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
-                       instance=request.url.path, **extra)
-
-    @app.exception_handler(TemporaryError)
-    async def _temporary(request: Request, exc: TemporaryError) -> JSONResponse:
-        response = problem(503, "Temporarily unavailable", str(exc),
-                           type_=PROBLEM_TYPE_BASE + exc.code, instance=request.url.path)
-        response.headers["Retry-After"] = "5"
+    async def _classified(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            return _method_not_allowed(request, exc)
+        response = problem_for(exc, request.url.path)
+        if response is None:  # registered only for classes problem_for maps
+            raise exc
         return response
+
+    for kind in (StarletteHTTPException, QuotaExceededError, BadInputError, TemporaryError,
+                 OperationalError):
+        app.add_exception_handler(kind, _classified)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -107,10 +133,59 @@ def install_problem_handlers(app: FastAPI) -> None:
                        "an unexpected error occurred and was logged; retry later or report "
                        "it with the time of the request", instance=request.url.path)
 
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
-        return problem(500, "Operational error", str(exc), type_=PROBLEM_TYPE_BASE + exc.code,
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_Templates = list[tuple[re.Pattern[str], int, frozenset[str]]]
+
+
+def _templates(app: FastAPI) -> _Templates:
+    """The document's paths as (regex, number of parameters, methods), built once per app."""
+    found: _Templates | None = getattr(app.state, "allow_templates", None)
+    if found is None:
+        found = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^}]+\})", template)
+            regex = "".join("[^/]+" if part.startswith("{") else re.escape(part)
+                            for part in parts)
+            methods = frozenset(m.upper() for m in operations if m.upper() in _METHODS)
+            found.append((re.compile(regex), template.count("{"), methods))
+        app.state.allow_templates = found
+    return found
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource at the request's path, as the document defines it: a
+    literal path wins over a template (OpenAPI's rule: ``/strategies/validate`` is not the
+    strategy named "validate"). The router's own 405 names only the first route matching
+    the path (GET where GET and POST are served). Paths outside the document (``/metrics``)
+    are asked of the routes."""
+    path = request.url.path
+    matching = [(n, methods) for regex, n, methods in _templates(request.app)
+                if regex.fullmatch(path)]
+    methods = {"OPTIONS"}
+    if matching:
+        fewest = min(n for n, _ in matching)
+        for n, served in matching:
+            methods |= served if n == fewest else set()
+        return sorted(methods)
+    for method in _METHODS:  # routes may be nested routers: ask each whether it serves it
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return sorted(methods)
+
+
+def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> Response:
+    """``OPTIONS`` answers 204 with the resource's methods; any other method the resource
+    does not serve answers 405 naming all of them (RFC 9110)."""
+    allow = ", ".join(allowed_methods(request))
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allow})
+    response = problem(405, _title(405), f"{request.method} is not served here; use "
+                                         f"{allow.replace(', OPTIONS', '')}",
                        instance=request.url.path)
+    response.headers["Allow"] = allow
+    return response
 
 
 def _title(status: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
@@ -12,7 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from signalfactory.cli.common import handle_errors, out, print_json, progress_bar
+from signalfactory.cli.common import (
+    handle_errors,
+    json_option,
+    out,
+    print_json,
+    progress_bar,
+)
 from signalfactory.domain.backtest.stored import BacktestResult, Scalar
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -23,10 +28,7 @@ Opt = typer.Option
 def _parameters(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"--params is not valid JSON: {exc.msg} at {exc.pos}") from None
+    value = json_option(text, "--params")
     if not isinstance(value, dict):
         raise BadInputError('--params must be a JSON object such as {"fast": 5, "slow": 20}')
     return value
@@ -128,7 +130,7 @@ def backtest(
     from signalfactory.cli.strategies import platform_with_builtins
     from signalfactory.services.backtests.options import BacktestRequest
     from signalfactory.services.backtests.report import render_report
-    from signalfactory.services.backtests.run import run_backtest
+    from signalfactory.services.backtests.run import check_options, run_backtest
 
     request = BacktestRequest(
         tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule, symbols=tuple(symbol or ()),
@@ -138,6 +140,7 @@ def backtest(
         trailing_stop=trailing_stop, max_positions=max_positions, atr_period=atr_period,
         atr_multiple=atr_multiple, close_at_end=close_at_end, calendar=calendar,
         parameters=_parameters(params))
+    check_options(request)  # bad input is refused before the database is opened
     if report is not None:
         _check_writable(report)
     platform = platform_with_builtins()

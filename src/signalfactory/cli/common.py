@@ -60,6 +60,17 @@ def cli_actor() -> str:
         return "cli"
 
 
+def json_option(text: str, option: str) -> object:
+    """Parse the JSON text of ``option``; bad input (exit 2) when it is not JSON, or nests so
+    deep that the decoder would exhaust the stack (it recurses once per level)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{option} is not valid JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise BadInputError(f"{option} is nested too deeply; give a flat JSON object") from None
+
+
 def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -77,15 +77,18 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Validate and store bar files; all or nothing, re-ingesting is idempotent."""
-    from signalfactory.services.marketdata.ingest import ingest_files
+    from signalfactory.services.marketdata.bars import write_bars
+    from signalfactory.services.marketdata.ingest import prepare_files, source_label
 
     if symbol is not None and len(paths) > 1:
         raise BadInputError("--symbol applies to one file; give one file or drop --symbol")
+    # every file is read and checked before the database is opened (or created)
+    with progress_bar("ingest (rows)", None) as advance:
+        tf, batches = prepare_files(paths, symbol=symbol, timeframe=timeframe, fmt=fmt,
+                                    progress=advance)
     platform = build_platform(migrate_db=True)
     try:
-        with progress_bar("ingest (rows)", None) as advance:
-            report = ingest_files(platform, paths, symbol=symbol, timeframe=timeframe,
-                                  fmt=fmt, progress=advance)
+        report = write_bars(platform, tf, batches, source=source_label(paths))
     finally:
         platform.close()
     if as_json:

@@ -23,7 +23,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from signalfactory.cli.common import err, handle_errors, out, print_json
+from signalfactory.cli.common import err, handle_errors, json_option, out, print_json
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.jobs import Job
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -237,8 +237,8 @@ def _show(job: Job, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    for key in ("id", "kind", "status", "progress", "attempts", "max_attempts", "tenant_id",
-                "created_at", "started_at", "finished_at", "error"):
+    for key in ("id", "kind", "status", "progress", "attempts", "max_attempts", "losses",
+                "max_losses", "tenant_id", "created_at", "started_at", "finished_at", "error"):
         value = data[key]
         if key == "progress":
             value = f"{value:.0%}"
@@ -346,10 +346,7 @@ def jobs_submit(
     """Submit a job; a worker (`signalfactory worker` or `up`) runs it."""
     from signalfactory.services.jobs.registry import submit
 
-    try:
-        body = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"--payload is not valid JSON: {exc}") from None
+    body = json_option(payload, "--payload")
     if not isinstance(body, dict):
         raise BadInputError("--payload must be a JSON object, e.g. '{\"symbols\": [\"AAA\"]}'")
     platform = _build_platform()

@@ -39,11 +39,12 @@ def scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank the universe by today's signals of a strategy or rule; the scan is stored."""
-    from signalfactory.services.scans.scan import ScanRequest, run_scan
+    from signalfactory.services.scans.scan import ScanRequest, check_request, run_scan
 
     request = ScanRequest(tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule,
                           universe=universe, as_of=parse_date(as_of, "--as-of"), top=top,
                           timeframe=timeframe)
+    check_request(request)  # bad input is refused before the database is opened
     platform = platform_with_builtins()
     try:
         result = run_scan(platform, request)

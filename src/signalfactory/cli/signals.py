@@ -36,9 +36,10 @@ def signals(
 
     if not 1 <= limit <= 100_000:
         raise BadInputError("--limit must be between 1 and 100000")
+    since_date = parse_date(since, "--since")
     platform = build_platform(migrate_db=True)
     with platform.database.read() as uow:
-        rows = query_signals(uow, DEFAULT_TENANT_ID, since=parse_date(since, "--since"),
+        rows = query_signals(uow, DEFAULT_TENANT_ID, since=since_date,
                              symbol=symbol, strategy=strategy, limit=limit)
     platform.close()
     if as_json:
@@ -64,10 +65,11 @@ def evaluate(
     """Evaluate stored strategies over stored bars and store their signals (idempotent)."""
     from signalfactory.services.signals.evaluation import run_all
 
+    since_date = parse_date(since, "--since")
     platform = platform_with_builtins()
     try:
         reports = run_all(platform, DEFAULT_TENANT_ID, strategy, universe_tag=universe,
-                          since=parse_date(since, "--since"))
+                          since=since_date)
     finally:
         platform.close()
     if as_json:

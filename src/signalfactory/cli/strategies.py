@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import handle_errors, out, print_json
+from signalfactory.cli.common import handle_errors, json_option, out, print_json
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.strategies import StrategyParam
 from signalfactory.domain.strategies.stored import StoredStrategy
@@ -122,19 +121,27 @@ def strategies_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a strategy, or a new version if its code changed."""
-    from signalfactory.services.strategies.catalog import add_strategy
+    from signalfactory.services.strategies.catalog import (
+        add_strategy,
+        check_new_strategy,
+        ensure_builtins,
+    )
 
     parameters: dict[str, StrategyParam] | None = None
     if params is not None:
-        try:
-            parameters = json.loads(params)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"--params is not valid JSON: {exc.msg} at {exc.pos}") from exc
+        value = json_option(params, "--params")
+        if not isinstance(value, dict):
+            raise BadInputError('--params must be a JSON object such as {"fast": 5}')
+        parameters = value
     text = None if python is not None and rule is None and file is None else _rule_from(rule,
                                                                                         file)
-    platform = platform_with_builtins()
+    # bad input is refused before the database is opened (or created, in a new home)
+    check_new_strategy(DEFAULT_TENANT_ID, name, rule_text=text, class_path=python,
+                       parameters=parameters, timeframe=timeframe)
+    platform = build_platform(migrate_db=True)
     try:
-        with platform.database.write() as uow:
+        with platform.database.write() as uow:  # the built-ins commit with the add, or not
+            ensure_builtins(uow)
             item, created = add_strategy(uow, DEFAULT_TENANT_ID, name, rule_text=text,
                                          class_path=python, parameters=parameters,
                                          timeframe=timeframe, created_by="cli")

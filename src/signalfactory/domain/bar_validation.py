@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.symbols import check_symbol, symbol_problem
 from signalfactory.domain.timeframes import NS_PER_SECOND, Timeframe, infer_timeframe
 
 RULES: dict[str, str] = {
@@ -29,7 +30,10 @@ RULES: dict[str, str] = {
     "duplicate-timestamp": "each symbol has at most one bar per timestamp",
     "unsorted-timestamps": "timestamps must increase down the file",
     "mixed-timeframes": "all bars must be of one timeframe",
-    "bad-symbol": "a symbol is empty or too long",
+    "bad-symbol": "a symbol is not 1..64 plain ASCII characters, or looks like a path",
+    "bad-encoding": "the file is not UTF-8 text (another encoding, binary or compressed)",
+    "malformed-csv": "a row does not have one cell per header column",
+    "unsupported-column-type": "a Parquet column holds lists or records, not single values",
 }
 
 # Daily and longer bars stamped at local midnight move by an hour across DST changes.
@@ -171,13 +175,16 @@ def resolve_timeframe(raw: RawBars, order: npt.NDArray[np.int64],
 
 
 def validate_symbols(raw: RawBars) -> None:
-    for code, sym in enumerate(raw.symbols):
-        if not sym or len(sym) > 64 or sym != sym.strip():
-            rows = np.flatnonzero(raw.symbol_codes == code)
-            raise BadInputError(
-                f"symbol {sym!r} must be 1..64 characters without surrounding spaces",
-                source=raw.source, row=int(rows[0]) + 1 + raw.row_offset if rows.size else None,
-                rule="bad-symbol")
+    """Every symbol follows the symbol rule (``domain.symbols``); the first row of the first
+    bad one is named (a file's symbols are checked in the order they first appear)."""
+    bad = [code for code, sym in enumerate(raw.symbols) if symbol_problem(sym) is not None]
+    if not bad:
+        return
+    first_rows = [int(np.flatnonzero(raw.symbol_codes == code)[:1].sum()) for code in bad]
+    row, code = min(zip(first_rows, bad, strict=True))
+    in_rows = bool(np.any(raw.symbol_codes == code))
+    check_symbol(raw.symbols[code], source=raw.source,
+                 row=row + 1 + raw.row_offset if in_rows else None)
 
 
 def validate(raw: RawBars, declared: Timeframe | None) -> tuple[npt.NDArray[np.int64], Timeframe]:

@@ -60,3 +60,10 @@ class OperationalError(SignalFactoryError):
     """A failure a person must look at; retrying will not help."""
 
     code = "operational"
+
+
+def excerpt(value: str, limit: int = 60) -> str:
+    """User input as an error message quotes it: ``repr`` cut to about ``limit`` characters,
+    so a 10 MB cell makes a short message (and control characters show escaped)."""
+    text = repr(value[:limit + 1])
+    return text if len(value) <= limit else f"{text[:limit]}…' ({len(value):,} characters)"

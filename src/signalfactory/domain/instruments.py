@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from signalfactory.domain.symbols import check_symbol
+
 TagValue = str | int | float | bool | None
 """Tags are flat JSON: ``{"sector": "energy", "universe": "sample"}``."""
 
@@ -24,6 +26,9 @@ class InstrumentSpec:
     asset_class: str = "equity"
     currency: str = "USD"
     tags: Mapping[str, TagValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_symbol(self.symbol)  # every writer: ingest, collectors, sources, sample
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 A job is queued, claimed under a lease (running), and ends succeeded, failed (bad input:
 retrying cannot help), cancelled or dead (the dead letter: a person must look). A failed
 attempt that may be retried goes back to queued with a later ``run_after``.
+
+A worker that vanishes mid-run (killed, out of memory, its node lost) is not the task failing:
+when its lease expires the run counts as a *loss*, not as an attempt, and the job is queued
+again. ``max_attempts`` bounds the task's own failures, ``max_losses`` (higher) the lost
+workers, so a job that crashes every worker still ends in the dead letter.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, DEAD})
 
 #: what :meth:`JobRepository.cancel` answers when it asked a running job to stop
 CANCEL_REQUESTED = "requested"
+#: lost workers a job survives by default (the ``job_max_losses`` setting)
+DEFAULT_MAX_LOSSES = 10
 
 JsonObject = dict[str, Any]
 """A JSON object as stored in a job's payload and result."""
@@ -51,10 +58,18 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: runs whose worker vanished (lease expired); they do not count as attempts
+    losses: int = 0
+    max_losses: int = DEFAULT_MAX_LOSSES
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def runs(self) -> int:
+        """Times the job has been started: counted attempts plus runs lost with a worker."""
+        return self.attempts + self.losses
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class NewJob:
     dedupe_key: str | None = None
     #: not runnable before this time (default: at once)
     run_after: datetime | None = None
+    max_losses: int = DEFAULT_MAX_LOSSES
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,9 @@ class JobCount:
 
 @dataclass(frozen=True)
 class SettledJob:
-    """A running job whose worker vanished, settled without running again."""
+    """A running job whose worker vanished: queued again (the loss counted), or settled for
+    good (cancelled as asked, or dead once its losses reached ``max_losses``)."""
 
     kind: str
     status: str
+    job_id: str = ""

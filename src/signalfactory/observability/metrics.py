@@ -19,6 +19,9 @@ JOBS_TOTAL = Counter("signalfactory_jobs_total", "Jobs finished", ["kind", "stat
 JOB_DURATION = Histogram("signalfactory_job_duration_seconds", "Job run time", ["kind"],
                          buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
 DEAD_LETTER = Gauge("signalfactory_dead_letter_jobs", "Jobs moved to the dead-letter state")
+JOB_WORKER_LOSSES = Counter("signalfactory_job_worker_losses_total",
+                            "Job runs lost with their worker (its lease expired): killed, out "
+                            "of memory, or its node gone", ["kind"])
 BACKTEST_DURATION = Histogram("backtest_duration_seconds", "Backtest run time",
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
 LOGIC_EXECUTIONS = Counter("logic_executions_total", "Strategy evaluations",

@@ -41,11 +41,7 @@ class JobStore:
 
 
 def _claimable(job: Job, now: datetime) -> bool:
-    if job.status == QUEUED:
-        return job.run_after <= now
-    return (job.status == RUNNING and job.lease_expires_at is not None
-            and job.lease_expires_at < now and job.attempts < job.max_attempts
-            and not job.cancel_requested)
+    return job.status == QUEUED and job.run_after <= now
 
 
 def _expired(job: Job, now: datetime) -> bool:
@@ -80,7 +76,8 @@ class MemoryJobRepository:
                   error=None, attempts=0, max_attempts=new.max_attempts,
                   priority=new.priority, cancel_requested=False, dedupe_key=new.dedupe_key,
                   lease_owner=None, lease_expires_at=None, run_after=new.run_after or now,
-                  dispatched_at=None, created_at=now, started_at=None, finished_at=None)
+                  dispatched_at=None, created_at=now, started_at=None, finished_at=None,
+                  max_losses=new.max_losses)
         return self._put(job), True
 
     def get(self, job_id: str, tenant_id: int | None = None) -> Job | None:
@@ -177,20 +174,26 @@ class MemoryJobRepository:
 
     def reap_expired(self, now: datetime) -> list[SettledJob]:
         settled: list[SettledJob] = []
-        lost = ("the worker running it stopped responding (its lease expired) on its last "
-                "allowed attempt")
-        for job in list(self.store.jobs.values()):
+        for job in sorted(self.store.jobs.values(), key=lambda j: j.id):
             if not _expired(job, now):
                 continue
+            cleared = replace(job, lease_owner=None, lease_expires_at=None)
+            losses = job.losses + 1
             if job.cancel_requested:
-                status, error = CANCELLED, job.error
-            elif job.attempts >= job.max_attempts:
-                status, error = DEAD, lost
+                self._put(replace(cleared, status=CANCELLED, finished_at=now))
+                settled.append(SettledJob(job.kind, CANCELLED, job.id))
+            elif losses >= job.max_losses:
+                error = (f"the worker running it stopped responding (its lease expired) "
+                         f"{losses} times, the limit for lost workers (job_max_losses): the "
+                         "task may crash its worker or exhaust its memory; read the worker "
+                         "logs, then retry it")
+                self._put(replace(cleared, status=DEAD, error=error, losses=losses,
+                                  finished_at=now))
+                settled.append(SettledJob(job.kind, DEAD, job.id))
             else:
-                continue
-            self._put(replace(job, status=status, error=error, finished_at=now,
-                              lease_owner=None, lease_expires_at=None))
-            settled.append(SettledJob(job.kind, status))
+                self._put(replace(cleared, status=QUEUED, losses=losses, run_after=now,
+                                  dispatched_at=None, attempts=max(job.attempts - 1, 0)))
+                settled.append(SettledJob(job.kind, QUEUED, job.id))
         return settled
 
     # -- operator and user actions --
@@ -210,8 +213,9 @@ class MemoryJobRepository:
         job = self._owned(job_id, tenant_id)
         if job is None or job.status not in (DEAD, FAILED, CANCELLED):
             return False
-        self._put(replace(job, status=QUEUED, attempts=0, cancel_requested=False, result=None,
-                          progress=0.0, finished_at=None, run_after=now, dispatched_at=None))
+        self._put(replace(job, status=QUEUED, attempts=0, losses=0, cancel_requested=False,
+                          result=None, progress=0.0, finished_at=None, run_after=now,
+                          dispatched_at=None))
         return True
 
     def prune(self, older_than: datetime) -> int:

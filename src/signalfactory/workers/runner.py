@@ -21,7 +21,6 @@ from signalfactory.services.jobs.execution import (
     Outcome,
     claim_next,
     new_owner,
-    reap_expired,
     release,
     run_claimed,
 )
@@ -87,9 +86,8 @@ class EmbeddedRunner:
     # -- work --
     def run_next(self) -> Outcome | None:
         """Claim and run one job in the calling thread; None when nothing is runnable."""
-        reap_expired(self.platform)
         owner = new_owner(threading.current_thread().name)
-        job = claim_next(self.platform, owner)
+        job = claim_next(self.platform, owner)  # queues jobs of lost workers again first
         if job is None:
             return None
 

@@ -19,14 +19,21 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from signalfactory.adapters.sources.file_checks import (
+    check_csv_text,
+    check_flat_columns,
+    column_list,
+    first_bad_utf8,
+)
 from signalfactory.domain.bar_validation import RawBars
-from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.errors import BadInputError, excerpt
 
 _TIME_NAMES = ("timestamp", "datetime", "date", "time", "open_time", "opentime", "ts")
 _SYMBOL_NAMES = ("symbol", "ticker", "instrument")
 _PRICE_NAMES = ("open", "high", "low", "close", "volume")
 _ADJ_NAMES = ("adj_close", "adjclose", "adjusted_close")
 FORMATS = ("csv", "parquet")
+_MAX_TIMESTAMP_CHARS = 64
 
 ProgressFn = Callable[[int], None]
 
@@ -73,7 +80,7 @@ def _map_columns(names: list[str], source: str) -> dict[str, str]:
     if missing:
         wanted = ", ".join("date/datetime/timestamp" if f == "ts" else f for f in missing)
         raise BadInputError(
-            f"missing column(s): {wanted}; the file has {', '.join(names) or 'no columns'}",
+            f"missing column(s): {wanted}; the file has {column_list(names)}",
             source=source, row=1, rule="missing-column")
     return mapping
 
@@ -108,13 +115,16 @@ def _parse_times(col: pa.ChunkedArray, source: str, row_offset: int) -> np.ndarr
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     values = strings.to_pandas()
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    # No date is longer than this; the free-form parser takes seconds on a megabyte cell.
+    too_long = pc.greater(pc.utf8_length(strings), _MAX_TIMESTAMP_CHARS)
+    parsed = pd.to_datetime(values.where(~too_long.to_numpy(zero_copy_only=False), None),
+                            utc=True, errors="coerce", format="mixed")
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         i = int(bad[0])
         raise BadInputError(
-            f"timestamp {values.iloc[i]!r} cannot be parsed; use ISO 8601 such as 2024-01-31 "
-            "or 2024-01-31T09:30:00Z, or epoch seconds", source=source,
+            f"timestamp {excerpt(str(values.iloc[i]))} cannot be parsed; use ISO 8601 such as "
+            "2024-01-31 or 2024-01-31T09:30:00Z, or epoch seconds", source=source,
             row=i + 1 + row_offset, rule="bad-timestamp")
     return np.asarray(parsed.to_numpy(dtype="datetime64[ns]")).astype(np.int64)
 
@@ -150,18 +160,14 @@ def _numbers(table: pa.Table, column: str, field: str, source: str,
     if bad.size:
         i = int(bad[0])
         raise BadInputError(
-            f"{field} value {strings[i].as_py()!r} is not a number", source=source,
+            f"{field} value {excerpt(str(strings[i].as_py()))} is not a number", source=source,
             row=i + 1 + row_offset, rule="bad-number")
     return arr
 
 
 def _read_csv(path: Path, progress: ProgressFn | None) -> pa.Table:
     source = str(path)
-    try:
-        with path.open("rb") as fh:
-            header_line = fh.readline().decode("utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise BadInputError(f"cannot read the file: {exc.strerror}", source=source) from exc
+    header_line = check_csv_text(path, source)
     names = [n.strip().strip('"') for n in header_line.rstrip("\r\n").split(",")]
     mapping = _map_columns(names, source) if header_line.strip() else _map_columns([], source)
     column_types = {mapping[f]: pa.float64() for f in _PRICE_NAMES}
@@ -180,10 +186,20 @@ def _read_csv(path: Path, progress: ProgressFn | None) -> pa.Table:
                 progress(batch.num_rows)
         return pa.Table.from_batches(batches, schema=reader.schema)
     except pa.ArrowInvalid:
-        # The typed read failed on some cell; read everything as text to name the culprit.
-        as_text = {name: pa.string() for name in names}
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types=as_text, strings_can_be_null=True, null_values=[""]))
+        pass
+    # The typed read failed on some cell; read everything as text to name the culprit.
+    try:
+        return pacsv.read_csv(path, read_options=read_opts, convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names}, strings_can_be_null=True,
+            null_values=[""]))
+    except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc):
+            first_bad_utf8(path, source, names)
+        # The reader's own words (a row with too many cells...), with the row's text cut
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"the file cannot be read as CSV: {excerpt(reason, 120)}; every "
+                            "row needs one cell per header column, separated by commas",
+                            source=source, rule="malformed-csv") from None
 
 
 def read_bar_file(path: Path, *, fmt: str | None = None, symbol: str | None = None,
@@ -199,7 +215,8 @@ def read_bar_file(path: Path, *, fmt: str | None = None, symbol: str | None = No
         try:
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise BadInputError(f"not a readable Parquet file: {exc}", source=source) from exc
+            raise BadInputError(f"not a readable Parquet file: {excerpt(str(exc), 120)}",
+                                source=source) from exc
         if progress is not None:
             progress(table.num_rows)
     return table_to_raw_bars(table, source, symbol=symbol, row_offset=1 if kind == "csv" else 0,
@@ -211,6 +228,7 @@ def table_to_raw_bars(table: pa.Table, source: str, *, symbol: str | None, row_o
     """Columns of a parsed table (a file, an HTTP body), ready for validation: times to UTC
     nanoseconds, prices to floats; BadInputError naming the source and row otherwise."""
     mapping = _map_columns(table.column_names, source)
+    check_flat_columns(table, mapping, source)
     if table.num_rows == 0:
         raise BadInputError("the file has no data rows; nothing to ingest", source=source,
                             rule="empty-file")
@@ -220,7 +238,12 @@ def table_to_raw_bars(table: pa.Table, source: str, *, symbol: str | None, row_o
         symbols: tuple[str, ...] = (symbol,)
         codes = np.zeros(table.num_rows, dtype=np.int64)
     elif "symbol" in mapping:
-        sym_col = pc.utf8_trim_whitespace(table.column(mapping["symbol"]).cast(pa.string()))
+        try:
+            sym_col = pc.utf8_trim_whitespace(table.column(mapping["symbol"]).cast(pa.string()))
+        except pa.ArrowInvalid:  # binary cells of Parquet that are not UTF-8 text
+            raise BadInputError("column symbol holds bytes that are not UTF-8 text; write "
+                                "symbols as UTF-8 strings", source=source,
+                                rule="bad-encoding") from None
         encoded = pc.fill_null(sym_col, "").combine_chunks().dictionary_encode()
         symbols = tuple(encoded.dictionary.to_pylist())
         codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)

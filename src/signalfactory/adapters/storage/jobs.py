@@ -63,13 +63,11 @@ def dialect_insert(conn: Connection, table: sa.Table) -> postgresql.Insert | sql
 
 
 def _claimable(table: sa.FromClause, now: datetime) -> sa.ColumnElement[bool]:
-    """Queued and due, or running under a lease that expired (its worker is gone)."""
+    """Queued and due. (A running job whose lease expired is queued again by
+    :meth:`SqlJobRepository.reap_expired` first, its loss counted, so that a lost worker never
+    spends an attempt.)"""
     c = table.c
-    return sa.or_(
-        sa.and_(c.status == QUEUED, c.run_after <= now),
-        sa.and_(c.status == RUNNING, c.lease_expires_at < now, c.attempts < c.max_attempts,
-                c.cancel_requested.is_(False)),
-    )
+    return sa.and_(c.status == QUEUED, c.run_after <= now)
 
 
 def _claim_values(owner: str, now: datetime, lease_seconds: float) -> dict[str, object]:
@@ -101,6 +99,7 @@ class SqlJobRepository:
         values = {"id": str(uuid.uuid4()), "tenant_id": new.tenant_id, "kind": new.kind,
                   "payload": new.payload, "status": QUEUED, "progress": 0.0, "attempts": 0,
                   "max_attempts": new.max_attempts, "priority": new.priority,
+                  "losses": 0, "max_losses": new.max_losses,
                   "cancel_requested": False, "dedupe_key": new.dedupe_key,
                   "run_after": new.run_after or now,
                   "created_at": now}
@@ -216,17 +215,31 @@ class SqlJobRepository:
 
     def reap_expired(self, now: datetime) -> list[SettledJob]:
         expired = _expired(now)
-        cleared = {"finished_at": now, "lease_owner": None, "lease_expires_at": None}
+        cleared = {"lease_owner": None, "lease_expires_at": None}
         rows = self.conn.execute(
             sa.update(jobs).where(expired, jobs.c.cancel_requested.is_(True))
-            .values(status=CANCELLED, **cleared).returning(jobs.c.kind)).all()
-        settled = [SettledJob(str(r[0]), CANCELLED) for r in rows]
-        lost = ("the worker running it stopped responding (its lease expired) on its last "
-                "allowed attempt")
+            .values(status=CANCELLED, finished_at=now, **cleared)
+            .returning(jobs.c.kind, jobs.c.id)).all()
+        settled = [SettledJob(str(r[0]), CANCELLED, str(r[1])) for r in rows]
+        losses = jobs.c.losses + 1
+        lost = (sa.literal("the worker running it stopped responding (its lease expired) ")
+                + sa.cast(losses, sa.String) + sa.literal(
+                    " times, the limit for lost workers (job_max_losses): the task may crash "
+                    "its worker or exhaust its memory; read the worker logs, then retry it"))
         rows = self.conn.execute(
-            sa.update(jobs).where(expired, jobs.c.attempts >= jobs.c.max_attempts)
-            .values(status=DEAD, error=lost, **cleared).returning(jobs.c.kind)).all()
-        return settled + [SettledJob(str(r[0]), DEAD) for r in rows]
+            sa.update(jobs).where(expired, losses >= jobs.c.max_losses)
+            .values(status=DEAD, error=lost, losses=losses, finished_at=now, **cleared)
+            .returning(jobs.c.kind, jobs.c.id)).all()
+        settled += [SettledJob(str(r[0]), DEAD, str(r[1])) for r in rows]
+        # The rest run again: the lost run counts as a loss, and its attempt is handed back
+        # (the next claim counts it again), as when a stopping worker releases a job.
+        rows = self.conn.execute(
+            sa.update(jobs).where(expired)
+            .values(status=QUEUED, losses=losses, run_after=now, dispatched_at=None,
+                    attempts=sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
+                    **cleared)
+            .returning(jobs.c.kind, jobs.c.id)).all()
+        return settled + [SettledJob(str(r[0]), QUEUED, str(r[1])) for r in rows]
 
     # -- operator and user actions ------------------------------------------------------
     def cancel(self, job_id: str, tenant_id: int | None, now: datetime) -> str | None:
@@ -249,8 +262,8 @@ class SqlJobRepository:
     def retry(self, job_id: str, tenant_id: int | None, now: datetime) -> bool:
         updated = self.conn.execute(sa.update(jobs).where(
             _owned(job_id, tenant_id), jobs.c.status.in_((DEAD, FAILED, CANCELLED)),
-        ).values(status=QUEUED, attempts=0, cancel_requested=False, result=None, progress=0.0,
-                 finished_at=None, run_after=now, dispatched_at=None))
+        ).values(status=QUEUED, attempts=0, losses=0, cancel_requested=False, result=None,
+                 progress=0.0, finished_at=None, run_after=now, dispatched_at=None))
         return updated.rowcount == 1
 
     def prune(self, older_than: datetime) -> int:

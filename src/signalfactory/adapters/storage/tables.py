@@ -261,6 +261,9 @@ jobs = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    # runs lost with their worker (lease expired): counted apart from attempts (0014)
+    sa.Column("losses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_losses", sa.Integer, nullable=False, server_default="10"),
     sa.UniqueConstraint("tenant_id", "dedupe_key", name="uq_jobs_tenant_dedupe_key"),
     sa.Index("ix_jobs_claim", "status", "priority", "created_at"),
     sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at"),

@@ -13,12 +13,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.routers.jobs import Job
-from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.api.schemas import (
+    AUTH_RESPONSES,
+    Problem,
+    RequestModel,
+    Symbol,
+    alternatives,
+)
 from signalfactory.domain.backtest.stored import (
     BacktestResult,
     Scalar,
@@ -29,10 +35,10 @@ from signalfactory.domain.backtest.stored import BacktestSummary as SummaryRecor
 from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.backtests.report import render_report
-from signalfactory.services.backtests.run import get_backtest, prepare
+from signalfactory.services.backtests.run import check_data, get_backtest, prepare
 from signalfactory.services.backtests.run import list_backtests as stored_backtests
 from signalfactory.services.jobs import registry as job_service
-from signalfactory.services.strategies.catalog import ensure_builtins
+from signalfactory.services.strategies.catalog import store_builtins_once
 
 router = APIRouter(prefix="/api/v1", tags=["backtests"], responses=AUTH_RESPONSES)
 
@@ -47,7 +53,9 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 class BacktestIn(RequestModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
-                              json_schema_extra={"examples": [
+                              json_schema_extra={**alternatives(("strategy", "rule"),
+                                                                ("symbols", "universe")),
+                                                 "examples": [
                                   {"strategy": "sma_cross", "symbols": ["SAAA"],
                                    "from": "2015-03-01", "fees": 0.001, "size": "all"},
                                   {"rule": "entry: close > sma(close, 50)\n"
@@ -60,7 +68,7 @@ class BacktestIn(RequestModel):
                                  description="A stored strategy (give this or `rule`)")
     rule: str | None = Field(default=None, max_length=20_000, pattern=TEXT,
                              description="An ad-hoc rule text (give this or `strategy`)")
-    symbols: list[Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT)]] | None = Field(
+    symbols: list[Symbol] | None = Field(
         default=None, min_length=1, max_length=10_000, examples=[["SAAA"]])
     universe: str | None = Field(default=None, max_length=128, pattern=TEXT,
                                  examples=["sector=technology"],
@@ -89,7 +97,7 @@ class BacktestIn(RequestModel):
                                                   "positions")
     atr_period: int = Field(default=14, ge=1, le=10_000)
     atr_multiple: float = Field(default=1.0, gt=0, le=1000)
-    close_at_end: bool = False
+    close_at_end: StrictBool = False
     calendar: Literal["stock", "crypto"] | None = None
     parameters: dict[ParamName, float | int] | None = Field(
         default=None, description="Overrides for a built-in strategy's parameters",
@@ -222,9 +230,9 @@ class BacktestList(BaseModel):
 def submit_backtest(body: BacktestIn, principal: TraderDep, platform: PlatformDep,
                     response: Response) -> Job:
     request = body.to_request(principal.tenant_id)
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
-    prepare(platform, request)  # bad input answers now, before quota or job
+    store_builtins_once(platform)
+    # bad input, about the request or the data it needs, answers now: before quota or job
+    check_data(platform, prepare(platform, request))
     with platform.database.write() as uow:
         enforce_quota(uow, principal, "backtests")
         job = job_service.submit(platform, "backtest", request.to_payload(),

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel, alternatives
 from signalfactory.domain.delivery import DEAD, Delivery, DeliveryAttempt
 from signalfactory.services.delivery import records
 
@@ -76,10 +76,14 @@ class DeliveryPage(BaseModel):
 
 
 class ReplayIn(RequestModel):
+    # exactly one selection (the service checks it; the document says it)
+    model_config = ConfigDict(json_schema_extra=alternatives((
+        ("ids", {"type": "array", "minItems": 1}), "endpoint_id", ("all", {"const": True}))))
+
     ids: list[Annotated[str, Field(min_length=1, max_length=40)]] | None = Field(
         default=None, max_length=records.MAX_REPLAY_IDS)
     endpoint_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    all: bool = Field(default=False, description="Every dead delivery of this tenant")
+    all: StrictBool = Field(default=False, description="Every dead delivery of this tenant")
 
 
 class Replayed(BaseModel):

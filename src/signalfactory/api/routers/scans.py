@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel, Time, alternatives
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.scans import StoredScan
 from signalfactory.services.accounts.quotas import enforce_quota
-from signalfactory.services.scans.scan import ScanRequest, get_scan, run_scan
-from signalfactory.services.strategies.catalog import ensure_builtins
+from signalfactory.services.scans.scan import ScanRequest, check_request, get_scan, run_scan
+from signalfactory.services.strategies.catalog import store_builtins_once
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
@@ -25,10 +25,13 @@ ROW_ID = Path(ge=1, le=2**31 - 1)
 
 
 class ScanIn(RequestModel):
+    # exactly one of strategy and rule (the server checks it; the document says it)
+    model_config = ConfigDict(json_schema_extra=alternatives(("strategy", "rule")))
+
     strategy: str | None = Field(default=None, max_length=100, examples=["sma_cross"])
     rule: str | None = Field(default=None, max_length=20_000)
     universe: str | None = Field(default=None, max_length=128, examples=["sector=technology"])
-    as_of: datetime | None = Field(default=None, examples=["2024-06-28"])
+    as_of: Time | None = Field(default=None, examples=["2024-06-28"])
     top: int | None = Field(default=None, ge=1, le=10_000, examples=[20])
     timeframe: str | None = Field(default=None, max_length=8, examples=["1d"])
     parameters: dict[str, float | int] | None = Field(
@@ -85,13 +88,15 @@ class ScanOut(BaseModel):
 def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> ScanOut:
     if (body.strategy is None) == (body.rule is None):
         raise BadInputError("give exactly one of 'strategy' or 'rule'")
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
-        enforce_quota(uow, principal, "scans")
     request = ScanRequest(tenant_id=principal.tenant_id, strategy=body.strategy,
                           rule=body.rule, universe=body.universe, as_of=body.as_of,
                           top=body.top, timeframe=body.timeframe, parameters=body.parameters)
-    return ScanOut.of(run_scan(platform, request))
+    check_request(request)
+    store_builtins_once(platform)
+    # The day's quota is taken in the transaction that stores the scan: a scan refused on
+    # its data (no bars, too little history) takes none.
+    return ScanOut.of(run_scan(platform, request,
+                               on_store=lambda uow: enforce_quota(uow, principal, "scans")))
 
 
 @router.get("/scans/{scan_id}", response_model=ScanOut, tags=["scans"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from signalfactory.api.auth import PrincipalDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.schemas import AUTH_RESPONSES
+from signalfactory.api.schemas import AUTH_RESPONSES, Symbol, Time
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import StoredSignal
 from signalfactory.services.signals.evaluation import query_signals
@@ -68,8 +68,8 @@ def _encode_cursor(last_id: int) -> str:
 @router.get("/signals", response_model=SignalPage, tags=["signals"],
             summary="Signals, oldest first, with filters and cursor pagination")
 def get_signals(principal: PrincipalDep, platform: PlatformDep,
-                since: datetime | None = Query(default=None, examples=["2024-01-01"]),
-                symbol: str | None = Query(default=None, max_length=64),
+                since: Annotated[Time | None, Query(examples=["2024-01-01"])] = None,
+                symbol: Annotated[Symbol | None, Query()] = None,
                 strategy: str | None = Query(default=None, max_length=100),
                 side: str | None = Query(default=None, pattern="^(long|short|exit)$"),
                 min_score: float | None = Query(default=None, allow_inf_nan=False),

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
@@ -15,6 +16,7 @@ from signalfactory.domain.rules import check_rule
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.strategies.catalog import (
+    RESERVED_NAMES,
     add_strategy,
     get_strategy,
     list_strategies,
@@ -121,7 +123,23 @@ def get_strategies(principal: PrincipalDep, platform: PlatformDep) -> Response:
                            tenant_id=principal.tenant_id)
 
 
-@router.get("/strategies/{name}", response_model=StrategyOut, tags=["strategies"],
+class _StrategyName(Convertor[str]):
+    """A path segment naming a strategy: any but the API's own words (``validate``), so that
+    ``GET /strategies/validate`` is the 405 of that POST-only resource, not a strategy."""
+
+    regex = "(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("strategy_name", _StrategyName())
+
+
+@router.get("/strategies/{name:strategy_name}", response_model=StrategyOut, tags=["strategies"],
             summary="One strategy (newest version, or ?version=N)",
             responses=STRATEGY_NOT_FOUND)
 def get_one_strategy(principal: PrincipalDep, platform: PlatformDep,

@@ -23,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, WebSocket
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -41,11 +40,11 @@ from signalfactory.api.auth import (
     unauthorized,
 )
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.problems import PROBLEM_TYPE_BASE, ApiProblem, problem
+from signalfactory.api.problems import ApiProblem, problem_for
 from signalfactory.api.schemas import AUTH_RESPONSES
 from signalfactory.api.stream_framing import sse_block, ws_message
 from signalfactory.api.ws_protocol import EXTENSION as PREPARED_FRAMES
-from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.errors import BadInputError, TemporaryError
 from signalfactory.domain.streaming import SignalEvent, StreamFilter
 from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub, Subscriber
@@ -227,22 +226,15 @@ def _open_ws(platform: Platform, scope: Scope, api_key: str | None,
 
 
 async def _deny(websocket: WebSocket, exc: Exception) -> None:
-    """Refuse the handshake with an HTTP problem response (or close 1008 if unsupported)."""
-    if isinstance(exc, ApiProblem):
-        status, detail = exc.status_code, str(exc.detail)
-        type_, extra, headers = exc.type_, exc.extra, dict(exc.headers or {})
-    elif isinstance(exc, BadInputError):
-        status = 404 if isinstance(exc, NotFoundError) else 422
-        detail, type_, extra, headers = str(exc), PROBLEM_TYPE_BASE + exc.code, {}, {}
-    else:
+    """Refuse the handshake with the error's problem response (or a close if unsupported)."""
+    response = problem_for(exc, websocket.url.path)
+    if response is None:
         raise exc
-    response: JSONResponse = problem(status, HTTPStatus(status).phrase, detail, type_=type_,
-                                     instance=websocket.url.path, **extra)
-    response.headers.update(headers)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
-    else:
-        await websocket.close(code=1008, reason=detail[:120])
+    else:  # 1013: try again later (a temporary failure); 1008: policy (refused)
+        code = 1013 if isinstance(exc, TemporaryError) else 1008
+        await websocket.close(code=code, reason=str(exc)[:120])
 
 
 @router.websocket("/stream/ws")
@@ -252,7 +244,7 @@ async def stream_ws(websocket: WebSocket, q: Annotated[StreamQuery, Depends()],
     try:
         hub = _hub(websocket.app)
         flt = await run_in_threadpool(_open_ws, platform, websocket.scope, api_key, q)
-    except (ApiProblem, BadInputError) as exc:
+    except (ApiProblem, BadInputError, TemporaryError) as exc:
         await _deny(websocket, exc)
         return
     await websocket.accept()

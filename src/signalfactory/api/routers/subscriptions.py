@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.deps import PlatformDep
-from signalfactory.api.schemas import AUTH_RESPONSES, RequestModel
+from signalfactory.api.schemas import AUTH_RESPONSES, RequestModel, Symbol
 from signalfactory.domain.streaming import Subscription, iso_utc
 from signalfactory.services.streaming.subscriptions import (
     MAX_STRATEGIES,
@@ -28,7 +28,7 @@ class SubscriptionIn(RequestModel):
     strategies: list[str] = Field(
         default_factory=list, max_length=MAX_STRATEGIES, examples=[["sma_cross"]],
         description="Strategy names; empty = every strategy you can see")
-    symbols: list[str] = Field(default_factory=list, max_length=MAX_SYMBOLS,
+    symbols: list[Symbol] = Field(default_factory=list, max_length=MAX_SYMBOLS,
                                examples=[["AAPL", "MSFT"]],
                                description="Symbols; empty = every symbol")
     min_score: float | None = Field(default=None, allow_inf_nan=False, examples=[0.5],

@@ -25,6 +25,10 @@ Expressions:
 Types are checked: entry/exit parts must be conditions and ``score`` a number, so
 ``rsi(close, 14) and 3`` is refused. Names, arities and parameter ranges are checked too; each
 error is a ``BadInputError`` whose ``position`` is the character offset of the problem.
+A rule is at most 20,000 characters, nests at most 32 levels (parentheses, calls, ``not``,
+``-``) and its tree is at most 100 levels high (a chain ``a + b + c + ...`` is as high as it
+is long: group it with parentheses); beyond that it is refused (rule ``expression-too-deep``),
+so no stage can exhaust the stack.
 
 Missing values: an indicator's warm-up, a look-back past an instrument's first bar, ``x / 0``
 and gaps in the data are undefined (NaN). A comparison with an undefined side is *unknown*,

@@ -34,10 +34,13 @@ from signalfactory.domain.rules.syntax import (
     Part,
     RuleText,
     Unary,
+    too_deep,
 )
 from signalfactory.domain.rules.tokens import Token, tokenize
 
-MAX_DEPTH: Final = 60
+#: deepest nesting of parentheses, calls, 'not' and unary '-': each level costs the parser
+#: about a dozen stack frames; the tree's height is bounded separately (``MAX_HEIGHT``)
+MAX_DEPTH: Final = 32
 _COMPARISONS: Final = ("<", "<=", ">", ">=", "==", "!=")
 _KEYWORDS: Final = ("and", "or", "not")
 
@@ -122,10 +125,14 @@ class _Parser:
         return Part(tok.text, self.expr(), tok.pos)
 
     # -- expressions -----------------------------------------------------------------------
+    def nested_too_deep(self, pos: int) -> BadInputError:
+        return too_deep(pos, f"expression nested more than {MAX_DEPTH} levels deep "
+                             "(parentheses, calls, 'not' or '-'); write it flatter")
+
     def expr(self) -> Expr:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise fail(self.tok.pos, f"expression nested more than {MAX_DEPTH} levels deep")
+            raise self.nested_too_deep(self.tok.pos)
         try:
             node = self.and_expr()
             while self.at_word("or"):
@@ -148,7 +155,7 @@ class _Parser:
             self.depth += 1
             try:
                 if self.depth > MAX_DEPTH:
-                    raise fail(op.pos, f"expression nested more than {MAX_DEPTH} levels deep")
+                    raise self.nested_too_deep(op.pos)
                 return Unary("not", self.operand(self.not_expr, op), op.pos)
             finally:
                 self.depth -= 1
@@ -186,7 +193,7 @@ class _Parser:
             self.depth += 1
             try:
                 if self.depth > MAX_DEPTH:
-                    raise fail(op.pos, f"expression nested more than {MAX_DEPTH} levels deep")
+                    raise self.nested_too_deep(op.pos)
                 return Unary("-", self.operand(self.unary, op), op.pos)
             finally:
                 self.depth -= 1

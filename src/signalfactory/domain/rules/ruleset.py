@@ -103,4 +103,4 @@ def check_enough_bars(rule: str | RuleText | RuleSet, n_bars: int) -> None:
         raise BadInputError(
             f"the rule looks back {lookback} bars, so it needs at least {lookback + 1} bars "
             f"of history, but the data has {n_bars}; load more history or shorten the "
-            "indicator periods")
+            "indicator periods", rule="history")

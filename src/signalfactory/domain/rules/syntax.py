@@ -2,6 +2,12 @@
 
 Every node records ``pos``, the character offset where it starts in the rule text, so the
 checker can point at the offending spot. ``pos`` takes no part in equality.
+
+Every node also knows its ``height`` (1 for a leaf), computed when it is made, and no node may
+be higher than ``MAX_HEIGHT``: each stage after parsing (checker, canonical text, plan, default
+score, even hashing the checked tree) walks the tree recursively, so bounding the height here
+bounds the stack of all of them. A long left-associative chain (``close + close + ...``) is as
+high as it is long; grouping it with parentheses makes it shallow.
 """
 
 from __future__ import annotations
@@ -9,14 +15,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from signalfactory.domain.errors import BadInputError
+
+#: highest tree a rule may have (levels of operators, calls and look-backs)
+MAX_HEIGHT: Final = 100
+#: the rule id of every "too deep" refusal (tree height here, nesting in the parser)
+TOO_DEEP_RULE: Final = "expression-too-deep"
 #: part labels a rule text may hold, in evaluation order
 PART_LABELS: Final = ("entry", "exit", "short_entry", "short_exit", "score")
+
+
+def too_deep(pos: int, message: str) -> BadInputError:
+    return BadInputError(f"position {pos}: {message}", rule=TOO_DEEP_RULE, position=pos)
+
+
+def _grown(node: Call | Index | Unary | Binary, *children: Expr) -> None:
+    """Set ``node.height`` from its children's; refuse it if that is too high."""
+    height = 1 + max((c.height for c in children), default=0)
+    if height > MAX_HEIGHT:
+        raise too_deep(node.pos, f"expression is deeper than {MAX_HEIGHT} levels (every "
+                                 "operator, call or look-back in a chain adds one); group a "
+                                 "long chain with parentheses, e.g. '(a + b) + (c + d)' "
+                                 "instead of 'a + b + c + d', and write 'x[3]' rather than "
+                                 "'x[1][1][1]'")
+    object.__setattr__(node, "height", height)
 
 
 @dataclass(frozen=True)
 class Number:
     text: str
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
 
     @property
     def value(self) -> float:
@@ -31,6 +60,7 @@ class Number:
 class Name:
     name: str
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -38,6 +68,10 @@ class Keyword:
     name: str
     value: Expr
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "height", self.value.height)
 
 
 @dataclass(frozen=True)
@@ -48,6 +82,10 @@ class Call:
     output: str | None
     pos: int = field(compare=False)
     output_pos: int = field(compare=False, default=-1)
+    height: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _grown(self, *self.args, *(k.value for k in self.keywords))
 
 
 @dataclass(frozen=True)
@@ -57,6 +95,10 @@ class Index:
     operand: Expr
     bars: Number
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _grown(self, self.operand)
 
 
 @dataclass(frozen=True)
@@ -64,6 +106,10 @@ class Unary:
     op: str  # "-" or "not"
     operand: Expr
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _grown(self, self.operand)
 
 
 @dataclass(frozen=True)
@@ -72,6 +118,10 @@ class Binary:
     left: Expr
     right: Expr
     pos: int = field(compare=False)
+    height: int = field(default=1, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _grown(self, self.left, self.right)
 
 
 Expr = Number | Name | Call | Index | Unary | Binary

@@ -50,9 +50,10 @@ from signalfactory.domain.backtest.stored import (
     json_scalars,
 )
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.domain.rules import check_enough_bars
+from signalfactory.domain.rules import check_enough_bars, check_rule
 from signalfactory.domain.strategies import RuleStrategy, Strategy, code_hash
 from signalfactory.domain.strategies.stored import StoredStrategy
+from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import BACKTEST_DURATION
@@ -63,8 +64,8 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.strategies.catalog import resolve
 
-__all__ = ["Plan", "Progress", "get_backtest", "list_backtests", "prepare", "run_backtest",
-           "store_backtest"]
+__all__ = ["Plan", "Progress", "check_data", "check_options", "get_backtest",
+           "list_backtests", "prepare", "run_backtest", "store_backtest"]
 #: the strategy_name column's width
 _NAME_LENGTH = 100
 
@@ -96,8 +97,10 @@ class Plan:
         return "single" if n_instruments == 1 else "universe"
 
 
-def prepare(platform: Platform, request: BacktestRequest) -> Plan:
-    """Check everything that can be checked without bars; BadInputError says what to fix."""
+def check_options(request: BacktestRequest) -> tuple[BacktestConfig, datetime | None,
+                                                    datetime | None]:
+    """Everything that can be checked without the database: (config, start, end).
+    Callers check first and open the database only for a request that passed."""
     config = build_config(request)
     start, end = window(request)
     if not request.symbols and not request.universe:
@@ -105,9 +108,27 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
                             rule="symbol")
     if request.symbols and request.universe:
         raise BadInputError("give --symbol or --universe, not both", rule="symbol")
+    for symbol in request.symbols:
+        check_symbol(symbol)
     if request.parameters and request.strategy is None:
         raise BadInputError("parameters override a built-in strategy's; a rule carries its "
                             "numbers in its text", rule="parameters")
+    if (request.strategy is None) == (request.rule is None):
+        raise BadInputError("give exactly one of --strategy NAME or --rule TEXT",
+                            rule="strategy")
+    if request.rule is not None:
+        check_rule(request.rule)
+    if request.timeframe:
+        Timeframe.parse(request.timeframe)
+    return config, start, end
+
+
+def prepare(platform: Platform, request: BacktestRequest) -> Plan:
+    """Check everything that can be checked without bars; BadInputError says what to fix."""
+    config, start, end = check_options(request)
+    if start is not None and start > platform.clock.now():
+        raise BadInputError(f"--from {request.start} is in the future: no bars exist there "
+                            "yet; give a start in the past", rule="from")
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
@@ -130,6 +151,13 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
                 timeframe=timeframe, start=start, end=end, calendar=calendar,
                 bars_per_year=bars_per_year(timeframe.seconds, calendar),  # type: ignore[arg-type]
                 mirror=mirror)
+
+
+def check_data(platform: Platform, plan: Plan) -> None:
+    """Refuse now what the run would refuse about the data: a symbol without bars in the
+    window, a rule needing more history than is stored. Reads the bars the run will read
+    (what it costs the run), so a submitted job does not fail on bad input later."""
+    load(platform, plan)
 
 
 def load(platform: Platform, plan: Plan) -> Data:

@@ -35,7 +35,12 @@ from signalfactory.domain.jobs import (
     JsonObject,
 )
 from signalfactory.observability.logging import bound_context, get_logger
-from signalfactory.observability.metrics import JOB_DURATION, JOBS_RUNNING, JOBS_TOTAL
+from signalfactory.observability.metrics import (
+    JOB_DURATION,
+    JOB_WORKER_LOSSES,
+    JOBS_RUNNING,
+    JOBS_TOTAL,
+)
 from signalfactory.services.jobs.registry import JobCancelled, get_task
 
 if TYPE_CHECKING:
@@ -72,7 +77,7 @@ class JobContext:
         self.job_id = job.id
         self.kind = job.kind
         self.tenant_id = job.tenant_id
-        self.attempt = job.attempts
+        self.attempt = job.runs  # the how-manieth run: lost runs count here, not as attempts
         self.owner = owner
         self.lease_seconds = lease_seconds
         self._stopping = stopping or threading.Event()
@@ -154,21 +159,33 @@ def _json_safe(result: object) -> JsonObject | None:
 # -- claiming ---------------------------------------------------------------------------------
 
 def reap_expired(platform: Platform) -> None:
-    """Settle running jobs whose worker vanished and that may not run again (a lost job that
-    was asked to cancel becomes cancelled; one that used its last attempt becomes dead,
-    instead of being retried forever). A read first keeps idle pollers off the write lock."""
+    """Settle running jobs whose worker vanished: a lost job asked to cancel becomes
+    cancelled, one that lost its worker ``max_losses`` times becomes dead, every other one is
+    queued again with the loss counted and its attempt handed back (a lost worker is not the
+    task failing). A read first keeps idle pollers off the write lock."""
     now = platform.clock.now()
     with platform.database.read(primary=True) as uow:
         if not uow.jobs.has_expired(now):
             return
     with platform.database.write() as uow:
         settled = uow.jobs.reap_expired(now)
+    requeued = []
     for job in settled:
-        JOBS_TOTAL.labels(job.kind, job.status).inc()
+        if job.status == QUEUED:
+            requeued.append(job.job_id)
+        else:
+            JOBS_TOTAL.labels(job.kind, job.status).inc()
+        if job.status in (QUEUED, DEAD):
+            JOB_WORKER_LOSSES.labels(job.kind).inc()
+    if requeued:
+        log.warning("jobs whose worker was lost are queued again", jobs=len(requeued))
+        platform.jobs.announce(requeued)
 
 
 def claim_next(platform: Platform, owner: str) -> Job | None:
-    """Take the most urgent runnable job under a lease for ``owner``, or None."""
+    """Take the most urgent runnable job under a lease for ``owner``, or None (jobs whose
+    worker vanished are queued again first)."""
+    reap_expired(platform)
     now = platform.clock.now()
     with platform.database.read(primary=True) as uow:
         if not uow.jobs.has_claimable(now):
@@ -201,7 +218,7 @@ def run_claimed(platform: Platform, job: Job, owner: str,
     JOBS_RUNNING.inc()
     with bound_context(job_id=job.id, job_kind=job.kind, tenant_id=job.tenant_id,
                        attempt=job.attempts):
-        log.info("job started", max_attempts=job.max_attempts)
+        log.info("job started", max_attempts=job.max_attempts, losses=job.losses)
         beat.start()
         try:
             outcome = _run_task(platform, ctx, job)

@@ -50,8 +50,9 @@ class JobRepository(Protocol):
         ...
 
     def claim_next(self, owner: str, lease_seconds: float, now: datetime) -> Job | None:
-        """Take the most urgent runnable job (queued and due, or running under an expired
-        lease with attempts left), or None. Safe against any number of claimers."""
+        """Take the most urgent runnable job (queued and due), counting an attempt, or None.
+        Safe against any number of claimers. (A job whose worker vanished is queued again by
+        :meth:`reap_expired`.)"""
         ...
 
     def claim(self, job_id: str, owner: str, lease_seconds: float,
@@ -81,8 +82,9 @@ class JobRepository(Protocol):
         ...
 
     def reap_expired(self, now: datetime) -> list[SettledJob]:
-        """Settle running jobs whose lease expired and that may not run again: cancelled
-        when a cancel was asked, dead when the last attempt was used."""
+        """Settle running jobs whose lease expired (their worker vanished), counting the loss:
+        cancelled when a cancel was asked, dead when the losses reach ``max_losses``, else
+        queued again with the lost run's attempt handed back."""
         ...
 
     # -- operator and user actions --
@@ -94,7 +96,7 @@ class JobRepository(Protocol):
         ...
 
     def retry(self, job_id: str, tenant_id: int | None, now: datetime) -> bool:
-        """Queue a dead, failed or cancelled job again with a fresh attempt budget."""
+        """Queue a dead, failed or cancelled job again with fresh attempt and loss budgets."""
         ...
 
     def prune(self, older_than: datetime) -> int:

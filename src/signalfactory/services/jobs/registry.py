@@ -155,7 +155,8 @@ def submit(platform: Platform, kind: str, payload: JsonObject | None = None, *,
     if not 1 <= attempts <= 100:
         raise BadInputError(f"max_attempts must be between 1 and 100, got {attempts}")
     new = NewJob(kind=kind, payload=payload, tenant_id=tenant_id, max_attempts=attempts,
-                 priority=priority, dedupe_key=dedupe_key)
+                 priority=priority, dedupe_key=dedupe_key,
+                 max_losses=platform.settings.job_max_losses)
     if uow is not None:
         job, created = uow.jobs.insert(new, platform.clock.now())
     else:

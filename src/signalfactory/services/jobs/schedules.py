@@ -67,6 +67,7 @@ def fire(platform: Platform, entry: ScheduleEntry, slot: datetime, *,
             job, was_created = uow.jobs.insert(NewJob(
                 kind=entry.kind, payload=dict(entry.payload), tenant_id=entry.tenant_id,
                 max_attempts=platform.settings.job_max_attempts,
+                max_losses=platform.settings.job_max_losses,
                 dedupe_key=dedupe_key(entry.name, slot)), now)
             job_id = job.id
             created = job if was_created else None

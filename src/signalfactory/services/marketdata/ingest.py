@@ -62,4 +62,9 @@ def ingest_files(platform: Platform, paths: Sequence[Path], *, symbol: str | Non
                  progress: ProgressFn | None = None) -> WriteReport:
     tf, batches = prepare_files(paths, symbol=symbol, timeframe=timeframe, fmt=fmt,
                                 progress=progress)
-    return write_bars(platform, tf, batches, source="files:" + ", ".join(str(p) for p in paths))
+    return write_bars(platform, tf, batches, source=source_label(paths))
+
+
+def source_label(paths: Sequence[Path]) -> str:
+    """How the ingest journal names what was ingested."""
+    return "files:" + ", ".join(str(p) for p in paths)

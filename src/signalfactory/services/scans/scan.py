@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from signalfactory.domain.errors import BadInputError, NotFoundError
-from signalfactory.domain.rules import check_enough_bars
+from signalfactory.domain.rules import check_enough_bars, check_rule
 from signalfactory.domain.scans import NewScan, ScanResult, StoredScan
 from signalfactory.domain.strategies import RuleStrategy, StrategyParam, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy
@@ -23,6 +23,7 @@ from signalfactory.domain.timestamps import ns_to_datetime
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import (
     evaluate_universe,
     finite_values,
@@ -52,7 +53,8 @@ EARLIEST_AS_OF = datetime(1678, 1, 1, tzinfo=UTC)
 LATEST_AS_OF = datetime(2262, 4, 10, tzinfo=UTC)
 
 
-def _check(request: ScanRequest) -> None:
+def check_request(request: ScanRequest) -> None:
+    """What can be checked without the database; ``run_scan`` checks it first too."""
     if request.as_of is not None:
         as_of = request.as_of if request.as_of.tzinfo else request.as_of.replace(tzinfo=UTC)
         if not EARLIEST_AS_OF <= as_of <= LATEST_AS_OF:
@@ -62,6 +64,10 @@ def _check(request: ScanRequest) -> None:
         raise BadInputError(f"top must be between 1 and 10000, got {request.top}")
     if request.side is not None and request.side not in ("long", "short", "exit"):
         raise BadInputError(f"side must be long, short or exit, got {request.side!r}")
+    if request.timeframe is not None:
+        Timeframe.parse(request.timeframe)
+    if request.rule is not None:
+        check_rule(request.rule)
 
 
 def _rank_key(score: float | None) -> float:
@@ -70,9 +76,11 @@ def _rank_key(score: float | None) -> float:
 
 
 def run_scan(platform: Platform, request: ScanRequest,
-             progress: Progress | None = None) -> StoredScan:
-    """Run and store a scan; bad input raises before anything is stored."""
-    _check(request)
+             progress: Progress | None = None,
+             on_store: Callable[[UnitOfWork], None] | None = None) -> StoredScan:
+    """Run and store a scan; bad input raises before anything is stored. ``on_store`` runs
+    in the transaction that stores it (the API takes the day's quota there)."""
+    check_request(request)
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
                                    request.parameters)
@@ -100,7 +108,8 @@ def run_scan(platform: Platform, request: ScanRequest,
         raise
     except Exception as exc:  # the strategy's own failure: stored as a failed scan
         LOGIC_EXECUTIONS.labels(name, "failed").inc()
-        return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc)
+        return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc,
+                             on_store)
     LOGIC_EXECUTIONS.labels(name, "succeeded").inc()
     records = signal_records(evaluation, last_bar_only=True)
     if request.side is not None:
@@ -114,6 +123,8 @@ def run_scan(platform: Platform, request: ScanRequest,
     version = stored if stored is not None and not request.parameters else None
     written = 0
     with platform.database.write() as uow:
+        if on_store is not None:
+            on_store(uow)
         scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
             strategy_version_id=version.version_id if version else None,
@@ -136,8 +147,11 @@ def run_scan(platform: Platform, request: ScanRequest,
 
 
 def _store_failed(platform: Platform, request: ScanRequest, stored: StoredStrategy | None,
-                  timeframe: Timeframe, n_inst: int, exc: Exception) -> StoredScan:
+                  timeframe: Timeframe, n_inst: int, exc: Exception,
+                  on_store: Callable[[UnitOfWork], None] | None) -> StoredScan:
     with platform.database.write() as uow:
+        if on_store is not None:
+            on_store(uow)
         scan_id = uow.scans.add(NewScan(
             tenant_id=request.tenant_id,
             strategy_version_id=stored.version_id if stored else None, rule_text=request.rule,

@@ -19,6 +19,7 @@ from signalfactory.domain.rules import Evaluation
 from signalfactory.domain.signals import NewSignal, SignalQuery, StoredSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
+from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
@@ -123,6 +124,8 @@ def query_signals(uow: UnitOfWork, tenant_id: int, *, since: datetime | None = N
                   after_id: int | None = None, limit: int = 100) -> list[StoredSignal]:
     """Signals visible to a tenant in id order, so a cursor (``after_id``) pages forward
     without gaps."""
+    if symbol is not None:
+        check_symbol(symbol)
     return uow.signals.page(SignalQuery(tenant_id=tenant_id, since=since, symbol=symbol,
                                         strategy=strategy, side=side, min_score=min_score,
                                         after_id=after_id, limit=limit))

@@ -41,11 +41,18 @@ def instantiate(stored: StoredStrategy) -> Strategy:
     return load_strategy(stored.class_path, dict(stored.parameters))
 
 
+#: names that are paths of the API under /strategies/, not strategies
+RESERVED_NAMES = frozenset({"validate"})
+
+
 def check_name(name: str) -> str:
     cleaned = name.strip().lower()
     if not cleaned or len(cleaned) > 100 or not set(cleaned) <= _NAME_CHARS:
         raise BadInputError(f"strategy name {name!r} must be 1..100 characters of a-z, 0-9, "
                             "'_', '-' or '.'")
+    if cleaned in RESERVED_NAMES:
+        raise BadInputError(f"{cleaned!r} is a reserved word (an API path); choose another "
+                            "strategy name")
     return cleaned
 
 
@@ -99,12 +106,12 @@ def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy, *,
     return strategy_id, version_id, True
 
 
-def add_strategy(uow: UnitOfWork, tenant_id: int, name: str, *, rule_text: str | None = None,
-                 class_path: str | None = None,
-                 parameters: Mapping[str, StrategyParam] | None = None,
-                 timeframe: str = "1d", created_by: str = "cli",
-                 description: str = "") -> tuple[StoredStrategy, bool]:
-    """Add a strategy or a new version of it; the same code again changes nothing."""
+def check_new_strategy(tenant_id: int, name: str, *, rule_text: str | None = None,
+                       class_path: str | None = None,
+                       parameters: Mapping[str, StrategyParam] | None = None,
+                       timeframe: str = "1d") -> tuple[str, Strategy]:
+    """Everything ``add_strategy`` checks, without a database: (clean name, strategy).
+    Callers check first and open the database only for input that passed."""
     name = check_name(name)
     Timeframe.parse(timeframe)
     if name in BUILTIN_TEMPLATES and tenant_id == DEFAULT_TENANT_ID:
@@ -113,11 +120,21 @@ def add_strategy(uow: UnitOfWork, tenant_id: int, name: str, *, rule_text: str |
         if parameters:
             raise BadInputError("rule strategies take their numbers inside the rule text; "
                                 "drop the parameters")
-        strategy: Strategy = RuleStrategy.from_text(name, rule_text)
-    elif class_path is not None and rule_text is None:
-        strategy = load_strategy(class_path, dict(parameters or {}))
-    else:
-        raise BadInputError("give exactly one of a rule text or a Python class path")
+        return name, RuleStrategy.from_text(name, rule_text)
+    if class_path is not None and rule_text is None:
+        return name, load_strategy(class_path, dict(parameters or {}))
+    raise BadInputError("give exactly one of a rule text or a Python class path")
+
+
+def add_strategy(uow: UnitOfWork, tenant_id: int, name: str, *, rule_text: str | None = None,
+                 class_path: str | None = None,
+                 parameters: Mapping[str, StrategyParam] | None = None,
+                 timeframe: str = "1d", created_by: str = "cli",
+                 description: str = "") -> tuple[StoredStrategy, bool]:
+    """Add a strategy or a new version of it; the same code again changes nothing."""
+    name, strategy = check_new_strategy(tenant_id, name, rule_text=rule_text,
+                                        class_path=class_path, parameters=parameters,
+                                        timeframe=timeframe)
     _id, _version_id, created = _store(uow, tenant_id, name, strategy,
                                        created_by=created_by, description=description,
                                        timeframe=timeframe, class_path=class_path)

@@ -15,6 +15,7 @@ from signalfactory.domain.accounts import Principal
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.domain.strategies import BUILTIN_TEMPLATES
 from signalfactory.domain.streaming import NewSubscription, StreamFilter, Subscription
+from signalfactory.domain.symbols import check_symbol
 from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
@@ -48,9 +49,8 @@ def clean_symbols(symbols: Sequence[str]) -> list[str]:
     cleaned = sorted({s.strip() for s in symbols})
     if len(cleaned) > MAX_SYMBOLS:
         raise BadInputError(f"a subscription follows at most {MAX_SYMBOLS} symbols")
-    bad = [s for s in cleaned if not s or len(s) > 64 or not _printable(s)]
-    if bad:
-        raise BadInputError("symbols must be 1..64 printable characters")
+    for symbol in cleaned:
+        check_symbol(symbol)
     return cleaned
 
 
