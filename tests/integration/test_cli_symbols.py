@@ -21,7 +21,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     return fingerprint()
 
 
-@pytest.mark.parametrize("symbol", ["\u202eLPAA", "AA\u200bPL", "../x", "a/b", "a\\b", ".x"])
+@pytest.mark.parametrize("symbol", ["\u202eLPAA", "AA\u200bPL", "../x", "a/b/c", "a\\b", ".x"])
 def test_hostile_symbols_are_refused_by_every_command(home: dict[str, object], tmp_path: Path,
                                                       symbol: str) -> None:
     in_column = tmp_path / "bars.csv"

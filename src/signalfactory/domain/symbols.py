@@ -4,10 +4,11 @@ API's parameters and bodies, the CLI's options), with the rule id ``bad-symbol``
 A symbol is 1..64 ASCII characters: letters, digits and ``. _ - = ^ : @ & + !``, starting with
 a letter, a digit or ``^`` (``AAPL``, ``BRK.B``, ``BRK-B``, ``^GSPC``, ``EURUSD=X``, ``7203.T``,
 ``BTC-USD``, ``SPY:US``), or a market pair of two such parts joined by one ``/`` (ccxt's
-unified ``BTC/USDT``: the exchanges, collectors and bots name crypto markets so). So no symbol can hide characters (bidi overrides that reverse how it
-reads, zero-width characters that make two different symbols look alike, letters of another
-script that look Latin) or look like a path (``../x``, ``a/b/c``, ``/etc``, ``a\\b``, ``.hidden``) or an
-option (``-x``) where it becomes part of a file name, a log line or a command.
+unified ``BTC/USDT``: exchanges, collectors and bots name crypto markets so). So no symbol can
+hide characters (bidi overrides that reverse how it reads, zero-width characters that make two
+different symbols look alike, letters of another script that look Latin) or look like a path
+(``../x``, ``a/b/c``, ``/etc``, ``a\\b``, ``.hidden``) or an option (``-x``) where it becomes
+part of a file name, a log line or a command.
 
 ``SYMBOL_PATTERN`` is the same rule as a regular expression (for the OpenAPI document), and
 ``symbol_problem`` says in words what is wrong with a symbol that breaks it.
