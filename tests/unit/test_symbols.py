@@ -15,7 +15,8 @@ from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.symbols import SYMBOL_PATTERN, check_symbol, symbol_problem
 
 GOOD = ["AAPL", "BRK.B", "BRK-B", "^GSPC", "EURUSD=X", "ES=F", "7203.T", "BTC-USD", "SPY:US",
-        "a", "X" * 64, "S&P500", "CL1!", "ABC_D", "A+B", "US@NYSE", "BTC/USDT", "ETH/BTC", "X" * 31 + "/" + "Y" * 32]
+        "a", "X" * 64, "S&P500", "CL1!", "ABC_D", "A+B", "US@NYSE", "BTC/USDT", "ETH/BTC",
+        "X" * 31 + "/" + "Y" * 32]
 HOSTILE = {
     "right-to-left override": "\u202eLPAA",
     "left-to-right isolate": "AA\u2066PL",
