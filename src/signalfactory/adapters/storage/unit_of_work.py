@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
     from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
     from signalfactory.adapters.storage.jobs import SqlJobRepository
+    from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
     from signalfactory.adapters.storage.scans import SqlScanRepository
     from signalfactory.adapters.storage.signals import SqlSignalRepository
     from signalfactory.adapters.storage.strategies import SqlStrategyRepository
@@ -172,6 +173,11 @@ class SqlUnitOfWork:
     def campaigns(self) -> SqlCampaignRepository:
         from signalfactory.adapters.storage.endpoints import SqlCampaignRepository
         return SqlCampaignRepository(self.connection)
+
+    @property
+    def sandbox_runs(self) -> SqlSandboxRunRepository:
+        from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
+        return SqlSandboxRunRepository(self.connection)
 
 
 class SqlDatabase:

@@ -1,0 +1,272 @@
+"""The narrow interface between the server and a sandbox worker: frames, bars, results.
+
+A frame is ``<u32 header length><u32 payload length>``, a JSON header (UTF-8) and raw
+payload bytes; nothing is ever pickled. Bars go to the worker in a memfd the parent writes
+and the worker maps read-only (offsets, ts, open, high, low, close, volume, back to back),
+so a call copies the bars once. Results come back as row indices per side and, at the
+rows where any side fires, the bar time, the score and each named value, all as raw
+little-endian int64/float64 arrays described by the header.
+
+``decode_evaluation`` is the parent's check of a worker's answer: sizes bounded before
+anything is read, rows sorted and within the input, bar times equal to the input's, scores
+finite (or NaN: undefined), at most ``MAX_VALUE_SERIES`` named values of bounded names. An
+answer that breaks any of that is refused (``SandboxError``, limit ``output``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import select
+import socket
+import struct
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from signalfactory.domain.bars import BarUniverse
+from signalfactory.domain.rules import Evaluation
+from signalfactory.domain.sandbox import SandboxError
+
+PREFIX = struct.Struct("<II")
+MAX_HEADER_BYTES = 1 << 20
+MAX_ERROR_CHARS = 2000
+MAX_VALUE_SERIES = 32
+MAX_VALUE_NAME = 100
+MAX_SYMBOL_CHARS = 64
+SIDES = ("entry", "exit", "short_entry", "short_exit")
+#: bar columns in the shared memory, after ``offsets``, each n values of 8 bytes
+COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+
+Header = dict[str, Any]
+
+
+class WireError(Exception):
+    """The other side broke the protocol, went away, or took too long."""
+
+    def __init__(self, message: str, *, eof: bool = False, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.eof = eof
+        self.timeout = timeout
+
+
+# -- frames -----------------------------------------------------------------------------------
+
+def send_frame(sock: socket.socket, header: Header, payload: Sequence[memoryview] = ()) -> None:
+    body = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    total = sum(p.nbytes for p in payload)
+    sock.sendall(PREFIX.pack(len(body), total) + body)
+    for part in payload:
+        if part.nbytes:
+            sock.sendall(part.cast("B"))
+
+
+def _read_exact(sock: socket.socket, view: memoryview, deadline: float | None) -> None:
+    got = 0
+    while got < view.nbytes:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise WireError("no answer in time", timeout=True)
+        n = sock.recv_into(view[got:], view.nbytes - got)
+        if n == 0:
+            raise WireError("the other side closed the connection", eof=True)
+        got += n
+
+
+def recv_frame(sock: socket.socket, *, deadline: float | None = None,
+               max_payload: int | None = None) -> tuple[Header, memoryview]:
+    """One frame; the payload is refused unread if it is longer than ``max_payload``."""
+    prefix = bytearray(PREFIX.size)
+    _read_exact(sock, memoryview(prefix), deadline)
+    header_len, payload_len = PREFIX.unpack(prefix)
+    if header_len > MAX_HEADER_BYTES:
+        raise WireError(f"header of {header_len:,} bytes is over the limit of "
+                        f"{MAX_HEADER_BYTES:,}")
+    if max_payload is not None and payload_len > max_payload:
+        raise WireError(f"payload of {payload_len:,} bytes is over the limit of "
+                        f"{max_payload:,}")
+    raw = bytearray(header_len)
+    _read_exact(sock, memoryview(raw), deadline)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WireError(f"the header is not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise WireError("the header is not a JSON object")
+    payload = bytearray(payload_len)
+    _read_exact(sock, memoryview(payload), deadline)
+    return header, memoryview(payload)
+
+
+# -- bars into shared memory -------------------------------------------------------------------
+
+def bars_size(n_bars: int, n_instruments: int) -> int:
+    return 8 * (n_instruments + 1) + 8 * len(COLUMNS) * n_bars
+
+
+def write_bars(target: memoryview, universe: BarUniverse) -> None:
+    """Lay the universe out in ``target`` (see the module docstring)."""
+    n, k = universe.n_bars, universe.n_instruments
+    out = np.frombuffer(target, dtype=np.uint8, count=bars_size(n, k))
+    pos = 0
+    arrays: list[npt.NDArray[Any]] = [universe.offsets.astype(np.int64, copy=False),
+                                      universe.ts.astype(np.int64, copy=False)]
+    arrays += [universe.column(c).astype(np.float64, copy=False) for c in COLUMNS[1:]]
+    for arr in arrays:
+        nbytes = arr.shape[0] * 8
+        out[pos:pos + nbytes] = np.ascontiguousarray(arr).view(np.uint8)
+        pos += nbytes
+
+
+def read_bars(source: memoryview | mmap.mmap, symbols: Sequence[str], n_bars: int
+              ) -> BarUniverse:
+    """The worker's read-only view of the bars the parent wrote (no copy)."""
+    k = len(symbols)
+    offsets = np.frombuffer(source, dtype=np.int64, count=k + 1, offset=0)
+    pos = 8 * (k + 1)
+    cols: dict[str, npt.NDArray[Any]] = {}
+    for name in COLUMNS:
+        cols[name] = np.frombuffer(source, dtype=np.int64 if name == "ts" else np.float64,
+                                   count=n_bars, offset=pos)
+        pos += 8 * n_bars
+    return BarUniverse(symbols=tuple(symbols), offsets=offsets, ts=cols["ts"],
+                       open=cols["open"], high=cols["high"], low=cols["low"],
+                       close=cols["close"], volume=cols["volume"])
+
+
+# -- results back ------------------------------------------------------------------------------
+
+def encode_evaluation(ev: object, n_bars: int) -> tuple[Header, list[memoryview]]:
+    """The worker's answer for an ``Evaluation`` over ``n_bars`` rows. Raises TypeError or
+    ValueError (reported to the parent as the strategy's mistake) on anything else."""
+    if not isinstance(ev, Evaluation):
+        raise TypeError(f"evaluate() must return an Evaluation (build one with "
+                        f"Evaluation.from_arrays), not {type(ev).__name__}")
+    ts = np.asarray(ev.ts)
+    if ts.shape != (n_bars,):
+        raise ValueError(f"the Evaluation has {ts.shape[0] if ts.ndim else 0} rows; the "
+                         f"bars have {n_bars}")
+    rows = []
+    for side in SIDES:
+        flags = np.asarray(getattr(ev, side))
+        if flags.shape != (n_bars,) or flags.dtype != np.bool_:
+            raise ValueError(f"{side} must be {n_bars} booleans, got {flags.dtype} "
+                             f"{flags.shape}")
+        rows.append(np.flatnonzero(flags).astype(np.int64))
+    union = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+    score = np.asarray(ev.score, dtype=np.float64)
+    if score.shape != (n_bars,):
+        raise ValueError(f"score must have {n_bars} rows, got {score.shape}")
+    values = dict(ev.values)
+    if len(values) > MAX_VALUE_SERIES:
+        raise ValueError(f"{len(values)} named values; at most {MAX_VALUE_SERIES}")
+    value_rows = None if ev.value_rows is None else np.asarray(ev.value_rows, dtype=np.int64)
+    parts = [*rows, np.ascontiguousarray(ts[union], dtype=np.int64), score[union]]
+    names = []
+    for name, arr in values.items():
+        if not isinstance(name, str):
+            raise TypeError(f"value names must be strings, not {type(name).__name__}")
+        names.append(name)
+        series = np.asarray(arr, dtype=np.float64)
+        if value_rows is None:
+            if series.shape != (n_bars,):
+                raise ValueError(f"value {name!r} must have {n_bars} rows, got {series.shape}")
+            parts.append(series[union])
+        else:
+            at = np.searchsorted(value_rows, union)
+            at = np.minimum(at, max(value_rows.shape[0] - 1, 0))
+            picked = np.full(union.shape[0], np.nan)
+            if value_rows.shape[0]:
+                hit = value_rows[at] == union
+                picked[hit] = series[at[hit]]
+            parts.append(picked)
+    header = {"ok": True, "n": n_bars, "counts": [int(r.shape[0]) for r in rows],
+              "union": int(union.shape[0]), "values": names, "lookback": int(ev.lookback)}
+    return header, [np.ascontiguousarray(p).data for p in parts]
+
+
+def max_reply_bytes(n_bars: int) -> int:
+    """The largest answer a worker may send for ``n_bars`` input rows."""
+    return 8 * n_bars * (len(SIDES) + 2 + MAX_VALUE_SERIES) + 4096
+
+
+def _refuse(message: str) -> SandboxError:
+    return SandboxError(f"the strategy's result was refused: {message}", limit="output")
+
+
+def _rows(payload: memoryview, pos: int, count: int, n_bars: int, side: str
+          ) -> npt.NDArray[np.int64]:
+    rows = np.frombuffer(payload, dtype=np.int64, count=count, offset=pos)
+    if count and (int(rows[0]) < 0 or int(rows[-1]) >= n_bars):
+        raise _refuse(f"{side} names bar row {int(rows[0]) if rows[0] < 0 else int(rows[-1])}"
+                      f", outside the {n_bars} input bars")
+    if count > 1 and not bool(np.all(np.diff(rows) > 0)):
+        raise _refuse(f"{side} rows are not strictly increasing")
+    return rows
+
+
+def decode_evaluation(header: Mapping[str, Any], payload: memoryview,
+                      universe: BarUniverse) -> Evaluation:
+    """Check a worker's answer against the input and rebuild the ``Evaluation``."""
+    n = universe.n_bars
+    counts, union_n, names = header.get("counts"), header.get("union"), header.get("values")
+    lookback = header.get("lookback", 0)
+    if header.get("n") != n or not isinstance(counts, list) or len(counts) != len(SIDES):
+        raise _refuse("the answer does not describe the bars sent")
+    if not all(isinstance(c, int) and 0 <= c <= n for c in counts):
+        raise _refuse("a side counts more signals than there are bars")
+    if not isinstance(union_n, int) or not 0 <= union_n <= n:
+        raise _refuse("more signal rows than bars")
+    if not isinstance(names, list) or len(names) > MAX_VALUE_SERIES:
+        raise _refuse(f"at most {MAX_VALUE_SERIES} named values")
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_VALUE_NAME for v in names) \
+            or len(set(names)) != len(names):
+        raise _refuse(f"value names must be distinct strings of 1..{MAX_VALUE_NAME} "
+                      "characters")
+    if not isinstance(lookback, int) or not 0 <= lookback <= max(n, 1_000_000):
+        raise _refuse("lookback out of range")
+    expected = 8 * (sum(counts) + union_n * (2 + len(names)))
+    if payload.nbytes != expected:
+        raise _refuse(f"{payload.nbytes:,} bytes where the header announces {expected:,}")
+    pos, side_rows = 0, {}
+    for side, count in zip(SIDES, counts, strict=True):
+        side_rows[side] = _rows(payload, pos, count, n, side)
+        pos += 8 * count
+    union = np.unique(np.concatenate(list(side_rows.values())))
+    if union.shape[0] != union_n:
+        raise _refuse("the signal rows do not match the rows described")
+    at_ts = np.frombuffer(payload, dtype=np.int64, count=union_n, offset=pos)
+    pos += 8 * union_n
+    if not np.array_equal(at_ts, universe.ts[union]):
+        wrong = int(np.flatnonzero(at_ts != universe.ts[union])[0])
+        raise _refuse(f"a signal at bar time {int(at_ts[wrong])} ns, which is not the input's "
+                      f"bar time {int(universe.ts[union][wrong])} at that row (signals only "
+                      "ever name input bars)")
+    score_at = np.frombuffer(payload, dtype=np.float64, count=union_n, offset=pos)
+    pos += 8 * union_n
+    if bool(np.isinf(score_at).any()):
+        raise _refuse("an infinite score (scores must be finite numbers, or NaN for none)")
+    values = {}
+    for name in names:
+        values[name] = np.frombuffer(payload, dtype=np.float64, count=union_n, offset=pos)
+        pos += 8 * union_n
+    flags = {}
+    for side, rows in side_rows.items():
+        arr = np.zeros(n, dtype=bool)
+        arr[rows] = True
+        flags[side] = arr
+    score = np.full(n, math.nan)
+    score[union] = score_at
+    return Evaluation(symbols=universe.symbols, offsets=universe.offsets, ts=universe.ts,
+                      close=universe.close, entry=flags["entry"], exit=flags["exit"],
+                      short_entry=flags["short_entry"], short_exit=flags["short_exit"],
+                      score=score, values=values, lookback=lookback, value_rows=union)
+
+
+def error_reply(kind: str, message: str) -> Header:
+    return {"ok": False, "kind": kind, "message": message[:MAX_ERROR_CHARS]}
