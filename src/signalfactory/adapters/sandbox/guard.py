@@ -35,6 +35,10 @@ HARMLESS_EVENTS = frozenset({
     "time.sleep", "array.__new__", "cpython._PySys_ClearAuditHooks", "sys.excepthook",
 })
 READ_ONLY_MODES = frozenset({"r", "rb", "br", "rt", "tr"})
+#: what libraries read to size their thread pools: let them look (in an empty root they
+#: find nothing and fall back) instead of refusing, which would bury a real refusal
+SYSTEM_INFO = ("/sys/fs/cgroup/", "/proc/cpuinfo", "/proc/meminfo", "/proc/self/cgroup",
+               "/sys/devices/system/cpu/")
 
 SAFE_BUILTINS = (
     "abs", "all", "any", "ascii", "bin", "bool", "bytes", "callable", "chr", "complex",
@@ -56,14 +60,20 @@ class SandboxRefusalError(PermissionError):
 
 @dataclass
 class Violations:
-    """The first refusal of a worker's life: once set the worker answers nothing but it."""
+    """The refusals of a worker's life (the first few, distinct): once there is one, the
+    worker answers nothing but them, even if the strategy caught the exception."""
 
-    first: str | None = None
+    seen: list[str] = field(default_factory=list)
     mmap_fds: set[int] = field(default_factory=set)
 
+    @property
+    def first(self) -> str | None:
+        """What was refused, or None: the first three refusals, in order."""
+        return "; then ".join(self.seen) if self.seen else None
+
     def refuse(self, what: str) -> SandboxRefusalError:
-        if self.first is None:
-            self.first = what
+        if len(self.seen) < 3 and what not in self.seen:
+            self.seen.append(what)
         return SandboxRefusalError(f"the sandbox refused {what}")
 
 
@@ -88,6 +98,8 @@ def _open_allowed(args: tuple[Any, ...], read_roots: Collection[str]) -> bool:
         return False
     text = os.fsdecode(path)
     real = os.path.realpath(text)
+    if any(real == p.rstrip("/") or real.startswith(p) for p in SYSTEM_INFO):
+        return True
     return any(real == r or real.startswith(r.rstrip("/") + "/") for r in read_roots)
 
 

@@ -50,7 +50,7 @@ from signalfactory.domain.strategies.base import StrategyParam
 
 ProgramKey = tuple[str, str, tuple[tuple[str, StrategyParam], ...]]
 _KIND_LIMIT = {"memory": "memory", "recursion": "recursion", "refused": "refused",
-               "static": "refused"}
+               "static": "refused", "output": "output"}
 
 
 @dataclass(eq=False)
@@ -103,12 +103,18 @@ class WorkerProcess:
 
 
 def run_seed(code_hash: str, universe: BarUniverse) -> int:
-    """The same program on the same bars gets the same seed."""
+    """The same program on the same bars gets the same seed: the code hash, the symbols,
+    the layout, the first and last bar time and each instrument's last bar (hashing every
+    bar would cost more than many strategies do)."""
     digest = hashlib.sha256(code_hash.encode())
     digest.update("\n".join(universe.symbols).encode())
     digest.update(universe.offsets.astype("<i8").tobytes())
     if universe.n_bars:
         digest.update(universe.ts[[0, -1]].astype("<i8").tobytes())
+        ends = universe.offsets[1:][universe.offsets[1:] > universe.offsets[:-1]] - 1
+        for column in (universe.open, universe.high, universe.low, universe.close,
+                       universe.volume):
+            digest.update(column[ends].astype("<f8").tobytes())
     return int.from_bytes(digest.digest()[:8], "little")
 
 
@@ -300,6 +306,8 @@ class ProcessSandbox:
             message = f"exceeded the {self.limits.describe('memory')}: {message}"
         elif kind == "recursion":
             message = f"recursed too deep: {message}"
+        elif kind == "output":
+            message = f"the strategy's result was refused: {message}"
         if kind != "error":  # a limit or a refusal: this worker is done
             self._kill(worker)
         raise SandboxError(message[:wire.MAX_ERROR_CHARS], limit=limit)
@@ -326,7 +334,7 @@ class ProcessSandbox:
                                 limit="crash")
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            if sig == signal.SIGXCPU:
+            if sig in (signal.SIGXCPU, signal.SIGPROF):
                 return SandboxError(f"stopped: exceeded the {self.limits.describe('cpu')}",
                                     limit="cpu")
             if sig == signal.SIGXFSZ:

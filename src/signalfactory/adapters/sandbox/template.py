@@ -34,7 +34,8 @@ import sys
 from typing import Any
 
 PRELOAD = ("__future__", "math", "random", "numpy", "numpy.linalg", "numpy.fft",
-           "numpy.random", "numpy.polynomial", "numpy.ma", "pandas", "talib",
+           "numpy.random", "numpy.polynomial", "numpy.ma", "pandas", "pyarrow.pandas_compat",
+           "talib",
            "signalfactory.domain.bars", "signalfactory.domain.indicators",
            "signalfactory.domain.rules", "signalfactory.domain.strategies",
            "signalfactory.adapters.sandbox.worker")
@@ -57,8 +58,63 @@ def preload() -> None:
     bars = BarUniverse.from_series([BarSeries("WARM", np.arange(n, dtype=np.int64), close,
                                               close + 1.0, close - 1.0, close,
                                               np.full(n, 1000.0))])
-    for indicator in BUILTINS:
-        compute(indicator.name, bars)
+    # numba compiles per argument type, and a worker's bars are read-only arrays (a mapped
+    # memfd): compile for both, here, where compiling is allowed
+    frozen = BarUniverse(**{name: getattr(bars, name) for name in
+                            ("symbols", "offsets", "ts", "open", "high", "low", "close",
+                             "volume")})
+    for name in ("offsets", "ts", "open", "high", "low", "close", "volume"):
+        array = getattr(frozen, name).copy()
+        array.setflags(write=False)
+        object.__setattr__(frozen, name, array)
+    for universe in (bars, frozen):
+        for indicator in BUILTINS:
+            compute(indicator.name, universe)
+        for name in ("rsi", "macd", "bbands", "atr", "sma", "ema"):
+            compute(name, universe)
+    _warm_pandas(close)
+
+
+def _warm_pandas(close: Any) -> None:
+    """Run pandas' common operations once: each imports modules lazily on first use, and a
+    worker may import nothing (its audit hook refuses it)."""
+    import numpy as np
+    import pandas as pd
+
+    n = close.shape[0]
+    df = pd.DataFrame({"c": close, "sym": np.repeat([0, 1], [n // 2, n - n // 2])})
+    df["ts"] = pd.to_datetime(np.arange(n, dtype=np.int64) * 86_400 * 10**9)
+    grouped = df.groupby("sym")["c"]
+    grouped.pct_change()
+    grouped.transform(lambda s: s.rolling(5, min_periods=1).mean())
+    grouped.shift(1)
+    grouped.cumsum()
+    df["c"].rank(pct=True)
+    df.set_index("ts").groupby("sym")["c"].resample("7D").last()
+    df.set_index("ts")["c"].resample("W").ohlc()
+    df["c"].ewm(span=5).mean()
+    df["c"].rolling(10).agg(["mean", "std", "min", "max", "median", "sum"])
+    df["c"].rolling(10).apply(lambda w: w[-1] - w[0], raw=True)
+    df["c"].expanding().max()
+    df["c"].diff().clip(lower=0).fillna(0).where(df["c"] > 0).dropna()
+    df.describe()
+    df.merge(df, on="sym").head()
+    pd.concat([df, df]).reset_index(drop=True)
+    df.pivot_table(index="sym", values="c", aggfunc="mean")
+    df["c"].quantile([0.1, 0.9])
+    df.corr(numeric_only=True)
+    df["c"].astype("float32").round(2).to_numpy()
+    pd.Series(close).value_counts(bins=3)
+    pd.cut(df["c"], 3)
+    pd.qcut(df["c"], 3, duplicates="drop")
+    repr(df)
+    str(df["c"].head())
+    np.quantile(close, [0.1, 0.9])
+    np.linalg.lstsq(np.vstack([np.arange(10.0), np.ones(10)]).T, close[:10], rcond=None)
+    np.fft.rfft(close[:64])
+    np.random.default_rng(1).normal(size=3)
+    np.corrcoef(close[:50], close[50:100])
+    np.polynomial.polynomial.polyfit(np.arange(10.0), close[:10], 1)
 
 
 def _nobody() -> tuple[int, int] | None:

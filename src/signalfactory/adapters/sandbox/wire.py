@@ -79,14 +79,16 @@ def _read_exact(sock: socket.socket, view: memoryview, deadline: float | None) -
 
 
 def recv_frame(sock: socket.socket, *, deadline: float | None = None,
-               max_payload: int | None = None) -> tuple[Header, memoryview]:
-    """One frame; the payload is refused unread if it is longer than ``max_payload``."""
+               max_payload: int | None = None,
+               max_header: int = MAX_HEADER_BYTES) -> tuple[Header, memoryview]:
+    """One frame; header and payload are refused unread if they are longer than allowed
+    (a worker's answer: ``MAX_HEADER_BYTES``; the server's requests carry the symbols)."""
     prefix = bytearray(PREFIX.size)
     _read_exact(sock, memoryview(prefix), deadline)
     header_len, payload_len = PREFIX.unpack(prefix)
-    if header_len > MAX_HEADER_BYTES:
+    if header_len > max_header:
         raise WireError(f"header of {header_len:,} bytes is over the limit of "
-                        f"{MAX_HEADER_BYTES:,}")
+                        f"{max_header:,}")
     if max_payload is not None and payload_len > max_payload:
         raise WireError(f"payload of {payload_len:,} bytes is over the limit of "
                         f"{max_payload:,}")
@@ -152,13 +154,15 @@ def encode_evaluation(ev: object, n_bars: int) -> tuple[Header, list[memoryview]
         raise ValueError(f"the Evaluation has {ts.shape[0] if ts.ndim else 0} rows; the "
                          f"bars have {n_bars}")
     rows = []
+    fired = np.zeros(n_bars, dtype=bool)
     for side in SIDES:
         flags = np.asarray(getattr(ev, side))
         if flags.shape != (n_bars,) or flags.dtype != np.bool_:
             raise ValueError(f"{side} must be {n_bars} booleans, got {flags.dtype} "
                              f"{flags.shape}")
         rows.append(np.flatnonzero(flags).astype(np.int64))
-    union = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+        fired |= flags
+    union = np.flatnonzero(fired).astype(np.int64)
     score = np.asarray(ev.score, dtype=np.float64)
     if score.shape != (n_bars,):
         raise ValueError(f"score must have {n_bars} rows, got {score.shape}")
@@ -202,9 +206,11 @@ def _refuse(message: str) -> SandboxError:
 def _rows(payload: memoryview, pos: int, count: int, n_bars: int, side: str
           ) -> npt.NDArray[np.int64]:
     rows = np.frombuffer(payload, dtype=np.int64, count=count, offset=pos)
-    if count and (int(rows[0]) < 0 or int(rows[-1]) >= n_bars):
-        raise _refuse(f"{side} names bar row {int(rows[0]) if rows[0] < 0 else int(rows[-1])}"
-                      f", outside the {n_bars} input bars")
+    if count:
+        low, high = int(rows.min()), int(rows.max())
+        if low < 0 or high >= n_bars:
+            raise _refuse(f"{side} names bar row {low if low < 0 else high}, outside the "
+                          f"{n_bars} input bars")
     if count > 1 and not bool(np.all(np.diff(rows) > 0)):
         raise _refuse(f"{side} rows are not strictly increasing")
     return rows
@@ -233,11 +239,15 @@ def decode_evaluation(header: Mapping[str, Any], payload: memoryview,
     expected = 8 * (sum(counts) + union_n * (2 + len(names)))
     if payload.nbytes != expected:
         raise _refuse(f"{payload.nbytes:,} bytes where the header announces {expected:,}")
-    pos, side_rows = 0, {}
+    pos, flags = 0, {}
+    fired = np.zeros(n, dtype=bool)
     for side, count in zip(SIDES, counts, strict=True):
-        side_rows[side] = _rows(payload, pos, count, n, side)
+        flag = np.zeros(n, dtype=bool)
+        flag[_rows(payload, pos, count, n, side)] = True
+        fired |= flag
+        flags[side] = flag
         pos += 8 * count
-    union = np.unique(np.concatenate(list(side_rows.values())))
+    union = np.flatnonzero(fired)
     if union.shape[0] != union_n:
         raise _refuse("the signal rows do not match the rows described")
     at_ts = np.frombuffer(payload, dtype=np.int64, count=union_n, offset=pos)
@@ -255,11 +265,6 @@ def decode_evaluation(header: Mapping[str, Any], payload: memoryview,
     for name in names:
         values[name] = np.frombuffer(payload, dtype=np.float64, count=union_n, offset=pos)
         pos += 8 * union_n
-    flags = {}
-    for side, rows in side_rows.items():
-        arr = np.zeros(n, dtype=bool)
-        arr[rows] = True
-        flags[side] = arr
     score = np.full(n, math.nan)
     score[union] = score_at
     return Evaluation(symbols=universe.symbols, offsets=universe.offsets, ts=universe.ts,

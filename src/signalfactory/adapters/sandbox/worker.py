@@ -32,6 +32,7 @@ import random
 import resource
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ CLONE_NEWNET = 0x40000000
 #: worker before a call could run into it
 LIFETIME_CPU_SECONDS = 600
 STRATEGY_FILENAME = "<strategy>"
+#: the server's requests carry the symbols and the source (bounded by the upload limit)
+SERVER_HEADER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,17 @@ def cpu_used() -> float:
 
 
 def _next_call_cpu_limit(cpu_seconds: float) -> None:
-    """Allow ``cpu_seconds`` more (whole seconds: RLIMIT_CPU counts seconds)."""
+    """Allow ``cpu_seconds`` of CPU for the next call: a profiling timer (``SIGPROF`` ends
+    the process, to the hundredth of a second) and, behind it, ``RLIMIT_CPU`` a second later
+    (whole seconds; its ``SIGXCPU`` also ends the process)."""
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
     _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    soft = min(hard, math.ceil(cpu_used()) + max(1, math.ceil(cpu_seconds)))
+    soft = min(hard, math.ceil(cpu_used() + cpu_seconds) + 1)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _call_done() -> None:
+    signal.setitimer(signal.ITIMER_PROF, 0)
 
 
 def _seed(seed: int) -> None:
@@ -220,6 +230,8 @@ class Worker:
                 raise SandboxRefusalError(self.violations.first)
         except BaseException as exc:  # the strategy's failure, reported to the server
             reply = classify(exc, self.violations)
+        finally:
+            _call_done()
         reply["layers"] = self.layers
         reply["cpu"] = cpu_used()
         wire.send_frame(self.sock, reply)
@@ -245,28 +257,37 @@ class Worker:
 
     def run(self, header: wire.Header) -> bool:
         n, symbols = int(header["n"]), list(header["symbols"])
+        parts: list[memoryview] = []
         try:
             if self.shm is None:
                 raise RuntimeError("no bars were shared")
             _next_call_cpu_limit(self.config.cpu_seconds)
             _seed(int(header["seed"]))
             universe = wire.read_bars(self.shm, symbols, n)
+            started = time.perf_counter()
             evaluation = self.cls(**self.parameters).evaluate(universe)
-            reply, parts = wire.encode_evaluation(evaluation, n)
+            evaluated = time.perf_counter()
             if self.violations.first is not None:
                 raise SandboxRefusalError(self.violations.first)
+            try:  # what the strategy returned, checked here and again by the server
+                reply, parts = wire.encode_evaluation(evaluation, n)
+                reply["seconds"] = [evaluated - started, time.perf_counter() - evaluated]
+            except Exception as exc:
+                reply = wire.error_reply("output", f"{type(exc).__name__}: {exc}"[:1500])
         except BaseException as exc:  # reported to the server
             reply, parts = classify(exc, self.violations), []
+        finally:
+            _call_done()
         reply["cpu"] = cpu_used()
         wire.send_frame(self.sock, reply, parts)
         return bool(reply["ok"]) or reply["kind"] == "error"
 
     def serve(self) -> None:
-        header, _ = wire.recv_frame(self.sock)
+        header, _ = wire.recv_frame(self.sock, max_header=SERVER_HEADER_BYTES)
         if header.get("op") != "load" or not self.load(header):
             return
         while True:
-            header, _ = wire.recv_frame(self.sock)
+            header, _ = wire.recv_frame(self.sock, max_header=SERVER_HEADER_BYTES)
             op = header.get("op")
             if op == "bars":
                 self.map_bars()

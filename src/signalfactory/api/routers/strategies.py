@@ -107,7 +107,7 @@ class StrategyIn(RequestModel):
     rule: str | None = Field(default=None, min_length=1, max_length=20_000,
                              examples=[RULE_EXAMPLE])
     source: str | None = Field(
-        default=None, min_length=1, max_length=MAX_SOURCE_BYTES, examples=[PYTHON_EXAMPLE],
+        default=None, min_length=1, max_length=4 * MAX_SOURCE_BYTES, examples=[PYTHON_EXAMPLE],
         description="Python source of a strategy class (see the README's Python strategies): "
                     "checked at upload (imports, names, attributes; the error names the line "
                     "and the rule), loaded in the sandbox, stored with its sha256, and only "

@@ -18,7 +18,7 @@ The rules (each ``BadInputError`` carries ``rule=`` one of these names):
   star imports;
 - ``dunder``: no name, attribute, string or method definition spelled ``__x__`` (the ways
   into ``__subclasses__``, ``__globals__``, ``__builtins__``, ``__import__``...), except
-  defining ``__init__``;
+  ``__init__`` (defining it, calling ``super().__init__``);
 - ``private``: no attribute starting with ``_`` (numpy's and pandas' internals);
 - ``attribute``: no attribute that reaches a frame, code object or a dangerous module
   (``f_globals``, ``gi_frame``, ``os``, ``sys``, ``ctypes``, ``as_strided``...);
@@ -82,7 +82,7 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset({
     "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "globals", "locals",
     "vars", "system", "popen", "fork", "spawn", "environ", "getenv", "putenv",
     # raw memory and code generation
-    "as_strided", "query", "sleep",
+    "as_strided", "query", "sleep", "fromfile", "tofile", "memmap",
 })
 
 
@@ -162,9 +162,9 @@ def _check_node(node: ast.AST) -> None:
             raise _refuse(node, "builtin", f"{node.id}() is not available to strategies")
     elif isinstance(node, ast.Attribute):
         attr = node.attr
-        if _is_dunder(attr):
+        if _is_dunder(attr) and attr != "__init__":  # super().__init__(...) is fine
             raise _refuse(node, "dunder", f"the attribute {attr!r} is not allowed")
-        if attr.startswith("_"):
+        if attr.startswith("_") and attr != "__init__":
             raise _refuse(node, "private", f"the private attribute {attr!r} is not allowed")
         if attr in FORBIDDEN_ATTRIBUTES:
             raise _refuse(node, "attribute", f"the attribute {attr!r} is not allowed (it "
@@ -191,6 +191,22 @@ def _check_node(node: ast.AST) -> None:
             raise _refuse(node, "dunder", f"the name {name!r} is not allowed")
     elif isinstance(node, ast.alias) and node.asname is not None and _is_dunder(node.asname):
         raise _refuse(node, "dunder", f"the name {node.asname!r} is not allowed")
+
+
+def _in_source_order(tree: ast.Module) -> list[ast.AST]:
+    """Every node, the first in the source first (and of nodes starting at the same place,
+    the innermost: what runs first), so the error names the first problem a reader meets."""
+    found: list[tuple[int, int, int, ast.AST]] = []
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        found.append((getattr(node, "lineno", 0), getattr(node, "col_offset", 0), -depth, node))
+        if len(found) > MAX_NODES:
+            raise BadInputError(f"the source has more than {MAX_NODES:,} syntax nodes",
+                                rule="syntax")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    found.sort(key=lambda item: item[:3])
+    return [node for *_key, node in found]
 
 
 def _strategy_classes(tree: ast.Module) -> list[str]:
@@ -228,10 +244,7 @@ def check_source(source: str, class_name: str | None = None) -> CheckedSource:
     the line and the rule it breaks."""
     tree = parse_source(source)
     imports: list[str] = []
-    for count, node in enumerate(ast.walk(tree), start=1):
-        if count > MAX_NODES:
-            raise BadInputError(f"the source has more than {MAX_NODES:,} syntax nodes",
-                                rule="syntax")
+    for node in _in_source_order(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             imports.extend(_check_import(node))
         _check_node(node)

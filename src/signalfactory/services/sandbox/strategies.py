@@ -76,8 +76,8 @@ def check_upload(platform: Platform, source: str, class_name: str | None,
     try:
         info = sandbox_of(platform).load(program)
     except SandboxError as exc:
-        what = f"stopped by the {exc.limit} limit" if exc.limit else "failed"
-        raise BadInputError(f"the strategy {what} while loading in the sandbox: "
+        what = f" ({exc.limit})" if exc.limit else ""
+        raise BadInputError(f"the strategy failed to load in the sandbox{what}: "
                             f"{exc.detail}", rule="sandbox-load") from exc
     return UploadedSource(program=program, checked=checked, info=info)
 
