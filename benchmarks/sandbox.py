@@ -39,7 +39,7 @@ from signalfactory.domain.sandbox import SandboxLimits, SandboxProgram
 from signalfactory.domain.strategies import Strategy, signal_records
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rules_eval import synthetic_universe  # noqa: E402 -- the shared synthetic bars
+from rules_eval import synthetic_universe
 
 SMA_CROSS = '''\
 import numpy as np

@@ -156,7 +156,7 @@ def test_an_isolated_worker_has_no_network_files_user_or_children(tmp_path: Path
                 found.append("connected")
             except OSError as exc:
                 found.append(f"connect:{exc.errno}")
-            found.append(f"root={os.listdir('/')}")
+            found.append(f"root={list(Path('/').iterdir())}")
             found.append(f"uid={os.getuid()}")
             try:
                 with open("/x", "w") as handle:  # noqa: PTH123

@@ -149,7 +149,7 @@ def _write_report() -> None:
                f"{r['detail'][:140].replace('|', '/')} |" for r in rows)]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n" + "\n".join(lines))  # noqa: T201 -- the report, shown with -s
+    print("\n" + "\n".join(lines))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

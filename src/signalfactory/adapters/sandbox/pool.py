@@ -272,9 +272,14 @@ class ProcessSandbox:
         worker = WorkerProcess(pid=pid, sock=sock, key=program.key)
         request = {"op": "load", "source": program.source, "class_name": program.class_name,
                    "parameters": dict(program.parameters)}
-        header = self._call(worker, request, max_payload=0)
-        worker.layers = {str(k): bool(v) for k, v in dict(header.get("layers", {})).items()}
-        worker.info = _check_info(header)
+        try:
+            header = self._call(worker, request, max_payload=0)
+            worker.layers = {str(k): bool(v)
+                             for k, v in dict(header.get("layers", {})).items()}
+            worker.info = _check_info(header)
+        except BaseException:
+            self._kill(worker)  # a worker whose program did not load serves nothing
+            raise
         self.last_fresh_seconds = time.perf_counter() - started
         return worker
 

@@ -21,7 +21,6 @@ Control channel: a ``SOCK_SEQPACKET`` socket to the server, one JSON message per
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -33,13 +32,14 @@ import socket
 import sys
 from typing import Any
 
+import numpy as np
+
 PRELOAD = ("__future__", "math", "random", "numpy", "numpy.linalg", "numpy.fft",
            "numpy.random", "numpy.polynomial", "numpy.ma", "pandas", "pyarrow.pandas_compat",
            "talib",
            "signalfactory.domain.bars", "signalfactory.domain.indicators",
            "signalfactory.domain.rules", "signalfactory.domain.strategies",
            "signalfactory.adapters.sandbox.worker")
-PR_SET_PDEATHSIG = 1
 
 
 def preload() -> None:
@@ -47,7 +47,6 @@ def preload() -> None:
     indicators once, so that no worker imports or compiles anything."""
     for name in PRELOAD:
         importlib.import_module(name)
-    import numpy as np
 
     from signalfactory.domain.bars import BarSeries, BarUniverse
     from signalfactory.domain.indicators import compute
@@ -75,10 +74,9 @@ def preload() -> None:
     _warm_pandas(close)
 
 
-def _warm_pandas(close: Any) -> None:
+def _warm_pandas(close: np.ndarray[Any, np.dtype[np.float64]]) -> None:
     """Run pandas' common operations once: each imports modules lazily on first use, and a
     worker may import nothing (its audit hook refuses it)."""
-    import numpy as np
     import pandas as pd
 
     n = close.shape[0]
@@ -208,10 +206,10 @@ class Template:
 
 
 def main(config: dict[str, Any]) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != int(config["server_pid"]):
-        os._exit(1)
+    # No parent-death signal here: it follows the server *thread* that spawned us, and
+    # server threads come and go. The control socket is the tie instead: when the server
+    # process ends, for whatever reason, the kernel closes its end and the loop below ends,
+    # killing every worker.
     ctl = socket.socket(fileno=int(config["fd"]))
     preload()
     os.environ.clear()

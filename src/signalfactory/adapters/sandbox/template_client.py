@@ -13,6 +13,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from signalfactory.domain.errors import OperationalError, TemporaryError
 #: directory on the path (-P), no bytecode writes (-B); the environment is built from scratch
 #: instead of -E, so that the sandbox's own PYTHONHASHSEED=0 keeps runs deterministic
 PYTHON_FLAGS = ("-s", "-S", "-P", "-B")
+MAX_EXITS_KEPT = 1024
 BOOT = ("import json,sys;c=json.loads(sys.argv[1]);sys.path[:0]=c['paths'];"
         "from signalfactory.adapters.sandbox.template import main;main(c)")
 TEMPLATE_ENV = {"PYTHONHASHSEED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -62,7 +64,9 @@ class TemplateProcess:
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._forked: dict[int, tuple[int, int]] = {}
-        self._exits: dict[int, int] = {}
+        # how recent workers ended, for the pool to name a limit; bounded (most are never
+        # asked about: a worker retired or killed on purpose)
+        self._exits: OrderedDict[int, int] = OrderedDict()
         self._ready = False
         self._dead = False
         self._next_id = 0
@@ -73,8 +77,7 @@ class TemplateProcess:
         started = time.perf_counter()
         log = (runtime_dir / "template.log").open("ab")
         try:
-            config = {"paths": import_paths(), "fd": template_end.fileno(),
-                      "server_pid": os.getpid()}
+            config = {"paths": import_paths(), "fd": template_end.fileno()}
             self._process = subprocess.Popen(  # noqa: S603 -- our interpreter, fixed args
                 [self.python, *PYTHON_FLAGS, "-c", BOOT, json.dumps(config)],
                 pass_fds=(template_end.fileno(),), env=dict(TEMPLATE_ENV),
@@ -125,6 +128,8 @@ class TemplateProcess:
                     fds = fds[1:]
                 elif op == "exit":
                     self._exits[int(message["pid"])] = int(message["status"])
+                    while len(self._exits) > MAX_EXITS_KEPT:
+                        self._exits.popitem(last=False)
                 self._cond.notify_all()
             for fd in fds:
                 os.close(fd)
