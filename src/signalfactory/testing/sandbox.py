@@ -1,4 +1,6 @@
-"""The sandbox's run log in memory, and a fake sandbox for tests that need no processes."""
+"""The sandbox's run log in memory. (There is no in-process fake of the sandbox itself, on
+purpose: uploaded code runs in worker processes, in tests too; ``memory_platform()`` has a
+real ``ProcessSandbox``, started on first use.)"""
 
 from __future__ import annotations
 
