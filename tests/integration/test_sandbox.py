@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from signalfactory.adapters.sandbox.pool import ProcessSandbox
+from signalfactory.adapters.sandbox.template_client import TEMPLATE_ENV
 from signalfactory.adapters.sandbox.worker import WorkerConfig, isolate
 from signalfactory.adapters.strategies.loading import load_strategy
 from signalfactory.domain.bars import BarSeries, BarUniverse
@@ -47,13 +48,19 @@ def bars(n_symbols: int = 4, n_bars: int = 400, seed: int = 1) -> BarUniverse:
     return BarUniverse.from_series(series)
 
 
+SECRET = "SIGNALFACTORY_SANDBOX_TEST_SECRET"
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[ProcessSandbox]:
+    os.environ[SECRET] = "hunter2"  # in the server's environment when the pool starts
     pool = ProcessSandbox(SandboxLimits(cpu_seconds=1, memory_mb=512, wall_seconds=4), 2)
     try:
+        pool.warm_up()
         yield pool
     finally:
         pool.close()
+        del os.environ[SECRET]
 
 
 def _pids(pool: ProcessSandbox) -> set[int]:
@@ -105,6 +112,18 @@ def test_a_run_is_deterministic_for_the_same_input(sandbox: ProcessSandbox) -> N
     other = sandbox.evaluate(program, bars(3, 200, seed=2)).evaluation
     assert not np.array_equal(first.entry, other.entry) or not np.array_equal(
         first.exit, other.exit), "another input draws another seed"
+
+
+def test_workers_see_none_of_the_servers_environment(sandbox: ProcessSandbox) -> None:
+    sandbox.load(SandboxProgram(SMA_CROSS, "SmaCross"))
+    pids = _pids(sandbox)
+    assert pids
+    for pid in pids:
+        # what the template was started with (the workers cleared even that)
+        initial = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {item.split(b"=")[0].decode() for item in initial if item}
+        assert names <= set(TEMPLATE_ENV), names
+        assert b"hunter2" not in b"".join(initial)
 
 
 def test_the_worker_checks_the_source_again(sandbox: ProcessSandbox) -> None:

@@ -32,7 +32,7 @@ from signalfactory.domain.strategies.source_check import PLATFORM_API, module_al
 
 HARMLESS_EVENTS = frozenset({
     "builtins.id", "object.__getattr__", "sys._getframe", "sys._getframemodulename",
-    "time.sleep", "array.__new__", "cpython._PySys_ClearAuditHooks", "sys.excepthook",
+    "time.sleep", "array.__new__", "sys.excepthook",
 })
 READ_ONLY_MODES = frozenset({"r", "rb", "br", "rt", "tr"})
 #: what libraries read to size their thread pools: let them look (in an empty root they

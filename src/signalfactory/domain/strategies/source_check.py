@@ -77,7 +77,8 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset({
     "io", "pickle", "marshal", "shutil", "threading", "multiprocessing", "signal", "resource",
     "mmap", "tarfile", "zipfile", "gzip", "bz2", "lzma", "tempfile", "pathlib", "posix",
     "select", "selectors", "asyncio", "urllib", "http", "ssl", "platform", "ctypeslib",
-    "f2py", "distutils", "testing", "compat", "util", "errors", "cloudpickle",
+    "f2py", "distutils", "testing", "compat", "util", "errors", "cloudpickle", "operator",
+    "attrgetter", "methodcaller", "types", "copyreg", "runpy", "pkgutil", "codeop",
     # the same builtins as above, reached as attributes of a module
     "eval", "exec", "compile", "open", "getattr", "setattr", "delattr", "globals", "locals",
     "vars", "system", "popen", "fork", "spawn", "environ", "getenv", "putenv",
