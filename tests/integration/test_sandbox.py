@@ -246,6 +246,9 @@ def test_upload_through_the_api_then_every_path_runs_it_in_the_sandbox(
     assert again.status_code == 200 and again.json()["version"] == 1
 
     listed = api.client.get("/api/v1/strategies", headers=headers).json()["items"]
+    assert next(i for i in listed if i["name"] == "my_sma")["source"] is None, "lists are lean"
+    one = api.client.get("/api/v1/strategies/my_sma", headers=headers).json()
+    assert one["source"] == SMA_CROSS and one["code_hash"] == digest
     bad = api.client.post("/api/v1/strategies", headers=headers, json={
         "name": "bad", "source": SMA_CROSS.replace("import numpy as np", "import os")})
     assert bad.status_code == 422

@@ -47,6 +47,9 @@ from signalfactory.domain.sandbox import (
     SandboxResult,
 )
 from signalfactory.domain.strategies.base import StrategyParam
+from signalfactory.observability.logging import get_logger
+
+log = get_logger("signalfactory.sandbox")
 
 ProgramKey = tuple[str, str, tuple[tuple[str, StrategyParam], ...]]
 _KIND_LIMIT = {"memory": "memory", "recursion": "recursion", "refused": "refused",
@@ -154,6 +157,7 @@ class ProcessSandbox:
         self._owner_pid = os.getpid()
         self._runtime: Path | None = None
         self._closed = False
+        self._layers_logged = False
         #: workers forked so far, and how long the last fresh one took to load (seconds)
         self.spawned = 0
         self.last_fresh_seconds = 0.0
@@ -280,6 +284,12 @@ class ProcessSandbox:
         except BaseException:
             self._kill(worker)  # a worker whose program did not load serves nothing
             raise
+        if not self._layers_logged:
+            self._layers_logged = True
+            missing = sorted(k for k, v in worker.layers.items() if not v)
+            (log.warning if missing else log.info)(
+                "sandbox worker isolation", layers=dict(worker.layers), missing=missing,
+                note="netns, chroot and nobody need root" if missing else "")
         self.last_fresh_seconds = time.perf_counter() - started
         return worker
 

@@ -76,19 +76,19 @@ class StrategyOut(BaseModel):
     description: str
     versions: int
     source: str | None = Field(default=None, description="Uploaded Python source (runs only "
-                                                         "in the sandbox); class_path names "
-                                                         "its class and code_hash is its "
-                                                         "sha256")
+                                                         "in the sandbox; left out of lists); "
+                                                         "class_path names its class and "
+                                                         "code_hash is its sha256")
 
     @classmethod
-    def of(cls, s: StoredStrategy) -> StrategyOut:
+    def of(cls, s: StoredStrategy, *, with_source: bool = True) -> StrategyOut:
         return cls(id=s.id, name=s.name, kind=s.kind, version=s.version,
                    rule_text=s.rule_text, class_path=s.class_path,
                    parameters=dict(s.parameters), timeframe=s.timeframe,
                    code_hash=s.code_hash, created_by=s.created_by,
                    created_at=s.created_at.isoformat() if s.created_at else None,
                    builtin=s.builtin, description=s.description, versions=s.versions,
-                   source=s.source)
+                   source=s.source if with_source else None)
 
 
 class StrategyList(BaseModel):
@@ -135,7 +135,8 @@ def get_strategies(principal: PrincipalDep, platform: PlatformDep) -> Response:
     def load() -> StrategyList:
         with platform.database.read() as uow:
             items = list_strategies(uow, principal.tenant_id)
-        return StrategyList(items=[StrategyOut.of(s) for s in items])
+        # the list leaves uploaded sources out (up to 200 kB each); GET one shows it
+        return StrategyList(items=[StrategyOut.of(s, with_source=False) for s in items])
 
     return cached_response(platform, "strategies", ("list",), load,
                            tenant_id=principal.tenant_id)
