@@ -54,7 +54,7 @@ SECRET = "SIGNALFACTORY_SANDBOX_TEST_SECRET"
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[ProcessSandbox]:
     os.environ[SECRET] = "hunter2"  # in the server's environment when the pool starts
-    pool = ProcessSandbox(SandboxLimits(cpu_seconds=1, memory_mb=512, wall_seconds=4), 2)
+    pool = ProcessSandbox(SandboxLimits(cpu_seconds=1, memory_mb=512, wall_seconds=10), 2)
     try:
         pool.warm_up()
         yield pool
@@ -288,3 +288,19 @@ def test_upload_through_the_api_then_every_path_runs_it_in_the_sandbox(
                for r in runs)
     assert all(r.outcome == "succeeded" and r.bars > 0 and r.first_bar is not None
                and r.last_bar is not None and r.duration_ms > 0 for r in runs)
+
+
+def test_a_dead_template_is_replaced_and_its_workers_forgotten() -> None:
+    pool = ProcessSandbox(SandboxLimits(cpu_seconds=2, memory_mb=512, wall_seconds=5), 1)
+    try:
+        program = SandboxProgram(SMA_CROSS, "SmaCross")
+        u = bars(2, 80)
+        pool.evaluate(program, u)
+        template = pool._template
+        assert template is not None
+        os.kill(template._process.pid, 9)  # the template process this pool started
+        template._process.wait(5)
+        again = pool.evaluate(program, u)
+        assert again.fresh_worker and pool._template is not template
+    finally:
+        pool.close()

@@ -21,7 +21,7 @@ from tests.sandbox_strategies import SMA_CROSS
 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[Platform]:
-    p = memory_platform(Settings(sandbox_cpu_seconds=1, sandbox_wall_seconds=3))
+    p = memory_platform(Settings(sandbox_cpu_seconds=1, sandbox_wall_seconds=10))
     try:
         store_sample(p, symbols=3, bars=200, seed=2)
         yield p

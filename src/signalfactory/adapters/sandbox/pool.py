@@ -36,7 +36,7 @@ from typing import Any
 
 from signalfactory.adapters.sandbox import wire
 from signalfactory.adapters.sandbox.template_client import TemplateProcess, read_roots
-from signalfactory.adapters.sandbox.worker import LIFETIME_CPU_SECONDS
+from signalfactory.adapters.sandbox.worker import lifetime_cpu_seconds
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.sandbox import (
@@ -65,7 +65,6 @@ class WorkerProcess:
     key: ProgramKey
     info: ProgramInfo | None = None
     cpu: float = 0.0
-    calls: int = 0
     shm: mmap.mmap | None = None
     shm_size: int = 0
     killed: bool = False
@@ -174,8 +173,16 @@ class ProcessSandbox:
                     self._count = 0
             if self._template is not None and self._template.alive:
                 return self._template
-            if self._template is not None:
+            if self._template is not None:  # it died: so did its idle workers
                 self._template.close()
+                with self._cond:
+                    dead = [w for ws in self._idle.values() for w in ws]
+                    self._idle.clear()
+                    self._count -= len(dead)
+                    self._cond.notify_all()
+                for worker in dead:
+                    worker.killed = True
+                    worker.close()
             if self._runtime is None:
                 self._runtime = Path(tempfile.mkdtemp(prefix="signalfactory-sandbox-"))
                 empty = self._runtime / "root"
@@ -202,6 +209,7 @@ class ProcessSandbox:
         key: ProgramKey = program.key
         victim: WorkerProcess | None = None
         deadline = time.monotonic() + max(self.limits.wall_seconds * 2, 10.0)
+        self._ensure_template()  # started on first use; replaced (idle workers too) if dead
         with self._cond:
             while True:
                 if self._closed:
@@ -241,7 +249,8 @@ class ProcessSandbox:
         return None
 
     def _release(self, worker: WorkerProcess, keep: bool) -> None:
-        retire = worker.cpu + self.limits.cpu_seconds + 2 > LIFETIME_CPU_SECONDS
+        retire = worker.cpu + self.limits.cpu_seconds + 2 > lifetime_cpu_seconds(
+            self.limits.cpu_seconds)
         if not keep or retire or worker.killed:
             self._kill(worker)
             with self._cond:
@@ -287,7 +296,7 @@ class ProcessSandbox:
         if not self._layers_logged:
             self._layers_logged = True
             missing = sorted(k for k, v in worker.layers.items() if not v)
-            (log.warning if missing else log.info)(
+            (log.warning if missing else log.debug)(
                 "sandbox worker isolation", layers=dict(worker.layers), missing=missing,
                 note="netns, chroot and nobody need root" if missing else "")
         self.last_fresh_seconds = time.perf_counter() - started
@@ -389,7 +398,6 @@ class ProcessSandbox:
             except SandboxError:
                 self._kill(worker)
                 raise
-            worker.calls += 1
             keep = True
             return SandboxResult(evaluation=evaluation, info=_loaded(worker), fresh_worker=fresh,
                                  seconds=time.perf_counter() - started)

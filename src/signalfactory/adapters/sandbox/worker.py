@@ -32,7 +32,6 @@ import random
 import resource
 import signal
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,10 @@ from signalfactory.domain.strategies.source_check import check_source
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWNET = 0x40000000
-#: CPU seconds a worker may use over its whole life (the hard limit); the server retires a
-#: worker before a call could run into it
-LIFETIME_CPU_SECONDS = 600
+def lifetime_cpu_seconds(cpu_seconds: float) -> int:
+    """CPU seconds a worker may use over its whole life (RLIMIT_CPU's hard limit); the
+    server retires a worker before a call could run into it."""
+    return max(600, 20 * math.ceil(cpu_seconds))
 STRATEGY_FILENAME = "<strategy>"
 #: the server's requests carry the symbols and the source (bounded by the upload limit)
 SERVER_HEADER_BYTES = 64 << 20
@@ -114,7 +114,7 @@ def isolate(config: WorkerConfig, sock_fd: int) -> dict[str, bool]:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (config.open_files, config.open_files))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + LIFETIME_CPU_SECONDS))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, lifetime_cpu_seconds(config.cpu_seconds)))
     limit_as = base_vm + config.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
@@ -124,6 +124,10 @@ def isolate(config: WorkerConfig, sock_fd: int) -> dict[str, bool]:
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
         layers["nobody"] = True
+        # a change of user clears the parent-death signal: set it again
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != config.template_pid:
+            os._exit(1)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     return layers
 
@@ -264,14 +268,11 @@ class Worker:
             _next_call_cpu_limit(self.config.cpu_seconds)
             _seed(int(header["seed"]))
             universe = wire.read_bars(self.shm, symbols, n)
-            started = time.perf_counter()
             evaluation = self.cls(**self.parameters).evaluate(universe)
-            evaluated = time.perf_counter()
             if self.violations.first is not None:
                 raise SandboxRefusalError(self.violations.first)
             try:  # what the strategy returned, checked here and again by the server
                 reply, parts = wire.encode_evaluation(evaluation, n)
-                reply["seconds"] = [evaluated - started, time.perf_counter() - evaluated]
             except Exception as exc:
                 reply = wire.error_reply("output", f"{type(exc).__name__}: {exc}"[:1500])
         except BaseException as exc:  # reported to the server
