@@ -19,7 +19,8 @@ StrategyParam = int | float | str | bool
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A signal generator. Python strategies are trusted code an operator installed.
+    """A signal generator: a rule, an operator's installed Python plug-in (trusted, run
+    in-process), or uploaded Python run in the sandbox (``services.sandbox.strategies``).
 
     ``evaluate`` returns the same ``Evaluation`` a rule does (build one with
     ``Evaluation.from_arrays``), aligned to the universe's rows.
