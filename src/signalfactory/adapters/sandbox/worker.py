@@ -105,11 +105,16 @@ def isolate(config: WorkerConfig, sock_fd: int) -> dict[str, bool]:
     root = os.geteuid() == 0
     layers = {"netns": False, "chroot": False, "nobody": False}
     base_vm = _vm_bytes()
+    # Each root-only layer is best effort (a container may lack the capability); the server
+    # logs which are missing. The limits and the audit hook below hold in any case.
     if root:
         layers["netns"] = libc.unshare(CLONE_NEWNET) == 0
-        os.chroot(config.empty_root)
-        layers["chroot"] = True
-    os.chdir("/" if root else config.empty_root)
+        try:
+            os.chroot(config.empty_root)
+            layers["chroot"] = True
+        except OSError:
+            layers["chroot"] = False
+    os.chdir("/" if layers["chroot"] else config.empty_root)
     cpu = max(1, math.ceil(config.cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
@@ -120,10 +125,13 @@ def isolate(config: WorkerConfig, sock_fd: int) -> dict[str, bool]:
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     if root and config.nobody is not None:
         uid, gid = config.nobody
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-        layers["nobody"] = True
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            layers["nobody"] = True
+        except OSError:
+            layers["nobody"] = False
         # a change of user clears the parent-death signal: set it again
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != config.template_pid:
