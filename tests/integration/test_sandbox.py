@@ -91,6 +91,8 @@ def test_warm_workers_are_reused_and_a_breach_replaces_its_worker(
     spawned, pids = sandbox.spawned, _pids(sandbox)
     results = [sandbox.evaluate(program, u) for _ in range(3)]
     assert not any(r.fresh_worker for r in results), "the loaded worker serves every call"
+    (worker,) = sandbox._idle[program.key]
+    assert worker.supplied == {"ts", "close"}, "only the columns the strategy reads are sent"
     assert sandbox.spawned == spawned and _pids(sandbox) == pids
     with pytest.raises(SandboxError) as stopped:
         sandbox.evaluate(SandboxProgram(LOOP, "SmaCross"), u)

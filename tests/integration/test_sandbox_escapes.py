@@ -4,8 +4,10 @@ keeps serving (a liveness request during the run, a normal sandboxed scan after 
 
 Limits are small here (CPU 1 s, memory 256 MB) so the whole suite stays short; the wall
 clock (8 s) stays well above the CPU limit so that a busy machine cannot turn a CPU stop
-into a wall-clock one (the wall clock has its own case, with a CPU allowance above it). Every case adds a row to ``build/sandbox-escapes.md`` (written at the end of the
-module; with -s it is printed too): how many were refused, and how each one was stopped.
+into a wall-clock one (the wall clock has its own case, with a CPU allowance above it).
+
+Every case adds a row to ``build/sandbox-escapes.md`` (written at the end of the module;
+with -s it is printed too): how many were refused, and how each one was stopped.
 """
 
 from __future__ import annotations

@@ -51,6 +51,31 @@ def test_bars_go_through_shared_memory_unchanged() -> None:
     assert not back.close.flags.writeable
 
 
+def test_a_worker_fetches_only_the_columns_it_reads() -> None:
+    u = _universe()
+    buffer = bytearray(wire.bars_size(u.n_bars, u.n_instruments))
+    wire.write_offsets(memoryview(buffer), u)
+    asked: list[str] = []
+
+    def fetch(column: str) -> None:
+        asked.append(column)
+        wire.write_column(memoryview(buffer), u, column)
+
+    lazy = wire.LazyBars(memoryview(bytes(buffer)), u.symbols, u.n_bars, fetch)
+    assert lazy.n_bars == u.n_bars and asked == []
+    lazy = wire.LazyBars(memoryview(buffer), u.symbols, u.n_bars, fetch)
+    np.testing.assert_array_equal(lazy.close, u.close)
+    np.testing.assert_array_equal(lazy.close + 0, u.close)
+    assert asked == ["close"], "a column is fetched once"
+    ev = Evaluation.from_arrays(lazy, entry=lazy.close > 12)
+    assert asked == ["close", "ts"] and ev.n_bars == u.n_bars
+    assert isinstance(lazy, BarUniverse)
+    wire.write_column(memoryview(buffer), u, "high")
+    eager = wire.LazyBars(memoryview(buffer), u.symbols, u.n_bars, fetch, ["ts", "high"])
+    np.testing.assert_array_equal(eager.high, u.high)
+    assert asked == ["close", "ts"], "what was written with the call is not asked for"
+
+
 def test_an_evaluation_survives_the_trip_with_values_at_signal_rows() -> None:
     u = _universe()
     ev = _evaluation(u)

@@ -69,14 +69,31 @@ class WorkerProcess:
     shm_size: int = 0
     killed: bool = False
     layers: Mapping[str, bool] = field(default_factory=dict)
+    #: the columns of this call's bars already written for the worker
+    supplied: set[str] = field(default_factory=set)
 
-    def call(self, header: wire.Header, *, deadline: float, max_payload: int
-             ) -> tuple[wire.Header, memoryview]:
+    def call(self, header: wire.Header, *, deadline: float, max_payload: int,
+             universe: BarUniverse | None = None) -> tuple[wire.Header, memoryview]:
+        """Send a request and wait for its answer, writing each bar column the worker asks
+        for on the way (at most once each)."""
         wire.send_frame(self.sock, header)
-        return wire.recv_frame(self.sock, deadline=deadline, max_payload=max_payload)
+        while True:
+            answer, payload = wire.recv_frame(self.sock, deadline=deadline,
+                                              max_payload=max_payload)
+            if answer.get("op") != "need":
+                return answer, payload
+            column = answer.get("column")
+            if universe is None or column not in wire.COLUMNS or column in self.supplied:
+                raise wire.WireError(f"asked for bars it cannot have: {column!r}")
+            if self.shm is None:
+                raise wire.WireError("no shared memory for the bars")
+            wire.write_column(memoryview(self.shm), universe, str(column))
+            self.supplied.add(str(column))
+            wire.send_frame(self.sock, {"op": "have"})
 
     def share_bars(self, universe: BarUniverse) -> None:
-        """Write the bars where the worker maps them; a bigger memfd when they outgrow it."""
+        """Make room for the bars where the worker maps them (a bigger memfd when they
+        outgrow it) and write their layout; columns follow when the worker reads them."""
         needed = wire.bars_size(universe.n_bars, universe.n_instruments)
         if self.shm is None or needed > self.shm_size:
             size = max(1 << 20, math.ceil(needed * 1.25 / mmap.PAGESIZE) * mmap.PAGESIZE)
@@ -93,7 +110,10 @@ class WorkerProcess:
             if self.shm is not None:
                 self.shm.close()
             self.shm, self.shm_size = mapped, size
-        wire.write_bars(memoryview(self.shm), universe)
+        wire.write_offsets(memoryview(self.shm), universe)
+        for column in wire.EAGER_COLUMNS:
+            wire.write_column(memoryview(self.shm), universe, column)
+        self.supplied = set(wire.EAGER_COLUMNS)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -315,7 +335,8 @@ class ProcessSandbox:
         try:
             if universe is not None:
                 worker.share_bars(universe)
-            header, payload = worker.call(request, deadline=deadline, max_payload=max_payload)
+            header, payload = worker.call(request, deadline=deadline, max_payload=max_payload,
+                                          universe=universe)
         except wire.WireError as exc:
             raise self._stopped(worker, exc) from None
         except OSError as exc:

@@ -22,7 +22,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ MAX_SYMBOL_CHARS = 64
 SIDES = ("entry", "exit", "short_entry", "short_exit")
 #: bar columns in the shared memory, after ``offsets``, each n values of 8 bytes
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+#: written with every call (an Evaluation is built on them); the others when first read
+EAGER_COLUMNS = ("ts", "close")
 
 Header = dict[str, Any]
 
@@ -111,34 +113,79 @@ def bars_size(n_bars: int, n_instruments: int) -> int:
     return 8 * (n_instruments + 1) + 8 * len(COLUMNS) * n_bars
 
 
-def write_bars(target: memoryview, universe: BarUniverse) -> None:
-    """Lay the universe out in ``target`` (see the module docstring)."""
+def _position(name: str, n_bars: int, n_instruments: int) -> int:
+    return 8 * (n_instruments + 1) + 8 * n_bars * COLUMNS.index(name)
+
+
+def write_offsets(target: memoryview, universe: BarUniverse) -> None:
+    """The instrument layout, first of every call (a worker fetches the columns it reads)."""
+    out = np.frombuffer(target, dtype=np.int64, count=universe.n_instruments + 1)
+    out[:] = universe.offsets
+
+
+def write_column(target: memoryview, universe: BarUniverse, name: str) -> None:
+    """One bar column where the worker maps it (see the module docstring)."""
     n, k = universe.n_bars, universe.n_instruments
-    out = np.frombuffer(target, dtype=np.uint8, count=bars_size(n, k))
-    pos = 0
-    arrays: list[npt.NDArray[Any]] = [universe.offsets.astype(np.int64, copy=False),
-                                      universe.ts.astype(np.int64, copy=False)]
-    arrays += [universe.column(c).astype(np.float64, copy=False) for c in COLUMNS[1:]]
-    for arr in arrays:
-        nbytes = arr.shape[0] * 8
-        out[pos:pos + nbytes] = np.ascontiguousarray(arr).view(np.uint8)
-        pos += nbytes
+    dtype = np.int64 if name == "ts" else np.float64
+    out = np.frombuffer(target, dtype=dtype, count=n, offset=_position(name, n, k))
+    out[:] = universe.ts if name == "ts" else universe.column(name)
+
+
+def write_bars(target: memoryview, universe: BarUniverse) -> None:
+    """The whole universe at once (offsets and every column)."""
+    write_offsets(target, universe)
+    for name in COLUMNS:
+        write_column(target, universe, name)
+
+
+class LazyBars(BarUniverse):
+    """The worker's read-only view of the bars in shared memory: a ``BarUniverse`` whose
+    columns are fetched from the server the first time the strategy reads them, so a
+    strategy reading only ``close`` costs one copy of ``close``, not of six columns."""
+
+    _source: memoryview | mmap.mmap
+    _n: int
+    _fetch: Callable[[str], None]
+    _columns: dict[str, npt.NDArray[Any]]
+
+    def __init__(self, source: memoryview | mmap.mmap, symbols: Sequence[str], n_bars: int,
+                 fetch: Callable[[str], None], present: Sequence[str] = ()) -> None:
+        k = len(symbols)
+        object.__setattr__(self, "symbols", tuple(symbols))
+        object.__setattr__(self, "offsets",
+                           np.frombuffer(source, dtype=np.int64, count=k + 1))
+        object.__setattr__(self, "instrument_ids", np.zeros(0, dtype=np.int64))
+        object.__setattr__(self, "_source", source)
+        object.__setattr__(self, "_n", n_bars)
+        object.__setattr__(self, "_fetch", fetch)
+        object.__setattr__(self, "_columns", {})
+        for name in present:  # already written: no need to ask
+            self._columns[name] = self._view(name)
+
+    def _view(self, name: str) -> npt.NDArray[Any]:
+        return np.frombuffer(self._source, dtype=np.int64 if name == "ts" else np.float64,
+                             count=self._n, offset=_position(name, self._n, len(self.symbols)))
+
+    def _column(self, name: str) -> npt.NDArray[Any]:
+        found: npt.NDArray[Any] | None = self._columns.get(name)
+        if found is None:
+            self._fetch(name)
+            found = self._columns[name] = self._view(name)
+        return found
+
+
+def _lazy(name: str) -> property:
+    return property(lambda self: self._column(name), doc=f"the bars' {name}, fetched on use")
+
+
+for _name in COLUMNS:
+    setattr(LazyBars, _name, _lazy(_name))
 
 
 def read_bars(source: memoryview | mmap.mmap, symbols: Sequence[str], n_bars: int
               ) -> BarUniverse:
-    """The worker's read-only view of the bars the parent wrote (no copy)."""
-    k = len(symbols)
-    offsets = np.frombuffer(source, dtype=np.int64, count=k + 1, offset=0)
-    pos = 8 * (k + 1)
-    cols: dict[str, npt.NDArray[Any]] = {}
-    for name in COLUMNS:
-        cols[name] = np.frombuffer(source, dtype=np.int64 if name == "ts" else np.float64,
-                                   count=n_bars, offset=pos)
-        pos += 8 * n_bars
-    return BarUniverse(symbols=tuple(symbols), offsets=offsets, ts=cols["ts"],
-                       open=cols["open"], high=cols["high"], low=cols["low"],
-                       close=cols["close"], volume=cols["volume"])
+    """A read-only view of bars laid out by ``write_bars`` (no copy, nothing fetched)."""
+    return LazyBars(source, symbols, n_bars, lambda _name: None)
 
 
 # -- results back ------------------------------------------------------------------------------

@@ -267,6 +267,13 @@ class Worker:
         os.close(fds[0])
         self.violations.mmap_fds.discard(fds[0])
 
+    def fetch(self, column: str) -> None:
+        """Ask the server for a bar column the strategy is about to read."""
+        wire.send_frame(self.sock, {"op": "need", "column": column})
+        answer, _ = wire.recv_frame(self.sock, max_header=SERVER_HEADER_BYTES)
+        if answer.get("op") != "have":
+            raise RuntimeError(f"the server did not send the {column} bars")
+
     def run(self, header: wire.Header) -> bool:
         n, symbols = int(header["n"]), list(header["symbols"])
         parts: list[memoryview] = []
@@ -275,7 +282,7 @@ class Worker:
                 raise RuntimeError("no bars were shared")
             _next_call_cpu_limit(self.config.cpu_seconds)
             _seed(int(header["seed"]))
-            universe = wire.read_bars(self.shm, symbols, n)
+            universe = wire.LazyBars(self.shm, symbols, n, self.fetch, wire.EAGER_COLUMNS)
             evaluation = self.cls(**self.parameters).evaluate(universe)
             if self.violations.first is not None:
                 raise SandboxRefusalError(self.violations.first)
