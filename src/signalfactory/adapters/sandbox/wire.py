@@ -2,8 +2,10 @@
 
 A frame is ``<u32 header length><u32 payload length>``, a JSON header (UTF-8) and raw
 payload bytes; nothing is ever pickled. Bars go to the worker in a memfd the parent writes
-and the worker maps read-only (offsets, ts, open, high, low, close, volume, back to back),
-so a call copies the bars once. Results come back as row indices per side and, at the
+and the worker maps read-only (offsets, ts, open, high, low, close, volume, back to back):
+offsets, ts and close with the call, any other column when the strategy first reads it
+(``LazyBars`` asks with a ``need`` frame, the parent writes it and answers ``have``), so a
+call copies only what the strategy uses, once. Results come back as row indices per side and, at the
 rows where any side fires, the bar time, the score and each named value, all as raw
 little-endian int64/float64 arrays described by the header.
 
