@@ -20,6 +20,7 @@ from signalfactory.adapters.sandbox.template_client import TEMPLATE_ENV
 from signalfactory.adapters.sandbox.worker import WorkerConfig, isolate
 from signalfactory.adapters.strategies.loading import load_strategy
 from signalfactory.domain.bars import BarSeries, BarUniverse
+from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.sandbox import SandboxError, SandboxLimits, SandboxProgram
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.backtests.options import BacktestRequest
@@ -306,3 +307,11 @@ def test_a_dead_template_is_replaced_and_its_workers_forgotten() -> None:
         assert again.fresh_worker and pool._template is not template
     finally:
         pool.close()
+
+
+def test_a_closed_pool_starts_nothing() -> None:
+    pool = ProcessSandbox(SandboxLimits(), 1)
+    pool.close()
+    with pytest.raises(TemporaryError, match="shut down"):
+        pool.load(SandboxProgram(SMA_CROSS, "SmaCross"))
+    assert pool._template is None and pool._runtime is None

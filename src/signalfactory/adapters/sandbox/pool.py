@@ -185,6 +185,8 @@ class ProcessSandbox:
 
     def _ensure_template(self) -> TemplateProcess:
         with self._template_lock:
+            if self._closed:
+                raise TemporaryError("the strategy sandbox is shut down")
             if os.getpid() != self._owner_pid:  # a forked copy of the server: start afresh
                 self._owner_pid = os.getpid()
                 self._template, self._runtime = None, None
