@@ -18,12 +18,14 @@ from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.sandbox import SandboxLimits
 from signalfactory.domain.signals import NOTIFY_CHANNEL
 from signalfactory.services.audit.log import record as audit_record
 from signalfactory.services.delivery.ports import Channel
 from signalfactory.services.jobs.ports import JobQueue
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import Clock, ReadinessProbe
+from signalfactory.services.sandbox.ports import StrategySandbox
 from signalfactory.services.streaming.ports import SignalFeed
 from signalfactory.settings import Settings, load_settings
 
@@ -112,6 +114,19 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             "email": EmailChannel(timeout, pacer)}
 
 
+def build_sandbox(settings: Settings) -> StrategySandbox:
+    """Worker processes for uploaded strategies; nothing starts until the first one runs."""
+    from signalfactory.adapters.sandbox.pool import ProcessSandbox
+
+    return ProcessSandbox(sandbox_limits(settings), settings.sandbox_pool_size)
+
+
+def sandbox_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(cpu_seconds=settings.sandbox_cpu_seconds,
+                         memory_mb=settings.sandbox_memory_mb,
+                         wall_seconds=settings.sandbox_wall_seconds)
+
+
 def build_rate_limiter(settings: Settings) -> KeyRateLimiter:
     """Per-key limits in memory, or shared by every process in Redis when it is set."""
     return KeyRateLimiter(settings.redis_url or "memory://")
@@ -146,7 +161,8 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),
                         clock=clock or SystemClock(), probes=probes,
-                        signal_feed=build_signal_feed(database), audit=audit_record)
+                        signal_feed=build_signal_feed(database), audit=audit_record,
+                        sandbox=build_sandbox(settings))
     wire_subscribers(platform)
     if migrate_db:
         migrate.upgrade(database.engine)

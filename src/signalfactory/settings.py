@@ -239,6 +239,25 @@ class Settings(BaseSettings):
     trading_probe_seconds: float = Field(
         default=1.0, gt=0, le=5, description="How often a trading worker checks that the "
                                              "database answers (read-only within 5 s).")
+    # -- the strategy sandbox (uploaded Python strategies; see adapters/sandbox) --
+    sandbox_cpu_seconds: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="CPU seconds one sandboxed strategy call may use (RLIMIT_CPU, counted "
+                    "in whole seconds); past it the worker is killed and the run fails naming "
+                    "the limit.")
+    sandbox_memory_mb: int = Field(
+        default=1024, ge=64, le=1_048_576,
+        description="Address space a sandboxed strategy may add on top of its worker's own "
+                    "(numpy, pandas and TA-Lib preloaded; RLIMIT_AS). The bars it is given "
+                    "count against it.")
+    sandbox_wall_seconds: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Wall-clock seconds the server waits for one sandboxed call (bars sent, "
+                    "evaluated, answered) before it kills the worker.")
+    sandbox_pool_size: int = Field(
+        default=2, ge=1, le=256,
+        description="Sandbox worker processes per server process. Each runs one strategy "
+                    "version and stays warm for its next call.")
 
     backup_key: SecretStr | None = None
     archive_signing_key: SecretStr | None = None

@@ -96,8 +96,8 @@ def test_matching_subscriptions_get_rows_with_the_api_shape(platform: Platform) 
     payload = next(r.payload for r in rows.values() if r.endpoint_id == 2)
     assert payload["type"] == "signal.created"
     assert set(payload) == {"type", "id", "bar_ts", "symbol", "side", "strategy",
-                            "strategy_version", "timeframe", "score", "price", "values",
-                            "created_at"}
+                            "strategy_version", "code_hash", "timeframe", "score", "price",
+                            "values", "created_at"}
     assert payload["strategy"] == "always" and payload["price"] == 101.0
     # the same signals stored again: nothing new, no new rows
     again = insert_signals(platform, stored, new_signals(stored, instruments, 2))

@@ -65,6 +65,7 @@ DEFAULT_TEMPLATES: dict[str, str | None] = {
 
 _SAMPLE = {"type": "signal", "signal": {
     "id": 1, "symbol": "AAPL", "side": "buy", "strategy": "sma_cross", "strategy_version": 1,
+    "code_hash": "0" * 64,
     "timeframe": "1d", "price": 189.5, "score": 0.8, "bar_ts": "2024-01-02T00:00:00Z",
     "values": {"rsi": 55.0}}}
 

@@ -20,7 +20,7 @@ def _signal_json(s: StoredSignal) -> dict[str, object]:
             "price": s.price, "values": dict(s.values), "timeframe": s.timeframe,
             "created_at": s.created_at.isoformat() if s.created_at else None,
             "symbol": s.symbol, "strategy": s.strategy,
-            "strategy_version": s.strategy_version}
+            "strategy_version": s.strategy_version, "code_hash": s.code_hash}
 
 
 @handle_errors

@@ -71,3 +71,6 @@ class StoredSignal:
     price: float
     values: Mapping[str, float]
     created_at: datetime | None
+    #: sha256 of the code that produced it (its strategy version's; for an uploaded
+    #: Python strategy, of the source as uploaded)
+    code_hash: str = ""

@@ -26,6 +26,14 @@ BACKTEST_DURATION = Histogram("backtest_duration_seconds", "Backtest run time",
                               buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300))
 LOGIC_EXECUTIONS = Counter("logic_executions_total", "Strategy evaluations",
                            ["strategy", "status"])
+SANDBOX_RUNS = Counter("signalfactory_sandbox_runs_total",
+                       "Calls into the strategy sandbox (uploaded Python strategies), by "
+                       "outcome and the limit that stopped a failed one",
+                       ["outcome", "limit"])
+SANDBOX_RUN_SECONDS = Histogram("signalfactory_sandbox_run_seconds",
+                                "Sandboxed strategy calls end to end (bars in, result checked)",
+                                buckets=(0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+                                         10, 30, 60))
 SIGNALS_PRODUCED = Counter("signalfactory_signals_produced_total", "New signals stored",
                            ["strategy"])
 SIGNAL_LATENCY = Histogram("signalfactory_signal_latency_seconds",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from signalfactory.services.delivery.ports import Channel, MessageRenderer, SecretBox
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.marketdata.bars import BarsWritten
+    from signalfactory.services.sandbox.ports import StrategySandbox
     from signalfactory.services.sources.ports import SourceFactory
     from signalfactory.services.streaming.ports import SignalFeed
     from signalfactory.services.trading.ports import AuditRecorder, ExchangeFactory
@@ -73,6 +74,9 @@ class Platform:
     signal_feed: SignalFeed | None = None
     #: strategy objects by version id: a version never changes, parsing it once is enough
     live_strategies: dict[int, Strategy] = field(default_factory=dict)
+    #: where uploaded Python strategies run (worker processes under limits; None: uploaded
+    #: strategies cannot run in this process and fail saying so)
+    sandbox: StrategySandbox | None = None
 
     # -- delivery ------------------------------------------------------------------------
     #: channel kind -> channel; a kind is present only when it can be used (loaded lazily)
@@ -97,4 +101,6 @@ class Platform:
     metrics_refreshers: list[MetricsRefresher] = field(default_factory=list)
 
     def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
         self.database.close()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from signalfactory.services.jobs.ports import JobRepository
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
     from signalfactory.services.reports.ports import DailyReportRepository
+    from signalfactory.services.sandbox.ports import SandboxRunRepository
     from signalfactory.services.scans.ports import ScanRepository
     from signalfactory.services.signals.ports import SignalRepository
     from signalfactory.services.sources.ports import SourceRepository
@@ -145,6 +146,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sources(self) -> SourceRepository: ...
+
+    @property
+    def sandbox_runs(self) -> SandboxRunRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

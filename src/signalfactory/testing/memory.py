@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
     from signalfactory.testing.reports import MemoryDailyReportRepository
+    from signalfactory.testing.sandbox import MemorySandboxRunRepository
     from signalfactory.testing.scans import MemoryScanRepository
     from signalfactory.testing.signals import MemorySignalRepository
     from signalfactory.testing.sources import MemorySourceRepository
@@ -201,6 +202,11 @@ class InMemoryUnitOfWork:
         from signalfactory.testing.sources import MemorySourceRepository
         return MemorySourceRepository(self.state)
 
+    @property
+    def sandbox_runs(self) -> MemorySandboxRunRepository:
+        from signalfactory.testing.sandbox import MemorySandboxRunRepository
+        return MemorySandboxRunRepository(self.state)
+
 
 class InMemoryDatabase:
     """One process's database in memory; transactions are serialised by a lock."""
@@ -240,10 +246,13 @@ def memory_platform(settings: Settings | None = None, *,
                     clock: FixedClock | None = None, home: Path | None = None) -> Platform:
     """A platform on the in-memory ports: database, cache, rate limiter, job queue, clock.
 
-    Nothing runs after bar writes unless the test subscribes something.
+    Nothing runs after bar writes unless the test subscribes something. Uploaded Python
+    strategies run in a real sandbox (worker processes start on first use; ``close()`` the
+    platform to stop them).
     """
     from signalfactory.adapters.cache import HotCache, MemoryCache
     from signalfactory.adapters.rate_limits import KeyRateLimiter
+    from signalfactory.bootstrap import build_sandbox
     from signalfactory.services.audit.log import record as audit_record
     from signalfactory.services.platform import Platform
     from signalfactory.settings import Settings
@@ -255,4 +264,5 @@ def memory_platform(settings: Settings | None = None, *,
     return Platform(settings=settings, database=InMemoryDatabase(),
                     cache=HotCache(MemoryCache(), ttl=settings.cache_ttl_seconds),
                     rate_limiter=KeyRateLimiter("memory://"), jobs=RecordingJobQueue(),
-                    clock=clock or FixedClock(), audit=audit_record)
+                    clock=clock or FixedClock(), audit=audit_record,
+                    sandbox=build_sandbox(settings))

@@ -78,7 +78,8 @@ class MemorySignalRepository:
                 id=ident, bar_ts=signal.bar_ts, symbol=symbol, side=signal.side,
                 strategy=strategy.name, strategy_version=version.version,
                 timeframe=signal.timeframe, score=signal.score, price=signal.price,
-                values=dict(signal.values), created_at=created_at))
+                values=dict(signal.values), created_at=created_at,
+                code_hash=version.code_hash))
         return out
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:

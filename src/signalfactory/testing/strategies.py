@@ -44,7 +44,7 @@ class MemoryStrategyRepository:
             created_at=created_at, builtin=strategy.builtin,
             description=strategy.description,
             versions=sum(1 for v, _ in self.store.versions.values()
-                         if v.strategy_id == version.strategy_id))
+                         if v.strategy_id == version.strategy_id), source=version.source)
 
     def _all_versions(self, strategy_id: int) -> list[StoredStrategy]:
         return sorted((self._stored(i) for i, (v, _) in self.store.versions.items()

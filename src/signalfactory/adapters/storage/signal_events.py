@@ -23,7 +23,7 @@ def _event_query() -> sa.Select[tuple[object, ...]]:
                       signals.c.created_at, instruments.c.symbol,
                       strategies.c.name.label("strategy"),
                       strategy_versions.c.version.label("strategy_version"),
-                      strategies.c.tenant_id, strategies.c.builtin)
+                      strategy_versions.c.code_hash, strategies.c.tenant_id, strategies.c.builtin)
             .join(instruments, instruments.c.id == signals.c.instrument_id)
             .join(strategy_versions, strategy_versions.c.id == signals.c.strategy_version_id)
             .join(strategies, strategies.c.id == strategy_versions.c.strategy_id)
@@ -34,7 +34,8 @@ def event_from_row(row: Row[tuple[object, ...]]) -> SignalEvent:
     m = row._mapping
     payload = {"id": int(m["id"]), "bar_ts": iso_utc(m["bar_ts"]), "symbol": m["symbol"],
                "side": m["side"], "strategy": m["strategy"],
-               "strategy_version": int(m["strategy_version"]), "timeframe": m["timeframe"],
+               "strategy_version": int(m["strategy_version"]), "code_hash": m["code_hash"],
+               "timeframe": m["timeframe"],
                "score": m["score"], "price": m["price"], "values": dict(m["values"] or {}),
                "created_at": iso_utc(m["created_at"])}
     return SignalEvent(payload, tenant_id=int(m["tenant_id"]), builtin=bool(m["builtin"]))

@@ -78,7 +78,8 @@ class SqlSignalRepository:
                             signals.c.price, signals.c["values"], signals.c.timeframe,
                             signals.c.created_at, instruments.c.symbol,
                             strategies.c.name.label("strategy"),
-                            strategy_versions.c.version.label("strategy_version"))
+                            strategy_versions.c.version.label("strategy_version"),
+                            strategy_versions.c.code_hash)
                   .join(instruments, instruments.c.id == signals.c.instrument_id)
                   .join(strategy_versions,
                         strategy_versions.c.id == signals.c.strategy_version_id)
@@ -105,7 +106,7 @@ class SqlSignalRepository:
                              strategy=r.strategy, strategy_version=int(r.strategy_version),
                              timeframe=r.timeframe, score=r.score, price=r.price,
                              values=r._mapping["values"] or {},
-                             created_at=r.created_at)
+                             created_at=r.created_at, code_hash=r.code_hash)
                 for r in self.conn.execute(select.where(*conditions))]
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:

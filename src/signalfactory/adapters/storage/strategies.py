@@ -25,7 +25,7 @@ def _select(*, count_versions: bool = True) -> sa.Select[Any]:
         strategy_versions.c.rule_text, strategy_versions.c.class_path,
         strategy_versions.c.parameters, strategy_versions.c.timeframe,
         strategy_versions.c.code_hash, strategy_versions.c.created_by,
-        strategy_versions.c.created_at]
+        strategy_versions.c.created_at, strategy_versions.c.source]
     if count_versions:
         counted = strategy_versions.alias("counted")
         columns.append(sa.select(sa.func.count()).select_from(counted)
@@ -48,7 +48,7 @@ def _stored(row: sa.Row[Any]) -> StoredStrategy:
         class_path=row.class_path, parameters=row.parameters or {}, timeframe=row.timeframe,
         code_hash=row.code_hash, created_by=row.created_by, created_at=row.created_at,
         builtin=bool(row.builtin), description=row.description or "",
-        versions=int(getattr(row, "versions", 1) or 1))
+        versions=int(getattr(row, "versions", 1) or 1), source=row.source)
 
 
 def _visible(tenant_id: int) -> sa.ColumnElement[bool]:
@@ -75,7 +75,8 @@ class SqlStrategyRepository:
             strategy_id=version.strategy_id, version=version.version,
             rule_text=version.rule_text, class_path=version.class_path,
             parameters=dict(version.parameters), timeframe=version.timeframe,
-            code_hash=version.code_hash, created_by=version.created_by)).scalar_one())
+            code_hash=version.code_hash, created_by=version.created_by,
+            source=version.source)).scalar_one())
 
     def newest(self, strategy_id: int) -> StoredStrategy | None:
         row = self.conn.execute(_select().where(strategies.c.id == strategy_id)

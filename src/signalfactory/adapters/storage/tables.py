@@ -110,6 +110,9 @@ strategy_versions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("rule_text", sa.Text, nullable=True),
     sa.Column("class_path", sa.String(512), nullable=True),
+    # an uploaded Python strategy's source (0012): it only ever runs in the sandbox, and
+    # class_path then names the class in it; code_hash is the source's sha256
+    sa.Column("source", sa.Text, nullable=True),
     sa.Column("parameters", sa.JSON, nullable=False, default=dict),
     sa.Column("timeframe", sa.String(8), nullable=False, server_default="1d"),
     sa.Column("code_hash", sa.String(64), nullable=False),
@@ -546,4 +549,33 @@ web_sessions = sa.Table(
     sa.Column("csrf_token", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+
+# -- the strategy sandbox (0012): every call into it, the audit trail of uploaded code --------
+
+sandbox_runs = sa.Table(
+    "sandbox_runs", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("strategy_version_id", sa.Integer,
+              sa.ForeignKey("strategy_versions.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("purpose", sa.String(16), nullable=False),  # signals | live | scan | backtest
+    sa.Column("instruments", sa.Integer, nullable=False),
+    sa.Column("bars", sa.BigInteger, nullable=False),
+    sa.Column("first_bar", UTCDateTime, nullable=True),
+    sa.Column("last_bar", UTCDateTime, nullable=True),
+    # when the run started (named so that retention can prune the table by age)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("duration_ms", sa.Float(53), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # succeeded | failed
+    sa.Column("limit_hit", sa.String(16), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("signals", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("fresh_worker", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_sandbox_runs_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_sandbox_runs_version_id", "strategy_version_id", "id"),
 )

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
     from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
     from signalfactory.adapters.storage.jobs import SqlJobRepository
+    from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
     from signalfactory.adapters.storage.scans import SqlScanRepository
     from signalfactory.adapters.storage.signals import SqlSignalRepository
     from signalfactory.adapters.storage.sources import SqlSourceRepository
@@ -234,6 +235,11 @@ class SqlUnitOfWork:
     def sources(self) -> SqlSourceRepository:
         from signalfactory.adapters.storage.sources import SqlSourceRepository
         return SqlSourceRepository(self.connection)
+
+    @property
+    def sandbox_runs(self) -> SqlSandboxRunRepository:
+        from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
+        return SqlSandboxRunRepository(self.connection)
 
 
 class SqlDatabase:

@@ -9,9 +9,10 @@ References, tried in this order:
 
 The object found may be a strategy class (instantiated with the parameters as keyword
 arguments), a factory function (called likewise) or a ready strategy instance (then no
-parameters are accepted). Python strategies are trusted code installed by an operator: this
-module imports it, it does not sandbox it. Everything goes through importlib; this module
-opens no file itself.
+parameters are accepted). These are trusted plug-ins installed by an operator: this module
+imports them into the calling process. Python a tenant uploads never comes here: it is
+stored as source and only ever runs in the sandbox (``signalfactory.adapters.sandbox``).
+Everything goes through importlib; this module opens no file itself.
 """
 
 from __future__ import annotations

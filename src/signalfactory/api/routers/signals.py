@@ -32,6 +32,8 @@ class SignalOut(BaseModel):
     price: float
     values: dict[str, float]
     created_at: str | None
+    code_hash: str = Field(description="sha256 of the code that produced the signal (for an "
+                                       "uploaded Python strategy: of its source)")
 
     @classmethod
     def of(cls, s: StoredSignal) -> SignalOut:
@@ -39,7 +41,8 @@ class SignalOut(BaseModel):
                    strategy=s.strategy, strategy_version=s.strategy_version,
                    timeframe=s.timeframe, score=s.score, price=s.price,
                    values=dict(s.values),
-                   created_at=s.created_at.isoformat() if s.created_at else None)
+                   created_at=s.created_at.isoformat() if s.created_at else None,
+                   code_hash=s.code_hash)
 
 
 class SignalPage(BaseModel):

@@ -1,4 +1,5 @@
-"""Strategies over HTTP: list, read, validate a rule, add a version."""
+"""Strategies over HTTP: list, read, validate a rule, add a version (a rule, or uploaded
+Python source that runs only in the sandbox)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from signalfactory.api.auth import PrincipalDep, TraderDep
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel
+from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.rules import check_rule
+from signalfactory.domain.strategies import StrategyParam
+from signalfactory.domain.strategies.source_check import MAX_SOURCE_BYTES
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.services.accounts.quotas import enforce_quota
 from signalfactory.services.strategies.catalog import (
@@ -20,6 +24,7 @@ from signalfactory.services.strategies.catalog import (
     add_strategy,
     get_strategy,
     list_strategies,
+    prepare_upload,
     store_builtins_once,
 )
 from signalfactory.services.strategies.preview import finite_or_none, preview_rule
@@ -28,6 +33,31 @@ router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
 
 STRATEGY_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such strategy (or version)"}}
+
+PYTHON_EXAMPLE = """import numpy as np
+from signalfactory.domain.rules import Evaluation
+from signalfactory.domain.strategies import PythonStrategy
+
+
+class Momentum(PythonStrategy):
+    name = "momentum"
+    defaults = {"lookback": 20}
+
+    @property
+    def required_lookback(self):
+        return int(self.parameters["lookback"])
+
+    def evaluate(self, universe):
+        n = self.required_lookback
+        close = universe.close
+        past = np.full_like(close, np.nan)
+        past[n:] = close[:-n]
+        for start in universe.offsets[:-1]:
+            past[start:start + n] = np.nan
+        with np.errstate(invalid="ignore"):
+            return Evaluation.from_arrays(universe, entry=close > past, exit=close < past,
+                                          values={"past": past}, lookback=n)
+"""
 
 RULE_EXAMPLE = ("entry: crosses_above(sma(close, 10), sma(close, 30)) and rsi(close, 14) < 70\n"
                 "exit: crosses_below(sma(close, 10), sma(close, 30))")
@@ -48,15 +78,20 @@ class StrategyOut(BaseModel):
     builtin: bool
     description: str
     versions: int
+    source: str | None = Field(default=None, description="Uploaded Python source (runs only "
+                                                         "in the sandbox; left out of lists); "
+                                                         "class_path names its class and "
+                                                         "code_hash is its sha256")
 
     @classmethod
-    def of(cls, s: StoredStrategy) -> StrategyOut:
+    def of(cls, s: StoredStrategy, *, with_source: bool = True) -> StrategyOut:
         return cls(id=s.id, name=s.name, kind=s.kind, version=s.version,
                    rule_text=s.rule_text, class_path=s.class_path,
                    parameters=dict(s.parameters), timeframe=s.timeframe,
                    code_hash=s.code_hash, created_by=s.created_by,
                    created_at=s.created_at.isoformat() if s.created_at else None,
-                   builtin=s.builtin, description=s.description, versions=s.versions)
+                   builtin=s.builtin, description=s.description, versions=s.versions,
+                   source=s.source if with_source else None)
 
 
 class StrategyList(BaseModel):
@@ -68,8 +103,23 @@ class RuleIn(RequestModel):
 
 
 class StrategyIn(RequestModel):
+    """A rule (``rule``) or uploaded Python (``source``, optionally ``class_name`` and
+    ``parameters``): exactly one of ``rule`` and ``source``."""
+
     name: str = Field(min_length=1, max_length=100, examples=["my_sma_cross"])
-    rule: str = Field(min_length=1, max_length=20_000, examples=[RULE_EXAMPLE])
+    rule: str | None = Field(default=None, min_length=1, max_length=20_000,
+                             examples=[RULE_EXAMPLE])
+    source: str | None = Field(
+        default=None, min_length=1, max_length=4 * MAX_SOURCE_BYTES, examples=[PYTHON_EXAMPLE],
+        description="Python source of a strategy class (see the README's Python strategies): "
+                    "checked at upload (imports, names, attributes; the error names the line "
+                    "and the rule), loaded in the sandbox, stored with its sha256, and only "
+                    "ever run in the sandbox")
+    class_name: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z_]\w*$",
+                                   description="The class to run when the source defines "
+                                               "several")
+    parameters: dict[str, StrategyParam] | None = Field(
+        default=None, max_length=50, description="Keyword arguments of the class")
     timeframe: str = Field(default="1d", max_length=8, examples=["1d"])
     description: str = Field(default="", max_length=2000)
 
@@ -117,7 +167,8 @@ def get_strategies(principal: PrincipalDep, platform: PlatformDep) -> Response:
     def load() -> StrategyList:
         with platform.database.read() as uow:
             items = list_strategies(uow, principal.tenant_id)
-        return StrategyList(items=[StrategyOut.of(s) for s in items])
+        # the list leaves uploaded sources out (up to 200 kB each); GET one shows it
+        return StrategyList(items=[StrategyOut.of(s, with_source=False) for s in items])
 
     return cached_response(platform, "strategies", ("list",), load,
                            tenant_id=principal.tenant_id)
@@ -181,12 +232,27 @@ def preview(body: PreviewIn, _principal: PrincipalDep, platform: PlatformDep) ->
 
 
 @router.post("/strategies", response_model=StrategyOut, status_code=201, tags=["strategies"],
-             summary="Add a rule strategy, or a new version of one",
+             summary="Add a rule or Python strategy, or a new version of one",
              responses={200: {"model": StrategyOut,
-                              "description": "The same rule is already the newest version: "
-                                             "nothing new was stored"}})
+                              "description": "The same code is already the newest version: "
+                                             "nothing new was stored"},
+                        422: {"model": Problem,
+                              "description": "Refused: the rule or source is invalid; for "
+                                             "Python the detail names the line and the rule "
+                                             "broken (e.g. [import], [dunder])"}})
 def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDep,
                     response: Response) -> StrategyOut:
+    if (body.rule is None) == (body.source is None):
+        raise BadInputError("give exactly one of 'rule' (a rule text) and 'source' (Python)",
+                            rule="strategy")
+    if body.source is None and (body.class_name is not None or body.parameters):
+        raise BadInputError("class_name and parameters belong to a Python source",
+                            rule="strategy")
+    upload = None
+    if body.source is not None:  # checked and loaded in the sandbox before any transaction
+        upload = prepare_upload(platform, principal.tenant_id, body.name, body.source,
+                                class_name=body.class_name, parameters=body.parameters,
+                                timeframe=body.timeframe)
     with platform.database.write() as uow:
         # A new version of an existing strategy takes no quota; a new strategy does.
         if uow.strategies.strategy_id(principal.tenant_id,
@@ -194,7 +260,7 @@ def create_strategy(body: StrategyIn, principal: TraderDep, platform: PlatformDe
             enforce_quota(uow, principal, "strategies")
         item, created = add_strategy(uow, principal.tenant_id, body.name, rule_text=body.rule,
                                      timeframe=body.timeframe, description=body.description,
-                                     created_by=principal.key_prefix or "api")
+                                     created_by=principal.key_prefix or "api", upload=upload)
     platform.cache.invalidate("strategies")
     if not created:
         response.status_code = 200

@@ -18,6 +18,8 @@ class SignalFields(BaseModel):
     side: str = Field(examples=["buy"])
     strategy: str
     strategy_version: int
+    code_hash: str = Field(description="sha256 of the code that produced the signal (for an "
+                                       "uploaded Python strategy: of its source)")
     timeframe: str = Field(examples=["1d"])
     score: float | None
     price: float

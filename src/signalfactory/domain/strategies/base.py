@@ -19,7 +19,8 @@ StrategyParam = int | float | str | bool
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A signal generator. Python strategies are trusted code an operator installed.
+    """A signal generator: a rule, an operator's installed Python plug-in (trusted, run
+    in-process), or uploaded Python run in the sandbox (``services.sandbox.strategies``).
 
     ``evaluate`` returns the same ``Evaluation`` a rule does (build one with
     ``Evaluation.from_arrays``), aligned to the universe's rows.
@@ -74,8 +75,58 @@ class RuleStrategy:
         return evaluate(self.rule, universe, values=values)
 
 
+class PythonStrategy:
+    """A convenient base for Python strategies (installed plug-ins and uploaded ones alike).
+
+    Subclasses set ``name``, ``version``, ``defaults`` (the parameters and their default
+    values) and ``required_lookback`` (an int, or a property computed from the parameters),
+    and implement ``evaluate(universe)`` returning an ``Evaluation``::
+
+        class SmaCross(PythonStrategy):
+            name = "sma_cross_py"
+            defaults = {"fast": 10, "slow": 30}
+
+            @property
+            def required_lookback(self) -> int:
+                return int(self.parameters["slow"])
+
+            def evaluate(self, universe):
+                ...
+                return Evaluation.from_arrays(universe, entry=..., exit=...)
+
+    The constructor takes the parameters as keyword arguments; unknown names are a
+    ``TypeError`` (so a stored version with a misspelt parameter is refused at upload).
+    """
+
+    name: str = "python"
+    version: str = "1"
+    defaults: Mapping[str, StrategyParam] = {}
+    required_lookback: int = 0
+
+    def __init__(self, **parameters: StrategyParam) -> None:
+        unknown = sorted(set(parameters) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"unknown parameter(s) {', '.join(unknown)}; known: "
+                            f"{', '.join(sorted(self.defaults)) or 'none'}")
+        self.parameters: Mapping[str, StrategyParam] = {**self.defaults, **parameters}
+
+    def evaluate(self, universe: BarUniverse) -> Evaluation:
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluate(universe)")
+
+
+@runtime_checkable
+class SourceHashed(Protocol):
+    """A strategy that knows the hash of its source (an uploaded one, run in the sandbox)."""
+
+    @property
+    def source_sha256(self) -> str: ...
+
+
 def code_hash(strategy: Strategy) -> str:
     """sha256 (hex) of what the strategy runs.
+
+    An uploaded Python strategy hashes its source as uploaded (``SourceHashed``), so the hash
+    is the one ``sha256sum`` prints for the file.
 
     A rule strategy hashes its canonical rule text, so whitespace, comments and letter case do
     not change it but any parameter value does. A Python strategy hashes the source of the
@@ -84,6 +135,8 @@ def code_hash(strategy: Strategy) -> str:
     """
     if isinstance(strategy, RuleStrategy):
         return _sha256("rule\n" + strategy.text)
+    if isinstance(strategy, SourceHashed):
+        return strategy.source_sha256
     cls = type(strategy)
     module = sys.modules.get(cls.__module__)
     source = _module_source(module)

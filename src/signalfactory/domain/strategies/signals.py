@@ -64,13 +64,39 @@ def signal_records(evaluation: Evaluation, *, since_ts: int | None = None,
         return []
     rows: IntArray = np.array([row for row, _, _ in found], dtype=np.int64)
     instruments = np.searchsorted(evaluation.offsets, rows, side="right") - 1
+    # Gather every column at the signal rows at once (a record per row in Python costs
+    # enough already): scores, bar times, prices, starts, and each named value.
+    scores = evaluation.score[rows].tolist()
+    times = evaluation.ts[rows].tolist()
+    prices = evaluation.close[rows].tolist()
+    bars = (rows - evaluation.offsets[instruments]).tolist()
+    columns = _values_at(evaluation, rows)
     records = []
-    for (row, _, side), inst in zip(found, instruments.tolist(), strict=True):
-        score = float(evaluation.score[row])
-        values = {k: v for k, v in evaluation.values_at(row).items() if math.isfinite(v)}
+    isfinite = math.isfinite
+    for j, ((row, _, side), inst) in enumerate(zip(found, instruments.tolist(), strict=True)):
+        score = scores[j]
+        values = {k: col[j] for k, col in columns.items() if isfinite(col[j])}
         records.append(SignalRecord(
-            instrument=inst, symbol=evaluation.symbols[inst],
-            bar=row - int(evaluation.offsets[inst]), row=row, ts=int(evaluation.ts[row]),
-            side=side, score=score if math.isfinite(score) else None,
-            price=float(evaluation.close[row]), values=values))
+            instrument=inst, symbol=evaluation.symbols[inst], bar=bars[j], row=row,
+            ts=times[j], side=side, score=score if isfinite(score) else None,
+            price=prices[j], values=values))
     return records
+
+
+def _values_at(evaluation: Evaluation, rows: IntArray) -> dict[str, list[float]]:
+    """Each named value at ``rows`` (NaN where it was not kept), as ``values_at`` reads them."""
+    if not evaluation.values:
+        return {}
+    if evaluation.value_rows is None:
+        return {k: np.asarray(v, dtype=np.float64)[rows].tolist()
+                for k, v in evaluation.values.items()}
+    kept = evaluation.value_rows
+    at = np.searchsorted(kept, rows)
+    hit = at < kept.shape[0]
+    hit[hit] = kept[at[hit]] == rows[hit]
+    at = np.where(hit, at, 0)
+    out = {}
+    for k, v in evaluation.values.items():
+        picked = np.asarray(v, dtype=np.float64)[at] if kept.shape[0] else np.zeros(rows.shape)
+        out[k] = np.where(hit, picked, np.nan).tolist()
+    return out

@@ -17,9 +17,12 @@ from signalfactory.domain.strategies.base import StrategyParam
 class StoredStrategy:
     """One version of a stored strategy, with what its strategy row says about it.
 
-    Exactly one of ``rule_text`` (a rule strategy) and ``class_path`` (a trusted Python
-    strategy) is set. ``versions`` counts the strategy's versions where the reader counted
-    them (a listing); elsewhere it is 1.
+    A rule strategy has ``rule_text``. A Python strategy has ``class_path``: with ``source``
+    set it was uploaded, ``class_path`` names the class in that source, ``code_hash`` is the
+    source's sha256 and it only ever runs in the sandbox; without ``source`` it is an
+    operator's installed plug-in (an entry point or module path) imported in-process.
+    ``versions`` counts the strategy's versions where the reader counted them (a listing);
+    elsewhere it is 1.
     """
 
     id: int
@@ -38,6 +41,12 @@ class StoredStrategy:
     builtin: bool
     description: str = ""
     versions: int = 1
+    source: str | None = None
+
+    @property
+    def sandboxed(self) -> bool:
+        """Uploaded source: runs in the sandbox only."""
+        return self.source is not None
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class NewStrategyVersion:
     timeframe: str
     code_hash: str
     created_by: str
+    source: str | None = None
 
 
 @dataclass(frozen=True)

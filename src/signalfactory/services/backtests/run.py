@@ -131,7 +131,7 @@ def prepare(platform: Platform, request: BacktestRequest) -> Plan:
                             "yet; give a start in the past", rule="from")
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
-                                   request.parameters)
+                                   request.parameters, platform=platform, purpose="backtest")
         rows = uow.instruments.find(tag=request.universe,
                                     symbols=list(request.symbols) if request.symbols else None)
     if request.symbols:

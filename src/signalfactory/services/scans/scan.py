@@ -83,7 +83,7 @@ def run_scan(platform: Platform, request: ScanRequest,
     check_request(request)
     with platform.database.read(primary=True) as uow:
         strategy, stored = resolve(uow, request.tenant_id, request.strategy, request.rule,
-                                   request.parameters)
+                                   request.parameters, platform=platform, purpose="scan")
     timeframe = Timeframe.parse(request.timeframe or (stored.timeframe if stored else "1d"))
     as_of = request.as_of
     if as_of is not None and as_of.tzinfo is None:

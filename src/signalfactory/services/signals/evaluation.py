@@ -73,7 +73,7 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
     timeframe = Timeframe.parse(stored.timeframe)
     status, error, found, written, n_inst = "succeeded", None, 0, 0, 0
     try:
-        strategy = instantiate(stored)
+        strategy = instantiate(stored, platform, "signals")
         bars = universe if universe is not None else load_universe(
             platform, timeframe, symbols=symbols, tag=universe_tag, end=until)
         n_inst = bars.n_instruments

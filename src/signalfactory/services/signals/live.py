@@ -95,7 +95,7 @@ def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
         with _CACHE_LOCK:  # two writers may meet here; one parse is enough
             strategy = cache.get(stored.version_id)
             if strategy is None:
-                strategy = cache[stored.version_id] = instantiate(stored)
+                strategy = cache[stored.version_id] = instantiate(stored, platform, "live")
     return strategy
 
 
@@ -172,13 +172,19 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
         if not watched:
             return None
         symbols = uow.instruments.symbols(written.first_new)
-    loaded = [(s, _instantiate(platform, s)) for s in watched]
-    lookback = max(int(getattr(obj, "required_lookback", 0) or 0) for _s, obj in loaded)
+    outcomes: list[_Outcome] = []
+    loaded: list[tuple[StoredStrategy, Strategy, int]] = []
+    for s in watched:
+        try:  # an uploaded strategy learns its lookback by loading in the sandbox
+            obj = _instantiate(platform, s)
+            loaded.append((s, obj, int(getattr(obj, "required_lookback", 0) or 0)))
+        except Exception as exc:  # one strategy that cannot load never stops the others
+            outcomes.append(_Outcome(s, f"{type(exc).__name__}: {exc}"))
+    lookback = max((lb for _s, _obj, lb in loaded), default=0)
     universe = load_window(platform, written, symbols, lookback)
     if universe.n_bars == 0:
         return None
-    outcomes: list[_Outcome] = []
-    for stored, strategy in loaded:
+    for stored, strategy, _lookback in loaded:
         try:
             records = new_records(strategy, universe, written.first_new)
         except Exception as exc:  # one failing strategy never stops the others
@@ -213,7 +219,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
     if events:
         platform.cache.invalidate("signals")
     publish(platform, events)
-    return LiveReport(len(loaded), universe.n_instruments, len(events),
+    return LiveReport(len(watched), universe.n_instruments, len(events),
                       tuple(o.stored.name for o in outcomes if o.error))
 
 

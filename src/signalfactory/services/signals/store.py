@@ -28,7 +28,8 @@ def signal_event(inserted: InsertedSignal, stored: StoredStrategy, signal: NewSi
                  arrival_ns: int | None = None) -> SignalEvent:
     payload = {"id": inserted.id, "bar_ts": iso_utc(signal.bar_ts), "symbol": signal.symbol,
                "side": signal.side, "strategy": stored.name,
-               "strategy_version": stored.version, "timeframe": signal.timeframe,
+               "strategy_version": stored.version, "code_hash": stored.code_hash,
+               "timeframe": signal.timeframe,
                "score": signal.score, "price": signal.price, "values": dict(signal.values),
                "created_at": iso_utc(inserted.created_at)}
     return SignalEvent(payload, tenant_id=stored.tenant_id, builtin=stored.builtin,

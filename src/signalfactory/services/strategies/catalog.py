@@ -3,6 +3,11 @@
 A strategy belongs to a tenant. Built-ins are stored once (owned by the default tenant,
 flagged ``builtin``) and every tenant can read and run them; a tenant's own strategy of the
 same name takes precedence for that tenant.
+
+Three kinds of code: rules (safe by construction, evaluated in-process), uploaded Python
+source (checked at upload, stored with its sha256, and only ever run in the sandbox: see
+``services.sandbox.strategies``), and an operator's installed plug-ins (an entry point or a
+module path given on the command line, imported in-process: trusted code).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from signalfactory.adapters.strategies.loading import load_strategy
-from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.errors import BadInputError, NotFoundError, TemporaryError
 from signalfactory.domain.strategies import (
     BUILTIN_TEMPLATES,
     RuleStrategy,
@@ -25,12 +30,24 @@ from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
+from signalfactory.services.sandbox.strategies import (
+    SandboxedStrategy,
+    UploadedSource,
+    check_upload,
+)
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
 
-def instantiate(stored: StoredStrategy) -> Strategy:
-    """The domain object that evaluates this stored version."""
+def instantiate(stored: StoredStrategy, platform: Platform | None = None,
+                purpose: str = "signals") -> Strategy:
+    """The domain object that evaluates this stored version. Uploaded source becomes a
+    ``SandboxedStrategy`` (it needs the platform's sandbox; ``purpose`` labels its runs)."""
+    if stored.sandboxed:
+        if platform is None:
+            raise TemporaryError(f"strategy {stored.name!r} is uploaded Python: it runs only "
+                                 "in the sandbox, and none was given")
+        return SandboxedStrategy(platform, stored, purpose)
     if stored.rule_text is not None:
         return RuleStrategy.from_text(stored.name, stored.rule_text,
                                       version=str(stored.version),
@@ -74,48 +91,70 @@ def store_builtins_once(platform: Platform) -> None:
     platform.builtins_stored.set()
 
 
-def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy, *,
+def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy | None, *,
            created_by: str, builtin: bool = False, description: str = "",
-           timeframe: str = "1d", class_path: str | None = None) -> tuple[int, int, bool]:
-    """(strategy id, version id, whether a version was added): the same code on the same
-    timeframe as the newest version adds nothing. A new version is audited."""
+           timeframe: str = "1d", class_path: str | None = None,
+           upload: UploadedSource | None = None) -> tuple[int, int, bool]:
+    """(strategy id, version id, whether a version was added): the same code, class and
+    parameters on the same timeframe as the newest version add nothing. A new version is
+    audited."""
     repo = uow.strategies
-    digest = code_hash(strategy)
+    if upload is not None:
+        digest, kind, rule_text = upload.program.code_hash, "python", None
+        class_path, source = upload.program.class_name, upload.program.source
+        parameters = dict(upload.program.parameters)
+    elif strategy is not None:
+        digest, source = code_hash(strategy), None
+        kind = "rule" if isinstance(strategy, RuleStrategy) else "python"
+        rule_text = strategy.text if isinstance(strategy, RuleStrategy) else None
+        parameters = dict(strategy.parameters)
+    else:
+        raise BadInputError("nothing to store: give a strategy or an uploaded source")
     strategy_id = repo.strategy_id(tenant_id, name)
     latest = None
     if strategy_id is None:
-        strategy_id = repo.create(NewStrategy(
-            tenant_id=tenant_id, name=name,
-            kind="rule" if isinstance(strategy, RuleStrategy) else "python",
-            description=description, builtin=builtin))
+        strategy_id = repo.create(NewStrategy(tenant_id=tenant_id, name=name, kind=kind,
+                                              description=description, builtin=builtin))
     else:
         latest = repo.newest(strategy_id)
-    if latest is not None and latest.code_hash == digest and latest.timeframe == timeframe:
+    if latest is not None and latest.kind != kind:
+        raise BadInputError(f"strategy {name!r} is a {latest.kind} strategy; store the "
+                            f"{kind} one under another name")
+    if (latest is not None and latest.code_hash == digest and latest.timeframe == timeframe
+            and latest.class_path == class_path and dict(latest.parameters) == parameters
+            and latest.sandboxed == (source is not None)):
         return strategy_id, latest.version_id, False
     version = 1 if latest is None else latest.version + 1
     version_id = repo.add_version(NewStrategyVersion(
         strategy_id=strategy_id, version=version,
-        rule_text=strategy.text if isinstance(strategy, RuleStrategy) else None,
-        class_path=class_path, parameters=dict(strategy.parameters), timeframe=timeframe,
-        code_hash=digest, created_by=created_by))
+        rule_text=rule_text, class_path=class_path, parameters=parameters,
+        timeframe=timeframe, code_hash=digest, created_by=created_by, source=source))
     audit.record(uow, "system" if builtin else created_by, audit.STRATEGY_VERSION_CREATED,
                  f"strategy_version:{version_id}",
                  {"strategy": name, "strategy_id": strategy_id, "version": version,
-                  "code_hash": digest, "timeframe": timeframe, "builtin": builtin},
+                  "code_hash": digest, "timeframe": timeframe, "builtin": builtin,
+                  "sandboxed": source is not None},
                  tenant_id=tenant_id)
     return strategy_id, version_id, True
+
+
+def check_new(tenant_id: int, name: str, timeframe: str) -> str:
+    """The cleaned name, once name and timeframe are fine for a new strategy (version)."""
+    name = check_name(name)
+    Timeframe.parse(timeframe)
+    if name in BUILTIN_TEMPLATES and tenant_id == DEFAULT_TENANT_ID:
+        raise BadInputError(f"{name!r} is a built-in strategy; choose another name")
+    return name
 
 
 def check_new_strategy(tenant_id: int, name: str, *, rule_text: str | None = None,
                        class_path: str | None = None,
                        parameters: Mapping[str, StrategyParam] | None = None,
                        timeframe: str = "1d") -> tuple[str, Strategy]:
-    """Everything ``add_strategy`` checks, without a database: (clean name, strategy).
-    Callers check first and open the database only for input that passed."""
-    name = check_name(name)
-    Timeframe.parse(timeframe)
-    if name in BUILTIN_TEMPLATES and tenant_id == DEFAULT_TENANT_ID:
-        raise BadInputError(f"{name!r} is a built-in strategy; choose another name")
+    """Everything ``add_strategy`` checks of a rule or plug-in strategy, without a database:
+    (clean name, strategy). Callers check first and open the database only for input that
+    passed."""
+    name = check_new(tenant_id, name, timeframe)
     if rule_text is not None and class_path is None:
         if parameters:
             raise BadInputError("rule strategies take their numbers inside the rule text; "
@@ -126,12 +165,36 @@ def check_new_strategy(tenant_id: int, name: str, *, rule_text: str | None = Non
     raise BadInputError("give exactly one of a rule text or a Python class path")
 
 
+def prepare_upload(platform: Platform, tenant_id: int, name: str, source: str, *,
+                   class_name: str | None = None,
+                   parameters: Mapping[str, StrategyParam] | None = None,
+                   timeframe: str = "1d") -> UploadedSource:
+    """Check an uploaded Python strategy before any transaction: its name and timeframe,
+    the static check of its source (line and rule named), and a load in the sandbox. Pass
+    the result to ``add_strategy(upload=...)``."""
+    check_new(tenant_id, name, timeframe)
+    return check_upload(platform, source, class_name, parameters)
+
+
 def add_strategy(uow: UnitOfWork, tenant_id: int, name: str, *, rule_text: str | None = None,
                  class_path: str | None = None,
                  parameters: Mapping[str, StrategyParam] | None = None,
                  timeframe: str = "1d", created_by: str = "cli",
-                 description: str = "") -> tuple[StoredStrategy, bool]:
-    """Add a strategy or a new version of it; the same code again changes nothing."""
+                 description: str = "",
+                 upload: UploadedSource | None = None) -> tuple[StoredStrategy, bool]:
+    """Add a strategy or a new version of it; the same code again changes nothing.
+
+    Exactly one of ``rule_text``, ``class_path`` (an operator's installed plug-in) and
+    ``upload`` (uploaded source that passed ``prepare_upload``)."""
+    name = check_new(tenant_id, name, timeframe)
+    if upload is not None:
+        if rule_text is not None or class_path is not None or parameters:
+            raise BadInputError("give the uploaded source alone (its parameters were given "
+                                "when it was checked)")
+        _id, _version_id, created = _store(uow, tenant_id, name, None,
+                                           created_by=created_by, description=description,
+                                           timeframe=timeframe, upload=upload)
+        return get_strategy(uow, tenant_id, name), created
     name, strategy = check_new_strategy(tenant_id, name, rule_text=rule_text,
                                         class_path=class_path, parameters=parameters,
                                         timeframe=timeframe)
@@ -160,10 +223,12 @@ def list_versions(uow: UnitOfWork, tenant_id: int, name: str) -> list[StoredStra
 
 
 def resolve(uow: UnitOfWork, tenant_id: int, name: str | None, rule: str | None,
-            parameters: Mapping[str, StrategyParam] | None = None
+            parameters: Mapping[str, StrategyParam] | None = None, *,
+            platform: Platform | None = None, purpose: str = "signals"
             ) -> tuple[Strategy, StoredStrategy | None]:
     """The strategy to run: a stored one by name (built-in parameters may be overridden,
-    which runs an unstored variant), or an ad-hoc rule."""
+    which runs an unstored variant), or an ad-hoc rule. An uploaded strategy runs in
+    ``platform``'s sandbox, its runs labelled ``purpose``."""
     if rule is not None and name is None:
         return RuleStrategy.from_text("adhoc", rule), None
     if name is None or rule is not None:
@@ -174,4 +239,4 @@ def resolve(uow: UnitOfWork, tenant_id: int, name: str | None, rule: str | None,
             raise BadInputError("only built-in strategies take parameter overrides; add a "
                                 "new version of your strategy instead")
         return builtin_strategy(stored.name, **dict(parameters)), None
-    return instantiate(stored), stored
+    return instantiate(stored, platform, purpose), stored

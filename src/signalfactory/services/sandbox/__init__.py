@@ -1,0 +1,1 @@
+"""Uploaded Python strategies: their upload checks, their runs in the sandbox, the audit trail."""
