@@ -20,7 +20,8 @@ from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 PAGES = ("/", "/signals", "/scans", "/strategies", "/strategies/new", "/strategies/sma_cross",
-         "/backtests", "/backtests/new", "/backtests/compare", "/jobs", "/deliveries")
+         "/backtests", "/backtests/new", "/backtests/compare", "/trading", "/jobs",
+         "/deliveries")
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +262,30 @@ def test_a_rule_preview_stores_nothing(api: ApiHarness) -> None:
     assert unknown.status_code == 404
     with api.platform.database.read() as uow:
         assert uow.signals.count_created_since(tenant, epoch) == stored
+
+
+def test_the_trading_page_shows_controls_by_role(api: ApiHarness) -> None:
+    from tests.trading_support import seed_bot
+
+    tenant = api.tenant("trading-page", "premium")
+    seeded = seed_bot(api.platform, tenant, name="<script>window.__pwned=1</script>")
+    viewer, _ = sign_in(api, api.key(tenant, "viewer"))
+    trader, _ = sign_in(api, api.key(tenant, "trader"))
+    admin, _ = sign_in(api, api.key(tenant, "admin"))
+    pages = {role: client.get("/trading") for role, client in
+             (("viewer", viewer), ("trader", trader), ("admin", admin))}
+    for role, page in pages.items():
+        assert page.status_code == 200, (role, page.text[:300])
+        assert 'href="/trading"' in page.text
+        assert "<script>window.__pwned" not in page.text  # the bot's name, escaped
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page.text
+        assert f'id="chart-bot-{seeded.bot_id}"' in page.text
+    assert "/start" not in pages["viewer"].text and "data-api=" not in pages["viewer"].text
+    assert f"/api/v1/bots/{seeded.bot_id}/start" in pages["trader"].text
+    for role in ("viewer", "trader"):
+        assert "kill-switch/" not in pages[role].text and "engage-form" not in pages[role].text
+    assert 'data-open-form="engage-form"' in pages["admin"].text
+    assert "kill-switch/rearm" not in pages["admin"].text  # nothing engaged yet
+    # a tenant's admin engages its own and its bots' switches, not the global one
+    assert '{"scope": "global"' not in pages["admin"].text
+    assert "ACTIVE" in admin.get("/").text
