@@ -10,7 +10,13 @@ from typing import Any
 
 import httpx
 
-from tests.browser.conftest import Dashboard, csp_violations, open_page, sign_in
+from tests.browser.conftest import (
+    Dashboard,
+    chart_report,
+    csp_violations,
+    open_page,
+    sign_in,
+)
 from tests.trading_support import seed_bot
 
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -39,6 +45,30 @@ def _paper_bot(dashboard: Dashboard, name: str) -> dict[str, Any]:
     return bot
 
 
+def test_trading_forms_show_errors_at_their_field_and_store_nothing(signed_in: Any,
+                                                                    dashboard: Dashboard
+                                                                    ) -> None:
+    page = signed_in
+    page.goto("/trading")
+    page.get_by_text("New paper account").click()
+    name = f"form-{uuid.uuid4().hex[:6]}"
+    page.fill("#acc-name", name)
+    page.fill("#acc-cash", "5000")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add paper account").click()
+    assert name in page.get_by_test_id("accounts").inner_text()
+    bots = len(_api(dashboard, "GET", "/bots")["items"])
+    page.get_by_text("New bot").click()
+    page.fill("#bot-name", "refused")
+    page.fill("#bot-symbols", dashboard.sample_symbols[0])
+    page.fill("#bot-allocation", "-5")
+    page.get_by_role("button", name="Create bot (stopped)").click()
+    error = page.locator("[data-error-for=allocation]")
+    error.wait_for(state="visible")
+    assert "greater than 0" in error.inner_text()
+    assert len(_api(dashboard, "GET", "/bots")["items"]) == bots
+
+
 def test_an_admin_engages_rearms_and_resumes_the_kill_switch(signed_in: Any,
                                                              dashboard: Dashboard) -> None:
     page = signed_in
@@ -51,8 +81,9 @@ def test_an_admin_engages_rearms_and_resumes_the_kill_switch(signed_in: Any,
 
     # Step one only opens the confirmation; an engage without a reason is refused next to
     # its field and stores nothing.
-    tenant.get_by_role("button", name="Engage…").click()
     form = page.locator("#engage-form")
+    assert not form.is_visible()
+    tenant.get_by_role("button", name="Engage…").click()
     assert form.is_visible() and "tenant" in form.locator("h3").inner_text()
     assert _tenant_switch(dashboard) is None
     form.get_by_role("button", name="Yes, engage the kill switch").click()
@@ -112,6 +143,8 @@ def test_a_viewer_sees_no_trading_control_and_names_are_text(browser: Any,
         sign_in(page, dashboard.keys["viewer"], "/trading")
         assert page.locator(f"tr[data-bot='{bot['id']}'] td").first.inner_text() == SCRIPT
         assert page.locator(f"#h-chart-{bot['id']}").inner_text() == SCRIPT
+        drawn = chart_report(page, f"chart-bot-{bot['id']}")  # equity and PnL, 24 marks each
+        assert (drawn["series"], drawn["points"]) == (2, 48)
         assert page.get_by_test_id("kill-switch").is_visible()  # the state, not the controls
         main = page.locator("main")
         assert main.locator("button, form, [data-api-action], [data-open-form]").count() == 0

@@ -111,7 +111,7 @@ def _chart(platform: Platform, bot: Bot) -> dict[str, Any] | None:
         return None
     ts = np.array([datetime_to_ns(m.ts) for m in marks], dtype=np.int64)
     chart = equity_chart(ts, np.array([m.equity for m in marks], dtype=np.float64))
-    chart["series"].append({"name": "PnL", "values": [
+    chart["series"].append({"name": "PnL", "scale": "left", "values": [
         [int(t // 1_000_000_000), m.realised_pnl + m.unrealised_pnl]
         for t, m in zip(ts.tolist(), marks, strict=True)]})
     return chart
