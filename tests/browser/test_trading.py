@@ -1,7 +1,8 @@
 """Trading in the browser: a paper account and a bot made through the API appear on the
 Trading page; an admin engages the tenant's kill switch through its confirmation step (a
 refused engage stores nothing), sees HALTED on the page and through the API, re-arms and then
-resumes; a viewer sees the state but no trading control; a bot's name is shown as text."""
+resumes, and starts and stops the bot; a viewer sees the state but no trading control; the
+forms show the API's error at its field and store nothing; a bot's name is shown as text."""
 
 from __future__ import annotations
 
@@ -128,6 +129,18 @@ def test_an_admin_engages_rearms_and_resumes_the_kill_switch(signed_in: Any,
     switch = _tenant_switch(dashboard)
     assert switch is not None and not switch["engaged"]
     assert _api(dashboard, "GET", f"/bots/{bot['id']}")["effective_state"] == "active"
+
+    # A trader's controls: start, then stop (an admin holds the trader role too).
+    row = page.locator(f"tr[data-bot='{bot['id']}']")
+    with page.expect_navigation():
+        row.get_by_role("button", name="Start").click()
+    row = page.locator(f"tr[data-bot='{bot['id']}']")
+    assert "running" in row.inner_text()
+    assert _api(dashboard, "GET", f"/bots/{bot['id']}")["bot"]["status"] == "running"
+    with page.expect_navigation():
+        row.get_by_role("button", name="Stop").click()
+    assert "stopped" in page.locator(f"tr[data-bot='{bot['id']}']").inner_text()
+    assert _api(dashboard, "GET", f"/bots/{bot['id']}")["bot"]["status"] == "stopped"
     assert csp_violations(page) == []
 
 

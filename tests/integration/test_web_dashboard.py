@@ -289,3 +289,36 @@ def test_the_trading_page_shows_controls_by_role(api: ApiHarness) -> None:
     # a tenant's admin engages its own and its bots' switches, not the global one
     assert '{"scope": "global"' not in pages["admin"].text
     assert "ACTIVE" in admin.get("/").text
+
+
+def test_the_trading_page_follows_the_kill_switch_steps(api: ApiHarness) -> None:
+    from signalfactory.domain.tenants import DEFAULT_TENANT_ID
+    from tests.trading_support import seed_bot
+
+    tenant = api.tenant("kill-page", "premium")
+    seeded = seed_bot(api.platform, tenant, name="steps")
+    key = api.key(tenant, "admin")
+    admin, _ = sign_in(api, key)
+    body = {"scope": "bot", "scope_id": seeded.bot_id}
+
+    def step(name: str, **extra: Any) -> str:
+        answer = api.client.post(f"/api/v1/risk/kill-switch/{name}", headers=api.auth(key),
+                                 json={**body, **extra})
+        assert answer.status_code == 200, answer.text
+        return str(admin.get("/trading").text)
+
+    row = re.compile(rf'<tr data-scope="bot:{seeded.bot_id}">.*?</tr>', re.S)
+    engaged = step("engage", reason="steps")
+    found = row.search(engaged)
+    assert found is not None and ">engaged<" in found.group() and ">HALTED<" in found.group()
+    assert "kill-switch/rearm" in found.group() and "kill-switch/resume" not in found.group()
+    assert "Kill switch engaged" in admin.get("/").text
+    rearmed = row.search(step("rearm"))
+    assert rearmed is not None and ">re-armed<" in rearmed.group()
+    assert "kill-switch/resume" in rearmed.group() and "kill-switch/rearm" not in rearmed.group()
+    resumed = row.search(step("resume"))
+    assert resumed is not None and ">off<" in resumed.group() and ">ACTIVE<" in resumed.group()
+    assert "Engage…" in resumed.group() and "ACTIVE" in admin.get("/").text
+    # the platform's operators (admins of the default tenant) also get the global switch
+    operator, _ = sign_in(api, api.key(DEFAULT_TENANT_ID, "admin"))
+    assert '{"scope": "global", "scope_id": 0}' in operator.get("/trading").text
