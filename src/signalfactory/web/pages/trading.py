@@ -10,10 +10,10 @@ switch only for the platform's operators, the admins of the default tenant).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -21,12 +21,11 @@ from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.domain.trading.bots import BOT, GLOBAL, TENANT, Bot, KillSwitch
 from signalfactory.domain.trading.orders import Order, Position
 from signalfactory.domain.trading.records import TradingState
-from signalfactory.domain.trading.risk import EffectiveState
+from signalfactory.domain.trading.risk import EffectiveState, effective_state
 from signalfactory.services.audit.log import visible_tenant
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import list_strategies
 from signalfactory.services.trading import accounts as account_service
-from signalfactory.services.trading.bots import state_of
 from signalfactory.services.trading.killswitch import kill_switches
 from signalfactory.web.charts import equity_chart
 from signalfactory.web.rendering import render
@@ -34,9 +33,8 @@ from signalfactory.web.session import PlatformDep, WebUser, WebUserDep
 
 router = APIRouter(include_in_schema=False)
 SHOWN_ORDERS = 100
-#: bots drawn with a chart (the newest); the others are listed with their figures only
-CHARTED_BOTS = 12
-#: marks per chart: the newest, enough for weeks of hourly bars
+#: marks per chart: the newest, enough for weeks of hourly bars. One bot's chart at a time
+#: (chosen from the list; the newest bot by default) keeps the page quick with many bots.
 CHART_POINTS = 2000
 
 
@@ -118,29 +116,39 @@ def _chart(platform: Platform, bot: Bot) -> dict[str, Any] | None:
 
 
 @router.get("/trading")
-def trading_page(request: Request, user: WebUserDep, platform: PlatformDep) -> Response:
+def trading_page(request: Request, user: WebUserDep, platform: PlatformDep,
+                 bot: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
     tenant = user.principal.tenant_id
     with platform.database.read(primary=True) as uow:
         bots = uow.bots.find(tenant_id=tenant)
-        rows = []
-        for bot in bots:
-            effective, _ = state_of(uow, bot)
-            mark = uow.bot_marks.latest(bot.id)
-            rows.append(BotRow(bot, effective, mark.equity if mark else None,
-                               mark.realised_pnl if mark else None,
-                               mark.unrealised_pnl if mark else None))
+        marks = {each.id: uow.bot_marks.latest(each.id) for each in bots}
         orders: list[Order] = uow.orders.find(tenant_id=tenant, limit=SHOWN_ORDERS)
         positions: list[Position] = uow.positions.find(tenant_id=tenant, open_only=True)
         strategies = sorted(s.name for s in list_strategies(uow, tenant))
-        symbols = sorted(uow.instruments.symbols().values())[:500]
+    scopes = scope_rows(platform, user, bots)
+    # each bot's state from the scopes read once (what services.trading.bots.state_of
+    # computes per bot, with its own queries)
+    switches = [r.switch for r in scopes if r.switch is not None]
+    stored = {(r.scope, r.scope_id): r.state.state for r in scopes if r.state is not None}
+    rows = []
+    for each in bots:
+        mark = marks[each.id]
+        state = effective_state(tenant_id=tenant, bot_id=each.id,
+                                global_state=stored.get((GLOBAL, 0), "active"),
+                                tenant_state=stored.get((TENANT, tenant), "active"),
+                                bot_state=stored.get((BOT, each.id), "active"),
+                                kill_switches=switches)
+        rows.append(BotRow(each, state, mark.equity if mark else None,
+                           mark.realised_pnl if mark else None,
+                           mark.unrealised_pnl if mark else None))
     accounts = account_service.list_accounts(platform, tenant)
     names = {b.id: b.name for b in bots}
-    charted = sorted(bots, key=lambda b: b.id, reverse=True)[:CHARTED_BOTS]
-    charts = [(bot, chart) for bot in charted if (chart := _chart(platform, bot)) is not None]
+    chosen = next((b for b in bots if b.id == bot), None) or max(
+        bots, key=lambda b: b.id, default=None)
     return render(request, "trading.html", {
         "user": user, "active": "trading", "accounts": accounts, "bots": rows,
         "account_names": {a.id: a.name for a in accounts}, "orders": orders,
-        "positions": positions, "names": names, "charts": charts,
-        "scopes": scope_rows(platform, user, bots), "strategies": strategies,
-        "symbols": symbols, "operator": tenant == DEFAULT_TENANT_ID,
+        "positions": positions, "names": names, "chosen": chosen,
+        "chart": _chart(platform, chosen) if chosen is not None else None,
+        "scopes": scopes, "strategies": strategies, "operator": tenant == DEFAULT_TENANT_ID,
         "shown_orders": SHOWN_ORDERS})
