@@ -108,10 +108,50 @@ def build(args: argparse.Namespace, home: Path) -> tuple[Any, dict[str, str], in
     run_scan(platform, ScanRequest(tenant_id=tenant, strategy="sma_cross", top=50))
     for _ in range(20):
         jobs.submit(platform, "prune_jobs", {}, tenant_id=tenant)
+    seed_trading(platform, tenant, symbols, args.bots)
     platform.bar_subscribers.extend(live)
     print(f"data: {args.instruments} instruments x 300 bars, {args.signals:,} signals, "
-          f"{args.backtests} backtests, 1 scan, 20 jobs ({time.perf_counter() - started:.1f} s)")
+          f"{args.backtests} backtests, 1 scan, 20 jobs, {args.bots} paper bots with "
+          f"{MARKS_PER_BOT} marks and {ORDERS_PER_BOT} orders each "
+          f"({time.perf_counter() - started:.1f} s)")
     return platform, keys, tenant
+
+
+MARKS_PER_BOT = 720  # a month of hourly marks
+ORDERS_PER_BOT = 50
+
+
+def seed_trading(platform: Any, tenant: int, symbols: list[str], bots: int) -> None:
+    """Paper bots for the Trading page: each with an account, a month of hourly equity
+    marks, orders and a position, written through the repositories."""
+    from signalfactory.domain.trading.orders import Position
+    from signalfactory.domain.trading.records import BotMark, NewOrder
+    from signalfactory.services.trading import accounts as trading_accounts
+    from signalfactory.services.trading import bots as trading_bots
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for k in range(bots):
+        account = trading_accounts.create_account(platform, tenant, name=f"paper-{k}",
+                                                  kind="paper", initial_cash=10_000.0)
+        bot = trading_bots.create_bot(platform, tenant, name=f"bot-{k}", strategy="sma_cross",
+                                      account_id=account.id,
+                                      symbols=[symbols[k % len(symbols)]], allocation=10_000.0)
+        with platform.database.write() as uow:
+            for hour in range(MARKS_PER_BOT):
+                equity = 10_000.0 * (1 + 0.0002 * hour + 0.01 * np.sin(hour / 7 + k))
+                uow.bot_marks.add(BotMark(bot_id=bot.id, ts=start + timedelta(hours=hour),
+                                          equity=equity, cash=equity / 2,
+                                          exposure=equity / 2, realised_pnl=0.0,
+                                          unrealised_pnl=equity - 10_000.0))
+            for i in range(ORDERS_PER_BOT):
+                uow.orders.add_pending(NewOrder(
+                    tenant_id=tenant, bot_id=bot.id, account_id=account.id,
+                    client_order_id=f"bench-{bot.id}-{i}", symbol=bot.symbols[0],
+                    side="buy" if i % 2 == 0 else "sell", type="market", quantity=0.01,
+                    limit_price=None, reason="entry"), start + timedelta(hours=i))
+            uow.positions.put(Position(bot_id=bot.id, symbol=bot.symbols[0], quantity=0.01,
+                                       average_price=100.0, realised_pnl=0.0,
+                                       updated_at=start))
 
 
 # -- (a) server render --------------------------------------------------------------------
@@ -145,7 +185,7 @@ def render_times(platform: Any, keys: dict[str, str], requests: int) -> None:
             ("/backtests/new", None), (f"/backtests/{first}", f"/api/v1/backtests/{first}"),
             (f"/backtests/compare?a={first}&b={second}", None), ("/jobs", "/api/v1/jobs"),
             (f"/jobs/{job}", f"/api/v1/jobs/{job}"), ("/deliveries", "/api/v1/deliveries"),
-            ("/admin", "/api/v1/keys"),
+            ("/trading", "/api/v1/portfolio"), ("/admin", "/api/v1/keys"),
         ]
 
         cpu_times: list[float] = []
@@ -404,7 +444,7 @@ def javascript(browser: Any, base: str, key: str) -> None:
     worst = ("", 0)
     static = Path(__file__).resolve().parents[1] / "src" / "signalfactory" / "web" / "static"
     for path in ("/", "/signals", "/symbols/BIGCHART", "/strategies/new", "/backtests",
-                 "/jobs", "/admin"):
+                 "/trading", "/jobs", "/admin"):
         page.goto(path)
         scripts = page.eval_on_selector_all("script[src]", "s => s.map(e => e.src)")
         total = 0
@@ -427,6 +467,7 @@ def main() -> None:
     parser.add_argument("--signals", type=int, default=10_000)
     parser.add_argument("--instruments", type=int, default=500)
     parser.add_argument("--backtests", type=int, default=100)
+    parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--chart-bars", type=int, default=5000)

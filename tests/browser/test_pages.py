@@ -25,6 +25,7 @@ from tests.browser.conftest import (
     screenshot,
     sign_in,
 )
+from tests.trading_support import seed_bot
 
 
 def _backtest(dashboard: Dashboard, strategy: str, symbol: str) -> str:
@@ -56,6 +57,7 @@ def pages(dashboard: Dashboard) -> dict[str, str]:
     assert endpoint.status_code == 201, endpoint.text
     sent = httpx.post(f"{dashboard.base}/api/v1/endpoints/{endpoint.json()['id']}/test",
                       headers=auth).json()
+    seed_bot(dashboard.platform, dashboard.tenant_id, name="trend")  # marks, orders, a position
     return {
         "sign-in": "/signin", "overview": "/", "signals": "/signals",
         "symbol": f"/symbols/{symbol}", "scans": "/scans", "scan": f"/scans/{scan.id}",
@@ -64,7 +66,8 @@ def pages(dashboard: Dashboard) -> dict[str, str]:
         "backtest-new": "/backtests/new", "backtest": f"/backtests/{first}",
         "backtest-compare": f"/backtests/compare?a={first}&b={second}", "jobs": "/jobs",
         "job": f"/jobs/{jobs[0]['id']}", "deliveries": "/deliveries",
-        "delivery": f"/deliveries/{sent['delivery_id']}", "admin": "/admin",
+        "delivery": f"/deliveries/{sent['delivery_id']}", "trading": "/trading",
+        "admin": "/admin",
     }
 
 

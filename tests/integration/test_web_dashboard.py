@@ -20,7 +20,8 @@ from tests.api_harness import BACKENDS, ApiHarness, module_platform
 
 shared_platform = pytest.fixture(scope="module", params=BACKENDS)(module_platform)
 PAGES = ("/", "/signals", "/scans", "/strategies", "/strategies/new", "/strategies/sma_cross",
-         "/backtests", "/backtests/new", "/backtests/compare", "/jobs", "/deliveries")
+         "/backtests", "/backtests/new", "/backtests/compare", "/trading", "/jobs",
+         "/deliveries")
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +262,63 @@ def test_a_rule_preview_stores_nothing(api: ApiHarness) -> None:
     assert unknown.status_code == 404
     with api.platform.database.read() as uow:
         assert uow.signals.count_created_since(tenant, epoch) == stored
+
+
+def test_the_trading_page_shows_controls_by_role(api: ApiHarness) -> None:
+    from tests.trading_support import seed_bot
+
+    tenant = api.tenant("trading-page", "premium")
+    seeded = seed_bot(api.platform, tenant, name="<script>window.__pwned=1</script>")
+    viewer, _ = sign_in(api, api.key(tenant, "viewer"))
+    trader, _ = sign_in(api, api.key(tenant, "trader"))
+    admin, _ = sign_in(api, api.key(tenant, "admin"))
+    pages = {role: client.get("/trading") for role, client in
+             (("viewer", viewer), ("trader", trader), ("admin", admin))}
+    for role, page in pages.items():
+        assert page.status_code == 200, (role, page.text[:300])
+        assert 'href="/trading"' in page.text
+        assert "<script>window.__pwned" not in page.text  # the bot's name, escaped
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page.text
+        assert f'id="chart-bot-{seeded.bot_id}"' in page.text
+    assert "/start" not in pages["viewer"].text and "data-api=" not in pages["viewer"].text
+    assert f"/api/v1/bots/{seeded.bot_id}/start" in pages["trader"].text
+    for role in ("viewer", "trader"):
+        assert "kill-switch/" not in pages[role].text and "engage-form" not in pages[role].text
+    assert 'data-open-form="engage-form"' in pages["admin"].text
+    assert "kill-switch/rearm" not in pages["admin"].text  # nothing engaged yet
+    # a tenant's admin engages its own and its bots' switches, not the global one
+    assert '{"scope": "global"' not in pages["admin"].text
+    assert "ACTIVE" in admin.get("/").text
+
+
+def test_the_trading_page_follows_the_kill_switch_steps(api: ApiHarness) -> None:
+    from signalfactory.domain.tenants import DEFAULT_TENANT_ID
+    from tests.trading_support import seed_bot
+
+    tenant = api.tenant("kill-page", "premium")
+    seeded = seed_bot(api.platform, tenant, name="steps")
+    key = api.key(tenant, "admin")
+    admin, _ = sign_in(api, key)
+    body = {"scope": "bot", "scope_id": seeded.bot_id}
+
+    def step(name: str, **extra: Any) -> str:
+        answer = api.client.post(f"/api/v1/risk/kill-switch/{name}", headers=api.auth(key),
+                                 json={**body, **extra})
+        assert answer.status_code == 200, answer.text
+        return str(admin.get("/trading").text)
+
+    row = re.compile(rf'<tr data-scope="bot:{seeded.bot_id}">.*?</tr>', re.S)
+    engaged = step("engage", reason="steps")
+    found = row.search(engaged)
+    assert found is not None and ">engaged<" in found.group() and ">HALTED<" in found.group()
+    assert "kill-switch/rearm" in found.group() and "kill-switch/resume" not in found.group()
+    assert "Kill switch engaged" in admin.get("/").text
+    rearmed = row.search(step("rearm"))
+    assert rearmed is not None and ">re-armed<" in rearmed.group()
+    assert "kill-switch/resume" in rearmed.group() and "kill-switch/rearm" not in rearmed.group()
+    resumed = row.search(step("resume"))
+    assert resumed is not None and ">off<" in resumed.group() and ">ACTIVE<" in resumed.group()
+    assert "Engage…" in resumed.group() and "ACTIVE" in admin.get("/").text
+    # the platform's operators (admins of the default tenant) also get the global switch
+    operator, _ = sign_in(api, api.key(DEFAULT_TENANT_ID, "admin"))
+    assert '{"scope": "global", "scope_id": 0}' in operator.get("/trading").text

@@ -17,11 +17,13 @@ from signalfactory.web.pages import (
     scans,
     signals,
     strategies,
+    trading,
 )
 from signalfactory.web.rendering import redirect, secured
 from signalfactory.web.session import SignInRequiredError, sign_in_url
 
-PAGE_ROUTERS = (auth, overview, signals, scans, strategies, backtests, jobs, deliveries, admin)
+PAGE_ROUTERS = (auth, overview, signals, scans, strategies, backtests, trading, jobs,
+                deliveries, admin)
 
 
 def mount_dashboard(app: FastAPI) -> None:

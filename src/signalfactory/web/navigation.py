@@ -1,8 +1,6 @@
 """The dashboard's navigation: sections of pages, each shown from a minimum role.
 
-A page joins the menu by an entry here and a router in ``web/pages/``. The Trading section
-(bots, orders, positions, PnL, kill switch) has its place reserved below: it is added when
-the trading API lands, as ``web/pages/trading.py`` plus its entries.
+A page joins the menu by an entry here and a router in ``web/pages/``.
 """
 
 from __future__ import annotations
@@ -36,10 +34,8 @@ NAVIGATION: tuple[NavSection, ...] = (
         NavItem("strategies", "Strategies", "/strategies"),
         NavItem("backtests", "Backtests", "/backtests"),
     )),
-    # -- Trading ---------------------------------------------------------------------------
-    # Reserved for the trading pages (bots, orders, positions, PnL chart, kill switch behind
-    # a confirmation), added when the trading API lands:
-    #     NavSection("Trading", (NavItem("trading", "Trading", "/trading"),)),
+    # bots, orders, positions, PnL charts and the kill switch (web/pages/trading.py)
+    NavSection("Trading", (NavItem("trading", "Trading", "/trading"),)),
     NavSection("Operations", (
         NavItem("jobs", "Jobs", "/jobs"),
         NavItem("deliveries", "Deliveries", "/deliveries"),

@@ -20,6 +20,7 @@ from signalfactory.observability.metrics import (
 from signalfactory.services.delivery import records
 from signalfactory.services.health import readiness_checks, refresh_gauges
 from signalfactory.services.jobs import registry as jobs
+from signalfactory.web.pages.trading import trading_summary
 from signalfactory.web.rendering import render
 from signalfactory.web.session import PlatformDep, WebUserDep
 
@@ -90,4 +91,5 @@ def overview(request: Request, user: WebUserDep, platform: PlatformDep) -> Respo
         "backup": backup,
         "backup_age_hours": (time.time() - backup_stamp) / 3600 if backup else None,
         "backup_configured": bool(platform.settings.backup_dest),
+        "trading": trading_summary(platform, user),
     })

@@ -155,6 +155,29 @@
     location.reload();
   }
 
+  // -- a confirmation step: a button opens a hidden form for one target (the kill switch
+  // engage form for a scope); only that form's own submit button calls the API ---------
+  function openForm(button) {
+    const form = document.getElementById(button.dataset.openForm);
+    const values = JSON.parse(button.dataset.values || "{}");
+    for (const [name, value] of Object.entries(values)) {
+      const field = form.elements.namedItem(name);
+      if (field) field.value = value;
+    }
+    for (const el of form.querySelectorAll("[data-field=label]")) el.textContent = button.dataset.label || "";
+    clearErrors(form);
+    form.hidden = false;
+    form._opener = button;
+    const first = [...form.elements].find((el) => el.type !== "hidden" && !el.disabled);
+    (first || form).focus();
+  }
+
+  function closeForm(button) {
+    const form = document.getElementById(button.dataset.closeForm);
+    form.hidden = true;
+    if (form._opener) form._opener.focus();
+  }
+
   document.addEventListener("submit", (ev) => {
     const form = ev.target;
     if (form.matches && form.matches("form[data-api]")) { ev.preventDefault(); submitApiForm(form); }
@@ -162,6 +185,10 @@
   document.addEventListener("click", (ev) => {
     const button = ev.target.closest && ev.target.closest("button[data-api-action]");
     if (button) { ev.preventDefault(); runAction(button); }
+    const opener = ev.target.closest && ev.target.closest("button[data-open-form]");
+    if (opener) { ev.preventDefault(); openForm(opener); }
+    const closer = ev.target.closest && ev.target.closest("button[data-close-form]");
+    if (closer) { ev.preventDefault(); closeForm(closer); }
     const toggle = ev.target.closest && ev.target.closest(".menu-toggle");
     if (toggle) {
       const open = toggle.getAttribute("aria-expanded") !== "true";

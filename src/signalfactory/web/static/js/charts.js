@@ -60,7 +60,9 @@
       (data.series || []).forEach((s, i) => {
         const series = data.kind === "area"
           ? chart.addAreaSeries({lineColor: "#dc2626", topColor: "rgba(220,38,38,0.05)", bottomColor: "rgba(220,38,38,0.4)", title: s.name})
-          : chart.addLineSeries({color: LINE_COLORS[i % LINE_COLORS.length], lineWidth: i ? 1 : 2, title: s.name});
+          : chart.addLineSeries({color: LINE_COLORS[i % LINE_COLORS.length], lineWidth: i ? 1 : 2, title: s.name,
+            priceScaleId: s.scale || "right"});  // "left": a second axis (a bot's PnL beside its equity)
+        if (s.scale === "left") chart.applyOptions({leftPriceScale: {visible: true}});
         series.setData(s.values.map((p) => ({time: p[0], value: p[1]})));
         report.series += 1;
         report.points += s.values.length;
