@@ -133,6 +133,16 @@ def _fills_into(tsession: TradingSession, results: list[OrderResult]) -> int:
     return placed
 
 
+def tradable(tsession: TradingSession, symbol: str) -> float:
+    """The position as the decision sees it: dust below what the market can trade (the part
+    of a base-currency fee an exit's amount step leaves behind) counts as flat."""
+    held = tsession.quantity(symbol)
+    market = tsession.markets.get(symbol)
+    if market is not None and abs(held) < max(market.amount_step, market.min_amount):
+        return 0.0
+    return held
+
+
 def trade_bar(session: Session, tsession: TradingSession, steps: list[_Step]) -> int:
     """Exits of the bar as one batch, then entries sized on what they left. Returns the
     orders placed."""
@@ -140,16 +150,16 @@ def trade_bar(session: Session, tsession: TradingSession, steps: list[_Step]) ->
     ref = BotRef.of(bot)
     for step in steps:
         tsession.quotes.set(step.symbol, step.price, step.price_ns)
-        step.action = decide(tsession.quantity(step.symbol), step.signals,
+        step.action = decide(tradable(tsession, step.symbol), step.signals,
                              tsession.config.direction)
-    exits = [i for i in (exit_intent(ref, symbol=s.symbol, quantity=tsession.quantity(s.symbol),
+    exits = [i for i in (exit_intent(ref, symbol=s.symbol, quantity=tradable(tsession, s.symbol),
                                      action=s.action, bar_ns=s.signal_ns, price=s.price)
                          for s in steps) if i is not None]
     placed = _fills_into(tsession, place_orders(session, exits)) if exits else 0
     entries: list[OrderIntent] = []
     spent = 0.0
     for step in steps:
-        if entry_side(step.action) is None or tsession.quantity(step.symbol) != 0.0:
+        if entry_side(step.action) is None or tradable(tsession, step.symbol) != 0.0:
             continue
         cash = tsession.cash() - spent
         others = sum(position_value(p, tsession.marks.get(s, p.average_price))
