@@ -197,12 +197,16 @@ def recent_orders_ns(uow: UnitOfWork, bot: Bot, now: datetime) -> list[int]:
 # -- 1. decide and store pending ---------------------------------------------------------------
 
 def on_grid(intent: OrderIntent, market: Market | None) -> OrderIntent:
-    """The intent's quantity floored to the market's step (the client order id does not
-    depend on it)."""
-    if market is None:
+    """The intent's quantity floored to the market's step, never above what was asked (an
+    exit of all that is held must not ask for a hair more; the client order id does not
+    depend on the quantity)."""
+    if market is None or market.amount_step <= 0:
         return intent
-    return dataclasses.replace(intent, quantity=floor_to_step(intent.quantity,
-                                                              market.amount_step))
+    step = market.amount_step
+    quantity = floor_to_step(intent.quantity, step)
+    if quantity > intent.quantity:  # the grid's float tolerance rounded up
+        quantity = max(round(quantity - step, 12), 0.0)
+    return dataclasses.replace(intent, quantity=quantity)
 
 
 def _refuse(uow: UnitOfWork, session: Session, intent: OrderIntent, rule: str, message: str,
