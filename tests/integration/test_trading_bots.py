@@ -38,7 +38,6 @@ from tests.trading_setup import (
     write_slice,
 )
 
-
 FAST = ("entry: crosses_above(sma(close, 2), sma(close, 5))\n"
         "exit: crosses_below(sma(close, 2), sma(close, 5))")
 
