@@ -1,5 +1,5 @@
 """The kill test: the bot's worker process SIGKILLed at random points of the order path, 50
-times (SQLite; 12 on PostgreSQL), trading through the real ccxt client against the exchange
+times (SQLite; 8 on PostgreSQL), trading through the real ccxt client against the exchange
 simulator. After a restart and reconciliation: no order reached the exchange twice (the
 simulator counts orders per client order id), every order and every trade the exchange made
 is stored (none lost, none twice), and the bot's positions equal the simulator's balances.
@@ -142,7 +142,7 @@ def _settled(platform: Platform, bot: Bot, since: float) -> bool:
 
 def test_sigkill_in_the_order_path_doubles_nothing_and_loses_nothing(
         kp: Platform, kill_env: dict[str, str], backend: str, tmp_path: Path) -> None:
-    kills = int(os.environ.get("KILL_TEST_KILLS", 0)) or (50 if backend == "sqlite" else 12)
+    kills = int(os.environ.get("KILL_TEST_KILLS", 0)) or (50 if backend == "sqlite" else 8)
     series = flip_bars(40 + 3 * kills + 10, seed=7)
     write_slice(kp, [series], 0, 40, MINUTE)
     store_strategy(kp, "flip", FLIP, timeframe="1m")

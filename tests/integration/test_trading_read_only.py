@@ -30,8 +30,8 @@ from tests.integration.test_trading_kill import FLIP, MINUTE, flip_bars
 from tests.tcp_proxy import TcpProxy
 from tests.trading_setup import sim_account, sim_symbol, store_strategy, write_slice
 
-SETTINGS = {"trading_probe_seconds": 0.5, "trading_tick_seconds": 1.0,
-            "trading_reconcile_seconds": 2.0, "job_lease_seconds": 2.0,
+SETTINGS = {"trading_probe_seconds": 0.5, "trading_tick_seconds": 0.5,
+            "trading_reconcile_seconds": 1.0, "job_lease_seconds": 2.0,
             "job_poll_seconds": 0.05, "job_backoff_seconds": 0.2, "retention_cron": ""}
 
 
@@ -113,7 +113,7 @@ def test_unreachable_database_means_read_only_within_5_s_and_no_orders(
             time.sleep(max(cut + 1.3 - time.monotonic(), 0))  # the slow answer is done
             sent = len(sim.orders())
             assert sent == 2  # the first order, and the one in flight at the cut
-            for _ in range(3):  # bars keep coming; no order may leave meanwhile
+            for _ in range(2):  # bars keep coming; no order may leave meanwhile
                 new_bar()
                 time.sleep(0.6)
             assert len(sim.orders()) == sent

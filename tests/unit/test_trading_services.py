@@ -484,14 +484,14 @@ def test_a_paper_bot_trades_as_its_backtest(platform: Platform) -> None:
     """Through ticks queued by bar writes and run as jobs: the bot's equity marks and trades
     are the backtest's over the bars it traded (fees and slippage included)."""
     platform.bar_subscribers.append(on_bars_written)
-    series = market_bars(220, seed=4)
+    series = market_bars(180, seed=4)
     write_slice(platform, [series], 0, 100)
     bot = _paper_bot(platform, allocation=10_000, fee_pct=0.001, slippage_bps=5.0)
     bots.start_bot(platform, 1, bot.id)
     runner = EmbeddedRunner(platform)
     runner.run_until_idle()
-    for a in range(100, 220, 10):
-        write_slice(platform, [series], a, a + 10)
+    for a in range(100, 180, 20):
+        write_slice(platform, [series], a, a + 20)
         assert all(o.status == "succeeded" for o in runner.run_until_idle())
     strategy = RuleStrategy.from_text("cross", CROSS)
     signals = strategy_signals(strategy.evaluate(series), mirror=False)
@@ -549,3 +549,18 @@ def test_ticks_hold_a_lease_one_runner_per_bot(platform: Platform) -> None:
     platform.clock.advance(seconds=31)  # type: ignore[attr-defined]
     report = run_tick(platform, bot.id)
     assert report.outcome == "idle" and report.reconciled  # taken over: reconciled first
+
+
+def test_an_exit_never_asks_for_more_than_is_held() -> None:
+    """A position a base-currency fee left just under a grid point: the order is floored,
+    not rounded up by the grid's float tolerance (the exchange would refuse it)."""
+    from signalfactory.services.trading.execution import on_grid
+
+    market = Market(symbol="BTC/USDT", base="BTC", quote="USDT", amount_step=0.00001,
+                    price_step=0.01, min_amount=0.00001, min_notional=5.0)
+    intent = OrderIntent(tenant_id=1, bot_id=1, account_id=1, symbol="BTC/USDT",
+                         side="sell", quantity=152.9649999, reference_price=100.0)
+    floored = on_grid(intent, market)
+    assert floored.quantity == pytest.approx(152.96499) and floored.quantity <= 152.9649999
+    assert floored.client_order_id == intent.client_order_id
+    assert on_grid(dataclasses.replace(intent, quantity=0.3), market).quantity == 0.3
