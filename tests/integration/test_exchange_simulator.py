@@ -350,11 +350,24 @@ def test_partial_fills(venue: ExchangeSimulator, trader: Any) -> None:
 def test_latency_and_counters(venue: ExchangeSimulator, trader: Any) -> None:
     import time
 
-    venue.set_latency(0.05, path="/api/v3/account")
+    venue.set_latency(0.3, path="/api/v3/account")
     started = time.perf_counter()
     trader.fetch_balance()
-    assert time.perf_counter() - started >= 0.05
+    assert time.perf_counter() - started >= 0.3
     started = time.perf_counter()
-    trader.fetch_ticker("BTC/USDT")
-    assert time.perf_counter() - started < 0.05
+    trader.fetch_ticker("BTC/USDT")  # other paths are not delayed
+    assert time.perf_counter() - started < 0.3
     assert venue.request_counts()["GET /api/v3/account"] == 1
+
+
+def test_synthetic_bars_keep_ohlc_relations_and_scale_volatility() -> None:
+    daily_like = synthetic_bars(2000, end_ms=CLOCK, start_price=100.0)
+    minute_like = synthetic_bars(2000, end_ms=CLOCK, start_price=100.0,
+                                 volatility=(1 / 1440) ** 0.5)
+    for bars in (daily_like, minute_like):
+        assert bars.open[0] == pytest.approx(100.0)
+        assert np.all(bars.high >= np.maximum(bars.open, bars.close))
+        assert np.all(bars.low <= np.minimum(bars.open, bars.close))
+        assert int(bars.open_ms[-1]) == CLOCK // MINUTE * MINUTE
+    spread = lambda b: float(np.log(b.close).std())  # noqa: E731 - a one-line measure
+    assert spread(minute_like) < spread(daily_like) / 10

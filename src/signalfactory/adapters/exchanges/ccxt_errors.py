@@ -33,7 +33,15 @@ AUTH = "auth"
 OTHER = "other"
 
 
+def _revoked_key(exc: BaseException) -> bool:
+    """ccxt's binance reports -2015 (invalid key) as DDoSProtection once the key has worked
+    (a temporary ban looks the same); a revoked key must reach a person, not the retry loop."""
+    return isinstance(exc, ccxt.DDoSProtection) and '"code":-2015' in str(exc).replace(" ", "")
+
+
 def error_kind(exc: BaseException) -> str:
+    if _revoked_key(exc):
+        return AUTH
     if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
         return RATE_LIMITED
     if isinstance(exc, ccxt.RequestTimeout):
@@ -52,7 +60,7 @@ def error_kind(exc: BaseException) -> str:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ccxt.NetworkError | ccxt.OperationFailed)
+    return isinstance(exc, ccxt.NetworkError | ccxt.OperationFailed) and not _revoked_key(exc)
 
 
 def maybe_executed(exc: BaseException) -> bool:
@@ -80,7 +88,7 @@ def translate(exc: BaseException, exchange: str) -> Exception:
     message = f"{exchange}: {type(exc).__name__}: {exc}"
     if is_retryable(exc):
         return ExchangeUnavailableError(message)
-    if isinstance(exc, ccxt.AuthenticationError | ccxt.AccountSuspended):
+    if isinstance(exc, ccxt.AuthenticationError | ccxt.AccountSuspended) or _revoked_key(exc):
         return ExchangeOperationalError(message + " (check the account's API key and "
                                         "its permissions)")
     if isinstance(exc, ccxt.InvalidOrder | ccxt.InsufficientFunds | ccxt.BadRequest):

@@ -86,9 +86,13 @@ class Bars:
 
 
 def synthetic_bars(count: int, *, interval: str = "1m", end_ms: int | None = None,
-                   seed: int = 7, start_price: float | None = None) -> Bars:
+                   seed: int = 7, start_price: float | None = None,
+                   volatility: float = 1.0) -> Bars:
     """``count`` bars of the platform's synthetic market, the last one open at ``end_ms``
-    (floored to the interval; default: the current wall-clock minute)."""
+    (floored to the interval; default: the current wall-clock minute).
+
+    The generator's moves are daily-sized; ``volatility`` scales every log price move (e.g.
+    ``(1 / 1440) ** 0.5`` for minute bars that move like real minutes)."""
     import time
 
     step = INTERVAL_MS[interval]
@@ -96,11 +100,19 @@ def synthetic_bars(count: int, *, interval: str = "1m", end_ms: int | None = Non
     last_open = end // step * step
     open_ms = last_open - step * np.arange(count - 1, -1, -1, dtype=np.int64)
     series = generate_symbol(np.random.default_rng(seed), "SIM", open_ms * 1_000_000)
-    scale = 1.0 if start_price is None else start_price / float(series.open[0])
-    high = np.maximum(series.high, np.maximum(series.open, series.close)) * scale
-    low = np.minimum(series.low, np.minimum(series.open, series.close)) * scale
-    return Bars(interval=interval, open_ms=open_ms, open=series.open * scale, high=high,
-                low=low, close=series.close * scale, volume=series.volume.astype(np.float64))
+    first = float(series.open[0])
+    target = first if start_price is None else start_price
+
+    def rescale(prices: FloatArray) -> FloatArray:
+        # a power of the price relative to the first open: monotone, so OHLC order holds
+        out: FloatArray = target * (prices / first) ** volatility
+        return out
+
+    high = np.maximum(series.high, np.maximum(series.open, series.close))
+    low = np.minimum(series.low, np.minimum(series.open, series.close))
+    return Bars(interval=interval, open_ms=open_ms, open=rescale(series.open),
+                high=rescale(high), low=rescale(low), close=rescale(series.close),
+                volume=series.volume.astype(np.float64))
 
 
 @dataclass
@@ -208,16 +220,18 @@ class SymbolSpec:
         lw = np.minimum.reduceat(bars.low[first:last], rel)
         v = np.add.reduceat(bars.volume[first:last], rel)
         qv = np.add.reduceat(bars.volume[first:last] * bars.close[first:last], rel)
-        counts = np.diff(np.concatenate((rel, [last - first])))
-        rows: list[list[object]] = []
-        for i in range(hi - lo):
-            open_ms = int(opens[lo + i])
-            rows.append([
-                open_ms, _fmt(o[i]), _fmt(h[i]), _fmt(lw[i]), _fmt(c[i]), _fmt(v[i]),
-                next_open(open_ms, interval) - 1, _fmt(qv[i]), int(counts[i]) * 10,
-                _fmt(v[i] / 2), _fmt(qv[i] / 2), "0",
-            ])
-        return rows
+        counts = (np.diff(np.concatenate((rel, [last - first]))) * 10).tolist()
+        open_ms = opens[lo:hi].tolist()
+        if interval == "1M":
+            close_ms = [next_open(t, interval) - 1 for t in open_ms]
+        else:
+            close_ms = (opens[lo:hi] + (INTERVAL_MS[interval] - 1)).tolist()
+        # Python floats format several times faster than numpy scalars
+        cols = [[f"{x:.8f}" for x in col.tolist()]
+                for col in (o, h, lw, c, v, qv, v / 2, qv / 2)]
+        return [[t, cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], close_ms[i],
+                 cols[5][i], counts[i], cols[6][i], cols[7][i], "0"]
+                for i, t in enumerate(open_ms)]
 
     def exchange_info(self) -> dict[str, object]:
         """This symbol as /api/v3/exchangeInfo lists it."""

@@ -193,8 +193,8 @@ def my_trades(sim: ExchangeSimulator, account: SimAccount, params: Params) -> ob
     end = _int_param(params, "endTime", required=False)
     limit = _limit(params)
     with sim.ledger.lock:
-        rows = [t for t in account.trades if t.symbol == symbol
-                and (order_id is None or t.order_id == order_id)
+        rows = [t for t in account.trades_by_symbol.get(symbol, ())
+                if (order_id is None or t.order_id == order_id)
                 and (from_id is None or t.trade_id >= from_id)
                 and (start is None or t.time >= start) and (end is None or t.time <= end)]
     # Binance: the oldest first from fromId/startTime on, otherwise the most recent ``limit``

@@ -205,6 +205,11 @@ class ExchangeSimulator:
         self.ledger.add_account(account)
         return account
 
+    def remove_account(self, api_key: str) -> None:
+        """Revoke an API key: its requests get -2015 from now on."""
+        with self.ledger.lock:
+            self.ledger.accounts.pop(api_key, None)
+
     def balances(self, api_key: str | None = None) -> dict[str, tuple[Decimal, Decimal]]:
         """(free, locked) per asset of an account (default: the default account)."""
         account = self._account(api_key)

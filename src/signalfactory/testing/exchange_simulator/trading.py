@@ -102,6 +102,9 @@ class SimAccount:
     taker_fee: Decimal = Decimal("0.001")
     orders: dict[int, SimOrder] = field(default_factory=dict)
     trades: list[SimTrade] = field(default_factory=list)
+    #: (symbol, client order id) -> the newest order with it; trades per symbol in time order
+    by_client_id: dict[tuple[str, str], SimOrder] = field(default_factory=dict)
+    trades_by_symbol: dict[str, list[SimTrade]] = field(default_factory=dict)
 
     def move(self, asset: str, free: Decimal = ZERO, locked: Decimal = ZERO) -> None:
         self.free[asset] = self.free.get(asset, ZERO) + free
@@ -181,6 +184,7 @@ class Ledger:
                              new.quantity, now_ms, new.time_in_force, update_time=now_ms)
             self._next_order_id += 1
             account.orders[order.order_id] = order
+            account.by_client_id[(order.symbol, order.client_order_id)] = order
             trades: list[SimTrade] = []
             if new.type == "MARKET":
                 trades.append(self._fill(account, spec, order, order.remaining, price, now_ms,
@@ -212,11 +216,9 @@ class Ledger:
             if order_id is not None:
                 order = account.orders.get(order_id)
                 return order if order is not None and order.symbol == symbol else None
-            found = None
-            for order in account.orders.values():  # the newest order with that client id
-                if order.symbol == symbol and order.client_order_id == client_order_id:
-                    found = order
-            return found
+            if client_order_id is None:
+                return None
+            return account.by_client_id.get((symbol, client_order_id))
 
     def open_orders(self, account: SimAccount, symbol: str | None) -> list[SimOrder]:
         with self.lock:
@@ -280,6 +282,7 @@ class Ledger:
                          order.side, price, qty, fee, fee_asset, now_ms, maker)
         self._next_trade_id += 1
         account.trades.append(trade)
+        account.trades_by_symbol.setdefault(spec.symbol, []).append(trade)
         return trade
 
     def _release(self, account: SimAccount, order: SimOrder) -> None:
