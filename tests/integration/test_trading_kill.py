@@ -9,6 +9,9 @@ before the request, after the answer, after the acknowledgement committed, durin
 reconciliation) or at a random moment; some answers are also dropped by the simulator after
 it accepted the order. Bars arrive every few hundred milliseconds, each one asking for an order
 (the strategy buys on a rising bar and sells on a falling one).
+
+While working on it: ``KILL_TEST_KILLS=6 KILL_TEST_LOG_LEVEL=INFO`` runs fewer kills and
+keeps the workers' log lines (in ``workers.log`` of the test's directory).
 """
 
 from __future__ import annotations
