@@ -3,6 +3,7 @@ SQLite and PostgreSQL (integration tests) run these checks."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,6 +28,7 @@ from signalfactory.domain.trading.orders import (
     OPEN,
     PARTIALLY_FILLED,
     PENDING,
+    REJECTED,
     Fill,
     Position,
 )
@@ -266,6 +268,57 @@ def check_orders_and_fills(database: Database) -> None:
         assert not uow.orders.has_fill(account.id, "t-3")
 
 
+def check_batches(database: Database) -> None:
+    """The batch forms: one statement each in SQL, the same answers as one at a time."""
+    with database.write() as uow:
+        version = _version(uow, 1, "batches")
+        account = uow.exchange_accounts.add(_account(1, "batches"), T0)
+        bot = uow.bots.add(_bot(1, version, account.id, "batches"), T0)
+        first, _ = uow.orders.add_pending(_order(account.id, bot.id, "b-0", 5.0), T0)
+        refused = dataclasses.replace(_order(account.id, bot.id, "b-2"), status=REJECTED,
+                                      error="[max-order-notional] too big")
+        stored = uow.orders.add_pending_many(
+            [_order(account.id, bot.id, "b-1", 10.0), _order(account.id, bot.id, "b-0"),
+             refused, _order(account.id, bot.id, "b-1")], T0)
+    assert [(o.client_order_id, created) for o, created in stored] == [
+        ("b-1", True), ("b-0", False), ("b-2", True), ("b-1", False)]
+    assert stored[1][0] == first and stored[3][0] == stored[0][0]
+    assert stored[0][0].reserved == 10.0 and stored[0][0].status == PENDING
+    assert (stored[2][0].status, stored[2][0].error) == (REJECTED, "[max-order-notional] too big")
+    later = T0 + timedelta(seconds=5)
+    with database.write() as uow:
+        updated = uow.orders.update_many([
+            (stored[0][0].id, OrderUpdate(FILLED, exchange_order_id="e1", filled_quantity=0.5,
+                                          average_price=99.0, fee=0.1)),
+            (first.id, OrderUpdate(OPEN, exchange_order_id="e0")),
+            (stored[2][0].id, OrderUpdate(OPEN))], later)  # rejected stays rejected
+    assert [(o.client_order_id, o.status) for o in updated] == [
+        ("b-1", FILLED), ("b-0", OPEN), ("b-2", REJECTED)]
+    assert updated[0].reserved == 0.0 and updated[1].reserved == 5.0
+    assert (updated[0].exchange_order_id, updated[0].average_price, updated[0].fee) == (
+        "e1", 99.0, 0.1)
+    assert updated[1].filled_quantity == 0.0 and updated[1].updated_at == later
+    with database.write() as uow:
+        again = uow.orders.update_many([(first.id, OrderUpdate(PARTIALLY_FILLED,
+                                                               filled_quantity=0.2))], later)
+    assert again[0].exchange_order_id == "e0" and again[0].filled_quantity == 0.2
+    fill = Fill(account_id=account.id, order_id=first.id, trade_id="bt-1", symbol="BTC/USDT",
+                side="buy", quantity=0.2, price=100.0, fee=0.0, fee_currency="USDT",
+                executed_at=later)
+    with database.write() as uow:
+        assert uow.orders.add_fills([]) == []
+        assert uow.orders.add_fills([fill, dataclasses.replace(fill, trade_id="bt-2"),
+                                     fill]) == [True, True, False]
+        assert uow.orders.add_fills([fill]) == [False]
+        uow.positions.put_many([Position(bot.id, "BTC/USDT", 0.2, 100.0, 0.0, later),
+                                Position(bot.id, "ETH/USDT", 1.0, 10.0, 0.0, later)])
+        uow.positions.put_many([Position(bot.id, "BTC/USDT", 0.4, 101.0, 1.5, later)])
+    with database.read() as uow:
+        assert len(uow.orders.fills(order_id=first.id)) == 2
+        assert [(p.symbol, p.quantity, p.realised_pnl) for p in uow.positions.find(
+            bot_id=bot.id)] == [("BTC/USDT", 0.4, 1.5), ("ETH/USDT", 1.0, 0.0)]
+
+
 def check_positions_states_marks(database: Database) -> None:
     with database.write() as uow:
         other = uow.accounts.create_tenant("other-positions", "free").id
@@ -283,12 +336,14 @@ def check_positions_states_marks(database: Database) -> None:
     with database.read() as uow:
         assert uow.positions.get(bot.id, "ETH/USDT") == eth
         assert uow.positions.get(bot.id, "XRP/USDT") is None
-        mine = uow.positions.find(tenant_id=1)
+        mine = [p for p in uow.positions.find(tenant_id=1) if p.bot_id == bot.id]
+        assert other_bot.id not in {p.bot_id for p in uow.positions.find(tenant_id=1)}
         assert [(p.symbol, p.quantity, p.realised_pnl) for p in mine] == [
             ("BTC/USDT", 0.0, 5.5), ("ETH/USDT", 2.0, 0.0)]
         assert [p.symbol for p in uow.positions.find(bot_id=bot.id, open_only=True)] == [
             "ETH/USDT"]
-        assert [p.bot_id for p in uow.positions.find(open_only=True)] == [bot.id, other_bot.id]
+        assert [p.bot_id for p in uow.positions.find(open_only=True)
+                if p.bot_id in (bot.id, other_bot.id)] == [bot.id, other_bot.id]
 
     scopes = [(GLOBAL, 0), (TENANT, 1), (BOT, bot.id)]
     monitor = LossMonitor(TENANT, 1, day=20_000, day_start_equity=1_000.0, peak_equity=1_200.5,
@@ -349,4 +404,4 @@ def check_strategy_version_lookup(database: Database) -> None:
 
 
 ALL_CHECKS = (check_accounts_and_credentials, check_bots, check_orders_and_fills,
-              check_positions_states_marks, check_strategy_version_lookup)
+              check_batches, check_positions_states_marks, check_strategy_version_lookup)

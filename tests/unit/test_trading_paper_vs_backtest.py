@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from signalfactory.adapters.exchanges.paper import PaperExchange
-from signalfactory.domain.backtest import Signals, run_backtest
+from signalfactory.domain.backtest import Signals, run_backtest, run_portfolio
 from signalfactory.domain.backtest.engine import BacktestResult
-from signalfactory.domain.bars import BarSeries
+from signalfactory.domain.bars import BarSeries, BarUniverse
 from signalfactory.domain.strategies import RuleStrategy, builtin_strategy
 from signalfactory.domain.synthetic import business_days, generate_symbol
 from signalfactory.domain.trading.bots import ACTIVE, Bot, RiskLimits
@@ -41,6 +41,7 @@ from signalfactory.domain.trading.paper_session import (
     BarArrays,
     TradingSession,
     run_bars,
+    run_universe_bars,
     step_at,
 )
 from signalfactory.domain.trading.portfolio import EquityCurve, round_trips
@@ -234,3 +235,51 @@ def test_step_by_step_on_growing_history_is_the_same_run() -> None:
             path.session = session
     assert len(result.trades) >= 5
     assert_same(result, bars, EquityCurve(bars.ts, equity, bot.allocation), path.fills)
+
+
+@pytest.mark.parametrize(("direction", "fill"), [("long", "close"), ("both", "next_open")])
+def test_a_bot_over_several_symbols_trades_as_the_portfolio_backtest(direction: str,
+                                                                       fill: str) -> None:
+    """Shared cash, all exits before the entries, entries ranked by the strategy's score:
+    the paper run equals `run_portfolio` with one slot per symbol."""
+    full = [market_bars(420, seed=s) for s in (11, 12, 13)]
+    names = ("AAA/USDT", "BBB/USDT", "CCC/USDT")
+    cuts = [(0, 420), (60, 420), (0, 350)]  # one starts late, one ends early
+    series = [BarSeries(name, b.ts[a:z], b.open[a:z], b.high[a:z], b.low[a:z], b.close[a:z],
+                        b.volume[a:z]) for name, b, (a, z) in zip(names, full, cuts, strict=True)]
+    universe = BarUniverse.from_series(series)
+    strategy = builtin_strategy("sma_cross", fast=5, slow=15)
+    evaluation = strategy.evaluate(universe)
+    signals = strategy_signals(evaluation, mirror=mirrors_short(strategy, direction))
+    bot = make_bot(direction=direction, fill=fill, symbols=names, size_value=0.45,
+                   whole_units=False)
+    config = backtest_config(bot)
+    result = run_portfolio(universe, signals, config, max_positions=3, score=evaluation.score)
+
+    session = TradingSession(BotRef.of(bot), config)
+    costs = CostModel.of(config)
+    exchange = PaperExchange(balances={"USDT": bot.allocation}, prices=session.quotes,
+                             costs=costs, allow_short=direction != "long")
+    ledger = CashLedger(bots=[BotBook(bot.id, bot.tenant_id, bot.account_id, bot.allocation,
+                                      bot.allocation)],
+                        account_cash={bot.account_id: bot.allocation})
+    path = OrderPath(bot, exchange, ledger, costs, session)
+    curve = run_universe_bars(session, universe, signals, execute=path, score=evaluation.score)
+
+    assert path.refused == []
+    assert np.array_equal(curve.ts, result.times)
+    np.testing.assert_allclose(curve.equity, result.equity, rtol=1e-11, atol=0)
+    last_close = {s.symbol: float(s.close[-1]) for s in series}
+    trips = round_trips(path.fills, marks=last_close)
+    trades = result.trades
+    assert len(trips) == len(trades) >= 20
+    expected = sorted(
+        (int(series[i].ts[trades.entry_idx[k]]), names[i], float(trades.size[k]),
+         float(trades.entry_price[k]), float(trades.pnl[k]))
+        for k, i in enumerate(result.instrument))
+    got = sorted((t.entry_ns, t.symbol, t.size, t.entry_price, t.pnl) for t in trips)
+    for (e_ts, e_sym, e_size, e_px, e_pnl), (g_ts, g_sym, g_size, g_px, g_pnl) in zip(
+            expected, got, strict=True):
+        assert (g_ts, g_sym, g_px) == (e_ts, e_sym, e_px)
+        assert g_size == pytest.approx(e_size, rel=1e-11)
+        assert g_pnl == pytest.approx(e_pnl, rel=1e-9, abs=1e-9)

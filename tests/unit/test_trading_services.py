@@ -484,14 +484,14 @@ def test_a_paper_bot_trades_as_its_backtest(platform: Platform) -> None:
     """Through ticks queued by bar writes and run as jobs: the bot's equity marks and trades
     are the backtest's over the bars it traded (fees and slippage included)."""
     platform.bar_subscribers.append(on_bars_written)
-    series = market_bars(220, seed=4)
+    series = market_bars(180, seed=4)
     write_slice(platform, [series], 0, 100)
     bot = _paper_bot(platform, allocation=10_000, fee_pct=0.001, slippage_bps=5.0)
     bots.start_bot(platform, 1, bot.id)
     runner = EmbeddedRunner(platform)
     runner.run_until_idle()
-    for a in range(100, 220, 10):
-        write_slice(platform, [series], a, a + 10)
+    for a in range(100, 180, 20):
+        write_slice(platform, [series], a, a + 20)
         assert all(o.status == "succeeded" for o in runner.run_until_idle())
     strategy = RuleStrategy.from_text("cross", CROSS)
     signals = strategy_signals(strategy.evaluate(series), mirror=False)
@@ -549,3 +549,80 @@ def test_ticks_hold_a_lease_one_runner_per_bot(platform: Platform) -> None:
     platform.clock.advance(seconds=31)  # type: ignore[attr-defined]
     report = run_tick(platform, bot.id)
     assert report.outcome == "idle" and report.reconciled  # taken over: reconciled first
+
+
+def test_an_exit_never_asks_for_more_than_is_held() -> None:
+    """A position a base-currency fee left just under a grid point: the order is floored,
+    not rounded up by the grid's float tolerance (the exchange would refuse it)."""
+    from signalfactory.services.trading.execution import on_grid
+
+    market = Market(symbol="BTC/USDT", base="BTC", quote="USDT", amount_step=0.00001,
+                    price_step=0.01, min_amount=0.00001, min_notional=5.0)
+    intent = OrderIntent(tenant_id=1, bot_id=1, account_id=1, symbol="BTC/USDT",
+                         side="sell", quantity=152.9649999, reference_price=100.0)
+    floored = on_grid(intent, market)
+    assert floored.quantity == pytest.approx(152.96499) and floored.quantity <= 152.9649999
+    assert floored.client_order_id == intent.client_order_id
+    assert on_grid(dataclasses.replace(intent, quantity=0.3), market).quantity == 0.3
+
+
+def test_a_paper_bot_over_several_symbols_trades_as_the_portfolio_step(
+        platform: Platform) -> None:
+    """The runner sends a bar's exits and entries in two batches; the entries are sized in
+    the portfolio order on predicted costs. For a paper bot that is the trading core's own
+    step (`run_universe_bars`, equal to `run_portfolio`) over the bars it traded."""
+    from signalfactory.domain.backtest.signals import Signals
+    from signalfactory.domain.bars import BarSeries, BarUniverse
+    from signalfactory.domain.trading.capital import BotBook, CashLedger
+    from signalfactory.domain.trading.costs import CostModel
+    from signalfactory.domain.trading.decisions import BotRef
+    from signalfactory.domain.trading.paper_session import TradingSession, run_universe_bars
+    from tests.unit.test_trading_paper_vs_backtest import OrderPath
+
+    platform.bar_subscribers.append(on_bars_written)
+    names = ("AAA/USDT", "BBB/USDT", "CCC/USDT")
+    full = [dataclasses.replace(market_bars(170, seed=s), symbol=n)
+            for s, n in zip((21, 22, 23), names, strict=True)]
+    write_slice(platform, full, 0, 100)
+    fast = "entry: crosses_above(sma(close, 3), sma(close, 8))\n" \
+           "exit: crosses_below(sma(close, 3), sma(close, 8))"
+    store_strategy(platform, "fast3", fast)
+    account = accounts.create_account(platform, 1, name="pu", kind="paper", initial_cash=9e9)
+    bot = bots.create_bot(platform, 1, name="universe", strategy="fast3",
+                          account_id=account.id, symbols=list(names), allocation=10_000,
+                          size_value=0.45, whole_units=False, fee_pct=0.001,
+                          slippage_bps=5.0)
+    bots.start_bot(platform, 1, bot.id)
+    runner = EmbeddedRunner(platform)
+    runner.run_until_idle()
+    for a in range(100, 170, 35):
+        write_slice(platform, full, a, a + 35)
+        assert all(o.status == "succeeded" for o in runner.run_until_idle())
+    with platform.database.read() as uow:
+        marks = uow.bot_marks.series(bot.id)
+        traded = uow.orders.find(bot_id=bot.id, limit=1000)
+    # the reference: the trading core's session over the same window, signals and scores
+    # computed on the whole history (what the runner's window evaluation gives)
+    strategy = RuleStrategy.from_text("fast3", fast)
+    evaluation = strategy.evaluate(BarUniverse.from_series(full))
+    rows = np.concatenate([np.arange(k * 170 + 100, k * 170 + 170) for k in range(3)])
+    window = BarUniverse.from_series([BarSeries(s.symbol, s.ts[100:], s.open[100:],
+                                                s.high[100:], s.low[100:], s.close[100:],
+                                                s.volume[100:]) for s in full])
+    sig = strategy_signals(evaluation, mirror=False)
+    signals = Signals(sig.long_entry[rows], sig.long_exit[rows], sig.short_entry[rows],
+                      sig.short_exit[rows])
+    stored = bots.get_bot(platform, 1, bot.id)
+    config = backtest_config(stored)
+    session = TradingSession(BotRef.of(stored), config)
+    costs = CostModel.of(config)
+    exchange = PaperExchange(balances={"USDT": stored.allocation}, prices=session.quotes,
+                             costs=costs)
+    ledger = CashLedger(bots=[BotBook(stored.id, 1, stored.account_id, stored.allocation,
+                                      stored.allocation)],
+                        account_cash={stored.account_id: stored.allocation})
+    path = OrderPath(stored, exchange, ledger, costs, session)
+    curve = run_universe_bars(session, window, signals, execute=path,
+                              score=evaluation.score[rows])
+    assert len(path.fills) >= 6 and len(traded) == len(path.fills)
+    np.testing.assert_allclose([m.equity for m in marks], curve.equity, rtol=1e-11)

@@ -161,9 +161,14 @@ class Database(Protocol):
     @property
     def dialect(self) -> str: ...
 
-    def write(self) -> AbstractContextManager[UnitOfWork]:
+    def write(self, *, durable: bool = True) -> AbstractContextManager[UnitOfWork]:
         """A read-write transaction on the primary, committed when the block ends without
-        an exception. On SQLite it takes the write lock up front."""
+        an exception. On SQLite it takes the write lock up front.
+
+        ``durable=False``: the commit need not wait for the disk (PostgreSQL's
+        ``synchronous_commit = off`` for this transaction): a crash of the database server
+        may lose it, never corrupt anything. Only for writes that can be recovered from
+        elsewhere (an exchange's acknowledgement, which reconciliation fetches again)."""
         ...
 
     def read(self, *, primary: bool = False) -> AbstractContextManager[UnitOfWork]:

@@ -220,7 +220,7 @@ class InMemoryDatabase:
         return "memory"
 
     @contextmanager
-    def write(self) -> Iterator[InMemoryUnitOfWork]:
+    def write(self, *, durable: bool = True) -> Iterator[InMemoryUnitOfWork]:
         with self._lock:
             work = InMemoryUnitOfWork(copy.deepcopy(self.state))
             yield work

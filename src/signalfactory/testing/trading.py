@@ -181,11 +181,20 @@ class MemoryOrderRepository:
                     bot_id=order.bot_id, account_id=order.account_id,
                     client_order_id=order.client_order_id, symbol=order.symbol,
                     side=order.side, type=order.type, quantity=order.quantity,
-                    limit_price=order.limit_price, status=PENDING, created_at=now,
-                    updated_at=now, reason=order.reason, bar_ns=order.bar_ns,
-                    reference_price=order.reference_price, reserved=order.reserved)
+                    limit_price=order.limit_price, status=order.status or PENDING,
+                    created_at=now, updated_at=now, reason=order.reason, bar_ns=order.bar_ns,
+                    reference_price=order.reference_price, reserved=order.reserved,
+                    error=order.error)
         self.data.orders[row.id] = row
         return row, True
+
+    def add_pending_many(self, orders: Sequence[NewOrder], now: datetime
+                         ) -> list[tuple[Order, bool]]:
+        return [self.add_pending(o, now) for o in orders]
+
+    def update_many(self, updates: Sequence[tuple[int, OrderUpdate]], now: datetime
+                    ) -> list[Order]:
+        return [self.update(order_id, u, now) for order_id, u in updates]
 
     def get(self, tenant_id: int | None, order_id: int) -> Order | None:
         found = self.data.orders.get(order_id)
@@ -247,6 +256,9 @@ class MemoryOrderRepository:
         self.data.fills[key] = fill
         return True
 
+    def add_fills(self, fills: Sequence[Fill]) -> list[bool]:
+        return [self.add_fill(f) for f in fills]
+
     def fills(self, *, order_id: int | None = None, bot_id: int | None = None,
               account_id: int | None = None, limit: int = 1000) -> list[Fill]:
         rows = [f for f in self.data.fills.values()  # dicts keep insertion order: oldest first
@@ -276,6 +288,10 @@ class MemoryPositionRepository:
 
     def put(self, position: Position) -> None:
         self.data.positions[(position.bot_id, position.symbol)] = position
+
+    def put_many(self, positions: Sequence[Position]) -> None:
+        for position in positions:
+            self.put(position)
 
 
 class MemoryTradingStateRepository:

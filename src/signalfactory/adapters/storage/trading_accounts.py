@@ -28,6 +28,10 @@ def utc(value: datetime | None) -> datetime:
     return found
 
 
+_LOCK = (sa.select(exchange_accounts.c.id)
+         .where(exchange_accounts.c.id == sa.bindparam("account_id")).with_for_update())
+
+
 def _account(row: sa.RowMapping) -> ExchangeAccount:
     return ExchangeAccount(
         id=int(row["id"]), tenant_id=int(row["tenant_id"]), name=row["name"],
@@ -80,8 +84,7 @@ class SqlExchangeAccountRepository:
 
     def lock(self, account_id: int) -> None:
         if self.conn.dialect.name == "postgresql":
-            self.conn.execute(sa.select(exchange_accounts.c.id)
-                              .where(exchange_accounts.c.id == account_id).with_for_update())
+            self.conn.execute(_LOCK, {"account_id": account_id})
 
     def credentials(self, account_id: int) -> list[ExchangeCredential]:
         rows = self.conn.execute(

@@ -36,6 +36,9 @@ _SELECT = sa.select(bots, _STATE).select_from(bots.outerjoin(
     trading_states, sa.and_(trading_states.c.scope == BOT, trading_states.c.scope_id == bots.c.id)))
 
 
+_BY_ACCOUNT = _SELECT.where(bots.c.account_id == sa.bindparam("account_id")).order_by(bots.c.id)
+
+
 def _bot(row: sa.RowMapping) -> Bot:
     return Bot(id=int(row["id"]), tenant_id=int(row["tenant_id"]), name=row["name"],
                strategy_version_id=int(row["strategy_version_id"]),
@@ -86,6 +89,9 @@ class SqlBotRepository:
 
     def find(self, *, tenant_id: int | None = None, status: str | None = None,
              account_id: int | None = None) -> list[Bot]:
+        if account_id is not None and tenant_id is None and status is None:  # the order path
+            rows = self.conn.execute(_BY_ACCOUNT, {"account_id": account_id}).mappings()
+            return [_bot(r) for r in rows]
         query = _SELECT.order_by(bots.c.id)
         if tenant_id is not None:
             query = query.where(bots.c.tenant_id == tenant_id)

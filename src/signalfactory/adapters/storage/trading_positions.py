@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from signalfactory.adapters.storage.jobs import dialect_insert
@@ -12,6 +16,19 @@ from signalfactory.adapters.storage.tables_trading import bot_marks, bots, posit
 from signalfactory.adapters.storage.trading_accounts import utc
 from signalfactory.domain.trading.orders import Position
 from signalfactory.domain.trading.records import BotMark
+
+_BY_BOT = (sa.select(positions).where(positions.c.bot_id == sa.bindparam("bot_id"))
+           .order_by(positions.c.bot_id, positions.c.symbol))
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:  # noqa: ANN401 - the dialect's Insert
+    stmt = (postgresql.insert(positions) if dialect == "postgresql"
+            else sqlite.insert(positions))
+    return stmt.on_conflict_do_update(
+        index_elements=["bot_id", "symbol"],
+        set_={k: stmt.excluded[k] for k in ("quantity", "average_price", "realised_pnl",
+                                             "updated_at")})
 
 
 def _position(row: sa.RowMapping) -> Position:
@@ -38,6 +55,9 @@ class SqlPositionRepository:
 
     def find(self, *, tenant_id: int | None = None, bot_id: int | None = None,
              open_only: bool = False) -> list[Position]:
+        if bot_id is not None and tenant_id is None and not open_only:  # the order path's
+            rows = self.conn.execute(_BY_BOT, {"bot_id": bot_id}).mappings()
+            return [_position(r) for r in rows]
         query = sa.select(positions).order_by(positions.c.bot_id, positions.c.symbol)
         if tenant_id is not None:
             query = query.where(positions.c.bot_id.in_(
@@ -49,13 +69,15 @@ class SqlPositionRepository:
         return [_position(r) for r in self.conn.execute(query).mappings()]
 
     def put(self, position: Position) -> None:
-        values = {"bot_id": position.bot_id, "symbol": position.symbol,
-                  "quantity": position.quantity, "average_price": position.average_price,
-                  "realised_pnl": position.realised_pnl, "updated_at": position.updated_at}
-        stmt = dialect_insert(self.conn, positions).values(**values)
-        self.conn.execute(stmt.on_conflict_do_update(
-            index_elements=["bot_id", "symbol"],
-            set_={k: v for k, v in values.items() if k not in ("bot_id", "symbol")}))
+        self.put_many([position])
+
+    def put_many(self, batch: Sequence[Position]) -> None:
+        if not batch:
+            return
+        self.conn.execute(_upsert(self.conn.dialect.name), [
+            {"bot_id": p.bot_id, "symbol": p.symbol, "quantity": p.quantity,
+             "average_price": p.average_price, "realised_pnl": p.realised_pnl,
+             "updated_at": p.updated_at} for p in batch])
 
 
 class SqlBotMarkRepository:

@@ -42,6 +42,27 @@ def _in_scopes(table: sa.Table, scopes: Sequence[tuple[str, int]]) -> sa.ColumnE
                     for scope, scope_id in scopes))
 
 
+def _three_scopes(table: sa.Table) -> sa.ColumnElement[bool]:
+    """The scopes a bot trades under, with bound values: what the order path reads."""
+    c = table.c
+    return sa.or_(sa.and_(c.scope == sa.bindparam("s1"), c.scope_id == sa.bindparam("i1")),
+                  sa.and_(c.scope == sa.bindparam("s2"), c.scope_id == sa.bindparam("i2")),
+                  sa.and_(c.scope == sa.bindparam("s3"), c.scope_id == sa.bindparam("i3")))
+
+
+_STATES3 = (sa.select(trading_states).where(_three_scopes(trading_states))
+            .order_by(trading_states.c.scope, trading_states.c.scope_id))
+_SWITCHES3 = (sa.select(kill_switches).where(_three_scopes(kill_switches))
+              .order_by(kill_switches.c.scope, kill_switches.c.scope_id))
+
+
+def _bound(scopes: Sequence[tuple[str, int]]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for k, (scope, scope_id) in enumerate(scopes, start=1):
+        values[f"s{k}"], values[f"i{k}"] = scope, scope_id
+    return values
+
+
 def _state(row: sa.RowMapping) -> TradingState:
     return TradingState(scope=row["scope"], scope_id=int(row["scope_id"]), state=row["state"],
                         reason=row["reason"], changed_at=utc(row["changed_at"]),
@@ -63,6 +84,8 @@ class SqlTradingStateRepository:
     def states(self, scopes: Sequence[tuple[str, int]]) -> list[TradingState]:
         if not scopes:
             return []
+        if len(scopes) == 3:
+            return [_state(r) for r in self.conn.execute(_STATES3, _bound(scopes)).mappings()]
         rows = self.conn.execute(sa.select(trading_states)
                                  .where(_in_scopes(trading_states, scopes))
                                  .order_by(trading_states.c.scope, trading_states.c.scope_id))
@@ -84,6 +107,9 @@ class SqlTradingStateRepository:
         if scopes is not None:
             if not scopes:
                 return []
+            if len(scopes) == 3:
+                rows = self.conn.execute(_SWITCHES3, _bound(scopes)).mappings()
+                return [_switch(r) for r in rows]
             query = query.where(_in_scopes(kill_switches, scopes))
         return [_switch(r) for r in self.conn.execute(query).mappings()]
 

@@ -261,8 +261,10 @@ class SqlDatabase:
         return self.engine.dialect.name
 
     @contextmanager
-    def write(self) -> Iterator[SqlUnitOfWork]:
+    def write(self, *, durable: bool = True) -> Iterator[SqlUnitOfWork]:
         with translated_errors(), self.engine.begin() as conn:
+            if not durable and conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             uow = SqlUnitOfWork(conn, self.bar_store)
             yield uow
         uow._committed()

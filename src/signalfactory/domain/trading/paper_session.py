@@ -12,6 +12,11 @@ signals a paper run makes the backtest's trades and marks the backtest's equity:
   decision exits), and only when it filled, size the entry on the cash it left and send it;
 - then the bar's close marks equity (cash plus positions at their last closes).
 
+A bot over several symbols shares its cash between them: `TradingSession.step_all` takes one
+time step of every symbol with a bar at that time in the portfolio backtest's order (all
+exits, then entries ranked by score), so a bot over a universe trades as `run_portfolio` with
+``max_positions`` = its number of symbols (`run_universe_bars` replays stored bars so).
+
 Orders leave through an injected ``execute(intent) -> fills`` (the caller's order path: risk
 checks, cash reservation, exchange, storage), so this module stays pure. The prices a paper
 exchange fills at come from `TradingSession.quotes`, which each step sets to the price it acts
@@ -34,10 +39,12 @@ import numpy.typing as npt
 
 from signalfactory.domain.backtest.config import BacktestConfig
 from signalfactory.domain.backtest.signals import Signals
+from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.trading.capital import bot_cash, bot_equity, position_value
+from signalfactory.domain.trading.capital import bot_cash, bot_equity
 from signalfactory.domain.trading.decisions import (
     NONE,
+    QUIET,
     BarSignals,
     BotRef,
     apply_fill,
@@ -65,8 +72,22 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class SymbolStep:
+    """One symbol's part of a time step: its bar, the signals the fill model acts on (and
+    the time of the bar they belong to), its ATR there, and the score ranking its entry."""
+
+    symbol: str
+    bar: Bar
+    signals: BarSignals
+    signal_ns: int
+    atr: float = math.nan
+    score: float = math.nan
+
+
+@dataclass(frozen=True)
 class StepResult:
-    action: int
+    #: the decision per symbol stepped (`decisions.NONE`, `CLOSE`, `OPEN_LONG`...)
+    actions: tuple[int, ...]
     intents: tuple[OrderIntent, ...]
     fills: tuple[Fill, ...]
     equity: float
@@ -123,52 +144,68 @@ class TradingSession:
                 self.positions.get(fill.symbol), fill, bot_id=self.ref.bot_id,
                 base_currency=self.base_currencies.get(fill.symbol))
 
-    def act(self, symbol: str, signals: BarSignals, *, price: float, price_ns: int,
-            signal_ns: int, execute: Execute, atr: float = math.nan) -> StepResult:
-        """Act on one bar's signals at ``price`` (see the module docstring)."""
-        self.quotes.set(symbol, price, price_ns)
-        held = self.quantity(symbol)
-        action = decide(held, signals, self.config.direction)
-        if action == NONE:
-            return StepResult(action, (), (), math.nan)
-        intents: list[OrderIntent] = []
-        fills: list[Fill] = []
-        leave = exit_intent(self.ref, symbol=symbol, quantity=held, action=action,
-                            bar_ns=signal_ns, price=price)
-        if leave is not None:
-            intents.append(leave)
-            got = execute(leave)
-            fills.extend(got)
-            self.apply(got)
-        if entry_side(action) is not None and self.quantity(symbol) == 0.0:
-            cash = self.cash()
-            others = sum(position_value(p, self.marks.get(s, p.average_price))
-                         for s, p in self.positions.items() if s != symbol)
-            enter = entry_intent(self.ref, symbol=symbol, action=action, bar_ns=signal_ns,
-                                 price=price, equity=cash + others, cash=cash,
-                                 config=self.config, atr=atr, market=self.markets.get(symbol))
-            if enter is not None:
-                intents.append(enter)
-                got = execute(enter)
-                fills.extend(got)
-                self.apply(got)
-        return StepResult(action, tuple(intents), tuple(fills), math.nan)
-
-    def close_bar(self, symbol: str, bar: Bar) -> float:
-        """Mark the bar's close; returns the bot's equity."""
-        self.marks[symbol] = bar.close
-        self.quotes.set(symbol, bar.close, bar.ts_ns)
-        return self.equity()
-
     def step(self, symbol: str, bar: Bar, signals: BarSignals, *, signal_ns: int,
              execute: Execute, atr: float = math.nan) -> StepResult:
-        """One bar: act at its close or open (by ``config.fill``) on ``signals`` (the bar's
-        own for ``close``, the previous bar's for ``next_open``), then mark its close."""
-        price = bar.close if self.config.fill == "close" else bar.open
-        result = self.act(symbol, signals, price=price, price_ns=bar.ts_ns,
-                          signal_ns=signal_ns, execute=execute, atr=atr)
-        equity = self.close_bar(symbol, bar)
-        return StepResult(result.action, result.intents, result.fills, equity)
+        """One bar of one symbol: act at its close or open (by ``config.fill``) on
+        ``signals`` (the bar's own for ``close``, the previous bar's for ``next_open``), then
+        mark its close."""
+        return self.step_all([SymbolStep(symbol, bar, signals, signal_ns, atr)],
+                             execute=execute)
+
+    def step_all(self, steps: Sequence[SymbolStep], *, execute: Execute) -> StepResult:
+        """One time step of a bot over its symbols that have a bar now, in the portfolio
+        backtest's order (`domain.backtest.portfolio`): every exit first, then the entries
+        ranked by score (best first, NaN last, ties in the given order), each sized on the
+        equity and cash of that moment; with ``close`` the bars' closes are marked before the
+        entries, with ``next_open`` after them."""
+        at_close = self.config.fill == "close"
+        intents: list[OrderIntent] = []
+        fills: list[Fill] = []
+        actions: list[int] = []
+
+        def send(intent: OrderIntent) -> None:
+            intents.append(intent)
+            got = execute(intent)
+            fills.extend(got)
+            self.apply(got)
+
+        for st in steps:
+            price = st.bar.close if at_close else st.bar.open
+            self.quotes.set(st.symbol, price, st.bar.ts_ns)
+            held = self.quantity(st.symbol)
+            action = decide(held, st.signals, self.config.direction)
+            actions.append(action)
+            leave = exit_intent(self.ref, symbol=st.symbol, quantity=held, action=action,
+                                bar_ns=st.signal_ns, price=price)
+            if leave is not None:
+                send(leave)
+        if at_close:
+            self._mark(steps)
+        wanted = [(st, a) for st, a in zip(steps, actions, strict=True)
+                  if entry_side(a) is not None and self.quantity(st.symbol) == 0.0]
+        wanted.sort(key=lambda item: -item[0].score if math.isfinite(item[0].score)
+                    else math.inf)
+        for st, action in wanted:
+            price = st.bar.close if at_close else st.bar.open
+            enter = entry_intent(self.ref, symbol=st.symbol, action=action,
+                                 bar_ns=st.signal_ns, price=price, equity=self.equity(),
+                                 cash=self.cash(), config=self.config, atr=st.atr,
+                                 market=self.markets.get(st.symbol))
+            if enter is not None:
+                send(enter)
+        if not at_close:
+            self._mark(steps)
+        return StepResult(tuple(actions), tuple(intents), tuple(fills), self.equity())
+
+    def close_bar(self, symbol: str, bar: Bar) -> float:
+        """Mark the bar's close without acting; returns the bot's equity."""
+        self._mark([SymbolStep(symbol, bar, QUIET, bar.ts_ns)])
+        return self.equity()
+
+    def _mark(self, steps: Sequence[SymbolStep]) -> None:
+        for st in steps:
+            self.marks[st.symbol] = st.bar.close
+            self.quotes.set(st.symbol, st.bar.close, st.bar.ts_ns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,7 +232,7 @@ def step_at(session: TradingSession, symbol: str, bars: BarArrays, signals: Sign
     arrays cover bars up to at least ``t``, computed from data up to each bar)."""
     s = t if session.config.fill == "close" else t - 1
     if s < 0:  # next_open, first bar: nothing decided before it
-        return StepResult(NONE, (), (), session.close_bar(symbol, bars.bar(t)))
+        return StepResult((NONE,), (), (), session.close_bar(symbol, bars.bar(t)))
     return session.step(symbol, bars.bar(t), BarSignals.at(signals, s),
                         signal_ns=int(bars.ts[s]), execute=execute,
                         atr=float(atr[s]) if atr is not None else math.nan)
@@ -219,3 +256,36 @@ def run_bars(session: TradingSession, symbol: str, bars: BarArrays, signals: Sig
         equity[t - start] = step_at(session, symbol, bars, signals, t, execute=execute,
                                     atr=atr).equity
     return EquityCurve(bars.ts[start:stop].copy(), equity, session.allocation)
+
+
+def run_universe_bars(session: TradingSession, universe: BarUniverse, signals: Signals, *,
+                      execute: Execute, atr: npt.NDArray[np.float64] | None = None,
+                      score: npt.NDArray[np.float64] | None = None) -> EquityCurve:
+    """Step a universe's bars (rows as `BarUniverse` lays them out, signals, ATR and score
+    aligned with the rows) on the union of their times; the equity marked at each time."""
+    n = universe.n_bars
+    if len(signals) != n:
+        raise BadInputError(f"signals cover {len(signals)} rows, the universe {n}")
+    times = np.unique(universe.ts)
+    inst = np.repeat(np.arange(universe.n_instruments), universe.lengths())
+    step_of_row = np.searchsorted(times, universe.ts)
+    order = np.argsort(step_of_row, kind="stable")  # by time, then instrument
+    bounds = np.searchsorted(step_of_row[order], np.arange(times.shape[0] + 1))
+    at_close = session.config.fill == "close"
+    equity = np.empty(times.shape[0], dtype=np.float64)
+    for k in range(times.shape[0]):
+        steps: list[SymbolStep] = []
+        for r in order[bounds[k]:bounds[k + 1]]:
+            i = int(inst[r])
+            row = int(r) if at_close else int(r) - 1
+            first = row < int(universe.offsets[i])
+            bar = Bar(int(universe.ts[r]), float(universe.open[r]), float(universe.high[r]),
+                      float(universe.low[r]), float(universe.close[r]))
+            steps.append(SymbolStep(
+                universe.symbols[i], bar, QUIET if first else BarSignals.at(signals, row),
+                int(universe.ts[max(row, 0)]),
+                atr=math.nan if atr is None or first else float(atr[row]),
+                score=math.nan if score is None or first else float(score[row])))
+        equity[k] = session.step_all(steps, execute=execute).equity
+    return EquityCurve(times, equity, session.allocation)
+

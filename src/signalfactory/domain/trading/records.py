@@ -142,6 +142,9 @@ class NewOrder:
     reference_price: float = 0.0
     #: cash set aside for this order (buys: notional plus fees), released when it ends
     reserved: float = 0.0
+    #: ``pending`` (to be sent), or ``rejected`` with the refusal (stored, never sent)
+    status: str = "pending"
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from signalfactory.domain.trading.orders import (
     Fill,
     Order,
     OrderIntent,
+    Position,
 )
 from signalfactory.domain.trading.precision import floor_to_step
 from signalfactory.domain.trading.records import NewOrder, OrderUpdate
@@ -141,42 +142,55 @@ class _Report:
 
 # -- reading the books -----------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Books:
+    """What one bot's pending transaction reads once: its positions and working orders."""
+
+    positions: list[Position]
+    working: list[Order]
+
+    @classmethod
+    def read(cls, uow: UnitOfWork, bot_id: int) -> _Books:
+        return cls(uow.positions.find(bot_id=bot_id),
+                   uow.orders.find(bot_id=bot_id, statuses=WORKING_STATUSES, limit=10_000))
+
+    def exposure(self, prices: Mapping[str, float]) -> Exposure:
+        working: dict[str, float] = defaultdict(float)
+        for order in self.working:
+            left = max(order.quantity - order.filled_quantity, 0.0)
+            working[order.symbol] += left if order.side == "buy" else -left
+        return Exposure(positions={p.symbol: p.quantity for p in self.positions},
+                        working=dict(working), prices=dict(prices))
+
+
 def working_exposure(uow: UnitOfWork, bot: Bot, prices: Mapping[str, float]) -> Exposure:
-    positions = {p.symbol: p.quantity for p in uow.positions.find(bot_id=bot.id)}
-    working: dict[str, float] = defaultdict(float)
-    for order in uow.orders.find(bot_id=bot.id, statuses=WORKING_STATUSES, limit=10_000):
-        left = max(order.quantity - order.filled_quantity, 0.0)
-        working[order.symbol] += left if order.side == "buy" else -left
-    return Exposure(positions=positions, working=dict(working), prices=dict(prices))
+    return _Books.read(uow, bot.id).exposure(prices)
 
 
-def paper_account_cash(uow: UnitOfWork, account: ExchangeAccount) -> float:
-    """A paper account's cash: its initial cash plus what its bots made or spent."""
-    cash = account.initial_cash
-    for other in uow.bots.find(account_id=account.id):
-        cash += bot_cash(other.allocation, uow.positions.find(bot_id=other.id)) - other.allocation
-    return cash
-
-
-def build_ledger(uow: UnitOfWork, session: Session) -> CashLedger:
+def build_ledger(uow: UnitOfWork, session: Session, own: _Books | None = None) -> CashLedger:
     """The capital ledger over the account's bots (and the tenant's, under an exposure
-    limit) with the reservations of their working orders, read in ``uow``."""
+    limit) with the reservations of their working orders, read in ``uow`` (the session's
+    own bot's books from ``own`` when given)."""
     bot, account = session.bot, session.account
     limit = session.platform.settings.trading_tenant_max_exposure
     bots = {b.id: b for b in uow.bots.find(account_id=account.id)}
     if limit is not None:
         bots.update({b.id: b for b in uow.bots.find(tenant_id=bot.tenant_id)})
+    read = {b.id: own if (own is not None and b.id == bot.id) else _Books.read(uow, b.id)
+            for b in bots.values()}
     books = [BotBook.of(bot_id=b.id, tenant_id=b.tenant_id, account_id=b.account_id,
-                        allocation=b.allocation, positions=uow.positions.find(bot_id=b.id))
+                        allocation=b.allocation, positions=read[b.id].positions)
              for b in bots.values()]
     cash = session.account_cash
     if cash is None:
-        cash = paper_account_cash(uow, account)
+        cash = account.initial_cash + sum(
+            bot_cash(b.allocation, read[b.id].positions) - b.allocation
+            for b in bots.values() if b.account_id == account.id)
     # other accounts only count for the tenant's exposure; their cash is not spent here
     accounts = {b.account_id: 0.0 for b in bots.values()} | {account.id: cash}
     reservations = []
     for other in bots.values():
-        for order in uow.orders.find(bot_id=other.id, statuses=WORKING_STATUSES, limit=10_000):
+        for order in read[other.id].working:
             if order.reserved > 0:
                 reservations.append(Reservation(order.client_order_id, other.id,
                                                 order.reserved))
@@ -197,96 +211,117 @@ def recent_orders_ns(uow: UnitOfWork, bot: Bot, now: datetime) -> list[int]:
 # -- 1. decide and store pending ---------------------------------------------------------------
 
 def on_grid(intent: OrderIntent, market: Market | None) -> OrderIntent:
-    """The intent's quantity floored to the market's step (the client order id does not
-    depend on it)."""
-    if market is None:
+    """The intent's quantity floored to the market's step, never above what was asked (an
+    exit of all that is held must not ask for a hair more; the client order id does not
+    depend on the quantity)."""
+    if market is None or market.amount_step <= 0:
         return intent
-    return dataclasses.replace(intent, quantity=floor_to_step(intent.quantity,
-                                                              market.amount_step))
+    step = market.amount_step
+    quantity = floor_to_step(intent.quantity, step)
+    if quantity > intent.quantity:  # the grid's float tolerance rounded up
+        quantity = max(round(quantity - step, 12), 0.0)
+    return dataclasses.replace(intent, quantity=quantity)
 
 
-def _refuse(uow: UnitOfWork, session: Session, intent: OrderIntent, rule: str, message: str,
-            now: datetime) -> OrderResult:
-    """Store a refused intent as a rejected order naming the rule (nothing is sent)."""
-    new = _new_order(session, intent, 0.0)
-    order, created = uow.orders.add_pending(new, now)
-    if not created:
-        return OrderResult(intent, DUPLICATE, order)
-    order = uow.orders.update(order.id, OrderUpdate(REJECTED, error=f"[{rule}] {message}"),
-                              now)
-    return OrderResult(intent, REFUSED, order, rule, message)
+@dataclass(frozen=True)
+class _Planned:
+    """An intent as decided in the pending transaction: to send, or refused with a rule."""
+
+    intent: OrderIntent
+    row: NewOrder
+    rule: str | None = None
+    message: str = ""
 
 
-def _new_order(session: Session, intent: OrderIntent, reserved: float) -> NewOrder:
+def _new_order(session: Session, intent: OrderIntent, reserved: float, *,
+               refused: tuple[str, str] | None = None) -> NewOrder:
     return NewOrder(tenant_id=session.bot.tenant_id, bot_id=session.bot.id,
                     account_id=session.account.id, client_order_id=intent.client_order_id,
                     symbol=intent.symbol, side=intent.side, type=intent.type,
                     quantity=intent.quantity, limit_price=intent.limit_price,
                     reason=intent.reason, bar_ns=intent.bar_ns,
-                    reference_price=intent.reference_price, reserved=reserved)
+                    reference_price=intent.reference_price, reserved=reserved,
+                    status=REJECTED if refused else PENDING,
+                    error=f"[{refused[0]}] {refused[1]}" if refused else None)
 
 
 def store_pending(session: Session, intents: Sequence[OrderIntent],
                   prices: Mapping[str, float], *, flatten: bool = False
                   ) -> tuple[list[OrderResult], list[Order]]:
-    """Step 1: check, reserve and write the batch in one transaction. Returns every
-    intent's result so far and the pending orders to send.
+    """Step 1: check, reserve and write the batch in one transaction (the rows in one
+    statement). Returns every intent's result so far and the pending orders to send.
+
+    An intent whose client order id is stored already was decided before (a restart): its
+    row is found, nothing new is written and nothing is sent.
 
     ``flatten``: the kill switch's own exits. A halted bot may still send orders that only
     reduce its positions (the halt is checked as ``reducing``: exits only)."""
     platform, bot = session.platform, session.bot
-    results: list[OrderResult] = []
-    to_send: list[Order] = []
     now = platform.clock.now()
+    risk_seconds = 0.0
+    planned: list[_Planned] = []
     with platform.database.write() as uow:
         uow.exchange_accounts.lock(session.account.id)
         state, _ = state_of(uow, bot)
         if flatten and state.state == HALTED:
             state = EffectiveState(REDUCING, state.rule, state.scope, state.scope_id)
-        exposure = working_exposure(uow, bot, prices)
+        own = _Books.read(uow, bot.id)
+        exposure = own.exposure(prices)
         recent = recent_orders_ns(uow, bot, now)
-        ledger = build_ledger(uow, session)
+        ledger = build_ledger(uow, session, own)
         now_ns = datetime_to_ns(now)
         working = dict(exposure.working)
         for raw in intents:
-            market = session.markets.get(raw.symbol)
-            intent = on_grid(raw, market)
-            existing = uow.orders.by_client_id(session.account.id, intent.client_order_id)
-            if existing is not None:
-                results.append(OrderResult(intent, DUPLICATE, existing))
-                continue
+            intent = on_grid(raw, session.markets.get(raw.symbol))
             current = Exposure(exposure.positions, working, exposure.prices)
+            checking = time.perf_counter()
             decision = check_order(intent, limits=bot.limits, state=state, exposure=current,
-                                   recent_orders_ns=recent, now_ns=now_ns, market=market)
-            if not decision.accepted:
-                results.append(_refuse(uow, session, intent, decision.rule or "risk",
-                                       decision.message, now))
-                continue
+                                   recent_orders_ns=recent, now_ns=now_ns,
+                                   market=session.markets.get(intent.symbol))
+            refusal: tuple[str, str] | None = None
             reserved = 0.0
-            if not reduces_only(intent, current):
+            if not decision.accepted:
+                refusal = (decision.rule or "risk", decision.message)
+            elif not reduces_only(intent, current):
                 price = intent.limit_price or session.costs.fill_price(
                     intent.reference_price, intent.side)
                 reserved = reservation_amount(intent.quantity, price, session.costs)
                 try:
                     ledger.reserve(intent.client_order_id, bot.id, reserved)
                 except CapitalRefusedError as exc:
-                    results.append(_refuse(uow, session, intent, exc.rule or "capital",
-                                           exc.detail, now))
-                    continue
-            order, _ = uow.orders.add_pending(_new_order(session, intent, reserved), now)
-            working[intent.symbol] = working.get(intent.symbol, 0.0) + signed_quantity(intent)
-            recent.append(now_ns)
-            results.append(OrderResult(intent, PENDING, order))
+                    refusal, reserved = (exc.rule or "capital", exc.detail), 0.0
+            risk_seconds += time.perf_counter() - checking
+            row = _new_order(session, intent, reserved, refused=refusal)
+            planned.append(_Planned(intent, row, *(refusal or (None, ""))))
+            if refusal is None:
+                working[intent.symbol] = working.get(intent.symbol, 0.0) + signed_quantity(
+                    intent)
+                recent.append(now_ns)
+        stored = uow.orders.add_pending_many([p.row for p in planned], now)
+    results: list[OrderResult] = []
+    to_send: list[Order] = []
+    for plan, (order, created) in zip(planned, stored, strict=True):
+        if not created:
+            results.append(OrderResult(plan.intent, DUPLICATE, order))
+        elif plan.rule is not None:
+            results.append(OrderResult(plan.intent, REFUSED, order, plan.rule, plan.message))
+        else:
+            results.append(OrderResult(plan.intent, PENDING, order))
             to_send.append(order)
+    if session.timer is not None:
+        session.timer.add("risk", risk_seconds)
     return results, to_send
 
 
 # -- 2. send ------------------------------------------------------------------------------------
 
 def request_of(order: Order) -> OrderRequest:
+    # the decision's price lets the adapter check a market order's minimum notional without
+    # asking the exchange for a ticker first (a round trip per order)
     return OrderRequest(symbol=order.symbol, side=order.side, type=order.type,
                         amount=order.quantity, client_order_id=order.client_order_id,
-                        price=order.limit_price)
+                        price=order.limit_price,
+                        reference_price=order.reference_price or None)
 
 
 def trades_of(exchange: Exchange, order: Order, reported: ExchangeOrder
@@ -343,63 +378,92 @@ def fill_of(order: Order, trade: ExchangeTrade) -> Fill:
                 fee=trade.fee, fee_currency=trade.fee_currency, executed_at=trade.executed_at)
 
 
+def record_fills(uow: UnitOfWork, pairs: Sequence[tuple[Order, ExchangeTrade]],
+                 now: datetime) -> list[Fill]:
+    """Store trades not stored yet (one statement) and move the positions of their bots by
+    the new ones, in order; returns the new fills."""
+    fills = [fill_of(order, trade) for order, trade in pairs]
+    new = [(order, fill) for (order, _), fill, fresh in zip(
+        pairs, fills, uow.orders.add_fills(fills), strict=True) if fresh]
+    by_bot: dict[int, list[Fill]] = defaultdict(list)
+    for order, fill in new:
+        if order.bot_id is not None:
+            by_bot[order.bot_id].append(fill)
+    moved: list[Position] = []
+    for bot_id, bot_fills in by_bot.items():
+        held = {p.symbol: p for p in uow.positions.find(bot_id=bot_id)}
+        touched: set[str] = set()
+        for fill in bot_fills:
+            held[fill.symbol] = apply_fill(held.get(fill.symbol), fill, bot_id=bot_id,
+                                           base_currency=base_currency(fill.symbol))
+            touched.add(fill.symbol)
+        moved.extend(dataclasses.replace(held[s], updated_at=now) for s in sorted(touched))
+    uow.positions.put_many(moved)
+    return [fill for _, fill in new]
+
+
 def store_fills(uow: UnitOfWork, order: Order, trades: Sequence[ExchangeTrade],
                 now: datetime) -> int:
-    """Store the trades not stored yet and move the bot's position by each; returns how
-    many were new."""
-    new = 0
-    for trade in trades:
-        fill = fill_of(order, trade)
-        if not uow.orders.add_fill(fill):
-            continue
-        new += 1
-        if order.bot_id is not None:
-            held = uow.positions.get(order.bot_id, order.symbol)
-            moved = apply_fill(held, fill, bot_id=order.bot_id,
-                               base_currency=base_currency(order.symbol))
-            uow.positions.put(dataclasses.replace(moved, updated_at=now))
-    return new
+    """``record_fills`` for one order's trades; returns how many were new."""
+    return len(record_fills(uow, [(order, t) for t in trades], now))
 
 
-def apply_report(platform: Platform, uow: UnitOfWork, report: _Report, now: datetime,
-                 actor: str) -> Order:
-    """Store one report in ``uow``: the order's new state, its fills and positions."""
-    order = report.order
-    if report.exchange_order is None:
-        updated = uow.orders.update(order.id, OrderUpdate(REJECTED, error=report.error), now)
-        if order.status not in TERMINAL_STATUSES:
-            events.record(platform, uow, actor=actor, action=events.ORDER_REJECTED,
-                          subject=f"order:{order.id}", tenant_id=order.tenant_id,
-                          details={"client_order_id": order.client_order_id,
-                                   "error": (report.error or "")[:500]})
-        return updated
+def _update_of(report: _Report) -> OrderUpdate:
     ex = report.exchange_order
-    store_fills(uow, order, report.trades, now)
-    updated = uow.orders.update(order.id, OrderUpdate(
-        ex.status, exchange_order_id=ex.exchange_order_id, filled_quantity=ex.filled,
-        average_price=ex.average_price, fee=ex.fee), now)
-    if updated.status == CANCELLED and order.status not in TERMINAL_STATUSES:
-        events.record(platform, uow, actor=actor, action=events.ORDER_CANCELLED,
-                      subject=f"order:{order.id}", tenant_id=order.tenant_id,
-                      details={"client_order_id": order.client_order_id,
-                               "filled": ex.filled})
-    if order.status == PENDING:
-        events.record(platform, uow, actor=actor, action=events.ORDER_PLACED,
-                      subject=f"order:{order.id}", tenant_id=order.tenant_id,
-                      details={"client_order_id": order.client_order_id,
-                               "exchange_order_id": ex.exchange_order_id,
-                               "symbol": order.symbol, "side": order.side,
-                               "quantity": order.quantity, "status": ex.status,
-                               "bot_id": order.bot_id})
+    if ex is None:
+        return OrderUpdate(REJECTED, error=report.error)
+    return OrderUpdate(ex.status, exchange_order_id=ex.exchange_order_id,
+                       filled_quantity=ex.filled, average_price=ex.average_price, fee=ex.fee)
+
+
+def _audit_batch(platform: Platform, uow: UnitOfWork, action: str, actor: str,
+                 orders: Sequence[Order]) -> None:
+    """One audit entry per kind of change and batch, naming every order it concerns."""
+    if not orders:
+        return
+    first = orders[0]
+    subject = f"order:{first.id}" if len(orders) == 1 else f"bot:{first.bot_id}"
+    events.record(platform, uow, actor=actor, action=action, subject=subject,
+                  tenant_id=first.tenant_id, details={"orders": [
+                      {"id": o.id, "client_order_id": o.client_order_id,
+                       "exchange_order_id": o.exchange_order_id, "symbol": o.symbol,
+                       "side": o.side, "quantity": o.quantity, "status": o.status,
+                       "filled": o.filled_quantity, "bot_id": o.bot_id,
+                       "error": (o.error or "")[:300] or None} for o in orders]})
+
+
+def apply_reports(platform: Platform, uow: UnitOfWork, reports: Sequence[_Report],
+                  now: datetime, actor: str) -> list[Order]:
+    """Store a batch of reports in ``uow``: the orders' new states, their fills and the
+    positions they move, then the audit entries (the transaction's last writes)."""
+    record_fills(uow, [(r.order, t) for r in reports for t in r.trades], now)
+    updated = uow.orders.update_many([(r.order.id, _update_of(r)) for r in reports], now)
+    placed, rejected, cancelled = [], [], []
+    for before, after in zip(reports, updated, strict=True):
+        if before.order.status in TERMINAL_STATUSES:
+            continue
+        if after.status == REJECTED:
+            rejected.append(after)
+            continue
+        if before.order.status == PENDING:
+            placed.append(after)
+        if after.status == CANCELLED:
+            cancelled.append(after)
+    _audit_batch(platform, uow, events.ORDER_PLACED, actor, placed)
+    _audit_batch(platform, uow, events.ORDER_REJECTED, actor, rejected)
+    _audit_batch(platform, uow, events.ORDER_CANCELLED, actor, cancelled)
     return updated
 
 
 def store_reports(platform: Platform, reports: Sequence[_Report], actor: str) -> list[Order]:
+    """Store what the exchange said. Its commit does not wait for the disk: were the
+    database server to lose it in a crash, the orders would be ``pending`` again and
+    reconciliation would fetch the same answers and trades from the exchange (the pending
+    rows themselves are written durably, before anything is sent)."""
     if not reports:
         return []
-    now = platform.clock.now()
-    with platform.database.write() as uow:
-        return [apply_report(platform, uow, r, now, actor) for r in reports]
+    with platform.database.write(durable=False) as uow:
+        return apply_reports(platform, uow, reports, platform.clock.now(), actor)
 
 
 # -- the whole path --------------------------------------------------------------------------
@@ -421,7 +485,7 @@ def place_orders(session: Session, intents: Sequence[OrderIntent],
                             f"trading is read-only: {read_only.reason}") for i in intents]
     prices = prices or {i.symbol: i.reference_price for i in intents}
     results, to_send = store_pending(session, intents, prices, flatten=flatten)
-    mark = session.time("store_pending", started)
+    mark = session.time("pending", started)  # risk and capital included (see "risk")
     platform.trading.checkpoint("after_pending")
     reports: list[_Report] = []
     unknown: set[int] = set()

@@ -167,6 +167,13 @@ class OrderRepository(Protocol):
         nothing and return that row. Returns ``(order, created)``."""
         ...
 
+    def add_pending_many(self, orders: Sequence[NewOrder], now: datetime
+                         ) -> list[tuple[Order, bool]]:
+        """``add_pending`` for a batch in one statement (a client order id given twice: the
+        second finds the first), in the batch's order. ``NewOrder.status`` may be
+        ``rejected`` (a refusal stored as it is decided)."""
+        ...
+
     def get(self, tenant_id: int | None, order_id: int) -> Order | None: ...
 
     def by_client_id(self, account_id: int, client_order_id: str) -> Order | None: ...
@@ -174,6 +181,11 @@ class OrderRepository(Protocol):
     def update(self, order_id: int, update: OrderUpdate, now: datetime) -> Order:
         """Apply what the exchange said; a terminal status also releases the reservation.
         A terminal order never changes status again."""
+        ...
+
+    def update_many(self, updates: Sequence[tuple[int, OrderUpdate]], now: datetime
+                    ) -> list[Order]:
+        """``update`` for a batch; returns the orders afterwards, in the batch's order."""
         ...
 
     def find(self, *, tenant_id: int | None = None, bot_id: int | None = None,
@@ -194,6 +206,10 @@ class OrderRepository(Protocol):
         """Store an exchange trade; False when (account, trade id) is already stored."""
         ...
 
+    def add_fills(self, fills: Sequence[Fill]) -> list[bool]:
+        """``add_fill`` for a batch in one statement: per fill, whether it was new."""
+        ...
+
     def fills(self, *, order_id: int | None = None, bot_id: int | None = None,
               account_id: int | None = None, limit: int = 1000) -> list[Fill]:
         """Fills oldest first."""
@@ -212,6 +228,10 @@ class PositionRepository(Protocol):
 
     def put(self, position: Position) -> None:
         """Insert or replace the bot's position in ``position.symbol``."""
+        ...
+
+    def put_many(self, positions: Sequence[Position]) -> None:
+        """``put`` for a batch in one statement (one row per bot and symbol)."""
         ...
 
 

@@ -18,6 +18,7 @@ A bot trades bars that arrive after it started: its first tick only notes the ne
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass
@@ -25,27 +26,25 @@ from datetime import timedelta
 
 import numpy as np
 
+from signalfactory.domain.bars import BarUniverse, FloatArray
 from signalfactory.domain.errors import TemporaryError
 from signalfactory.domain.strategies import Strategy
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import ns_to_datetime
 from signalfactory.domain.trading import risk
 from signalfactory.domain.trading.bots import BOT, HALTED, RUNNING, STATE_RANK, Bot
-from signalfactory.domain.trading.capital import position_value
 from signalfactory.domain.trading.decisions import (
-    NONE,
+    QUIET,
     BarSignals,
     BotRef,
     backtest_config,
     decide,
-    entry_intent,
-    entry_side,
     exit_intent,
     mirrors_short,
     strategy_signals,
 )
-from signalfactory.domain.trading.orders import OrderIntent
-from signalfactory.domain.trading.paper_session import Bar, TradingSession
+from signalfactory.domain.trading.orders import Fill, OrderIntent
+from signalfactory.domain.trading.paper_session import Bar, SymbolStep, TradingSession
 from signalfactory.domain.trading.portfolio import unrealised_pnl
 from signalfactory.domain.trading.records import BotMark, TradingState
 from signalfactory.observability.logging import get_logger
@@ -108,22 +107,23 @@ def strategy_of(platform: Platform, bot: Bot) -> Strategy:
     return found
 
 
-# -- one bar ---------------------------------------------------------------------------------
+# -- one time step ----------------------------------------------------------------------------
 
-@dataclass
-class _Step:
-    """One symbol's part of a bar: where its row is and what its signals ask for."""
-
-    symbol: str
-    #: the price the bar acts at and when (its close, or the next bar's open)
-    price: float
-    price_ns: int
-    signals: BarSignals
-    signal_ns: int
-    action: int = NONE
+def tradable(tsession: TradingSession, symbol: str) -> float:
+    """The position as the decision sees it: dust below what the market can trade (the part
+    of a base-currency fee an exit's amount step leaves behind) counts as flat."""
+    held = tsession.quantity(symbol)
+    market = tsession.markets.get(symbol)
+    if market is not None and abs(held) < max(market.amount_step, market.min_amount):
+        return 0.0
+    return held
 
 
-def _fills_into(tsession: TradingSession, results: list[OrderResult]) -> int:
+def _acting_price(tsession: TradingSession, step: SymbolStep) -> float:
+    return step.bar.close if tsession.config.fill == "close" else step.bar.open
+
+
+def _apply(tsession: TradingSession, results: list[OrderResult]) -> int:
     placed = 0
     for result in results:
         if result.fills:
@@ -133,38 +133,47 @@ def _fills_into(tsession: TradingSession, results: list[OrderResult]) -> int:
     return placed
 
 
-def trade_bar(session: Session, tsession: TradingSession, steps: list[_Step]) -> int:
-    """Exits of the bar as one batch, then entries sized on what they left. Returns the
-    orders placed."""
-    bot = session.bot
-    ref = BotRef.of(bot)
-    for step in steps:
-        tsession.quotes.set(step.symbol, step.price, step.price_ns)
-        step.action = decide(tsession.quantity(step.symbol), step.signals,
-                             tsession.config.direction)
-    exits = [i for i in (exit_intent(ref, symbol=s.symbol, quantity=tsession.quantity(s.symbol),
-                                     action=s.action, bar_ns=s.signal_ns, price=s.price)
-                         for s in steps) if i is not None]
-    placed = _fills_into(tsession, place_orders(session, exits)) if exits else 0
-    entries: list[OrderIntent] = []
-    spent = 0.0
-    for step in steps:
-        if entry_side(step.action) is None or tsession.quantity(step.symbol) != 0.0:
-            continue
-        cash = tsession.cash() - spent
-        others = sum(position_value(p, tsession.marks.get(s, p.average_price))
-                     for s, p in tsession.positions.items() if s != step.symbol)
-        intent = entry_intent(ref, symbol=step.symbol, action=step.action,
-                              bar_ns=step.signal_ns, price=step.price, equity=cash + others + spent,
-                              cash=cash, config=tsession.config,
-                              market=tsession.markets.get(step.symbol))
-        if intent is None:
-            continue
-        entries.append(intent)
-        fill_price = session.costs.fill_price(step.price, intent.side)
-        spent += intent.quantity * fill_price + session.costs.fee(intent.quantity, fill_price)
-    if entries:
-        placed += _fills_into(tsession, place_orders(session, entries))
+def trade_step(session: Session, tsession: TradingSession, steps: list[SymbolStep]) -> int:
+    """One time step of the bot's symbols that have a bar now, in the portfolio backtest's
+    order (``TradingSession.step_all``): every exit, then the entries ranked by score, each
+    sized on the equity and cash of its moment. Exits go as one batch through the order
+    path; the entries are decided on what the exits left, with each one's cost as the cost
+    model predicts it counted before sizing the next, and go as a second batch; the
+    positions then move by the real fills. Returns the orders placed."""
+    ref = BotRef.of(session.bot)
+    exits: list[OrderIntent] = []
+    for st in steps:
+        price = _acting_price(tsession, st)
+        tsession.quotes.set(st.symbol, price, st.bar.ts_ns)
+        held = tradable(tsession, st.symbol)
+        leave = exit_intent(ref, symbol=st.symbol, quantity=held,
+                            action=decide(held, st.signals, tsession.config.direction),
+                            bar_ns=st.signal_ns, price=price)
+        if leave is not None:
+            exits.append(leave)
+    placed = _apply(tsession, place_orders(session, exits)) if exits else 0
+    # entries: only where the symbol is flat now (an exit refused or unfilled keeps it held)
+    # (dust counts as flat here; its realised PnL stays: it is part of the bot's cash)
+    view = dataclasses.replace(tsession, positions={
+        sym: p if tradable(tsession, sym) != 0.0 else dataclasses.replace(p, quantity=0.0)
+        for sym, p in tsession.positions.items()})
+    entry_steps = [st if tradable(tsession, st.symbol) == 0.0
+                   else dataclasses.replace(st, signals=QUIET) for st in steps]
+    wanted: list[OrderIntent] = []
+    costs = session.costs
+
+    def predicted(intent: OrderIntent) -> list[Fill]:
+        wanted.append(intent)
+        fill_price = costs.fill_price(intent.reference_price, intent.side)
+        return [Fill(account_id=intent.account_id, order_id=0, trade_id="predicted",
+                     symbol=intent.symbol, side=intent.side, quantity=intent.quantity,
+                     price=fill_price, fee=costs.fee(intent.quantity, fill_price),
+                     fee_currency="", executed_at=session.platform.clock.now())]
+
+    view.base_currencies = {}  # predicted fees are in the quote currency
+    view.step_all(entry_steps, execute=predicted)
+    if wanted:
+        placed += _apply(tsession, place_orders(session, wanted))
     return placed
 
 
@@ -223,6 +232,25 @@ def mark_bot(platform: Platform, bot: Bot, tsession: TradingSession, bar_ns: int
 
 # -- the tick --------------------------------------------------------------------------------
 
+def _bar(universe: BarUniverse, t: int) -> Bar:
+    return Bar(int(universe.ts[t]), float(universe.open[t]), float(universe.high[t]),
+               float(universe.low[t]), float(universe.close[t]))
+
+
+def _atr(universe: BarUniverse, bot: Bot) -> FloatArray:
+    """TA-Lib's ATR per instrument (``risk`` sizing's distance to the invalidation level),
+    as the backtest service computes it."""
+    import talib
+
+    out = np.full(universe.n_bars, np.nan)
+    for k in range(universe.n_instruments):
+        a, b = int(universe.offsets[k]), int(universe.offsets[k + 1])
+        if b - a > bot.atr_period:
+            out[a:b] = talib.ATR(universe.high[a:b], universe.low[a:b], universe.close[a:b],
+                                 bot.atr_period)
+    return out
+
+
 def trade_new_bars(platform: Platform, bot: Bot, *, timer: StageTimes | None = None) -> tuple[
         int, int]:
     """Trade every bar newer than the bot's progress; returns (bars, orders placed)."""
@@ -270,24 +298,22 @@ def trade_new_bars(platform: Platform, bot: Bot, *, timer: StageTimes | None = N
             new_rows.setdefault(int(universe.ts[t]), []).append((k, t))
     orders = 0
     halted = state.state == HALTED
+    atr = _atr(universe, bot) if bot.sizing == "risk" else None
     for bar_ns in sorted(new_rows):
-        steps: list[_Step] = []
+        steps: list[SymbolStep] = []
         for k, t in new_rows[bar_ns]:
-            symbol = universe.symbols[k]
             a = int(offsets[k])
             s = t if config.fill == "close" else t - 1
             if s < a:
                 continue  # next_open, the instrument's first bar: nothing decided before it
-            price = float(universe.close[t] if config.fill == "close" else universe.open[t])
-            steps.append(_Step(symbol, price, int(universe.ts[t]), BarSignals.at(signals, s),
-                               int(universe.ts[s])))
+            steps.append(SymbolStep(
+                universe.symbols[k], _bar(universe, t), BarSignals.at(signals, s),
+                int(universe.ts[s]), atr=float(atr[s]) if atr is not None else math.nan,
+                score=float(evaluation.score[s])))
         if steps and not halted:
-            orders += trade_bar(session, tsession, steps)
+            orders += trade_step(session, tsession, steps)
         for k, t in new_rows[bar_ns]:
-            symbol = universe.symbols[k]
-            tsession.close_bar(symbol, Bar(int(universe.ts[t]), float(universe.open[t]),
-                                           float(universe.high[t]), float(universe.low[t]),
-                                           float(universe.close[t])))
+            tsession.close_bar(universe.symbols[k], _bar(universe, t))
         mark_bot(platform, bot, tsession, bar_ns)
         with platform.database.read(primary=True) as uow:
             halted = state_of(uow, bot)[0].state == HALTED
