@@ -179,8 +179,25 @@ class Settings(BaseSettings):
     backup_dest: str | None = Field(
         default=None, description="Where scheduled backups go (path or s3://bucket/prefix); "
                                   "set it to back up at least every backup_rpo_seconds.")
-    backup_rpo_seconds: int = Field(default=3600, ge=60,
-                                    description="Recovery point objective of scheduled backups.")
+    backup_rpo_seconds: int = Field(
+        default=300, ge=60, description="Recovery point objective of scheduled backups: "
+                                        "they run at least this often, and the alert "
+                                        "SignalFactoryBackupTooOld fires past it.")
+    backup_prune_cron: str | None = Field(
+        default="47 3 * * *", description="When `backup prune` runs on backup_dest (cron); "
+                                          "empty disables it.")
+    backup_keep_last: int = Field(default=3, ge=0,
+                                  description="backup prune: newest backups always kept.")
+    backup_keep_daily: int = Field(default=7, ge=0,
+                                   description="backup prune: days with one backup kept.")
+    backup_keep_weekly: int = Field(default=4, ge=0,
+                                    description="backup prune: weeks with one backup kept.")
+    backup_keep_monthly: int = Field(default=12, ge=0,
+                                     description="backup prune: months with one backup kept.")
+    archive_cron: str | None = Field(
+        default="27 0 * * *", description="When yesterday's signed archive snapshot is made "
+                                          "(cron); runs when archive_signing_key is set; "
+                                          "empty disables it.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
     trading_report_cron: str | None = Field(
@@ -294,6 +311,13 @@ class Settings(BaseSettings):
         if self.backup_dest and "backup" not in taken:
             self.schedules.append(ScheduleEntry(name="backup", kind="backup",
                                                 cron=rpo_cron(self.backup_rpo_seconds)))
+        if self.backup_dest and self.backup_prune_cron and "backup-prune" not in taken:
+            self.schedules.append(ScheduleEntry(name="backup-prune", kind="backup.prune",
+                                                cron=self.backup_prune_cron))
+        if (self.archive_signing_key is not None and self.archive_cron
+                and "archive" not in taken):
+            self.schedules.append(ScheduleEntry(name="archive", kind="archive",
+                                                cron=self.archive_cron))
         if self.retention_cron and "retention" not in taken:
             self.schedules.append(ScheduleEntry(name="retention", kind="retention",
                                                 cron=self.retention_cron))

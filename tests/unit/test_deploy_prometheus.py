@@ -37,6 +37,7 @@ REQUIRED_ALERTS = {
     "SignalFactoryCollectorCircuitOpen",  # a source's breaker refusing runs for 15 min
     "SignalFactoryBackupTooOld",
     "SignalFactoryDeadLetterBacklog",
+    "SignalFactoryScheduledOpsFailed",  # backup, backup prune, archive, data prune failed
     "SignalFactoryDatabaseConnectionsHigh",
     "SignalFactoryDeliverySuccessRateLow",  # a channel under 95 % over 10 min
     "SignalFactoryDeliveryDeadLetterGrowing",  # DLQ > 0 and growing over 30 min
