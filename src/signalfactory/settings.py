@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; defaults to a SQLite file under home.")
     database_read_url: str | None = Field(
         default=None, description="Optional read replica for read-only queries.")
+    database_size_limit_bytes: int | None = Field(
+        default=None, gt=0, description="Size the database must stay under (its volume or "
+                                        "quota); exported so SignalFactoryDatabaseFullSoon "
+                                        "can predict when it is reached.")
     bar_store: str = Field(
         default="auto",
         description="'columnar' (Arrow files beside the database), 'sql' (bars table), or "
