@@ -73,6 +73,16 @@ def rpo_cron(rpo_seconds: int) -> str:
     return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
 
 
+def parse_queue_classes(text: str) -> list[str]:
+    """A comma-separated list of Celery queue classes (realtime, default, bulk), in order."""
+    classes = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in classes if c not in ("realtime", "default", "bulk")]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise BadInputError(f"queue classes {text!r} are not valid: give one or more of "
+                            "realtime, default, bulk, comma-separated, each once")
+    return classes
+
+
 class ScheduleEntry(BaseModel):
     """One scheduled job: a cron expression (minute hour day month weekday) and what to submit."""
 
@@ -173,7 +183,25 @@ class Settings(BaseSettings):
     task_modules: str = Field(
         default="", description="Comma-separated modules imported at start that register "
                                 "extra job kinds (e.g. 'tests.jobs_tasks').")
-    celery_queue: str = "signalfactory"
+    celery_queue: str = Field(
+        default="signalfactory", description="Base name of the Celery queues: default work "
+                                             "uses it, real-time and bulk work append "
+                                             "'.realtime' and '.bulk'.")
+    celery_routes: dict[str, str] = Field(
+        default_factory=dict, description='Job kind -> queue class (realtime, default, bulk) '
+                                          'over the table in domain/job_routes.py, as '
+                                          'JSON, e.g. {"scan": "default"}.')
+    celery_worker_queues: str = Field(
+        default="realtime,default,bulk", description="Queue classes a Celery worker consumes, "
+                                                     "first preferred (worker --queues).")
+    celery_time_limit_realtime_seconds: int = Field(
+        default=300, gt=0, description="Celery: a real-time job's pool process is killed "
+                                       "after this long (the job is retried by its lease).")
+    celery_time_limit_default_seconds: int = Field(
+        default=1800, gt=0, description="Celery: the same for default work.")
+    celery_time_limit_bulk_seconds: int = Field(
+        default=7000, gt=0, description="Celery: the same for bulk work; keep it below "
+                                        "celery_visibility_timeout.")
     celery_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis broker: seconds before an unacknowledged "
                                         "message is redelivered. Keep it above the longest job.")
@@ -287,6 +315,21 @@ class Settings(BaseSettings):
     @classmethod
     def _retention_limits(cls, value: object) -> RetentionLimits:
         return parse_retention(value)
+
+    @field_validator("celery_routes")
+    @classmethod
+    def _known_queue_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = ("realtime", "default", "bulk")
+        for kind, queue_class in value.items():
+            if queue_class not in allowed:
+                raise ValueError(f"SIGNALFACTORY_CELERY_ROUTES[{kind!r}] is {queue_class!r}; "
+                                 f"use one of {', '.join(allowed)}")
+        return value
+
+    @property
+    def celery_worker_queue_classes(self) -> list[str]:
+        """``celery_worker_queues`` checked: known classes, at least one, no repeats."""
+        return parse_queue_classes(self.celery_worker_queues)
 
     @field_validator("schedule_timezone")
     @classmethod

@@ -140,6 +140,10 @@ def worker(
     = "127.0.0.1",
     delivery_concurrency: Annotated[int, typer.Option(
         help="Delivery threads sending the outbox (0: none)", min=0, max=64)] = 2,
+    queues: Annotated[str | None, typer.Option(
+        help="Celery: queue classes to consume, first preferred, e.g. 'realtime,default' or "
+             "'bulk' (default SIGNALFACTORY_CELERY_WORKER_QUEUES: realtime,default,bulk)")]
+    = None,
 ) -> None:
     """Run jobs: the embedded runner on the database, or a Celery worker on the broker.
     Either also sends the delivery outbox (with Celery, from a child process of its own)."""
@@ -148,6 +152,9 @@ def worker(
 
     settings = load_settings()
     kind = _runner_kind(runner, settings)
+    from signalfactory.settings import parse_queue_classes
+
+    classes = parse_queue_classes(queues) if queues is not None else None
     registry, metrics_dir = None, None
     if metrics_port is not None and kind == "celery":
         registry, metrics_dir = _pool_metrics_registry()
@@ -161,7 +168,7 @@ def worker(
 
         delivery_process = _start_delivery_process(delivery_concurrency)
         try:
-            run_worker(settings, concurrency or settings.job_concurrency)
+            run_worker(settings, concurrency or settings.job_concurrency, classes)
         finally:
             if delivery_process is not None:
                 delivery_process.terminate()  # SIGTERM: it hands its leased rows back
