@@ -172,6 +172,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
 def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
     from signalfactory.ops.backup.metrics import refresh_from_jobs
+    from signalfactory.ops.database_size import refresh_database_size
     from signalfactory.ops.freshness import refresh_freshness
     from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
@@ -183,7 +184,8 @@ def wire_subscribers(platform: Platform) -> None:
     platform.bar_subscribers.extend([evaluate_new_bars, on_bars_written])
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness, DeliveryGauges().refresh,
-                                        TradingGauges().refresh, SourceGauges().refresh])
+                                        TradingGauges().refresh, SourceGauges().refresh,
+                                        refresh_database_size])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

@@ -73,6 +73,16 @@ def rpo_cron(rpo_seconds: int) -> str:
     return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
 
 
+def parse_queue_classes(text: str) -> list[str]:
+    """A comma-separated list of Celery queue classes (realtime, default, bulk), in order."""
+    classes = [c.strip() for c in text.split(",") if c.strip()]
+    unknown = [c for c in classes if c not in ("realtime", "default", "bulk")]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise BadInputError(f"queue classes {text!r} are not valid: give one or more of "
+                            "realtime, default, bulk, comma-separated, each once")
+    return classes
+
+
 class ScheduleEntry(BaseModel):
     """One scheduled job: a cron expression (minute hour day month weekday) and what to submit."""
 
@@ -108,6 +118,10 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; defaults to a SQLite file under home.")
     database_read_url: str | None = Field(
         default=None, description="Optional read replica for read-only queries.")
+    database_size_limit_bytes: int | None = Field(
+        default=None, gt=0, description="Size the database must stay under (its volume or "
+                                        "quota); exported so SignalFactoryDatabaseFullSoon "
+                                        "can predict when it is reached.")
     bar_store: str = Field(
         default="auto",
         description="'columnar' (Arrow files beside the database), 'sql' (bars table), or "
@@ -174,7 +188,25 @@ class Settings(BaseSettings):
     task_modules: str = Field(
         default="", description="Comma-separated modules imported at start that register "
                                 "extra job kinds (e.g. 'tests.jobs_tasks').")
-    celery_queue: str = "signalfactory"
+    celery_queue: str = Field(
+        default="signalfactory", description="Base name of the Celery queues: default work "
+                                             "uses it, real-time and bulk work append "
+                                             "'.realtime' and '.bulk'.")
+    celery_routes: dict[str, str] = Field(
+        default_factory=dict, description='Job kind -> queue class (realtime, default, bulk) '
+                                          'over the table in domain/job_routes.py, as '
+                                          'JSON, e.g. {"scan": "default"}.')
+    celery_worker_queues: str = Field(
+        default="realtime,default,bulk", description="Queue classes a Celery worker consumes, "
+                                                     "first preferred (worker --queues).")
+    celery_time_limit_realtime_seconds: int = Field(
+        default=300, gt=0, description="Celery: a real-time job's pool process is killed "
+                                       "after this long (the job is retried by its lease).")
+    celery_time_limit_default_seconds: int = Field(
+        default=1800, gt=0, description="Celery: the same for default work.")
+    celery_time_limit_bulk_seconds: int = Field(
+        default=7000, gt=0, description="Celery: the same for bulk work; keep it below "
+                                        "celery_visibility_timeout.")
     celery_visibility_timeout: int = Field(
         default=7200, gt=0, description="Redis broker: seconds before an unacknowledged "
                                         "message is redelivered. Keep it above the longest job.")
@@ -184,8 +216,25 @@ class Settings(BaseSettings):
     backup_dest: str | None = Field(
         default=None, description="Where scheduled backups go (path or s3://bucket/prefix); "
                                   "set it to back up at least every backup_rpo_seconds.")
-    backup_rpo_seconds: int = Field(default=3600, ge=60,
-                                    description="Recovery point objective of scheduled backups.")
+    backup_rpo_seconds: int = Field(
+        default=300, ge=60, description="Recovery point objective of scheduled backups: "
+                                        "they run at least this often, and the alert "
+                                        "SignalFactoryBackupTooOld fires past it.")
+    backup_prune_cron: str | None = Field(
+        default="47 3 * * *", description="When `backup prune` runs on backup_dest (cron); "
+                                          "empty disables it.")
+    backup_keep_last: int = Field(default=3, ge=0,
+                                  description="backup prune: newest backups always kept.")
+    backup_keep_daily: int = Field(default=7, ge=0,
+                                   description="backup prune: days with one backup kept.")
+    backup_keep_weekly: int = Field(default=4, ge=0,
+                                    description="backup prune: weeks with one backup kept.")
+    backup_keep_monthly: int = Field(default=12, ge=0,
+                                     description="backup prune: months with one backup kept.")
+    archive_cron: str | None = Field(
+        default="27 0 * * *", description="When yesterday's signed archive snapshot is made "
+                                          "(cron); runs when archive_signing_key is set; "
+                                          "empty disables it.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
     trading_report_cron: str | None = Field(
@@ -291,6 +340,21 @@ class Settings(BaseSettings):
     def _retention_limits(cls, value: object) -> RetentionLimits:
         return parse_retention(value)
 
+    @field_validator("celery_routes")
+    @classmethod
+    def _known_queue_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = ("realtime", "default", "bulk")
+        for kind, queue_class in value.items():
+            if queue_class not in allowed:
+                raise ValueError(f"SIGNALFACTORY_CELERY_ROUTES[{kind!r}] is {queue_class!r}; "
+                                 f"use one of {', '.join(allowed)}")
+        return value
+
+    @property
+    def celery_worker_queue_classes(self) -> list[str]:
+        """``celery_worker_queues`` checked: known classes, at least one, no repeats."""
+        return parse_queue_classes(self.celery_worker_queues)
+
     @field_validator("schedule_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -318,6 +382,13 @@ class Settings(BaseSettings):
         if self.backup_dest and "backup" not in taken:
             self.schedules.append(ScheduleEntry(name="backup", kind="backup",
                                                 cron=rpo_cron(self.backup_rpo_seconds)))
+        if self.backup_dest and self.backup_prune_cron and "backup-prune" not in taken:
+            self.schedules.append(ScheduleEntry(name="backup-prune", kind="backup.prune",
+                                                cron=self.backup_prune_cron))
+        if (self.archive_signing_key is not None and self.archive_cron
+                and "archive" not in taken):
+            self.schedules.append(ScheduleEntry(name="archive", kind="archive",
+                                                cron=self.archive_cron))
         if self.retention_cron and "retention" not in taken:
             self.schedules.append(ScheduleEntry(name="retention", kind="retention",
                                                 cron=self.retention_cron))

@@ -16,7 +16,7 @@ from signalfactory.adapters.storage.api_keys import SqlAccountRepository
 from signalfactory.adapters.storage.tables import api_keys
 from signalfactory.api.auth import AdminDep, PrincipalDep, TraderDep
 from signalfactory.api.schemas import RequestModel
-from signalfactory.domain.api_keys import generate_key
+from signalfactory.domain.api_keys import PREFIX_LENGTH, generate_key
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 from tests.helpers import engine_of
 
@@ -57,13 +57,20 @@ def test_requests_without_a_valid_key_get_401(api: ApiHarness) -> None:
         return REGISTRY.get_sample_value("signalfactory_api_refusals_total",
                                          {"reason": reason}) or 0.0
 
+    def by_key(tenant: str, key: str) -> float:
+        return REGISTRY.get_sample_value("signalfactory_api_refusals_by_key_total",
+                                         {"tenant": tenant, "key": key}) or 0.0
+
     before = {r: refused(r) for r in ("missing_key", "malformed_key", "unknown_key")}
+    anonymous_before = by_key("-", "-")
     for headers in cases:
         body = _problem(api.client.get(INSTRUMENTS, headers=headers), 401)
         assert body["type"].endswith("/unauthorized"), headers
         assert valid not in body["detail"]
     assert {r: refused(r) - before[r] for r in before} == {
         "missing_key": 1, "malformed_key": 5, "unknown_key": 1}
+    # No known key: counted under "-", never under a prefix the caller made up.
+    assert by_key("-", "-") - anonymous_before == len(cases)
     response = api.client.get(INSTRUMENTS)
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert "API key" in response.json()["detail"]
@@ -127,9 +134,19 @@ def test_roles_are_enforced_with_403(api: ApiHarness) -> None:
 
     acme = api.tenant("acme")
     viewer, trader, admin = (api.key(acme, r) for r in ("viewer", "trader", "admin"))
+
+    def refused_by(key: str) -> float:
+        """Refusals counted under the key's prefix, with its tenant's name."""
+        return sum(sample.value for metric in REGISTRY.collect() for sample in metric.samples
+                   if sample.name == "signalfactory_api_refusals_by_key_total"
+                   and sample.labels["key"] == key[:PREFIX_LENGTH]
+                   and sample.labels["tenant"].startswith("acme"))
+
+    refused_before = refused_by(viewer)
     body = _problem(api.client.post("/api/v1/test/trade", headers=api.auth(viewer)), 403)
     assert body["required_role"] == "trader" and body["role"] == "viewer"
     assert "trader role" in body["detail"]
+    assert refused_by(viewer) == refused_before + 1
     assert api.client.post("/api/v1/test/trade", headers=api.auth(trader)).status_code == 201
     assert api.client.post("/api/v1/test/trade", headers=api.auth(admin)).status_code == 201
     _problem(api.client.get("/api/v1/test/admin", headers=api.auth(trader)), 403)

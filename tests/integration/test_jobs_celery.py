@@ -16,10 +16,16 @@ from pathlib import Path
 import pytest
 
 from signalfactory.bootstrap import build_platform
+from signalfactory.domain.errors import BadInputError
 from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.platform import Platform
-from signalfactory.settings import load_settings
-from signalfactory.workers.celery_app import build_beat_schedule, make_celery_app, sweep
+from signalfactory.settings import Settings, load_settings, parse_queue_classes
+from signalfactory.workers.celery_app import (
+    build_beat_schedule,
+    make_celery_app,
+    sweep,
+    worker_queues,
+)
 from tests.conftest import IN_CI
 from tests.helpers import engine_of
 from tests.integration.test_jobs_kill import (
@@ -80,7 +86,8 @@ def celery_env(tmp_path: Path, broker_url: str,
     from kombu.connection import Connection
 
     with Connection(broker_url, connect_timeout=3) as conn:
-        conn.default_channel.queue_delete(queue)
+        for name in (queue, f"{queue}.realtime", f"{queue}.bulk"):
+            conn.default_channel.queue_delete(name)
 
 
 @pytest.fixture
@@ -109,6 +116,16 @@ def test_celery_app_is_configured_for_at_least_once_delivery(
     cron = entry["schedule"]
     assert cron.hour == {22} and cron.minute == {0} and cron.day_of_week == {1, 2, 3, 4, 5}
     assert schedule["signalfactory-sweep"]["schedule"] == settings.job_sweep_seconds
+    # Scheduling runs on the real-time queue; a worker prefers real-time, then default, bulk.
+    assert entry["options"]["queue"] == "signalfactory.realtime"
+    assert conf.broker_transport_options["queue_order_strategy"] == "priority"
+    assert worker_queues(settings) == ["signalfactory.realtime", "signalfactory",
+                                       "signalfactory.bulk"]
+    assert worker_queues(settings, ["bulk"]) == ["signalfactory.bulk"]
+    with pytest.raises(BadInputError, match="realtime, default, bulk"):
+        parse_queue_classes("realtime,fast")
+    with pytest.raises(ValueError, match="CELERY_ROUTES"):
+        Settings(celery_routes={"scan": "urgent"})
 
 
 def test_celery_worker_runs_retries_cancels_and_dead_letters(
@@ -211,3 +228,58 @@ def test_worker_metrics_port_exports_what_the_pool_children_did(
     assert value("signalfactory_jobs_total", kind="test.flaky", status="failed") == 1
     assert value("signalfactory_job_duration_seconds_count", kind="test.slow") == 3
     assert set(Path(tempfile.gettempdir()).glob("signalfactory-metrics-*")) == metrics_dirs
+
+
+def _waiting(broker_url: str, queue: str) -> int:
+    """Messages waiting in a broker queue (declared passively: the worker declared it)."""
+    from kombu.connection import Connection
+
+    with Connection(broker_url, connect_timeout=3) as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+        except Exception:  # RabbitMQ: not declared yet (404) means nothing was routed there
+            return 0
+
+
+def test_jobs_go_to_their_kind_queue_and_a_realtime_worker_leaves_bulk_waiting(
+        cp: Platform, celery_env: dict[str, str], broker_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routing by kind (domain/job_routes.py with SIGNALFACTORY_CELERY_ROUTES over it): a
+    worker started with ``--queues realtime`` runs real-time work and never touches bulk."""
+    from kombu.connection import Connection
+
+    from signalfactory.adapters.jobs.celery_queue import CeleryJobQueue
+    from signalfactory.adapters.storage.unit_of_work import sql_database
+
+    queue = celery_env["SIGNALFACTORY_CELERY_QUEUE"]
+    routes = '{"test.slow": "bulk", "test.flaky": "realtime"}'
+    monkeypatch.setenv("SIGNALFACTORY_CELERY_ROUTES", routes)
+    settings = load_settings()
+    assert CeleryJobQueue(settings, sql_database(cp.database)).route("backtest") == (
+        f"{queue}.bulk", settings.celery_time_limit_bulk_seconds)
+    assert CeleryJobQueue(settings, sql_database(cp.database)).route("collect")[0] == (
+        f"{queue}.realtime")
+    assert CeleryJobQueue(settings, sql_database(cp.database)).route("test.crash")[0] == queue
+    with Connection(broker_url, connect_timeout=3) as conn:  # RabbitMQ keeps only routed
+        for name in (queue, f"{queue}.realtime", f"{queue}.bulk"):  # messages to a queue
+            conn.default_channel.queue_declare(name, durable=True, auto_delete=False)
+    routed = build_platform()  # with the routes: its submit publishes to the kind's queue
+    try:
+        bulk = job_service.submit(routed, "test.slow", {"steps": 1, "delay": 0.01})
+        realtime = job_service.submit(routed, "test.flaky", {"succeed_on": 1})
+        default = job_service.submit(routed, "test.bad_input", {})
+    finally:
+        routed.close()
+    assert [_waiting(broker_url, q) for q in (f"{queue}.realtime", queue, f"{queue}.bulk")] \
+        == [1, 1, 1]
+    log = tmp_path / "worker.log"
+    worker = start_worker({**celery_env, "SIGNALFACTORY_CELERY_ROUTES": routes}, log,
+                          "--concurrency", "1", "--queues", "realtime")
+    try:
+        assert job_service.wait_for(cp, realtime.id, timeout=25).status == "succeeded", \
+            log.read_text()[-3000:]
+    finally:
+        stop_gently(worker)
+    assert job_service.get_job(cp, bulk.id).status == "queued"
+    assert job_service.get_job(cp, default.id).status == "queued"
+    assert _waiting(broker_url, f"{queue}.bulk") == 1 and _waiting(broker_url, queue) == 1

@@ -17,7 +17,10 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 APP_COMMANDS = {
     "api": ["serve", "--host", "0.0.0.0", "--port", "8000"],  # noqa: S104 - inside a container
-    "worker": ["worker", "--metrics-port", "9100", "--metrics-host", "0.0.0.0"],  # noqa: S104
+    "worker": ["worker", "--queues", "realtime,default", "--metrics-port", "9100",
+               "--metrics-host", "0.0.0.0"],  # noqa: S104
+    "worker-bulk": ["worker", "--queues", "bulk", "--delivery-concurrency", "0",
+                    "--metrics-port", "9100", "--metrics-host", "0.0.0.0"],  # noqa: S104
     "beat": ["beat"],
     "migrate": ["init"],
 }
@@ -55,7 +58,7 @@ def test_app_service_runs_its_command_from_the_repository_image(
     assert (ROOT / build["dockerfile"]).is_file()
 
 
-@pytest.mark.parametrize("name", ["api", "worker", "beat"])
+@pytest.mark.parametrize("name", ["api", "worker", "worker-bulk", "beat"])
 def test_app_services_wait_for_a_successful_migration(name: str) -> None:
     depends = SERVICES[name]["depends_on"]
     assert depends["migrate"]["condition"] == "service_completed_successfully"
@@ -166,4 +169,6 @@ def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "signalfactory-worker"]
     (discovery,) = job["dns_sd_configs"]
-    assert discovery["names"] == ["worker"] and discovery["port"] == port
+    assert discovery["names"] == ["worker", "worker-bulk"] and discovery["port"] == port
+    bulk = SERVICES["worker-bulk"]["command"]
+    assert int(bulk[bulk.index("--metrics-port") + 1]) == port

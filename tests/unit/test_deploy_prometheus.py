@@ -39,6 +39,7 @@ REQUIRED_ALERTS = {
     "SignalFactoryDeadLetterBacklog",
     "SignalFactoryJobsDying",  # a job moved to the dead letter, per kind
     "SignalFactoryJobWorkersLost",  # workers killed mid-job (not counted as failures)
+    "SignalFactoryScheduledOpsFailed",  # backup, backup prune, archive, data prune failed
     "SignalFactoryDatabaseConnectionsHigh",
     "SignalFactoryDeliverySuccessRateLow",  # a channel under 95 % over 10 min
     "SignalFactoryDeliveryDeadLetterGrowing",  # DLQ > 0 and growing over 30 min
@@ -47,6 +48,11 @@ REQUIRED_ALERTS = {
     "SignalFactoryTradingDailyLossNearLimit",  # daily loss above 80 % of its limit
     "SignalFactoryExchangeErrorRate",  # > 10 % of exchange requests fail for 5 min
     "SignalFactoryReconciliationMismatch",  # exchange and database disagree
+    "SignalFactoryCrashLooping",  # >= 3 restarts in 15 min (kube-state-metrics)
+    "SignalFactoryMemoryNearLimit",  # working set > 90 % of the limit (cAdvisor)
+    "SignalFactoryRefusedRequestSurge",  # > 100 refusals in 10 min per tenant and key
+    "SignalFactoryDiskFullSoon",  # predict_linear: filesystem full within 4 h
+    "SignalFactoryDatabaseFullSoon",  # predict_linear: database at its size limit within 4 h
 }
 
 
@@ -169,6 +175,38 @@ def test_trading_promtool_tests_pin_each_threshold(
     trading_tests = PROM_DIR / "tests" / "trading.yml"
     (tests_dir / trading_tests.name).write_text(trading_tests.read_text())
     result = run_tool(promtool, "test", "rules", str(tests_dir / trading_tests.name))
+    assert result.returncode != 0
+    assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("alert", "original", "changed"),
+    [
+        ("SignalFactoryCrashLooping", "[15m])) >= 3", "[15m])) >= 20"),
+        ("SignalFactoryMemoryNearLimit", "            > 0.9\n", "            > 0.96\n"),
+        ("SignalFactoryMemoryNearLimit", "            > 0.9\n", "            > 0.8\n"),
+        ("SignalFactoryRefusedRequestSurge", "[10m])) > 100", "[10m])) > 300"),
+        ("SignalFactoryRefusedRequestSurge", "[10m])) > 100", "[10m])) > 50"),
+        ("SignalFactoryDiskFullSoon", "[6h], 4 * 3600) < 0", "[6h], 2 * 3600) < 0"),
+        ("SignalFactoryDiskFullSoon", "[6h], 4 * 3600) < 0", "[6h], 9 * 3600) < 0"),
+        ("SignalFactoryDatabaseFullSoon", "bytes[6h], 4 * 3600))", "bytes[6h], 2 * 3600))"),
+        ("SignalFactoryDatabaseFullSoon", "bytes[6h], 4 * 3600))", "bytes[6h], 99 * 3600))"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_platform_promtool_tests_pin_each_threshold(
+    tmp_path: Path, alert: str, original: str, changed: str
+) -> None:
+    """Moving a platform threshold either way makes a firing or a quiet case fail."""
+    promtool = require_tool("promtool")
+    rules = RULES.read_text()
+    assert rules.count(original) == 1
+    (tmp_path / "rules.yml").write_text(rules.replace(original, changed))
+    tests_dir = tmp_path / "tests"
+    tests_dir.mkdir()
+    platform_tests = PROM_DIR / "tests" / "platform.yml"
+    (tests_dir / platform_tests.name).write_text(platform_tests.read_text())
+    result = run_tool(promtool, "test", "rules", str(tests_dir / platform_tests.name))
     assert result.returncode != 0
     assert f"alertname: {alert}" in result.stdout + result.stderr
 

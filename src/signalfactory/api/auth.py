@@ -23,7 +23,7 @@ from signalfactory.api.problems import ApiProblem
 from signalfactory.domain.accounts import Principal
 from signalfactory.domain.api_keys import is_well_formed
 from signalfactory.observability.logging import bind_context
-from signalfactory.observability.metrics import API_REFUSALS
+from signalfactory.observability.metrics import API_REFUSALS, count_refusal
 from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.accounts import web_sessions
 from signalfactory.services.accounts.web_sessions import SESSION_COOKIE
@@ -40,7 +40,7 @@ STATE_RESPONSE_HEADERS = "response_headers"
 
 
 def unauthorized(detail: str, reason: str) -> ApiProblem:
-    API_REFUSALS.labels(reason).inc()
+    count_refusal(reason)
     return ApiProblem(401, detail, code="unauthorized",
                       headers={"WWW-Authenticate": 'Bearer realm="signalfactory"'})
 
@@ -97,7 +97,7 @@ def principal_for_session(platform: Platform, token: str, method: str,
         raise unauthorized(str(exc), exc.reason) from None
     if method.upper() not in SAFE_METHODS and not (
             csrf and secrets.compare_digest(csrf.encode(), session.csrf_token.encode())):
-        API_REFUSALS.labels("csrf").inc()
+        count_refusal("csrf", session.principal.tenant_name, session.principal.key_prefix)
         raise ApiProblem(403, "this request came with the dashboard's session but without "
                               "its CSRF token (X-CSRF-Token); reload the page and retry",
                          code="csrf")
@@ -113,7 +113,7 @@ def rate_limited(platform: Platform, principal: Principal,
     if headers is not None:
         headers.extend(decision.headers())
     if not decision.allowed:
-        API_REFUSALS.labels("rate_limited").inc()
+        count_refusal("rate_limited", principal.tenant_name, principal.key_prefix)
         raise ApiProblem(429, f"rate limit of {decision.limit} requests per "
                               f"{decision.window} s for this key exceeded; retry in "
                               f"{decision.reset_after} s or upgrade the tier",
@@ -168,7 +168,7 @@ def authenticate(request: Request,
 def require_role(role: str) -> Callable[[Principal], Principal]:
     def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.has_role(role):
-            API_REFUSALS.labels("role").inc()
+            count_refusal("role", principal.tenant_name, principal.key_prefix)
             raise ApiProblem(403, f"this needs the {role} role; the key "
                                   f"{principal.key_prefix}... has the {principal.role} role",
                              code="forbidden", required_role=role, role=principal.role)

@@ -33,7 +33,8 @@ from signalfactory.settings import Settings
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-jobs_app = typer.Typer(help="Jobs: list, show, submit, cancel, retry.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs: list, schedules, show, submit, cancel, retry.",
+                       no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON")]
 RunnerOption = Annotated[str, typer.Option(
@@ -139,6 +140,10 @@ def worker(
     = "127.0.0.1",
     delivery_concurrency: Annotated[int, typer.Option(
         help="Delivery threads sending the outbox (0: none)", min=0, max=64)] = 2,
+    queues: Annotated[str | None, typer.Option(
+        help="Celery: queue classes to consume, first preferred, e.g. 'realtime,default' or "
+             "'bulk' (default SIGNALFACTORY_CELERY_WORKER_QUEUES: realtime,default,bulk)")]
+    = None,
 ) -> None:
     """Run jobs: the embedded runner on the database, or a Celery worker on the broker.
     Either also sends the delivery outbox (with Celery, from a child process of its own)."""
@@ -147,6 +152,9 @@ def worker(
 
     settings = load_settings()
     kind = _runner_kind(runner, settings)
+    from signalfactory.settings import parse_queue_classes
+
+    classes = parse_queue_classes(queues) if queues is not None else None
     registry, metrics_dir = None, None
     if metrics_port is not None and kind == "celery":
         registry, metrics_dir = _pool_metrics_registry()
@@ -160,7 +168,7 @@ def worker(
 
         delivery_process = _start_delivery_process(delivery_concurrency)
         try:
-            run_worker(settings, concurrency or settings.job_concurrency)
+            run_worker(settings, concurrency or settings.job_concurrency, classes)
         finally:
             if delivery_process is not None:
                 delivery_process.terminate()  # SIGTERM: it hands its leased rows back
@@ -277,6 +285,30 @@ def jobs_list(
         table.add_row(j.id, j.kind, j.status, f"{j.progress:.0%}",
                       f"{j.attempts}/{j.max_attempts}", str(j.tenant_id),
                       f"{j.created_at:%Y-%m-%d %H:%M:%S}", escape((j.error or "")[:60]))
+    out.print(table)
+
+
+@jobs_app.command("schedules")
+@handle_errors
+def jobs_schedules(as_json: JsonOption = False) -> None:
+    """List the scheduled jobs `up`, `beat` and Celery beat submit, with their next run."""
+    from datetime import UTC, datetime
+
+    from signalfactory.services.jobs.schedules import next_slot
+    from signalfactory.settings import load_settings
+
+    settings = load_settings()
+    now = datetime.now(UTC)
+    rows = [{"name": e.name, "kind": e.kind, "cron": e.cron, "enabled": e.enabled,
+             "next_run": next_slot(e, now, settings.schedule_timezone).isoformat()
+             if e.enabled else None} for e in settings.schedules]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "kind", "cron", "enabled", f"next run ({settings.schedule_timezone})")
+    for row in rows:
+        table.add_row(str(row["name"]), str(row["kind"]), str(row["cron"]),
+                      "yes" if row["enabled"] else "no", str(row["next_run"] or "-"))
     out.print(table)
 
 

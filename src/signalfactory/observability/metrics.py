@@ -49,6 +49,13 @@ DB_CONNECTIONS_IN_USE = Gauge("signalfactory_db_connections_in_use",
 DB_CONNECTIONS_MAX = Gauge("signalfactory_db_connections_max",
                            "Pool size plus overflow: the most connections this process opens")
 
+DATABASE_SIZE = Gauge("signalfactory_database_size_bytes",
+                      "Size of the database: its files on SQLite, pg_database_size on "
+                      "PostgreSQL (read at scrape)")
+DATABASE_SIZE_LIMIT = Gauge("signalfactory_database_size_limit_bytes",
+                            "Configured size the database must stay under "
+                            "(SIGNALFACTORY_DATABASE_SIZE_LIMIT_BYTES; absent when unset)")
+
 BACKUP_LAST_SUCCESS = Gauge(
     "backup_last_success_timestamp_seconds",
     "Unix time at which the newest successful backup's snapshot was taken (0: never)")
@@ -75,6 +82,19 @@ STREAM_EVENTS = Counter("signalfactory_stream_events_total",
 
 API_REFUSALS = Counter("signalfactory_api_refusals_total",
                        "API requests refused before doing work, by reason", ["reason"])
+
+#: Refusals by who was refused: the tenant's name and the key's public prefix, or "-" while no
+#: key is known (none sent, unknown, revoked). Operators issue the keys, so the label set is
+#: bounded by the keys that exist; a presented but unknown key never becomes a label.
+API_REFUSALS_BY_KEY = Counter("signalfactory_api_refusals_by_key_total",
+                              "API requests refused, by tenant and key prefix ('-': no known "
+                              "key)", ["tenant", "key"])
+
+
+def count_refusal(reason: str, tenant: str | None = None, key: str | None = None) -> None:
+    """Count one refused request by reason and by tenant and key (the intrusion signal)."""
+    API_REFUSALS.labels(reason).inc()
+    API_REFUSALS_BY_KEY.labels(tenant or "-", key or "-").inc()
 
 REPLICA_UP = Gauge("signalfactory_read_replica_up",
                    "1 while the read replica answers, 0 while reads fail over to the primary")

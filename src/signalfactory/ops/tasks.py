@@ -1,8 +1,12 @@
 """Job kinds of operations: backups at the RPO, retention, daily archives.
 
 They run under the embedded runner or Celery like any job, and the scheduler submits the
-backup and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST`` with
-``SIGNALFACTORY_BACKUP_RPO_SECONDS``; ``SIGNALFACTORY_RETENTION_CRON``).
+backup, backup prune, archive and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST``
+with ``SIGNALFACTORY_BACKUP_RPO_SECONDS`` and ``SIGNALFACTORY_BACKUP_PRUNE_CRON``;
+``SIGNALFACTORY_ARCHIVE_CRON`` once an archive signing key is set;
+``SIGNALFACTORY_RETENTION_CRON``). A run that ends dead counts in
+``signalfactory_jobs_total{status="dead"}``, which the alert SignalFactoryScheduledOpsFailed
+watches.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.domain.jobs import JsonObject
+from signalfactory.observability.metrics import JOBS_TOTAL
 from signalfactory.services.jobs.payloads import parse_payload
 from signalfactory.services.jobs.registry import TaskContext, register_task
 
@@ -41,6 +46,30 @@ def backup_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
             "size": manifest.size}
 
 
+class BackupPrunePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dest: str | None = Field(default=None, description="default SIGNALFACTORY_BACKUP_DEST")
+
+
+def backup_prune_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """``backup prune`` with the policy of the settings (7 daily, 4 weekly, 12 monthly)."""
+    from signalfactory.domain.errors import BadInputError
+    from signalfactory.ops.backup.prune import Policy, prune_backups
+
+    args = parse_payload(BackupPrunePayload, payload, "backup.prune")
+    settings = ctx.platform.settings
+    dest = args.dest or settings.backup_dest
+    if not dest:
+        raise BadInputError("backup.prune job needs a destination: set "
+                            "SIGNALFACTORY_BACKUP_DEST or pass {\"dest\": ...}")
+    policy = Policy(keep_last=settings.backup_keep_last, daily=settings.backup_keep_daily,
+                    weekly=settings.backup_keep_weekly, monthly=settings.backup_keep_monthly)
+    result = prune_backups(dest, policy)
+    return {"dest": dest, "kept": sorted(result.keep), "deleted": sorted(result.delete),
+            "incomplete_removed": sorted(result.incomplete)}
+
+
 def retention_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.ops.retention import run_scheduled_retention
 
@@ -65,5 +94,14 @@ def archive_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
 
 
 register_task("backup", backup_task, max_attempts=3)
+register_task("backup.prune", backup_prune_task, max_attempts=3)
 register_task("retention", retention_task, max_attempts=3)
 register_task("archive", archive_task, max_attempts=3)
+
+#: the scheduled operations SignalFactoryScheduledOpsFailed watches
+SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "archive", "retention")
+# Series that exist at 0 from start: Prometheus' increase() cannot see the first failure of a
+# series that appears with the value 1.
+for _kind in SCHEDULED_OPS_KINDS:
+    for _status in ("failed", "dead"):
+        JOBS_TOTAL.labels(_kind, _status)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from signalfactory.adapters.jobs.celery_queue import RUN_JOB, CeleryJobQueue, configured_celery
 from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.domain.errors import TemporaryError
+from signalfactory.domain.job_routes import REALTIME, queue_name
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.jobs.execution import execute_by_id, new_owner, reap_expired
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
@@ -64,8 +65,11 @@ def cron_to_crontab(expr: str) -> crontab:
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The sweep plus one crontab entry per enabled ``SIGNALFACTORY_SCHEDULES`` entry."""
-    queue = settings.celery_queue
+    """The sweep plus one crontab entry per enabled ``SIGNALFACTORY_SCHEDULES`` entry.
+
+    These small control tasks go to the real-time queue: a backlog of default or bulk work
+    must not delay the scheduling itself."""
+    queue = queue_name(settings.celery_queue, REALTIME)
     schedule: dict[str, dict[str, Any]] = {
         "signalfactory-sweep": {"task": SWEEP, "schedule": settings.job_sweep_seconds,
                                 "options": {"queue": queue,
@@ -159,12 +163,19 @@ def sweep(platform: Platform) -> int:
     return celery_queue(platform).publish(ids)
 
 
-def run_worker(settings: Settings, concurrency: int) -> None:
-    """``celery worker`` on our queue, in this process (blocks until shutdown)."""
+def worker_queues(settings: Settings, classes: list[str] | None = None) -> list[str]:
+    """The broker queues a worker consumes, in the order it prefers them."""
+    chosen = classes if classes is not None else settings.celery_worker_queue_classes
+    return [queue_name(settings.celery_queue, cls) for cls in chosen]
+
+
+def run_worker(settings: Settings, concurrency: int, classes: list[str] | None = None) -> None:
+    """``celery worker`` on our queues, in this process (blocks until shutdown)."""
     ensure_tasks_loaded(settings.task_module_names)
     app = get_celery_app(settings)
+    queues = ",".join(worker_queues(settings, classes))
     app.worker_main(["worker", "--loglevel", settings.log_level.upper(),
-                     "--concurrency", str(concurrency), "--queues", settings.celery_queue,
+                     "--concurrency", str(concurrency), "--queues", queues,
                      "--hostname", f"signalfactory-{os.getpid()}@{socket.gethostname()}",
                      "--without-gossip", "--without-mingle", "--pool", "prefork"])
 

@@ -16,6 +16,7 @@ from celery import Celery
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
+from signalfactory.domain.job_routes import BULK, DEFAULT, REALTIME, queue_class, queue_name
 from signalfactory.observability.logging import get_logger
 from signalfactory.settings import Settings
 
@@ -36,16 +37,20 @@ def configured_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_default_queue=settings.celery_queue,
-        task_serializer="json",
-        accept_content=["json"],
-        # Redis redelivers an unacknowledged message after this long: above the longest job,
-        # or a healthy long job gets a second delivery (harmless - the lease refuses it - but
-        # wasteful). Sweeps for expired messages run every celery_restore_interval seconds.
+        # Redis: a worker consuming several queues empties them in the order given
+        # (real-time first); RabbitMQ has no such order, so separate workers isolate them.
         broker_transport_options={
             "visibility_timeout": settings.celery_visibility_timeout,
             "unacked_restore_interval": settings.celery_restore_interval,
             "unacked_restore_throttle": 1,
+            "queue_order_strategy": "priority",
         },
+        task_serializer="json",
+        accept_content=["json"],
+        # Redis redelivers an unacknowledged message after visibility_timeout: above the
+        # longest job, or a healthy long job gets a second delivery (harmless - the lease
+        # refuses it - but wasteful). Sweeps for expired messages run every
+        # celery_restore_interval seconds.
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
@@ -77,13 +82,27 @@ class CeleryJobQueue:
                 self._app = configured_celery(self.settings)
             return self._app
 
+    def route(self, kind: str | None) -> tuple[str, int]:
+        """The broker queue and time limit of a job kind (``domain/job_routes.py``)."""
+        cls = queue_class(kind or "", self.settings.celery_routes)
+        limits = {REALTIME: self.settings.celery_time_limit_realtime_seconds,
+                  DEFAULT: self.settings.celery_time_limit_default_seconds,
+                  BULK: self.settings.celery_time_limit_bulk_seconds}
+        return queue_name(self.settings.celery_queue, cls), limits[cls]
+
     def publish(self, job_ids: Sequence[str], *, countdown: float | None = None) -> int:
-        """Send a run message per job id and note when, so the sweep knows what it may skip.
-        Raises when the broker cannot be reached."""
+        """Send a run message per job id to its kind's queue and note when, so the sweep
+        knows what it may skip. Raises when the broker cannot be reached."""
+        if not job_ids:
+            return 0
+        with self.database.read(primary=True) as uow:
+            kinds = {job_id: job.kind for job_id in job_ids
+                     if (job := uow.jobs.get(job_id)) is not None}
         sent: list[str] = []
         for job_id in job_ids:
-            self.app.send_task(RUN_JOB, args=[job_id], queue=self.settings.celery_queue,
-                               countdown=countdown)
+            queue, time_limit = self.route(kinds.get(job_id))
+            self.app.send_task(RUN_JOB, args=[job_id], queue=queue, countdown=countdown,
+                               time_limit=time_limit)
             sent.append(job_id)
         if sent:
             with self.database.write() as uow:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from signalfactory.domain.accounts import Principal, QuotaExceededError
-from signalfactory.observability.metrics import API_REFUSALS
+from signalfactory.observability.metrics import count_refusal
 from signalfactory.services.ports import UnitOfWork
 
 
@@ -87,7 +87,7 @@ def enforce_quota(uow: UnitOfWork, principal: Principal, kind: str, *,
     if current is None:
         current = uow.usage.count_held(principal.tenant_id, kind)
     if current >= limit:
-        API_REFUSALS.labels("quota").inc()
+        count_refusal("quota", principal.tenant_name, principal.key_prefix)
         noun = kind if limit != 1 else _SINGULAR[kind]
         raise QuotaExceededError(f"{principal.tier} tier allows {limit} {noun}; delete one "
                                  "or upgrade", quota=kind, limit=limit, used=current,
@@ -101,7 +101,7 @@ def _take_daily(uow: UnitOfWork, principal: Principal, kind: str, limit: int | N
         return
     used = uow.usage.daily_used(principal.tenant_id, kind, day)
     retry = seconds_until_utc_midnight(now)
-    API_REFUSALS.labels("daily_quota").inc()
+    count_refusal("daily_quota", principal.tenant_name, principal.key_prefix)
     raise QuotaExceededError(f"{principal.tier} tier allows {limit} {kind} per day and "
                              f"today's are used; retry after 00:00 UTC (in {retry} s) or "
                              "upgrade", quota=kind, limit=limit, used=used,
