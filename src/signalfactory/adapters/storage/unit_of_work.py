@@ -18,8 +18,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
-from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
+from signalfactory.adapters.storage.read_only import ReadOnlyGuard, is_unreachable
+from signalfactory.domain.errors import (
+    BadInputError,
+    OperationalError,
+    ReadOnlyError,
+    TemporaryError,
+)
 from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import WRITES_REFUSED_READ_ONLY
 
 if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
@@ -238,13 +245,19 @@ class SqlUnitOfWork:
 
 class SqlDatabase:
     """The primary engine, an optional read engine (replica, failing over to the primary)
-    and the bar store, behind the ``Database`` port."""
+    and the bar store, behind the ``Database`` port.
+
+    With a ``guard``, writes are refused with ``ReadOnlyError`` while the platform is
+    read-only (adapters/storage/read_only.py): the primary is unreachable, or an operator
+    switched the mode on. Reads keep working from the replica.
+    """
 
     def __init__(self, engine: Engine, bar_store: BarStore,
-                 read_engine: Engine | None = None) -> None:
+                 read_engine: Engine | None = None, guard: ReadOnlyGuard | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine
         self.bar_store = bar_store
+        self.guard = guard
 
     @property
     def reader(self) -> Engine:
@@ -254,21 +267,65 @@ class SqlDatabase:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def read_only(self) -> str | None:
+        return self.guard.reason() if self.guard is not None else None
+
+    def set_read_only(self, reason: str | None) -> None:
+        if self.guard is None:
+            raise OperationalError("this database has no read-only switch")
+        self.guard.set_operator(reason)
+
+    @contextmanager
+    def _noting_unreachable(self) -> Iterator[None]:
+        """A primary that does not answer puts the process in read-only mode; the error the
+        caller gets then says so (503 ``read-only``)."""
+        try:
+            yield
+        except TemporaryError as exc:
+            cause = exc.__cause__
+            if self.guard is None or cause is None or not is_unreachable(cause):
+                raise
+            self.guard.mark_down(cause)
+            WRITES_REFUSED_READ_ONLY.inc()
+            raise ReadOnlyError(f"the platform is read-only: {self.guard.primary_reason()}; "
+                                "nothing was stored, retry later") from exc
+
     @contextmanager
     def write(self) -> Iterator[SqlUnitOfWork]:
-        with translated_errors(), self.engine.begin() as conn:
+        reason = self.read_only()
+        if reason is not None:
+            WRITES_REFUSED_READ_ONLY.inc()
+            raise ReadOnlyError(f"the platform is read-only ({reason}); nothing was stored, "
+                                "retry later")
+        with self._noting_unreachable(), translated_errors(), self.engine.begin() as conn:
             uow = SqlUnitOfWork(conn, self.bar_store)
             yield uow
         uow._committed()
 
     @contextmanager
     def read(self, *, primary: bool = False) -> Iterator[SqlUnitOfWork]:
-        engine = self.engine if primary else self.reader
+        # A caller that asked for the primary (to read its own writes) gets the replica while
+        # the primary is down: it cannot have written anything since.
+        on_primary = primary and not (self.guard is not None and self.guard.primary_down)
+        engine = self.engine if on_primary else self.reader
+        if on_primary or engine is self.engine:
+            with self._noting_unreachable(), translated_errors(), engine.connect() as conn:
+                yield SqlUnitOfWork(conn, self.bar_store)
+            return
         with translated_errors(), engine.connect() as conn:
             yield SqlUnitOfWork(conn, self.bar_store)
 
     def health(self) -> dict[str, str]:
         checks: dict[str, str] = {}
+        operator = self.guard.operator_reason() if self.guard is not None else None
+        if operator is not None:
+            checks["read_only"] = f"degraded: read-only (operator: {operator})"
+        if self.guard is not None and not self.guard.probe() and self.read_engine is not None:
+            # Still ready: reads are served by the replica, writes answer 503 read-only.
+            checks["database"] = "ok"
+            checks["read_only"] = (f"degraded: read-only (primary unreachable: "
+                                   f"{self.guard.last_error}; reads from the replica)")
+            return checks
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
