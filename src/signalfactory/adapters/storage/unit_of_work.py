@@ -304,16 +304,25 @@ class SqlDatabase:
 
     @contextmanager
     def read(self, *, primary: bool = False) -> Iterator[SqlUnitOfWork]:
-        # A caller that asked for the primary (to read its own writes) gets the replica while
-        # the primary is down: it cannot have written anything since.
-        on_primary = primary and not (self.guard is not None and self.guard.primary_down)
-        engine = self.engine if on_primary else self.reader
-        if on_primary or engine is self.engine:
-            with self._noting_unreachable(), translated_errors(), engine.connect() as conn:
-                yield SqlUnitOfWork(conn, self.bar_store)
-            return
-        with translated_errors(), engine.connect() as conn:
+        with self._noting_unreachable(), translated_errors(), \
+                self._read_connection(primary) as conn:
             yield SqlUnitOfWork(conn, self.bar_store)
+
+    def _read_connection(self, primary: bool) -> Connection:
+        """The replica's connection (failing over to the primary when it is down), or the
+        primary's for a caller that must read its own writes; that caller gets the replica
+        while the primary is unreachable (it cannot have written anything since)."""
+        if self.read_engine is None:
+            return self.engine.connect()
+        if not primary or (self.guard is not None and self.guard.primary_down):
+            return self.read_engine.connect()
+        try:
+            return self.engine.connect()
+        except sqlalchemy.exc.DBAPIError as exc:
+            if self.guard is None or not is_unreachable(exc):
+                raise
+            self.guard.mark_down(exc)
+            return self.read_engine.connect()
 
     def health(self) -> dict[str, str]:
         checks: dict[str, str] = {}

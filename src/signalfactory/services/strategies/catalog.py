@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from signalfactory.adapters.strategies.loading import load_strategy
-from signalfactory.domain.errors import BadInputError, NotFoundError
+from signalfactory.domain.errors import BadInputError, NotFoundError, ReadOnlyError
 from signalfactory.domain.strategies import (
     BUILTIN_TEMPLATES,
     RuleStrategy,
@@ -61,8 +61,12 @@ def store_builtins_once(platform: Platform) -> None:
     after it need not write (and may read a replica)."""
     if platform.builtins_stored.is_set():
         return
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
+    try:
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
+    except ReadOnlyError:
+        # Reads go on with what is stored; the built-ins are stored once writes work again.
+        return
     platform.cache.invalidate("strategies")
     platform.builtins_stored.set()
 
