@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from signalfactory.adapters.storage.tables import audit_log, strategies
-from signalfactory.adapters.storage.unit_of_work import sql_database
 from signalfactory.bootstrap import build_platform
 from signalfactory.cli.main import app as cli_app
 from signalfactory.domain.errors import ReadOnlyError
@@ -32,9 +30,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.settings import Settings
 from signalfactory.workers.runner import EmbeddedRunner
 from tests.api_harness import ApiHarness
-from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
 from tests.helpers import engine_of
-from tests.tcp_proxy import TcpProxy
 
 RULE = "entry: close > sma(close, 3)\nexit: close < sma(close, 3)"
 READ_ONLY_TYPE = "https://signalfactory.dev/problems/read-only"
