@@ -13,8 +13,8 @@ itself is PostgreSQL's, not ours to test). What must hold:
 
 The run is 400 operations (200 writes) to keep the suite's time: each POST costs ~30 ms
 here. SIGNALFACTORY_TEST_OUTAGE_OPERATIONS=1000 runs the issue's full size (1,000 operations,
-500 writes: 30 s). The figures (reads answered, writes refused, time to enter and leave) are printed for the
-record: run with ``-s`` to see them.
+500 writes: 30 s). The figures (reads answered, writes refused, time to enter and leave)
+are printed for the record: run with ``-s`` to see them.
 """
 
 from __future__ import annotations
