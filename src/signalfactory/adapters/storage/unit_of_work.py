@@ -326,20 +326,20 @@ class SqlDatabase:
 
     def health(self) -> dict[str, str]:
         checks: dict[str, str] = {}
-        operator = self.guard.operator_reason() if self.guard is not None else None
+        guard = self.guard
+        operator = guard.operator_reason() if guard is not None else None
         if operator is not None:
             checks["read_only"] = f"degraded: read-only (operator: {operator})"
-        if self.guard is not None and not self.guard.probe() and self.read_engine is not None:
-            # Still ready: reads are served by the replica, writes answer 503 read-only.
-            checks["database"] = "ok"
-            checks["read_only"] = (f"degraded: read-only (primary unreachable: "
-                                   f"{self.guard.last_error}; reads from the replica)")
-            return checks
+        if guard is not None and guard.primary_down and not guard.probe():
+            return self._primary_down(checks)
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:  # any failure means not ready; the probe names it
+            if guard is not None and is_unreachable(exc):
+                guard.mark_down(exc)
+                return self._primary_down(checks)
             checks["database"] = f"unreachable: {type(exc).__name__}"
             return checks
         try:
@@ -348,6 +348,17 @@ class SqlDatabase:
                 f"at {current or 'none'}, head is {head}; run `signalfactory db upgrade`")
         except Exception as exc:  # an unreadable version table is reported, not raised
             checks["migrations"] = f"unknown: {type(exc).__name__}"
+        return checks
+
+    def _primary_down(self, checks: dict[str, str]) -> dict[str, str]:
+        """Readiness while the primary is unreachable: still ready (degraded) when a replica
+        serves the reads, not ready without one."""
+        if self.read_engine is None or self.guard is None:
+            checks["database"] = f"unreachable: {self.guard.last_error if self.guard else ''}"
+            return checks
+        checks["database"] = "ok"
+        checks["read_only"] = (f"degraded: read-only (primary unreachable: "
+                               f"{self.guard.last_error}; reads from the replica)")
         return checks
 
     def pool_usage(self) -> tuple[int, int] | None:
