@@ -157,3 +157,44 @@ def test_jobs_pause_in_read_only_mode_and_resume_uncounted(platform: Platform) -
         done = [uow.jobs.get(waiting.id), uow.jobs.get(midway.id)]
     assert [j.status for j in done if j] == ["succeeded", "succeeded"]
     assert [j.attempts for j in done if j] == [1, 1], "a paused run is not a failed attempt"
+
+
+def test_a_celery_task_pauses_and_hands_its_claim_back_uncounted(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task wrapper, called in-process: a run that meets read-only mode asks Celery to
+    retry with no limit, naming the claim to hand back; the retry hands it back and runs."""
+    import os
+
+    from signalfactory.adapters.jobs.celery_queue import RUN_JOB
+    from signalfactory.workers import celery_app
+
+    monkeypatch.setitem(celery_app._WORKER_PLATFORM, os.getpid(), platform)
+    task = celery_app.make_celery_app(Settings(broker_url="memory://")).tasks[RUN_JOB]
+    retries: list[dict[str, Any]] = []
+
+    class RetryAskedError(Exception):
+        pass
+
+    def retry(**kwargs: Any) -> Exception:
+        retries.append(kwargs)
+        return RetryAskedError()
+
+    monkeypatch.setattr(task, "retry", retry)
+    job = submit(platform, "test.read_only_pause", {"switch_on": True})
+    with pytest.raises(RetryAskedError):
+        task(job.id)
+    assert retries[0]["max_retries"] is None, "paused for as long as the mode lasts"
+    paused_owner = retries[0]["kwargs"]["paused_owner"]
+    with platform.database.read() as uow:
+        held = uow.jobs.get(job.id)
+    assert held is not None and held.status == "running" and held.lease_owner == paused_owner
+
+    with pytest.raises(RetryAskedError):  # still read-only: the claim stays named for later
+        task(job.id, paused_owner=paused_owner)
+    assert retries[1]["kwargs"]["paused_owner"] == paused_owner
+
+    platform.database.set_read_only(None)
+    assert task(job.id, paused_owner=paused_owner) == "succeeded"
+    with platform.database.read() as uow:
+        done = uow.jobs.get(job.id)
+    assert done is not None and done.status == "succeeded" and done.attempts == 1
