@@ -85,8 +85,11 @@ class ReadOnlyGuard:
                 text = None
             except OSError as exc:  # an unreadable flag is reported, not ignored
                 text = f"the flag file {self.flag_path} cannot be read ({exc.strerror})"
-            self._flag = None if text is None else (text or "switched on by an operator")
+            flag = None if text is None else (text or "switched on by an operator")
+            changed, self._flag = flag != self._flag, flag
             self._flag_read_at = now
+            if changed:  # switched by another process: this one's gauge follows
+                self._gauge()
         return self._flag
 
     def set_operator(self, reason: str | None) -> None:
