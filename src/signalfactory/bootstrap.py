@@ -15,6 +15,7 @@ from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
+from signalfactory.adapters.storage.read_only import ReadOnlyGuard
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
@@ -61,15 +62,21 @@ def with_password(url: str, settings: Settings) -> str:
 
 
 def build_database(settings: Settings, probes: dict[str, ReadinessProbe]) -> SqlDatabase:
-    engine = create_db_engine(with_password(settings.resolved_database_url, settings))
+    engine = create_db_engine(with_password(settings.resolved_database_url, settings),
+                              pool_size=settings.database_pool_size,
+                              max_overflow=settings.database_max_overflow)
     read_engine = None
     if settings.database_read_url:
         from signalfactory.adapters.storage.read_replica import create_read_engine, replica_probe
 
         read_engine, state = create_read_engine(
-            with_password(settings.database_read_url, settings), engine)
+            with_password(settings.database_read_url, settings), engine,
+            pool_size=settings.database_read_pool_size,
+            max_overflow=settings.database_read_max_overflow)
         probes["read_replica"] = replica_probe(read_engine, state)
-    return SqlDatabase(engine, make_bar_store(settings), read_engine)
+    guard = ReadOnlyGuard(settings.read_only_flag, engine,
+                          retry_seconds=settings.read_only_probe_seconds)
+    return SqlDatabase(engine, make_bar_store(settings), read_engine, guard)
 
 
 def build_signal_feed(database: SqlDatabase) -> SignalFeed:

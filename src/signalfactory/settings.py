@@ -31,6 +31,7 @@ RetentionLimits = dict[str, dict[str, int | None]]
 
 #: The file under ``home`` whose existence means a restore is running (``/readyz`` fails).
 RESTORE_MARKER = "restore-in-progress"
+READ_ONLY_FLAG = "read-only"
 
 
 def parse_retention(value: object) -> RetentionLimits:
@@ -122,6 +123,25 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Size the database must stay under (its volume or "
                                         "quota); exported so SignalFactoryDatabaseFullSoon "
                                         "can predict when it is reached.")
+    database_pool_size: int = Field(
+        default=5, ge=1, le=1000,
+        description="Connections each process keeps open to the primary (PostgreSQL). The "
+                    "sizing reference for a production API process is 30.")
+    database_max_overflow: int = Field(
+        default=5, ge=0, le=1000,
+        description="Extra primary connections a process may open under a burst, closed "
+                    "when returned.")
+    database_read_pool_size: int = Field(
+        default=5, ge=1, le=1000,
+        description="Connections each process keeps open to the read replica "
+                    "(SIGNALFACTORY_DATABASE_READ_URL). The production reference is 50.")
+    database_read_max_overflow: int = Field(
+        default=5, ge=0, le=1000,
+        description="Extra replica connections a process may open under a burst.")
+    read_only_probe_seconds: float = Field(
+        default=2.0, gt=0, le=60,
+        description="While the primary is unreachable (read-only mode), how often a write "
+                    "checks whether it answers again; the mode ends by itself when it does.")
     bar_store: str = Field(
         default="auto",
         description="'columnar' (Arrow files beside the database), 'sql' (bars table), or "
@@ -429,6 +449,12 @@ class Settings(BaseSettings):
     @property
     def restore_marker(self) -> Path:
         return self.home / RESTORE_MARKER
+
+    @property
+    def read_only_flag(self) -> Path:
+        """The operator's read-only switch (`signalfactory ops read-only on`): a file under
+        home, so every process sharing the home sees it even when the database is down."""
+        return self.home / READ_ONLY_FLAG
 
 
 def _load_config_file(path: Path) -> dict[str, Any]:

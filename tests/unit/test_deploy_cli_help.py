@@ -1,8 +1,9 @@
 """Every command a container, pod, unit or the runbook starts exists in the CLI.
 
 The commands are read from the deployment artifacts themselves (Dockerfile CMD, compose
-`command`, Kubernetes container `args`, systemd `ExecStart`/`ExecStartPre`, and the commands in
-docs/operations.md), then each is run with `--help` through the interpreter running the tests.
+`command`, Kubernetes container `args`, systemd `ExecStart`/`ExecStartPre`), then each is run
+with `--help` through the interpreter running the tests. The runbook's commands are checked,
+with their options, in tests/unit/test_runbook_truth.py.
 """
 
 from __future__ import annotations
@@ -74,20 +75,6 @@ def systemd_commands() -> dict[str, tuple[str, ...]]:
 
 STARTED = {**dockerfile_commands(), **compose_commands(), **k8s_commands(), **systemd_commands()}
 
-# `signalfactory` as the command word: at a line start, after a shell operator, a backtick,
-# sudo, or an absolute path to the installed script - not as a user or group name.
-_RUNBOOK_COMMAND = re.compile(
-    r"(?:^|[`(|;&]\s*|\bsudo[ \t]+|/bin/)signalfactory"
-    r"[ \t]+([a-z][a-z-]*)(?:[ \t]+([a-z][a-z-]*))?",
-    flags=re.MULTILINE,
-)
-
-
-def runbook_commands() -> set[tuple[str, ...]]:
-    text = (ROOT / "docs" / "operations.md").read_text()
-    return {tuple(g for g in match.groups() if g) for match in _RUNBOOK_COMMAND.finditer(text)}
-
-
 def run_help(command: tuple[str, ...], home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SIGNALFACTORY_HOME": str(home)}
     return subprocess.run(
@@ -111,24 +98,8 @@ def test_started_command_is_a_known_process_command(where: str, command: tuple[s
     assert command in PROCESS_COMMANDS, f"{where} starts unknown command {command}"
 
 
-def test_runbook_command_pattern_skips_user_names() -> None:
-    sample = "useradd --shell /x signalfactory\n`signalfactory backup create --to D`\n"
-    sample += "sudo -g signalfactory deploy/x\n/opt/v/bin/signalfactory db upgrade\n"
-    found = {tuple(g for g in m.groups() if g) for m in _RUNBOOK_COMMAND.finditer(sample)}
-    assert found == {("backup", "create"), ("db", "upgrade")}
-
-
 @pytest.mark.parametrize("command", sorted(set(STARTED.values())), ids=" ".join)
 def test_started_command_has_help(command: tuple[str, ...], tmp_path: Path) -> None:
-    result = run_help(command, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Usage" in result.stdout
-
-
-@pytest.mark.parametrize(
-    "command", sorted(runbook_commands() - set(STARTED.values())), ids=" ".join
-)
-def test_runbook_command_has_help(command: tuple[str, ...], tmp_path: Path) -> None:
     result = run_help(command, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Usage" in result.stdout

@@ -44,6 +44,7 @@ SERIES = {
     "signalfactory_backup_size_bytes",
     "signalfactory_db_connections_in_use",
     "signalfactory_db_connections_max",
+    "signalfactory_read_only",
     "deliveries_total",
     "signalfactory_delivery_queue_depth",
     "signalfactory_delivery_dead_letter",

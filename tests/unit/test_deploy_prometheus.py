@@ -31,6 +31,7 @@ REQUIRED_ALERTS = {
     "SignalFactorySlowResponses",  # p95 > 1 s
     "SignalFactoryInstanceDown",
     "SignalFactoryNotReady",
+    "SignalFactoryReadOnly",  # writes refused (primary unreachable or operator switch)
     "SignalFactoryJobBacklogGrowing",
     "SignalFactoryJobsFailing",
     "SignalFactoryMarketDataStale",

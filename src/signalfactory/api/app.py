@@ -23,6 +23,7 @@ from signalfactory.api.routers import endpoints as endpoints_router
 from signalfactory.api.routers import exchange_accounts as exchange_accounts_router
 from signalfactory.api.routers import jobs as jobs_router
 from signalfactory.api.routers import kill_switch as kill_switch_router
+from signalfactory.api.routers import operations as operations_router
 from signalfactory.api.routers import orders as orders_router
 from signalfactory.api.routers import reports as reports_router
 from signalfactory.api.routers import scans as scans_router
@@ -103,6 +104,7 @@ def create_app(platform: Platform | None = None, *,
     app.include_router(orders_router.router)
     app.include_router(kill_switch_router.router)
     app.include_router(sources_router.router)
+    app.include_router(operations_router.router)
     app.webhooks.include_router(endpoints_router.webhooks)
     mount_dashboard(app)  # the pages at / (sign-in by API key, then a session cookie)
     return app

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from signalfactory.api.auth import authenticate_scope
 from signalfactory.api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE, ApiProblem
 from signalfactory.domain.accounts import StoredResponse
+from signalfactory.domain.errors import TemporaryError
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.accounts import idempotency as keys
 from signalfactory.services.platform import Platform
@@ -67,12 +68,17 @@ class IdempotencyMiddleware:
         platform: Platform = scope["app"].state.platform
         try:
             principal = await run_in_threadpool(authenticate_scope, platform, scope)
+            request_hash = _fingerprint(scope, body)
+            claim = await run_in_threadpool(keys.claim, platform, principal.tenant_id, key,
+                                            "POST", scope["path"], request_hash)
         except ApiProblem as exc:
             await _send_problem(send, scope, exc)
             return
-        request_hash = _fingerprint(scope, body)
-        claim = await run_in_threadpool(keys.claim, platform, principal.tenant_id, key,
-                                        "POST", scope["path"], request_hash)
+        except TemporaryError as exc:
+            # Outside the routes' handlers: answer as they would (503, read-only or busy).
+            await _send_problem(send, scope, ApiProblem(
+                503, str(exc), code=exc.code, headers={"Retry-After": "5"}))
+            return
         if claim.outcome == "replay" and claim.response is not None:
             await _send_replay(send, _opened(platform, claim.response))
             return
@@ -120,7 +126,12 @@ class IdempotencyMiddleware:
             await run_in_threadpool(keys.release, platform, record_id)
             raise
         if status >= 500 or status in NOT_STORED:
-            await run_in_threadpool(keys.release, platform, record_id)
+            try:
+                await run_in_threadpool(keys.release, platform, record_id)
+            except TemporaryError as exc:
+                # The database went read-only during the request: the claim stays in flight
+                # until it expires, so a retry with this key answers 409 until then.
+                log.warning("idempotency claim not released", error=str(exc))
         else:
             stored_headers, stored_body = _sealed_if_secret(platform, headers,
                                                             b"".join(chunks))

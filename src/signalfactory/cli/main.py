@@ -12,6 +12,7 @@ from signalfactory.cli.audit import audit_app
 from signalfactory.cli.campaigns import campaigns_app
 from signalfactory.cli.deliveries import deliveries_app
 from signalfactory.cli.endpoints import endpoints_app
+from signalfactory.cli.ops_mode import ops_app
 from signalfactory.cli.report import report_app
 from signalfactory.cli.sources import sources_app
 from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
@@ -39,6 +40,7 @@ app.add_typer(ops.backup_app, name="backup")
 app.add_typer(ops.dr_app, name="dr")
 app.add_typer(ops.archive_app, name="archive")
 app.add_typer(ops.data_app, name="data")
+app.add_typer(ops_app, name="ops")
 app.command()(jobs_cli.worker)
 app.command()(jobs_cli.beat)
 app.add_typer(jobs_cli.jobs_app, name="jobs")

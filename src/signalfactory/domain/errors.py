@@ -56,6 +56,13 @@ class TemporaryError(SignalFactoryError):
     code = "temporary"
 
 
+class ReadOnlyError(TemporaryError):
+    """A write refused because the platform is read-only (the primary database is
+    unreachable, or an operator switched the mode on): nothing was stored; retry later."""
+
+    code = "read-only"
+
+
 class OperationalError(SignalFactoryError):
     """A failure a person must look at; retrying will not help."""
 

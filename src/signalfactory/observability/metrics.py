@@ -99,6 +99,13 @@ def count_refusal(reason: str, tenant: str | None = None, key: str | None = None
 REPLICA_UP = Gauge("signalfactory_read_replica_up",
                    "1 while the read replica answers, 0 while reads fail over to the primary")
 
+READ_ONLY = Gauge("signalfactory_read_only",
+                  "1 while this process refuses writes (primary unreachable or operator's "
+                  "switch), 0 otherwise", multiprocess_mode="max")
+
+WRITES_REFUSED_READ_ONLY = Counter("signalfactory_writes_refused_read_only_total",
+                                   "Writes refused with 503 because the platform is read-only")
+
 READ_FAILOVERS = Counter("signalfactory_read_failovers_total",
                          "Read connections opened on the primary because the replica was down")
 

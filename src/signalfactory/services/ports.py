@@ -176,6 +176,16 @@ class Database(Protocol):
         ``primary`` (a caller that must read its own writes)."""
         ...
 
+    def read_only(self) -> str | None:
+        """Why writes are refused now (the primary is unreachable, or an operator switched
+        read-only mode on); None while they go through. ``write()`` raises
+        ``ReadOnlyError`` (a ``TemporaryError``) meanwhile."""
+        ...
+
+    def set_read_only(self, reason: str | None) -> None:
+        """The operator's switch: on with a reason, off with None; seen by every process."""
+        ...
+
     def health(self) -> dict[str, str]:
         """Readiness checks of the database: ``{"database": "ok", "migrations": "ok"}`` or
         what is wrong and what to do."""

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from signalfactory.domain.errors import ReadOnlyError
+
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
     from signalfactory.settings import Settings
@@ -214,13 +216,24 @@ class InMemoryDatabase:
     def __init__(self) -> None:
         self.state = MemoryState()
         self._lock = threading.RLock()
+        #: why writes are refused (read-only mode); set it to simulate the mode in tests
+        self.read_only_reason: str | None = None
 
     @property
     def dialect(self) -> str:
         return "memory"
 
+    def read_only(self) -> str | None:
+        return self.read_only_reason
+
+    def set_read_only(self, reason: str | None) -> None:
+        self.read_only_reason = reason
+
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[InMemoryUnitOfWork]:
+        if self.read_only_reason is not None:
+            raise ReadOnlyError(f"the platform is read-only ({self.read_only_reason}); "
+                                "nothing was stored, retry later")
         with self._lock:
             work = InMemoryUnitOfWork(copy.deepcopy(self.state))
             yield work
@@ -233,7 +246,10 @@ class InMemoryDatabase:
             yield InMemoryUnitOfWork(copy.deepcopy(self.state))
 
     def health(self) -> dict[str, str]:
-        return {"database": "ok", "migrations": "ok"}
+        checks = {"database": "ok", "migrations": "ok"}
+        if self.read_only_reason is not None:
+            checks["read_only"] = f"degraded: read-only (operator: {self.read_only_reason})"
+        return checks
 
     def pool_usage(self) -> tuple[int, int] | None:
         return None

@@ -22,10 +22,15 @@ from sqlalchemy.exc import DBAPIError
 
 from signalfactory.adapters.jobs.celery_queue import RUN_JOB, CeleryJobQueue, configured_celery
 from signalfactory.adapters.storage.unit_of_work import sql_database
-from signalfactory.domain.errors import TemporaryError
+from signalfactory.domain.errors import ReadOnlyError, TemporaryError
 from signalfactory.domain.job_routes import REALTIME, queue_name
 from signalfactory.observability.logging import get_logger
-from signalfactory.services.jobs.execution import execute_by_id, new_owner, reap_expired
+from signalfactory.services.jobs.execution import (
+    execute_by_id,
+    new_owner,
+    reap_expired,
+    release,
+)
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.jobs.schedules import fire_current_slot
 from signalfactory.settings import Settings, load_settings
@@ -94,11 +99,22 @@ def make_celery_app(settings: Settings) -> Celery:
 
     @app.task(name=RUN_JOB, bind=True, acks_late=True,  # type: ignore[untyped-decorator]
               reject_on_worker_lost=True)
-    def run_job(self: Task[Any, Any], job_id: str) -> str:
+    def run_job(self: Task[Any, Any], job_id: str, paused_owner: str | None = None) -> str:
         platform = worker_platform()
+        owner = new_owner(f"celery-{self.request.hostname or ''}")
+        holder = paused_owner  # who may hold the job's claim when this run is paused
         try:
-            outcome = execute_by_id(platform, job_id,
-                                    new_owner(f"celery-{self.request.hostname or ''}"))
+            if paused_owner is not None:
+                # A run cut short by read-only mode: hand its claim back, uncounted.
+                release(platform, job_id, paused_owner)
+            holder = owner
+            outcome = execute_by_id(platform, job_id, owner)
+        except ReadOnlyError as exc:
+            # The platform is read-only: the job pauses (retried for as long as the mode
+            # lasts, never counted as a failed attempt), it does not fail.
+            raise self.retry(exc=exc, countdown=platform.settings.read_only_probe_seconds * 5,
+                             max_retries=None,
+                             kwargs={"job_id": job_id, "paused_owner": holder}) from exc
         except (TemporaryError, DBAPIError) as exc:
             # Database unreachable: try again later; the sweep covers us if this gives up.
             raise self.retry(exc=exc, countdown=10, max_retries=60) from exc

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
-from signalfactory.domain.errors import TemporaryError
+from signalfactory.domain.errors import ReadOnlyError, TemporaryError
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.jobs.execution import (
     JobContext,
@@ -46,6 +46,8 @@ class EmbeddedRunner:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, JobContext] = {}
+        #: (job id, owner) of jobs cut short by read-only mode, handed back when it ends
+        self._paused: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
     # -- lifecycle --
@@ -85,7 +87,11 @@ class EmbeddedRunner:
 
     # -- work --
     def run_next(self) -> Outcome | None:
-        """Claim and run one job in the calling thread; None when nothing is runnable."""
+        """Claim and run one job in the calling thread; None when nothing is runnable.
+
+        Raises ``ReadOnlyError`` while the platform is read-only: nothing is claimed, and a
+        job that met the mode while running is kept to be handed back (uncounted) later."""
+        self._hand_back_paused()
         owner = new_owner(threading.current_thread().name)
         job = claim_next(self.platform, owner)  # queues jobs of lost workers again first
         if job is None:
@@ -97,9 +103,26 @@ class EmbeddedRunner:
 
         try:
             return run_claimed(self.platform, job, owner, self._stopping, on_start=track)
+        except ReadOnlyError:
+            with self._lock:
+                self._paused.append((job.id, owner))
+            raise
         finally:
             with self._lock:
                 self._running.pop(owner, None)
+
+    def _hand_back_paused(self) -> None:
+        with self._lock:
+            paused, self._paused = self._paused, []
+        try:
+            while paused:
+                job_id, owner = paused[0]
+                if release(self.platform, job_id, owner):
+                    log.info("paused job handed back: writes work again", job_id=job_id)
+                paused.pop(0)
+        finally:
+            with self._lock:
+                self._paused.extend(paused)
 
     def run_until_idle(self, max_jobs: int = 1000) -> list[Outcome]:
         """Run due jobs one after another until none is runnable (tests, one-shot use)."""
@@ -118,6 +141,12 @@ class EmbeddedRunner:
             try:
                 outcome = self.run_next()
                 failures = 0
+            except ReadOnlyError as exc:
+                # Paused, not failing: nothing is claimed until the mode ends (it ends by
+                # itself when the primary answers; an operator's switch when switched off).
+                log.warning("job runner paused: the platform is read-only", reason=str(exc))
+                self._stop.wait(self.platform.settings.read_only_probe_seconds)
+                continue
             except (TemporaryError, DBAPIError) as exc:
                 # Database down or locked by a long writer: back off, keep the thread alive.
                 failures += 1

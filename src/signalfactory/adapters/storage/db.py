@@ -61,8 +61,12 @@ def _write_transactions(engine: Engine) -> Callable[[], AbstractContextManager[s
     return begin
 
 
-def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
-    """An engine with the pragmas and pool settings this platform relies on."""
+def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5,
+                     echo: bool = False) -> Engine:
+    """An engine with the pragmas and pool settings this platform relies on.
+
+    ``pool_size``/``max_overflow`` size the PostgreSQL pool (SIGNALFACTORY_DATABASE_POOL_SIZE
+    and friends); SQLite opens a connection per thread and ignores them."""
     url = normalise_url(url)
     if is_sqlite_url(url):
         db_path = make_url(url).database
@@ -80,5 +84,5 @@ def create_db_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Eng
         # types as equal (Engine.begin is declared as a generator context manager).
         engine.begin = _write_transactions(engine)  # type: ignore[method-assign,assignment]
         return engine
-    return sa.create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+    return sa.create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow,
                             pool_pre_ping=True)

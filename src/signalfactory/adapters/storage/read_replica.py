@@ -87,14 +87,15 @@ def _connect_args(engine: Engine) -> tuple[list[Any], dict[str, Any]]:
 
 
 def create_read_engine(read_url: str, primary: Engine, *, retry_seconds: float = 10.0,
-                       connect_timeout: int = 3) -> tuple[Engine, ReplicaState]:
+                       connect_timeout: int = 3, pool_size: int = 5,
+                       max_overflow: int = 5) -> tuple[Engine, ReplicaState]:
     """The engine behind ``SqlDatabase.reader`` and the state its probe reports."""
     read_url = normalise_url(read_url)
     if make_url(read_url).get_backend_name() != primary.dialect.name:
         raise BadInputError(
             "SIGNALFACTORY_DATABASE_READ_URL must name the same kind of database as the "
             f"primary ({primary.dialect.name}); it is a replica of it")
-    engine = create_db_engine(read_url)
+    engine = create_db_engine(read_url, pool_size=pool_size, max_overflow=max_overflow)
     state = ReplicaState(retry_seconds=retry_seconds)
     REPLICA_UP.set(1)
     primary_cargs, primary_cparams = _connect_args(primary)

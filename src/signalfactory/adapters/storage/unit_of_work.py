@@ -18,8 +18,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.bar_store import BarStore
-from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
+from signalfactory.adapters.storage.read_only import ReadOnlyGuard, is_unreachable
+from signalfactory.domain.errors import (
+    BadInputError,
+    OperationalError,
+    ReadOnlyError,
+    TemporaryError,
+)
 from signalfactory.observability.logging import get_logger
+from signalfactory.observability.metrics import WRITES_REFUSED_READ_ONLY
 
 if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
@@ -244,13 +251,19 @@ class SqlUnitOfWork:
 
 class SqlDatabase:
     """The primary engine, an optional read engine (replica, failing over to the primary)
-    and the bar store, behind the ``Database`` port."""
+    and the bar store, behind the ``Database`` port.
+
+    With a ``guard``, writes are refused with ``ReadOnlyError`` while the platform is
+    read-only (adapters/storage/read_only.py): the primary is unreachable, or an operator
+    switched the mode on. Reads keep working from the replica.
+    """
 
     def __init__(self, engine: Engine, bar_store: BarStore,
-                 read_engine: Engine | None = None) -> None:
+                 read_engine: Engine | None = None, guard: ReadOnlyGuard | None = None) -> None:
         self.engine = engine
         self.read_engine = read_engine
         self.bar_store = bar_store
+        self.guard = guard
 
     @property
     def reader(self) -> Engine:
@@ -260,9 +273,37 @@ class SqlDatabase:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def read_only(self) -> str | None:
+        return self.guard.reason() if self.guard is not None else None
+
+    def set_read_only(self, reason: str | None) -> None:
+        if self.guard is None:
+            raise OperationalError("this database has no read-only switch")
+        self.guard.set_operator(reason)
+
+    @contextmanager
+    def _noting_unreachable(self) -> Iterator[None]:
+        """A primary that does not answer puts the process in read-only mode; the error the
+        caller gets then says so (503 ``read-only``)."""
+        try:
+            yield
+        except TemporaryError as exc:
+            cause = exc.__cause__
+            if self.guard is None or cause is None or not is_unreachable(cause):
+                raise
+            self.guard.mark_down(cause)
+            WRITES_REFUSED_READ_ONLY.inc()
+            raise ReadOnlyError(f"the platform is read-only: {self.guard.primary_reason()}; "
+                                "nothing was stored, retry later") from exc
+
     @contextmanager
     def write(self, *, durable: bool = True) -> Iterator[SqlUnitOfWork]:
-        with translated_errors(), self.engine.begin() as conn:
+        reason = self.read_only()
+        if reason is not None:
+            WRITES_REFUSED_READ_ONLY.inc()
+            raise ReadOnlyError(f"the platform is read-only ({reason}); nothing was stored, "
+                                "retry later")
+        with self._noting_unreachable(), translated_errors(), self.engine.begin() as conn:
             if not durable and conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             uow = SqlUnitOfWork(conn, self.bar_store)
@@ -271,17 +312,42 @@ class SqlDatabase:
 
     @contextmanager
     def read(self, *, primary: bool = False) -> Iterator[SqlUnitOfWork]:
-        engine = self.engine if primary else self.reader
-        with translated_errors(), engine.connect() as conn:
+        with self._noting_unreachable(), translated_errors(), \
+                self._read_connection(primary) as conn:
             yield SqlUnitOfWork(conn, self.bar_store)
+
+    def _read_connection(self, primary: bool) -> Connection:
+        """The replica's connection (failing over to the primary when it is down), or the
+        primary's for a caller that must read its own writes; that caller gets the replica
+        while the primary is unreachable (it cannot have written anything since)."""
+        if self.read_engine is None:
+            return self.engine.connect()
+        if not primary or (self.guard is not None and self.guard.primary_down):
+            return self.read_engine.connect()
+        try:
+            return self.engine.connect()
+        except sqlalchemy.exc.DBAPIError as exc:
+            if self.guard is None or not is_unreachable(exc):
+                raise
+            self.guard.mark_down(exc)
+            return self.read_engine.connect()
 
     def health(self) -> dict[str, str]:
         checks: dict[str, str] = {}
+        guard = self.guard
+        operator = guard.operator_reason() if guard is not None else None
+        if operator is not None:
+            checks["read_only"] = f"degraded: read-only (operator: {operator})"
+        if guard is not None and guard.primary_down and not guard.probe():
+            return self._primary_down(checks)
         try:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             checks["database"] = "ok"
         except Exception as exc:  # any failure means not ready; the probe names it
+            if guard is not None and is_unreachable(exc):
+                guard.mark_down(exc)
+                return self._primary_down(checks)
             checks["database"] = f"unreachable: {type(exc).__name__}"
             return checks
         try:
@@ -290,6 +356,17 @@ class SqlDatabase:
                 f"at {current or 'none'}, head is {head}; run `signalfactory db upgrade`")
         except Exception as exc:  # an unreadable version table is reported, not raised
             checks["migrations"] = f"unknown: {type(exc).__name__}"
+        return checks
+
+    def _primary_down(self, checks: dict[str, str]) -> dict[str, str]:
+        """Readiness while the primary is unreachable: still ready (degraded) when a replica
+        serves the reads, not ready without one."""
+        if self.read_engine is None or self.guard is None:
+            checks["database"] = f"unreachable: {self.guard.last_error if self.guard else ''}"
+            return checks
+        checks["database"] = "ok"
+        checks["read_only"] = (f"degraded: read-only (primary unreachable: "
+                               f"{self.guard.last_error}; reads from the replica)")
         return checks
 
     def pool_usage(self) -> tuple[int, int] | None:

@@ -6,6 +6,7 @@ Everything works on a ``UnitOfWork`` the caller opened (one transaction), except
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta
 
 from signalfactory.domain.accounts import (
@@ -24,7 +25,12 @@ from signalfactory.domain.api_keys import (
     digest,
 )
 from signalfactory.domain.api_keys import generate_key as _generate_key
-from signalfactory.domain.errors import BadInputError, ConflictError, NotFoundError
+from signalfactory.domain.errors import (
+    BadInputError,
+    ConflictError,
+    NotFoundError,
+    ReadOnlyError,
+)
 from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
@@ -142,8 +148,10 @@ class KeyRefusedError(BadInputError):
 def authenticate(platform: Platform, secret: str) -> Principal:
     """Who a well-formed key belongs to; ``KeyRefusedError`` when it is unknown or revoked.
 
-    Reads the primary, never a replica: a revoked key must stop working at once. Records
-    the key's use at most once per ``LAST_USED_RESOLUTION``.
+    Reads the primary, never a replica: a revoked key must stop working at once; except in
+    read-only mode, when the primary is down and the replica is all there is (nothing can be
+    revoked meanwhile). Records the key's use at most once per ``LAST_USED_RESOLUTION``, and
+    not at all in read-only mode (a lost last-used time must not refuse a read).
     """
     with platform.database.read(primary=True) as uow:
         record = uow.accounts.key_by_digest(digest(secret))
@@ -155,7 +163,7 @@ def authenticate(platform: Platform, secret: str) -> Principal:
                               reason="revoked_key")
     now = platform.clock.now()
     if needs_touch(record, now):
-        with platform.database.write() as uow:
+        with contextlib.suppress(ReadOnlyError), platform.database.write() as uow:
             uow.accounts.touch_key(record.id, now)
     return Principal(tenant_id=record.tenant_id, tenant_name=record.tenant_name,
                      tier=record.tier, role=record.role, key_id=record.id,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from signalfactory.domain.errors import BadInputError, OperationalError
+from signalfactory.domain.errors import BadInputError, OperationalError, ReadOnlyError
 from signalfactory.domain.jobs import (
     CANCELLED,
     DEAD,
@@ -252,6 +252,11 @@ def _run_task(platform: Platform, ctx: JobContext, job: Job) -> Outcome:
             log.info("job handed back: the worker is stopping")
             return Outcome("released")
         return Outcome("lost")
+    except ReadOnlyError:
+        # Not a failure of the job: the platform is read-only. The worker pauses and hands
+        # the job back, uncounted, once writes work again (release()).
+        log.warning("job paused: the platform is read-only")
+        raise
     except BadInputError as exc:
         log.warning("job failed: bad input", error=str(exc))
         return _settle(ctx, FAILED, error=str(exc))

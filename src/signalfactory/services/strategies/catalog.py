@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from signalfactory.adapters.strategies.loading import load_strategy
-from signalfactory.domain.errors import BadInputError, NotFoundError, TemporaryError
+from signalfactory.domain.errors import (
+    BadInputError,
+    NotFoundError,
+    ReadOnlyError,
+    TemporaryError,
+)
 from signalfactory.domain.strategies import (
     BUILTIN_TEMPLATES,
     RuleStrategy,
@@ -85,8 +90,12 @@ def store_builtins_once(platform: Platform) -> None:
     after it need not write (and may read a replica)."""
     if platform.builtins_stored.is_set():
         return
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
+    try:
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
+    except ReadOnlyError:
+        # Reads go on with what is stored; the built-ins are stored once writes work again.
+        return
     platform.cache.invalidate("strategies")
     platform.builtins_stored.set()
 

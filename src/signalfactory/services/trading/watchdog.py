@@ -1,4 +1,9 @@
-"""Read-only trading while the database is unreachable.
+"""Read-only trading while the database is unreachable, or the platform is read-only.
+
+The platform-wide read-only mode (adapters/storage/read_only.py: the primary unreachable
+while the replica serves reads, or ``signalfactory ops read-only on``) shows in the
+database's health as a ``read_only`` check; the probe treats it as the database gone, so
+trading follows the platform into and out of the mode.
 
 A process switches to read-only as soon as it notices the database is gone: the watchdog's
 probe (every ``trading_probe_seconds``, a probe that does not answer within
@@ -33,7 +38,11 @@ def probe(platform: Platform, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | N
 
     def ask() -> None:
         try:
-            answer.append(platform.database.health().get("database", "unknown"))
+            checks = platform.database.health()
+            # The platform's read-only mode (primary down with reads on the replica, or an
+            # operator's switch) is read-only trading too: no order is sent while it lasts.
+            answer.append(checks.get("database", "unknown") if checks.get("database") != "ok"
+                          else checks.get("read_only", "ok"))
         except Exception as exc:  # any failure means unreachable; the message says which
             answer.append(f"unreachable: {type(exc).__name__}")
 
