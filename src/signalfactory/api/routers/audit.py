@@ -63,7 +63,7 @@ def get_audit(principal: AdminDep, platform: PlatformDep,
                                          description="Only actions starting with this, "
                                                      "e.g. `api_key.` or `kill_switch.`"),
               ) -> AuditPage:
-    with platform.database.read(primary=True) as uow:
+    with platform.database.read() as uow:
         entries = audit.list_entries(uow, after_seq=after, limit=limit + 1,
                                      tenant_id=audit.visible_tenant(principal.tenant_id),
                                      action=action)
