@@ -196,7 +196,10 @@ def _example_path(path: str, operation: dict[str, Any]) -> str:
 
 # Readiness checks the primary by design; streams never end (they read on the replica too,
 # but a request to them does not return).
-NOT_READS = ("/livez", "/readyz", "/api/v1/stream/")
+# Trading reads the primary on purpose: kill switches, bot states, orders and positions must be
+# exact (a lagging replica could show a halted bot as running, or a filled order as open).
+NOT_READS = ("/livez", "/readyz", "/api/v1/stream/", "/api/v1/risk/", "/api/v1/bots",
+             "/api/v1/orders", "/api/v1/positions", "/api/v1/portfolio", "/api/v1/accounts")
 
 
 def test_every_get_route_reads_from_the_replica(pair: Pair) -> None:
