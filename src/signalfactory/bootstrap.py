@@ -149,7 +149,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
                         signal_feed=build_signal_feed(database), audit=audit_record)
     wire_subscribers(platform)
     if migrate_db:
-        migrate.upgrade(database.engine)
+        migrate.ensure_at_head(database.engine)
     return platform
 
 
