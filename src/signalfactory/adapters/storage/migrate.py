@@ -39,7 +39,8 @@ def _declared_head(versions: Path) -> str | None:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in versions.glob("*.py"):
-        found = dict(m.groups() for m in _ASSIGNMENT.finditer(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        found = {m.group(1): m.group(2) for m in _ASSIGNMENT.finditer(text)}
         rev = _QUOTED.match(found.get("revision", ""))
         parent = found.get("down_revision", "None")
         if rev is None:
