@@ -32,7 +32,7 @@ def njit_cached(fn: F) -> F:
     def first_call_compiles(*args: Any) -> Any:  # noqa: ANN401 - the kernel's own values
         nonlocal compiled
         if compiled is None:
-            import numba
+            import signalfactory.domain.numba_setup as numba
 
             try:
                 compiled = numba.njit(cache=True)(fn)
