@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
+from signalfactory.adapters.message_renderer import JinjaMessageRenderer
 from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.secret_box import build_secret_box
 from signalfactory.adapters.storage import migrate
@@ -16,7 +17,6 @@ from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
-from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import NOTIFY_CHANNEL
 from signalfactory.services.audit.log import record as audit_record
