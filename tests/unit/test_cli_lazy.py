@@ -94,3 +94,13 @@ def test_modules_probe_sees_heavy_imports() -> None:
     """The probe can fail: importing the bootstrap does load SQLAlchemy."""
     assert "sqlalchemy" in _heavy(_modules_after("import signalfactory.bootstrap"))
 
+
+
+def test_the_entry_point_prints_the_version_without_typer() -> None:
+    from signalfactory import __version__
+
+    code = ("import sys\nsys.argv = ['signalfactory', 'version']\n"
+            "from signalfactory.cli import main\nmain()")
+    done = subprocess.run([sys.executable, "-c", code + "\nprint('typer' in sys.modules)"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == [__version__, "False"]
