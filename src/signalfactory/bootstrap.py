@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
+from signalfactory.adapters.message_renderer import JinjaMessageRenderer
 from signalfactory.adapters.rate_limits import KeyRateLimiter
 from signalfactory.adapters.secret_box import build_secret_box
 from signalfactory.adapters.storage import migrate
@@ -17,7 +18,6 @@ from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.read_only import ReadOnlyGuard
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
-from signalfactory.adapters.templates import JinjaMessageRenderer
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.sandbox import SandboxLimits
 from signalfactory.domain.signals import NOTIFY_CHANNEL
@@ -172,7 +172,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
                         sandbox=build_sandbox(settings))
     wire_subscribers(platform)
     if migrate_db:
-        migrate.upgrade(database.engine)
+        migrate.ensure_at_head(database.engine)
     return platform
 
 

@@ -25,7 +25,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from signalfactory.cli.main import app
+from signalfactory.cli.main import LAZY_COMMANDS, app, load_command
 from signalfactory.settings import SECRET_FIELDS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,9 @@ def resolve(argv: list[str]) -> tuple[list[str], Any]:
         if children is None or word.startswith("-") or word not in children:
             break
         path.append(word)
-        command = children[word]
+        # the root lists placeholders (commands import lazily): load the real one
+        command = load_command(word) if len(path) == 1 and word in LAZY_COMMANDS \
+            else children[word]
     return path, command
 
 

@@ -25,6 +25,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from signalfactory.adapters.message_renderer import JinjaMessageRenderer as JinjaMessageRenderer
 from signalfactory.domain.delivery import RenderedMessage, TemplateRenderError
 from signalfactory.domain.errors import BadInputError
 
@@ -180,11 +181,3 @@ def render_message(kind: str, template: str | None,
         raise TemplateRenderError(f"template failed: {type(exc).__name__}: {exc}") from exc
     return RenderedMessage(subject=" ".join(subject.split())[:250], body=body.strip(),
                            html=html)
-
-
-class JinjaMessageRenderer:
-    """The ``MessageRenderer`` port over :func:`render_message`."""
-
-    def render(self, kind: str, template: str | None,
-               context: Mapping[str, object]) -> RenderedMessage:
-        return render_message(kind, template, context)

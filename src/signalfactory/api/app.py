@@ -33,6 +33,7 @@ from signalfactory.api.routers import strategies as strategies_router
 from signalfactory.api.routers import stream as stream_router
 from signalfactory.api.routers import subscriptions as subscriptions_router
 from signalfactory.api.stream_framing import STREAM_FRAMINGS
+from signalfactory.domain.backtest.warmup import warm_kernels
 from signalfactory.services.jobs.registry import ensure_tasks_loaded
 from signalfactory.services.platform import Platform
 from signalfactory.services.streaming.hub import StreamHub
@@ -63,6 +64,8 @@ def create_app(platform: Platform | None = None, *,
         limit_api_threads(app.state.platform.settings.api_threads)
         # every kind known before the first request (job listings, submissions)
         ensure_tasks_loaded(app.state.platform.settings.task_module_names)
+        # numba's first-call set-up at start, not in the first backtest request
+        await anyio.to_thread.run_sync(warm_kernels)
         # The live stream's broadcaster: direct from bar writes in this process, and a relay
         # of signals other processes store.
         app.state.stream_hub = StreamHub(app.state.platform, framings=STREAM_FRAMINGS)

@@ -1,64 +1,169 @@
-"""The root Typer app: registers every command group."""
+"""The root Typer app: every command and command group, imported only when it is run.
+
+Why lazy: a command module imports what its work needs (SQLAlchemy, Alembic, numba, the API),
+and importing all of them made ``signalfactory --help`` take most of a second. The root group
+lists each command from the table below (name, where it lives, its one-line help), and
+imports a module only when its command runs or its own ``--help`` is asked for.
+``tests/unit/test_cli_lazy.py`` renders ``--help`` both ways and checks the table's help text
+against the commands themselves, so the table cannot drift from the code.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from signalfactory import __version__
-from signalfactory.cli import backtest as backtest_cli
-from signalfactory.cli import data, indicators, ops, scans, serve, signals, strategies, tenants
-from signalfactory.cli import jobs as jobs_cli
-from signalfactory.cli.audit import audit_app
-from signalfactory.cli.campaigns import campaigns_app
-from signalfactory.cli.deliveries import deliveries_app
-from signalfactory.cli.endpoints import endpoints_app
-from signalfactory.cli.ops_mode import ops_app
-from signalfactory.cli.report import report_app
-from signalfactory.cli.sources import sources_app
-from signalfactory.cli.trading import bots_app, kill_switch_app, orders_app
-from signalfactory.cli.web import web_app
 
-app = typer.Typer(name="signalfactory", no_args_is_help=True, add_completion=False,
+if TYPE_CHECKING:
+    # Typer vendors click; these are the types its group methods take and return.
+    from typer._click import Command, Context
+
+
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A command (a function) or a command group (a ``typer.Typer``) named ``attribute`` in
+    ``module``; ``help`` is the first paragraph of its help, shown by the root ``--help``."""
+
+    module: str
+    attribute: str
+    help: str
+
+
+_CLI = "signalfactory.cli."
+#: In the order ``--help`` lists them: commands first, then groups (as Typer orders them).
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "init": LazyCommand(_CLI + "data", "init", "Create the database (SQLite file by default) "
+                        "and migrate it to the newest schema."),
+    "ingest": LazyCommand(_CLI + "data", "ingest", "Validate and store bar files; all or "
+                          "nothing, re-ingesting is idempotent."),
+    "sample": LazyCommand(_CLI + "data", "sample", "Generate and store a deterministic "
+                          "synthetic universe (business days, sectors)."),
+    "instruments": LazyCommand(_CLI + "data", "instruments", "List stored instruments."),
+    "indicators": LazyCommand(_CLI + "indicators", "indicators", "Print the values of "
+                              "expressions over one symbol's bars."),
+    "signals": LazyCommand(_CLI + "signals", "signals", "List stored signals."),
+    "evaluate": LazyCommand(_CLI + "signals", "evaluate", "Evaluate stored strategies over "
+                            "stored bars and store their signals (idempotent)."),
+    "scan": LazyCommand(_CLI + "scans", "scan", "Rank the universe by today's signals of a "
+                        "strategy or rule; the scan is stored."),
+    "backtest": LazyCommand(_CLI + "backtest", "backtest", "Backtest a strategy or rule on a "
+                            "symbol, a universe, or a portfolio; stored under a\ndeterministic "
+                            "id, so the same request returns the same result."),
+    "serve": LazyCommand(_CLI + "serve", "serve", "Serve the HTTP API (health probes, "
+                         "metrics, /api/v1)."),
+    "up": LazyCommand(_CLI + "serve", "up", "Everything in one process: migrate, load sample "
+                      "data if the store is empty, run jobs\nand schedules in background "
+                      "threads, serve."),
+    "worker": LazyCommand(_CLI + "jobs", "worker", "Run jobs: the embedded runner on the "
+                          "database, or a Celery worker on the broker.\nEither also sends the "
+                          "delivery outbox (with Celery, from a child process of its own)."),
+    "beat": LazyCommand(_CLI + "jobs", "beat", "Submit scheduled jobs "
+                        "(SIGNALFACTORY_SCHEDULES): embedded scheduler or Celery beat."),
+    "db": LazyCommand(_CLI + "data", "db_app", "Database schema: upgrade, downgrade, current "
+                      "revision."),
+    "strategies": LazyCommand(_CLI + "strategies", "strategies_app", "Stored strategies: "
+                              "list, show, add, validate, check, runs."),
+    "tenants": LazyCommand(_CLI + "tenants", "tenants_app", "Tenants: create, list, change "
+                           "tier."),
+    "keys": LazyCommand(_CLI + "tenants", "keys_app", "API keys: create (shown once), list by "
+                        "prefix, revoke."),
+    "backup": LazyCommand(_CLI + "ops", "backup_app", "Encrypted backups: create, list, "
+                          "verify, restore, prune."),
+    "dr": LazyCommand(_CLI + "ops", "dr_app", "Disaster recovery drills."),
+    "archive": LazyCommand(_CLI + "ops", "archive_app", "Signed daily archive snapshots "
+                           "(Parquet)."),
+    "data": LazyCommand(_CLI + "ops", "data_app", "Stored data housekeeping: retention."),
+    "ops": LazyCommand(_CLI + "ops_mode", "ops_app", "Operating mode: read-only switch."),
+    "jobs": LazyCommand(_CLI + "jobs", "jobs_app", "Jobs: list, schedules, show, submit, "
+                        "cancel, retry."),
+    "endpoints": LazyCommand(_CLI + "endpoints", "endpoints_app", "Delivery endpoints: "
+                             "webhooks, Apprise URLs, e-mail."),
+    "deliveries": LazyCommand(_CLI + "deliveries", "deliveries_app", "Deliveries: list, "
+                              "show, dead-letter queue."),
+    "campaigns": LazyCommand(_CLI + "campaigns", "campaigns_app", "Campaigns: send, list, "
+                             "show."),
+    "audit": LazyCommand(_CLI + "audit", "audit_app", "The tamper-evident audit log: verify "
+                         "the hash chain, export it."),
+    "report": LazyCommand(_CLI + "report", "report_app", "Trading reports."),
+    "bots": LazyCommand(_CLI + "trading", "bots_app", "Trading bots: create, list, start, "
+                        "stop, status."),
+    "orders": LazyCommand(_CLI + "trading", "orders_app", "Orders of the tenant's bots."),
+    "kill-switch": LazyCommand(_CLI + "trading", "kill_switch_app", "The kill switch: engage, "
+                               "re-arm, resume, status."),
+    "sources": LazyCommand(_CLI + "sources", "sources_app", "Market-data sources: collectors "
+                           "on a schedule."),
+    "web": LazyCommand(_CLI + "web", "web_app", "The web dashboard: one-time sign-in links."),
+}
+
+#: Commands imported so far in this process (the click group is rebuilt on every ``app()``).
+_loaded: dict[str, Command] = {}
+
+
+def load_command(name: str) -> Command:
+    """Import the command or group ``name`` and build its click object (cached)."""
+    found = _loaded.get(name)
+    if found is not None:
+        return found
+    entry = LAZY_COMMANDS[name]
+    target = getattr(importlib.import_module(entry.module), entry.attribute)
+    if isinstance(target, typer.Typer):
+        command: Command = typer.main.get_group(target)
+    else:
+        single = typer.Typer()
+        single.command(name=name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    _loaded[name] = command
+    return command
+
+
+class _Placeholder(TyperCommand):
+    """Stands in for a command not imported yet: carries its name and help for ``--help``."""
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists every command of ``LAZY_COMMANDS`` (a placeholder each, so help
+    and "did you mean" see them all) and imports one only when it is resolved to run (or to
+    print its own help)."""
+
+    def __init__(self, **attrs: Any) -> None:  # noqa: ANN401 - Typer passes click's settings
+        super().__init__(**attrs)
+        for name, entry in LAZY_COMMANDS.items():
+            self.commands.setdefault(name, _Placeholder(name=name, help=entry.help))
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        names = list(LAZY_COMMANDS)
+        first_group = names.index("db")  # commands defined here (version) go before groups
+        eager = [n for n in super().list_commands(ctx) if n not in LAZY_COMMANDS]
+        return [*names[:first_group], *eager, *names[first_group:]]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        return _loaded.get(cmd_name) or super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Context, args: list[str],
+                        ) -> tuple[str | None, Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _Placeholder) and name is not None:
+            command = load_command(name)
+        return name, command, rest
+
+
+app = typer.Typer(name="signalfactory", cls=LazyGroup, no_args_is_help=True,
+                  add_completion=False,
                   help="Signal Factory: market data in; ranked signals, backtests and "
                        "deliveries out.", pretty_exceptions_enable=False)
-app.command()(data.init)
-app.add_typer(data.db_app, name="db")
-app.command()(data.ingest)
-app.command()(data.sample)
-app.command()(data.instruments)
-app.command()(indicators.indicators)
-app.add_typer(strategies.strategies_app, name="strategies")
-app.command()(signals.signals)
-app.command()(signals.evaluate)
-app.command()(scans.scan)
-app.command()(backtest_cli.backtest)
-app.command()(serve.serve)
-app.command()(serve.up)
-app.add_typer(tenants.tenants_app, name="tenants")
-app.add_typer(tenants.keys_app, name="keys")
-app.add_typer(ops.backup_app, name="backup")
-app.add_typer(ops.dr_app, name="dr")
-app.add_typer(ops.archive_app, name="archive")
-app.add_typer(ops.data_app, name="data")
-app.add_typer(ops_app, name="ops")
-app.command()(jobs_cli.worker)
-app.command()(jobs_cli.beat)
-app.add_typer(jobs_cli.jobs_app, name="jobs")
-app.add_typer(endpoints_app, name="endpoints")
-app.add_typer(deliveries_app, name="deliveries")
-app.add_typer(campaigns_app, name="campaigns")
-app.add_typer(audit_app, name="audit")
-app.add_typer(report_app, name="report")
-app.add_typer(bots_app, name="bots")
-app.add_typer(orders_app, name="orders")
-app.add_typer(kill_switch_app, name="kill-switch")
-app.add_typer(sources_app, name="sources")
-app.add_typer(web_app, name="web")
 
 
 @app.callback()
-def _configure() -> None:
+def _configure(ctx: typer.Context) -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
+    if ctx.invoked_subcommand in (None, "version"):
+        return  # nothing logs; loading settings (pydantic) would be most of the start-up
     from signalfactory.observability.logging import configure_logging
     from signalfactory.settings import load_settings
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery, Task
 from celery.schedules import crontab
-from celery.signals import setup_logging, worker_process_shutdown
+from celery.signals import setup_logging, worker_process_init, worker_process_shutdown
 from sqlalchemy.exc import DBAPIError
 
 from signalfactory.adapters.jobs.celery_queue import RUN_JOB, CeleryJobQueue, configured_celery
@@ -51,6 +51,14 @@ _WORKER_PLATFORM: dict[int, Platform] = {}
 @setup_logging.connect  # type: ignore[untyped-decorator]
 def _keep_our_logging(**_kwargs: object) -> None:
     """Celery would replace the root handlers; our structlog JSON setup is already in place."""
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _warm_kernels(**_kwargs: object) -> None:
+    """Each pool process loads the backtest kernels when it starts, not on its first job."""
+    from signalfactory.domain.backtest.warmup import warm_kernels
+
+    log.info("backtest kernels warm", seconds=round(warm_kernels(), 3))
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]

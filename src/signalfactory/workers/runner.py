@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
+from signalfactory.domain.backtest.warmup import warm_kernels
 from signalfactory.domain.errors import ReadOnlyError, TemporaryError
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.jobs.execution import (
@@ -53,6 +54,8 @@ class EmbeddedRunner:
     # -- lifecycle --
     def start(self) -> None:
         ensure_tasks_loaded(self.platform.settings.task_module_names)
+        # the first backtest job should not wait for numba's first-call set-up
+        log.info("backtest kernels warm", seconds=round(warm_kernels(), 3))
         self.platform.jobs.add_waker(self._wake)
         for i in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"job-runner-{i}", daemon=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from signalfactory.domain.backtest.config import (
     F_ATR_MULT,
@@ -39,6 +38,7 @@ from signalfactory.domain.backtest.config import (
     I_SIZING,
     I_WHOLE,
 )
+from signalfactory.domain.numba_setup import njit
 
 # Order actions (decided from signals)
 A_NONE, A_CLOSE, A_OPEN_LONG, A_OPEN_SHORT, A_FLIP_LONG, A_FLIP_SHORT = 0, 1, 2, 3, 4, 5

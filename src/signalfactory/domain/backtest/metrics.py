@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from signalfactory.domain.backtest._core import R_OPEN, T_ENTRY_IDX, T_EXIT_IDX, T_PNL, T_REASON
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.numba_setup import njit
 
 if TYPE_CHECKING:
     from signalfactory.domain.backtest.engine import Trades

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
 from signalfactory.domain.backtest import _core
 from signalfactory.domain.backtest._core import (
@@ -62,6 +61,7 @@ from signalfactory.domain.backtest.metrics import Metrics, compute_metrics
 from signalfactory.domain.backtest.signals import Signals
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.numba_setup import njit
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -27,7 +27,6 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
 
 from signalfactory.domain.backtest import _core
 from signalfactory.domain.backtest.config import F_CASH, BacktestConfig
@@ -35,6 +34,7 @@ from signalfactory.domain.backtest.engine import BacktestResult, run_backtest
 from signalfactory.domain.backtest.metrics import N_SUMMARY, SUMMARY_FIELDS, summary_nb
 from signalfactory.domain.backtest.signals import Signals, crossings_into_nb
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.numba_setup import njit, prange
 
 FloatArray = npt.NDArray[np.float64]
 Params = dict[str, float]

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit, prange
 
 from signalfactory.domain.backtest import _core
 from signalfactory.domain.backtest.config import F_CASH, BacktestConfig
@@ -25,6 +24,7 @@ from signalfactory.domain.backtest.metrics import N_SUMMARY, SUMMARY_FIELDS, sum
 from signalfactory.domain.backtest.signals import Signals
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
+from signalfactory.domain.numba_setup import njit, prange
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -6,11 +6,11 @@ at 0) delimit them. Everything here treats each instrument's slice independently
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import talib
@@ -22,12 +22,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def njit_cached(fn: F) -> F:
-    """numba-compile ``fn``, caching the machine code on disk when a cache dir is writable."""
-    try:
-        compiled: Any = numba.njit(cache=True)(fn)
-    except RuntimeError:  # no writable cache location (read-only install): compile per process
-        compiled = numba.njit(fn)
-    return cast(F, compiled)
+    """numba-compile ``fn`` on its first call, caching the machine code on disk when a cache
+    dir is writable. Lazy because importing numba and setting up its first dispatcher costs
+    about a second in a fresh process, and most rules never call these kernels (they run
+    from Python, never from other kernels)."""
+    compiled: Any = None
+
+    @functools.wraps(fn)
+    def first_call_compiles(*args: Any) -> Any:  # noqa: ANN401 - the kernel's own values
+        nonlocal compiled
+        if compiled is None:
+            import signalfactory.domain.numba_setup as numba
+
+            try:
+                compiled = numba.njit(cache=True)(fn)
+            except RuntimeError:  # no writable cache location (read-only install)
+                compiled = numba.njit(fn)
+        return compiled(*args)
+
+    return cast(F, first_call_compiles)
 
 
 def each_slice(func: Callable[..., Any], inputs: Sequence[FloatArray], offsets: IntArray,

@@ -1,0 +1,106 @@
+"""The root CLI imports a command's module only when the command runs, yet ``--help`` lists
+every command with its own help text."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from tests.helpers import cli
+
+cli_main = importlib.import_module("signalfactory.cli.main")  # the package's `main` is a function
+HEAVY = ("sqlalchemy", "alembic", "numba", "numpy", "pandas", "fastapi", "signalfactory.bootstrap")
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY)
+
+
+def test_importing_the_cli_loads_no_database_or_numba_module() -> None:
+    assert _heavy(_modules_after("import signalfactory.cli.main")) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["version"]])
+def test_help_and_version_load_no_database_or_numba_module(argv: list[str]) -> None:
+    code = ("import contextlib, io\nfrom signalfactory.cli.main import app\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    app({argv!r})")
+    assert _heavy(_modules_after(code)) == []
+
+
+def test_help_lists_every_command_with_its_help() -> None:
+    cli_main._loaded.clear()
+    lazy = cli("--help")
+    assert lazy.exit_code == 0
+    for name, entry in cli_main.LAZY_COMMANDS.items():
+        assert name in lazy.output
+        assert " ".join(entry.help.split()[:2]) in lazy.output  # the panel wraps the rest
+    assert "version" in lazy.output
+    # The same page once every command is really imported: the table says what they say.
+    for name in cli_main.LAZY_COMMANDS:
+        cli_main.load_command(name)
+    assert cli("--help").output == lazy.output
+
+
+def test_the_help_table_matches_each_command() -> None:
+    for name, entry in cli_main.LAZY_COMMANDS.items():
+        command = cli_main.load_command(name)
+        assert command.name == name
+        first_paragraph = (command.help or "").split("\n\n")[0].strip()
+        assert first_paragraph == entry.help, name
+
+
+def test_every_registered_command_is_reachable() -> None:
+    group = typer.main.get_command(cli_main.app)
+    assert isinstance(group, cli_main.LazyGroup)
+    ctx = group.make_context("signalfactory", ["version"])
+    for name in group.list_commands(ctx):
+        _, command, _ = group.resolve_command(ctx, [name])
+        assert command is not None and not isinstance(command, cli_main._Placeholder), name
+
+
+def test_a_subcommand_group_runs_through_the_lazy_root() -> None:
+    result = cli("db", "--help")
+    assert result.exit_code == 0
+    assert "upgrade" in result.output and "downgrade" in result.output
+
+
+def test_an_unknown_command_still_suggests_the_close_one() -> None:
+    result = cli("scna")
+    assert result.exit_code == 2
+    assert "scan" in result.output + (result.stderr or "")
+
+
+def test_version_prints_the_package_version() -> None:
+    from signalfactory import __version__
+
+    result = cli("version")
+    assert result.exit_code == 0 and result.output.strip() == __version__
+
+
+def test_modules_probe_sees_heavy_imports() -> None:
+    """The probe can fail: importing the bootstrap does load SQLAlchemy."""
+    assert "sqlalchemy" in _heavy(_modules_after("import signalfactory.bootstrap"))
+
+
+
+def test_the_entry_point_prints_the_version_without_typer() -> None:
+    from signalfactory import __version__
+
+    code = ("import sys\nsys.argv = ['signalfactory', 'version']\n"
+            "from signalfactory.cli import main\nmain()")
+    done = subprocess.run([sys.executable, "-c", code + "\nprint('typer' in sys.modules)"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == [__version__, "False"]
