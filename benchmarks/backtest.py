@@ -1,255 +1,256 @@
 """Backtest speed against vectorbt and backtesting.py, side by side in one run.
 
-    .venv/bin/python benchmarks/backtest.py [--quick]
+    .venv/bin/python benchmarks/backtest.py [--quick] [--wrong-engine [fee|last-trade]]
 
-Cases (same data, same settings on both sides: 0.1 % fees, all-in, fractional units except
-d; results are checked to agree before timing):
+Cases (the same bars and settings on both sides; the paths are in `_backtest_paths.py`):
 
 a. one symbol, 1,000,000 bars: SMA(10)/SMA(30) signals + simulation + final metrics
    (ours: every metric of `compute_metrics`; vectorbt: MA.run + crossed + from_signals +
    total_return);
-b. a universe of 500 x 2,520 bars in one call, total return per instrument (ours:
-   `run_universe`, signals built per chunk with one TA-Lib call per line over the concatenated
-   chunk; vectorbt: the same pipeline on a 2,520 x 500 frame); the time with all summary
-   metrics per instrument is printed too;
-c. the sweep fast 5..50 x slow 10..200 step 5 (345 backtests) on 100,000 bars on all cores
-   (ours: `CrossoverSweeper`, 40 SMAs computed once; vectorbt: MA.run with run_unique on the
-   pair columns, crossed, from_signals, total_return);
-d. backtesting.py's SMA(10)/SMA(30) example on GOOG against ours.
+b. a universe of 500 x 2,520 bars in one call (ours: `run_universe`, signals per chunk with
+   one TA-Lib call per line; vectorbt: the same pipeline on a 2,520 x 500 frame);
+c. the sweep fast 5..50 x slow 10..200 step 5 (345 backtests) on 100,000 bars (ours:
+   `CrossoverSweeper`; vectorbt: MA.run with run_unique, crossed, from_signals);
+d. backtesting.py's SMA(10)/SMA(30) example on GOOG (whole units) against ours.
 
-Each side is warmed up first (numba JIT), then timed as the best of several repeats. The
-machine may be shared: the load average is printed with the results.
+How it is kept honest:
+- agreement first, and checks that can fail: for every case, each backtest's trade count must
+  be equal on both sides and its final equity equal within 1e-9 relative at fee 0 and within
+  1e-6 relative at the fee of the timed run (0.1 %; 0.2 % on GOOG: fees compound over
+  thousands of trades). Any disagreement prints what differs and exits 1 before timing.
+  ``--wrong-engine`` makes our engine charge 0.01 % more fee (or ``--wrong-engine last-trade``
+  reports one trade fewer for each of our backtests) to show the checks catch it;
+- warm figures: one warm-up call per side, then the same number of tries for both sides with
+  ``gc.collect()`` before every try; best and median are printed;
+- cold figures: each side's path in a fresh process (interpreter start, imports, loading the
+  bars from an .npz, first call and JIT/caches included), the same number of tries each;
+- cores: the column says how many each side used; our parallel kernels (b, c) are also timed
+  with numba limited to one thread, like for like with the single-threaded references;
+- every reference figure is measured in this run; nothing is compared with a stored number.
+The machine may be shared: the load average is printed at the start and the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-# numba's OpenMP workers spin-wait after each parallel region by default; on a 2-core box that
-# steals the core the next (serial) step needs and doubled the universe time here. Passive
-# waiting must be chosen before the OpenMP runtime starts, i.e. before numba runs anything
-# parallel. Deployments should set it too (see the closing note of issue 4).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _backtest_paths as paths  # first: it sets OMP_WAIT_POLICY before numba starts
+import numba
 import numpy as np
-import pandas as pd
-import talib
-
-from signalfactory.domain.backtest import (
-    SUMMARY_FIELDS,
-    BacktestConfig,
-    CrossoverSweeper,
-    Signals,
-    compute_metrics,
-    grid,
-    optimise,
-    run_backtest,
-    run_universe,
-)
-from signalfactory.domain.backtest.signals import mask_instrument_starts
-from signalfactory.domain.bars import BarSeries, BarUniverse
 
 FEE = 0.001
-CASH = 10_000.0
-# Fractional units keep every run trading to the end (with whole units a random walk can
-# price the account out of the market, which leaves little to simulate on either side).
-CONFIG = BacktestConfig(fee_pct=FEE, initial_cash=CASH, whole_units=False)
+GOOG_FEE = 0.002
+RTOL_FEE0 = 1e-9
+RTOL_FEE = 1e-6
 
 
-def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    fn()  # warm-up: JIT compilation and caches
-    best, result = float("inf"), None
-    for _ in range(repeats):
+@dataclass(frozen=True)
+class Timing:
+    best: float
+    median: float
+
+
+def warm(fn: Callable[[], Any], tries: int) -> Timing:
+    """One warm-up call, then ``tries`` timed calls, each after a full collection."""
+    fn()
+    times = []
+    for _ in range(tries):
+        gc.collect()
         t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        fn()
+        times.append(time.perf_counter() - t0)
+    return Timing(min(times), statistics.median(times))
 
 
-def prices(rng: np.random.Generator, n: int, vol: float = 0.001) -> tuple[np.ndarray, ...]:
-    close = 100 * np.exp(np.cumsum(rng.normal(0, vol, n)))
-    open_ = np.concatenate([[close[0]], close[:-1]]) * np.exp(rng.normal(0, vol / 4, n))
-    high = np.maximum(open_, close) * (1 + vol)
-    low = np.minimum(open_, close) * (1 - vol)
-    return open_, high, low, close
-
-
-def line(title: str, ours: float, ref: float, unit: str, amount: float, target: float) -> None:
-    ratio = ref / ours
-    verdict = "ok" if ratio >= target else "MISSED"
-    print(f"{title:<44} ours {amount / ours:>14,.0f} {unit}  ref {amount / ref:>14,.0f} {unit}"
-          f"  ratio {ratio:6.1f}x  (target {target:g}x: {verdict})")
-
-
-def case_single(vbt: Any, n: int, repeats: int) -> None:
-    o, h, lo, c = prices(np.random.default_rng(1), n)
-    parts: dict[str, float] = {}
-
-    def ours() -> float:
+def cold(case: str, side: str, npz: Path, fee: float, tries: int,
+         expect: paths.Outcome) -> Timing:
+    """Wall time of a fresh process running one side's path once; its result is checked."""
+    times = []
+    for _ in range(tries):
         t0 = time.perf_counter()
-        fast, slow = talib.SMA(c, 10), talib.SMA(c, 30)
-        t1 = time.perf_counter()
-        sig = Signals.crossover(fast, slow)
-        t2 = time.perf_counter()
-        result = run_backtest(o, h, lo, c, sig, CONFIG)
-        t3 = time.perf_counter()
-        m = compute_metrics(result.equity, result.trades, c, 252, initial_cash=CASH)
-        t4 = time.perf_counter()
-        for k, v in (("indicators", t1 - t0), ("signals", t2 - t1), ("simulation", t3 - t2),
-                     ("metrics", t4 - t3)):
-            parts[k] = min(parts.get(k, v), v)
-        return m.total_return
-
-    close = pd.Series(c)
-
-    def ref() -> float:
-        fast, slow = vbt.MA.run(close, 10), vbt.MA.run(close, 30)
-        pf = vbt.Portfolio.from_signals(close, fast.ma_crossed_above(slow),
-                                        fast.ma_crossed_below(slow), init_cash=CASH,
-                                        size=np.inf, fees=FEE)
-        return float(pf.total_return())
-
-    t_ours, r_ours = best_of(ours, 4 * repeats)  # cheap: more tries at a quiet moment
-    t_ref, r_ref = best_of(ref, repeats)
-    assert abs(r_ours - r_ref) <= 1e-6 * max(1.0, abs(r_ref)), (r_ours, r_ref)
-    line(f"a. one symbol, {n:,} bars", t_ours, t_ref, "bars/s", n, 10)
-    print("   ours, where the time goes (ms): "
-          + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts.items()))
+        # our own interpreter and script, arguments built here: nothing untrusted
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, paths.__file__, case, side, str(npz), str(fee)],
+            capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            sys.exit(f"cold run {case}/{side} failed:\n{done.stderr}")
+        count, final = done.stdout.split()
+        if int(count) != int(expect.n_trades.sum()) or not np.isclose(
+                float(final), float(expect.final_equity.sum()), rtol=RTOL_FEE, atol=0):
+            sys.exit(f"cold run {case}/{side} disagrees with the warm run: {count} trades, "
+                     f"final equity {final}")
+    return Timing(min(times), statistics.median(times))
 
 
-def case_universe(vbt: Any, n_inst: int, n_bars: int, repeats: int) -> None:
-    rng = np.random.default_rng(2)
-    ts = np.arange(n_bars, dtype=np.int64) * 86_400 * 10**9
-    series = [BarSeries(f"S{i}", ts, *prices(rng, n_bars, 0.02), np.ones(n_bars))
-              for i in range(n_inst)]
-    universe = BarUniverse.from_series(series)
-
-    def signals(sub: BarUniverse) -> Signals:
-        # one TA-Lib call per line for the whole chunk; windows straddling two instruments
-        # are masked (see mask_instrument_starts)
-        fast = mask_instrument_starts(talib.SMA(sub.close, 10), sub.offsets, 9)
-        slow = mask_instrument_starts(talib.SMA(sub.close, 30), sub.offsets, 29)
-        return Signals.crossover(fast, slow)
-
-    def ours() -> np.ndarray:  # the same deliverable as the reference: total returns
-        return run_universe(universe, signals, CONFIG, with_metrics=False).total_return
-
-    frame = pd.DataFrame(universe.close.reshape(n_inst, n_bars).T)
-
-    def ref() -> np.ndarray:
-        fast, slow = vbt.MA.run(frame, 10), vbt.MA.run(frame, 30)
-        pf = vbt.Portfolio.from_signals(frame, fast.ma_crossed_above(slow),
-                                        fast.ma_crossed_below(slow), init_cash=CASH,
-                                        size=np.inf, fees=FEE)
-        return np.asarray(pf.total_return())
-
-    t_ours, r_ours = best_of(ours, 4 * repeats)  # cheap: more tries at a quiet moment
-    t_ref, r_ref = best_of(ref, repeats)
-    assert np.allclose(r_ours, r_ref, rtol=1e-6, atol=1e-9)
-    line(f"b. universe {n_inst} x {n_bars:,} in one call", t_ours, t_ref, "bars/s",
-         n_inst * n_bars, 10)
-    t_sig, sig = best_of(lambda: signals(universe), repeats)
-    t_run, _ = best_of(lambda: run_universe(universe, sig, CONFIG, with_metrics=False), repeats)
-    t_full, _ = best_of(lambda: run_universe(universe, sig, CONFIG), repeats)
-    print(f"   ours, where the time goes (ms): signals {t_sig * 1e3:.1f}, simulation "
-          f"{t_run * 1e3:.1f}; with all {len(SUMMARY_FIELDS)} summary metrics per instrument "
-          f"the simulation step takes {t_full * 1e3:.1f}")
+def agree(label: str, ours: paths.Outcome, ref: paths.Outcome, rtol: float) -> list[str]:
+    """The differences between the sides ([] when they agree), and one line saying so."""
+    problems = []
+    if ours.n_trades.shape != ref.n_trades.shape:
+        problems.append(f"{label}: {ours.n_trades.size} backtests vs {ref.n_trades.size}")
+    else:
+        bad = np.flatnonzero(ours.n_trades != ref.n_trades)
+        if bad.size:
+            i = int(bad[0])
+            problems.append(f"{label}: trade counts differ in {bad.size} of "
+                            f"{ours.n_trades.size} backtests (first: #{i} ours "
+                            f"{ours.n_trades[i]} vs ref {ref.n_trades[i]})")
+        rel = np.abs(ours.final_equity - ref.final_equity) / np.abs(ref.final_equity)
+        worst = int(np.argmax(rel))
+        if not rel[worst] <= rtol:  # NaN fails too
+            problems.append(f"{label}: final equity differs by {rel[worst]:.3g} relative "
+                            f"(allowed {rtol:g}) in backtest #{worst}: ours "
+                            f"{ours.final_equity[worst]:.10g} vs ref "
+                            f"{ref.final_equity[worst]:.10g}")
+    verdict = "FAILED" if problems else "ok"
+    print(f"   check {label:<16} {ours.n_trades.size:>4} backtests, "
+          f"{int(ref.n_trades.sum()):>7,} trades, final equity (sum) "
+          f"{float(ref.final_equity.sum()):>16,.6f}  {verdict}")
+    return problems
 
 
-def case_sweep(vbt: Any, n: int, repeats: int) -> None:
-    o, h, lo, c = prices(np.random.default_rng(3), n, 0.01)
-    params = grid(lambda p: p["fast"] < p["slow"], fast=range(5, 51, 5),
-                  slow=range(10, 201, 5))
-    def ours() -> np.ndarray:
-        sweeper = CrossoverSweeper(o, h, lo, c, lambda w: talib.SMA(c, int(w)), CONFIG)
-        return optimise(sweeper, params, "total_return", 0, n).summary[:, 1]
-
-    close = pd.Series(c)
-    fast_w = [int(p["fast"]) for p in params]
-    slow_w = [int(p["slow"]) for p in params]
-
-    def ref() -> np.ndarray:
-        fast = vbt.MA.run(close, fast_w, short_name="fast", run_unique=True)
-        slow = vbt.MA.run(close, slow_w, short_name="slow", run_unique=True)
-        entries = fast.ma_crossed_above(slow.ma.to_numpy())
-        exits = fast.ma_crossed_below(slow.ma.to_numpy())
-        pf = vbt.Portfolio.from_signals(close, entries, exits, init_cash=CASH, size=np.inf,
-                                        fees=FEE)
-        return np.asarray(pf.total_return())
-
-    t_ours, r_ours = best_of(ours, 4 * repeats)  # cheap: more tries at a quiet moment
-    t_ref, r_ref = best_of(ref, max(1, repeats // 3))
-    assert np.allclose(r_ours, r_ref, rtol=1e-6, atol=1e-9)
-    line(f"c. sweep {len(params)} backtests on {n:,} bars", t_ours, t_ref, "backtests/s",
-         len(params), 10)
+@dataclass(frozen=True)
+class Case:
+    key: str
+    title: str
+    fee: float
+    data: paths.Data
+    ours: Callable[[float, bool], paths.Outcome]
+    ref: Callable[[float], paths.Outcome]
+    ref_name: str
+    parallel: bool  # ours runs a numba parallel kernel
+    amount: float
+    unit: str
+    target: float | None
 
 
-def case_goog(repeats: int) -> None:
-    from backtesting import Backtest, Strategy
-    from backtesting.lib import crossover
-    from backtesting.test import GOOG
+def build_cases(quick: bool) -> list[Case]:
+    import backtesting
+    import vectorbt
 
-    def sma(values: pd.Series, k: int) -> pd.Series:
-        return pd.Series(values).rolling(k).mean()
+    vbt = f"vectorbt {vectorbt.__version__}"
+    n_single, n_inst, n_sweep = (100_000, 50, 10_000) if quick else (1_000_000, 500, 100_000)
+    single = paths.data_single(n_single)
+    uni = paths.data_universe(n_inst, 2_520)
+    uni_ours, uni_ref = paths.ours_universe_input(uni), paths.ref_universe_input(uni)
+    sweep = paths.data_sweep(n_sweep)
+    goog = paths.data_goog()
+    goog_ref = paths.ref_goog_input(goog)
+    n_pairs = len(paths.sweep_params())
+    return [
+        Case("single", f"a. one symbol, {n_single:,} bars", FEE, single,
+             lambda f, w: paths.ours_single(single, f, w),
+             lambda f: paths.ref_single(single, f), vbt, False, n_single, "bars/s", 10),
+        Case("universe", f"b. universe {n_inst} x 2,520 in one call", FEE, uni,
+             lambda f, w: paths.ours_universe(uni_ours, f, w),
+             lambda f: paths.ref_universe(uni_ref, f), vbt, True, n_inst * 2_520, "bars/s",
+             10),
+        Case("sweep", f"c. sweep {n_pairs} backtests on {n_sweep:,} bars", FEE, sweep,
+             lambda f, w: paths.ours_sweep(sweep, f, w),
+             lambda f: paths.ref_sweep(sweep, f), vbt, True, n_pairs, "backtests/s", 10),
+        Case("goog", f"d. GOOG SMA(10/30), {len(goog['close']):,} bars", GOOG_FEE, goog,
+             lambda f, w: paths.ours_goog(goog, f, w),
+             lambda f: paths.ref_goog(goog_ref, f), f"backtesting.py {backtesting.__version__}",
+             False, 1, "backtests/s", None),
+    ]
 
-    class SmaCross(Strategy):
-        def init(self) -> None:
-            self.fast = self.I(sma, self.data.Close, 10)
-            self.slow = self.I(sma, self.data.Close, 30)
 
-        def next(self) -> None:
-            if crossover(self.fast, self.slow):
-                self.buy()
-            elif crossover(self.slow, self.fast):
-                self.position.close()
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
 
-    c = GOOG.Close.to_numpy(dtype=float)
-    o, h, lo = (GOOG[k].to_numpy(dtype=float) for k in ("Open", "High", "Low"))
-    config = BacktestConfig(fee_pct=0.002, initial_cash=CASH)  # whole units, as backtesting.py
 
-    def ours() -> float:
-        sig = Signals.crossover(talib.SMA(c, 10), talib.SMA(c, 30))
-        result = run_backtest(o, h, lo, c, sig, config)
-        compute_metrics(result.equity, result.trades, c, 252, initial_cash=CASH)
-        return result.final_equity
+def row(side: str, cores: int, w: Timing, c: Timing | None, case: Case) -> None:
+    rate = case.amount / w.best
+    print(f"   {side:<32} {cores:>5}  {fmt_ms(w.best):>12} {fmt_ms(w.median):>12} "
+          f"{fmt_ms(c.best) if c else '-':>12}  {rate:>14,.0f} {case.unit}")
 
-    def ref() -> float:
-        bt = Backtest(GOOG, SmaCross, cash=CASH, commission=0.002, trade_on_close=True,
-                      exclusive_orders=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(bt.run()["Equity Final [$]"])
 
-    t_ours, r_ours = best_of(ours, repeats * 20)
-    t_ref, r_ref = best_of(ref, repeats)
-    assert abs(r_ours - r_ref) <= 1e-6 * r_ref, (r_ours, r_ref)
-    ratio = t_ref / t_ours
-    print(f"{'d. GOOG SMA(10/30) vs backtesting.py':<44} ours {t_ours * 1e3:10.3f} ms"
-          f"        ref {t_ref * 1e3:10.1f} ms            ratio {ratio:6.0f}x")
+def bench(case: Case, tries: int, cold_tries: int, tmp: Path, threads: int) -> None:
+    ours_out = case.ours(case.fee, False)
+    ref_out = case.ref(case.fee)
+    print(f"\n{case.title}, fee {case.fee:.1%}: {tries} warm tries and {cold_tries} cold "
+          "each side, gc.collect() before every warm try")
+    print(f"   {'side':<32} {'cores':>5}  {'warm best':>12} {'warm median':>12} "
+          f"{'cold':>12}  {'throughput (warm best)':>22}")
+    w_ours = warm(lambda: case.ours(case.fee, False), tries)
+    w_ref = warm(lambda: case.ref(case.fee), tries)
+    w_one: Timing | None = None
+    if case.parallel:
+        numba.set_num_threads(1)
+        try:
+            w_one = warm(lambda: case.ours(case.fee, False), tries)
+        finally:
+            numba.set_num_threads(threads)
+    npz = tmp / f"{case.key}.npz"
+    np.savez(npz, **case.data)
+    c_ours = cold(case.key, "ours", npz, case.fee, cold_tries, ours_out)
+    c_ref = cold(case.key, "ref", npz, case.fee, cold_tries, ref_out)
+    row("ours" + (" (numba parallel)" if case.parallel else ""),
+        threads if case.parallel else 1, w_ours, c_ours, case)
+    if w_one is not None:
+        row("ours, numba limited to 1 thread", 1, w_one, None, case)
+    row(case.ref_name, 1, w_ref, c_ref, case)
+    ratio = w_ref.best / w_ours.best
+    verdict = "" if case.target is None else (
+        f" (target {case.target:g}x: {'ok' if ratio >= case.target else 'MISSED'})")
+    like = f", 1 core vs 1 core {w_ref.best / w_one.best:.1f}x" if w_one else ""
+    print(f"   ratio ref/ours: warm best {ratio:.1f}x{verdict}{like}, warm median "
+          f"{w_ref.median / w_ours.median:.1f}x, cold {c_ref.best / c_ours.best:.1f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer tries")
+    parser.add_argument("--wrong-engine", nargs="?", const="fee", choices=("fee", "last-trade"),
+                        help=f"break ours on purpose: 'fee' charges {paths.WRONG_FEE_DELTA:.2%} "
+                             "more fee per side, 'last-trade' reports one trade fewer per "
+                             "backtest; the agreement checks must fail (exit 1)")
     args = parser.parse_args()
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    import vectorbt as vbt
-
-    repeats = 1 if args.quick else 5
+    threads = numba.get_num_threads()
     load = os.getloadavg()
-    print(f"cores {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"vectorbt {vbt.__version__}")
-    case_single(vbt, 100_000 if args.quick else 1_000_000, repeats)
-    case_universe(vbt, 50 if args.quick else 500, 2_520, repeats)
-    case_sweep(vbt, 10_000 if args.quick else 100_000, repeats)
-    case_goog(repeats)
+    print(f"cores {os.cpu_count()}, numba threads {threads}, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    cases = build_cases(args.quick)
+    print("agreement (trade counts equal; final equity within "
+          f"{RTOL_FEE0:g} relative at fee 0, {RTOL_FEE:g} at the timed fee)"
+          + (f" -- WRONG ENGINE on purpose ({args.wrong_engine})" if args.wrong_engine else ""))
+    problems: list[str] = []
+    for case in cases:
+        for fee, rtol in ((0.0, RTOL_FEE0), (case.fee, RTOL_FEE)):
+            ours = case.ours(fee, args.wrong_engine == "fee")
+            if args.wrong_engine == "last-trade":
+                ours = paths.drop_last_trade(ours)
+            problems += agree(f"{case.key} fee {fee:.1%}", ours, case.ref(fee), rtol)
+    if problems:
+        print("\nCHECK FAILED: our engine disagrees with the reference; no timing is done.")
+        for p in problems:
+            print(f"  - {p}")
+        sys.exit(1)
+    tries, cold_tries = (3, 1) if args.quick else (5, 1)
+    t0 = time.perf_counter()
+    base = subprocess.run([sys.executable, "-c", "import numpy"], check=True)
+    t_base = time.perf_counter() - t0
+    print(f"\nfor scale: a fresh interpreter importing numpy takes {fmt_ms(t_base)} "
+          f"(returncode {base.returncode})")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            bench(case, 3 if case.key == "sweep" and not args.quick else tries, cold_tries,
+                  Path(tmp), threads)
     load = os.getloadavg()
-    print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\nevery reference figure above was measured in this run; load average at the end "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
 if __name__ == "__main__":
