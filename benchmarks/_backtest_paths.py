@@ -142,7 +142,9 @@ def ours_universe(universe: Any, fee: float, wrong: bool = False) -> Outcome:
 def sweep_params() -> list[dict[str, float]]:
     from signalfactory.domain.backtest import grid
 
-    return grid(lambda p: p["fast"] < p["slow"], fast=range(5, 51, 5), slow=range(10, 201, 5))
+    params: list[dict[str, float]] = grid(lambda p: p["fast"] < p["slow"], fast=range(5, 51, 5),
+                                          slow=range(10, 201, 5))
+    return params
 
 
 def ours_sweep(d: Data, fee: float, wrong: bool = False) -> Outcome:
