@@ -95,7 +95,9 @@ def test_promtool_check_rules_accepts_the_rule_file() -> None:
     promtool = require_tool("promtool")
     result = run_tool(promtool, "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+    doc = yaml.safe_load(RULES.read_text())
+    every_rule = [rule for group in doc["groups"] for rule in group["rules"]]  # and recordings
+    assert f"SUCCESS: {len(every_rule)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
