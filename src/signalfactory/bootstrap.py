@@ -178,6 +178,7 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
 
 def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
+    from signalfactory.ops.anomaly import refresh_from_jobs as refresh_anomaly_scores
     from signalfactory.ops.backup.metrics import refresh_from_jobs
     from signalfactory.ops.database_size import refresh_database_size
     from signalfactory.ops.freshness import refresh_freshness
@@ -192,7 +193,7 @@ def wire_subscribers(platform: Platform) -> None:
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness, DeliveryGauges().refresh,
                                         TradingGauges().refresh, SourceGauges().refresh,
-                                        refresh_database_size])
+                                        refresh_database_size, refresh_anomaly_scores])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

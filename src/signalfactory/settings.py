@@ -257,6 +257,10 @@ class Settings(BaseSettings):
                                           "empty disables it.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    anomaly_scan_cron: str | None = Field(
+        default="5 * * * *", description="When the anomaly scan of the key figures runs "
+                                         "(cron, hourly: it scores the last complete hour); "
+                                         "empty disables it.")
     trading_report_cron: str | None = Field(
         default="10 0 * * *", description="When the daily trading reports of the day before are "
                                           "made and sent (cron, schedule_timezone); empty "
@@ -412,6 +416,9 @@ class Settings(BaseSettings):
         if self.retention_cron and "retention" not in taken:
             self.schedules.append(ScheduleEntry(name="retention", kind="retention",
                                                 cron=self.retention_cron))
+        if self.anomaly_scan_cron and "anomaly-scan" not in taken:
+            self.schedules.append(ScheduleEntry(name="anomaly-scan", kind="ops.anomaly_scan",
+                                                cron=self.anomaly_scan_cron))
         if self.trading_report_cron and "trading-report" not in taken:
             self.schedules.append(ScheduleEntry(name="trading-report",
                                                 kind="trading.daily_report",

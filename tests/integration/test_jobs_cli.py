@@ -83,7 +83,8 @@ def test_embedded_beat_process_starts_records_and_stops(env: dict[str, str],
     proc = subprocess.Popen([sys.executable, "-m", "signalfactory", "beat"],
                             env={**os.environ, **env, "SIGNALFACTORY_SCHEDULES": schedules,
                                  "SIGNALFACTORY_RETENTION_CRON": "",
-                                 "SIGNALFACTORY_TRADING_REPORT_CRON": ""},
+                                 "SIGNALFACTORY_TRADING_REPORT_CRON": "",
+                                 "SIGNALFACTORY_ANOMALY_SCAN_CRON": ""},
                             cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     platform = build_platform()
     try:

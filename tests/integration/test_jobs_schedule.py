@@ -33,6 +33,7 @@ def sp(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Plat
     monkeypatch.setenv("SIGNALFACTORY_SCHEDULES", SCHEDULES)
     monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", "")  # only the schedules under test
     monkeypatch.setenv("SIGNALFACTORY_TRADING_REPORT_CRON", "")
+    monkeypatch.setenv("SIGNALFACTORY_ANOMALY_SCAN_CRON", "")
     platform = build_platform(migrate_db=True)
     create_tables(engine_of(platform))
     try:

@@ -27,10 +27,10 @@ OPS = {"backup": "backup", "backup-prune": "backup.prune", "archive": "archive",
 
 
 def test_settings_turn_operations_into_schedules_with_the_retention_policy() -> None:
-    bare = Settings(trading_report_cron="")
+    bare = Settings(trading_report_cron="", anomaly_scan_cron="")
     assert [e.name for e in bare.schedules] == ["retention"]  # data prune needs nothing
     full = Settings(backup_dest="/backups", archive_signing_key=RAW_KEY,  # type: ignore[arg-type]
-                    trading_report_cron="")
+                    trading_report_cron="", anomaly_scan_cron="")
     assert {e.name: e.kind for e in full.schedules} == OPS
     crons = {e.name: e.cron for e in full.schedules}
     assert crons["backup"] == "*/5 * * * *"  # the 300 s RPO
@@ -41,7 +41,7 @@ def test_settings_turn_operations_into_schedules_with_the_retention_policy() -> 
     assert {f"schedule:{name}" for name in OPS} <= set(beat)
     off = Settings(backup_dest="/b", backup_prune_cron="", archive_cron="",
                    archive_signing_key=RAW_KEY, retention_cron="",  # type: ignore[arg-type]
-                   trading_report_cron="")
+                   trading_report_cron="", anomaly_scan_cron="")
     assert [e.name for e in off.schedules] == ["backup"]
 
 
@@ -50,7 +50,8 @@ def test_scheduled_operations_run_show_in_jobs_list_and_a_failure_is_counted(
         sf_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dest = tmp_path / "backups"
     for name, value in {"BACKUP_DEST": str(dest), "BACKUP_KEY": KEY_B64,
-                        "ARCHIVE_SIGNING_KEY": RAW_KEY, "TRADING_REPORT_CRON": ""}.items():
+                        "ARCHIVE_SIGNING_KEY": RAW_KEY, "TRADING_REPORT_CRON": "",
+                        "ANOMALY_SCAN_CRON": ""}.items():
         monkeypatch.setenv(f"SIGNALFACTORY_{name}", value)
     assert cli("init").exit_code == 0
     listed = json.loads(cli("jobs", "schedules", "--json").stdout)

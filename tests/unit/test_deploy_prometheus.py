@@ -54,6 +54,7 @@ REQUIRED_ALERTS = {
     "SignalFactoryRefusedRequestSurge",  # > 100 refusals in 10 min per tenant and key
     "SignalFactoryDiskFullSoon",  # predict_linear: filesystem full within 4 h
     "SignalFactoryDatabaseFullSoon",  # predict_linear: database at its size limit within 4 h
+    "SignalFactoryAnomaly",  # a key figure far from its hour-of-week baseline; p95 vs last week
 }
 
 
@@ -94,7 +95,9 @@ def test_promtool_check_rules_accepts_the_rule_file() -> None:
     promtool = require_tool("promtool")
     result = run_tool(promtool, "check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+    doc = yaml.safe_load(RULES.read_text())
+    every_rule = [rule for group in doc["groups"] for rule in group["rules"]]  # and recordings
+    assert f"SUCCESS: {len(every_rule)} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -210,6 +213,42 @@ def test_platform_promtool_tests_pin_each_threshold(
     result = run_tool(promtool, "test", "rules", str(tests_dir / platform_tests.name))
     assert result.returncode != 0
     assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("test_file", "original", "changed"),
+    [
+        ("anomaly.yml", "(signalfactory_anomaly_score) > 5", "(signalfactory_anomaly_score) > 8"),
+        ("anomaly.yml", "(signalfactory_anomaly_score) > 5", "(signalfactory_anomaly_score) > 4"),
+        ("anomaly_latency.yml", "p95_vs_last_week > 2)", "p95_vs_last_week > 30)"),
+        ("anomaly_latency.yml", "p95_5m > 0.25)", "p95_5m > 0.2)"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_anomaly_promtool_tests_pin_each_threshold(
+    tmp_path: Path, test_file: str, original: str, changed: str
+) -> None:
+    """Moving an anomaly threshold either way makes a firing or a quiet case fail."""
+    promtool = require_tool("promtool")
+    rules = RULES.read_text()
+    assert rules.count(original) == 1
+    (tmp_path / "rules.yml").write_text(rules.replace(original, changed))
+    tests_dir = tmp_path / "tests"
+    tests_dir.mkdir()
+    source = PROM_DIR / "tests" / test_file
+    (tests_dir / test_file).write_text(source.read_text())
+    result = run_tool(promtool, "test", "rules", str(tests_dir / test_file))
+    assert result.returncode != 0
+    assert "alertname: SignalFactoryAnomaly" in result.stdout + result.stderr
+
+
+def test_anomaly_alert_threshold_is_the_domain_threshold() -> None:
+    """The rule's score bound and the scan's are one number (domain/anomaly.py THRESHOLD)."""
+    from signalfactory.domain.anomaly import THRESHOLD
+
+    (rule,) = [r for r in alert_rules() if r["alert"] == "SignalFactoryAnomaly"]
+    bound = re.search(r"\(signalfactory_anomaly_score\) > ([\d.]+)", rule["expr"])
+    assert bound is not None and float(bound.group(1)) == THRESHOLD
 
 
 def test_promtool_check_config_accepts_prometheus_yml() -> None:

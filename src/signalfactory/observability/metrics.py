@@ -195,3 +195,9 @@ EXCHANGE_REQUEST_SECONDS = Histogram(
     "signalfactory_exchange_request_seconds", "Exchange request latency, one attempt",
     ["exchange", "endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+
+# -- anomaly scan (ops/anomaly.py): robust seasonal z-score of key figures; alert above 5 ----
+ANOMALY_SCORE = Gauge("signalfactory_anomaly_score",
+                      "Robust z-score of a key figure's last complete hour against the same "
+                      "hour-of-week in earlier weeks (median and MAD); anomalous above 5",
+                      ["figure", "series"], multiprocess_mode="max")

@@ -93,10 +93,18 @@ def archive_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     return {"date": day.isoformat(), "report": str(report)}
 
 
+def anomaly_scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """Score the last hour of the key figures against their seasonal baseline (hourly)."""
+    from signalfactory.ops.anomaly import anomaly_scan_task as run
+
+    return run(ctx, payload)
+
+
 register_task("backup", backup_task, max_attempts=3)
 register_task("backup.prune", backup_prune_task, max_attempts=3)
 register_task("retention", retention_task, max_attempts=3)
 register_task("archive", archive_task, max_attempts=3)
+register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2)
 
 #: the scheduled operations SignalFactoryScheduledOpsFailed watches
 SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "archive", "retention")
