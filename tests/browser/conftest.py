@@ -90,7 +90,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: str
         platform.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, so it must close before a test outside this package calls asyncio.run().
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright

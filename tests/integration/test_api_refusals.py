@@ -119,7 +119,7 @@ def test_a_backtest_the_data_cannot_support_is_a_422_and_spends_nothing(
 
 # -- symbols that hide characters or look like paths: 422 with rule bad-symbol --------------
 
-HOSTILE_SYMBOLS = ["\u202eLPAA", "AA\u200bPL", "../x", "a/b", "a\\b", ".hidden", "\u0410APL"]
+HOSTILE_SYMBOLS = ["\u202eLPAA", "AA\u200bPL", "../x", "a/b/c", "a\\b", ".hidden", "\u0410APL"]
 
 
 @pytest.mark.parametrize("symbol", HOSTILE_SYMBOLS)

@@ -129,11 +129,31 @@ def test_unreachable_database_means_read_only_within_5_s_and_no_orders(
             _wait(lambda: len(sim.orders()) > sent, 10, "trading again")
             _wait(lambda: PENDING not in _orders(direct, bot.id).values(), 10, "settling")
             assert max(Counter(o.client_order_id for o in sim.orders()).values()) == 1
-            with direct.database.read(primary=True) as uow:
-                held = sum(p.quantity for p in uow.positions.find(bot_id=bot.id))
-                fills = uow.orders.fills(bot_id=bot.id)
-            free, locked = sim.balances()["BTC"]
-            assert held == pytest.approx(float(free + locked), abs=1e-9)
+
+            def held_and_fills() -> tuple[float, list[object]]:
+                with direct.database.read(primary=True) as uow:
+                    return (sum(p.quantity for p in uow.positions.find(bot_id=bot.id)),
+                            list(uow.orders.fills(bot_id=bot.id)))
+
+            def on_exchange() -> float:
+                free, locked = sim.balances()["BTC"]
+                return float(free + locked)
+
+            # the fills of the last orders may still be on their way into the database (an
+            # acknowledgement, or the next reconciliation): positions must reach the
+            # simulator's balance, not merely be near it at one instant
+            def settled() -> bool:
+                # equal on two reads half a second apart, with nothing pending: a bar's exit
+                # and entry go out as two batches, so one equal instant can fall between them
+                if abs(held_and_fills()[0] - on_exchange()) > 1e-9:
+                    return False
+                time.sleep(0.5)
+                return (abs(held_and_fills()[0] - on_exchange()) <= 1e-9
+                        and PENDING not in _orders(direct, bot.id).values())
+
+            _wait(settled, 20, "positions equal to the simulator's balance")
+            held, fills = held_and_fills()
+            assert held == pytest.approx(on_exchange(), abs=1e-9)
             assert len(fills) == len(sim.trades())
             print(f"read-only {to_read_only:.2f} s after the cut; {sent} orders before, "
                   f"{len(sim.orders()) - sent} after")

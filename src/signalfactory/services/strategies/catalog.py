@@ -64,7 +64,7 @@ def instantiate(stored: StoredStrategy, platform: Platform | None = None,
 
 
 #: names that are paths of the API under /strategies/, not strategies
-RESERVED_NAMES = frozenset({"validate"})
+RESERVED_NAMES = frozenset({"validate", "preview"})
 
 
 def check_name(name: str) -> str:
