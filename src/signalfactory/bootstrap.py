@@ -34,6 +34,28 @@ if TYPE_CHECKING:
     # Metrics are defined on import; a Celery worker must pick prometheus_client's
     # multiprocess mode first, so nothing that defines one is imported at module level.
     from signalfactory.adapters.cache import HotCache
+    from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
+    from signalfactory.domain.trading.bots import ExchangeAccount
+    from signalfactory.domain.trading.records import Credentials, PaperBook
+    from signalfactory.services.trading.ports import Exchange
+
+
+class ExchangesOnFirstUse:
+    """``platform.exchanges``: the default factory, imported and built when the first
+    account's exchange is (its modules load the request budgets' rate-limit library and the
+    paper exchange: most processes, every command-line one among them, never trade)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._factory: DefaultExchangeFactory | None = None
+
+    def __call__(self, account: ExchangeAccount, credentials: Credentials | None, *,
+                 paper: PaperBook | None = None) -> Exchange:
+        if self._factory is None:
+            from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
+
+            self._factory = DefaultExchangeFactory(self.settings)
+        return self._factory(account, credentials, paper=paper)
 
 
 def make_bar_store(settings: Settings) -> BarStore:
@@ -155,12 +177,11 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     hot_cache = cache or build_hot_cache(settings)
     if settings.redis_url:
         probes["cache"] = hot_cache.health
-    from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
     from signalfactory.adapters.sources.registry import source_factories
     from signalfactory.services.trading.runtime import TradingRuntime
 
     platform = Platform(settings=settings, database=database, cache=hot_cache,
-                        exchanges=DefaultExchangeFactory(settings),
+                        exchanges=ExchangesOnFirstUse(settings),
                         trading=TradingRuntime(settings.trading_worker_id),
                         source_factories=dict(source_factories(settings.home / "yfinance")),
                         channels=build_channels(settings), renderer=JinjaMessageRenderer(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -104,3 +105,54 @@ def test_the_entry_point_prints_the_version_without_typer() -> None:
     done = subprocess.run([sys.executable, "-c", code + "\nprint('typer' in sys.modules)"],
                           capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.split() == [__version__, "False"]
+
+
+#: what a command's own help page must not load (the work it describes loads them)
+HELP_HEAVY = ("sqlalchemy", "alembic", "numba", "pandas", "talib", "signalfactory.bootstrap")
+
+
+@pytest.mark.parametrize("argv", [["scan", "--help"], ["backtest", "--help"],
+                                  ["signals", "--help"]])
+def test_a_command_help_page_loads_no_database_numba_or_talib(argv: list[str]) -> None:
+    code = ("import contextlib, io\nfrom signalfactory.cli.main import app\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    app({argv!r})")
+    loaded = _modules_after(code)
+    assert sorted(m for m in loaded if m.split(".")[0] in HELP_HEAVY or m in HELP_HEAVY) == []
+
+
+def _entry_point(argv: list[str], preload: str) -> tuple[str, list[str]]:
+    """The page the ``signalfactory`` entry point prints, and the rich modules it loaded."""
+    code = (f"import sys\n{preload}\nsys.argv = ['signalfactory', *{argv!r}]\n"
+            "from signalfactory.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('rich.markdown', "
+            "'rich.traceback', 'markdown_it'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    *page, loaded = done.stdout.rstrip("\n").split("\n")
+    return "\n".join(page), json.loads(loaded.replace("'", '"'))
+
+
+@pytest.mark.parametrize("argv", [["--help"], [], ["scan", "--help"], ["db", "--help"]])
+def test_help_pages_are_unchanged_without_markdown_and_traceback(argv: list[str]) -> None:
+    """The entry point renders help with stand-ins for rich.markdown / rich.traceback
+    (cli/rich_help.py): the page is the one Typer prints with the real modules loaded."""
+    lean, loaded = _entry_point(argv, "")
+    real, real_loaded = _entry_point(argv, "import rich.markdown, rich.traceback")
+    assert lean == real and "Usage" in lean
+    # a command's page also configures logging, whose structlog loads rich.traceback itself
+    assert [m for m in loaded if m != "rich.traceback" or argv in ([], ["--help"])] == []
+    assert "rich.markdown" in real_loaded  # the probe can fail
+
+
+def test_the_rich_stand_ins_load_the_real_class_when_used() -> None:
+    code = ("import sys\nfrom signalfactory.cli.rich_help import import_rich_utils\n"
+            "import_rich_utils()\nimport typer.rich_utils as r\n"
+            "before = 'rich.markdown' in sys.modules\n"
+            "page = r.Markdown('# title')\nimport rich.markdown\n"
+            "print(before, type(page) is rich.markdown.Markdown, isinstance(page, r.Markdown),"
+            " r.Traceback.from_exception.__qualname__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.split() == ["False", "True", "True", "Traceback.from_exception"]

@@ -11,13 +11,15 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-
-from limits import RateLimitItem, parse
-from limits.storage import Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from typing import TYPE_CHECKING
 
 from signalfactory.domain.accounts import RateLimitDecision
 from signalfactory.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+    from limits.storage import Storage
+    from limits.strategies import MovingWindowRateLimiter
 
 log = get_logger("signalfactory.adapters.rate_limits")
 
@@ -31,24 +33,53 @@ TIER_RATE_LIMITS: dict[str, str] = {
 
 
 class KeyRateLimiter:
-    """Moving-window limiter keyed by API key; storage ``memory://`` or a ``redis://`` URL."""
+    """Moving-window limiter keyed by API key; storage ``memory://`` or a ``redis://`` URL.
+
+    With the default in-memory storage and tiers, the ``limits`` library is loaded on first
+    use: a command-line process builds a platform but never limits a request. Any other
+    storage or tier table is set up (and refused when wrong) at construction, as before.
+    """
+
+    storage: Storage
+    limiter: MovingWindowRateLimiter
+    items: dict[str, RateLimitItem]
 
     def __init__(self, storage_uri: str = "memory://",
                  limits_by_tier: Mapping[str, str] | None = None,
                  namespace: str = "sf") -> None:
-        options: dict[str, str] = {}
-        if storage_uri.startswith(("redis://", "rediss://", "redis+")):
-            options["key_prefix"] = f"{namespace}-ratelimit"
-        storage = storage_from_string(storage_uri, **options)
-        if not isinstance(storage, Storage):  # an async storage URI (async+redis://...)
-            raise ValueError(f"rate limit storage {storage_uri!r} is async; use a sync URI")
-        self.storage: Storage = storage
-        self.limiter = MovingWindowRateLimiter(self.storage)
-        merged = {**TIER_RATE_LIMITS, **(limits_by_tier or {})}
-        self.items: dict[str, RateLimitItem] = {tier: parse(text)
-                                                for tier, text in merged.items()}
+        self._storage_uri = storage_uri
+        self._namespace = namespace
+        self._tiers = {**TIER_RATE_LIMITS, **(limits_by_tier or {})}
         self._warned_at = 0.0
         self._lock = threading.Lock()
+        if storage_uri != "memory://" or limits_by_tier:
+            self._set_up()
+
+    def __getattr__(self, name: str) -> object:
+        # only reached while ``storage``, ``limiter`` and ``items`` are not set yet
+        if name not in ("storage", "limiter", "items"):
+            raise AttributeError(name)
+        self._set_up()
+        return self.__dict__[name]
+
+    def _set_up(self) -> None:
+        from limits import parse
+        from limits.storage import Storage, storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        with self._lock:
+            if "limiter" in self.__dict__:
+                return
+            options: dict[str, str] = {}
+            if self._storage_uri.startswith(("redis://", "rediss://", "redis+")):
+                options["key_prefix"] = f"{self._namespace}-ratelimit"
+            storage = storage_from_string(self._storage_uri, **options)
+            if not isinstance(storage, Storage):  # an async storage URI (async+redis://...)
+                raise ValueError(f"rate limit storage {self._storage_uri!r} is async; use a "
+                                 "sync URI")
+            self.items = {tier: parse(text) for tier, text in self._tiers.items()}
+            self.storage = storage
+            self.limiter = MovingWindowRateLimiter(self.storage)
 
     def item_for(self, tier: str) -> RateLimitItem:
         return self.items.get(tier, self.items["free"])

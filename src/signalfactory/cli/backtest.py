@@ -15,6 +15,7 @@ from signalfactory.cli.common import (
     handle_errors,
     json_option,
     out,
+    platform_with_builtins,
     print_json,
     progress_bar,
 )
@@ -127,9 +128,10 @@ def backtest(
 ) -> None:
     """Backtest a strategy or rule on a symbol, a universe, or a portfolio; stored under a
     deterministic id, so the same request returns the same result."""
-    from signalfactory.cli.strategies import platform_with_builtins
+    from signalfactory.cli.talib_import import import_talib_without_pandas
+
+    import_talib_without_pandas()
     from signalfactory.services.backtests.options import BacktestRequest
-    from signalfactory.services.backtests.report import render_report
     from signalfactory.services.backtests.run import check_options, run_backtest
 
     request = BacktestRequest(
@@ -159,6 +161,9 @@ def backtest(
 
             result = run_backtest(platform, request, progress=progress)
         if report is not None:
+            # the report's templates and charts load only when a report is asked for
+            from signalfactory.services.backtests.report import render_report
+
             html = render_report(platform, DEFAULT_TENANT_ID, result.id)
             try:
                 report.write_text(html, encoding="utf-8")

@@ -7,8 +7,9 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +25,9 @@ from rich.progress import (
 
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
 
+if TYPE_CHECKING:
+    from signalfactory.services.platform import Platform
+
 out = Console()
 err = Console(stderr=True)
 
@@ -32,6 +36,8 @@ R = TypeVar("R")
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -84,3 +90,26 @@ def progress_bar(description: str, total: float | None) -> Iterator[Callable[[in
     with progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def platform_with_builtins() -> Platform:
+    """A migrated platform whose database holds the shipped strategies."""
+    # Imported here, not at module level: a command's ``--help`` and its bad input are
+    # answered before the composition root (SQLAlchemy, the indicators) is loaded.
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.services.strategies.catalog import ensure_builtins
+
+    platform = build_platform(migrate_db=True)
+    with platform.database.write() as uow:
+        ensure_builtins(uow)
+    return platform
+
+
+def parse_date(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInputError(f"{option} {value!r} is not a date; use YYYY-MM-DD or an ISO "
+                            "timestamp") from None

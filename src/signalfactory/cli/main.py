@@ -11,6 +11,7 @@ against the commands themselves, so the table cannot drift from the code.
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -183,4 +184,8 @@ def version() -> None:
 
 
 def main() -> None:
+    if not sys.argv[1:] or "--help" in sys.argv[1:]:
+        from signalfactory.cli.rich_help import import_rich_utils
+
+        import_rich_utils()  # a help page: without the modules it never uses
     app()

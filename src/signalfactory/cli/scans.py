@@ -7,8 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from signalfactory.cli.common import handle_errors, out, print_json
-from signalfactory.cli.strategies import JsonOpt, parse_date, platform_with_builtins
+from signalfactory.cli.common import (
+    JsonOpt,
+    handle_errors,
+    out,
+    parse_date,
+    platform_with_builtins,
+    print_json,
+)
 from signalfactory.domain.scans import StoredScan
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 
@@ -39,6 +45,9 @@ def scan(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank the universe by today's signals of a strategy or rule; the scan is stored."""
+    from signalfactory.cli.talib_import import import_talib_without_pandas
+
+    import_talib_without_pandas()
     from signalfactory.services.scans.scan import ScanRequest, check_request, run_scan
 
     request = ScanRequest(tenant_id=DEFAULT_TENANT_ID, strategy=strategy, rule=rule,

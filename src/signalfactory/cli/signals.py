@@ -7,9 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import handle_errors, out, print_json
-from signalfactory.cli.strategies import JsonOpt, parse_date, platform_with_builtins
+from signalfactory.cli.common import (
+    JsonOpt,
+    handle_errors,
+    out,
+    parse_date,
+    platform_with_builtins,
+    print_json,
+)
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import StoredSignal
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -37,6 +42,8 @@ def signals(
     if not 1 <= limit <= 100_000:
         raise BadInputError("--limit must be between 1 and 100000")
     since_date = parse_date(since, "--since")
+    from signalfactory.bootstrap import build_platform
+
     platform = build_platform(migrate_db=True)
     with platform.database.read() as uow:
         rows = query_signals(uow, DEFAULT_TENANT_ID, since=since_date,

@@ -2,46 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import handle_errors, json_option, out, print_json
+from signalfactory.cli.common import (
+    JsonOpt,
+    handle_errors,
+    json_option,
+    out,
+    platform_with_builtins,
+    print_json,
+)
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.strategies import StrategyParam
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
-from signalfactory.services.platform import Platform
 
 strategies_app = typer.Typer(help="Stored strategies: list, show, add, validate, check, runs.",
                              no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 JsonValue = str | int | float | bool | None | dict[str, StrategyParam]
-
-
-def platform_with_builtins() -> Platform:
-    """A migrated platform whose database holds the shipped strategies."""
-    from signalfactory.services.strategies.catalog import ensure_builtins
-
-    platform = build_platform(migrate_db=True)
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
-    return platform
-
-
-def parse_date(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise BadInputError(f"{option} {value!r} is not a date; use YYYY-MM-DD or an ISO "
-                            "timestamp") from None
 
 
 def _rule_from(rule: str | None, file: Path | None) -> str:
@@ -169,6 +152,8 @@ def strategies_add(
     else:
         check_new(DEFAULT_TENANT_ID, name, timeframe)
         check_source(code, class_name)
+    from signalfactory.bootstrap import build_platform
+
     platform = build_platform(migrate_db=True)
     try:
         upload = None if code is None else prepare_upload(

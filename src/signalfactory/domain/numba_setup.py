@@ -8,7 +8,9 @@ and fresh API process paid, though no kernel here uses linear algebra. Importing
 effect is that ``np.cov``-style inner products inside kernels use numba's plain loop
 (``np.dot`` still checks for SciPy itself when a kernel using it is compiled).
 
-Kernel modules import ``njit`` / ``prange`` from here rather than from numba.
+Kernel modules import ``njit`` / ``prange`` from here rather than from numba. A lazily
+compiled `Kernel` (``domain/kernels.py``) is typed here as its compiled dispatcher, so numba
+kernels call it like any other.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def _import_arraymath_without_scipy() -> None:
 
 _import_arraymath_without_scipy()
 
-from numba import njit, prange  # noqa: E402 - after the import above, on purpose
+from numba import njit, prange, types  # noqa: E402 - after the import above, on purpose
+from numba.extending import typeof_impl  # noqa: E402 - likewise
+
+from signalfactory.domain.kernels import Kernel  # noqa: E402 - likewise
+
+
+@typeof_impl.register(Kernel)
+def _typeof_kernel(value: Kernel, _context: object) -> types.Dispatcher:
+    return types.Dispatcher(value.compiled())
+
 
 __all__ = ["njit", "prange"]

@@ -11,10 +11,15 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from signalfactory.domain.errors import SignalFactoryError
-from signalfactory.domain.rules import Evaluation
 from signalfactory.domain.strategies.base import StrategyParam
+
+if TYPE_CHECKING:
+    # the rules package loads the indicators (TA-Lib); the composition root imports this
+    # module for SandboxLimits and must not pay for them
+    from signalfactory.domain.rules import Evaluation
 
 #: the limits a run can break, as named in errors and in ``sandbox_runs.limit_hit``
 LIMITS = ("cpu", "memory", "wall", "output", "recursion", "refused", "crash", "files")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
 from signalfactory.adapters.storage.tables import backtest_equity, backtest_trades, backtests
@@ -31,6 +31,10 @@ from signalfactory.domain.backtest.stored import (
     json_scalar,
 )
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 ENCODING = "zlib:delta-i64,f64"
 _TRADE_BATCH = 5000
@@ -63,15 +67,26 @@ def _doc(values: Scalars) -> dict[str, Scalar]:
     return dict(values)
 
 
+def _insert_into(conn: Connection, table: sa.Table) -> PgInsert | SqliteInsert:
+    """The dialect's own INSERT (for ON CONFLICT); its module is imported only for its
+    dialect, so a command on SQLite does not load PostgreSQL's."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
 class SqlBacktestRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def add(self, backtest: StoredBacktest, trades: Sequence[TradeRecord],
             curves: Sequence[EquityCurve]) -> bool:
-        insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
         b = backtest
-        stmt = insert(backtests).values(
+        stmt = _insert_into(self.conn, backtests).values(
             id=b.id, tenant_id=b.tenant_id, status=b.status, mode=b.mode,
             config=_doc(b.config), data_range=b.data_range.to_json(),
             strategy_name=b.strategy_name, strategy_version=b.strategy_version,

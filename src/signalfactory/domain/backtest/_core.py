@@ -1,6 +1,7 @@
 """The numba simulation core: one instrument, one position, bar by bar.
 
-Everything here is compiled (``@njit(cache=True, nogil=True)``) and reads only plain arrays:
+Everything here is compiled (``@kernel(cache=True, nogil=True)``: numba, loaded when a process
+needs the speed, see `signalfactory.domain.kernels`) and reads only plain arrays:
 prices, four boolean signal arrays, an optional ATR array, and the parameter vectors built by
 `BacktestConfig.kernel_params`. Semantics are documented in `config.py`; the order of events
 inside bar *t* is what makes look-ahead impossible:
@@ -38,7 +39,7 @@ from signalfactory.domain.backtest.config import (
     I_SIZING,
     I_WHOLE,
 )
-from signalfactory.domain.numba_setup import njit
+from signalfactory.domain.kernels import kernel
 
 # Order actions (decided from signals)
 A_NONE, A_CLOSE, A_OPEN_LONG, A_OPEN_SHORT, A_FLIP_LONG, A_FLIP_SHORT = 0, 1, 2, 3, 4, 5
@@ -54,7 +55,7 @@ T_ENTRY_IDX, T_EXIT_IDX, T_ENTRY_PRICE, T_EXIT_PRICE, T_SIZE, T_PNL, T_RET, T_FE
 N_TRADE_COLS = 9
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def decide_nb(pos: float, le: bool, lx: bool, se: bool, sx: bool, direction: int) -> int:
     """The order the signals of one bar ask for, given the current signed position.
 
@@ -85,7 +86,7 @@ def decide_nb(pos: float, le: bool, lx: bool, se: bool, sx: bool, direction: int
     return A_NONE
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def units_nb(equity: float, cash: float, price: float, atr_t: float,
              fp: np.ndarray, ip: np.ndarray) -> float:
     """Units to open at ``price`` (already slipped); 0 when the order cannot be afforded."""
@@ -117,7 +118,7 @@ def units_nb(equity: float, cash: float, price: float, atr_t: float,
     return float(units)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def stop_exit_nb(units: float, entry: float, extreme: float, o: float, h: float, lo: float,
                  fp: np.ndarray) -> tuple[float, int]:
     """(raw exit price, reason) when a protective stop triggers in this bar, else (nan, -1)."""
@@ -161,7 +162,7 @@ def stop_exit_nb(units: float, entry: float, extreme: float, o: float, h: float,
     return np.nan, -1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def record_trade_nb(trades: np.ndarray, k: int, entry_idx: int, exit_idx: int, entry: float,
                     exit_price: float, units: float, fees: float, reason: int) -> None:
     pnl = units * (exit_price - entry) - fees
@@ -176,7 +177,7 @@ def record_trade_nb(trades: np.ndarray, k: int, entry_idx: int, exit_idx: int, e
     trades[k, T_REASON] = reason
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def simulate_nb(open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
                 le: np.ndarray, lx: np.ndarray, se: np.ndarray, sx: np.ndarray,
                 atr: np.ndarray, fp: np.ndarray, ip: np.ndarray, start: int, end: int,

@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from signalfactory.domain.backtest._core import R_OPEN, T_ENTRY_IDX, T_EXIT_IDX, T_PNL, T_REASON
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.numba_setup import njit
+from signalfactory.domain.kernels import kernel
 
 if TYPE_CHECKING:
     from signalfactory.domain.backtest.engine import Trades
@@ -100,7 +100,7 @@ class Metrics:
         return asdict(self)
 
 
-@njit(cache=True, nogil=True)
+@kernel(cache=True, nogil=True)
 def ratio_nb(num: float, den: float) -> float:
     """num / den for a non-negative denominator: nan for 0/0, +-inf for x/0."""
     if den > 0.0:
@@ -116,7 +116,7 @@ def _ratio(num: float, den: float) -> float:
 
 # error_model="numpy": float division yields inf/nan instead of raising ZeroDivisionError,
 # which keeps the check (and its branch) out of the per-bar loop.
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(cache=True, nogil=True, error_model="numpy")
 def equity_pass_nb(equity: np.ndarray, initial: float,
                    neg_out: np.ndarray) -> tuple[float, float, float, float, int, int, float,
                                                  int, int]:
@@ -174,7 +174,7 @@ def equity_pass_nb(equity: np.ndarray, initial: float,
     return s1, s2, down, neg_sum, n_neg, n_zero, max_dd, best_peak, best_end
 
 
-@njit(cache=True, nogil=True)
+@kernel(cache=True, nogil=True)
 def moments_nb(s1: float, s2: float, down: float, n: int) -> tuple[float, float, float]:
     """(mean, sample std, downside deviation) from the sums of `equity_pass_nb`.
 
@@ -217,7 +217,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
 N_SUMMARY = len(SUMMARY_FIELDS)
 
 
-@njit(cache=True, nogil=True)
+@kernel(cache=True, nogil=True)
 def summary_nb(equity: np.ndarray, trades: np.ndarray, initial: float, bars_per_year: float,
                out: np.ndarray) -> None:
     """The `SUMMARY_FIELDS` of one run into ``out``, with `compute_metrics`' definitions

@@ -13,13 +13,13 @@ import numpy as np
 import numpy.typing as npt
 
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.numba_setup import njit
+from signalfactory.domain.kernels import kernel
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
 
 
-@njit(cache=True, nogil=True)
+@kernel(cache=True, nogil=True)
 def crossings_into_nb(a: np.ndarray, b: np.ndarray, up: np.ndarray, down: np.ndarray) -> None:
     """Write ``a`` crossing above / below ``b`` into ``up`` / ``down`` (same length)."""
     n = a.shape[0]

@@ -16,13 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import talib
 
-from signalfactory.domain.backtest import (
-    Metrics,
-    Signals,
-    compute_metrics,
-    run_portfolio,
-    run_universe,
-)
+from signalfactory.domain.backtest import Metrics, Signals, compute_metrics
 from signalfactory.domain.backtest import engine as single_engine
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.backtest.stored import (
@@ -222,6 +216,10 @@ def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
         atr = atr_of(plan, sub)
         mask = data.in_window(sub)
         win = masked(sub, mask)
+        # imported here: the universe and portfolio kernels load numba, a single symbol's
+        # backtest need not (`signalfactory.domain.kernels`)
+        from signalfactory.domain.backtest import run_universe
+
         result = run_universe(win, _window_signals(signals, mask), plan.config,
                               atr=None if atr is None else atr[mask],
                               bars_per_year=plan.bars_per_year, with_metrics=False,
@@ -279,6 +277,8 @@ def _portfolio(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
         raise ValueError("a portfolio backtest needs max_positions")
     mask = data.in_window(full)
     win = masked(full, mask)
+    from signalfactory.domain.backtest import run_portfolio
+
     result = run_portfolio(win, _window_signals(signals, mask), plan.config,
                            max_positions=max_positions, score=score[mask],
                            atr=None if atr is None else atr[mask])
