@@ -67,6 +67,9 @@ class Kernel:
         return [] if self._dispatcher is None else list(self._dispatcher.signatures)
 
     def __call__(self, *args: Any) -> Any:  # noqa: ANN401 - the kernel's own values
+        dispatcher = self._dispatcher
+        if dispatcher is not None:  # compiled already: the same values, sooner
+            return dispatcher(*args)
         if _interpreting():
             return self.py_func(*args)  # called from an interpreted kernel
         if "numba" in sys.modules or _elements(args) > INTERPRET_MAX_ELEMENTS:
