@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,7 +92,9 @@ def once(argv):
                 raise RuntimeError(f"{argv} exited {exc.code}") from None
 times = []
 for argv in runs:
-    t0 = time.perf_counter(); once(argv); times.append(time.perf_counter() - t0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    once(argv)
+    times.append((time.perf_counter() - t0, time.process_time() - c0))
 print(json.dumps(times[1:]))
 """
 
@@ -125,16 +128,17 @@ def call():
     t = time.perf_counter(); run_backtest(c, c + 1, c - 1, c, sig, BacktestConfig())
     return time.perf_counter() - t
 first, warm = call(), call()
-assert "numba" not in sys.modules
+interpreted = "numba" not in sys.modules  # False where the engine imports numba itself
 t1 = time.perf_counter()
 import signalfactory.domain.numba_setup
 t_numba = time.perf_counter() - t1
 first_compiled, warm_compiled = call(), call()
 print(f"{t_import:.6f} {first:.6f} {warm:.6f} {t_numba:.6f} {first_compiled:.6f} "
-      f"{warm_compiled:.6f}")
+      f"{warm_compiled:.6f} {int(interpreted)}")
 """
 
-Figure = tuple[float, float]
+#: (median wall seconds, best wall seconds, median CPU seconds: user + system)
+Figure = tuple[float, float, float]
 
 
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -147,40 +151,61 @@ def run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def processes(argvs: list[list[str]], env: dict[str, str]) -> Figure:
+    """Wall and CPU time of one fresh process per argv (run one after another)."""
+    walls, cpus = [], []
+    for argv in argvs:
+        before = _children_cpu()
+        walls.append(run(argv, env)[0])
+        cpus.append(_children_cpu() - before)
+    return statistics.median(walls), min(walls), statistics.median(cpus)
+
+
 def cold(argv: list[str], env: dict[str, str], runs: int) -> Figure:
-    """Median and best wall time of ``runs`` fresh processes."""
-    times = [run(argv, env)[0] for _ in range(runs)]
-    return statistics.median(times), min(times)
+    return processes([argv] * runs, env)
 
 
 def warm(runs: list[list[str] | str], env: dict[str, str], home: Path) -> Figure:
-    """Median and best of the timed runs inside one process (the first run is untimed)."""
+    """The timed runs inside one process (the first run is untimed)."""
     out = run([sys.executable, "-c", WARM, json.dumps(runs), str(home), PLAIN_TALIB], env)[1]
     times = json.loads(out.strip().splitlines()[-1])
-    return statistics.median(times), min(times)
+    walls = [t[0] for t in times]
+    return statistics.median(walls), min(walls), statistics.median(t[1] for t in times)
 
 
 def ms(fig: Figure) -> str:
-    return f"{fig[0] * 1000:8.1f} ({fig[1] * 1000:6.1f})"
+    return f"{fig[0] * 1000:8.1f} ({fig[1] * 1000:6.1f}) {fig[2] * 1000:7.1f}"
 
 
 def verdict(value: float, target: float) -> str:
     return "MET" if value <= target else "MISSED"
 
 
-COLUMNS = f"{'':<44} {'cold ms (best)':>17} {'warm ms (best)':>17}  target"
+COLUMNS = (f"{'':<44} {'cold: wall ms (best)':>20} {'cpu':>5} {'warm: wall ms (best)':>20} "
+           f"{'cpu':>5}  target (on the cold wall time)")
 
 
 def line(label: str, cold_fig: Figure, warm_fig: Figure | None, note: str = "") -> None:
-    shown = ms(warm_fig) if warm_fig is not None else f"{'-':>17}"
+    shown = ms(warm_fig) if warm_fig is not None else f"{'-':>25}"
     print(f"{label:<44} {ms(cold_fig)} {shown}  {note}")
 
 
-def ratio_line(label: str, ours: tuple[Figure, Figure], ref: tuple[Figure, Figure],
-               target: float) -> None:
-    cold_ratio, warm_ratio = ours[0][0] / ref[0][0], ours[1][0] / ref[1][0]
-    print(f"{label:<44} {cold_ratio:17.2f} {warm_ratio:17.2f}  cold <= {target}: "
-          f"{verdict(cold_ratio, target)}")
+def ratio_line(label: str, ours: tuple[Figure, Figure | None],
+               ref: tuple[Figure, Figure | None], target: float | None = None) -> None:
+    """Wall-time ratios (CPU-time ratios beside them: steadier on a shared machine)."""
+    def pair(a: Figure | None, b: Figure | None) -> str:
+        if a is None or b is None:
+            return f"{'-':>25}"
+        return f"{a[0] / b[0]:20.2f} {a[2] / b[2]:5.2f}"
+
+    cold_ratio = ours[0][0] / ref[0][0]
+    note = "" if target is None else f"cold <= {target}: {verdict(cold_ratio, target)}"
+    print(f"{label:<44} {pair(ours[0], ref[0])} {pair(ours[1], ref[1])}  {note}")
 
 
 def conditions() -> str:
@@ -215,7 +240,7 @@ def main() -> None:
         run([py, "-c", PLAIN_TALIB, str(home)], env)
 
         print(f"\nmedian of {args.runs} (best); cold: a fresh process each; warm: again in "
-              "one process\n")
+              "one process; cpu: median user + system ms\n")
         print(COLUMNS)
         line("python -c pass (reference)", cold([py, "-c", "pass"], env, args.runs), None)
         t_help = cold([*sf, "--help"], env, args.runs)
@@ -237,13 +262,11 @@ def main() -> None:
         w_scan = warm([scan_args] * (args.runs + 1), env, home)
         line("signalfactory scan --rule ... --top 50", t_scan, w_scan)
         ratio_line("  ratio to the plain script", (t_scan, w_scan), (t_plain, w_plain), 1.5)
-        print(f"{'  ratio to the plain script without pandas':<44} "
-              f"{t_scan[0] / t_lean[0]:17.2f} {'-':>17}")
+        ratio_line("  ratio to the plain script without pandas", (t_scan, None), (t_lean, None))
 
         print("\none-symbol backtest, 2,520 bars (a new fee each run: never a stored result)")
-        times = [run([*sf, "backtest", "--rule", RULE, "--symbol", "SAAB",
-                      "--fees", f"0.000{i + 2}"], env)[0] for i in range(args.runs)]
-        t_bt = statistics.median(times), min(times)
+        t_bt = processes([[*sf, "backtest", "--rule", RULE, "--symbol", "SAAB",
+                           "--fees", f"0.000{i + 2}"] for i in range(args.runs)], env)
         w_bt = warm([["backtest", "--rule", RULE, "--symbol", "SAAC", "--fees", f"0.00{i + 2}"]
                      for i in range(args.runs + 1)], env, home)
         line("signalfactory backtest --symbol SAAB", t_bt, w_bt,
@@ -263,7 +286,8 @@ def main() -> None:
         kernels = [[float(x) for x in run([py, "-c", FIRST_KERNEL], env)[1].split()]
                    for _ in range(args.runs)]
         print(f"{'import of the backtest engine':<44} {med(kernels, 0):8.1f}")
-        print(f"{'run_backtest, 2,520 bars, interpreted: 1st/2nd':<44} {med(kernels, 1):8.1f} "
+        how = "interpreted" if all(r[6] for r in kernels) else "compiled"
+        print(f"{f'run_backtest, 2,520 bars, {how}: 1st/2nd':<44} {med(kernels, 1):8.1f} "
               f"{'':8} {med(kernels, 2):8.1f}")
         print(f"{'import numba (numba_setup)':<44} {med(kernels, 3):8.1f}")
         print(f"{'run_backtest compiled (cache load): 1st/2nd':<44} {med(kernels, 4):8.1f} "

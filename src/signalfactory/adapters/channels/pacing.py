@@ -16,13 +16,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
-
 from signalfactory.domain.delivery import SendResult
+
+if TYPE_CHECKING:
+    # ``limits`` is imported when the first message is paced: every platform builds the
+    # channels, most processes (each command-line one) never send
+    from limits import RateLimitItem
+    from limits.strategies import MovingWindowRateLimiter
 
 TELEGRAM_PER_BOT = 30.0
 TELEGRAM_PER_CHAT = 1.0
@@ -41,6 +44,8 @@ class PaceKey:
 def rate_item(per_second: float) -> RateLimitItem:
     """The window for a rate: one message per ceil(1/r) s below 1/s, else floor(r) a second
     (with headroom above a few a second)."""
+    from limits import RateLimitItemPerSecond
+
     if not per_second > 0 or math.isinf(per_second):
         raise ValueError(f"a rate must be a positive number of messages per second, not "
                          f"{per_second!r}")
@@ -79,10 +84,17 @@ class Pacer:
     """Thread-safe: channels share one per process (bootstrap builds it)."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter: MovingWindowRateLimiter | None = None
         self._items: dict[float, RateLimitItem] = {}
         self._lock = threading.Lock()
         self._sleep = sleep
+
+    def _start(self) -> MovingWindowRateLimiter:
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        return self._limiter
 
     def _item(self, per_second: float) -> RateLimitItem:
         item = self._items.get(per_second)
@@ -99,14 +111,15 @@ class Pacer:
         started = time.monotonic()
         while True:
             with self._lock:
+                limiter = self._limiter or self._start()
                 pairs = [(self._item(k.per_second), k.key) for k in keys]
                 blocked = [(item, key) for item, key in pairs
-                           if not self._limiter.test(item, key)]
+                           if not limiter.test(item, key)]
                 if not blocked:
                     for item, key in pairs:
-                        self._limiter.hit(item, key)
+                        limiter.hit(item, key)
                     return time.monotonic() - started
-                reopens = max(self._limiter.get_window_stats(item, key).reset_time
+                reopens = max(limiter.get_window_stats(item, key).reset_time
                               for item, key in blocked)
             delay = max(reopens - time.time(), 0.0) + WAIT_MARGIN_S
             if time.monotonic() - started + delay > max_wait_s:
