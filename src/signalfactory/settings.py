@@ -190,6 +190,25 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job's lease; renewed every third of it. A "
                                         "worker silent for longer is presumed dead.")
+    split: str = Field(
+        default="auto", pattern="^(auto|always|never)$",
+        description="Split universe backtest jobs into chunk jobs run by any worker: auto "
+                    "when the job backend is Celery (SIGNALFACTORY_BROKER_URL is set), "
+                    "always, or never. A universe smaller than two chunks runs whole.")
+    split_chunk_seconds: float = Field(
+        default=2.0, ge=1.0, le=3600.0,
+        description="Seconds of work a chunk of a split job aims at (estimated from "
+                    "SIGNALFACTORY_SPLIT_BARS_PER_SECOND); at least 1 so that a chunk's fixed "
+                    "cost (messages, loading its bars, storing its result) stays small.")
+    split_bars_per_second: float = Field(
+        default=3_000_000.0, gt=0,
+        description="Bars one worker process backtests per second, to size chunks (bars of "
+                    "history x parameter sets): above the real speed, chunks run longer than "
+                    "aimed at; below it, shorter.")
+    split_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60.0,
+        description="How often a split job waiting for its chunks checks its counter row; "
+                    "the chunk that completes the split wakes it at once.")
     job_poll_seconds: float = Field(default=1.0, gt=0,
                                     description="How often an idle embedded worker looks for work.")
     job_concurrency: int = Field(default=2, ge=1, le=64,

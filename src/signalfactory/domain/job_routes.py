@@ -25,6 +25,7 @@ ROUTES: Mapping[str, str] = {
     "trading.kill_sweep": REALTIME,
     "campaign.chunk": DEFAULT,
     "backtest": BULK,
+    "backtest.chunk": BULK,
     "scan": BULK,
     "backup": BULK,
     "backup.prune": BULK,

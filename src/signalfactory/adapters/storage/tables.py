@@ -272,6 +272,31 @@ jobs = sa.Table(
     sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
 )
 
+# A job split into chunk jobs (migration 0016): the counter row says how many chunks are done;
+# a chunk row holds its result until the parent has assembled it.
+job_splits = sa.Table(
+    "job_splits", metadata,
+    sa.Column("parent_job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
+job_split_chunks = sa.Table(
+    "job_split_chunks", metadata,
+    sa.Column("parent_job_id", sa.String(36),
+              sa.ForeignKey("job_splits.parent_job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("executions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("seconds", sa.Float(53), nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
 # The last cron slot each schedule fired for, so a restarted scheduler neither repeats nor
 # back-fills a slot; the job's dedupe key (schedule:NAME:SLOT) stops two schedulers racing.
 job_schedules = sa.Table(

@@ -84,6 +84,15 @@ class JobCancelled(Exception):  # noqa: N818 - it is a signal from the task, not
     """Raised by a task that stopped because :meth:`TaskContext.cancelled` said so."""
 
 
+class JobDeferred(Exception):  # noqa: N818 - it is a signal from the task, not an error
+    """Raised by a task waiting on other jobs (its chunks): the job goes back to the queue,
+    due in ``seconds``, without counting an attempt; it runs again from the start then."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"waiting {seconds:g} s")
+        self.seconds = float(seconds)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     kind: str
