@@ -74,8 +74,9 @@ def split_wanted(settings: Settings) -> bool:
 
 def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
                  ) -> list[tuple[int, int]]:
-    """Instrument ranges of about equal work, each at least the target (whole instruments,
-    so a range can hold more); one range when the universe holds less than two targets."""
+    """Instrument ranges of about equal work, each at least the target (whole instruments:
+    a range cut short by a long instrument joins its neighbour); one range when the universe
+    holds less than two targets."""
     work = bars.n_bars * parameter_sets
     target = settings.split_chunk_seconds * settings.split_bars_per_second
     n_chunks = min(int(work // target), bars.n_instruments)
@@ -86,7 +87,18 @@ def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
         j = int(np.searchsorted(bars.offsets, k * bars.n_bars / n_chunks, side="left"))
         cuts.append(min(max(j, cuts[-1] + 1), bars.n_instruments - (n_chunks - k)))
     cuts.append(bars.n_instruments)
-    return list(itertools.pairwise(cuts))
+    ranges: list[tuple[int, int]] = []
+    for i, j in itertools.pairwise(cuts):
+        if ranges and (bars.offsets[ranges[-1][1]] - bars.offsets[ranges[-1][0]]) \
+                * parameter_sets < target:
+            ranges[-1] = (ranges[-1][0], j)
+        else:
+            ranges.append((i, j))
+    last = ranges[-1]
+    if len(ranges) > 1 and (bars.offsets[last[1]] - bars.offsets[last[0]]) \
+            * parameter_sets < target:
+        ranges[-2:] = [(ranges[-2][0], last[1])]
+    return ranges
 
 
 def bars_digest(bars: BarUniverse) -> str:
