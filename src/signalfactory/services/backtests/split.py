@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, OperationalError
-from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, JsonObject
+from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, Job, JsonObject
 from signalfactory.domain.strategies import code_hash
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.backtests.modes import (
@@ -279,14 +279,27 @@ def chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
 
 
 def split_summary(platform: Platform, parent_job_id: str) -> JsonObject | None:
-    """The split of a job as JSON (chunk count, executions, seconds), or None."""
+    """The split of a job as JSON (chunk count, executions, seconds, bars), or None."""
     with platform.database.read(primary=True) as uow:
         state = uow.splits.get(parent_job_id)
-    if state is None:
-        return None
+        if state is None:
+            return None
+        jobs = [uow.jobs.get(c.job_id) for c in state.chunks]
     return {"chunks": state.total, "done": state.done,
             "executions": [c.executions for c in state.chunks],
-            "seconds": [c.seconds for c in state.chunks]}
+            "seconds": [c.seconds for c in state.chunks],
+            "bars": [job.result.get("bars") if job is not None and job.result else None
+                     for job in jobs],
+            # first chunk started .. last chunk finished: the parallel phase's wall time
+            "chunk_wall_seconds": _wall(jobs)}
+
+
+def _wall(jobs: list[Job | None]) -> float | None:
+    starts = [j.started_at for j in jobs if j is not None and j.started_at is not None]
+    ends = [j.finished_at for j in jobs if j is not None and j.finished_at is not None]
+    if not starts or len(ends) < len(jobs):
+        return None
+    return (max(ends) - min(starts)).total_seconds()
 
 
 __all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_task", "decode_parts",
