@@ -206,9 +206,10 @@ class Settings(BaseSettings):
                     "history x parameter sets): above the real speed, chunks run longer than "
                     "aimed at; below it, shorter.")
     split_poll_seconds: float = Field(
-        default=1.0, gt=0, le=60.0,
-        description="How often a split job waiting for its chunks checks its counter row; "
-                    "the chunk that completes the split wakes it at once.")
+        default=2.0, gt=0, le=60.0,
+        description="How often a split job waiting for its chunks checks its counter row "
+                    "(progress, a failed chunk); the chunk that completes the split wakes it "
+                    "at once. Each look takes a worker slot for a moment.")
     job_poll_seconds: float = Field(default=1.0, gt=0,
                                     description="How often an idle embedded worker looks for work.")
     job_concurrency: int = Field(default=2, ge=1, le=64,
