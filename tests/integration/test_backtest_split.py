@@ -22,14 +22,14 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def split_platform(sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
                    ) -> Iterator[Platform]:
-    # 14 symbols x 600 bars = 8,400 bars at an assumed 2,000 bars/s: four chunks of >= 1 s
+    # 16 symbols x 600 bars = 9,600 bars at an assumed 2,000 bars/s: four chunks of >= 1 s
     # of assumed work (the real work is far less; what is tested is the mechanism)
     for key, value in {"SIGNALFACTORY_SPLIT": "always", "SIGNALFACTORY_SPLIT_CHUNK_SECONDS": "1",
                        "SIGNALFACTORY_SPLIT_BARS_PER_SECOND": "2000",
                        "SIGNALFACTORY_SPLIT_POLL_SECONDS": "0.05"}.items():
         monkeypatch.setenv(key, value)
     platform = build_platform(migrate_db=True)
-    store_sample(platform, symbols=14, bars=600, seed=11)
+    store_sample(platform, symbols=16, bars=600, seed=11)
     with platform.database.write() as uow:
         ensure_builtins(uow)
     try:

@@ -45,8 +45,8 @@ def _platform(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *, symbols: 
 @pytest.fixture
 def small(celery_env: dict[str, str],  # noqa: F811 - the imported fixture
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    # 14 x 600 bars at an assumed 2,000 bars/s: four chunks of 1 s of assumed work
-    platform = _platform(celery_env, monkeypatch, symbols=14, bars=600, bars_per_second=2000)
+    # 16 x 600 bars at an assumed 2,000 bars/s: four chunks of 1.2 s of assumed work
+    platform = _platform(celery_env, monkeypatch, symbols=16, bars=600, bars_per_second=2000)
     try:
         yield platform
     finally:

@@ -74,31 +74,30 @@ def split_wanted(settings: Settings) -> bool:
 
 def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
                  ) -> list[tuple[int, int]]:
-    """Instrument ranges of about equal work, each at least the target (whole instruments:
-    a range cut short by a long instrument joins its neighbour); one range when the universe
-    holds less than two targets."""
-    work = bars.n_bars * parameter_sets
+    """Runs of whole instruments of about equal work, each at least the target; one run
+    when the universe holds less than two targets.
+
+    With ``n`` = how many targets the work holds, the runs are cut at the instrument
+    boundaries nearest to each n-th of the work; when a run falls short of the target (an
+    instrument longer than the rest), ``n`` drops by one."""
+    cum = np.asarray(bars.offsets - bars.offsets[0], dtype=np.float64) * parameter_sets
+    work = float(cum[-1])
     target = settings.split_chunk_seconds * settings.split_bars_per_second
-    n_chunks = min(int(work // target), bars.n_instruments)
-    if n_chunks < 2:
-        return [(0, bars.n_instruments)]
-    cuts = [0]
-    for k in range(1, n_chunks):
-        j = int(np.searchsorted(bars.offsets, k * bars.n_bars / n_chunks, side="left"))
-        cuts.append(min(max(j, cuts[-1] + 1), bars.n_instruments - (n_chunks - k)))
-    cuts.append(bars.n_instruments)
-    ranges: list[tuple[int, int]] = []
-    for i, j in itertools.pairwise(cuts):
-        if ranges and (bars.offsets[ranges[-1][1]] - bars.offsets[ranges[-1][0]]) \
-                * parameter_sets < target:
-            ranges[-1] = (ranges[-1][0], j)
-        else:
-            ranges.append((i, j))
-    last = ranges[-1]
-    if len(ranges) > 1 and (bars.offsets[last[1]] - bars.offsets[last[0]]) \
-            * parameter_sets < target:
-        ranges[-2:] = [(ranges[-2][0], last[1])]
-    return ranges
+    n = min(int(work // target), bars.n_instruments)
+    while n >= 2:
+        cuts = [0]
+        for k in range(1, n):
+            x = k * work / n
+            j = int(np.searchsorted(cum, x))
+            if j > 0 and x - cum[j - 1] <= cum[j] - x:
+                j -= 1  # the nearer boundary
+            cuts.append(max(j, cuts[-1] + 1))
+        cuts.append(bars.n_instruments)
+        ranges = list(itertools.pairwise(cuts))
+        if all(a < b and cum[b] - cum[a] >= target for a, b in ranges):
+            return ranges
+        n -= 1
+    return [(0, bars.n_instruments)]
 
 
 def bars_digest(bars: BarUniverse) -> str:
