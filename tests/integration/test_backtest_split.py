@@ -9,12 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from signalfactory.bootstrap import build_platform
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.services.backtests.split import split_summary
+from signalfactory.services.jobs import registry as job_service
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from signalfactory.workers.runner import EmbeddedRunner
-from tests.split_support import finished, single_box, submit
+from tests.split_support import finished, single_box, snapshot, submit
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,8 +50,22 @@ def test_split_backtest_equals_the_single_box_run(split_platform: Platform) -> N
     summary = split_summary(split_platform, job_id)
     assert summary is not None and summary["chunks"] == 4 and summary["done"] == 4
     assert summary["executions"] == [1, 1, 1, 1]
-    from tests.split_support import snapshot
-
     assert snapshot(split_platform, backtest_id) == expected
     with split_platform.database.read(primary=True) as uow:
         assert uow.splits.results(job_id) == []  # assembled, then dropped
+
+
+def test_a_cancelled_chunk_makes_the_split_job_dead_and_stores_nothing(
+        split_platform: Platform) -> None:
+    runner = EmbeddedRunner(split_platform, concurrency=1)
+    job_id = submit(split_platform)
+    assert runner.run_next() is not None  # the parent: it splits and waits
+    with split_platform.database.read(primary=True) as uow:
+        state = uow.splits.get(job_id)
+    assert state is not None and state.total == 4 and state.done == 0
+    job_service.cancel_job(split_platform, state.chunks[1].job_id)
+    job = finished(split_platform, job_id, 60, between=runner.run_until_idle)
+    assert job.status == "dead", job
+    assert "chunk 2 of 4" in str(job.error) and "cancelled" in str(job.error)
+    with split_platform.database.read(primary=True) as uow:
+        assert uow.backtests.list_recent(DEFAULT_TENANT_ID, limit=5, offset=0) == []

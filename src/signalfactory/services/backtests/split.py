@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, OperationalError
-from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, Job, JsonObject
+from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, SUCCEEDED, Job, JsonObject
 from signalfactory.domain.strategies import code_hash
 from signalfactory.observability.logging import get_logger
 from signalfactory.services.backtests.modes import (
@@ -163,8 +163,19 @@ def wait_for_chunks(ctx: TaskContext) -> None:
             if job.status in (DEAD, CANCELLED):
                 raise OperationalError(f"{what}: {job.error or ''}; retry that job, then "
                                        "this one")
+            if job.status == SUCCEEDED and not _finished(uow, ctx.job_id, chunk.index):
+                # it skipped its work: this job was over (cancelled, failed) back then
+                raise OperationalError(f"{what} without a result (it ran while this job was "
+                                       "cancelled or failed); submit the backtest again")
     ctx.progress(state.done / state.total)
     raise JobDeferred(platform.settings.split_poll_seconds)
+
+
+def _finished(uow: UnitOfWork, job_id: str, index: int) -> bool:
+    """Read again: a chunk's job and its row are written in one transaction, but a
+    read-committed read of one and then the other can fall between the two."""
+    state = uow.splits.get(job_id)
+    return state is not None and state.chunks[index].finished
 
 
 class Splitter:
