@@ -208,8 +208,9 @@ def test_retention_prunes_packs_with_the_rows(pg: Platform) -> None:
 
 @pytest.mark.timeout(120)
 def test_concurrent_writers_leave_packs_equal_to_rows(pg: Platform) -> None:
-    """Four writers on overlapping instruments and dates, each correcting what the others
-    wrote, in transactions held open long enough to interleave."""
+    """Four writers on the same packs, in transactions held open long enough to interleave:
+    new bars on days no other writer touches (nothing but the pack lock orders them), and
+    corrections of the same bars (the row locks order those too)."""
     _write(pg, _bars(list(range(1, 9)), "2020-01-01", 400, seed=13))
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
@@ -218,7 +219,11 @@ def test_concurrent_writers_leave_packs_equal_to_rows(pg: Platform) -> None:
         try:
             for round_ in range(3):
                 ids = sorted({1 + (k + round_) % 8, 1 + (k * 3 + round_) % 8, 5})
-                cols = _bars(ids, f"2020-0{2 + k}-01", 120, seed=100 + 10 * k + round_)
+                if round_ == 1:
+                    cols = _bars(ids, f"2020-0{2 + k}-01", 120, seed=100 + 10 * k + round_)
+                else:  # every fourth day from an offset of its own: disjoint rows
+                    day = np.datetime64("2020-06-01") + k + round_ * 160
+                    cols = _bars(ids, str(day), 40, seed=100 + 10 * k + round_, step=4 * DAY)
                 barrier.wait(timeout=30)
                 with engine_of(pg).begin() as conn:
                     _store(pg).write(conn, D1, cols)
