@@ -12,6 +12,10 @@ side:
   five indicators symbol by symbol, warm and cold; and raw TA-Lib on arrays already in memory
   (the reference ``scan.py`` compares against).
 
+Where the database has packed bars (``bar_packs``), the load and scan are measured a second
+time from the row table in the same run (the packs marked stale, as after a write around the
+store, which sends reads to the rows): the before/after of the packs under the same load.
+
 Cores: TA-Lib runs on one core; the scan evaluates on one core, its load may stream
 partitions over two connections (server processes on the same two cores).
 """
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import talib
 from _common import header, timed
 
@@ -117,6 +122,10 @@ def run(url: str, symbols: int, bars: int) -> dict[str, float]:
             start = time.perf_counter()
             store_sample(platform, symbols=symbols, bars=bars, seed=5)
             out["ingest_s"] = time.perf_counter() - start
+            with psycopg.connect(psycopg_url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")  # as autovacuum leaves a running system
+                packed = conn.execute("SELECT to_regclass('bar_packs_stale') IS NOT NULL"
+                                      ).fetchone() == (True,)
             universe = load_universe(platform, d1)
             arrays = [(s.high.copy(), s.low.copy(), s.close.copy()) for s in universe]
 
@@ -146,8 +155,34 @@ def run(url: str, symbols: int, bars: int) -> dict[str, float]:
         out["scan_cold_process_s"] = wall
         out["scan_cold_first_s"] = min(json.loads(o)["work"] for o in outs)
         out["talib_pg_cold_process_s"], _ = _best_cold(TALIB_FROM_PG, psycopg_url)
+        if packed:
+            _from_rows(out, home, url, psycopg_url, d1, request)
     _print(out, symbols, bars)
     return out
+
+
+def _from_rows(out: dict[str, float], home: Path, url: str, psycopg_url: str,
+               d1: Timeframe, request: ScanRequest) -> None:
+    """The same load and scan read from the row table (packs marked stale meanwhile)."""
+    with psycopg.connect(psycopg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO bar_packs_stale DEFAULT VALUES")
+    try:
+        platform = build_platform(load_settings(home=home, database_url=url), migrate_db=False)
+        try:
+            out["rows_load_warm_s"], _ = timed(lambda: load_universe(platform, d1),
+                                               repeat=TRIES)
+            out["rows_scan_warm_s"], _ = timed(lambda: run_scan(platform, request),
+                                               repeat=TRIES)
+        finally:
+            platform.close()
+        wall, outs = _best_cold(COLD_OURS, str(home), url, "load", RULE)
+        out["rows_load_cold_process_s"] = wall
+        out["rows_load_cold_first_s"] = min(json.loads(o)["work"] for o in outs)
+        wall, outs = _best_cold(COLD_OURS, str(home), url, "scan", RULE)
+        out["rows_scan_cold_process_s"] = wall
+    finally:
+        with psycopg.connect(psycopg_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM bar_packs_stale")
 
 
 def _print(out: dict[str, float], symbols: int, bars: int) -> None:
@@ -166,6 +201,14 @@ def _print(out: dict[str, float], symbols: int, bars: int) -> None:
         ("raw TA-Lib script from PostgreSQL, fresh process", out["talib_pg_cold_process_s"]),
         ("raw TA-Lib on in-memory arrays", out["talib_memory_s"]),
     ]
+    if "rows_load_warm_s" in out:
+        rows += [
+            ("from the row table: universe load, warm", out["rows_load_warm_s"]),
+            ("from the row table: load, first in a fresh process", out["rows_load_cold_first_s"]),
+            ("from the row table: fresh process + load", out["rows_load_cold_process_s"]),
+            ("from the row table: scan, warm", out["rows_scan_warm_s"]),
+            ("from the row table: fresh process + scan", out["rows_scan_cold_process_s"]),
+        ]
     for label, value in rows:
         print(f"{label:<52} {value:8.3f} s")
     warm = out["scan_warm_s"] / out["talib_pg_warm_s"]
@@ -178,5 +221,11 @@ def _print(out: dict[str, float], symbols: int, bars: int) -> None:
     print(f"ratio scan / TA-Lib on in-memory arrays, warm        "
           f"{out['scan_warm_s'] / out['talib_memory_s']:8.2f}")
     print(f"universe load warm and first-in-process <= 1.5 s: {'MET' if load_met else 'MISSED'}")
+    if "rows_load_warm_s" in out:
+        print(f"packs vs rows, same run: load warm "
+              f"{out['rows_load_warm_s'] / out['load_warm_s']:.1f}x, first load in a fresh process "
+              f"{out['rows_load_cold_first_s'] / out['load_cold_first_s']:.1f}x, scan warm "
+              f"{out['rows_scan_warm_s'] / out['scan_warm_s']:.1f}x faster; row-table scan / "
+              f"TA-Lib in memory {out['rows_scan_warm_s'] / out['talib_memory_s']:.1f}")
     out["ratio_scan_talib_pg_warm"] = warm
     out["ratio_scan_talib_pg_cold"] = cold
