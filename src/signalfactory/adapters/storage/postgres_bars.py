@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,19 +34,6 @@ import psycopg
 from sqlalchemy.engine import Connection, Engine
 
 from signalfactory.adapters.storage import postgres_packs as packs
-from signalfactory.adapters.storage.postgres_copy import (
-    IN_COLUMNS,
-    OUT_COLUMNS,
-    PG_EPOCH_US,
-    CopyReader,
-    copy_in_blocks,
-)
-from signalfactory.adapters.storage.postgres_merge import (
-    assemble,
-    is_sorted_unique,
-    match_sorted,
-    sort_columns,
-)
 from signalfactory.adapters.storage.postgres_partitions import (
     PRIMARY_KEY,
     Leaf,
@@ -61,6 +48,12 @@ from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    from signalfactory.adapters.storage.postgres_copy import CopyReader
+
+# The COPY reader and the merge kernels (numba) are imported where rows are written or read,
+# not here: a read from the packs needs neither, so a fresh process skips loading numba.
 
 _PARALLEL_MIN_ROWS = 200_000  # below this a second connection costs more than it saves
 _READ_WORKERS = 2
@@ -121,6 +114,8 @@ class PostgresBarStore:
     @property
     def reader(self) -> CopyReader:
         if self._reader is None:
+            from signalfactory.adapters.storage.postgres_copy import CopyReader
+
             self._reader = CopyReader()
         return self._reader
 
@@ -161,6 +156,8 @@ class PostgresBarStore:
 
     @staticmethod
     def _checked(cols: BarColumns) -> BarColumns:
+        from signalfactory.adapters.storage.postgres_merge import is_sorted_unique
+
         if not is_sorted_unique(cols):
             cols = cols.latest_wins()
         if np.any(cols.ts % 1000):
@@ -175,6 +172,8 @@ class PostgresBarStore:
     def _copy_in(pg: psycopg.Connection[Any], table: str, timeframe: Timeframe,
                  cols: BarColumns, rows: npt.NDArray[np.intp] | None, *,
                  freeze: bool = False) -> None:
+        from signalfactory.adapters.storage.postgres_copy import IN_COLUMNS, copy_in_blocks
+
         options = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
         with pg.cursor() as cur, cur.copy(
                 f"COPY {table} ({IN_COLUMNS}) FROM STDIN ({options})") as copy:
@@ -189,6 +188,8 @@ class PostgresBarStore:
         stored (read back with COPY, matched in numpy): identical bars are skipped, new ones
         join the plain COPY, and only changed ones go through the staging table.
         """
+        from signalfactory.adapters.storage.postgres_merge import match_sorted
+
         clash = self._overlapping(pg, timeframe, cols.take(rows))
         insert = ~clash
         update = np.zeros_like(clash)
@@ -221,6 +222,8 @@ class PostgresBarStore:
     def _stored(self, pg: psycopg.Connection[Any], timeframe: Timeframe,
                 incoming: BarColumns) -> BarColumns:
         """Stored bars of ``incoming``'s instruments within its time span, sorted."""
+        from signalfactory.adapters.storage.postgres_merge import sort_columns
+
         where = self._where(timeframe, np.unique(incoming.instrument_id),
                             int(incoming.ts.min()), int(incoming.ts.max()))
         if where is None:  # only ids outside int4 filter to nothing; stored ids never are
@@ -260,6 +263,8 @@ class PostgresBarStore:
     def _overlapping(pg: psycopg.Connection[Any], timeframe: Timeframe,
                      cols: BarColumns) -> npt.NDArray[np.bool_]:
         """Per row: does its instrument already have bars inside the incoming time range?"""
+        from signalfactory.adapters.storage.postgres_copy import PG_EPOCH_US
+
         inst = cols.instrument_id
         starts = np.flatnonzero(np.r_[True, inst[1:] != inst[:-1]])
         ends = np.r_[starts[1:], len(cols)] - 1
@@ -313,6 +318,8 @@ class PostgresBarStore:
             return all(packs.available(pg))
 
     def _rows_reader(self, pg: psycopg.Connection[Any]) -> Callable[[str], BarColumns]:
+        from signalfactory.adapters.storage.postgres_merge import sort_columns
+
         def read(where: str) -> BarColumns:
             # Unordered (a sequential scan) and sorted in numpy: cheaper than an index-ordered
             # merge over partitions freshly written in this transaction.
@@ -333,7 +340,7 @@ class PostgresBarStore:
                       if all(packs.available(pg)) else None)
             pieces = [leaf for leaf in leaves(pg, layout(pg))
                       if self._overlaps(leaf, start_ns, end_ns)]
-            snapshot = self._exportable_snapshot(conn, pg, pieces)
+            snapshot = self._exportable_snapshot(conn, pg, pieces, rows=packed is None)
             if snapshot is None:
                 return self._read_ordered(pg, where, packed)
             if packed is not None:
@@ -368,11 +375,11 @@ class PostgresBarStore:
                 and (end_ns is None or end_ns >= leaf.lo_ns))
 
     def _exportable_snapshot(self, conn: Connection, pg: psycopg.Connection[Any],
-                             pieces: list[Leaf]) -> str | None:
+                             pieces: list[Leaf], rows: bool = True) -> str | None:
         """The caller's snapshot for helper connections, when they can see what it sees."""
         if (self.read_workers < 2 or len(pieces) < 2 or conn.in_nested_transaction()
                 or sum(leaf.est_rows for leaf in pieces) < _PARALLEL_MIN_ROWS
-                or not self.reader.native or _spare_connections(conn.engine) < 2):
+                or (rows and not self.reader.native) or _spare_connections(conn.engine) < 2):
             return None
         # Uncommitted writes of this transaction (an xid) are invisible to other sessions.
         snapshot = scalar(pg, "SELECT CASE WHEN pg_current_xact_id_if_assigned() IS NULL "
@@ -381,6 +388,8 @@ class PostgresBarStore:
         return snapshot if snapshot and _SNAPSHOT_ID.match(snapshot) else None
 
     def _select(self, leaf: Leaf | None, where: str, *, ordered: bool) -> str:
+        from signalfactory.adapters.storage.postgres_copy import OUT_COLUMNS
+
         clauses = [where]
         source = "bars" if leaf is None else leaf.source
         if leaf is not None and leaf.range_filter and leaf.lo_ns is not None:
@@ -483,6 +492,8 @@ class PostgresBarStore:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for future in [pool.submit(run, queue) for queue in queues]:
                 future.result()
+        from signalfactory.adapters.storage.postgres_merge import assemble
+
         return assemble(chunks, [leaf.lo_ns is not None for leaf in pieces])
 
     def load(self, conn: Connection, timeframe: Timeframe, symbols: Mapping[int, str],

@@ -48,7 +48,6 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from signalfactory.adapters.storage.postgres_merge import match_sorted
 from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS
 from signalfactory.domain.timeframes import Timeframe
@@ -157,6 +156,8 @@ def rebuild(pg: psycopg.Connection[Any], timeframe: Timeframe, ids: npt.NDArray[
     """
     if ids.shape[0] == 0:
         return
+    from signalfactory.adapters.storage.postgres_merge import match_sorted  # numba: writes only
+
     tf = timeframe.name  # Timeframe names are [0-9]+[mhdw]
     keys = _unnest(ids, buckets)
     # Lock every touched pack in key order (placeholders for new ones); a concurrent writer of
