@@ -77,7 +77,7 @@ def bucket_of(ns: int, timeframe: Timeframe) -> int:
 
 
 def available(pg: psycopg.Connection[Any]) -> tuple[bool, bool]:
-    """(does ``bar_packs`` exist, are the packs current); one round trip."""
+    """(does ``bar_packs`` exist, are the packs current)."""
     row = pg.execute("SELECT to_regclass('bar_packs') IS NOT NULL, "
                      "to_regclass('bar_packs_stale') IS NOT NULL").fetchone()
     if row is None or not row[0]:
