@@ -158,6 +158,14 @@ def test_reads_come_from_the_packs_and_filter_like_the_rows(
 
     monkeypatch.setattr(store, "_rows_ordered", no_rows)
     monkeypatch.setattr(store.reader, "fetch", no_rows)
+    split: list[int] = []
+    original = store._read_packs_parallel
+
+    def spy(*args: Any) -> BarColumns:
+        split.append(args[2])  # helper connections used
+        return original(*args)
+
+    monkeypatch.setattr(store, "_read_packs_parallel", spy)
     ids = np.array([3, 11, 29, 4000], dtype=np.int64)
     start, end = int(cols.ts[100]) + 1, int(cols.ts[650])
     for workers, spare in ((1, None), (2, 0)):  # one connection; helper connections
@@ -171,6 +179,7 @@ def test_reads_come_from_the_packs_and_filter_like_the_rows(
                          want.filter(ids, start, end))
             assert len(store.read_columns(conn, D1, np.array([2**40]))) == 0
             assert len(store.read_columns(conn, M1)) == 0
+    assert split and set(split) == {2}, "the helper-connection read of the packs never ran"
 
 
 def test_writes_around_the_store_fall_back_to_rows_until_a_repack(pg: Platform) -> None:
