@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         description="Threads serving the API's blocking work (database reads) in one server "
                     "process; unset: 4 per CPU, at most 40. More threads than the CPUs can "
                     "keep busy only contend for the GIL and make an overload worse.")
+    api_max_in_flight: int = Field(
+        default=200, ge=1, le=100_000,
+        description="HTTP requests one server process works on at once; the next one is "
+                    "answered 503 with Retry-After at once instead of queueing until it times "
+                    "out. Health probes, /metrics and the live stream are not counted.")
     broker_url: str | None = Field(
         default=None, description="Celery broker (redis:// or amqp://); unset runs jobs in the "
                                   "embedded database-backed runner.")
