@@ -99,7 +99,9 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, home: Path, url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, url: str, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:
+        """``prefix``: a command the server runs under (``taskset -c 0`` pins it)."""
         sock = __import__("socket").socket()
         sock.bind((HOST, 0))
         self.port = sock.getsockname()[1]
@@ -108,8 +110,9 @@ class Server:
         read_fd, write_fd = os.pipe()
         self.log_path = Path(tempfile.gettempdir()) / "signalfactory-api-bench-server.log"
         self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, str(script), str(home), url,  # noqa: S603
-                                      str(self.port), str(write_fd)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable,  # noqa: S603
+                                      str(script), str(home), url, str(self.port),
+                                      str(write_fd)], stdin=subprocess.PIPE,
                                      stdout=self.log, stderr=subprocess.STDOUT, text=True,
                                      bufsize=1, pass_fds=(write_fd,),
                                      env={**os.environ, **(env or {})})
