@@ -60,6 +60,9 @@ def _datetime_io(dialect: sa.engine.Dialect) -> tuple[Callable[[Any], Any] | Non
     return column_type.bind_processor(dialect), column_type.result_processor(dialect, None)
 
 
+_ONLY_FLOATS = {float}
+
+
 def _values(text: str | None) -> dict[str, float]:
     if not text:
         return {}
@@ -67,7 +70,7 @@ def _values(text: str | None) -> dict[str, float]:
         loaded = orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN or Infinity written by the json module
         loaded = json.loads(text)
-    if all(type(v) is float for v in loaded.values()):
+    if not loaded or set(map(type, loaded.values())) == _ONLY_FLOATS:  # one pass in C
         return loaded  # type: ignore[no-any-return]
     return {str(k): float(v) for k, v in loaded.items()}
 
