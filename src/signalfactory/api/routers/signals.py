@@ -88,11 +88,11 @@ async def get_signals(request: Request, _key: CredentialsDep, platform: Platform
                       min_score: float | None = Query(default=None, allow_inf_nan=False),
                       cursor: str | None = Query(default=None, max_length=64),
                       limit: int = Query(default=100, ge=1, le=1000)) -> Response:
-    after_id = _decode_cursor(cursor)
-
     def serve() -> Response:
-        # One worker-thread hop for the key lookup, the cache and the page together.
+        # One worker-thread hop for the key lookup, the cache and the page together. The key
+        # first: an unknown or revoked one is a 401 whatever the cursor says.
         principal = authenticate_scope(platform, request.scope)
+        after_id = _decode_cursor(cursor)
 
         def load() -> str:
             with platform.database.read() as uow:
