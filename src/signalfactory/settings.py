@@ -257,6 +257,11 @@ class Settings(BaseSettings):
                                           "empty disables it.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    ops_notice_tenant: int | None = Field(
+        default=None, gt=0, description="Tenant id whose subscribers get a notice (a campaign "
+                                        "through their delivery endpoints) when a scheduled "
+                                        "operation (backup, prune, archive, retention, anomaly "
+                                        "scan) fails for good; unset: alert and log only.")
     anomaly_scan_cron: str | None = Field(
         default="5 * * * *", description="When the anomaly scan of the key figures runs "
                                          "(cron, hourly: it scores the last complete hour); "

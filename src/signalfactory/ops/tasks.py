@@ -13,13 +13,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.domain.jobs import JsonObject
+from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import JOBS_TOTAL
 from signalfactory.services.jobs.payloads import parse_payload
-from signalfactory.services.jobs.registry import TaskContext, register_task
+from signalfactory.services.jobs.registry import FinalFailure, TaskContext, register_task
+
+if TYPE_CHECKING:
+    from signalfactory.services.platform import Platform
+    from signalfactory.services.ports import UnitOfWork
+
+log = get_logger("signalfactory.ops.tasks")
 
 
 class BackupPayload(BaseModel):
@@ -100,11 +108,34 @@ def anomaly_scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     return run(ctx, payload)
 
 
-register_task("backup", backup_task, max_attempts=3)
-register_task("backup.prune", backup_prune_task, max_attempts=3)
-register_task("retention", retention_task, max_attempts=3)
-register_task("archive", archive_task, max_attempts=3)
-register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2)
+def notify_operators(platform: Platform, uow: UnitOfWork, failure: FinalFailure) -> None:
+    """A scheduled operation failed for good: besides the alert, a notice to the subscribers
+    of ``SIGNALFACTORY_OPS_NOTICE_TENANT`` through their delivery endpoints, written with the
+    job's outcome. A missing tenant is logged, never allowed to undo the outcome."""
+    from signalfactory.domain.errors import NotFoundError
+    from signalfactory.services.delivery.notices import queue_notice
+
+    tenant = platform.settings.ops_notice_tenant
+    if tenant is None:
+        return
+    subject = f"Signal Factory: scheduled {failure.kind} {failure.status}"
+    body = (f"The scheduled operation {failure.kind} (job {failure.job_id}) ended "
+            f"{failure.status}: {failure.error}\n\nSee `signalfactory jobs show "
+            f"{failure.job_id}` and the runbook section SignalFactoryScheduledOpsFailed.")
+    try:
+        queue_notice(platform, uow, tenant, subject, body,
+                     dedupe_key=f"ops-notice:{failure.job_id}")
+    except NotFoundError as exc:
+        log.error("operator notice not sent", error=str(exc), job_id=failure.job_id)
+
+
+register_task("backup", backup_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("backup.prune", backup_prune_task, max_attempts=3,
+              on_final_failure=notify_operators)
+register_task("retention", retention_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("archive", archive_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2,
+              on_final_failure=notify_operators)
 
 #: the scheduled operations SignalFactoryScheduledOpsFailed watches
 SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "archive", "retention")
