@@ -172,6 +172,7 @@ def cluster() -> Iterator[Cluster]:
             conn.exec_driver_sql("CREATE TABLE pitr_rows (label text PRIMARY KEY, "
                                  "at timestamptz DEFAULT clock_timestamp())")
         run_base_backup(settings, "full")
+        time.sleep(1.1)  # the window starts the second after the backup's (whole-second) end
         times = {"t1": _write_row(engine, "t1")}
         time.sleep(0.3)
         times["t2"] = _write_row(engine, "t2")
@@ -267,6 +268,20 @@ def test_restore_to_a_time_between_t2_and_t3_holds_t1_and_t2_only(
     leftovers = [p.name for p in occupied_target.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     print(f"\nPITR restore (RTO-like): {result.stdout.strip()}")
+
+
+def test_restore_to_the_newest_archived_commit_holds_every_row(cluster: Cluster) -> None:
+    from signalfactory.ops.backup.pitr import restorable_window
+    from signalfactory.ops.backup.pitr_restore import restore_to_time
+
+    end = restorable_window(cluster.settings).end
+    target = cluster.base / "at-end"
+    report = restore_to_time(cluster.settings, end, target)  # a new directory: no --force
+    try:
+        assert report.recovery == "lsn" and not report.replaced_existing
+        assert _labels_in(cluster, target) == ["t1", "t2", "t3"]
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def test_restored_latest_runs_the_newest_point_and_cleans_up(cluster: Cluster) -> None:
@@ -367,3 +382,25 @@ def test_pitr_settings_add_base_backup_schedules_and_errors_are_classified() -> 
     assert issubclass(
         __import__("signalfactory.ops.backup.pitr", fromlist=["DamagedWalError"])
         .DamagedWalError, OperationalError)
+
+
+def test_the_window_decides_between_a_time_target_and_the_end_of_the_archive() -> None:
+    from signalfactory.ops.backup.pitr import Window
+    from signalfactory.ops.backup.pitr_restore import _recovery_for, parse_to_time
+
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    commit = start + timedelta(days=2)
+    window = Window(start=start, end=commit, newest_commit=commit,
+                    newest_commit_lsn="0/7000070", newest_wal=None,
+                    newest_wal_pushed=None, backups=1, oldest_backup="a", newest_backup="a")
+    assert _recovery_for(start, window) == "time"
+    assert _recovery_for(commit - timedelta(seconds=1), window) == "time"
+    assert _recovery_for(commit, window) == "lsn"  # no commit after it: stop right after it
+    for outside in (start - timedelta(seconds=1), commit + timedelta(microseconds=1)):
+        with pytest.raises(BadInputError, match="outside the restorable window"):
+            _recovery_for(outside, window)
+    assert parse_to_time("2026-12-04 19:25:03") == datetime(2026, 12, 4, 19, 25, 3, tzinfo=UTC)
+    assert parse_to_time("2026-12-05T04:25:03+09:00") == datetime(2026, 12, 4, 19, 25, 3,
+                                                                  tzinfo=UTC)
+    with pytest.raises(BadInputError, match="ISO 8601"):
+        parse_to_time("last tuesday")

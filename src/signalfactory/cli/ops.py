@@ -207,8 +207,7 @@ backup_app.add_typer(pitr_app, name="pitr")
 @pitr_app.command("setup")
 @handle_errors
 def pitr_setup(as_json: AsJson = False) -> None:
-    """Write pgbackrest.conf, create the stanza and the repository marker; print the
-    postgresql.conf lines that turn WAL archiving on."""
+    """Write pgbackrest.conf, create the stanza and marker; print postgresql.conf lines."""
     from signalfactory.ops.backup.pitr import setup_pitr
     from signalfactory.settings import load_settings
 

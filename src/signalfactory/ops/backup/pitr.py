@@ -41,7 +41,8 @@ from signalfactory.settings import Settings
 #: archived segments searched (newest first) for the newest commit
 _SEGMENTS_SEARCHED = 8
 _SEGMENT = re.compile(r"^([0-9A-F]{24})-([0-9a-f]{40})(?:\.(zst|gz|lz4|bz2))?$")
-_COMMIT = re.compile(r"desc: COMMIT\S* (?:\d+: )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
+_COMMIT = re.compile(r"lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: COMMIT\S* "
+                     r"(?:\d+: )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
 BACKUP_TYPES = ("full", "diff", "incr")
 
 
@@ -71,6 +72,8 @@ class Window:
     end: datetime
     #: the newest commit in the archived WAL (None: none in the segments searched)
     newest_commit: datetime | None
+    #: where that commit record is in the WAL: a restore to "now" stops right after it
+    newest_commit_lsn: str | None
     newest_wal: str | None
     newest_wal_pushed: datetime | None
     backups: int
@@ -238,8 +241,8 @@ def fetch_segment(cfg: PitrConfig, stanza: Stanza, repo_file: str, into: Path) -
     return target
 
 
-def last_commit(bins: Path, segment: Path) -> datetime | None:
-    """The newest commit record's time in one WAL segment (None: it holds no commit)."""
+def last_commit(bins: Path, segment: Path) -> tuple[datetime, str] | None:
+    """The newest commit record's time and LSN in one WAL segment (None: it holds none)."""
     done = subprocess.run(  # noqa: S603
         [str(bins / "pg_waldump"), str(segment)], capture_output=True, timeout=120,
         env={"TZ": "UTC", "PATH": "/usr/bin:/bin"}, check=False)
@@ -247,7 +250,8 @@ def last_commit(bins: Path, segment: Path) -> datetime | None:
     stamps = _COMMIT.findall(done.stdout.decode(errors="replace"))
     if not stamps:
         return None
-    return datetime.fromisoformat(stamps[-1]).replace(tzinfo=UTC)
+    lsn, when = stamps[-1]
+    return datetime.fromisoformat(when).replace(tzinfo=UTC), lsn
 
 
 def restorable_window(settings: Settings, cfg: PitrConfig | None = None) -> Window:
@@ -261,20 +265,23 @@ def _window(cfg: PitrConfig, stanza: Stanza) -> Window:
         raise OperationalError(f"the PITR repository {cfg.repo} holds no base backup yet; run "
                                "`signalfactory backup pitr backup --type full`")
     ordered = sorted(stanza.backups, key=lambda b: _utc(b["timestamp"]["stop"]))
-    start = _utc(ordered[0]["timestamp"]["stop"])
+    # pgBackRest records whole seconds: the next one is surely past the consistent point.
+    start = _utc(ordered[0]["timestamp"]["stop"] + 1)
     newest_stop = _utc(ordered[-1]["timestamp"]["stop"])
     segments = archived_segments(cfg, stanza)
     bins = bin_dir(cfg, stanza.pg_version)
-    commit: datetime | None = None
+    found: tuple[datetime, str] | None = None
     with tempfile.TemporaryDirectory(prefix="sf-pitr-wal-") as tmp:
         for _name, repo_file, _pushed in segments:
             path = fetch_segment(cfg, stanza, repo_file, Path(tmp))
-            commit = last_commit(bins, path)
+            found = last_commit(bins, path)
             path.unlink()
-            if commit is not None:
+            if found is not None:
                 break
+    commit = found[0] if found else None
     end = max(t for t in (commit, newest_stop) if t is not None)
     return Window(start=start, end=end, newest_commit=commit,
+                  newest_commit_lsn=found[1] if found else None,
                   newest_wal=segments[0][0] if segments else None,
                   newest_wal_pushed=segments[0][2] if segments else None,
                   backups=len(ordered), oldest_backup=str(ordered[0]["label"]),

@@ -55,6 +55,7 @@ from signalfactory.settings import Settings
 
 _STOPPED_BEFORE = re.compile(r"recovery stopping before \S+ of transaction \d+, time (.+)$",
                              re.MULTILINE)
+_STOPPED_AFTER = re.compile(r"recovery stopping after WAL location \(LSN\)", re.MULTILINE)
 _LAST_XACT = re.compile(r"last completed transaction was at log time (.+)$", re.MULTILINE)
 _FATAL = re.compile(r"(?:FATAL|PANIC):\s+(.+)$", re.MULTILINE)
 _GET_FAILED = re.compile(r"unable to get ([0-9A-F]{24}):\s*\n\s*repo\d+: (\S+) \[(\w+)\] (.+)$",
@@ -75,7 +76,8 @@ def parse_to_time(text: str) -> datetime:
 class PitrRestoreReport:
     target: str
     to_time: str
-    #: "time" (stopped before the first commit after to_time) or "end" (all archived WAL)
+    #: "time" (stopped before the first commit after to_time) or "lsn" (stopped right after
+    #: the newest archived commit, when to_time is at or past it)
     recovery: str
     backup_set: str
     last_transaction: str | None
@@ -197,10 +199,11 @@ def _check_recovery(server: _Server, recovery: str, window: Window) -> datetime 
     if _GET_FAILED.search(text):
         raise server.failure()
     last = _last_transaction(text)
-    if recovery == "time":
-        if not _STOPPED_BEFORE.search(text):
+    reached = {"time": _STOPPED_BEFORE, "lsn": _STOPPED_AFTER}.get(recovery)
+    if reached is not None:
+        if not reached.search(text):
             raise OperationalError("the restored server ended recovery without reaching the "
-                                   f"target time; its log says: {text.strip()[-500:]}")
+                                   f"target; its log says: {text.strip()[-500:]}")
         return last
     if window.newest_commit is not None and (last is None or last < window.newest_commit):
         raise DamagedWalError(
@@ -259,18 +262,22 @@ def _recovery_for(when: datetime, window: Window) -> str:
             f".. {window.end.isoformat()} (oldest base backup's end .. newest archived "
             "commit); pick a time inside it")
     # With no commit after `when` in the archive, a time target cannot be reached (PostgreSQL
-    # stops at the first commit past it): replaying everything archived gives that state.
-    if window.newest_commit is None or when >= window.newest_commit:
-        return "end"
+    # stops at the first commit past it): stopping right after the newest archived commit
+    # gives that state, and stays right if more WAL is archived meanwhile.
+    if window.newest_commit is not None and when >= window.newest_commit:
+        return "lsn"
     return "time"
 
 
 def _restore_into(cfg: PitrConfig, stanza: Stanza, staging: Path, recovery: str,
-                  when: datetime) -> str:
+                  when: datetime, window: Window) -> str:
     """pgbackrest restore into ``staging``; the backup set it chose."""
     options = [f"--pg1-path={staging}", "--log-level-console=info"]
     if recovery == "time":
         options += ["--type=time", f"--target={when.isoformat(sep=' ')}",
+                    "--target-action=promote"]
+    elif recovery == "lsn":
+        options += ["--type=lsn", f"--target={window.newest_commit_lsn}",
                     "--target-action=promote"]
     else:
         options.append("--type=default")
@@ -293,7 +300,7 @@ def _recovered(cfg: PitrConfig, stanza: Stanza, window: Window, staging: Path,
     server = _Server(cfg, bins, staging, run_dir, free_port())
     try:
         started = time.monotonic()
-        backup_set = _restore_into(cfg, stanza, staging, recovery, when)
+        backup_set = _restore_into(cfg, stanza, staging, recovery, when, window)
         restored = time.monotonic() - started
         started = time.monotonic()
         server.start()
