@@ -281,6 +281,10 @@ class Settings(BaseSettings):
     pitr_retention_days: int = Field(
         default=7, ge=1, le=3650, description="PITR: days of point-in-time recovery kept "
                                               "(pgBackRest time-based full retention).")
+    pitr_process_max: int = Field(
+        default=4, ge=1, le=64, description="PITR: pgBackRest processes for backup and "
+                                            "restore (a restore is bound by per-file fsync: "
+                                            "parallel is several times faster).")
     pitr_full_cron: str | None = Field(
         default="17 1 * * 0", description="When the full PITR base backup runs (cron); empty "
                                           "disables it.")

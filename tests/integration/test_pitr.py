@@ -339,6 +339,18 @@ def test_a_repository_of_another_deployment_or_database_is_refused(
                       PITR_DEPLOYMENT="staging")
     assert result.exit_code == 1, result.output
     assert "belongs to deployment 'signalfactory'" in result.output
+    # The marker was written for another database system than the stanza holds.
+    from signalfactory.ops.backup.pitr import read_stanza
+    from signalfactory.ops.backup.pitr_config import pitr_config, write_marker
+
+    cfg = pitr_config(cluster.settings)
+    marker = cfg.marker_path.read_bytes()
+    write_marker(cfg, 12345)
+    try:
+        with pytest.raises(RepositoryOwnerError, match="set up for system 12345"):
+            read_stanza(cfg)
+    finally:
+        cfg.marker_path.write_bytes(marker)
     # The configured database is another system than the one archived here.
     require_postgres()
     with pytest.raises(RepositoryOwnerError, match="another database"):

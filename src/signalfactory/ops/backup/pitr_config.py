@@ -59,6 +59,7 @@ class PitrConfig:
     os_user: str | None
     bin_dir: Path | None
     retention_days: int
+    process_max: int
     recovery_timeout: float
     config_path: Path
     key: BackupKey
@@ -85,6 +86,7 @@ def pitr_config(settings: Settings) -> PitrConfig:
         socket_dir=settings.pitr_pg_socket_dir, pg_port=make_url(normalise_url(url)).port or 5432,
         pg_user=settings.pitr_pg_user, os_user=settings.pitr_os_user,
         bin_dir=settings.pitr_pg_bin_dir, retention_days=settings.pitr_retention_days,
+        process_max=settings.pitr_process_max,
         recovery_timeout=settings.pitr_recovery_timeout_seconds,
         config_path=(settings.home / "pitr" / "pgbackrest.conf").resolve(),
         key=load_backup_key(secret))
@@ -102,6 +104,9 @@ def config_text(cfg: PitrConfig) -> str:
         "repo1-retention-full-type=time",
         f"repo1-retention-full={cfg.retention_days}",
         "compress-type=zst",
+        f"process-max={cfg.process_max}",
+        # Small files are bundled: fewer repository files to write, list and expire.
+        "repo1-bundle=y",
         "start-fast=y",
         f"lock-path={state / 'lock'}",
         f"spool-path={state / 'spool'}",
