@@ -106,8 +106,8 @@ class Cluster:
         return self.settings.model_copy(update=changes)
 
 
-def _settings(base: Path, data: Path, port: int) -> Settings:
-    return Settings(home=base / "home",
+def _settings(base: Path, data: Path, port: int, **more: object) -> Settings:
+    return Settings(**more, home=base / "home",
                     database_url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres",
                     backup_key=KEY_B64, pitr_repo=base / "repo", pitr_pg_data=data,
                     pitr_pg_socket_dir=base / "sock", pitr_os_user="postgres",
@@ -179,6 +179,8 @@ def cluster() -> Iterator[Cluster]:
         with engine.connect() as conn:
             t2_segment = conn.exec_driver_sql(
                 "SELECT pg_walfile_name(pg_current_wal_lsn())").scalar_one()
+            # t3 goes into a later segment: damaging t2's must only hurt the replay.
+            conn.exec_driver_sql("SELECT pg_switch_wal()")
         time.sleep(0.6)
         between = times["t2"] + timedelta(seconds=0.3)
         times["t3"] = _write_row(engine, "t3")
@@ -370,7 +372,14 @@ def test_a_truncated_wal_segment_is_refused_and_changes_nothing(
         segment = next(damaged.rglob(f"{cluster.t2_segment}-*"))
         segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
         before = dir_fingerprint(occupied_target)
-        with pytest.raises(DamagedWalError, match=f"{cluster.t2_segment}.*truncated"):
+        with pytest.raises(DamagedWalError, match=f"{cluster.t2_segment}.*truncated.*cannot "
+                                                  "pass it"):  # refused by the replay
+            restore_to_time(cluster.with_(pitr_repo=damaged), cluster.between,
+                            occupied_target, force=True)
+        # The newest segment damaged too: refused already while reading the window.
+        newest = max(damaged.rglob("0000000*-*.zst"))
+        newest.write_bytes(newest.read_bytes()[:40])
+        with pytest.raises(DamagedWalError, match=f"{newest.name[:24]}.*truncated"):
             restore_to_time(cluster.with_(pitr_repo=damaged), cluster.between,
                             occupied_target, force=True)
         assert dir_fingerprint(occupied_target) == before
@@ -416,3 +425,27 @@ def test_the_window_decides_between_a_time_target_and_the_end_of_the_archive() -
                                                                   tzinfo=UTC)
     with pytest.raises(BadInputError, match="ISO 8601"):
         parse_to_time("last tuesday")
+
+
+def test_the_scheduled_incremental_base_backup_runs_as_a_job(cluster: Cluster) -> None:
+    """Last in this file: a new base backup moves the window's end past t3."""
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.ops.backup.pitr import read_stanza
+    from signalfactory.ops.backup.pitr_config import pitr_config
+    from signalfactory.services.jobs.execution import execute_by_id, new_owner
+    from signalfactory.services.jobs.registry import ensure_tasks_loaded
+    from signalfactory.workers.scheduler import Scheduler
+
+    settings = _settings(cluster.base, cluster.data, cluster.port, retention_cron="")
+    platform = build_platform(settings, migrate_db=True)
+    try:
+        ensure_tasks_loaded(platform.settings.task_module_names)
+        scheduler = Scheduler(platform)
+        assert scheduler.tick(datetime(2026, 11, 29, 5, 40, tzinfo=UTC)) == []
+        fired = scheduler.tick(datetime(2026, 11, 29, 5, 47, 30, tzinfo=UTC))
+        assert [(j.kind, j.payload) for j in fired] == [("backup.pitr", {"type": "incr"})]
+        assert execute_by_id(platform, fired[0].id, new_owner("test")).status == "succeeded"
+    finally:
+        platform.close()
+    types = [b["type"] for b in read_stanza(pitr_config(cluster.settings)).backups]
+    assert types == ["full", "incr"]
