@@ -9,6 +9,7 @@ commits that were never archived, so it is refused rather than silently restored
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
@@ -224,8 +225,6 @@ def fetch_segment(cfg: PitrConfig, stanza: Stanza, repo_file: str, into: Path) -
         if compression == "zst":
             data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
         elif compression == "gz":
-            import gzip
-
             data = gzip.decompress(data)
         elif compression:
             raise OperationalError(f"segment {segment} uses {compression}, which this reader "
@@ -257,10 +256,10 @@ def last_commit(bins: Path, segment: Path) -> tuple[datetime, str] | None:
 def restorable_window(settings: Settings, cfg: PitrConfig | None = None) -> Window:
     cfg = cfg or pitr_config(settings)
     stanza = read_stanza(cfg)
-    return _window(cfg, stanza)
+    return window_of(cfg, stanza)
 
 
-def _window(cfg: PitrConfig, stanza: Stanza) -> Window:
+def window_of(cfg: PitrConfig, stanza: Stanza) -> Window:
     if not stanza.backups:
         raise OperationalError(f"the PITR repository {cfg.repo} holds no base backup yet; run "
                                "`signalfactory backup pitr backup --type full`")

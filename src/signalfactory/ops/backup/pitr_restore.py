@@ -38,10 +38,10 @@ from signalfactory.ops.backup.pitr import (
     DamagedWalError,
     Stanza,
     Window,
-    _window,
     bin_dir,
     check_live_server,
     read_stanza,
+    window_of,
 )
 from signalfactory.ops.backup.pitr_config import (
     PitrConfig,
@@ -319,7 +319,7 @@ def _prepare(settings: Settings) -> tuple[PitrConfig, Stanza, Window]:
     cfg = pitr_config(settings)
     stanza = read_stanza(cfg)
     check_live_server(settings, stanza)
-    return cfg, stanza, _window(cfg, stanza)
+    return cfg, stanza, window_of(cfg, stanza)
 
 
 def restore_to_time(settings: Settings, when: datetime, target: Path | None = None, *,
