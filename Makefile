@@ -34,7 +34,7 @@ up: install
 ## screenshots, and the dashboard's browser tests through Playwright, which never downloads a browser), from
 ## Debian's packages. Installed when we can; their tests skip with a reason
 ## otherwise, except under CI=true where a missing tool fails the run.
-APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium
+APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium pgbackrest:pgbackrest
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \

@@ -251,6 +251,50 @@ class Settings(BaseSettings):
                                     description="backup prune: weeks with one backup kept.")
     backup_keep_monthly: int = Field(default=12, ge=0,
                                      description="backup prune: months with one backup kept.")
+    pitr_repo: Path | None = Field(
+        default=None, description="PostgreSQL point-in-time recovery: the pgBackRest "
+                                  "repository directory (WAL archive and base backups, "
+                                  "encrypted with a key derived from backup_key). Set it "
+                                  "with pitr_pg_data to turn PITR and its schedules on.")
+    pitr_pg_data: Path | None = Field(
+        default=None, description="PITR: data directory of the PostgreSQL server whose WAL "
+                                  "is archived (pgBackRest's pg1-path).")
+    pitr_stanza: str = Field(default="signalfactory", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                             description="PITR: pgBackRest stanza name of this database.")
+    pitr_deployment: str = Field(
+        default="signalfactory", min_length=1, max_length=200,
+        description="PITR: name of this deployment, written into the repository's marker; "
+                    "a repository whose marker names another deployment is refused.")
+    pitr_pg_socket_dir: Path = Field(
+        default=Path("/var/run/postgresql"), description="PITR: the server's Unix socket "
+                                                         "directory (pgBackRest connects "
+                                                         "through it).")
+    pitr_pg_user: str = Field(default="postgres", min_length=1,
+                              description="PITR: database superuser pgBackRest connects as.")
+    pitr_os_user: str | None = Field(
+        default=None, description="PITR: OS user owning the data directory; pgBackRest and "
+                                  "restored servers run as it (via runuser when this "
+                                  "process is root).")
+    pitr_pg_bin_dir: Path | None = Field(
+        default=None, description="PITR: PostgreSQL server binaries (pg_ctl, pg_waldump); "
+                                  "default /usr/lib/postgresql/<stanza's version>/bin.")
+    pitr_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="PITR: days of point-in-time recovery kept "
+                                              "(pgBackRest time-based full retention).")
+    pitr_process_max: int = Field(
+        default=4, ge=1, le=64, description="PITR: pgBackRest processes for backup and "
+                                            "restore (a restore is bound by per-file fsync: "
+                                            "parallel is several times faster).")
+    pitr_full_cron: str | None = Field(
+        default="17 1 * * 0", description="When the full PITR base backup runs (cron); empty "
+                                          "disables it.")
+    pitr_incr_cron: str | None = Field(
+        default="47 * * * *", description="When the incremental PITR base backup runs "
+                                          "(cron); empty disables it.")
+    pitr_recovery_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="PITR: longest a restored server may take to replay "
+                                          "WAL up to the target before the restore is "
+                                          "abandoned.")
     archive_cron: str | None = Field(
         default="27 0 * * *", description="When yesterday's signed archive snapshot is made "
                                           "(cron); runs when archive_signing_key is set; "
@@ -414,6 +458,13 @@ class Settings(BaseSettings):
         if self.backup_dest and self.backup_prune_cron and "backup-prune" not in taken:
             self.schedules.append(ScheduleEntry(name="backup-prune", kind="backup.prune",
                                                 cron=self.backup_prune_cron))
+        if self.pitr_repo and self.pitr_pg_data:
+            for name, kind_type, cron in (("pitr-full", "full", self.pitr_full_cron),
+                                          ("pitr-incr", "incr", self.pitr_incr_cron)):
+                if cron and name not in taken:
+                    self.schedules.append(ScheduleEntry(name=name, kind="backup.pitr",
+                                                        cron=cron,
+                                                        payload={"type": kind_type}))
         if (self.archive_signing_key is not None and self.archive_cron
                 and "archive" not in taken):
             self.schedules.append(ScheduleEntry(name="archive", kind="archive",

@@ -108,21 +108,47 @@ def backup_verify(source: Dest, backup: BackupId = None, scratch_url: ScratchUrl
 @backup_app.command("restore")
 @handle_errors
 def backup_restore(
-    source: Dest,
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Local directory or s3://bucket/prefix (not with --to-time)")] = None,
     backup: BackupId = None,
     database_url: Annotated[str | None, typer.Option(
         help="Restore into this database instead of the configured one")] = None,
     home: Annotated[Path | None, typer.Option(
         help="Home directory for the restored bar files (default: the configured home)")]
     = None,
+    to_time: Annotated[str | None, typer.Option(
+        help="PostgreSQL point-in-time recovery: restore to this moment (ISO 8601; no zone "
+             "means UTC) from the pgBackRest repository (SIGNALFACTORY_PITR_REPO)")] = None,
+    pg_data: Annotated[Path | None, typer.Option(
+        help="With --to-time: data directory to restore into (default: "
+             "SIGNALFACTORY_PITR_PG_DATA; its server must be stopped)")] = None,
     force: Annotated[bool, typer.Option(
-        help="Restore despite a version or schema mismatch, or over a non-empty database")]
+        help="Restore despite a version or schema mismatch, or over a non-empty database "
+             "(with --to-time: over a non-empty data directory)")]
     = False,
     as_json: AsJson = False,
 ) -> None:
-    """Restore a backup into an empty (or, with --force, any) database; all or nothing."""
-    from signalfactory.ops.backup import restore_backup
+    """Restore a backup into an empty (or, with --force, any) database; all or nothing.
+
+    With --to-time, restore PostgreSQL to that moment into a data directory instead."""
+    from signalfactory.domain.errors import BadInputError
     from signalfactory.settings import load_settings
+
+    if to_time is not None:
+        given = [name for name, value in (("--from", source), ("--backup", backup),
+                                          ("--database-url", database_url), ("--home", home))
+                 if value is not None]
+        if given:
+            raise BadInputError(f"--to-time restores from the PITR repository; drop "
+                                f"{', '.join(given)}")
+        _restore_to_time(to_time, pg_data, force, as_json)
+        return
+    if source is None:
+        raise BadInputError("name the backups with --from (a directory or s3://bucket/prefix),"
+                            " or restore to a moment with --to-time")
+    if pg_data is not None:
+        raise BadInputError("--pg-data goes with --to-time")
+    from signalfactory.ops.backup import restore_backup
 
     with progress_bar("restore (bytes)", None) as advance:
         report = restore_backup(load_settings(), source, backup, database_url=database_url,
@@ -132,6 +158,19 @@ def backup_restore(
     else:
         say(f"restored backup {report.backup_id} into {report.database}: {report.rows} "
                   f"rows checked against the manifest")
+
+
+def _restore_to_time(to_time: str, pg_data: Path | None, force: bool, as_json: bool) -> None:
+    from signalfactory.ops.backup.pitr_restore import parse_to_time, restore_to_time
+    from signalfactory.settings import load_settings
+
+    report = restore_to_time(load_settings(), parse_to_time(to_time), pg_data, force=force)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    say(f"restored {report.target} to {report.to_time} from base backup {report.backup_set} "
+        f"(newest transaction {report.last_transaction}) in {report.total_seconds} s; the "
+        f"server is stopped: start it with pg_ctl -D {report.target} start")
 
 
 @backup_app.command("prune")
@@ -158,6 +197,77 @@ def backup_prune(
               + (f" and {len(result.incomplete)} incomplete" if result.incomplete else ""))
     for backup_id in sorted(result.delete + result.incomplete):
         say(f"  {verb}: {backup_id}")
+
+
+pitr_app = typer.Typer(help="PostgreSQL point-in-time recovery with pgBackRest: setup, "
+                             "base backups, the restorable window.", no_args_is_help=True)
+backup_app.add_typer(pitr_app, name="pitr")
+
+
+@pitr_app.command("setup")
+@handle_errors
+def pitr_setup(as_json: AsJson = False) -> None:
+    """Write pgbackrest.conf, create the stanza and marker; print postgresql.conf lines."""
+    from signalfactory.ops.backup.pitr import setup_pitr
+    from signalfactory.settings import load_settings
+
+    report = setup_pitr(load_settings())
+    if as_json:
+        print_json(report.to_dict())
+        return
+    say(f"stanza {report.stanza} (database system {report.system_id}) in {report.repo}; "
+        f"config {report.config_path}")
+    say("put these in postgresql.conf, restart PostgreSQL, then run "
+        "`signalfactory backup pitr check`:")
+    for line in report.postgresql_conf:
+        say(f"  {line}")
+
+
+@pitr_app.command("check")
+@handle_errors
+def pitr_check() -> None:
+    """Check that the server archives WAL into the repository now (pgbackrest check)."""
+    from signalfactory.ops.backup.pitr import check_archiving
+    from signalfactory.settings import load_settings
+
+    check_archiving(load_settings())
+    say("WAL archiving works: a segment was pushed and found in the repository")
+
+
+@pitr_app.command("backup")
+@handle_errors
+def pitr_backup(
+    backup_type: Annotated[str, typer.Option("--type", help="full, diff or incr")] = "incr",
+    as_json: AsJson = False,
+) -> None:
+    """Take a base backup now, then expire what is past SIGNALFACTORY_PITR_RETENTION_DAYS."""
+    from signalfactory.ops.backup.pitr import run_base_backup
+    from signalfactory.settings import load_settings
+
+    report = run_base_backup(load_settings(), backup_type)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        say(f"base backup {report.label} ({report.type}): {_mib(report.size)} of data, "
+            f"{_mib(report.repo_size)} stored")
+
+
+@pitr_app.command("status")
+@handle_errors
+def pitr_status(as_json: AsJson = False) -> None:
+    """The restorable window and how fresh the WAL archive is."""
+    from signalfactory.ops.backup.pitr import restorable_window
+    from signalfactory.settings import load_settings
+
+    window = restorable_window(load_settings()).to_dict()
+    if as_json:
+        print_json(window)
+        return
+    say(f"restorable from {window['start']} to {window['end']} "
+        f"({window['backups']} base backup(s), oldest {window['oldest_backup']})")
+    say(f"newest archived WAL {window['newest_wal']}, pushed {window['newest_wal_pushed']} "
+        f"({window['newest_wal_age_seconds']} s ago); newest archived commit "
+        f"{window['newest_commit']}")
 
 
 @dr_app.command("drill")

@@ -4,7 +4,8 @@ They run under the embedded runner or Celery like any job, and the scheduler sub
 backup, backup prune, archive and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST``
 with ``SIGNALFACTORY_BACKUP_RPO_SECONDS`` and ``SIGNALFACTORY_BACKUP_PRUNE_CRON``;
 ``SIGNALFACTORY_ARCHIVE_CRON`` once an archive signing key is set;
-``SIGNALFACTORY_RETENTION_CRON``). A run that ends dead counts in
+``SIGNALFACTORY_RETENTION_CRON``; the PITR base backups once ``SIGNALFACTORY_PITR_REPO`` and
+``SIGNALFACTORY_PITR_PG_DATA`` are set). A run that ends dead counts in
 ``signalfactory_jobs_total{status="dead"}``, which the alert SignalFactoryScheduledOpsFailed
 watches.
 """
@@ -78,6 +79,21 @@ def backup_prune_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
             "incomplete_removed": sorted(result.incomplete)}
 
 
+class PitrBackupPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(default="incr", pattern="^(full|diff|incr)$",
+                      description="pgBackRest backup type")
+
+
+def pitr_backup_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """A PITR base backup (``pitr-full`` weekly, ``pitr-incr`` hourly by default)."""
+    from signalfactory.ops.backup.pitr import run_base_backup
+
+    args = parse_payload(PitrBackupPayload, payload, "backup.pitr")
+    return run_base_backup(ctx.platform.settings, args.type).to_dict()
+
+
 def retention_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.ops.retention import run_scheduled_retention
 
@@ -132,13 +148,15 @@ def notify_operators(platform: Platform, uow: UnitOfWork, failure: FinalFailure)
 register_task("backup", backup_task, max_attempts=3, on_final_failure=notify_operators)
 register_task("backup.prune", backup_prune_task, max_attempts=3,
               on_final_failure=notify_operators)
+register_task("backup.pitr", pitr_backup_task, max_attempts=2,
+              on_final_failure=notify_operators)
 register_task("retention", retention_task, max_attempts=3, on_final_failure=notify_operators)
 register_task("archive", archive_task, max_attempts=3, on_final_failure=notify_operators)
 register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2,
               on_final_failure=notify_operators)
 
 #: the scheduled operations SignalFactoryScheduledOpsFailed watches
-SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "archive", "retention")
+SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "backup.pitr", "archive", "retention")
 # Series that exist at 0 from start: Prometheus' increase() cannot see the first failure of a
 # series that appears with the value 1.
 for _kind in SCHEDULED_OPS_KINDS:

@@ -110,6 +110,10 @@ class BackupKey:
     def part_key(self, salt: bytes) -> bytes:
         return _derive(self.raw, b"signalfactory backup part v1", salt)
 
+    def derived(self, info: bytes) -> bytes:
+        """A 32-byte key for another purpose (``info`` names it), independent of this one."""
+        return _derive(self.raw, info)
+
     def mac(self, payload: bytes) -> str:
         mac_key = _derive(self.raw, b"signalfactory backup manifest v1")
         return hmac.new(mac_key, payload, hashlib.sha256).hexdigest()
