@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from signalfactory.cli.common import err, handle_errors, out, print_json, progress_bar
-from signalfactory.domain.errors import OperationalError
+from signalfactory.domain.errors import BadInputError, OperationalError
 
 if TYPE_CHECKING:
     # Commands import their operations when they run: `--help` stays fast.
@@ -118,20 +118,35 @@ def backup_restore(
     force: Annotated[bool, typer.Option(
         help="Restore despite a version or schema mismatch, or over a non-empty database")]
     = False,
+    to_time: Annotated[str | None, typer.Option(
+        help="Restore the state as of this time (ISO 8601 with zone): the newest backup "
+             "taken at or before it")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Restore a backup into an empty (or, with --force, any) database; all or nothing."""
     from signalfactory.ops.backup import restore_backup
+    from signalfactory.ops.backup.to_time import parse_time, restore_to_time
     from signalfactory.settings import load_settings
 
+    if to_time is not None and backup is not None:
+        raise BadInputError("give --backup or --to-time, not both")
+    settings = load_settings()
     with progress_bar("restore (bytes)", None) as advance:
-        report = restore_backup(load_settings(), source, backup, database_url=database_url,
-                                home=home, force=force, progress=advance)
+        if to_time is not None:
+            timed = restore_to_time(settings, source, parse_time(to_time),
+                                    database_url=database_url, home=home, force=force,
+                                    progress=advance)
+            report = timed.restore
+        else:
+            report = restore_backup(settings, source, backup, database_url=database_url,
+                                    home=home, force=force, progress=advance)
     if as_json:
-        print_json(report.to_dict())
+        print_json(timed.to_dict() if to_time is not None else report.to_dict())
     else:
         say(f"restored backup {report.backup_id} into {report.database}: {report.rows} "
                   f"rows checked against the manifest")
+        if to_time is not None:
+            say(f"that backup's snapshot is {timed.gap_seconds} s before {to_time}")
 
 
 @backup_app.command("prune")
@@ -163,25 +178,36 @@ def backup_prune(
 @dr_app.command("drill")
 @handle_errors
 def dr_drill(
-    to: Annotated[str, typer.Option("--to", help="Local directory or s3://bucket/prefix")],
+    source: Annotated[str | None, typer.Option(
+        "--from", "--to", help="Where the backups are (default: SIGNALFACTORY_BACKUP_DEST)")]
+    = None,
     scratch_url: ScratchUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Back up, restore into scratch, verify; print measured RTO and RPO."""
+    """Write a canary, restore the newest restorable point into scratch (no new backup),
+    measure RPO (canary gap) and RTO; exit 1 naming each missed target."""
     from signalfactory.bootstrap import build_platform
     from signalfactory.ops.backup import run_drill
 
     platform = build_platform()
     try:
-        result = run_drill(platform, to, scratch_url=scratch_url)
+        dest = source or platform.settings.backup_dest
+        if not dest:
+            raise BadInputError("dr drill needs the backups: pass --from DIR|s3://... or set "
+                                "SIGNALFACTORY_BACKUP_DEST")
+        result = run_drill(platform, dest, scratch_url=scratch_url)
     finally:
         platform.close()
     if as_json:
         print_json(result.to_dict())
     else:
-        say(f"drill ok: backup {result.backup_id}, RTO {result.rto_seconds} s "
-            f"(restore {result.restore_seconds} s + verify {result.verify_seconds} s), "
-            f"RPO {result.rpo_seconds} s")
+        rpo = "unknown" if result.rpo_seconds is None else f"{result.rpo_seconds} s"
+        say(f"drill {'ok' if result.ok else 'FAILED'}: restored {result.restore_point} "
+            f"({result.provider}); RPO {rpo} (target {result.rpo_target_seconds:g} s), "
+            f"RTO {result.rto_seconds} s = restore {result.restore_seconds} s + verify "
+            f"{result.verify_seconds} s (target {result.rto_target_seconds:g} s)")
+    if result.missed:
+        raise OperationalError("dr drill missed its target: " + "; ".join(result.missed))
 
 
 @archive_app.command("snapshot")

@@ -100,7 +100,21 @@ def anomaly_scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     return run(ctx, payload)
 
 
+def canary_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """Write one canary row: the newest one a restore brings back measures its data loss."""
+    from signalfactory.ops.backup.drill import write_canary
+
+    parse_payload(CanaryPayload, payload, "ops.canary")
+    stamp = write_canary(ctx.platform, "schedule")
+    return {"written_at": stamp.isoformat()}
+
+
+class CanaryPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 register_task("backup", backup_task, max_attempts=3)
+register_task("ops.canary", canary_task, max_attempts=1)
 register_task("backup.prune", backup_prune_task, max_attempts=3)
 register_task("retention", retention_task, max_attempts=3)
 register_task("archive", archive_task, max_attempts=3)
