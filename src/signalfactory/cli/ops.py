@@ -60,8 +60,9 @@ def backup_create(
     if as_json:
         print_json({**manifest.summary().to_dict(), "destination": to})
     else:
+        added = "" if manifest.new_bytes is None else f" ({_mib(manifest.new_bytes)} new)"
         say(f"backup {manifest.id}: {len(manifest.parts)} part(s), "
-                  f"{_mib(manifest.size)} in {manifest.seconds:.1f} s -> {to}")
+            f"{_mib(manifest.size)}{added} in {manifest.seconds:.1f} s -> {to}")
 
 
 @backup_app.command("list")
