@@ -53,7 +53,7 @@ lint: install-dev
 
 ## Every test: lint, import contracts, strict types of all of src, then pytest.
 test: install-dev tools lint
-	$(BIN)/pytest -q -n 2 --durations=25
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
 bench: install-dev
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

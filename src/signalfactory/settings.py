@@ -240,6 +240,17 @@ class Settings(BaseSettings):
         default=300, ge=60, description="Recovery point objective of scheduled backups: "
                                         "they run at least this often, and the alert "
                                         "SignalFactoryBackupTooOld fires past it.")
+    canary_interval_seconds: int = Field(
+        default=60, ge=0, description="How often the ops.canary job writes a canary row while "
+                                      "backup_dest is set (rounded to whole minutes); 0 "
+                                      "disables it. `dr drill` measures its RPO with them.")
+    dr_rpo_target_seconds: float = Field(
+        default=300, gt=0, description="`dr drill` fails when the newest restorable point "
+                                       "lost more than this (last committed canary minus "
+                                       "newest restored canary).")
+    dr_rto_target_seconds: float = Field(
+        default=900, gt=0, description="`dr drill` fails when restoring and verifying the "
+                                       "newest restorable point took longer than this.")
     backup_prune_cron: str | None = Field(
         default="47 3 * * *", description="When `backup prune` runs on backup_dest (cron); "
                                           "empty disables it.")
@@ -455,6 +466,9 @@ class Settings(BaseSettings):
         if self.backup_dest and "backup" not in taken:
             self.schedules.append(ScheduleEntry(name="backup", kind="backup",
                                                 cron=rpo_cron(self.backup_rpo_seconds)))
+        if self.backup_dest and self.canary_interval_seconds and "canary" not in taken:
+            self.schedules.append(ScheduleEntry(name="canary", kind="ops.canary",
+                                                cron=rpo_cron(self.canary_interval_seconds)))
         if self.backup_dest and self.backup_prune_cron and "backup-prune" not in taken:
             self.schedules.append(ScheduleEntry(name="backup-prune", kind="backup.prune",
                                                 cron=self.backup_prune_cron))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from signalfactory.cli.common import err, handle_errors, out, print_json, progress_bar
-from signalfactory.domain.errors import OperationalError
+from signalfactory.domain.errors import BadInputError, OperationalError
 
 if TYPE_CHECKING:
     # Commands import their operations when they run: `--help` stays fast.
@@ -60,8 +60,9 @@ def backup_create(
     if as_json:
         print_json({**manifest.summary().to_dict(), "destination": to})
     else:
+        added = "" if manifest.new_bytes is None else f" ({_mib(manifest.new_bytes)} new)"
         say(f"backup {manifest.id}: {len(manifest.parts)} part(s), "
-                  f"{_mib(manifest.size)} in {manifest.seconds:.1f} s -> {to}")
+            f"{_mib(manifest.size)}{added} in {manifest.seconds:.1f} s -> {to}")
 
 
 @backup_app.command("list")
@@ -117,8 +118,9 @@ def backup_restore(
         help="Home directory for the restored bar files (default: the configured home)")]
     = None,
     to_time: Annotated[str | None, typer.Option(
-        help="PostgreSQL point-in-time recovery: restore to this moment (ISO 8601; no zone "
-             "means UTC) from the pgBackRest repository (SIGNALFACTORY_PITR_REPO)")] = None,
+        help="Restore the state as of this moment (ISO 8601): with --from, the newest backup "
+             "taken at or before it; alone, PostgreSQL point-in-time recovery from the "
+             "pgBackRest repository (SIGNALFACTORY_PITR_REPO)")] = None,
     pg_data: Annotated[Path | None, typer.Option(
         help="With --to-time: data directory to restore into (default: "
              "SIGNALFACTORY_PITR_PG_DATA; its server must be stopped)")] = None,
@@ -130,34 +132,46 @@ def backup_restore(
 ) -> None:
     """Restore a backup into an empty (or, with --force, any) database; all or nothing.
 
-    With --to-time, restore PostgreSQL to that moment into a data directory instead."""
-    from signalfactory.domain.errors import BadInputError
+    With --to-time and --from, restore the newest backup taken at or before that moment; with
+    --to-time alone, restore PostgreSQL to that moment from the PITR repository into a data
+    directory."""
     from signalfactory.settings import load_settings
 
-    if to_time is not None:
-        given = [name for name, value in (("--from", source), ("--backup", backup),
-                                          ("--database-url", database_url), ("--home", home))
+    if to_time is not None and backup is not None:
+        raise BadInputError("give --backup or --to-time, not both")
+    if to_time is not None and source is None:
+        given = [name for name, value in (("--database-url", database_url), ("--home", home))
                  if value is not None]
         if given:
-            raise BadInputError(f"--to-time restores from the PITR repository; drop "
-                                f"{', '.join(given)}")
+            raise BadInputError(f"--to-time without --from restores from the PITR repository; "
+                                f"drop {', '.join(given)}")
         _restore_to_time(to_time, pg_data, force, as_json)
         return
     if source is None:
         raise BadInputError("name the backups with --from (a directory or s3://bucket/prefix),"
-                            " or restore to a moment with --to-time")
+                            " or restore PostgreSQL to a moment with --to-time alone (PITR)")
     if pg_data is not None:
-        raise BadInputError("--pg-data goes with --to-time")
+        raise BadInputError("--pg-data goes with --to-time and no --from (PITR)")
     from signalfactory.ops.backup import restore_backup
+    from signalfactory.ops.backup.to_time import parse_time, restore_to_time
 
+    settings = load_settings()
     with progress_bar("restore (bytes)", None) as advance:
-        report = restore_backup(load_settings(), source, backup, database_url=database_url,
-                                home=home, force=force, progress=advance)
+        if to_time is not None:
+            timed = restore_to_time(settings, source, parse_time(to_time),
+                                    database_url=database_url, home=home, force=force,
+                                    progress=advance)
+            report = timed.restore
+        else:
+            report = restore_backup(settings, source, backup, database_url=database_url,
+                                    home=home, force=force, progress=advance)
     if as_json:
-        print_json(report.to_dict())
+        print_json(timed.to_dict() if to_time is not None else report.to_dict())
     else:
         say(f"restored backup {report.backup_id} into {report.database}: {report.rows} "
                   f"rows checked against the manifest")
+        if to_time is not None:
+            say(f"that backup's snapshot is {timed.gap_seconds} s before {to_time}")
 
 
 def _restore_to_time(to_time: str, pg_data: Path | None, force: bool, as_json: bool) -> None:
@@ -273,25 +287,35 @@ def pitr_status(as_json: AsJson = False) -> None:
 @dr_app.command("drill")
 @handle_errors
 def dr_drill(
-    to: Annotated[str, typer.Option("--to", help="Local directory or s3://bucket/prefix")],
+    source: Annotated[str | None, typer.Option(
+        "--from", "--to", help="Where the backups are (default: SIGNALFACTORY_BACKUP_DEST)")]
+    = None,
     scratch_url: ScratchUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Back up, restore into scratch, verify; print measured RTO and RPO."""
+    """Write a canary, restore the newest restorable point into scratch (no new backup),
+    measure RPO (canary gap) and RTO; exit 1 naming each missed target."""
     from signalfactory.bootstrap import build_platform
     from signalfactory.ops.backup import run_drill
 
     platform = build_platform()
     try:
-        result = run_drill(platform, to, scratch_url=scratch_url)
+        # PostgreSQL with PITR configured restores from the WAL archive; otherwise the
+        # backups are needed (run_drill says so when there are none).
+        result = run_drill(platform, source or platform.settings.backup_dest,
+                           scratch_url=scratch_url)
     finally:
         platform.close()
     if as_json:
         print_json(result.to_dict())
     else:
-        say(f"drill ok: backup {result.backup_id}, RTO {result.rto_seconds} s "
-            f"(restore {result.restore_seconds} s + verify {result.verify_seconds} s), "
-            f"RPO {result.rpo_seconds} s")
+        rpo = "unknown" if result.rpo_seconds is None else f"{result.rpo_seconds} s"
+        say(f"drill {'ok' if result.ok else 'FAILED'}: restored {result.restore_point} "
+            f"({result.provider}); RPO {rpo} (target {result.rpo_target_seconds:g} s), "
+            f"RTO {result.rto_seconds} s = restore {result.restore_seconds} s + verify "
+            f"{result.verify_seconds} s (target {result.rto_target_seconds:g} s)")
+    if result.missed:
+        raise OperationalError("dr drill missed its target: " + "; ".join(result.missed))
 
 
 @archive_app.command("snapshot")

@@ -124,6 +124,19 @@ def anomaly_scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     return run(ctx, payload)
 
 
+def canary_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """Write one canary row: the newest one a restore brings back measures its data loss."""
+    from signalfactory.ops.backup.drill import write_canary
+
+    parse_payload(CanaryPayload, payload, "ops.canary")
+    stamp = write_canary(ctx.platform, "schedule")
+    return {"written_at": stamp.isoformat()}
+
+
+class CanaryPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
 def notify_operators(platform: Platform, uow: UnitOfWork, failure: FinalFailure) -> None:
     """A scheduled operation failed for good: besides the alert, a notice to the subscribers
     of ``SIGNALFACTORY_OPS_NOTICE_TENANT`` through their delivery endpoints, written with the
@@ -146,6 +159,7 @@ def notify_operators(platform: Platform, uow: UnitOfWork, failure: FinalFailure)
 
 
 register_task("backup", backup_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("ops.canary", canary_task, max_attempts=1)
 register_task("backup.prune", backup_prune_task, max_attempts=3,
               on_final_failure=notify_operators)
 register_task("backup.pitr", pitr_backup_task, max_attempts=2,
