@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from signalfactory.domain.strategies import Strategy
+from signalfactory.services.marketdata.live_window import LiveWindows
 from signalfactory.services.ports import (
     Clock,
     Database,
@@ -59,6 +60,8 @@ class Platform:
     clock: Clock
     # -- market data --------------------------------------------------------------------
     bar_subscribers: list[BarsWrittenSubscriber] = field(default_factory=list)
+    #: recent bars of the instruments evaluated live, kept current by ``write_bars``
+    live_windows: LiveWindows = field(default_factory=LiveWindows)
     #: source kind -> what builds its adapter (collectors); a kind is present only when its
     #: library is installed (ccxt comes with the ``exchanges`` extra)
     source_factories: dict[str, SourceFactory] = field(default_factory=dict)

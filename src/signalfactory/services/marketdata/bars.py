@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -53,12 +53,18 @@ class BarsWritten:
     ``first_new`` maps each written instrument id to the time (ns) of its earliest written
     bar; ``arrival_ns`` is the wall clock (``platform.clock.time_ns()``) when the bars reached
     ``write_bars``, the start of the signal-latency measurement.
+
+    ``ingest_id`` (the write's ingest-journal entry) is set by ``write_bars`` once the write
+    has reached ``platform.live_windows``: only then may live evaluation read its window from
+    memory. ``symbols`` names the written instruments (id -> symbol) when known.
     """
 
     timeframe: Timeframe
     first_new: dict[int, int]
     arrival_ns: int
     source: str
+    ingest_id: int | None = None
+    symbols: Mapping[int, str] = field(default_factory=dict)
 
 
 def _first_new(cols: BarColumns) -> dict[int, int]:
@@ -99,7 +105,7 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
         uow.bars.write(timeframe, cols)
         min_ts = ns_to_datetime(int(cols.ts.min())) if rows else None
         max_ts = ns_to_datetime(int(cols.ts.max())) if rows else None
-        uow.bars.record_ingest(IngestRecord(
+        ingest_id = uow.bars.record_ingest(IngestRecord(
             source=source, timeframe=timeframe.name, rows=rows,
             instruments=len(upserted.ids), min_ts=min_ts, max_ts=max_ts))
         if extra is not None:
@@ -107,8 +113,11 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
         fragmented = bool(rows) and uow.bars.fragmented(timeframe)
     if upserted.changed:  # committed: cached instrument lists are stale now
         platform.cache.invalidate("instruments")
+    platform.live_windows.committed(timeframe, cols, ingest_id)
     if rows:
-        written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source)
+        symbols = {upserted.ids[b.spec.symbol]: b.spec.symbol for b in batches}
+        written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source,
+                              ingest_id=ingest_id, symbols=symbols)
         for subscriber in list(platform.bar_subscribers):
             subscriber(platform, written)
     if fragmented:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.signals import NewSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
@@ -51,6 +52,7 @@ from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
 from signalfactory.services.marketdata.bars import BarsWritten
+from signalfactory.services.marketdata.live_window import bars_before
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import new_signals
@@ -102,36 +104,45 @@ def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
 def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, str],
                 lookback: int) -> BarUniverse:
     """Bars of the written instruments from ``warmup_bars(lookback)`` bars before their first
-    new bar; instruments whose window holds too little history are read in full."""
-    ids = np.array(sorted(written.first_new), dtype=np.int64)
+    new bar; instruments whose window holds too little history are read in full.
+
+    A write that ``write_bars`` applied to ``platform.live_windows`` (``ingest_id`` set) is
+    served from memory when the windows held cover it; otherwise the store is read, with a
+    margin of as much again before the start so the batches that follow find it in memory.
+    """
     tf_ns = written.timeframe.nanoseconds
     # Calendar time for the warm-up, widened for weekends and holidays (5 of 7 days trade).
     span = (warmup_bars(lookback) * 3 // 2 + 7) * tf_ns
     start = min(written.first_new.values()) - span
-    universe = read_bars(platform, written.timeframe, symbols, ids, start)
-    short = _short_of_history(universe, written.first_new, lookback + 1)
-    if short.size:
-        universe = read_bars(platform, written.timeframe, symbols, ids, None)
-    return universe
+    windows = platform.live_windows if written.ingest_id is not None else None
+    if windows is not None:
+        held = windows.window(written.timeframe, written.first_new, start, lookback + 1)
+        if held is not None:
+            return held.to_universe(symbols)
+        generation = windows.generation
+    ids = np.array(sorted(written.first_new), dtype=np.int64)
+    margin: int | None = start - span if windows is not None else start
+    cols = read_columns(platform, written.timeframe, ids, margin)
+    window = cols.filter(None, start, None)
+    if _short_of_history(window, written.first_new, lookback + 1):
+        margin = None
+        window = cols = read_columns(platform, written.timeframe, ids, None)
+    if windows is not None:
+        windows.fill(written.timeframe, generation, cols, ids, margin)
+    return window.to_universe(symbols)
 
 
-def read_bars(platform: Platform, timeframe: Timeframe, symbols: Mapping[int, str],
-              ids: npt.NDArray[np.int64], start_ns: int | None) -> BarUniverse:
+def read_columns(platform: Platform, timeframe: Timeframe, ids: npt.NDArray[np.int64],
+                 start_ns: int | None) -> BarColumns:
     """Bars of ``ids`` from ``start_ns`` on, read on the primary (they were just written)."""
     with platform.database.read(primary=True) as uow:
-        return uow.bars.load(timeframe, symbols, ids, start_ns)
+        return uow.bars.read_columns(timeframe, ids, start_ns)
 
 
-def _short_of_history(universe: BarUniverse, first_new: dict[int, int],
-                      needed: int) -> npt.NDArray[np.int64]:
-    """Instruments with fewer than ``needed`` bars before their first new bar."""
-    short = []
-    for k, ident in enumerate(universe.instrument_ids.tolist()):
-        a, b = int(universe.offsets[k]), int(universe.offsets[k + 1])
-        before = int(np.searchsorted(universe.ts[a:b], first_new[ident], "left"))
-        if before < needed:
-            short.append(ident)
-    return np.array(short, dtype=np.int64)
+def _short_of_history(window: BarColumns, first_new: dict[int, int], needed: int) -> bool:
+    """Has an instrument fewer than ``needed`` bars before its first new bar?"""
+    before = bars_before(window, first_new)
+    return bool(before) and min(before.values()) < needed
 
 
 def new_records(strategy: Strategy, universe: BarUniverse,
@@ -171,7 +182,8 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
         watched = watched_strategies(uow, written.timeframe)
         if not watched:
             return None
-        symbols = uow.instruments.symbols(written.first_new)
+        symbols = (written.symbols if written.first_new.keys() <= written.symbols.keys()
+                   else uow.instruments.symbols(written.first_new))
     outcomes: list[_Outcome] = []
     loaded: list[tuple[StoredStrategy, Strategy, int]] = []
     for s in watched:
