@@ -182,6 +182,40 @@ def test_signals_from_memory_equal_signals_from_the_store(platform: Platform) ->
     assert found and platform.live_windows.hits >= 25
 
 
+@pytest.mark.timeout(120)
+def test_evaluation_overlapped_with_the_commit_stores_what_the_store_window_gives(
+        platform: Platform) -> None:
+    """The live subscriber as wired: once the windows hold the timeframe, each write is
+    evaluated while it commits; its new signals are those of the stored window."""
+    with platform.database.write() as uow:
+        add_strategy(uow, 1, "trend", rule_text="entry: close > ema(close, 10)\n"
+                                                "exit: close < ema(close, 10)")
+    with platform.database.read() as uow:
+        (stored,) = live.watched_strategies(uow, DAY)
+    strategy = instantiate(stored, platform, "live")
+    lookback = int(strategy.required_lookback)
+    reports: list[live.LiveReport] = []
+
+    def evaluate(p: Platform, written: BarsWritten) -> None:
+        want = {(r.instrument, r.ts) for r in live.new_records(
+            strategy, _stored_window(p, written, lookback), written.first_new)}
+        report = live.evaluate_new_bars(p, written)
+        assert report is not None
+        if len(written.first_new) == 2:  # an append: every record is on a new bar
+            assert report.signals_new == len(want)
+        reports.append(report)
+
+    platform.bar_subscribers[:] = [evaluate]
+    rng = np.random.default_rng(8)
+    _write(platform, _bars("AAA", DAYS[:200]), _bars("BBB", DAYS[:200]))
+    for day in range(200, 230):
+        _write(platform, *(_bars(s, [DAYS[day]], 95.0 + 10 * rng.random())
+                           for s in ("AAA", "BBB")))
+    _write(platform, _bars("BBB", [DAYS[215]], level=500.0))  # a late rewrite, overlapped too
+    assert sum(r.signals_new for r in reports) > 0
+    assert sum(r.overlapped for r in reports) >= 28 and reports[-1].overlapped
+
+
 def test_merging_keeps_the_stores_rule_newest_write_wins() -> None:
     from signalfactory.services.marketdata.live_window import LiveWindows
 

@@ -56,7 +56,10 @@ class BarsWritten:
 
     ``ingest_id`` (the write's ingest-journal entry) is set by ``write_bars`` once the write
     has reached ``platform.live_windows``: only then may live evaluation read its window from
-    memory. ``symbols`` names the written instruments (id -> symbol) when known.
+    memory. ``window_generation``: the windows' generation with this write merged, None when
+    the write did not directly follow the last one this process saw (they were dropped).
+    ``symbols`` names the written instruments (id -> symbol) when known. ``prepared``: what
+    each of ``platform.bar_preparers`` returned for this write, by preparer.
     """
 
     timeframe: Timeframe
@@ -65,9 +68,12 @@ class BarsWritten:
     source: str
     ingest_id: int | None = None
     symbols: Mapping[int, str] = field(default_factory=dict)
+    window_generation: int | None = None
+    prepared: Mapping[object, object] = field(default_factory=dict)
 
 
-def _first_new(cols: BarColumns) -> dict[int, int]:
+def first_new_times(cols: BarColumns) -> dict[int, int]:
+    """Each written instrument's earliest written bar (ns), from sorted columns."""
     if len(cols) == 0:
         return {}
     # Sorted by (instrument, ts): an instrument's first row holds its earliest bar, and group
@@ -94,14 +100,21 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
     """Store every batch in ONE unit of work: all of it lands, or none of it.
 
     ``extra`` runs inside the same unit of work (a collector advances its cursor there).
-    After the commit ``platform.bar_subscribers`` run (live evaluation and publishing); a
-    failing subscriber is logged by the subscriber itself and never undoes the write.
+    ``platform.bar_preparers`` run inside it, once the columns are known; they must not
+    write (their work may be thrown away). After the commit ``platform.bar_subscribers`` run
+    (live evaluation and publishing); a failing subscriber is logged by the subscriber itself
+    and never undoes the write.
     """
     arrival_ns = platform.clock.time_ns()
     rows = sum(len(b.ts) for b in batches)
     with platform.database.write() as uow:
         upserted = uow.instruments.upsert([b.spec for b in batches])
         cols = _columns(batches, upserted.ids)
+        symbols = {upserted.ids[b.spec.symbol]: b.spec.symbol for b in batches}
+        # Started before the commit, so that work overlaps it (live evaluation).
+        prepared: dict[object, object] = {
+            prepare: prepare(platform, timeframe, cols, symbols)
+            for prepare in list(platform.bar_preparers)} if rows else {}
         uow.bars.write(timeframe, cols)
         min_ts = ns_to_datetime(int(cols.ts.min())) if rows else None
         max_ts = ns_to_datetime(int(cols.ts.max())) if rows else None
@@ -113,11 +126,11 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
         fragmented = bool(rows) and uow.bars.fragmented(timeframe)
     if upserted.changed:  # committed: cached instrument lists are stale now
         platform.cache.invalidate("instruments")
-    platform.live_windows.committed(timeframe, cols, ingest_id)
+    generation = platform.live_windows.committed(timeframe, cols, ingest_id)
     if rows:
-        symbols = {upserted.ids[b.spec.symbol]: b.spec.symbol for b in batches}
-        written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source,
-                              ingest_id=ingest_id, symbols=symbols)
+        written = BarsWritten(timeframe, first_new_times(cols), arrival_ns, source,
+                              ingest_id=ingest_id, symbols=symbols,
+                              window_generation=generation, prepared=prepared)
         for subscriber in list(platform.bar_subscribers):
             subscriber(platform, written)
     if fragmented:

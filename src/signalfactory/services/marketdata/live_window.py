@@ -78,6 +78,8 @@ class LiveWindows:
         self._unsettled_until = 0.0
         self.hits = 0
         self.misses = 0
+        # The last pending write merged by ``window``: its commit reuses the merge.
+        self._pending: tuple[int, BarColumns, BarColumns] | None = None
 
     @property
     def generation(self) -> int:
@@ -96,16 +98,26 @@ class LiveWindows:
             self._entries.clear()
 
     # -- reads ---------------------------------------------------------------------------
+    def holds(self, timeframe: Timeframe) -> bool:
+        return timeframe.name in self._entries
+
     def window(self, timeframe: Timeframe, first_new: Mapping[int, int], start_ns: int,
-               needed: int) -> BarColumns | None:
+               needed: int, pending: BarColumns | None = None) -> BarColumns | None:
         """The bars of ``first_new``'s instruments from ``start_ns`` on, or, when one of them
         has fewer than ``needed`` bars before its first new bar, their whole history; None
-        when the windows held do not cover that (read the store, then :meth:`fill`)."""
+        when the windows held do not cover that (read the store, then :meth:`fill`).
+
+        ``pending``: a write not committed yet, taken as if it were (evaluation overlapped
+        with the commit; the caller checks that the commit then directly followed)."""
         with self._lock:
             entry = self._live_entry(timeframe)
             if entry is None:
                 self.misses += 1
                 return None
+            if pending is not None:
+                merged = _merged(entry, pending)
+                self._pending = (self._generation, pending, merged)
+                entry = _Entry(merged, entry.floors, entry.expires)
             floors = [entry.floors.get(i) for i in first_new]
             if any(f is None or f > start_ns for f in floors):
                 self.misses += 1
@@ -140,6 +152,7 @@ class LiveWindows:
         with self._lock:
             if generation != self._generation or len(cols) > _MAX_ROWS:
                 return  # a commit ran meanwhile: the read may lack its bars
+            self._pending = None  # merged into the entry as it was before this fill
             now = time.monotonic()
             entry = self._live_entry(timeframe)
             if entry is None:
@@ -157,9 +170,13 @@ class LiveWindows:
             for ident in ids.tolist():
                 entry.floors[ident] = floor
 
-    def committed(self, timeframe: Timeframe, cols: BarColumns, ingest_id: int | None) -> None:
-        """A write of ``cols`` committed as ingest ``ingest_id`` (None: unknown)."""
+    def committed(self, timeframe: Timeframe, cols: BarColumns,
+                  ingest_id: int | None) -> int | None:
+        """A write of ``cols`` committed as ingest ``ingest_id`` (None: unknown). Returns the
+        new generation when the write directly followed the last one seen (the windows held
+        are exact with it merged), None when they were dropped."""
         with self._lock:
+            pending, self._pending = self._pending, None
             self._generation += 1
             follows = (ingest_id is not None and self._last_ingest is not None
                        and ingest_id == self._last_ingest + 1)
@@ -168,13 +185,17 @@ class LiveWindows:
             if not follows:
                 self._entries.clear()
                 self._unsettled_until = time.monotonic() + _UNSETTLED_SECONDS
-                return
+                return None
             entry = self._live_entry(timeframe)
             if entry is None or len(cols) == 0:
-                return
-            entry.cols = _merged(entry, cols)
+                return self._generation
+            if pending is not None and pending[0] == self._generation - 1 and pending[1] is cols:
+                entry.cols = pending[2]
+            else:
+                entry.cols = _merged(entry, cols)
             if len(entry.cols) > _MAX_ROWS:
                 del self._entries[timeframe.name]
+            return self._generation
 
 
 def _merged(entry: _Entry, cols: BarColumns) -> BarColumns:
