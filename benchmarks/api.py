@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/api.py [--symbols 500] [--bars 500] [--rate 500]
         [--seconds 20] [--subscribers 1000] [--rounds 20] [--batch 500]
+        [--receivers 1] [--overlap] [--skip-reads] [--skip-stream]
         [--database-url postgresql+psycopg://...]
 
 Data: the sample universe (500 symbols x 500 daily bars), the five built-in strategies
@@ -16,13 +17,17 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     The load comes from a lean keep-alive client (``_http_lean.py``): with httpx the client's
     own core saturated first once a backlog formed, and the figures measured the client.
 (b) Stream: ``--subscribers`` WebSocket subscribers (through ten tenants' subscriptions to
-    sma_cross); each round writes the next day's bar for ``--batch`` symbols in the server
-    process and measures, for every subscriber, from bar arrival (wall clock when
-    ``write_bars`` is entered) to the message's arrival at that subscriber. References in the
-    same run: the server's own times (bars committed, signals handed to the hub, last write
-    to a socket), and a second pass that injects a signal straight into the hub (the
-    fan-out alone, no bars). Target p99 <= 20 ms. Run (b) is first: an overloaded read
-    phase leaves a backlog behind it.
+    sma_cross) in ``--receivers`` processes of their own (epoll, ``_ws_receivers.py``; 0:
+    asyncio protocols in this process, the former client, whose own loop took ~20 us per
+    socket); each round writes the next day's bar for ``--batch`` symbols in the server
+    process and prints per-stage percentiles from bar arrival (wall clock when ``write_bars``
+    is entered): bars committed, evaluated, signals stored, handed to the hub, fan-out
+    started, last socket write (server), then first / every / last subscriber's receipt.
+    A second pass injects a signal straight into the hub (the fan-out alone, no bars).
+    ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation overlapped with the
+    commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase leaves a
+    backlog behind it. The environment (cores, load average) is printed first: figures are
+    comparable within one run, or between runs made back to back.
 """
 
 from __future__ import annotations
@@ -385,6 +390,7 @@ def environment(args: argparse.Namespace) -> None:
           f"{cpus} usable cores of {os.cpu_count()}, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
           f"database {'PostgreSQL' if args.database_url else 'SQLite'}, "
+          f"live overlap {'on' if args.overlap else 'off'}, "
           f"server and subscribers in separate processes over loopback "
           f"({args.receivers or 'an in-process asyncio'} receiver process(es))")
 
@@ -486,6 +492,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--receivers", type=int, default=1,
                         help="subscriber processes (epoll); 0: asyncio in this process")
+    parser.add_argument("--overlap", action="store_true",
+                        help="serve with live evaluation overlapped with the bar commit")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
@@ -505,7 +513,7 @@ def main() -> None:
         data = prepare(home, url, args.symbols, args.bars)
         # The stream first: it shares one server; the reads start one per endpoint.
         if not args.skip_stream:
-            server = Server(home, url)
+            server = Server(home, url, {"SIGNALFACTORY_LIVE_OVERLAP": str(args.overlap).lower()})
             try:
                 stream(server, data, args.subscribers, args.rounds, args.batch, args.receivers)
                 if args.batch:

@@ -189,7 +189,8 @@ def wire_subscribers(platform: Platform) -> None:
     from signalfactory.services.trading.monitoring import TradingGauges
     from signalfactory.services.trading.tasks import on_bars_written
 
-    platform.bar_preparers.append(prepare_new_bars)
+    if platform.settings.live_overlap:
+        platform.bar_preparers.append(prepare_new_bars)
     platform.bar_subscribers.extend([evaluate_new_bars, on_bars_written])
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness, DeliveryGauges().refresh,

@@ -185,8 +185,9 @@ def test_signals_from_memory_equal_signals_from_the_store(platform: Platform) ->
 @pytest.mark.timeout(120)
 def test_evaluation_overlapped_with_the_commit_stores_what_the_store_window_gives(
         platform: Platform) -> None:
-    """The live subscriber as wired: once the windows hold the timeframe, each write is
-    evaluated while it commits; its new signals are those of the stored window."""
+    """With ``live_overlap`` on, once the windows hold the timeframe, each write is evaluated
+    while it commits; its new signals are those of the stored window."""
+    platform.bar_preparers[:] = [live.prepare_new_bars]  # as bootstrap wires it when on
     with platform.database.write() as uow:
         add_strategy(uow, 1, "trend", rule_text="entry: close > ema(close, 10)\n"
                                                 "exit: close < ema(close, 10)")

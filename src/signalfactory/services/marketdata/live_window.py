@@ -9,7 +9,7 @@ one held, a window dropped as described below).
 Invariant: for each instrument it holds, an entry has exactly the stored bars with
 ``ts >= floor`` of that instrument (``FULL``: its whole history). It is kept true by
 
-* filling from a store read only when no commit was applied while the read ran
+* filling from a store read only when nothing was applied while the read ran
   (``generation``);
 * merging every bar write this process commits (``write_bars`` calls :meth:`committed`),
   with the store's rule that a rewritten bar's newest value wins, but only when the write's
@@ -83,7 +83,7 @@ class LiveWindows:
 
     @property
     def generation(self) -> int:
-        """Changes with every applied commit; pass it back to :meth:`fill`."""
+        """Changes with every applied commit and fill; pass it back to :meth:`fill`."""
         return self._generation
 
     def held(self, timeframe: Timeframe) -> tuple[BarColumns, dict[int, int]] | None:
@@ -109,33 +109,39 @@ class LiveWindows:
 
         ``pending``: a write not committed yet, taken as if it were (evaluation overlapped
         with the commit; the caller checks that the commit then directly followed)."""
-        with self._lock:
-            entry = self._live_entry(timeframe)
-            if entry is None:
-                self.misses += 1
-                return None
-            if pending is not None:
-                merged = _merged(entry, pending)
-                self._pending = (self._generation, pending, merged)
-                entry = _Entry(merged, entry.floors, entry.expires)
-            floors = [entry.floors.get(i) for i in first_new]
-            if any(f is None or f > start_ns for f in floors):
-                self.misses += 1
-                return None
-            every = len(entry.floors) == len(first_new)
-            ids = None if every else np.array(sorted(first_new), dtype=np.int64)
-            cols = entry.cols.filter(ids, start_ns, None)
-            before = bars_before(cols, first_new)
-            if len(before) != len(first_new):
-                self.misses += 1
-                return None
-            if min(before.values()) < needed:
-                if any(f != FULL for f in floors):
-                    self.misses += 1
-                    return None
-                cols = entry.cols.filter(ids, None, None)
+        with self._lock:  # the arrays are replaced, never changed: work on them unlocked
+            held = self._live_entry(timeframe)
+            generation = self._generation
+            entry = None if held is None else _Entry(held.cols, dict(held.floors), held.expires)
+        if entry is None:
+            return self._counted(None)
+        if pending is not None:
+            merged = _merged(entry, pending)
+            entry = _Entry(merged, entry.floors, entry.expires)
+            with self._lock:
+                if generation == self._generation:
+                    self._pending = (generation, pending, merged)
+        floors = [entry.floors.get(i) for i in first_new]
+        if any(f is None or f > start_ns for f in floors):
+            return self._counted(None)
+        every = len(entry.floors) == len(first_new)
+        ids = None if every else np.array(sorted(first_new), dtype=np.int64)
+        cols = entry.cols.filter(ids, start_ns, None)
+        before = bars_before(cols, first_new)
+        if len(before) != len(first_new):
+            return self._counted(None)
+        if min(before.values()) < needed:
+            if any(f != FULL for f in floors):
+                return self._counted(None)
+            cols = entry.cols.filter(ids, None, None)
+        return self._counted(cols)
+
+    def _counted(self, cols: BarColumns | None) -> BarColumns | None:
+        if cols is None:
+            self.misses += 1
+        else:
             self.hits += 1
-            return cols
+        return cols
 
     def _live_entry(self, timeframe: Timeframe) -> _Entry | None:
         entry = self._entries.get(timeframe.name)
@@ -153,6 +159,7 @@ class LiveWindows:
             if generation != self._generation or len(cols) > _MAX_ROWS:
                 return  # a commit ran meanwhile: the read may lack its bars
             self._pending = None  # merged into the entry as it was before this fill
+            self._generation += 1
             now = time.monotonic()
             entry = self._live_entry(timeframe)
             if entry is None:
