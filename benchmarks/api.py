@@ -17,17 +17,18 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     The load comes from a lean keep-alive client (``_http_lean.py``): with httpx the client's
     own core saturated first once a backlog formed, and the figures measured the client.
 (b) Stream: ``--subscribers`` WebSocket subscribers (through ten tenants' subscriptions to
-    sma_cross) in ``--receivers`` processes of their own (epoll, ``_ws_receivers.py``; 0:
-    asyncio protocols in this process, the former client, whose own loop took ~20 us per
-    socket); each round writes the next day's bar for ``--batch`` symbols in the server
-    process and prints per-stage percentiles from bar arrival (wall clock when ``write_bars``
-    is entered): bars committed, evaluated, signals stored, handed to the hub, fan-out
-    started, last socket write (server), then first / every / last subscriber's receipt.
-    A second pass injects a signal straight into the hub (the fan-out alone, no bars).
-    ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation overlapped with the
-    commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase leaves a
-    backlog behind it. The environment (cores, load average) is printed first: figures are
-    comparable within one run, or between runs made back to back.
+    sma_cross), as asyncio protocols in this process (the default, ``--receivers 0``) or in
+    ``--receivers K`` processes of their own (epoll, ``_ws_receivers.py``; on 2 busy cores they
+    were no faster: the receipts' spread is the client's ~20-70 us per socket, whichever kind;
+    more client processes pay off only with more cores); each round writes the next day's bar
+    for ``--batch`` symbols in the server process and prints per-stage percentiles from bar
+    arrival (wall clock when ``write_bars`` is entered): bars committed, evaluated, signals
+    stored, handed to the hub, fan-out started, last socket write (server), then first / every /
+    last subscriber's receipt. A second pass injects a signal straight into the hub (the fan-out
+    alone, no bars). ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation
+    overlapped with the commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
+    leaves a backlog behind it. The environment (cores, load average) is printed first: figures
+    are comparable within one run, or between runs made back to back.
 """
 
 from __future__ import annotations
@@ -391,8 +392,9 @@ def environment(args: argparse.Namespace) -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
           f"database {'PostgreSQL' if args.database_url else 'SQLite'}, "
           f"live overlap {'on' if args.overlap else 'off'}, "
-          f"server and subscribers in separate processes over loopback "
-          f"({args.receivers or 'an in-process asyncio'} receiver process(es))")
+          "server and load generator in separate processes over loopback, subscribers "
+          + (f"in {args.receivers} epoll process(es)" if args.receivers
+             else "as asyncio protocols in the load generator"))
 
 
 def stream(server: Server, data: dict[str, Any], subscribers: int, rounds: int, batch: int,
@@ -490,7 +492,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--receivers", type=int, default=1,
+    parser.add_argument("--receivers", type=int, default=0,
                         help="subscriber processes (epoll); 0: asyncio in this process")
     parser.add_argument("--overlap", action="store_true",
                         help="serve with live evaluation overlapped with the bar commit")

@@ -113,7 +113,9 @@ def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, 
 
     A write that ``write_bars`` applied to ``platform.live_windows`` (``ingest_id`` set) is
     served from memory when the windows held cover it; otherwise the store is read, with a
-    margin of as much again before the start so the batches that follow find it in memory.
+    margin of an eighth of the warm-up before the start, so that a late bar a little behind
+    the others still finds its window in memory (later batches start later anyway). Every
+    batch copies what is held once: a wider margin would cost each batch more.
     """
     start = _window_start(written.timeframe, written.first_new, lookback)
     span = min(written.first_new.values()) - start
@@ -124,7 +126,7 @@ def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, 
             return held.to_universe(symbols)
         generation = windows.generation
     ids = np.array(sorted(written.first_new), dtype=np.int64)
-    margin: int | None = start - span if windows is not None else start
+    margin: int | None = start - span // 8 if windows is not None else start
     cols = read_columns(platform, written.timeframe, ids, margin)
     window = cols.filter(None, start, None)
     if _short_of_history(window, written.first_new, lookback + 1):
