@@ -337,6 +337,13 @@ class Settings(BaseSettings):
     schedule_timezone: str = Field(default="UTC",
                                    description="Time zone the cron expressions are read in.")
 
+    live_overlap: bool = Field(
+        default=False, description="Evaluate live strategies on the in-memory window while "
+                                   "the bar write commits (a second thread). Off by default: "
+                                   "with CPython's GIL on a busy machine the two threads "
+                                   "slowed each other more than they overlapped "
+                                   "(benchmarks/api.py prints both).")
+
     delivery_allow_private_targets: bool = Field(
         default=False, description="Let webhook endpoints point at loopback or private "
                                    "addresses (refused by default: SSRF). Tests turn it on.")
