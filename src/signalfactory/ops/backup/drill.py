@@ -100,7 +100,9 @@ class PitrRestorePoint:
     def restored_latest(self, scratch_dir: Path) -> Iterator[RestoredPoint]:
         from signalfactory.ops.backup.pitr_restore import restored_latest
 
-        # pgBackRest restores into a directory that must not exist yet.
+        # pgBackRest restores into a directory that must not exist yet, and may run as the
+        # database's OS user (SIGNALFACTORY_PITR_OS_USER): it must be able to pass through.
+        scratch_dir.chmod(0o711)
         with restored_latest(self.settings, scratch_dir / "pitr") as server:
             checked = time.monotonic()
             engine = _engine(server.url)
