@@ -252,7 +252,7 @@ def test_concurrent_writers_leave_packs_equal_to_rows(pg: Platform) -> None:
 
 def test_the_migration_packs_existing_bars(pg: Platform) -> None:
     engine = engine_of(pg)
-    migrate.downgrade(engine, "0014")
+    migrate.downgrade(engine, "0015")
     cols = _bars([1, 2, 3], "2020-05-01", 300, seed=14)
     _write(pg, cols)  # the store without packs: rows only
     migrate.upgrade(engine)

@@ -16,7 +16,7 @@ Create Date: 2026-12-04
 from alembic import op
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
