@@ -29,6 +29,7 @@ ROUTES: Mapping[str, str] = {
     "scan": BULK,
     "backup": BULK,
     "backup.prune": BULK,
+    "backup.pitr": BULK,
     "archive": BULK,
     "retention": BULK,
     "prune_jobs": BULK,

@@ -604,3 +604,15 @@ sandbox_runs = sa.Table(
     sa.Index("ix_sandbox_runs_tenant_id", "tenant_id", "id"),
     sa.Index("ix_sandbox_runs_version_id", "strategy_version_id", "id"),
 )
+
+
+# -- DR drill canaries (0015): the newest one in a restored copy measures the RPO -------------
+
+ops_canaries = sa.Table(
+    "ops_canaries", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("written_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # "schedule" | "drill"
+    sa.Index("ix_ops_canaries_written_at", "written_at"),
+)

@@ -41,7 +41,12 @@ from signalfactory.observability.metrics import (
     JOBS_RUNNING,
     JOBS_TOTAL,
 )
-from signalfactory.services.jobs.registry import JobCancelled, JobDeferred, get_task
+from signalfactory.services.jobs.registry import (
+    FinalFailure,
+    JobCancelled,
+    JobDeferred,
+    get_task,
+)
 
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
@@ -137,7 +142,17 @@ class JobContext:
             if stored and status == SUCCEEDED:
                 for write in self._effects:
                     write(uow)
+            elif stored and status in (FAILED, DEAD):
+                self._follow_failure(uow, status, error or "")
         return stored
+
+    def _follow_failure(self, uow: UnitOfWork, status: str, error: str) -> None:
+        spec = get_task(self.kind)
+        if spec is None or spec.on_final_failure is None:
+            return
+        spec.on_final_failure(self.platform, uow, FinalFailure(
+            job_id=self.job_id, kind=self.kind, tenant_id=self.tenant_id, status=status,
+            error=error))
 
 
 class _Heartbeat(threading.Thread):

@@ -94,10 +94,27 @@ class JobDeferred(Exception):  # noqa: N818 - it is a signal from the task, not 
 
 
 @dataclass(frozen=True)
+class FinalFailure:
+    """A job that ended failed or dead: what a kind's ``on_final_failure`` hook is told."""
+
+    job_id: str
+    kind: str
+    tenant_id: int
+    status: str
+    error: str
+
+
+#: writes, in the unit of work that stores the final failure, what should follow it (a
+#: notice to an operator): both commit or neither
+FailureHook = Callable[["Platform", "UnitOfWork", FinalFailure], None]
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     kind: str
     fn: TaskFn
     max_attempts: int | None = None
+    on_final_failure: FailureHook | None = None
 
 
 KIND_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -106,11 +123,12 @@ _LOADED: set[str] = set()
 _LOAD_LOCK = threading.Lock()
 
 
-def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None) -> TaskFn:
+def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None,
+                  on_final_failure: FailureHook | None = None) -> TaskFn:
     """Register ``fn`` as the code of jobs of ``kind`` (re-registering replaces it)."""
     if not KIND_PATTERN.fullmatch(kind):
         raise ValueError(f"job kind must be 1..64 of A-Z a-z 0-9 _ . : -, got {kind!r}")
-    _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts)
+    _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts, on_final_failure)
     return fn
 
 

@@ -1,15 +1,15 @@
 """Jobs split into chunk jobs: a counter row per split parent and a row per chunk.
 
-Revision ID: 0016
-Revises: 0014
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-04
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0014"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
