@@ -34,7 +34,7 @@ up: install
 ## screenshots, and the dashboard's browser tests through Playwright, which never downloads a browser), from
 ## Debian's packages. Installed when we can; their tests skip with a reason
 ## otherwise, except under CI=true where a missing tool fails the run.
-APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium
+APT_TOOLS := promtool:prometheus amtool:prometheus-alertmanager chromium:chromium pgbackrest:pgbackrest
 tools:
 	@missing=""; for pair in $(APT_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
@@ -53,7 +53,7 @@ lint: install-dev
 
 ## Every test: lint, import contracts, strict types of all of src, then pytest.
 test: install-dev tools lint
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=25
 
 bench: install-dev
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

@@ -11,8 +11,9 @@ when installed, the websockets sans-I/O protocol), with two benchmark-only addit
   N symbols through ``write_bars`` in a worker thread — bars arriving in the serving
   process, as the embedded collector delivers them — and writes one JSON line of timings to
   REPORT_FD (not stdout: the app logs there):
-  arrival (the moment ``write_bars`` is entered), commit, published (live evaluation done
-  and handed to the stream hub), new signals.
+  arrival (the moment ``write_bars`` is entered), commit, evaluated (the last watched
+  strategy evaluated), stored (the new signals committed), published (handed to the stream
+  hub), new signals.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ class BarFeed:
         self.rng = np.random.default_rng(11)
         self.timing: dict[str, int] = {}
         platform.bar_subscribers[:] = [self._timed_hook]
+        # Stage times inside live evaluation: its last strategy evaluated, its signals stored
+        # (the publish step starts after their commit).
+        new_records, publish = live.new_records, live.publish
+
+        def timed_records(*args: Any) -> Any:
+            records = new_records(*args)
+            self.timing["evaluated"] = time.time_ns()
+            return records
+
+        def timed_publish(*args: Any) -> None:
+            self.timing["stored"] = time.time_ns()
+            publish(*args)
+
+        live.new_records = timed_records
+        live.publish = timed_publish
 
     def _timed_hook(self, platform: Platform, written: BarsWritten) -> None:
         self.timing["commit"] = time.time_ns()
@@ -116,7 +132,8 @@ class FanOutProbe:
         probe = self
 
         def publish(hub: StreamHub, events: Any, via: str = "direct") -> None:
-            probe.hub_start = time.time_ns()
+            if via == "direct" and not probe.hub_start:  # not the relay's polls after it
+                probe.hub_start = time.time_ns()
             original_publish(hub, events, via)
 
         async def send_text(ws: WebSocket, data: str) -> None:
@@ -147,7 +164,7 @@ class FanOutProbe:
     def take(self) -> dict[str, Any]:
         out = {"hub_start": self.hub_start, "last_send": self.last_send, "sends": self.sends,
                "gc_ms": round(self.gc_ms, 2)}
-        self.sends, self.gc_ms = 0, 0.0
+        self.sends, self.gc_ms, self.hub_start = 0, 0.0, 0
         return out
 
 

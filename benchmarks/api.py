@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/api.py [--symbols 500] [--bars 500] [--rate 500]
         [--seconds 20] [--subscribers 1000] [--rounds 20] [--batch 500]
+        [--receivers 1] [--overlap] [--skip-reads] [--skip-stream]
         [--database-url postgresql+psycopg://...]
 
 Data: the sample universe (500 symbols x 500 daily bars), the five built-in strategies
@@ -16,13 +17,18 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     The load comes from a lean keep-alive client (``_http_lean.py``): with httpx the client's
     own core saturated first once a backlog formed, and the figures measured the client.
 (b) Stream: ``--subscribers`` WebSocket subscribers (through ten tenants' subscriptions to
-    sma_cross); each round writes the next day's bar for ``--batch`` symbols in the server
-    process and measures, for every subscriber, from bar arrival (wall clock when
-    ``write_bars`` is entered) to the message's arrival at that subscriber. References in the
-    same run: the server's own times (bars committed, signals handed to the hub, last write
-    to a socket), and a second pass that injects a signal straight into the hub (the
-    fan-out alone, no bars). Target p99 <= 20 ms. Run (b) is first: an overloaded read
-    phase leaves a backlog behind it.
+    sma_cross), as asyncio protocols in this process (the default, ``--receivers 0``) or in
+    ``--receivers K`` processes of their own (epoll, ``_ws_receivers.py``; on 2 busy cores they
+    were no faster: the receipts' spread is the client's ~20-70 us per socket, whichever kind;
+    more client processes pay off only with more cores); each round writes the next day's bar
+    for ``--batch`` symbols in the server process and prints per-stage percentiles from bar
+    arrival (wall clock when ``write_bars`` is entered): bars committed, evaluated, signals
+    stored, handed to the hub, fan-out started, last socket write (server), then first / every /
+    last subscriber's receipt. A second pass injects a signal straight into the hub (the fan-out
+    alone, no bars). ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation
+    overlapped with the commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
+    leaves a backlog behind it. The environment (cores, load average) is printed first: figures
+    are comparable within one run, or between runs made back to back.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,7 +106,9 @@ def prepare(home: Path, url: str, symbols: int, bars: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, home: Path, url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, url: str, env: dict[str, str] | None = None,
+                 prefix: list[str] | None = None) -> None:
+        """``prefix``: a command the server runs under (``taskset -c 0`` pins it)."""
         sock = __import__("socket").socket()
         sock.bind((HOST, 0))
         self.port = sock.getsockname()[1]
@@ -108,8 +117,9 @@ class Server:
         read_fd, write_fd = os.pipe()
         self.log_path = Path(tempfile.gettempdir()) / "signalfactory-api-bench-server.log"
         self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen([sys.executable, str(script), str(home), url,  # noqa: S603
-                                      str(self.port), str(write_fd)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([*(prefix or []), sys.executable,  # noqa: S603
+                                      str(script), str(home), url, str(self.port),
+                                      str(write_fd)], stdin=subprocess.PIPE,
                                      stdout=self.log, stderr=subprocess.STDOUT, text=True,
                                      bufsize=1, pass_fds=(write_fd,),
                                      env={**os.environ, **(env or {})})
@@ -277,101 +287,203 @@ async def reads(start_server: Any, data: dict[str, Any], rate: float, seconds: f
 
 # -- (b) stream --------------------------------------------------------------------------
 
-async def stream(server: Server, data: dict[str, Any], subscribers: int, rounds: int,
-                 batch: int) -> None:
-    what = f"a {batch}-symbol bar batch" if batch else "a signal put straight into the hub"
-    header(f"(b) live stream: {subscribers} WebSocket subscribers, {rounds} rounds of {what}")
-    received: dict[int, int] = {}  # subscriber -> receipt time (ns) in the current round
-    live_seen: set[int] = set()
-    all_in = asyncio.Event()
+class Receivers:
+    """The subscribers in processes of their own (benchmarks/_ws_receivers.py, epoll)."""
 
-    def on_message(ws: LeanWebSocket, payload: bytes, now: int) -> None:
-        ident = id(ws)
+    def __init__(self, port: int, specs: list[tuple[str, dict[str, str]]], procs: int) -> None:
+        script = Path(__file__).with_name("_ws_receivers.py")
+        self.procs = [subprocess.Popen([sys.executable, str(script), HOST, str(port)],  # noqa: S603
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       bufsize=1) for _ in range(procs)]
+        for k, proc in enumerate(self.procs):
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(specs[k::procs]) + "\n")
+            proc.stdin.flush()
+        self.live = sum(self._answer(proc)["live"] for proc in self.procs)
+
+    @staticmethod
+    def _answer(proc: subprocess.Popen[str]) -> dict[str, Any]:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("a receiver process ended; see its stderr above")
+        return dict(json.loads(line))
+
+    def take(self) -> list[int]:
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("take\n")
+            proc.stdin.flush()
+        return [t for proc in self.procs for t in self._answer(proc)["signals"]]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                assert proc.stdin is not None
+                proc.stdin.write("quit\n")
+                proc.stdin.flush()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class AsyncioReceivers:
+    """The subscribers as asyncio protocols in a thread of this process (the former client:
+    one callback per socket, ~20 us each, so its receipts include the client's own loop)."""
+
+    def __init__(self, port: int, specs: list[tuple[str, dict[str, str]]]) -> None:
+        self.received: dict[int, int] = {}
+        self.live_seen: set[int] = set()
+        self.loop = asyncio.new_event_loop()
+        self.clients: list[LeanWebSocket] = []
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._connect(port, specs), self.loop).result(120)
+        self.live = len(self.live_seen)
+
+    def _on_message(self, ws: LeanWebSocket, payload: bytes, now: int) -> None:
         if payload.startswith(b'{"type":"signals"'):
-            if ident not in received:
-                received[ident] = now
-                if len(received) == subscribers:
-                    all_in.set()
+            self.received.setdefault(id(ws), now)
         elif payload.startswith(b'{"type":"live"'):
-            live_seen.add(ident)
+            self.live_seen.add(id(ws))
 
-    t0 = time.perf_counter()
-    clients: list[LeanWebSocket] = []
-    semaphore = asyncio.Semaphore(64)
+    async def _connect(self, port: int, specs: list[tuple[str, dict[str, str]]]) -> None:
+        semaphore = asyncio.Semaphore(64)
 
-    async def connect(i: int) -> None:
+        async def connect(path: str, headers: dict[str, str]) -> None:
+            async with semaphore:
+                self.clients.append(await open_lean(HOST, port, path, headers,
+                                                    self._on_message))
+
+        await asyncio.gather(*(connect(p, h) for p, h in specs))
+        deadline = time.perf_counter() + 60
+        while len(self.live_seen) < len(specs) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+
+    def take(self) -> list[int]:
+        async def grab() -> list[int]:
+            got = list(self.received.values())
+            self.received.clear()
+            return got
+
+        return asyncio.run_coroutine_threadsafe(grab(), self.loop).result(10)
+
+    def close(self) -> None:
+        async def shut() -> None:
+            for client in self.clients:
+                client.close()
+
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def environment(args: argparse.Namespace) -> None:
+    """What the figures were measured on: they are only comparable within one run."""
+    import platform as host
+
+    try:
+        import uvloop
+        loop_kind = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop_kind = "asyncio"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"environment: {host.python_implementation()} {host.python_version()}, {loop_kind}, "
+          f"{cpus} usable cores of {os.cpu_count()}, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+          f"database {'PostgreSQL' if args.database_url else 'SQLite'}, "
+          f"live overlap {'on' if args.overlap else 'off'}, "
+          "server and load generator in separate processes over loopback, subscribers "
+          + (f"in {args.receivers} epoll process(es)" if args.receivers
+             else "as asyncio protocols in the load generator"))
+
+
+def stream(server: Server, data: dict[str, Any], subscribers: int, rounds: int, batch: int,
+           receivers: int) -> None:
+    what = f"a {batch}-symbol bar batch" if batch else "a signal put straight into the hub"
+    client = (f"{receivers} epoll receiver process(es)" if receivers
+              else "asyncio protocols in the benchmark process")
+    header(f"(b) live stream: {subscribers} WebSocket subscribers ({client}), {rounds} rounds "
+           f"of {what}")
+    specs = []
+    for i in range(subscribers):
         n = i % len(data["keys"])
-        async with semaphore:
-            clients.append(await open_lean(
-                HOST, server.port, f"/api/v1/stream/ws?subscription={data['subscriptions'][n]}",
-                {"Authorization": f"Bearer {data['keys'][n]}"}, on_message))
+        specs.append((f"/api/v1/stream/ws?subscription={data['subscriptions'][n]}",
+                      {"Authorization": f"Bearer {data['keys'][n]}"}))
+    t0 = time.perf_counter()
+    pool: Receivers | AsyncioReceivers = (Receivers(server.port, specs, receivers) if receivers
+                                          else AsyncioReceivers(server.port, specs))
+    try:
+        if pool.live < subscribers:
+            raise RuntimeError(f"only {pool.live} of {subscribers} subscribers went live")
+        print(f"connected {subscribers} subscribers in {time.perf_counter() - t0:.1f} s")
+        _rounds(server, pool, subscribers, rounds, batch)
+    finally:
+        pool.close()
 
-    await asyncio.gather(*(connect(i) for i in range(subscribers)))
-    deadline = time.perf_counter() + 60
-    while len(live_seen) < subscribers:
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"only {len(live_seen)} of {subscribers} subscribers went live")
-        await asyncio.sleep(0.05)
-    print(f"connected {subscribers} subscribers in {time.perf_counter() - t0:.1f} s")
+
+def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int, rounds: int,
+            batch: int) -> None:
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
     per_sub: list[float] = []
     last_per_round: list[float] = []
-    publish: list[float] = []
-    commit: list[float] = []
     first: list[float] = []
-    hub_start: list[float] = []
-    last_send: list[float] = []
     gc_ms: list[float] = []
-    empty = 0
-    loop = asyncio.get_running_loop()
+    empty = short = 0
     for number in range(-WARMUP_ROUNDS, rounds):
-        received.clear()
-        all_in.clear()
-        timing = await loop.run_in_executor(
-            None, server.command, "synthetic" if batch == 0 else f"bars {batch}")
+        pool.take()
+        timing = server.command("synthetic" if batch == 0 else f"bars {batch}")
         if not timing.get("signals"):
             empty += number >= 0
             continue
-        try:
-            await asyncio.wait_for(all_in.wait(), 10)
-        except TimeoutError:
-            print(f"round {number}: only {len(received)} of {subscribers} received")
-        arrival = timing["arrival"]
-        fan = await loop.run_in_executor(None, server.command, "fanout")
-        if number < 0:
-            await asyncio.sleep(0.2)
+        time.sleep(0.3)  # every socket was written long before (see "last socket write")
+        got = pool.take()
+        fan = server.command("fanout")
+        if number < 0 or not got:
             continue
-        hub_start.append((fan["hub_start"] - arrival) / 1e6)
-        last_send.append((fan["last_send"] - arrival) / 1e6)
+        short += len(got) < subscribers
+        arrival = timing["arrival"]
+        timing.update(fan)
+        for name, key in STAGES.items():
+            if timing.get(key):
+                stages[name].append((timing[key] - arrival) / 1e6)
         gc_ms.append(fan["gc_ms"])
-        lat = [(t - arrival) / 1e6 for t in received.values()]
+        lat = [(t - arrival) / 1e6 for t in got]
         per_sub.extend(lat)
         last_per_round.append(max(lat))
         first.append(min(lat))
-        publish.append((timing["published"] - arrival) / 1e6)
-        commit.append((timing["commit"] - arrival) / 1e6)
-        await asyncio.sleep(0.2)
-    for client in clients:
-        client.close()
     measured = len(last_per_round)
-    print(f"rounds with new signals: {measured} (skipped {empty} without any)")
+    print(f"rounds with new signals: {measured} (skipped {empty} without any; {short} rounds "
+          "where not every subscriber had its message within 0.3 s)")
     if not measured:
         return
-    print(f"{'arrival -> ...':40} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    rows = [("bars committed (server)", commit),
-            ("signals published to hub (server, ref)", publish),
-            ("hub fan-out started (server)", hub_start),
+    print(f"{'bar received -> ...':40} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    rows = [*((name, values) for name, values in stages.items() if values),
             ("first subscriber received", first),
-            ("last send returned (server)", last_send),
             ("every subscriber (all receipts)", per_sub),
             ("last subscriber of each round", last_per_round)]
     for name, values in rows:
-        print(f"{name:40} {pct(values, 50):8.2f} {pct(values, 99):8.2f} {max(values):8.2f}")
+        print(f"{name:40} {pct(values, 50):8.2f} {pct(values, 90):8.2f} {pct(values, 99):8.2f} "
+              f"{max(values):8.2f}")
     print(f"server GC pauses per round: p50 {pct(gc_ms, 50):.1f} ms, max {max(gc_ms):.1f} ms")
     p99 = pct(per_sub, 99)
+    published = stages["signals handed to the hub (server)"]
     print(f"fan-out spread (last - first) p50 "
           f"{pct([a - b for a, b in zip(last_per_round, first, strict=True)], 50):.2f} ms; "
-          f"receipt p99 / publish p99 = {p99 / max(pct(publish, 99), 1e-3):.1f}x; "
+          f"receipt p99 / publish p99 = {p99 / max(pct(published, 99), 1e-3):.1f}x; "
           f"target p99 <= 20 ms: {'ok' if p99 <= 20 else 'MISSED'}")
+
+
+STAGES = {  # printed row -> the server's timing key (ns, wall clock)
+    "bars committed (server)": "commit",
+    "evaluated (server)": "evaluated",
+    "signals stored (server)": "stored",
+    "signals handed to the hub (server)": "published",
+    "hub fan-out started (server)": "hub_start",
+    "last socket write (server)": "last_send",
+}
 
 
 def main() -> None:
@@ -383,6 +495,10 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--receivers", type=int, default=0,
+                        help="subscriber processes (epoll); 0: asyncio in this process")
+    parser.add_argument("--overlap", action="store_true",
+                        help="serve with live evaluation overlapped with the bar commit")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--skip-stream", action="store_true")
@@ -395,17 +511,18 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    environment(args)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         url = args.database_url or f"sqlite:///{Path(tmp) / 'sf.db'}"
         data = prepare(home, url, args.symbols, args.bars)
         # The stream first: it shares one server; the reads start one per endpoint.
         if not args.skip_stream:
-            server = Server(home, url)
+            server = Server(home, url, {"SIGNALFACTORY_LIVE_OVERLAP": str(args.overlap).lower()})
             try:
-                asyncio.run(stream(server, data, args.subscribers, args.rounds, args.batch))
+                stream(server, data, args.subscribers, args.rounds, args.batch, args.receivers)
                 if args.batch:
-                    asyncio.run(stream(server, data, args.subscribers, args.rounds, 0))
+                    stream(server, data, args.subscribers, args.rounds, 0, args.receivers)
             finally:
                 server.stop()
         if not args.skip_reads:

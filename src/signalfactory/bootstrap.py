@@ -205,11 +205,13 @@ def wire_subscribers(platform: Platform) -> None:
     from signalfactory.ops.freshness import refresh_freshness
     from signalfactory.services.delivery.replay import DeliveryGauges
     from signalfactory.services.jobs.monitoring import JobGauges
-    from signalfactory.services.signals.live import evaluate_new_bars
+    from signalfactory.services.signals.live import evaluate_new_bars, prepare_new_bars
     from signalfactory.services.sources.monitoring import SourceGauges
     from signalfactory.services.trading.monitoring import TradingGauges
     from signalfactory.services.trading.tasks import on_bars_written
 
+    if platform.settings.live_overlap:
+        platform.bar_preparers.append(prepare_new_bars)
     platform.bar_subscribers.extend([evaluate_new_bars, on_bars_written])
     platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
                                         refresh_freshness, DeliveryGauges().refresh,

@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         description="Threads serving the API's blocking work (database reads) in one server "
                     "process; unset: 4 per CPU, at most 40. More threads than the CPUs can "
                     "keep busy only contend for the GIL and make an overload worse.")
+    api_max_in_flight: int = Field(
+        default=200, ge=1, le=100_000,
+        description="HTTP requests one server process works on at once; the next one is "
+                    "answered 503 with Retry-After at once instead of queueing until it times "
+                    "out. Health probes, /metrics and the live stream are not counted.")
     broker_url: str | None = Field(
         default=None, description="Celery broker (redis:// or amqp://); unset runs jobs in the "
                                   "embedded database-backed runner.")
@@ -190,6 +195,26 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job's lease; renewed every third of it. A "
                                         "worker silent for longer is presumed dead.")
+    split: str = Field(
+        default="auto", pattern="^(auto|always|never)$",
+        description="Split universe backtest jobs into chunk jobs run by any worker: auto "
+                    "when the job backend is Celery (SIGNALFACTORY_BROKER_URL is set), "
+                    "always, or never. A universe smaller than two chunks runs whole.")
+    split_chunk_seconds: float = Field(
+        default=2.0, ge=1.0, le=3600.0,
+        description="Seconds of work a chunk of a split job aims at (estimated from "
+                    "SIGNALFACTORY_SPLIT_BARS_PER_SECOND); at least 1 so that a chunk's fixed "
+                    "cost (messages, loading its bars, storing its result) stays small.")
+    split_bars_per_second: float = Field(
+        default=3_000_000.0, gt=0,
+        description="Bars one worker process backtests per second, to size chunks (bars of "
+                    "history x parameter sets): above the real speed, chunks run longer than "
+                    "aimed at; below it, shorter.")
+    split_poll_seconds: float = Field(
+        default=2.0, gt=0, le=60.0,
+        description="How often a split job waiting for its chunks checks its counter row "
+                    "(progress, a failed chunk); the chunk that completes the split wakes it "
+                    "at once. Each look takes a worker slot for a moment.")
     job_poll_seconds: float = Field(default=1.0, gt=0,
                                     description="How often an idle embedded worker looks for work.")
     job_concurrency: int = Field(default=2, ge=1, le=64,
@@ -240,6 +265,17 @@ class Settings(BaseSettings):
         default=300, ge=60, description="Recovery point objective of scheduled backups: "
                                         "they run at least this often, and the alert "
                                         "SignalFactoryBackupTooOld fires past it.")
+    canary_interval_seconds: int = Field(
+        default=60, ge=0, description="How often the ops.canary job writes a canary row while "
+                                      "backup_dest is set (rounded to whole minutes); 0 "
+                                      "disables it. `dr drill` measures its RPO with them.")
+    dr_rpo_target_seconds: float = Field(
+        default=300, gt=0, description="`dr drill` fails when the newest restorable point "
+                                       "lost more than this (last committed canary minus "
+                                       "newest restored canary).")
+    dr_rto_target_seconds: float = Field(
+        default=900, gt=0, description="`dr drill` fails when restoring and verifying the "
+                                       "newest restorable point took longer than this.")
     backup_prune_cron: str | None = Field(
         default="47 3 * * *", description="When `backup prune` runs on backup_dest (cron); "
                                           "empty disables it.")
@@ -251,12 +287,61 @@ class Settings(BaseSettings):
                                     description="backup prune: weeks with one backup kept.")
     backup_keep_monthly: int = Field(default=12, ge=0,
                                      description="backup prune: months with one backup kept.")
+    pitr_repo: Path | None = Field(
+        default=None, description="PostgreSQL point-in-time recovery: the pgBackRest "
+                                  "repository directory (WAL archive and base backups, "
+                                  "encrypted with a key derived from backup_key). Set it "
+                                  "with pitr_pg_data to turn PITR and its schedules on.")
+    pitr_pg_data: Path | None = Field(
+        default=None, description="PITR: data directory of the PostgreSQL server whose WAL "
+                                  "is archived (pgBackRest's pg1-path).")
+    pitr_stanza: str = Field(default="signalfactory", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                             description="PITR: pgBackRest stanza name of this database.")
+    pitr_deployment: str = Field(
+        default="signalfactory", min_length=1, max_length=200,
+        description="PITR: name of this deployment, written into the repository's marker; "
+                    "a repository whose marker names another deployment is refused.")
+    pitr_pg_socket_dir: Path = Field(
+        default=Path("/var/run/postgresql"), description="PITR: the server's Unix socket "
+                                                         "directory (pgBackRest connects "
+                                                         "through it).")
+    pitr_pg_user: str = Field(default="postgres", min_length=1,
+                              description="PITR: database superuser pgBackRest connects as.")
+    pitr_os_user: str | None = Field(
+        default=None, description="PITR: OS user owning the data directory; pgBackRest and "
+                                  "restored servers run as it (via runuser when this "
+                                  "process is root).")
+    pitr_pg_bin_dir: Path | None = Field(
+        default=None, description="PITR: PostgreSQL server binaries (pg_ctl, pg_waldump); "
+                                  "default /usr/lib/postgresql/<stanza's version>/bin.")
+    pitr_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="PITR: days of point-in-time recovery kept "
+                                              "(pgBackRest time-based full retention).")
+    pitr_process_max: int = Field(
+        default=4, ge=1, le=64, description="PITR: pgBackRest processes for backup and "
+                                            "restore (a restore is bound by per-file fsync: "
+                                            "parallel is several times faster).")
+    pitr_full_cron: str | None = Field(
+        default="17 1 * * 0", description="When the full PITR base backup runs (cron); empty "
+                                          "disables it.")
+    pitr_incr_cron: str | None = Field(
+        default="47 * * * *", description="When the incremental PITR base backup runs "
+                                          "(cron); empty disables it.")
+    pitr_recovery_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="PITR: longest a restored server may take to replay "
+                                          "WAL up to the target before the restore is "
+                                          "abandoned.")
     archive_cron: str | None = Field(
         default="27 0 * * *", description="When yesterday's signed archive snapshot is made "
                                           "(cron); runs when archive_signing_key is set; "
                                           "empty disables it.")
     retention_cron: str | None = Field(
         default="17 3 * * *", description="When retention runs (cron); empty disables it.")
+    ops_notice_tenant: int | None = Field(
+        default=None, gt=0, description="Tenant id whose subscribers get a notice (a campaign "
+                                        "through their delivery endpoints) when a scheduled "
+                                        "operation (backup, prune, archive, retention, anomaly "
+                                        "scan) fails for good; unset: alert and log only.")
     anomaly_scan_cron: str | None = Field(
         default="5 * * * *", description="When the anomaly scan of the key figures runs "
                                          "(cron, hourly: it scores the last complete hour); "
@@ -276,6 +361,13 @@ class Settings(BaseSettings):
                     '"0 22 * * 1-5", "kind": "collect", "payload": {}}]; run by `beat` or `up`.')
     schedule_timezone: str = Field(default="UTC",
                                    description="Time zone the cron expressions are read in.")
+
+    live_overlap: bool = Field(
+        default=False, description="Evaluate live strategies on the in-memory window while "
+                                   "the bar write commits (a second thread). Off by default: "
+                                   "with CPython's GIL on a busy machine the two threads "
+                                   "slowed each other more than they overlapped "
+                                   "(benchmarks/api.py prints both).")
 
     delivery_allow_private_targets: bool = Field(
         default=False, description="Let webhook endpoints point at loopback or private "
@@ -406,9 +498,19 @@ class Settings(BaseSettings):
         if self.backup_dest and "backup" not in taken:
             self.schedules.append(ScheduleEntry(name="backup", kind="backup",
                                                 cron=rpo_cron(self.backup_rpo_seconds)))
+        if self.backup_dest and self.canary_interval_seconds and "canary" not in taken:
+            self.schedules.append(ScheduleEntry(name="canary", kind="ops.canary",
+                                                cron=rpo_cron(self.canary_interval_seconds)))
         if self.backup_dest and self.backup_prune_cron and "backup-prune" not in taken:
             self.schedules.append(ScheduleEntry(name="backup-prune", kind="backup.prune",
                                                 cron=self.backup_prune_cron))
+        if self.pitr_repo and self.pitr_pg_data:
+            for name, kind_type, cron in (("pitr-full", "full", self.pitr_full_cron),
+                                          ("pitr-incr", "incr", self.pitr_incr_cron)):
+                if cron and name not in taken:
+                    self.schedules.append(ScheduleEntry(name=name, kind="backup.pitr",
+                                                        cron=cron,
+                                                        payload={"type": kind_type}))
         if (self.archive_signing_key is not None and self.archive_cron
                 and "archive" not in taken):
             self.schedules.append(ScheduleEntry(name="archive", kind="archive",

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from signalfactory.ops.backup import chunks as chunks_mod
 from signalfactory.ops.backup import fetch as fetch_mod
 from signalfactory.ops.backup import pgtools
+from signalfactory.ops.backup.chunks import CHUNKS, chunk_object
 from signalfactory.services.platform import Platform
 from tests.helpers import cli, fingerprint
 from tests.integration.backup_fixtures import (  # noqa: F401 - fixtures by name
@@ -44,14 +46,17 @@ def backed_up(backup_env: dict[str, str], platform: Platform,
     yield dest, parse_json(created.stdout)
 
 
-def _part(dest: Path, info: dict[str, Any], kind: str) -> Path:
+def _part(dest: Path, info: dict[str, Any], kind: str, index: int = 0) -> Path:
+    """The stored object of a part; for an incremental backup, its chunk number ``index``."""
     manifest = json.loads((dest / info["id"] / "manifest.json").read_text())
     part = next(p for p in manifest["parts"] if p["kind"] == kind)
+    if part.get("chunks"):
+        return dest / CHUNKS / chunk_object(part["chunks"][index])
     return dest / info["id"] / part["object"]
 
 
-def _database_part(dest: Path, info: dict[str, Any]) -> Path:
-    return _part(dest, info, "sqlite" if info["backend"] == "sqlite" else "pg_dump")
+def _database_part(dest: Path, info: dict[str, Any], index: int = 0) -> Path:
+    return _part(dest, info, "sqlite" if info["backend"] == "sqlite" else "pg_dump", index)
 
 
 def _refused(dest: Path, *words: str, code: int = 1, extra: tuple[str, ...] = ()) -> str:
@@ -101,13 +106,13 @@ def test_tampered_part(backed_up: tuple[Path, dict[str, Any]]) -> None:
 
 
 @SQLITE_ONLY
-def test_part_swapped_for_another_backups_part(backed_up: tuple[Path, dict[str, Any]]) -> None:
-    """Each part is authentic on its own; the manifest's hashes catch the swap."""
+def test_chunk_swapped_for_another_chunk(backed_up: tuple[Path, dict[str, Any]]) -> None:
+    """Each chunk is authentic on its own; its keyed content address catches the swap."""
     dest, info = backed_up
-    again = cli("backup", "create", "--to", str(dest), "--json")
-    other = parse_json(again.stdout)
-    shutil.copyfile(_database_part(dest, other), _database_part(dest, info))
-    _refused(dest, "differs from the manifest", extra=("--backup", info["id"]))
+    first, last = _database_part(dest, info), _database_part(dest, info, index=-1)
+    assert first != last
+    shutil.copyfile(last, first)
+    _refused(dest, "content its name promises", first.name, extra=("--backup", info["id"]))
 
 
 @SQLITE_ONLY
@@ -125,7 +130,7 @@ def test_missing_part(backed_up: tuple[Path, dict[str, Any]]) -> None:
     kind = "bar_segment" if info["backend"] == "sqlite" else "pg_dump"
     part = _part(dest, info, kind)
     part.unlink()
-    _refused(dest, "missing its part", part.name)
+    _refused(dest, "missing its", part.name)
 
 
 @SQLITE_ONLY
@@ -173,6 +178,7 @@ def test_disk_full_while_unpacking(backed_up: tuple[Path, dict[str, Any]],
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(fetch_mod, "decrypt_stream", filling)
+    monkeypatch.setattr(chunks_mod, "decrypt_stream", filling)
     _refused(dest, "no space left")
 
 

@@ -1,6 +1,6 @@
 """Backups beyond the round trip: the manifest's content, refusing a non-empty target,
-readiness during a restore, interrupted backups, prune on local and S3, the DR drill and the
-exported gauges."""
+readiness during a restore, interrupted backups, prune on local and S3 and the exported gauges
+(the DR drill: test_dr_drill.py; incremental chunks: test_backup_incremental.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from signalfactory.bootstrap import build_platform
 from signalfactory.ops.backup import create as create_mod
 from signalfactory.ops.backup import restore as restore_mod
 from signalfactory.ops.backup import targets as targets_mod
+from signalfactory.ops.backup.chunks import CHUNKS, chunk_object
 from signalfactory.ops.backup.create import run_scheduled_backup
 from signalfactory.ops.backup.fetch import list_backups
 from signalfactory.ops.backup.manifest import MANIFEST_NAME
@@ -49,10 +50,13 @@ def test_manifest_records_versions_hashes_and_checksums(
                 if manifest["bars"] else manifest["tables"]["bars"]["rows"])
     assert bar_rows == 3 * 40
     for part in manifest["parts"]:
-        stored = dest / info["id"] / part["object"]
-        assert stored.stat().st_size == part["size"]
+        # SQLite backups are incremental: each part is a list of shared chunks
+        stored = ([dest / CHUNKS / chunk_object(c) for c in part["chunks"]]
+                  if platform.settings.is_sqlite else [dest / info["id"] / part["object"]])
+        assert sum(f.stat().st_size for f in stored) == part["size"]
         assert len(part["sha256"]) == 64 and part["plain_sha256"] != part["sha256"]
-        assert b"SYNTH" not in stored.read_bytes()  # encrypted: no plaintext venue names
+        for f in stored:
+            assert b"SYNTH" not in f.read_bytes()  # encrypted: no plaintext venue names
     if platform.settings.is_sqlite:  # the columnar store's Arrow files are parts of their own
         assert any(p["kind"] == "bar_segment" for p in manifest["parts"])
 
@@ -114,17 +118,23 @@ def test_an_interrupted_backup_is_never_listed(
         patch.setattr(targets_mod.LocalTarget, "write_manifest", killed)
         patch.setattr(create_mod, "_discard", lambda *_a: None)  # no cleanup after a kill
         create_mod.create_backup(platform, str(dest))
-    leftovers = [p for p in dest.iterdir() if p.is_dir()]
-    assert len(leftovers) == 1 and any(leftovers[0].rglob("*.sfbk"))
+    # an incremental backup's content is all in the chunk store; its folder gets only the
+    # manifest, which was never written
+    written = sorted((dest / CHUNKS).rglob("*.sfbk"))
+    assert written and [p.name for p in dest.iterdir()] == [CHUNKS]
     assert list_backups(str(dest)) == []
     assert parse_json(cli("backup", "list", "--from", str(dest), "--json").stdout) == []
     missing = cli("backup", "restore", "--from", str(dest), "--force")
     assert missing.exit_code == 2 and "no complete backup" in missing.stderr
-    # prune removes it once it is clearly abandoned (older than a day), not before
+    # prune removes the chunks once clearly abandoned (older than a day), not before: a
+    # backup still being written references them without a manifest yet
     policy = Policy(keep_last=1, daily=0, weekly=0, monthly=0)
-    assert prune_backups(str(dest), policy).incomplete == []
+    now = prune_backups(str(dest), policy)
+    assert now.chunks_deleted == [] and now.chunks_unreferenced_young == len(written)
+    assert all(p.exists() for p in written)
     later = prune_backups(str(dest), policy, now=datetime.now(UTC) + timedelta(days=2))
-    assert later.incomplete == [leftovers[0].name] and not leftovers[0].exists()
+    assert len(later.chunks_deleted) == len(written)
+    assert not any(p.exists() for p in written)
 
 
 @SQLITE_ONLY
@@ -133,7 +143,9 @@ def test_verify_names_a_damaged_part(backup_env: dict[str, str], platform: Platf
     seed(platform)
     dest = tmp_path / "b"
     info = parse_json(cli("backup", "create", "--to", str(dest), "--json").stdout)
-    segment = next((dest / info["id"] / "bars").rglob("*.sfbk"))
+    manifest = json.loads((dest / info["id"] / MANIFEST_NAME).read_bytes())
+    part = next(p for p in manifest["parts"] if p["kind"] == "bar_segment")
+    segment = dest / CHUNKS / chunk_object(part["chunks"][0])
     segment.write_bytes(segment.read_bytes()[:-1] + b"\x00")
     result = cli("backup", "verify", "--from", str(dest))
     assert result.exit_code == 1
@@ -166,19 +178,6 @@ def test_prune_is_the_same_on_local_and_s3(tmp_path: Path, s3_dest: str) -> None
                          "20240317", "20240319"]
     assert local.list_ids() == remote.list_ids() == sorted(results[0].keep)
     assert results[0].keep[ids[-1]] == ["last", "daily", "weekly", "monthly"]
-
-
-def test_dr_drill_prints_rto_and_rpo(backup_env: dict[str, str], platform: Platform,
-                                     tmp_path: Path) -> None:
-    seed(platform)
-    result = cli("dr", "drill", "--to", str(tmp_path / "drill"), "--json")
-    assert result.exit_code == 0, result.output
-    drill = parse_json(result.stdout)
-    assert drill["ok"] is True
-    assert drill["rto_seconds"] == pytest.approx(drill["restore_seconds"]
-                                                 + drill["verify_seconds"], abs=0.01)
-    assert 0 <= drill["rpo_seconds"] < 300
-    assert drill["rows"] > 100
 
 
 @SQLITE_ONLY

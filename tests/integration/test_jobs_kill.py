@@ -49,9 +49,14 @@ def kp(kill_env: dict[str, str]) -> Iterator[Platform]:
 
 def start_worker(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     """``python -m signalfactory worker`` from the repository root (so tests.* imports)."""
+    return start_process(env, log, "worker", *args)
+
+
+def start_process(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``python -m signalfactory ARGS`` from the repository root (so tests.* imports)."""
     full = {k: v for k, v in os.environ.items() if k != "SIGNALFACTORY_BROKER_URL"}
     full.update(env)
-    return subprocess.Popen([sys.executable, "-m", "signalfactory", "worker", *args],
+    return subprocess.Popen([sys.executable, "-m", "signalfactory", *args],
                             env=full, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 

@@ -23,7 +23,7 @@ from tests.integration.backup_fixtures import KEY_B64
 from tests.integration.test_archive import RAW_KEY
 
 OPS = {"backup": "backup", "backup-prune": "backup.prune", "archive": "archive",
-       "retention": "retention"}
+       "retention": "retention", "canary": "ops.canary"}
 
 
 def test_settings_turn_operations_into_schedules_with_the_retention_policy() -> None:
@@ -39,7 +39,9 @@ def test_settings_turn_operations_into_schedules_with_the_retention_policy() -> 
         Policy().daily, Policy().weekly, Policy().monthly) == (7, 4, 12)
     beat = build_beat_schedule(full)
     assert {f"schedule:{name}" for name in OPS} <= set(beat)
+    assert crons["canary"] == "*/1 * * * *"  # the DR drill's canary, every 60 s
     off = Settings(backup_dest="/b", backup_prune_cron="", archive_cron="",
+                   canary_interval_seconds=0,
                    archive_signing_key=RAW_KEY, retention_cron="",  # type: ignore[arg-type]
                    trading_report_cron="", anomaly_scan_cron="")
     assert [e.name for e in off.schedules] == ["backup"]

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from signalfactory import __version__
 from signalfactory.api.idempotency import IdempotencyMiddleware, document_idempotency
-from signalfactory.api.middleware import RequestContextMiddleware
+from signalfactory.api.middleware import LoadSheddingMiddleware, RequestContextMiddleware
 from signalfactory.api.problems import document_problems, install_problem_handlers
 from signalfactory.api.routers import account, health, instruments
 from signalfactory.api.routers import audit as audit_router
@@ -81,10 +81,12 @@ def create_app(platform: Platform | None = None, *,
                   description="Market data in; ranked trading signals, backtests and "
                               "deliveries out.")
     install_problem_handlers(app)
-    # Starlette runs the last added middleware first: request context (ids, size limit,
-    # RateLimit headers) wraps idempotency, which wraps the routes.
+    # Starlette runs the last added middleware first: load shedding (a refusal costs
+    # nothing, not even a request id) wraps request context (ids, size limit, RateLimit
+    # headers), which wraps idempotency, which wraps the routes.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(LoadSheddingMiddleware)
     document_idempotency(app)
     document_problems(app)  # after: it also shapes the idempotency answers
     app.include_router(health.router)

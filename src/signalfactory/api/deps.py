@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from signalfactory.services.platform import Platform
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: a sync dependency costs every request a hop to a worker thread and back
     platform: Platform = request.app.state.platform
     return platform
 

@@ -1,6 +1,6 @@
-"""Pure ASGI middleware: request ids in logs, latency histograms, request size limits, and
+"""Pure ASGI middleware: request ids in logs, latency histograms, request size limits,
 classified errors raised by middleware (outside the app's exception handlers) answered in
-the same problem shape as the handlers give."""
+the same problem shape as the handlers give, and load shedding."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signalfactory.api.problems import problem_for
+from signalfactory.api.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE, problem_for
 from signalfactory.observability.logging import bind_context, clear_context, get_logger
-from signalfactory.observability.metrics import HTTP_DURATION
+from signalfactory.observability.metrics import API_SHED, HTTP_DURATION
 
 log = get_logger("signalfactory.api")
 MAX_BODY_BYTES = 1 << 20
@@ -96,4 +96,59 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/problem+json"),
                             (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+#: never shed: probes and scraping must see an overloaded process as it is, and the live
+#: stream's requests stay open for as long as a subscriber listens
+UNSHED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+UNSHED_PREFIXES = ("/api/v1/stream/",)
+SHED_RETRY_AFTER_S = 1
+
+
+class LoadSheddingMiddleware:
+    """Answers 503 (problem JSON, ``Retry-After``) at once while the process already works
+    on ``api_max_in_flight`` HTTP requests.
+
+    Past that point a queued request only waits behind the others until its client gives up,
+    and its work is wasted; a quick refusal keeps the latency of the admitted ones and tells
+    the client when to come back. The answer costs no thread, database or authentication.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int | None = None) -> None:
+        self.app = app
+        self.limit = limit  # None: the platform's setting, read at the first request
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if (scope["type"] != "http" or path in UNSHED_PATHS
+                or path.startswith(UNSHED_PREFIXES)):
+            await self.app(scope, receive, send)
+            return
+        if self.limit is None:
+            self.limit = int(scope["app"].state.platform.settings.api_max_in_flight)
+        if self.in_flight >= self.limit:
+            API_SHED.inc()
+            await _overloaded(send, path, self.limit)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _overloaded(send: Send, path: str, limit: int) -> None:
+    import json
+
+    body = json.dumps({"type": PROBLEM_TYPE_BASE + "overloaded",
+                       "title": "Service Unavailable", "status": 503,
+                       "detail": f"the server is working on its limit of {limit} requests; "
+                                 f"retry in {SHED_RETRY_AFTER_S} s",
+                       "instance": path}).encode()
+    await send({"type": "http.response.start", "status": 503,
+                "headers": [(b"content-type", MEDIA_TYPE.encode()),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"retry-after", str(SHED_RETRY_AFTER_S).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -10,7 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from signalfactory.cli.common import err, handle_errors, out, print_json, progress_bar
-from signalfactory.domain.errors import OperationalError
+from signalfactory.domain.errors import BadInputError, OperationalError
 
 if TYPE_CHECKING:
     # Commands import their operations when they run: `--help` stays fast.
@@ -60,8 +60,9 @@ def backup_create(
     if as_json:
         print_json({**manifest.summary().to_dict(), "destination": to})
     else:
+        added = "" if manifest.new_bytes is None else f" ({_mib(manifest.new_bytes)} new)"
         say(f"backup {manifest.id}: {len(manifest.parts)} part(s), "
-                  f"{_mib(manifest.size)} in {manifest.seconds:.1f} s -> {to}")
+            f"{_mib(manifest.size)}{added} in {manifest.seconds:.1f} s -> {to}")
 
 
 @backup_app.command("list")
@@ -108,30 +109,82 @@ def backup_verify(source: Dest, backup: BackupId = None, scratch_url: ScratchUrl
 @backup_app.command("restore")
 @handle_errors
 def backup_restore(
-    source: Dest,
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Local directory or s3://bucket/prefix (not with --to-time)")] = None,
     backup: BackupId = None,
     database_url: Annotated[str | None, typer.Option(
         help="Restore into this database instead of the configured one")] = None,
     home: Annotated[Path | None, typer.Option(
         help="Home directory for the restored bar files (default: the configured home)")]
     = None,
+    to_time: Annotated[str | None, typer.Option(
+        help="Restore the state as of this moment (ISO 8601): with --from, the newest backup "
+             "taken at or before it; alone, PostgreSQL point-in-time recovery from the "
+             "pgBackRest repository (SIGNALFACTORY_PITR_REPO)")] = None,
+    pg_data: Annotated[Path | None, typer.Option(
+        help="With --to-time: data directory to restore into (default: "
+             "SIGNALFACTORY_PITR_PG_DATA; its server must be stopped)")] = None,
     force: Annotated[bool, typer.Option(
-        help="Restore despite a version or schema mismatch, or over a non-empty database")]
+        help="Restore despite a version or schema mismatch, or over a non-empty database "
+             "(with --to-time: over a non-empty data directory)")]
     = False,
     as_json: AsJson = False,
 ) -> None:
-    """Restore a backup into an empty (or, with --force, any) database; all or nothing."""
-    from signalfactory.ops.backup import restore_backup
+    """Restore a backup into an empty (or, with --force, any) database; all or nothing.
+
+    With --to-time and --from, restore the newest backup taken at or before that moment; with
+    --to-time alone, restore PostgreSQL to that moment from the PITR repository into a data
+    directory."""
     from signalfactory.settings import load_settings
 
+    if to_time is not None and backup is not None:
+        raise BadInputError("give --backup or --to-time, not both")
+    if to_time is not None and source is None:
+        given = [name for name, value in (("--database-url", database_url), ("--home", home))
+                 if value is not None]
+        if given:
+            raise BadInputError(f"--to-time without --from restores from the PITR repository; "
+                                f"drop {', '.join(given)}")
+        _restore_to_time(to_time, pg_data, force, as_json)
+        return
+    if source is None:
+        raise BadInputError("name the backups with --from (a directory or s3://bucket/prefix),"
+                            " or restore PostgreSQL to a moment with --to-time alone (PITR)")
+    if pg_data is not None:
+        raise BadInputError("--pg-data goes with --to-time and no --from (PITR)")
+    from signalfactory.ops.backup import restore_backup
+    from signalfactory.ops.backup.to_time import parse_time, restore_to_time
+
+    settings = load_settings()
     with progress_bar("restore (bytes)", None) as advance:
-        report = restore_backup(load_settings(), source, backup, database_url=database_url,
-                                home=home, force=force, progress=advance)
+        if to_time is not None:
+            timed = restore_to_time(settings, source, parse_time(to_time),
+                                    database_url=database_url, home=home, force=force,
+                                    progress=advance)
+            report = timed.restore
+        else:
+            report = restore_backup(settings, source, backup, database_url=database_url,
+                                    home=home, force=force, progress=advance)
     if as_json:
-        print_json(report.to_dict())
+        print_json(timed.to_dict() if to_time is not None else report.to_dict())
     else:
         say(f"restored backup {report.backup_id} into {report.database}: {report.rows} "
                   f"rows checked against the manifest")
+        if to_time is not None:
+            say(f"that backup's snapshot is {timed.gap_seconds} s before {to_time}")
+
+
+def _restore_to_time(to_time: str, pg_data: Path | None, force: bool, as_json: bool) -> None:
+    from signalfactory.ops.backup.pitr_restore import parse_to_time, restore_to_time
+    from signalfactory.settings import load_settings
+
+    report = restore_to_time(load_settings(), parse_to_time(to_time), pg_data, force=force)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    say(f"restored {report.target} to {report.to_time} from base backup {report.backup_set} "
+        f"(newest transaction {report.last_transaction}) in {report.total_seconds} s; the "
+        f"server is stopped: start it with pg_ctl -D {report.target} start")
 
 
 @backup_app.command("prune")
@@ -160,28 +213,109 @@ def backup_prune(
         say(f"  {verb}: {backup_id}")
 
 
+pitr_app = typer.Typer(help="PostgreSQL point-in-time recovery with pgBackRest: setup, "
+                             "base backups, the restorable window.", no_args_is_help=True)
+backup_app.add_typer(pitr_app, name="pitr")
+
+
+@pitr_app.command("setup")
+@handle_errors
+def pitr_setup(as_json: AsJson = False) -> None:
+    """Write pgbackrest.conf, create the stanza and marker; print postgresql.conf lines."""
+    from signalfactory.ops.backup.pitr import setup_pitr
+    from signalfactory.settings import load_settings
+
+    report = setup_pitr(load_settings())
+    if as_json:
+        print_json(report.to_dict())
+        return
+    say(f"stanza {report.stanza} (database system {report.system_id}) in {report.repo}; "
+        f"config {report.config_path}")
+    say("put these in postgresql.conf, restart PostgreSQL, then run "
+        "`signalfactory backup pitr check`:")
+    for line in report.postgresql_conf:
+        say(f"  {line}")
+
+
+@pitr_app.command("check")
+@handle_errors
+def pitr_check() -> None:
+    """Check that the server archives WAL into the repository now (pgbackrest check)."""
+    from signalfactory.ops.backup.pitr import check_archiving
+    from signalfactory.settings import load_settings
+
+    check_archiving(load_settings())
+    say("WAL archiving works: a segment was pushed and found in the repository")
+
+
+@pitr_app.command("backup")
+@handle_errors
+def pitr_backup(
+    backup_type: Annotated[str, typer.Option("--type", help="full, diff or incr")] = "incr",
+    as_json: AsJson = False,
+) -> None:
+    """Take a base backup now, then expire what is past SIGNALFACTORY_PITR_RETENTION_DAYS."""
+    from signalfactory.ops.backup.pitr import run_base_backup
+    from signalfactory.settings import load_settings
+
+    report = run_base_backup(load_settings(), backup_type)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        say(f"base backup {report.label} ({report.type}): {_mib(report.size)} of data, "
+            f"{_mib(report.repo_size)} stored")
+
+
+@pitr_app.command("status")
+@handle_errors
+def pitr_status(as_json: AsJson = False) -> None:
+    """The restorable window and how fresh the WAL archive is."""
+    from signalfactory.ops.backup.pitr import restorable_window
+    from signalfactory.settings import load_settings
+
+    window = restorable_window(load_settings()).to_dict()
+    if as_json:
+        print_json(window)
+        return
+    say(f"restorable from {window['start']} to {window['end']} "
+        f"({window['backups']} base backup(s), oldest {window['oldest_backup']})")
+    say(f"newest archived WAL {window['newest_wal']}, pushed {window['newest_wal_pushed']} "
+        f"({window['newest_wal_age_seconds']} s ago); newest archived commit "
+        f"{window['newest_commit']}")
+
+
 @dr_app.command("drill")
 @handle_errors
 def dr_drill(
-    to: Annotated[str, typer.Option("--to", help="Local directory or s3://bucket/prefix")],
+    source: Annotated[str | None, typer.Option(
+        "--from", "--to", help="Where the backups are (default: SIGNALFACTORY_BACKUP_DEST)")]
+    = None,
     scratch_url: ScratchUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Back up, restore into scratch, verify; print measured RTO and RPO."""
+    """Write a canary, restore the newest restorable point into scratch (no new backup),
+    measure RPO (canary gap) and RTO; exit 1 naming each missed target."""
     from signalfactory.bootstrap import build_platform
     from signalfactory.ops.backup import run_drill
 
     platform = build_platform()
     try:
-        result = run_drill(platform, to, scratch_url=scratch_url)
+        # PostgreSQL with PITR configured restores from the WAL archive; otherwise the
+        # backups are needed (run_drill says so when there are none).
+        result = run_drill(platform, source or platform.settings.backup_dest,
+                           scratch_url=scratch_url)
     finally:
         platform.close()
     if as_json:
         print_json(result.to_dict())
     else:
-        say(f"drill ok: backup {result.backup_id}, RTO {result.rto_seconds} s "
-            f"(restore {result.restore_seconds} s + verify {result.verify_seconds} s), "
-            f"RPO {result.rpo_seconds} s")
+        rpo = "unknown" if result.rpo_seconds is None else f"{result.rpo_seconds} s"
+        say(f"drill {'ok' if result.ok else 'FAILED'}: restored {result.restore_point} "
+            f"({result.provider}); RPO {rpo} (target {result.rpo_target_seconds:g} s), "
+            f"RTO {result.rto_seconds} s = restore {result.restore_seconds} s + verify "
+            f"{result.verify_seconds} s (target {result.rto_target_seconds:g} s)")
+    if result.missed:
+        raise OperationalError("dr drill missed its target: " + "; ".join(result.missed))
 
 
 @archive_app.command("snapshot")

@@ -74,3 +74,26 @@ class StoredSignal:
     #: sha256 of the code that produced it (its strategy version's; for an uploaded
     #: Python strategy, of the source as uploaded)
     code_hash: str = ""
+
+
+@dataclass(slots=True)
+class SignalRow:
+    """One row of a signal page as the API serialises it, straight from the database.
+
+    The fields are ``StoredSignal``'s, in the same order, because the API's page JSON is
+    this object's fields in order (orjson serialises a slotted dataclass without building a
+    dict); ``values`` holds floats only, as the page schema promises.
+    """
+
+    id: int
+    bar_ts: datetime
+    symbol: str
+    side: str
+    strategy: str
+    strategy_version: int
+    timeframe: str
+    score: float | None
+    price: float
+    values: dict[str, float]
+    created_at: datetime | None
+    code_hash: str

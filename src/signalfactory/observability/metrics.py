@@ -96,6 +96,10 @@ def count_refusal(reason: str, tenant: str | None = None, key: str | None = None
     API_REFUSALS.labels(reason).inc()
     API_REFUSALS_BY_KEY.labels(tenant or "-", key or "-").inc()
 
+API_SHED = Counter("signalfactory_api_shed_total",
+                   "HTTP requests answered 503 at once because the process already had its "
+                   "limit of requests in flight (SIGNALFACTORY_API_MAX_IN_FLIGHT)")
+
 REPLICA_UP = Gauge("signalfactory_read_replica_up",
                    "1 while the read replica answers, 0 while reads fail over to the primary")
 

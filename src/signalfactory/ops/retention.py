@@ -7,7 +7,9 @@ merged over them, for example ``{"bars": {"1m": 30}, "signals": {"*": 365}}``.
 
 Bars are deleted through the bar store: the columnar store rewrites a timeframe without the
 expired bars (``replace``); the PostgreSQL ``bars`` table drops whole yearly partitions that
-lie entirely before every timeframe's cutoff and deletes the remainder by ``ts``. Any other
+lie entirely before every timeframe's cutoff and deletes the remainder by ``ts`` (through the
+PostgreSQL bar store, which keeps its packed copy in step, and rebuilds that copy first if
+bars were written around the store). Any other
 configured table needs a time column (``bar_ts``, ``ts`` or ``created_at``); rows that other
 tables still reference by foreign key are kept, so a prune never breaks a delivery record.
 """
@@ -18,13 +20,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from signalfactory.adapters.cache import CACHED_NAMESPACES
+from signalfactory.adapters.storage.bar_store import BarStore
 from signalfactory.adapters.storage.columnar import ColumnarBarStore
 from signalfactory.adapters.storage.tables import metadata
 from signalfactory.adapters.storage.unit_of_work import sql_database
@@ -33,6 +36,9 @@ from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns
 from signalfactory.services.platform import Platform
 from signalfactory.settings import RetentionLimits, Settings
+
+if TYPE_CHECKING:
+    from signalfactory.adapters.storage.postgres_bars import PostgresBarStore
 
 DEFAULT_RETENTION: RetentionLimits = {
     "bars": {"1m": 90, "5m": 180, "15m": 365, "30m": 365, "1h": 730, "4h": 1825,
@@ -130,8 +136,8 @@ def _bar_partitions(conn: Connection) -> list[tuple[str, datetime]]:
     return out
 
 
-def _bars_table(conn: Connection, rules: dict[str, int | None], now: datetime,
-                apply: bool) -> list[PruneItem]:
+def _bars_table(conn: Connection, store: BarStore, rules: dict[str, int | None],
+                now: datetime, apply: bool) -> list[PruneItem]:
     present = [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT timeframe FROM bars")]
     limits = cutoffs(rules, present, now)
     partitions: list[tuple[str, datetime]] = []
@@ -147,14 +153,29 @@ def _bars_table(conn: Connection, rules: dict[str, int | None], now: datetime,
             items.append(PruneItem(BARS, tf, days, cutoff.isoformat(), int(count),
                                    partitions=tuple(n for n, _u in partitions)))
     if apply:
+        packed = _packed_store(conn, store)
+        if packed is not None and not packed.packs_current(conn):
+            packed.repack(conn)
         quote = conn.dialect.identifier_preparer.quote
         for name, _upper in partitions:
             conn.exec_driver_sql(f"ALTER TABLE bars DETACH PARTITION {quote(name)}")
             conn.exec_driver_sql(f"DROP TABLE {quote(name)}")
         for tf, (_days, cutoff) in limits.items():
-            conn.execute(sa.text("DELETE FROM bars WHERE timeframe = :tf AND ts < :cutoff"),
-                         {"tf": tf, "cutoff": cutoff})
+            if packed is not None:  # its packs of the dropped partitions go too
+                packed.delete_before(conn, Timeframe.parse(tf), datetime_to_ns(cutoff))
+            else:
+                conn.execute(sa.text("DELETE FROM bars WHERE timeframe = :tf AND ts < :cutoff"),
+                             {"tf": tf, "cutoff": cutoff})
     return items
+
+
+def _packed_store(conn: Connection, store: BarStore) -> PostgresBarStore | None:
+    if conn.dialect.name != "postgresql":
+        return None
+    # Imported here: psycopg and the COPY reader only matter on PostgreSQL.
+    from signalfactory.adapters.storage.postgres_bars import PostgresBarStore
+
+    return store if isinstance(store, PostgresBarStore) else None
 
 
 # -- other tables -------------------------------------------------------------------------
@@ -219,7 +240,7 @@ def apply_retention(platform: Platform, *, dry_run: bool = False, now: datetime 
                 if isinstance(database.bar_store, ColumnarBarStore):
                     items += _bars_columnar(conn, database.bar_store, rules, now, not dry_run)
                 elif BARS in present:
-                    items += _bars_table(conn, rules, now, not dry_run)
+                    items += _bars_table(conn, database.bar_store, rules, now, not dry_run)
             elif table_name in present:
                 items += _plain_table(conn, metadata.tables[table_name], rules, now,
                                       not dry_run)

@@ -4,7 +4,8 @@ They run under the embedded runner or Celery like any job, and the scheduler sub
 backup, backup prune, archive and retention ones from settings (``SIGNALFACTORY_BACKUP_DEST``
 with ``SIGNALFACTORY_BACKUP_RPO_SECONDS`` and ``SIGNALFACTORY_BACKUP_PRUNE_CRON``;
 ``SIGNALFACTORY_ARCHIVE_CRON`` once an archive signing key is set;
-``SIGNALFACTORY_RETENTION_CRON``). A run that ends dead counts in
+``SIGNALFACTORY_RETENTION_CRON``; the PITR base backups once ``SIGNALFACTORY_PITR_REPO`` and
+``SIGNALFACTORY_PITR_PG_DATA`` are set). A run that ends dead counts in
 ``signalfactory_jobs_total{status="dead"}``, which the alert SignalFactoryScheduledOpsFailed
 watches.
 """
@@ -13,13 +14,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.domain.jobs import JsonObject
+from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import JOBS_TOTAL
 from signalfactory.services.jobs.payloads import parse_payload
-from signalfactory.services.jobs.registry import TaskContext, register_task
+from signalfactory.services.jobs.registry import FinalFailure, TaskContext, register_task
+
+if TYPE_CHECKING:
+    from signalfactory.services.platform import Platform
+    from signalfactory.services.ports import UnitOfWork
+
+log = get_logger("signalfactory.ops.tasks")
 
 
 class BackupPayload(BaseModel):
@@ -70,6 +79,21 @@ def backup_prune_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
             "incomplete_removed": sorted(result.incomplete)}
 
 
+class PitrBackupPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(default="incr", pattern="^(full|diff|incr)$",
+                      description="pgBackRest backup type")
+
+
+def pitr_backup_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """A PITR base backup (``pitr-full`` weekly, ``pitr-incr`` hourly by default)."""
+    from signalfactory.ops.backup.pitr import run_base_backup
+
+    args = parse_payload(PitrBackupPayload, payload, "backup.pitr")
+    return run_base_backup(ctx.platform.settings, args.type).to_dict()
+
+
 def retention_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     from signalfactory.ops.retention import run_scheduled_retention
 
@@ -100,14 +124,53 @@ def anomaly_scan_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     return run(ctx, payload)
 
 
-register_task("backup", backup_task, max_attempts=3)
-register_task("backup.prune", backup_prune_task, max_attempts=3)
-register_task("retention", retention_task, max_attempts=3)
-register_task("archive", archive_task, max_attempts=3)
-register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2)
+def canary_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """Write one canary row: the newest one a restore brings back measures its data loss."""
+    from signalfactory.ops.backup.drill import write_canary
+
+    parse_payload(CanaryPayload, payload, "ops.canary")
+    stamp = write_canary(ctx.platform, "schedule")
+    return {"written_at": stamp.isoformat()}
+
+
+class CanaryPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def notify_operators(platform: Platform, uow: UnitOfWork, failure: FinalFailure) -> None:
+    """A scheduled operation failed for good: besides the alert, a notice to the subscribers
+    of ``SIGNALFACTORY_OPS_NOTICE_TENANT`` through their delivery endpoints, written with the
+    job's outcome. A missing tenant is logged, never allowed to undo the outcome."""
+    from signalfactory.domain.errors import NotFoundError
+    from signalfactory.services.delivery.notices import queue_notice
+
+    tenant = platform.settings.ops_notice_tenant
+    if tenant is None:
+        return
+    subject = f"Signal Factory: scheduled {failure.kind} {failure.status}"
+    body = (f"The scheduled operation {failure.kind} (job {failure.job_id}) ended "
+            f"{failure.status}: {failure.error}\n\nSee `signalfactory jobs show "
+            f"{failure.job_id}` and the runbook section SignalFactoryScheduledOpsFailed.")
+    try:
+        queue_notice(platform, uow, tenant, subject, body,
+                     dedupe_key=f"ops-notice:{failure.job_id}")
+    except NotFoundError as exc:
+        log.error("operator notice not sent", error=str(exc), job_id=failure.job_id)
+
+
+register_task("backup", backup_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("ops.canary", canary_task, max_attempts=1)
+register_task("backup.prune", backup_prune_task, max_attempts=3,
+              on_final_failure=notify_operators)
+register_task("backup.pitr", pitr_backup_task, max_attempts=2,
+              on_final_failure=notify_operators)
+register_task("retention", retention_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("archive", archive_task, max_attempts=3, on_final_failure=notify_operators)
+register_task("ops.anomaly_scan", anomaly_scan_task, max_attempts=2,
+              on_final_failure=notify_operators)
 
 #: the scheduled operations SignalFactoryScheduledOpsFailed watches
-SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "archive", "retention")
+SCHEDULED_OPS_KINDS = ("backup", "backup.prune", "backup.pitr", "archive", "retention")
 # Series that exist at 0 from start: Prometheus' increase() cannot see the first failure of a
 # series that appears with the value 1.
 for _kind in SCHEDULED_OPS_KINDS:

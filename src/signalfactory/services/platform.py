@@ -7,11 +7,12 @@ nothing is looked up by string and nothing is created behind the caller's back.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from signalfactory.domain.strategies import Strategy
+from signalfactory.services.marketdata.live_window import LiveWindows
 from signalfactory.services.ports import (
     Clock,
     Database,
@@ -22,7 +23,9 @@ from signalfactory.services.trading.runtime import TradingRuntime
 from signalfactory.settings import Settings
 
 if TYPE_CHECKING:
+    from signalfactory.domain.bar_columns import BarColumns
     from signalfactory.domain.streaming import SignalEvent
+    from signalfactory.domain.timeframes import Timeframe
     from signalfactory.services.accounts.ports import RateLimiter
     from signalfactory.services.delivery.ports import Channel, MessageRenderer, SecretBox
     from signalfactory.services.jobs.ports import JobQueue
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
 
 BarsWrittenSubscriber = Callable[["Platform", "BarsWritten"], object]
 """Runs after every committed bar write, in the writing process (live evaluation)."""
+
+BarsPreparer = Callable[["Platform", "Timeframe", "BarColumns", Mapping[int, str]], object]
+"""Runs inside a bar write before its commit, with the written columns and symbols; what it
+returns reaches the subscribers in ``BarsWritten.prepared`` (live evaluation starts there)."""
 
 MetricsRefresher = Callable[["Platform"], None]
 """Sets gauges from stored state at scrape time."""
@@ -59,6 +66,9 @@ class Platform:
     clock: Clock
     # -- market data --------------------------------------------------------------------
     bar_subscribers: list[BarsWrittenSubscriber] = field(default_factory=list)
+    bar_preparers: list[BarsPreparer] = field(default_factory=list)
+    #: recent bars of the instruments evaluated live, kept current by ``write_bars``
+    live_windows: LiveWindows = field(default_factory=LiveWindows)
     #: source kind -> what builds its adapter (collectors); a kind is present only when its
     #: library is installed (ccxt comes with the ``exchanges`` extra)
     source_factories: dict[str, SourceFactory] = field(default_factory=dict)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         DeliveryRepository,
         EndpointRepository,
     )
-    from signalfactory.services.jobs.ports import JobRepository
+    from signalfactory.services.jobs.ports import JobRepository, SplitRepository
     from signalfactory.services.marketdata.ports import BarRepository, InstrumentRepository
     from signalfactory.services.reports.ports import DailyReportRepository
     from signalfactory.services.sandbox.ports import SandboxRunRepository
@@ -149,6 +149,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sandbox_runs(self) -> SandboxRunRepository: ...
+
+    @property
+    def splits(self) -> SplitRepository: ...
 
     def on_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` after this transaction commits (never if it rolls back)."""

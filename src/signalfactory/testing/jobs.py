@@ -160,13 +160,21 @@ class MemoryJobRepository:
         self._put(job)
         return True
 
-    def release(self, job_id: str, owner: str, now: datetime) -> bool:
+    def release(self, job_id: str, owner: str, now: datetime,
+                run_after: datetime | None = None) -> bool:
         job = self._leased(job_id, owner)
         if job is None:
             return False
         self._put(replace(job, status=QUEUED, lease_owner=None, lease_expires_at=None,
-                          run_after=now, attempts=max(job.attempts - 1, 0),
+                          run_after=run_after or now, attempts=max(job.attempts - 1, 0),
                           dispatched_at=None))
+        return True
+
+    def wake(self, job_id: str, now: datetime) -> bool:
+        job = self.store.jobs.get(job_id)
+        if job is None or job.status != QUEUED or job.run_after <= now:
+            return False
+        self._put(replace(job, run_after=now))
         return True
 
     def has_expired(self, now: datetime) -> bool:

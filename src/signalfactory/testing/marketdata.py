@@ -139,8 +139,9 @@ class MemoryBarRepository:
     def compact(self, timeframe: Timeframe) -> bool:
         return False
 
-    def record_ingest(self, entry: IngestRecord) -> None:
+    def record_ingest(self, entry: IngestRecord) -> int:
         self._data.ingests.append(entry)
+        return len(self._data.ingests)
 
     def cursor(self, source: str, symbol: str, timeframe: Timeframe) -> int | None:
         return self._data.cursors.get((source, symbol, timeframe.name))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         MemoryCampaignRepository,
         MemoryEndpointRepository,
     )
+    from signalfactory.testing.job_splits import MemorySplitRepository
     from signalfactory.testing.jobs import MemoryJobRepository
     from signalfactory.testing.marketdata import MemoryBarRepository, MemoryInstrumentRepository
     from signalfactory.testing.reports import MemoryDailyReportRepository
@@ -208,6 +209,11 @@ class InMemoryUnitOfWork:
     def sandbox_runs(self) -> MemorySandboxRunRepository:
         from signalfactory.testing.sandbox import MemorySandboxRunRepository
         return MemorySandboxRunRepository(self.state)
+
+    @property
+    def splits(self) -> MemorySplitRepository:
+        from signalfactory.testing.job_splits import MemorySplitRepository
+        return MemorySplitRepository(self.state)
 
 
 class InMemoryDatabase:

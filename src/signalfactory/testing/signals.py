@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from signalfactory.domain.signals import InsertedSignal, NewSignal, SignalQuery, StoredSignal
+from signalfactory.domain.signals import (
+    InsertedSignal,
+    NewSignal,
+    SignalQuery,
+    SignalRow,
+    StoredSignal,
+)
 from signalfactory.domain.strategies.stored import BuiltinInterest
 from signalfactory.testing.memory import MemoryState
 from signalfactory.testing.strategies import strategy_store
@@ -81,6 +87,13 @@ class MemorySignalRepository:
                 values=dict(signal.values), created_at=created_at,
                 code_hash=version.code_hash))
         return out
+
+    def page_rows(self, query: SignalQuery) -> list[SignalRow]:
+        return [SignalRow(s.id, s.bar_ts, s.symbol, s.side, s.strategy, s.strategy_version,
+                          s.timeframe, s.score, s.price,
+                          {k: float(v) for k, v in s.values.items()}, s.created_at,
+                          s.code_hash)
+                for s in self.page(query)]
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:
         strategies = strategy_store(self.state)

@@ -22,6 +22,13 @@ _KEY_COLUMNS = (api_keys.c.id, api_keys.c.tenant_id, tenants.c.name.label("tenan
                 api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.last_used_at)
 
 
+# Built once: every authenticated request runs it, and building the select per call cost
+# about as much as executing it.
+_KEY_BY_DIGEST: sa.Select[tuple[object, ...]] = (
+    sa.select(*_KEY_COLUMNS).join(tenants, tenants.c.id == api_keys.c.tenant_id)
+    .where(api_keys.c.digest == sa.bindparam("key_digest")))
+
+
 def _utc(value: datetime | None) -> datetime | None:
     return as_utc(value) if value is not None else None
 
@@ -79,7 +86,7 @@ class SqlAccountRepository:
         return [_key(r) for r in self.conn.execute(query.order_by(api_keys.c.id))]
 
     def key_by_digest(self, key_digest: str) -> KeyRecord | None:
-        row = self.conn.execute(self._keys().where(api_keys.c.digest == key_digest)).first()
+        row = self.conn.execute(_KEY_BY_DIGEST, {"key_digest": key_digest}).first()
         return _key(row) if row is not None else None
 
     def keys_matching(self, *, key_id: int | None = None, prefix: str | None = None,

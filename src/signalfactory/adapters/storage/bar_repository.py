@@ -61,10 +61,11 @@ class SqlBarRepository:
         return True
 
     # -- the ingest journal and collector cursors -----------------------------------------
-    def record_ingest(self, entry: IngestRecord) -> None:
-        self.conn.execute(ingests.insert().values(
+    def record_ingest(self, entry: IngestRecord) -> int:
+        return int(self.conn.execute(ingests.insert().returning(ingests.c.id).values(
             source=entry.source[:_SOURCE_LENGTH], timeframe=entry.timeframe, rows=entry.rows,
-            instruments=entry.instruments, min_ts=entry.min_ts, max_ts=entry.max_ts))
+            instruments=entry.instruments, min_ts=entry.min_ts,
+            max_ts=entry.max_ts)).scalar_one())
 
     def cursor(self, source: str, symbol: str, timeframe: Timeframe) -> int | None:
         last: int | None = self.conn.execute(sa.select(fetch_cursors.c.last_ts).where(

@@ -201,12 +201,20 @@ class SqlJobRepository:
         ).values(**values))
         return updated.rowcount == 1
 
-    def release(self, job_id: str, owner: str, now: datetime) -> bool:
+    def release(self, job_id: str, owner: str, now: datetime,
+                run_after: datetime | None = None) -> bool:
         updated = self.conn.execute(sa.update(jobs).where(
             jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == RUNNING,
-        ).values(status=QUEUED, lease_owner=None, lease_expires_at=None, run_after=now,
+        ).values(status=QUEUED, lease_owner=None, lease_expires_at=None,
+                 run_after=run_after or now,
                  attempts=sa.case((jobs.c.attempts > 0, jobs.c.attempts - 1), else_=0),
                  dispatched_at=None))
+        return updated.rowcount == 1
+
+    def wake(self, job_id: str, now: datetime) -> bool:
+        updated = self.conn.execute(sa.update(jobs).where(
+            jobs.c.id == job_id, jobs.c.status == QUEUED, jobs.c.run_after > now,
+        ).values(run_after=now))
         return updated.rowcount == 1
 
     def has_expired(self, now: datetime) -> bool:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from signalfactory.adapters.storage import signal_pages
 from signalfactory.adapters.storage.tables import (
     instruments,
     signals,
@@ -26,6 +27,7 @@ from signalfactory.domain.signals import (
     InsertedSignal,
     NewSignal,
     SignalQuery,
+    SignalRow,
     StoredSignal,
 )
 from signalfactory.domain.strategies.stored import BuiltinInterest
@@ -108,6 +110,9 @@ class SqlSignalRepository:
                              values=r._mapping["values"] or {},
                              created_at=r.created_at, code_hash=r.code_hash)
                 for r in self.conn.execute(select.where(*conditions))]
+
+    def page_rows(self, query: SignalQuery) -> list[SignalRow]:
+        return signal_pages.page_rows(self.conn, query)
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:
         return int(self.conn.execute(

@@ -272,6 +272,31 @@ jobs = sa.Table(
     sa.Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
 )
 
+# A job split into chunk jobs (migration 0016): the counter row says how many chunks are done;
+# a chunk row holds its result until the parent has assembled it.
+job_splits = sa.Table(
+    "job_splits", metadata,
+    sa.Column("parent_job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
+job_split_chunks = sa.Table(
+    "job_split_chunks", metadata,
+    sa.Column("parent_job_id", sa.String(36),
+              sa.ForeignKey("job_splits.parent_job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("job_id", sa.String(36), nullable=False),
+    sa.Column("executions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.LargeBinary, nullable=True),
+    sa.Column("seconds", sa.Float(53), nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+)
+
 # The last cron slot each schedule fired for, so a restarted scheduler neither repeats nor
 # back-fills a slot; the job's dedupe key (schedule:NAME:SLOT) stops two schedulers racing.
 job_schedules = sa.Table(
@@ -578,4 +603,16 @@ sandbox_runs = sa.Table(
     sa.Column("fresh_worker", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_sandbox_runs_tenant_id", "tenant_id", "id"),
     sa.Index("ix_sandbox_runs_version_id", "strategy_version_id", "id"),
+)
+
+
+# -- DR drill canaries (0015): the newest one in a restored copy measures the RPO -------------
+
+ops_canaries = sa.Table(
+    "ops_canaries", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("written_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # "schedule" | "drill"
+    sa.Index("ix_ops_canaries_written_at", "written_at"),
 )

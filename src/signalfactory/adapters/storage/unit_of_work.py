@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from signalfactory.adapters.storage.idempotency import SqlIdempotencyRepository
     from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
+    from signalfactory.adapters.storage.job_splits import SqlSplitRepository
     from signalfactory.adapters.storage.jobs import SqlJobRepository
     from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
     from signalfactory.adapters.storage.scans import SqlScanRepository
@@ -247,6 +248,11 @@ class SqlUnitOfWork:
     def sandbox_runs(self) -> SqlSandboxRunRepository:
         from signalfactory.adapters.storage.sandbox_runs import SqlSandboxRunRepository
         return SqlSandboxRunRepository(self.connection)
+
+    @property
+    def splits(self) -> SqlSplitRepository:
+        from signalfactory.adapters.storage.job_splits import SqlSplitRepository
+        return SqlSplitRepository(self.connection)
 
 
 class SqlDatabase:

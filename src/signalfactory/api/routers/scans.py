@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from signalfactory.api.auth import PrincipalDep, TraderDep
+from signalfactory.api.auth import CredentialsDep, TraderDep, authenticate_scope
 from signalfactory.api.cached import cached_response
 from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Problem, RequestModel, Time, alternatives
@@ -102,10 +103,16 @@ def create_scan(body: ScanIn, principal: TraderDep, platform: PlatformDep) -> Sc
 @router.get("/scans/{scan_id}", response_model=ScanOut, tags=["scans"],
             summary="A stored scan and its ranked results",
             responses={404: {"model": Problem, "description": "No such scan in this tenant"}})
-def read_scan(principal: PrincipalDep, platform: PlatformDep,
-              scan_id: int = ROW_ID) -> Response:
-    # A stored scan never changes, so its entry needs no invalidation; misses (404) are
-    # not cached.
-    return cached_response(platform, "scans", ("one", scan_id),
-                           lambda: ScanOut.of(get_scan(platform, principal.tenant_id, scan_id)),
-                           tenant_id=principal.tenant_id)
+async def read_scan(request: Request, _key: CredentialsDep, platform: PlatformDep,
+                    scan_id: int = ROW_ID) -> Response:
+    def serve() -> Response:
+        # One worker-thread hop for the key lookup and the cache read together (a sync
+        # dependency would add a hop of its own). A stored scan never changes, so its entry
+        # needs no invalidation; misses (404) are not cached.
+        principal = authenticate_scope(platform, request.scope)
+        return cached_response(
+            platform, "scans", ("one", scan_id),
+            lambda: ScanOut.of(get_scan(platform, principal.tenant_id, scan_id)),
+            tenant_id=principal.tenant_id)
+
+    return await run_in_threadpool(serve)

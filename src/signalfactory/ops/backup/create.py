@@ -1,4 +1,9 @@
-"""`backup create`: snapshot, compress, encrypt, store the parts, then the manifest last."""
+"""`backup create`: snapshot, compress, encrypt, store the parts, then the manifest last.
+
+SQLite backups are incremental: their files go into the shared chunk store, only the chunks
+not stored yet are written (:mod:`signalfactory.ops.backup.chunks`). PostgreSQL backups are
+one pg_dump part (plus bar segments), each stored whole in the backup's folder.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from pathlib import Path
 import signalfactory
 from signalfactory.observability.metrics import BACKUP_RPO
 from signalfactory.ops.backup import metrics
+from signalfactory.ops.backup.chunks import ChunkWriter
 from signalfactory.ops.backup.crypto import Digest, default_compression, encrypt_stream, hashing
 from signalfactory.ops.backup.fetch import Progress, backup_key
 from signalfactory.ops.backup.manifest import Manifest, Part, new_backup_id
@@ -38,7 +44,14 @@ def create_backup(platform: Platform, dest: str, *,
     try:
         with take_snapshot(platform, staging) as snap:
             parts = []
+            chunked = (ChunkWriter(target, key, compression, now)
+                       if snap.backend == "sqlite" else None)
             for source in snap.parts:
+                if chunked is not None:
+                    with source.open() as stream:
+                        parts.append(chunked.write_part(source.name, source.kind, stream,
+                                                        progress))
+                    continue
                 stored, plain = Digest(), Digest()
                 obj = source.name + OBJECT_SUFFIX
                 with source.open() as stream:
@@ -54,7 +67,10 @@ def create_backup(platform: Platform, dest: str, *,
             schema_revision=snap.schema_revision, backend=snap.backend,
             bar_store=snap.bar_store, compression=compression, key_id=key.key_id,
             tables=snap.tables, bars=snap.bars, parts=tuple(parts), audit_head=snap.audit_head,
-            seconds=time.monotonic() - started).signed(key)
+            seconds=time.monotonic() - started,
+            new_bytes=chunked.new_bytes if chunked is not None else None).signed(key)
+        if chunked is not None:
+            chunked.check_still_safe()
         target.write_manifest(backup_id, manifest.to_json())
     except OSError as exc:
         _discard(target, backup_id)

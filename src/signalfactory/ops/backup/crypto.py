@@ -110,6 +110,15 @@ class BackupKey:
     def part_key(self, salt: bytes) -> bytes:
         return _derive(self.raw, b"signalfactory backup part v1", salt)
 
+    def derived(self, info: bytes) -> bytes:
+        """A 32-byte key for another purpose (``info`` names it), independent of this one."""
+        return _derive(self.raw, info)
+
+    def chunk_name(self, plaintext: bytes) -> str:
+        """A content address that says nothing about the content without the key."""
+        name_key = _derive(self.raw, b"signalfactory backup chunk name v1")
+        return hmac.new(name_key, plaintext, hashlib.sha256).hexdigest()
+
     def mac(self, payload: bytes) -> str:
         mac_key = _derive(self.raw, b"signalfactory backup manifest v1")
         return hmac.new(mac_key, payload, hashlib.sha256).hexdigest()

@@ -7,6 +7,7 @@ a missing, truncated or tampered part, a disk that fills up while unpacking.
 from __future__ import annotations
 
 import errno
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from signalfactory.domain.errors import NotFoundError
+from signalfactory.ops.backup.chunks import CHUNK_NAME, read_chunks
 from signalfactory.ops.backup.crypto import (
     BackupKey,
     Digest,
@@ -52,6 +54,9 @@ def load_manifest(target: Target, key: BackupKey, backup_id: str | None = None) 
         if not _SAFE_NAME.match(part.name) or part.object != part.name + ".sfbk":
             raise TamperedError(f"backup {manifest.id} lists a part named {part.name!r}, "
                                 "which no backup writes")
+        if not all(CHUNK_NAME.match(name) for name in part.chunks):
+            raise TamperedError(f"backup {manifest.id} lists a chunk of part {part.name} "
+                                "with a name no backup writes")
     return manifest
 
 
@@ -72,11 +77,26 @@ def _fetch_part(target: Target, manifest: Manifest, key: BackupKey, part: Part, 
     stored, plain = Digest(), Digest()
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with target.open_object(manifest.id, part.object) as stream, dest.open("wb") as out:
-            for block in decrypt_stream(stream, key, part.object, stored, plain):
-                out.write(block)
-                if progress is not None:
-                    progress(len(block))
+        if part.chunks:
+            with dest.open("wb") as out:
+                whole = hashlib.sha256()
+
+                def write(block: bytes) -> None:
+                    out.write(block)
+                    whole.update(block)
+                    plain.size += len(block)
+                    if progress is not None:
+                        progress(len(block))
+
+                read_chunks(target, key, part, manifest.id, write, stored)
+                plain.sha256 = whole.hexdigest()
+        else:
+            with target.open_object(manifest.id, part.object) as stream, \
+                    dest.open("wb") as out:
+                for block in decrypt_stream(stream, key, part.object, stored, plain):
+                    out.write(block)
+                    if progress is not None:
+                        progress(len(block))
     except OSError as exc:
         dest.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:

@@ -30,6 +30,10 @@ class Part:
     sha256: str        # of the sealed bytes stored
     plain_size: int
     plain_sha256: str
+    #: content-addressed chunks in the shared chunk store, in file order (incremental
+    #: backups). Then ``size`` counts the sealed bytes of all of them, and ``sha256`` is the
+    #: SHA-256 of their names joined by newlines.
+    chunks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class BackupSummary:
     parts: int
     rows: int
     seconds: float
+    #: sealed bytes this backup added (incremental backups share unchanged chunks)
+    new_bytes: int
     #: the newest audit log entry in the backup, ``SEQ:HASH`` (None: empty log, or a
     #: backup made before the audit log existed)
     audit_head: str | None = None
@@ -91,6 +97,9 @@ class Manifest:
     #: ``signalfactory audit verify --anchor`` checks the live chain still contains, so
     #: entries deleted from the end or a chain rewritten after the backup are found
     audit_head: str | None = None
+    #: sealed bytes this backup added to the destination (chunks already there are shared);
+    #: None for a backup whose parts are all its own (then it is ``size``)
+    new_bytes: int | None = None
 
     @property
     def size(self) -> int:
@@ -103,9 +112,14 @@ class Manifest:
     def _body(self) -> dict[str, object]:
         body = asdict(self)
         body.pop("mac")
-        if body["audit_head"] is None:
-            # absent rather than null: manifests written before the field keep their MAC
-            body.pop("audit_head")
+        # Fields added later are absent rather than null or empty: manifests written before
+        # them keep their MAC.
+        for name in ("audit_head", "new_bytes"):
+            if body[name] is None:
+                body.pop(name)
+        for part in body["parts"]:
+            if not part["chunks"]:
+                part.pop("chunks")
         return body
 
     def _payload(self) -> bytes:
@@ -139,7 +153,8 @@ class Manifest:
             parts=len(self.parts),
             rows=sum(t.rows for t in self.tables.values())
             + sum(t.rows for t in self.bars.values()),
-            seconds=round(self.seconds, 3), audit_head=self.audit_head)
+            seconds=round(self.seconds, 3), audit_head=self.audit_head,
+            new_bytes=self.size if self.new_bytes is None else self.new_bytes)
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> Manifest:
@@ -148,7 +163,8 @@ class Manifest:
             if body.get("format") != FORMAT:
                 raise BadInputError(f"{where}: manifest format {body.get('format')!r} is not "
                                     f"supported by this version (expects {FORMAT})")
-            body["parts"] = tuple(Part(**p) for p in body["parts"])
+            body["parts"] = tuple(Part(**{**p, "chunks": tuple(p.get("chunks", ()))})
+                                  for p in body["parts"])
             body["tables"] = {k: TableCheck(**v) for k, v in body["tables"].items()}
             body["bars"] = {k: TableCheck(**v) for k, v in body["bars"].items()}
             return cls(**body)

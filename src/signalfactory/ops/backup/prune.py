@@ -1,6 +1,8 @@
 """`backup prune`: keep the last N, one per day for D days, per week for W weeks, per month
 for M months; delete the rest. The plan is computed from the listing alone, so it is the same
-on a local directory and on S3.
+on a local directory and on S3. Then the chunk store is swept: chunks no remaining manifest
+lists, older than a day, are deleted (see :mod:`signalfactory.ops.backup.chunks` for why a
+backup being written never loses one).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from signalfactory.domain.errors import BadInputError
+from signalfactory.ops.backup.chunks import sweep_chunks
+from signalfactory.ops.backup.crypto import BackupPartError
+from signalfactory.ops.backup.manifest import Manifest
 from signalfactory.ops.backup.targets import Target, open_target
 
 INCOMPLETE_GRACE = timedelta(hours=24)
@@ -36,10 +41,16 @@ class PrunePlan:
     keep: dict[str, list[str]]  # id -> why
     delete: list[str]
     incomplete: list[str] = field(default_factory=list)
+    #: chunk objects deleted (or, in a dry run, that would be) from the chunk store
+    chunks_deleted: list[str] = field(default_factory=list)
+    #: unreferenced chunks kept because they are younger than a day
+    chunks_unreferenced_young: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {"keep": [{"id": k, "reasons": v} for k, v in sorted(self.keep.items())],
-                "delete": sorted(self.delete), "incomplete": sorted(self.incomplete)}
+                "delete": sorted(self.delete), "incomplete": sorted(self.incomplete),
+                "chunks_deleted": len(self.chunks_deleted),
+                "chunks_unreferenced_young": self.chunks_unreferenced_young}
 
 
 def created_at(backup_id: str) -> datetime:
@@ -88,4 +99,21 @@ def prune_backups(dest: str | Target, policy: Policy, *, dry_run: bool = False,
     if not dry_run:
         for backup_id in result.delete + result.incomplete:
             target.delete(backup_id)
-    return result
+    gone = set(result.delete + result.incomplete)
+
+    def referenced() -> set[str] | None:
+        names: set[str] = set()
+        for backup_id in target.list_ids():
+            if dry_run and backup_id in gone:
+                continue
+            try:
+                manifest = Manifest.from_json(target.read_manifest(backup_id), backup_id)
+            except (BackupPartError, BadInputError):
+                return None  # an unreadable manifest might list any chunk: delete none
+            for part in manifest.parts:
+                names.update(part.chunks)
+        return names
+
+    swept = sweep_chunks(target, referenced, now, dry_run=dry_run)
+    return replace(result, chunks_deleted=swept.deleted,
+                   chunks_unreferenced_young=swept.unreferenced - len(swept.deleted))

@@ -3,7 +3,9 @@
 Layout on both: ``<root>/<backup id>/<object>`` and ``<root>/<backup id>/manifest.json``.
 Objects are written first (local files under a temporary name, renamed when complete; S3
 multipart uploads, invisible until completed) and the manifest LAST, so a backup interrupted
-at any point has no manifest and is never listed as complete.
+at any point has no manifest and is never listed as complete. Incremental (SQLite) backups
+keep their content in the shared chunk store ``<root>/chunks/<xx>/<name>.sfbk`` (see
+:mod:`signalfactory.ops.backup.chunks`); their own folder holds only the manifest.
 
 S3 credentials and endpoint come the usual boto3 way (``AWS_*`` variables, shared credentials
 file, ``AWS_ENDPOINT_URL`` for S3-compatible stores). boto3 is imported only for s3:// URLs.
@@ -40,6 +42,12 @@ class Incomplete:
     modified: datetime
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    modified: datetime
+
+
 class Target(Protocol):
     url: str
 
@@ -62,6 +70,12 @@ class Target(Protocol):
     def list_incomplete(self) -> list[Incomplete]: ...
 
     def delete(self, backup_id: str) -> None: ...
+
+    def list_objects(self, folder: str) -> dict[str, StoredObject]:
+        """Every object under ``folder`` by its name inside it (e.g. the chunk store)."""
+        ...
+
+    def delete_object(self, folder: str, name: str) -> None: ...
 
 
 def disk_full(exc: OSError, where: str) -> OperationalError:
@@ -153,6 +167,21 @@ class LocalTarget:
         # Manifest first: a delete cut short leaves an incomplete backup, never a broken one.
         (folder / MANIFEST_NAME).unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+    def list_objects(self, folder: str) -> dict[str, StoredObject]:
+        base = self._dir(folder)
+        if not base.is_dir():
+            return {}
+        out = {}
+        for path in base.rglob("*"):
+            if path.is_file() and not path.name.endswith(".partial"):
+                stat = path.stat()
+                out[path.relative_to(base).as_posix()] = StoredObject(
+                    stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+        return out
+
+    def delete_object(self, folder: str, name: str) -> None:
+        (self._dir(folder) / name).unlink(missing_ok=True)
 
 
 class _Paginator(Protocol):
@@ -308,6 +337,19 @@ class S3Target:
                 for backup_id, objs in sorted(self._grouped().items())
                 if backup_id.startswith("sf-")
                 and not any(o["Key"].endswith("/" + MANIFEST_NAME) for o in objs)]
+
+    def list_objects(self, folder: str) -> dict[str, StoredObject]:
+        skip = len(self._key(folder)) + 1
+        return {o["Key"][skip:]: StoredObject(int(o["Size"]), o["LastModified"])
+                for o in self._objects(folder + "/")}
+
+    def delete_object(self, folder: str, name: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(folder, name))
+        except Exception as exc:
+            if _is_client_error(exc):
+                raise self._errors(exc) from exc
+            raise
 
     def delete(self, backup_id: str) -> None:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -85,9 +87,24 @@ class VerifyReport:
         return {**asdict(self), "seconds": round(self.seconds, 3)}
 
 
-def verify_backup(settings: Settings, dest: str, backup_id: str | None = None, *,
-                  scratch_url: str | None = None,
-                  progress: Progress | None = None) -> VerifyReport:
+@dataclass(frozen=True)
+class ScratchCopy:
+    """A backup restored into scratch and checked against its manifest."""
+
+    manifest: Manifest
+    url: str
+    tables: dict[str, TableCheck]
+    bars: dict[str, TableCheck]
+    fetch_seconds: float
+    restore_seconds: float
+    check_seconds: float
+
+
+@contextmanager
+def scratch_restore(settings: Settings, dest: str, backup_id: str | None = None, *,
+                    scratch_url: str | None = None,
+                    progress: Progress | None = None) -> Iterator[ScratchCopy]:
+    """Restore a backup into a scratch database, check it, and drop it after the block."""
     target, key, manifest = open_backup(settings, dest, backup_id)
     columnar = manifest.bar_store == "columnar"
     server = scratch_url or settings.resolved_database_url
@@ -103,20 +120,33 @@ def verify_backup(settings: Settings, dest: str, backup_id: str | None = None, *
         started = time.monotonic()
         if manifest.backend == "sqlite":
             restore_seconds = 0.0  # the decrypted file IS the restored database
-            tables, bars = measure(f"sqlite:///{scratch / SQLITE_PART}", bars_root, manifest)
-            check_seconds = time.monotonic() - started
-        else:
-            with pgtools.scratch_database(server) as url:
-                pgtools.load_dump_parallel(url, scratch / PG_PART)
-                restore_seconds = time.monotonic() - started
-                checked = time.monotonic()
-                tables, bars = measure(url, bars_root, manifest)
-                check_seconds = time.monotonic() - checked
-        require_match(manifest, tables, bars, "the scratch restore")
+            url = f"sqlite:///{scratch / SQLITE_PART}"
+            tables, bars = measure(url, bars_root, manifest)
+            require_match(manifest, tables, bars, "the scratch restore")
+            yield ScratchCopy(manifest, url, tables, bars, fetched.seconds, restore_seconds,
+                              time.monotonic() - started)
+            return
+        with pgtools.scratch_database(server) as url:
+            pgtools.load_dump_parallel(url, scratch / PG_PART)
+            restore_seconds = time.monotonic() - started
+            checked = time.monotonic()
+            tables, bars = measure(url, bars_root, manifest)
+            require_match(manifest, tables, bars, "the scratch restore")
+            yield ScratchCopy(manifest, url, tables, bars, fetched.seconds, restore_seconds,
+                              time.monotonic() - checked)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return VerifyReport(
-        backup_id=manifest.id, ok=True, parts=len(manifest.parts), tables=len(tables),
-        rows=sum(t.rows for t in tables.values()) + sum(b.rows for b in bars.values()),
-        size_bytes=manifest.size, fetch_seconds=round(fetched.seconds, 3),
-        restore_seconds=round(restore_seconds, 3), check_seconds=round(check_seconds, 3))
+
+
+def verify_backup(settings: Settings, dest: str, backup_id: str | None = None, *,
+                  scratch_url: str | None = None,
+                  progress: Progress | None = None) -> VerifyReport:
+    with scratch_restore(settings, dest, backup_id, scratch_url=scratch_url,
+                         progress=progress) as copy:
+        tables, bars, manifest = copy.tables, copy.bars, copy.manifest
+        return VerifyReport(
+            backup_id=manifest.id, ok=True, parts=len(manifest.parts), tables=len(tables),
+            rows=sum(t.rows for t in tables.values()) + sum(b.rows for b in bars.values()),
+            size_bytes=manifest.size, fetch_seconds=round(copy.fetch_seconds, 3),
+            restore_seconds=round(copy.restore_seconds, 3),
+            check_seconds=round(copy.check_seconds, 3))

@@ -9,7 +9,7 @@ stays bounded by the bars plus one batch and progress is reported per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,10 +81,15 @@ class Data:
     data_range: DataRange
 
     def in_window(self, u: BarUniverse) -> np.ndarray:
-        if self.start_ns is None:
-            return np.ones(u.n_bars, dtype=bool)
-        mask: np.ndarray = u.ts >= self.start_ns
-        return mask
+        return in_window(u, self.start_ns)
+
+
+def in_window(u: BarUniverse, start_ns: int | None) -> np.ndarray:
+    """Which bars of ``u`` are traded: those from ``start_ns`` on (all without it)."""
+    if start_ns is None:
+        return np.ones(u.n_bars, dtype=bool)
+    mask: np.ndarray = u.ts >= start_ns
+    return mask
 
 
 # -- signals --------------------------------------------------------------------------------
@@ -195,26 +200,34 @@ def _batches(u: BarUniverse) -> list[tuple[int, int]]:
     return out
 
 
-def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
-    full = data.bars
+@dataclass(frozen=True)
+class SymbolPart:
+    """One instrument's share of a universe backtest: computed on its own (no instrument
+    affects another), so it can be computed anywhere and assembled later."""
+
+    symbol: str
+    equity: np.ndarray  # float64, one value per bar in the window
+    trades: Trades  # bar indices local to the instrument's window bars
+    scalars: Scalars  # "symbol" and its figures (`json_scalars`)
+    exposure: float
+    hold: float  # its buy-and-hold return
+
+
+TRADE_FIELDS = ("entry_idx", "exit_idx", "entry_price", "exit_price", "size", "pnl", "ret",
+                "fees", "reason")
+
+
+def simulate_span(plan: Plan, bars: BarUniverse, start_ns: int | None, i: int, j: int,
+                  progress: Progress | None = None, total: int | None = None
+                  ) -> list[SymbolPart]:
+    """Instruments i..j-1 of ``bars`` simulated in batches (`_batches`), in order."""
     cash = plan.config.initial_cash
-    times = np.unique(full.ts[data.in_window(full)])
-    # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
-    changes = np.zeros(times.shape[0] + 1)
-    trades: list[TradeRecord] = []
-    per_symbol: list[Scalars] = []
-    curves: list[EquityCurve] = []
-    trade_parts: list[Trades] = []
-    exposures: list[float] = []
-    holds: list[float] = []
-    total = full.n_instruments
-    if progress is not None:
-        progress(0, total)
-    for i, j in _batches(full):
-        sub = span(full, i, j)
+    parts: list[SymbolPart] = []
+    for a, b in _batches(span(bars, i, j)):
+        sub = span(bars, i + a, i + b)
         signals, _score = evaluate(plan, sub)
         atr = atr_of(plan, sub)
-        mask = data.in_window(sub)
+        mask = in_window(sub, start_ns)
         win = masked(sub, mask)
         # imported here: the universe and portfolio kernels load numba, a single symbol's
         # backtest need not (`signalfactory.domain.kernels`)
@@ -225,34 +238,71 @@ def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
                               bars_per_year=plan.bars_per_year, with_metrics=False,
                               keep_equity=True, equity_dtype=np.float64)
         for k, symbol in enumerate(win.symbols):
-            a, b = int(win.offsets[k]), int(win.offsets[k + 1])
-            ts, eq = win.ts[a:b], np.asarray(result.equity[a:b], dtype=np.float64)
+            lo, hi = int(win.offsets[k]), int(win.offsets[k + 1])
+            eq = np.asarray(result.equity[lo:hi], dtype=np.float64)
             own = result.trades_of(k)
-            m = compute_metrics(eq, own, win.close[a:b], plan.bars_per_year,
-                                initial_cash=cash, ts=ts)
-            per_symbol.append(json_scalars({"symbol": symbol, **m.as_dict()}))
-            exposures.append(m.exposure)
-            holds.append(m.buy_and_hold_return)
-            curves.append(EquityCurve(symbol, ts.copy(), eq))
-            pos = np.searchsorted(times, ts)
-            step = np.diff(eq - cash, prepend=0.0)
-            np.add.at(changes, pos, step)
-            trade_parts.append(own)
-            trades.extend(trade_rows(own, [symbol], _times_of(ts),
-                                     np.zeros(len(own), dtype=np.int64)))
+            m = compute_metrics(eq, own, win.close[lo:hi], plan.bars_per_year,
+                                initial_cash=cash, ts=win.ts[lo:hi])
+            parts.append(SymbolPart(symbol, eq, own, json_scalars({"symbol": symbol,
+                                                                  **m.as_dict()}),
+                                    float(m.exposure), float(m.buy_and_hold_return)))
         if progress is not None:
-            progress(j, total)
-    n = float(total)
+            progress(i + b, total if total is not None else bars.n_instruments)
+    return parts
+
+
+def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart]) -> Outcome:
+    """The universe's outcome from its instruments' parts, given in instrument order: one
+    sequence of float operations whoever computed the parts, so the numbers are the same."""
+    full = data.bars
+    cash = plan.config.initial_cash
+    win = masked(full, data.in_window(full))
+    times = np.unique(win.ts)
+    # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
+    changes = np.zeros(times.shape[0] + 1)
+    trades: list[TradeRecord] = []
+    per_symbol: list[Scalars] = []
+    curves: list[EquityCurve] = []
+    trade_parts: list[Trades] = []
+    exposures: list[float] = []
+    holds: list[float] = []
+    k = -1
+    for k, part in enumerate(parts):
+        if k >= full.n_instruments or part.symbol != full.symbols[k]:
+            raise ValueError(f"universe part {k} is {part.symbol!r}, expected "
+                             f"{full.symbols[k] if k < full.n_instruments else 'none'}")
+        ts = win.ts[int(win.offsets[k]):int(win.offsets[k + 1])]
+        eq = part.equity
+        per_symbol.append(part.scalars)
+        exposures.append(part.exposure)
+        holds.append(part.hold)
+        curves.append(EquityCurve(part.symbol, ts.copy(), eq))
+        pos = np.searchsorted(times, ts)
+        step = np.diff(eq - cash, prepend=0.0)
+        np.add.at(changes, pos, step)
+        trade_parts.append(part.trades)
+        trades.extend(trade_rows(part.trades, [part.symbol], _times_of(ts),
+                                 np.zeros(len(part.trades), dtype=np.int64)))
+    if k + 1 != full.n_instruments:
+        raise ValueError(f"{k + 1} universe parts for {full.n_instruments} instruments")
+    n = float(full.n_instruments)
     aggregate = cash + np.cumsum(changes[:-1]) / n
-    all_trades = Trades(*(np.concatenate([getattr(t, f) for t in trade_parts]) for f in (
-        "entry_idx", "exit_idx", "entry_price", "exit_price", "size", "pnl", "ret", "fees",
-        "reason")))
+    all_trades = Trades(*(np.concatenate([getattr(t, f) for t in trade_parts])
+                          for f in TRADE_FIELDS))
     metrics = compute_metrics(aggregate, all_trades, None, plan.bars_per_year,
                               initial_cash=cash, ts=times,
                               buy_and_hold_return=float(np.mean(holds)),
                               exposure=float(np.mean(exposures)), trade_bars_are_local=True)
     curves.append(EquityCurve("", times, aggregate))
     return Outcome(metrics, float(aggregate[-1]), trades, per_symbol, curves)
+
+
+def _universe(plan: Plan, data: Data, progress: Progress | None) -> Outcome:
+    full = data.bars
+    if progress is not None:
+        progress(0, full.n_instruments)
+    parts = simulate_span(plan, full, data.start_ns, 0, full.n_instruments, progress)
+    return assemble_universe(plan, data, parts)
 
 
 def _portfolio(plan: Plan, data: Data, progress: Progress | None) -> Outcome:

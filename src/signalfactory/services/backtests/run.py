@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,7 +57,7 @@ from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 from signalfactory.observability.metrics import BACKTEST_DURATION
-from signalfactory.services.backtests.modes import MODES, Data, Progress, take
+from signalfactory.services.backtests.modes import MODES, Data, Outcome, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
@@ -221,12 +221,18 @@ def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
                                         for k in sorted(plan.strategy.parameters)}}}
 
 
+#: how a mode's outcome is computed: (plan, data, mode, progress) -> outcome
+Compute = Callable[["Plan", Data, str, Progress | None], Outcome]
+
+
 def run_backtest(platform: Platform, request: BacktestRequest,
-                 progress: Progress | None = None) -> BacktestResult:
+                 progress: Progress | None = None,
+                 compute: Compute | None = None) -> BacktestResult:
     """Run (or find) the backtest and return the stored result; bad input stores nothing.
 
     ``progress(done, total)`` counts instruments. The result has ``reused`` True when it was
-    found stored under the same id and nothing was computed.
+    found stored under the same id and nothing was computed. ``compute`` replaces the
+    in-process computation (a job split into chunks: services/backtests/split.py).
     """
     plan = prepare(platform, request)
     data = load(platform, plan)
@@ -238,7 +244,8 @@ def run_backtest(platform: Platform, request: BacktestRequest,
     if found is not None:
         return BacktestResult(found.backtest, found.trades, reused=True)
     started = time.perf_counter()
-    outcome = MODES[mode](plan, data, progress)
+    outcome = (compute(plan, data, mode, progress) if compute is not None
+               else MODES[mode](plan, data, progress))
     duration = time.perf_counter() - started
     BACKTEST_DURATION.observe(duration)
     backtest = StoredBacktest(

@@ -1,4 +1,5 @@
-"""Job kinds of backtests: ``backtest`` runs (or finds) a backtest and stores it."""
+"""Job kinds of backtests: ``backtest`` runs (or finds) a backtest and stores it, split into
+``backtest.chunk`` jobs when splitting is on (services/backtests/split.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ def backtest_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     """Run (or find) a backtest and store it; the result names the stored backtest."""
     from signalfactory.services.backtests.options import BacktestRequest
     from signalfactory.services.backtests.run import run_backtest
+    from signalfactory.services.backtests.split import Splitter, split_wanted, wait_for_chunks
 
     request = BacktestRequest.from_payload(ctx.tenant_id, payload)
 
@@ -18,7 +20,11 @@ def backtest_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
         if ctx.cancelled():
             raise JobCancelled
 
-    result = run_backtest(ctx.platform, request, progress=progress)
+    compute = None
+    if split_wanted(ctx.platform.settings):
+        wait_for_chunks(ctx)  # while chunks run, each look costs a read, not a bar load
+        compute = Splitter(ctx, request)
+    result = run_backtest(ctx.platform, request, progress=progress, compute=compute)
     stored = result.backtest
     return {"backtest_id": stored.id, "url": f"/api/v1/backtests/{stored.id}",
             "mode": stored.mode, "reused": result.reused,
@@ -27,3 +33,13 @@ def backtest_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
 
 
 register_task("backtest", backtest_task)
+
+
+def backtest_chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """One chunk of a split universe backtest (its instruments' parts, counted once)."""
+    from signalfactory.services.backtests.split import chunk_task
+
+    return chunk_task(ctx, payload)
+
+
+register_task("backtest.chunk", backtest_chunk_task)

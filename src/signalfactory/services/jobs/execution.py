@@ -41,7 +41,12 @@ from signalfactory.observability.metrics import (
     JOBS_RUNNING,
     JOBS_TOTAL,
 )
-from signalfactory.services.jobs.registry import JobCancelled, get_task
+from signalfactory.services.jobs.registry import (
+    FinalFailure,
+    JobCancelled,
+    JobDeferred,
+    get_task,
+)
 
 if TYPE_CHECKING:
     from signalfactory.services.platform import Platform
@@ -57,6 +62,10 @@ def new_owner(label: str = "") -> str:
     """A lease owner id unique to this attempt: host, pid and a random tag."""
     tag = f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return f"{tag}:{label}" if label else tag
+
+
+#: the outcome of a run that handed its job back to wait (``JobDeferred``)
+DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,17 @@ class JobContext:
             if stored and status == SUCCEEDED:
                 for write in self._effects:
                     write(uow)
+            elif stored and status in (FAILED, DEAD):
+                self._follow_failure(uow, status, error or "")
         return stored
+
+    def _follow_failure(self, uow: UnitOfWork, status: str, error: str) -> None:
+        spec = get_task(self.kind)
+        if spec is None or spec.on_final_failure is None:
+            return
+        spec.on_final_failure(self.platform, uow, FinalFailure(
+            job_id=self.job_id, kind=self.kind, tenant_id=self.tenant_id, status=status,
+            error=error))
 
 
 class _Heartbeat(threading.Thread):
@@ -228,7 +247,7 @@ def run_claimed(platform: Platform, job: Job, owner: str,
             JOBS_RUNNING.dec()
             elapsed = time.perf_counter() - started
             JOB_DURATION.labels(job.kind).observe(elapsed)
-        if outcome.status not in ("lost", "released"):
+        if outcome.status not in ("lost", "released", DEFERRED):
             JOBS_TOTAL.labels(job.kind, FAILED if outcome.status == QUEUED
                               else outcome.status).inc()
         log.info("job finished", status=outcome.status, duration_s=round(elapsed, 3))
@@ -244,6 +263,12 @@ def _run_task(platform: Platform, ctx: JobContext, job: Job) -> Outcome:
         result = _json_safe(spec.fn(ctx, dict(job.payload)))
         # inside the try: an effect registered with on_commit that fails is a failed attempt
         return _settle(ctx, SUCCEEDED, result=result)
+    except JobDeferred as wait:
+        now = platform.clock.now()
+        with platform.database.write() as uow:
+            handed = uow.jobs.release(job.id, ctx.owner, now,
+                                      now + timedelta(seconds=wait.seconds))
+        return Outcome(DEFERRED, retry_in=wait.seconds) if handed else Outcome("lost")
     except JobCancelled:
         if ctx.cancel_requested:
             return _settle(ctx, CANCELLED, error="cancelled on request")

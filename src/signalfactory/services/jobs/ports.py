@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from signalfactory.domain.job_splits import SplitState
 from signalfactory.domain.jobs import Job, JobCount, JsonObject, NewJob, SettledJob
 
 
@@ -73,8 +74,14 @@ class JobRepository(Protocol):
         ``status=QUEUED`` hands the job back for another attempt at ``run_after``."""
         ...
 
-    def release(self, job_id: str, owner: str, now: datetime) -> bool:
-        """Hand a job back untried (its worker is stopping): the attempt is not counted."""
+    def release(self, job_id: str, owner: str, now: datetime,
+                run_after: datetime | None = None) -> bool:
+        """Hand a job back untried (its worker is stopping, or it waits for its chunks),
+        due at ``run_after`` (default now): the attempt is not counted."""
+        ...
+
+    def wake(self, job_id: str, now: datetime) -> bool:
+        """Make a queued job due now (its chunks are done); False when it is not queued."""
         ...
 
     def has_expired(self, now: datetime) -> bool:
@@ -146,4 +153,35 @@ class JobQueue(Protocol):
         ...
 
     def remove_waker(self, event: threading.Event) -> None:
+        ...
+
+
+class SplitRepository(Protocol):
+    """Jobs split into chunk jobs: the counter row per parent and a row per chunk."""
+
+    def create(self, parent_job_id: str, kind: str, chunk_job_ids: Sequence[str],
+               now: datetime) -> bool:
+        """Record the split of ``parent_job_id`` (chunk ``i`` is job ``chunk_job_ids[i]``)
+        with nothing done; False, storing nothing, when it was recorded before."""
+        ...
+
+    def get(self, parent_job_id: str) -> SplitState | None:
+        ...
+
+    def started(self, parent_job_id: str, index: int) -> int:
+        """Count one more execution of the chunk; returns the count (0: no such chunk)."""
+        ...
+
+    def complete(self, parent_job_id: str, index: int, result: bytes, seconds: float,
+                 now: datetime) -> tuple[int, int]:
+        """Store the chunk's result and count it done, unless it was already: returns
+        (done, total) after the write ((0, 0) for an unknown split)."""
+        ...
+
+    def results(self, parent_job_id: str) -> list[bytes]:
+        """The finished chunks' results, by index."""
+        ...
+
+    def drop_results(self, parent_job_id: str) -> None:
+        """Forget the chunks' results (the parent has assembled them); counters stay."""
         ...

@@ -84,11 +84,37 @@ class JobCancelled(Exception):  # noqa: N818 - it is a signal from the task, not
     """Raised by a task that stopped because :meth:`TaskContext.cancelled` said so."""
 
 
+class JobDeferred(Exception):  # noqa: N818 - it is a signal from the task, not an error
+    """Raised by a task waiting on other jobs (its chunks): the job goes back to the queue,
+    due in ``seconds``, without counting an attempt; it runs again from the start then."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"waiting {seconds:g} s")
+        self.seconds = float(seconds)
+
+
+@dataclass(frozen=True)
+class FinalFailure:
+    """A job that ended failed or dead: what a kind's ``on_final_failure`` hook is told."""
+
+    job_id: str
+    kind: str
+    tenant_id: int
+    status: str
+    error: str
+
+
+#: writes, in the unit of work that stores the final failure, what should follow it (a
+#: notice to an operator): both commit or neither
+FailureHook = Callable[["Platform", "UnitOfWork", FinalFailure], None]
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     kind: str
     fn: TaskFn
     max_attempts: int | None = None
+    on_final_failure: FailureHook | None = None
 
 
 KIND_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -97,11 +123,12 @@ _LOADED: set[str] = set()
 _LOAD_LOCK = threading.Lock()
 
 
-def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None) -> TaskFn:
+def register_task(kind: str, fn: TaskFn, *, max_attempts: int | None = None,
+                  on_final_failure: FailureHook | None = None) -> TaskFn:
     """Register ``fn`` as the code of jobs of ``kind`` (re-registering replaces it)."""
     if not KIND_PATTERN.fullmatch(kind):
         raise ValueError(f"job kind must be 1..64 of A-Z a-z 0-9 _ . : -, got {kind!r}")
-    _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts)
+    _REGISTRY[kind] = TaskSpec(kind, fn, max_attempts, on_final_failure)
     return fn
 
 

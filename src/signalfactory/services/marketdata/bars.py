@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -53,15 +53,27 @@ class BarsWritten:
     ``first_new`` maps each written instrument id to the time (ns) of its earliest written
     bar; ``arrival_ns`` is the wall clock (``platform.clock.time_ns()``) when the bars reached
     ``write_bars``, the start of the signal-latency measurement.
+
+    ``ingest_id`` (the write's ingest-journal entry) is set by ``write_bars`` once the write
+    has reached ``platform.live_windows``: only then may live evaluation read its window from
+    memory. ``window_generation``: the windows' generation with this write merged, None when
+    the write did not directly follow the last one this process saw (they were dropped).
+    ``symbols`` names the written instruments (id -> symbol) when known. ``prepared``: what
+    each of ``platform.bar_preparers`` returned for this write, by preparer.
     """
 
     timeframe: Timeframe
     first_new: dict[int, int]
     arrival_ns: int
     source: str
+    ingest_id: int | None = None
+    symbols: Mapping[int, str] = field(default_factory=dict)
+    window_generation: int | None = None
+    prepared: Mapping[object, object] = field(default_factory=dict)
 
 
-def _first_new(cols: BarColumns) -> dict[int, int]:
+def first_new_times(cols: BarColumns) -> dict[int, int]:
+    """Each written instrument's earliest written bar (ns), from sorted columns."""
     if len(cols) == 0:
         return {}
     # Sorted by (instrument, ts): an instrument's first row holds its earliest bar, and group
@@ -88,18 +100,25 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
     """Store every batch in ONE unit of work: all of it lands, or none of it.
 
     ``extra`` runs inside the same unit of work (a collector advances its cursor there).
-    After the commit ``platform.bar_subscribers`` run (live evaluation and publishing); a
-    failing subscriber is logged by the subscriber itself and never undoes the write.
+    ``platform.bar_preparers`` run inside it, once the columns are known; they must not
+    write (their work may be thrown away). After the commit ``platform.bar_subscribers`` run
+    (live evaluation and publishing); a failing subscriber is logged by the subscriber itself
+    and never undoes the write.
     """
     arrival_ns = platform.clock.time_ns()
     rows = sum(len(b.ts) for b in batches)
     with platform.database.write() as uow:
         upserted = uow.instruments.upsert([b.spec for b in batches])
         cols = _columns(batches, upserted.ids)
+        symbols = {upserted.ids[b.spec.symbol]: b.spec.symbol for b in batches}
+        # Started before the commit, so that work overlaps it (live evaluation).
+        prepared: dict[object, object] = {
+            prepare: prepare(platform, timeframe, cols, symbols)
+            for prepare in list(platform.bar_preparers)} if rows else {}
         uow.bars.write(timeframe, cols)
         min_ts = ns_to_datetime(int(cols.ts.min())) if rows else None
         max_ts = ns_to_datetime(int(cols.ts.max())) if rows else None
-        uow.bars.record_ingest(IngestRecord(
+        ingest_id = uow.bars.record_ingest(IngestRecord(
             source=source, timeframe=timeframe.name, rows=rows,
             instruments=len(upserted.ids), min_ts=min_ts, max_ts=max_ts))
         if extra is not None:
@@ -107,8 +126,11 @@ def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[Symbo
         fragmented = bool(rows) and uow.bars.fragmented(timeframe)
     if upserted.changed:  # committed: cached instrument lists are stale now
         platform.cache.invalidate("instruments")
+    generation = platform.live_windows.committed(timeframe, cols, ingest_id)
     if rows:
-        written = BarsWritten(timeframe, _first_new(cols), arrival_ns, source)
+        written = BarsWritten(timeframe, first_new_times(cols), arrival_ns, source,
+                              ingest_id=ingest_id, symbols=symbols,
+                              window_generation=generation, prepared=prepared)
         for subscriber in list(platform.bar_subscribers):
             subscriber(platform, written)
     if fragmented:

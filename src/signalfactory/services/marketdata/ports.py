@@ -81,8 +81,9 @@ class BarRepository(Protocol):
         """Fold a fragmented timeframe's pieces into one; False when it was not fragmented."""
         ...
 
-    def record_ingest(self, entry: IngestRecord) -> None:
-        """Add ``entry`` to the ingest journal."""
+    def record_ingest(self, entry: IngestRecord) -> int:
+        """Add ``entry`` to the ingest journal; its id (ids grow by one per entry, apart
+        from the gaps a rolled-back PostgreSQL transaction leaves)."""
         ...
 
     def cursor(self, source: str, symbol: str, timeframe: Timeframe) -> int | None:

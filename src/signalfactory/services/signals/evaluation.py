@@ -16,7 +16,7 @@ from datetime import datetime
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, SignalFactoryError
 from signalfactory.domain.rules import Evaluation
-from signalfactory.domain.signals import NewSignal, SignalQuery, StoredSignal
+from signalfactory.domain.signals import NewSignal, SignalQuery, SignalRow, StoredSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
 from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
 from signalfactory.domain.symbols import check_symbol
@@ -129,3 +129,17 @@ def query_signals(uow: UnitOfWork, tenant_id: int, *, since: datetime | None = N
     return uow.signals.page(SignalQuery(tenant_id=tenant_id, since=since, symbol=symbol,
                                         strategy=strategy, side=side, min_score=min_score,
                                         after_id=after_id, limit=limit))
+
+
+def signal_page_rows(uow: UnitOfWork, tenant_id: int, *, since: datetime | None = None,
+                     symbol: str | None = None, strategy: str | None = None,
+                     side: str | None = None, min_score: float | None = None,
+                     after_id: int | None = None, limit: int = 100) -> list[SignalRow]:
+    """``query_signals``' page read lean for serving (the API serialises the rows as they
+    are)."""
+    if symbol is not None:
+        check_symbol(symbol)
+    return uow.signals.page_rows(SignalQuery(tenant_id=tenant_id, since=since, symbol=symbol,
+                                             strategy=strategy, side=side,
+                                             min_score=min_score, after_id=after_id,
+                                             limit=limit))

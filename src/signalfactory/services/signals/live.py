@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
+from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.signals import NewSignal
 from signalfactory.domain.strategies import SignalRecord, Strategy, signal_records
@@ -50,7 +53,8 @@ from signalfactory.domain.streaming import SignalEvent
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.observability.logging import get_logger
 from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNAL_LATENCY, SIGNALS_PRODUCED
-from signalfactory.services.marketdata.bars import BarsWritten
+from signalfactory.services.marketdata.bars import BarsWritten, first_new_times
+from signalfactory.services.marketdata.live_window import bars_before
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 from signalfactory.services.signals.evaluation import new_signals
@@ -76,10 +80,13 @@ def warmup_bars(lookback: int) -> int:
 
 @dataclass(frozen=True)
 class LiveReport:
+    """``overlapped``: evaluated while the bars committed (on the in-memory window)."""
+
     strategies: int
     instruments: int
     signals_new: int
     failed: tuple[str, ...] = ()
+    overlapped: bool = False
 
 
 def watched_strategies(uow: UnitOfWork, timeframe: Timeframe) -> list[StoredStrategy]:
@@ -102,36 +109,45 @@ def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
 def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, str],
                 lookback: int) -> BarUniverse:
     """Bars of the written instruments from ``warmup_bars(lookback)`` bars before their first
-    new bar; instruments whose window holds too little history are read in full."""
+    new bar; instruments whose window holds too little history are read in full.
+
+    A write that ``write_bars`` applied to ``platform.live_windows`` (``ingest_id`` set) is
+    served from memory when the windows held cover it; otherwise the store is read, with a
+    margin of an eighth of the warm-up before the start, so that a late bar a little behind
+    the others still finds its window in memory (later batches start later anyway). Every
+    batch copies what is held once: a wider margin would cost each batch more.
+    """
+    start = _window_start(written.timeframe, written.first_new, lookback)
+    span = min(written.first_new.values()) - start
+    windows = platform.live_windows if written.ingest_id is not None else None
+    if windows is not None:
+        held = windows.window(written.timeframe, written.first_new, start, lookback + 1)
+        if held is not None:
+            return held.to_universe(symbols)
+        generation = windows.generation
     ids = np.array(sorted(written.first_new), dtype=np.int64)
-    tf_ns = written.timeframe.nanoseconds
-    # Calendar time for the warm-up, widened for weekends and holidays (5 of 7 days trade).
-    span = (warmup_bars(lookback) * 3 // 2 + 7) * tf_ns
-    start = min(written.first_new.values()) - span
-    universe = read_bars(platform, written.timeframe, symbols, ids, start)
-    short = _short_of_history(universe, written.first_new, lookback + 1)
-    if short.size:
-        universe = read_bars(platform, written.timeframe, symbols, ids, None)
-    return universe
+    margin: int | None = start - span // 8 if windows is not None else start
+    cols = read_columns(platform, written.timeframe, ids, margin)
+    window = cols.filter(None, start, None)
+    if _short_of_history(window, written.first_new, lookback + 1):
+        margin = None
+        window = cols = read_columns(platform, written.timeframe, ids, None)
+    if windows is not None:
+        windows.fill(written.timeframe, generation, cols, ids, margin)
+    return window.to_universe(symbols)
 
 
-def read_bars(platform: Platform, timeframe: Timeframe, symbols: Mapping[int, str],
-              ids: npt.NDArray[np.int64], start_ns: int | None) -> BarUniverse:
+def read_columns(platform: Platform, timeframe: Timeframe, ids: npt.NDArray[np.int64],
+                 start_ns: int | None) -> BarColumns:
     """Bars of ``ids`` from ``start_ns`` on, read on the primary (they were just written)."""
     with platform.database.read(primary=True) as uow:
-        return uow.bars.load(timeframe, symbols, ids, start_ns)
+        return uow.bars.read_columns(timeframe, ids, start_ns)
 
 
-def _short_of_history(universe: BarUniverse, first_new: dict[int, int],
-                      needed: int) -> npt.NDArray[np.int64]:
-    """Instruments with fewer than ``needed`` bars before their first new bar."""
-    short = []
-    for k, ident in enumerate(universe.instrument_ids.tolist()):
-        a, b = int(universe.offsets[k]), int(universe.offsets[k + 1])
-        before = int(np.searchsorted(universe.ts[a:b], first_new[ident], "left"))
-        if before < needed:
-            short.append(ident)
-    return np.array(short, dtype=np.int64)
+def _short_of_history(window: BarColumns, first_new: dict[int, int], needed: int) -> bool:
+    """Has an instrument fewer than ``needed`` bars before its first new bar?"""
+    before = bars_before(window, first_new)
+    return bool(before) and min(before.values()) < needed
 
 
 def new_records(strategy: Strategy, universe: BarUniverse,
@@ -163,15 +179,27 @@ class _Outcome:
     signals: tuple[NewSignal, ...] = ()
 
 
-def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
-    if not written.first_new:
-        return None
-    started = platform.clock.now()
-    with platform.database.read(primary=True) as uow:
-        watched = watched_strategies(uow, written.timeframe)
-        if not watched:
-            return None
-        symbols = uow.instruments.symbols(written.first_new)
+@dataclass(frozen=True)
+class _Evaluated:
+    """The watched strategies' outcomes on one write's window (``instruments`` 0: nothing
+    to evaluate, no strategy watched or no bars)."""
+
+    watched: list[StoredStrategy]
+    outcomes: list[_Outcome]
+    instruments: int
+    started: datetime
+
+
+def _window_start(timeframe: Timeframe, first_new: Mapping[int, int], lookback: int) -> int:
+    # Calendar time for the warm-up, widened for weekends and holidays (5 of 7 days trade).
+    span = (warmup_bars(lookback) * 3 // 2 + 7) * timeframe.nanoseconds
+    return min(first_new.values()) - span
+
+
+def _run_watched(platform: Platform, watched: list[StoredStrategy], timeframe: Timeframe,
+                 first_new: dict[int, int], started: datetime,
+                 window: Callable[[int], BarUniverse | None]) -> _Evaluated | None:
+    """Evaluate ``watched`` on ``window(lookback)``; None when ``window`` gives none."""
     outcomes: list[_Outcome] = []
     loaded: list[tuple[StoredStrategy, Strategy, int]] = []
     for s in watched:
@@ -180,18 +208,104 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
             loaded.append((s, obj, int(getattr(obj, "required_lookback", 0) or 0)))
         except Exception as exc:  # one strategy that cannot load never stops the others
             outcomes.append(_Outcome(s, f"{type(exc).__name__}: {exc}"))
-    lookback = max((lb for _s, _obj, lb in loaded), default=0)
-    universe = load_window(platform, written, symbols, lookback)
-    if universe.n_bars == 0:
+    universe = window(max((lb for _s, _obj, lb in loaded), default=0))
+    if universe is None:
         return None
+    if universe.n_bars == 0:
+        return _Evaluated(watched, [], 0, started)
     for stored, strategy, _lookback in loaded:
         try:
-            records = new_records(strategy, universe, written.first_new)
+            records = new_records(strategy, universe, first_new)
         except Exception as exc:  # one failing strategy never stops the others
             outcomes.append(_Outcome(stored, f"{type(exc).__name__}: {exc}"))
             continue
         outcomes.append(_Outcome(stored, None, tuple(new_signals(
-            records, universe, stored.version_id, written.timeframe))))
+            records, universe, stored.version_id, timeframe))))
+    return _Evaluated(watched, outcomes, universe.n_instruments, started)
+
+
+# -- evaluation overlapped with the bar commit ----------------------------------------------
+
+_POOL_LOCK = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool  # one small pool per process, made on first use
+    with _POOL_LOCK:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="live-prepare")
+        return _pool
+
+
+def prepare_new_bars(platform: Platform, timeframe: Timeframe, cols: BarColumns,
+                     symbols: Mapping[int, str]) -> Future[tuple[int, _Evaluated] | None] | None:
+    """The bar preparer: starts evaluating a write on the in-memory windows while it commits.
+
+    Only when the windows hold this timeframe (live evaluation has run here before). The
+    result counts only if the commit then directly followed the windows' generation read
+    here (no other commit, no other writer); otherwise the subscriber evaluates as usual.
+    """
+    windows = platform.live_windows
+    if len(cols) == 0 or not windows.holds(timeframe):
+        return None
+    first_new = first_new_times(cols)
+    generation = windows.generation  # before the window is read: a commit after it shows
+
+    def run() -> tuple[int, _Evaluated] | None:
+        started = platform.clock.now()
+        with platform.database.read(primary=True) as uow:
+            watched = watched_strategies(uow, timeframe)
+        if not watched:
+            return generation, _Evaluated(watched, [], 0, started)
+
+        def window(lookback: int) -> BarUniverse | None:
+            held = windows.window(timeframe, first_new, _window_start(timeframe, first_new,
+                                                                      lookback),
+                                  lookback + 1, pending=cols)
+            return None if held is None else held.to_universe(symbols)
+
+        evaluated = _run_watched(platform, watched, timeframe, first_new, started, window)
+        return None if evaluated is None else (generation, evaluated)
+
+    return _executor().submit(run)
+
+
+def _prepared(written: BarsWritten) -> _Evaluated | None:
+    """The overlapped evaluation of ``written``, when there is one and it is still exact."""
+    future = written.prepared.get(prepare_new_bars)
+    if not isinstance(future, Future) or written.window_generation is None:
+        return None
+    try:
+        done = future.result()
+    except Exception as exc:  # the subscriber evaluates again, from the store if need be
+        log.warning("overlapped live evaluation failed", error=f"{type(exc).__name__}: {exc}")
+        return None
+    if not isinstance(done, tuple) or done[0] + 1 != written.window_generation:
+        return None
+    evaluated: _Evaluated = done[1]
+    return evaluated
+
+
+def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
+    if not written.first_new:
+        return None
+    evaluated = _prepared(written)
+    overlapped = evaluated is not None
+    if evaluated is None:
+        started = platform.clock.now()
+        with platform.database.read(primary=True) as uow:
+            watched = watched_strategies(uow, written.timeframe)
+            if not watched:
+                return None
+            symbols = (written.symbols if written.first_new.keys() <= written.symbols.keys()
+                       else uow.instruments.symbols(written.first_new))
+        evaluated = _run_watched(
+            platform, watched, written.timeframe, written.first_new, started,
+            lambda lookback: load_window(platform, written, symbols, lookback))
+    if evaluated is None or evaluated.instruments == 0:
+        return None
+    outcomes, started = evaluated.outcomes, evaluated.started
     batch = [(o.stored, signal) for o in outcomes for signal in o.signals]
     with platform.database.write() as uow:
         result = store_signals(platform, uow, batch, arrival_ns=written.arrival_ns)
@@ -204,7 +318,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
             uow.strategies.record_run(StrategyRun(
                 strategy_version_id=o.stored.version_id, timeframe=written.timeframe.name,
                 status="failed" if o.error else "succeeded", error=o.error,
-                instruments=universe.n_instruments,
+                instruments=evaluated.instruments,
                 signals_written=new_by_version.get(o.stored.version_id, 0),
                 started_at=started, finished_at=finished))
     # Committed: count, invalidate and publish.
@@ -219,8 +333,8 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
     if events:
         platform.cache.invalidate("signals")
     publish(platform, events)
-    return LiveReport(len(watched), universe.n_instruments, len(events),
-                      tuple(o.stored.name for o in outcomes if o.error))
+    return LiveReport(len(evaluated.watched), evaluated.instruments, len(events),
+                      tuple(o.stored.name for o in outcomes if o.error), overlapped)
 
 
 def publish(platform: Platform, events: Sequence[SignalEvent]) -> None:

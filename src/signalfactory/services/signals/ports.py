@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from signalfactory.domain.signals import InsertedSignal, NewSignal, SignalQuery, StoredSignal
+from signalfactory.domain.signals import (
+    InsertedSignal,
+    NewSignal,
+    SignalQuery,
+    SignalRow,
+    StoredSignal,
+)
 from signalfactory.domain.strategies.stored import BuiltinInterest
 
 
@@ -22,6 +28,11 @@ class SignalRepository(Protocol):
     def page(self, query: SignalQuery) -> list[StoredSignal]:
         """Signals the query selects, in id order (descending with ``newest_first``, then
         ``after_id`` bounds from above), at most ``query.limit``."""
+        ...
+
+    def page_rows(self, query: SignalQuery) -> list[SignalRow]:
+        """The rows ``page`` would return, read lean for serving: the same selection and
+        order, built without per-row mappings or validation (the API's hot path)."""
         ...
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:

@@ -1,0 +1,316 @@
+"""A universe backtest split into chunk jobs that any worker runs, across machines.
+
+The ``backtest`` job (the parent) cuts the universe into runs of whole instruments of about
+``split_chunk_seconds`` of estimated work each (history bars x parameter sets, at
+``split_bars_per_second``), submits one ``backtest.chunk`` job per run and a counter row
+(`SplitRepository`) in one transaction, and hands itself back to the queue (`JobDeferred`).
+Each chunk job loads only its instruments' bars, checks they are the bars the parent cut
+(a digest) and that the strategy is the same (its code hash), simulates them, and stores its
+instruments' parts in its chunk row while counting itself done, in the transaction that
+finishes its job under its lease: a chunk whose worker was killed runs again (the job system
+requeues it when its lease expires) and is counted once. The chunk that completes the
+counter makes the parent due at once; the parent then assembles the parts in instrument
+order with the single-box code (`assemble_universe`), so the stored backtest is the same,
+bit for bit, as the one a single box computes.
+
+No Celery chord: the counter row is the record, so completion survives lost messages, lost
+workers and a restarted broker like any job does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from signalfactory.domain.backtest.engine import Trades
+from signalfactory.domain.bars import BarUniverse
+from signalfactory.domain.errors import BadInputError, OperationalError
+from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, SUCCEEDED, Job, JsonObject
+from signalfactory.domain.strategies import code_hash
+from signalfactory.observability.logging import get_logger
+from signalfactory.services.backtests.modes import (
+    MODES,
+    TRADE_FIELDS,
+    Data,
+    Outcome,
+    Progress,
+    SymbolPart,
+    assemble_universe,
+    simulate_span,
+    span,
+)
+from signalfactory.services.backtests.options import BacktestRequest
+from signalfactory.services.jobs.payloads import parse_payload
+from signalfactory.services.jobs.registry import (
+    JobDeferred,
+    TaskContext,
+    dispatch,
+    submit,
+)
+from signalfactory.services.platform import Platform
+from signalfactory.settings import Settings
+
+if TYPE_CHECKING:
+    from signalfactory.services.backtests.run import Plan
+    from signalfactory.services.ports import UnitOfWork
+
+log = get_logger("signalfactory.backtests.split")
+
+CHUNK_KIND = "backtest.chunk"
+
+
+def split_wanted(settings: Settings) -> bool:
+    """Whether universe backtest jobs are split: ``split`` always, or auto on Celery."""
+    return settings.split == "always" or (settings.split == "auto" and bool(settings.broker_url))
+
+
+def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
+                 ) -> list[tuple[int, int]]:
+    """Runs of whole instruments of about equal work, each at least the target; one run
+    when the universe holds less than two targets.
+
+    With ``n`` = how many targets the work holds, the runs are cut at the instrument
+    boundaries nearest to each n-th of the work; when a run falls short of the target (an
+    instrument longer than the rest), ``n`` drops by one."""
+    cum = np.asarray(bars.offsets - bars.offsets[0], dtype=np.float64) * parameter_sets
+    work = float(cum[-1])
+    target = settings.split_chunk_seconds * settings.split_bars_per_second
+    n = min(int(work // target), bars.n_instruments)
+    while n >= 2:
+        cuts = [0]
+        for k in range(1, n):
+            x = k * work / n
+            j = int(np.searchsorted(cum, x))
+            if j > 0 and x - cum[j - 1] <= cum[j] - x:
+                j -= 1  # the nearer boundary
+            cuts.append(max(j, cuts[-1] + 1))
+        cuts.append(bars.n_instruments)
+        ranges = list(itertools.pairwise(cuts))
+        if all(a < b and cum[b] - cum[a] >= target for a, b in ranges):
+            return ranges
+        n -= 1
+    return [(0, bars.n_instruments)]
+
+
+def bars_digest(bars: BarUniverse) -> str:
+    """What a chunk's bars must hash to: the parent's cut of them."""
+    digest = hashlib.sha256("\n".join(bars.symbols).encode())
+    for arr in (bars.offsets - bars.offsets[0], bars.ts, bars.open, bars.high, bars.low,
+                bars.close, bars.volume):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+# -- a chunk's parts as bytes (exact: numpy's own format, floats never go through text) -----
+
+def encode_parts(parts: list[SymbolPart]) -> bytes:
+    eq_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([p.equity.shape[0] for p in parts], out=eq_offsets[1:])
+    tr_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p.trades) for p in parts], out=tr_offsets[1:])
+    arrays: dict[str, np.ndarray] = {
+        "equity": np.concatenate([p.equity for p in parts]) if parts else np.zeros(0),
+        "eq_offsets": eq_offsets, "tr_offsets": tr_offsets,
+        "exposure": np.array([p.exposure for p in parts], dtype=np.float64),
+        "hold": np.array([p.hold for p in parts], dtype=np.float64),
+        "meta": np.frombuffer(json.dumps({"symbols": [p.symbol for p in parts],
+                                          "scalars": [p.scalars for p in parts]}).encode(),
+                              dtype=np.uint8)}
+    for name in TRADE_FIELDS:
+        arrays[f"t_{name}"] = np.concatenate([getattr(p.trades, name) for p in parts])
+    out = io.BytesIO()
+    np.savez(out, allow_pickle=False, **arrays)
+    return out.getvalue()
+
+
+def decode_parts(blob: bytes) -> Iterator[SymbolPart]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        a = {name: z[name] for name in z.files}
+    meta = json.loads(a["meta"].tobytes().decode())
+    eo, to = a["eq_offsets"], a["tr_offsets"]
+    for k, symbol in enumerate(meta["symbols"]):
+        t0, t1 = int(to[k]), int(to[k + 1])
+        trades = Trades(*(a[f"t_{name}"][t0:t1] for name in TRADE_FIELDS))
+        yield SymbolPart(symbol, a["equity"][int(eo[k]):int(eo[k + 1])], trades,
+                         meta["scalars"][k], float(a["exposure"][k]), float(a["hold"][k]))
+
+
+# -- the parent -----------------------------------------------------------------------------
+
+def wait_for_chunks(ctx: TaskContext) -> None:
+    """Hand the parent back while its chunks run (a cheap read, before any bars are loaded);
+    a chunk that failed fails it. Returns when there is no split or it is complete."""
+    platform = ctx.platform
+    with platform.database.read(primary=True) as uow:
+        state = uow.splits.get(ctx.job_id)
+        if state is None or state.complete:
+            return
+        for chunk in state.chunks:
+            job = None if chunk.finished else uow.jobs.get(chunk.job_id)
+            if job is None:
+                continue
+            what = f"chunk {chunk.index + 1} of {state.total} (job {job.id}) is {job.status}"
+            if job.status == FAILED:
+                raise BadInputError(f"{what}: {job.error}")
+            if job.status in (DEAD, CANCELLED):
+                raise OperationalError(f"{what}: {job.error or ''}; retry that job, then "
+                                       "this one")
+            if job.status == SUCCEEDED and not _finished(uow, ctx.job_id, chunk.index):
+                # it skipped its work: this job was over (cancelled, failed) back then
+                raise OperationalError(f"{what} without a result (it ran while this job was "
+                                       "cancelled or failed); submit the backtest again")
+    ctx.progress(state.done / state.total)
+    raise JobDeferred(platform.settings.split_poll_seconds)
+
+
+def _finished(uow: UnitOfWork, job_id: str, index: int) -> bool:
+    """Read again: a chunk's job and its row are written in one transaction, but a
+    read-committed read of one and then the other can fall between the two."""
+    state = uow.splits.get(job_id)
+    return state is not None and state.chunks[index].finished
+
+
+class Splitter:
+    """The parent's way to compute a universe backtest: start the split, or assemble it."""
+
+    def __init__(self, ctx: TaskContext, request: BacktestRequest) -> None:
+        self.ctx = ctx
+        self.request = request
+
+    def __call__(self, plan: Plan, data: Data, mode: str, progress: Progress | None) -> Outcome:
+        if mode != "universe":
+            return MODES[mode](plan, data, progress)
+        wait_for_chunks(self.ctx)  # a run racing the last chunk: nothing split is left out
+        platform = self.ctx.platform
+        with platform.database.read(primary=True) as uow:
+            state = uow.splits.get(self.ctx.job_id)
+            blobs = uow.splits.results(self.ctx.job_id) if state is not None else []
+        if state is None:
+            ranges = chunk_ranges(data.bars, platform.settings)
+            if len(ranges) < 2:
+                return MODES[mode](plan, data, progress)
+            self._start(plan, data, ranges)
+            raise JobDeferred(platform.settings.split_poll_seconds)
+        if len(blobs) != state.total:
+            raise OperationalError(f"split job {self.ctx.job_id} has {len(blobs)} chunk "
+                                   f"results for {state.total} chunks; run the backtest again")
+        outcome = assemble_universe(plan, data, (p for blob in blobs
+                                                 for p in decode_parts(blob)))
+        job_id = self.ctx.job_id
+        self.ctx.on_commit(lambda uow: uow.splits.drop_results(job_id))
+        return outcome
+
+    def _start(self, plan: Plan, data: Data, ranges: list[tuple[int, int]]) -> None:
+        platform, ctx = self.ctx.platform, self.ctx
+        hash_ = code_hash(plan.strategy)
+        ids: list[str] = []
+        with platform.database.write() as uow:
+            for index, (i, j) in enumerate(ranges):
+                part = span(data.bars, i, j)
+                payload: JsonObject = {
+                    "parent": ctx.job_id, "index": index, "request": self.request.to_payload(),
+                    "symbols": list(part.symbols), "digest": bars_digest(part),
+                    "code_hash": hash_, "start_ns": data.start_ns}
+                job = submit(platform, CHUNK_KIND, payload, tenant_id=ctx.tenant_id, uow=uow,
+                             dedupe_key=f"split:{ctx.job_id}:{index}")
+                ids.append(job.id)
+            created = uow.splits.create(ctx.job_id, CHUNK_KIND, ids, platform.clock.now())
+        if created:
+            log.info("backtest split", job_id=ctx.job_id, chunks=len(ranges),
+                     bars=[int(data.bars.offsets[j] - data.bars.offsets[i]) for i, j in ranges])
+            for job_id in ids:
+                dispatch(platform, job_id)
+        ctx.progress(0.0)
+
+
+# -- a chunk --------------------------------------------------------------------------------
+
+class ChunkPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parent: str
+    index: int = Field(ge=0)
+    request: dict[str, Any]
+    symbols: list[str] = Field(min_length=1)
+    digest: str
+    code_hash: str
+    start_ns: int | None
+
+
+def chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
+    """Simulate one chunk's instruments and count the chunk done with its result."""
+    from signalfactory.services.backtests.run import prepare
+    from signalfactory.services.marketdata.bars import load_universe
+
+    args = parse_payload(ChunkPayload, payload, CHUNK_KIND)
+    platform = ctx.platform
+    with platform.database.read(primary=True) as uow:
+        parent = uow.jobs.get(args.parent)
+    if parent is None or parent.terminal:
+        return {"parent": args.parent, "index": args.index,
+                "skipped": "the split backtest is gone or finished"}
+    with platform.database.write() as uow:
+        execution = uow.splits.started(args.parent, args.index)
+    started = time.perf_counter()
+    plan = prepare(platform, BacktestRequest.from_payload(ctx.tenant_id, args.request))
+    if code_hash(plan.strategy) != args.code_hash:
+        raise BadInputError("the strategy changed after the backtest was split; run the "
+                            "backtest again")
+    bars = load_universe(platform, plan.timeframe, symbols=args.symbols, end=plan.end)
+    if tuple(bars.symbols) != tuple(args.symbols) or bars_digest(bars) != args.digest:
+        raise BadInputError("the bars changed after the backtest was split (new bars "
+                            "stored?); run the backtest again")
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done / total if total else 1.0)
+
+    parts = simulate_span(plan, bars, args.start_ns, 0, bars.n_instruments, progress)
+    blob = encode_parts(parts)
+    seconds = time.perf_counter() - started
+    parent_id = args.parent
+
+    def record(uow: UnitOfWork) -> None:
+        now = platform.clock.now()
+        done, total = uow.splits.complete(parent_id, args.index, blob, seconds, now)
+        if total and done >= total and uow.jobs.wake(parent_id, now):
+            uow.on_commit(lambda: dispatch(platform, parent_id))
+
+    ctx.on_commit(record)
+    return {"parent": args.parent, "index": args.index, "instruments": bars.n_instruments,
+            "bars": int(bars.n_bars), "seconds": round(seconds, 3), "execution": execution}
+
+
+def split_summary(platform: Platform, parent_job_id: str) -> JsonObject | None:
+    """The split of a job as JSON (chunk count, executions, seconds, bars), or None."""
+    with platform.database.read(primary=True) as uow:
+        state = uow.splits.get(parent_job_id)
+        if state is None:
+            return None
+        jobs = [uow.jobs.get(c.job_id) for c in state.chunks]
+    return {"chunks": state.total, "done": state.done,
+            "executions": [c.executions for c in state.chunks],
+            "seconds": [c.seconds for c in state.chunks],
+            "bars": [job.result.get("bars") if job is not None and job.result else None
+                     for job in jobs],
+            # first chunk started .. last chunk finished: the parallel phase's wall time
+            "chunk_wall_seconds": _wall(jobs)}
+
+
+def _wall(jobs: list[Job | None]) -> float | None:
+    starts = [j.started_at for j in jobs if j is not None and j.started_at is not None]
+    ends = [j.finished_at for j in jobs if j is not None and j.finished_at is not None]
+    if not starts or len(ends) < len(jobs):
+        return None
+    return (max(ends) - min(starts)).total_seconds()
+
+
+__all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_task", "decode_parts",
+           "encode_parts", "split_summary", "split_wanted", "wait_for_chunks"]

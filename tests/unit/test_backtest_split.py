@@ -1,0 +1,128 @@
+"""Splitting a universe backtest: chunk sizes from the work estimate, chunk results carried
+as bytes without losing a bit, and the counter row counting a chunk once."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from signalfactory.domain.backtest.engine import Trades
+from signalfactory.domain.bars import BarUniverse
+from signalfactory.services.backtests.modes import SymbolPart, span
+from signalfactory.services.backtests.split import (
+    bars_digest,
+    chunk_ranges,
+    decode_parts,
+    encode_parts,
+    split_wanted,
+)
+from signalfactory.settings import Settings
+from signalfactory.testing.job_splits import MemorySplitRepository
+from signalfactory.testing.memory import MemoryState
+
+
+def universe(lengths: list[int]) -> BarUniverse:
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    n = int(offsets[-1])
+    col = np.linspace(1.0, 2.0, n)
+    return BarUniverse(symbols=tuple(f"S{i}" for i in range(len(lengths))), offsets=offsets,
+                       ts=np.arange(n, dtype=np.int64), open=col, high=col, low=col,
+                       close=col, volume=col)
+
+
+def settings(**values: object) -> Settings:
+    return Settings(**{"split_chunk_seconds": 1.0, "split_bars_per_second": 1000.0,
+                       **values})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lengths", [[300] * 10, [50, 2000, 10, 900, 40, 40, 1000],
+                                     list(range(1, 200))])
+def test_chunks_cover_the_universe_in_order_each_with_at_least_the_target(
+        lengths: list[int]) -> None:
+    u = universe(lengths)
+    ranges = chunk_ranges(u, settings())
+    assert ranges[0][0] == 0 and ranges[-1][1] == u.n_instruments
+    assert all(a < b for a, b in ranges)
+    assert all(b == c for (_, b), (c, _) in itertools.pairwise(ranges))
+    work = [int(u.offsets[b] - u.offsets[a]) for a, b in ranges]
+    assert len(ranges) >= 2
+    assert min(work) >= 1000  # 1 s at 1,000 bars/s
+    assert sum(work) == u.n_bars
+
+
+def test_less_than_two_chunks_of_work_is_not_split() -> None:
+    assert chunk_ranges(universe([600, 1300]), settings()) == [(0, 2)]
+    assert len(chunk_ranges(universe([600, 1300]), settings(split_bars_per_second=600))) == 2
+    # more parameter sets are more work per bar
+    assert len(chunk_ranges(universe([600, 1300]), settings(), parameter_sets=3)) == 2
+
+
+def test_split_is_on_with_celery_unless_told() -> None:
+    assert not split_wanted(Settings())
+    assert split_wanted(Settings(broker_url="redis://127.0.0.1:6379/15"))
+    assert not split_wanted(Settings(broker_url="redis://127.0.0.1:6379/15", split="never"))
+    assert split_wanted(Settings(split="always"))
+    with pytest.raises(ValueError, match="split_chunk_seconds"):
+        Settings(split_chunk_seconds=0.5)
+
+
+def test_parts_round_trip_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+
+    def trades(n: int) -> Trades:
+        return Trades(rng.integers(0, 99, n), rng.integers(0, 99, n), rng.random(n),
+                      rng.random(n), rng.standard_normal(n), rng.standard_normal(n) * 1e-17,
+                      rng.random(n), rng.random(n), rng.integers(0, 7, n).astype(np.int8))
+
+    parts = [SymbolPart("AAA", rng.standard_normal(50), trades(3),
+                        {"symbol": "AAA", "sharpe": 0.1 + 0.2, "n_trades": 3, "cagr": None},
+                        0.25, float("nan")),
+             SymbolPart("BBB", np.array([np.inf, -0.0, 5e-324]), trades(0),
+                        {"symbol": "BBB", "sharpe": 1 / 3}, 0.0, -1.0)]
+    back = list(decode_parts(encode_parts(parts)))
+    assert [p.symbol for p in back] == ["AAA", "BBB"]
+    for a, b in zip(parts, back, strict=True):
+        assert a.equity.tobytes() == b.equity.tobytes()
+        assert a.scalars == b.scalars
+        assert np.array([a.exposure, a.hold]).tobytes() == np.array([b.exposure,
+                                                                     b.hold]).tobytes()
+        for name in ("entry_idx", "exit_idx", "entry_price", "exit_price", "size", "pnl",
+                     "ret", "fees", "reason"):
+            x, y = getattr(a.trades, name), getattr(b.trades, name)
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), name
+
+
+def test_a_chunks_digest_is_the_parents_cut() -> None:
+    u = universe([30, 40, 50, 60])
+    part = span(u, 1, 3)
+    alone = universe([40, 50])
+    alone = BarUniverse(symbols=("S1", "S2"), offsets=alone.offsets, ts=u.ts[30:120],
+                        open=u.open[30:120], high=u.high[30:120], low=u.low[30:120],
+                        close=u.close[30:120], volume=u.volume[30:120])
+    assert bars_digest(part) == bars_digest(alone)
+    changed = BarUniverse(symbols=alone.symbols, offsets=alone.offsets, ts=alone.ts,
+                          open=alone.open, high=alone.high, low=alone.low,
+                          close=alone.close + 1e-12, volume=alone.volume)
+    assert bars_digest(changed) != bars_digest(part)
+
+
+def test_the_counter_counts_a_chunk_once() -> None:
+    repo = MemorySplitRepository(MemoryState())
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    assert repo.create("p", "backtest.chunk", ["c0", "c1"], now)
+    assert not repo.create("p", "backtest.chunk", ["x"], now)
+    assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
+    assert repo.started("p", 5) == 0
+    assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2)
+    assert repo.complete("p", 1, b"again", 1.5, now) == (1, 2)  # a zombie's second write
+    assert repo.complete("p", 0, b"zero", 1.0, now) == (2, 2)
+    state = repo.get("p")
+    assert state is not None and state.complete
+    assert [c.executions for c in state.chunks] == [0, 2]
+    assert repo.results("p") == [b"zero", b"one"]
+    repo.drop_results("p")
+    assert repo.results("p") == []
