@@ -287,9 +287,10 @@ class Settings(BaseSettings):
                                     description="backup prune: weeks with one backup kept.")
     backup_keep_monthly: int = Field(default=12, ge=0,
                                      description="backup prune: months with one backup kept.")
-    pitr_repo: Path | None = Field(
+    pitr_repo: Path | str | None = Field(
         default=None, description="PostgreSQL point-in-time recovery: the pgBackRest "
-                                  "repository directory (WAL archive and base backups, "
+                                  "repository (WAL archive and base backups), a directory "
+                                  "or s3://bucket/prefix reached like an s3:// backup_dest, "
                                   "encrypted with a key derived from backup_key). Set it "
                                   "with pitr_pg_data to turn PITR and its schedules on.")
     pitr_pg_data: Path | None = Field(

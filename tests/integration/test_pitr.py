@@ -225,12 +225,17 @@ def occupied_target(cluster: Cluster) -> Iterator[Path]:
 
 
 def _labels_in(cluster: Cluster, data: Path) -> list[str]:
-    """Start the restored directory on a free port, read the rows, stop it."""
+    return labels_in(cluster.base, data)
+
+
+def labels_in(base: Path, data: Path) -> list[str]:
+    """Start the restored directory on a free port, read the rows (``base/sock`` holds the
+    socket and the log), stop it."""
     port = _free_port()
-    log = cluster.base / "sock" / "check.log"
+    log = base / "sock" / "check.log"
     _as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log),
                  "-o", f"-c port={port} -c listen_addresses=127.0.0.1 -c archive_mode=off "
-                 f"-c unix_socket_directories={cluster.base / 'sock'}", "-w", "start")
+                 f"-c unix_socket_directories={base / 'sock'}", "-w", "start")
     try:
         engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres")
         try:

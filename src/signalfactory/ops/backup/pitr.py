@@ -31,6 +31,7 @@ from signalfactory.ops.backup.pitr_config import (
     RepositoryOwnerError,
     check_marker,
     failure_detail,
+    marker_exists,
     own,
     pgbackrest,
     pitr_config,
@@ -311,15 +312,17 @@ def setup_pitr(settings: Settings) -> SetupReport:
     """Write the config, create the stanza and the marker (idempotent); refuses a repository
     that belongs to someone else instead of taking it over."""
     cfg = pitr_config(settings)
-    cfg.repo.mkdir(parents=True, exist_ok=True)
-    if cfg.marker_path.exists():
+    if cfg.repo_dir is not None:
+        cfg.repo_dir.mkdir(parents=True, exist_ok=True)
+        own(cfg, cfg.repo_dir)
+    had_marker = marker_exists(cfg)
+    if had_marker:
         check_marker(cfg, [])
-    own(cfg, cfg.repo)
     pgbackrest(cfg, "stanza-create", timeout=300)
     answer = _json(pgbackrest(cfg, "info", "--output=json", timeout=120), "info")
     entry = next(e for e in answer if e.get("name") == cfg.stanza)
     system_id = int(sorted(entry["db"], key=lambda d: int(d["id"]))[-1]["system-id"])
-    if cfg.marker_path.exists():
+    if had_marker:
         check_marker(cfg, [system_id])
     else:
         write_marker(cfg, system_id)

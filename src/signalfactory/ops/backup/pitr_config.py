@@ -4,7 +4,9 @@ The repository is encrypted by pgBackRest itself (``repo1-cipher-type=aes-256-cb
 passphrase is derived with HKDF from ``SIGNALFACTORY_BACKUP_KEY``, so the one backup key opens
 both kinds of backup, and a deployment with another key cannot read this repository.
 
-The marker ``signalfactory-pitr.json`` at the repository's root says which deployment, which
+The repository is a local directory or an ``s3://bucket/prefix`` URL (see
+:mod:`signalfactory.ops.backup.pitr_s3`). The marker ``signalfactory-pitr.json`` at its root
+(read and written through the regular backups' S3 client on S3) says which deployment, which
 database system (PostgreSQL's system identifier) and which key (its public id) the repository
 belongs to, authenticated with an HMAC under the backup key. A restore refuses a repository
 whose marker disagrees, before pgBackRest touches anything.
@@ -27,6 +29,8 @@ from sqlalchemy.engine import make_url
 from signalfactory.adapters.storage.db import is_sqlite_url, normalise_url
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.ops.backup.crypto import BackupKey, WrongKeyError, load_backup_key
+from signalfactory.ops.backup.pitr_s3 import S3Repo, s3_repo
+from signalfactory.ops.backup.targets import MissingPartError, S3Target
 from signalfactory.settings import Settings
 
 MARKER = "signalfactory-pitr.json"
@@ -49,7 +53,12 @@ def cipher_pass(key: BackupKey) -> str:
 class PitrConfig:
     """Where everything is, taken from the settings once."""
 
-    repo: Path
+    #: the repository as configured: a directory or an s3:// URL (for messages)
+    repo: str
+    #: the local repository directory (None on S3)
+    repo_dir: Path | None
+    s3: S3Repo | None
+    s3_target: S3Target | None
     pg_data: Path
     stanza: str
     deployment: str
@@ -66,22 +75,41 @@ class PitrConfig:
 
     @property
     def marker_path(self) -> Path:
-        return self.repo / MARKER
+        if self.repo_dir is None:
+            raise OperationalError(f"{self.repo} is not a local directory: its {MARKER} is "
+                                   "an S3 object")
+        return self.repo_dir / MARKER
+
+    @property
+    def marker_where(self) -> str:
+        return f"{self.repo.rstrip('/')}/{MARKER}"
 
 
 def pitr_config(settings: Settings) -> PitrConfig:
     """The PITR configuration, or bad input naming the settings that are missing."""
     if settings.pitr_repo is None or settings.pitr_pg_data is None:
         raise BadInputError("point-in-time recovery is not configured: set "
-                            "SIGNALFACTORY_PITR_REPO (the pgBackRest repository directory) and "
+                            "SIGNALFACTORY_PITR_REPO (the pgBackRest repository: a directory "
+                            "or s3://bucket/prefix) and "
                             "SIGNALFACTORY_PITR_PG_DATA (the PostgreSQL data directory)")
     url = settings.resolved_database_url
     if is_sqlite_url(url):
         raise BadInputError("point-in-time recovery needs PostgreSQL; this deployment uses "
                             "SQLite (set SIGNALFACTORY_DATABASE_URL to a PostgreSQL database)")
     secret = settings.backup_key.get_secret_value() if settings.backup_key else None
+    configured = str(settings.pitr_repo)
+    if configured.startswith("s3://"):
+        s3, target = s3_repo(configured)
+        repo, repo_dir, s3_target = target.url, None, target
+    else:
+        if "://" in configured:
+            raise BadInputError(f"SIGNALFACTORY_PITR_REPO={configured!r}: use a local "
+                                "directory or s3://bucket/prefix")
+        repo_dir = Path(configured).expanduser().resolve()
+        repo, s3, s3_target = str(repo_dir), None, None
     return PitrConfig(
-        repo=settings.pitr_repo.resolve(), pg_data=settings.pitr_pg_data.resolve(),
+        repo=repo, repo_dir=repo_dir, s3=s3, s3_target=s3_target,
+        pg_data=settings.pitr_pg_data.resolve(),
         stanza=settings.pitr_stanza, deployment=settings.pitr_deployment,
         socket_dir=settings.pitr_pg_socket_dir, pg_port=make_url(normalise_url(url)).port or 5432,
         pg_user=settings.pitr_pg_user, os_user=settings.pitr_os_user,
@@ -95,10 +123,11 @@ def pitr_config(settings: Settings) -> PitrConfig:
 def config_text(cfg: PitrConfig) -> str:
     """pgbackrest.conf for this deployment (holds the passphrase: written 0600)."""
     state = cfg.config_path.parent
+    where = cfg.s3.config_lines() if cfg.s3 else [f"repo1-path={cfg.repo_dir}"]
     return "\n".join([
         "# Written by signalfactory (backup pitr setup); regenerated from the settings.",
         "[global]",
-        f"repo1-path={cfg.repo}",
+        *where,
         "repo1-cipher-type=aes-256-cbc",
         f"repo1-cipher-pass={cipher_pass(cfg.key)}",
         "repo1-retention-full-type=time",
@@ -225,10 +254,36 @@ def write_marker(cfg: PitrConfig, system_id: int) -> None:
             "key_id": cfg.key.key_id, "created_at": datetime.now(UTC).isoformat()}
     payload = json.dumps(body, sort_keys=True).encode()
     document = {**body, "mac": cfg.key.mac(payload)}
+    write_marker_bytes(cfg, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def write_marker_bytes(cfg: PitrConfig, data: bytes) -> None:
+    if cfg.s3_target is not None:
+        cfg.s3_target.write_object("", MARKER, [data])
+        return
     tmp = cfg.marker_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.write_bytes(data)
     own(cfg, tmp)
     tmp.replace(cfg.marker_path)
+
+
+def read_marker_bytes(cfg: PitrConfig) -> bytes:
+    """The marker as stored; FileNotFoundError when the repository has none."""
+    if cfg.s3_target is None:
+        return cfg.marker_path.read_bytes()
+    try:
+        with cfg.s3_target.open_object("", MARKER) as body:
+            return bytes(body.read())
+    except MissingPartError:
+        raise FileNotFoundError(cfg.marker_where) from None
+
+
+def marker_exists(cfg: PitrConfig) -> bool:
+    try:
+        read_marker_bytes(cfg)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def check_marker(cfg: PitrConfig, system_ids: list[int]) -> dict[str, object]:
@@ -239,14 +294,14 @@ def check_marker(cfg: PitrConfig, system_ids: list[int]) -> dict[str, object]:
     fix = ("point SIGNALFACTORY_PITR_REPO at this deployment's repository, or run "
            "`signalfactory backup pitr setup` to start a new one")
     try:
-        document = json.loads(cfg.marker_path.read_text(encoding="utf-8"))
+        document = json.loads(read_marker_bytes(cfg).decode("utf-8"))
     except FileNotFoundError:
         raise RepositoryOwnerError(f"{cfg.repo} has no {MARKER}: it was not set up by "
                                    f"Signal Factory; {fix}") from None
     except (OSError, ValueError) as exc:
-        raise RepositoryOwnerError(f"{cfg.marker_path} cannot be read ({exc}); {fix}") from exc
+        raise RepositoryOwnerError(f"{cfg.marker_where} cannot be read ({exc}); {fix}") from exc
     if not isinstance(document, dict):
-        raise RepositoryOwnerError(f"{cfg.marker_path} is not a Signal Factory marker; {fix}")
+        raise RepositoryOwnerError(f"{cfg.marker_where} is not a Signal Factory marker; {fix}")
     if document.get("key_id") != cfg.key.key_id:
         raise WrongKeyError(
             f"the PITR repository {cfg.repo} was encrypted with another backup key (key id "
@@ -255,7 +310,7 @@ def check_marker(cfg: PitrConfig, system_ids: list[int]) -> dict[str, object]:
             "it was set up. Nothing was restored")
     mac = document.pop("mac", None)
     if mac != cfg.key.mac(json.dumps(document, sort_keys=True).encode()):
-        raise RepositoryOwnerError(f"{cfg.marker_path} fails authentication: it was modified; "
+        raise RepositoryOwnerError(f"{cfg.marker_where} fails authentication: it was modified; "
                                    f"{fix}")
     if document.get("deployment") != cfg.deployment or document.get("stanza") != cfg.stanza:
         raise RepositoryOwnerError(
