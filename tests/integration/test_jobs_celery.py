@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,11 +196,15 @@ def test_worker_metrics_port_exports_what_the_pool_children_did(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    metrics_dirs = set(Path(tempfile.gettempdir()).glob("signalfactory-metrics-*"))
+    # The worker's own temp dir: another test's worker may make and remove its metrics
+    # directory in the shared one meanwhile.
+    worker_tmp = tmp_path / "tmp"
+    worker_tmp.mkdir()
     jobs = [job_service.submit(cp, "test.slow", {"steps": 1, "delay": 0.01}) for _ in range(3)]
     flaky = job_service.submit(cp, "test.flaky", {"succeed_on": 2}, max_attempts=3)
     log = tmp_path / "worker.log"
-    worker = start_worker(celery_env, log, "--concurrency", "2", "--metrics-port", str(port))
+    worker = start_worker({**celery_env, "TMPDIR": str(worker_tmp)}, log, "--concurrency", "2",
+                          "--metrics-port", str(port))
     try:
         for job in [*jobs, flaky]:
             assert job_service.wait_for(cp, job.id, timeout=30).status == "succeeded", \
@@ -214,6 +217,7 @@ def test_worker_metrics_port_exports_what_the_pool_children_did(
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.2)
+        assert len(list(worker_tmp.glob("signalfactory-metrics-*"))) == 1
     finally:
         stop_gently(worker)
     samples = [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text)
@@ -227,7 +231,7 @@ def test_worker_metrics_port_exports_what_the_pool_children_did(
     assert value("signalfactory_jobs_total", kind="test.flaky", status="succeeded") == 1
     assert value("signalfactory_jobs_total", kind="test.flaky", status="failed") == 1
     assert value("signalfactory_job_duration_seconds_count", kind="test.slow") == 3
-    assert set(Path(tempfile.gettempdir()).glob("signalfactory-metrics-*")) == metrics_dirs
+    assert list(worker_tmp.glob("signalfactory-metrics-*")) == []  # removed at shutdown
 
 
 def _waiting(broker_url: str, queue: str) -> int:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,13 +46,13 @@ def libpq(url: str) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
-def _stderr_collector(stream: IO[bytes]) -> tuple[threading.Thread, list[bytes]]:
-    lines: list[bytes] = []
+def _stderr_collector(stream: IO[bytes]) -> tuple[threading.Thread, deque[bytes]]:
+    # The last lines: the error that stopped a tool comes after whatever it said before.
+    lines: deque[bytes] = deque(maxlen=50)
 
     def _drain() -> None:
         for line in stream:
-            if len(lines) < 50:
-                lines.append(line)
+            lines.append(line)
 
     thread = threading.Thread(target=_drain, daemon=True)
     thread.start()
@@ -106,7 +107,9 @@ def restore_dump(url: str, dump: Path, *, replace: bool) -> None:
     try:
         # More memory for the index builds at the end of the load (the PRIMARY KEY of ten
         # million bars sorts in memory instead of on disk); this session only.
-        psql.stdin.write(b"SET maintenance_work_mem = '512MB';\nBEGIN;\n")
+        # Notices (a DROP ... CASCADE lists every object) would bury the error.
+        psql.stdin.write(b"SET maintenance_work_mem = '512MB';\n"
+                         b"SET client_min_messages = warning;\nBEGIN;\n")
         if replace:
             psql.stdin.write(b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n")
         while chunk := restore.stdout.read(PIPE_CHUNK):

@@ -63,7 +63,8 @@ def created_at(backup_id: str) -> datetime:
 
 def plan(ids: list[str], policy: Policy) -> PrunePlan:
     policy.validate()
-    newest_first = sorted(ids, key=created_at, reverse=True)
+    # The id breaks ties within a second: its suffix starts with the millisecond.
+    newest_first = sorted(ids, key=lambda i: (created_at(i), i), reverse=True)
     keep: dict[str, list[str]] = {}
 
     def keep_by(label: str, count: int, bucket: Callable[[datetime], object]) -> None:
