@@ -99,3 +99,34 @@ def platform(sf_env: dict[str, str]) -> Iterator[object]:
         yield p
     finally:
         p.close()
+
+
+_JOB_THREAD_PREFIXES = ("job-runner-", "job-scheduler", "delivery-", "trading-watchdog")
+_LEAK_REPORT = os.environ.get("SF_TEST_THREAD_LEAKS")
+
+
+@pytest.fixture(autouse=True)
+def _report_leaked_job_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With SF_TEST_THREAD_LEAKS=<file>, name the tests that leave a job thread running.
+
+    A job thread left behind by one test logs into the captured stdout of a later test in the
+    same worker (logs follow ``sys.stdout``), which breaks tests that parse a command's output.
+    """
+    if not _LEAK_REPORT:
+        yield
+        return
+    import threading
+    import time
+
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        leaked = [t.name for t in threading.enumerate() if t.ident not in before
+                  and t.is_alive() and t.name.startswith(_JOB_THREAD_PREFIXES)]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if leaked:
+        with open(_LEAK_REPORT, "a", encoding="utf-8") as report:
+            report.write(f"{request.node.nodeid}: {', '.join(sorted(leaked))}\n")

@@ -178,7 +178,7 @@ RUN = [
         "cpu", "CPU time limit"),
     run("memory-bomb", "an 80 GB array", strategy("np.ones(10**10)"), "memory", "memory limit"),
     run("memory-creep", "memory that grows until it runs out",
-        strategy("x = []\nwhile True:\n    x.append(np.ones(10**7))"), "memory", "memory limit"),
+        strategy("x = []\nwhile True:\n    x.append(np.empty(10**7))"), "memory", "memory limit"),
     run("bytes-bomb", "an 8 GB bytes object", strategy("b'x' * (2**33)"), "memory",
         "memory limit"),
     run("recursion-bomb", "unbounded recursion",
