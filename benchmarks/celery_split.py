@@ -13,8 +13,11 @@ stored result is forgotten between runs so every run computes. Every side gets t
 worker's first job pays its imports). The split results are checked to equal the one-box
 result bit for bit. Speedup = T(1 worker) / T(2 workers); efficiency = speedup / 2.
 
+Chunks are sized at the speed the split job measures on the universe's first instruments
+(``--bars-per-second`` forces one instead); the chunks' durations are printed.
+
     .venv/bin/python benchmarks/celery_split.py [--symbols 600] [--bars 10000]
-        [--chunk-seconds 1] [--bars-per-second 1000000] [--broker redis://127.0.0.1:6379/15]
+        [--chunk-seconds 1] [--bars-per-second N] [--broker redis://127.0.0.1:6379/15]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import dataclasses
 import gc
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,8 +51,9 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=600)
     parser.add_argument("--bars", type=int, default=10_000)
     parser.add_argument("--chunk-seconds", type=float, default=1.0)
-    parser.add_argument("--bars-per-second", type=float, default=1_000_000.0,
-                        help="one worker's assumed speed, to size the chunks")
+    parser.add_argument("--bars-per-second", type=float, default=None,
+                        help="one worker's assumed speed, to size the chunks (default: the "
+                             "split job measures it)")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--tries", type=int, default=2)
     args = parser.parse_args()
@@ -59,8 +64,9 @@ def main() -> None:
            f"sqlite:///{home / 'sf.db'}", "SIGNALFACTORY_BROKER_URL": args.broker,
            "SIGNALFACTORY_CELERY_QUEUE": queue, "SIGNALFACTORY_SPLIT": "always",
            "SIGNALFACTORY_SPLIT_CHUNK_SECONDS": str(args.chunk_seconds),
-           "SIGNALFACTORY_SPLIT_BARS_PER_SECOND": str(args.bars_per_second),
            "SIGNALFACTORY_LOG_LEVEL": "warning"}
+    if args.bars_per_second is not None:
+        env["SIGNALFACTORY_SPLIT_BARS_PER_SECOND"] = str(args.bars_per_second)
     os.environ.update(env)
 
     import numba
@@ -135,10 +141,12 @@ def main() -> None:
         assert summary is not None
         return took, summary
 
+    all_runs: dict[int, list[tuple[float, dict[str, object]]]] = {}
+
     def on_workers(n: int) -> tuple[float, dict[str, object]]:
         start(n)
         split_run()  # warm-up: the new worker's first job pays its imports
-        runs = [split_run() for _ in range(args.tries)]
+        runs = all_runs[n] = [split_run() for _ in range(args.tries)]
         return min(runs, key=lambda r: r[0])
 
     try:
@@ -159,13 +167,22 @@ def main() -> None:
 
     n_bars = args.symbols * args.bars
     chunk_bars = summary["bars"]
+    speed = ("measured by the split job" if args.bars_per_second is None
+             else f"{args.bars_per_second:,.0f} bars/s as told")
     print(f"\nuniverse backtest: {args.symbols} symbols x {args.bars} bars = {n_bars:,} bars; "
-          f"chunks aimed at {args.chunk_seconds:g} s at {args.bars_per_second:,.0f} bars/s")
-    print(f"chunks: {summary['chunks']}, bars each {chunk_bars}")
-    for label, s in (("1 worker", summary), ("2 workers", summary2)):
-        secs = [x for x in s["seconds"] if isinstance(x, float)]  # type: ignore[attr-defined]
-        print(f"  {label}: chunk seconds {min(secs):.2f}..{max(secs):.2f} "
-              f"(sum {sum(secs):.2f}), executions {s['executions']}")
+          f"chunks of at least {args.chunk_seconds:g} s at the speed {speed}")
+    print(f"chunks (best run on 1 worker): {summary['chunks']}, bars each {chunk_bars}")
+    print("chunk durations (a chunk job's own seconds: load, check, simulate, encode), "
+          "min / median / max, every timed run:")
+    for n, runs in sorted(all_runs.items()):
+        for took, s in runs:
+            secs = [x for x in s["seconds"] if isinstance(x, float)]  # type: ignore[attr-defined]
+            bars_ = [b for b in s["bars"] if isinstance(b, int)]  # type: ignore[attr-defined]
+            print(f"  {n} worker{'s' if n > 1 else ''}: {len(secs)} chunks, "
+                  f"{min(secs):.2f} / {statistics.median(secs):.2f} / {max(secs):.2f} s "
+                  f"({sum(bars_) / sum(secs) / 1e6:.1f} M bars/s in chunks), executions "
+                  f"{s['executions']}, chunk phase {s['chunk_wall_seconds']:.2f} s, "
+                  f"job {took:.2f} s")
     print(f"\n{'side':<34}{'cores':>6}{'wall s':>9}")
     print(f"{'one box, numba on all threads':<34}{numba.config.NUMBA_NUM_THREADS:>6}"
           f"{box_all:>9.2f}")

@@ -10,7 +10,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from signalfactory.adapters.storage.tables import backtest_equity, backtest_trades, backtests
+from signalfactory.adapters.storage.tables import (
+    backtest_chunk_equity,
+    backtest_chunk_trades,
+    backtest_equity,
+    backtest_trades,
+    backtests,
+)
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.services.backtests import run as backtest_service
 from signalfactory.services.backtests.options import BacktestRequest
@@ -37,6 +43,14 @@ def snapshot(platform: Platform, backtest_id: str) -> str:
             assert curve is not None, symbol
             curves[symbol] = [curve.ts.tobytes().hex(), curve.equity.tobytes().hex()]
     return json.dumps({"result": result, "curves": curves}, sort_keys=True)
+
+
+def held_rows(platform: Platform) -> tuple[int, int]:
+    """(trades, curves) the chunks of split backtests hold (not yet copied into one)."""
+    with engine_of(platform).connect() as conn:
+        trades, curves = (conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                          for t in (backtest_chunk_trades, backtest_chunk_equity))
+    return int(trades), int(curves)
 
 
 def forget(platform: Platform, backtest_id: str) -> None:

@@ -202,14 +202,17 @@ class Settings(BaseSettings):
                     "always, or never. A universe smaller than two chunks runs whole.")
     split_chunk_seconds: float = Field(
         default=2.0, ge=1.0, le=3600.0,
-        description="Seconds of work a chunk of a split job aims at (estimated from "
-                    "SIGNALFACTORY_SPLIT_BARS_PER_SECOND); at least 1 so that a chunk's fixed "
-                    "cost (messages, loading its bars, storing its result) stays small.")
-    split_bars_per_second: float = Field(
-        default=3_000_000.0, gt=0,
+        description="Seconds of work a chunk of a split job has at least (at the speed the "
+                    "split job measures, or SIGNALFACTORY_SPLIT_BARS_PER_SECOND); at least 1 "
+                    "so that a chunk's fixed cost (messages, loading its bars, storing its "
+                    "result) stays small.")
+    split_bars_per_second: float | None = Field(
+        default=None, gt=0,
         description="Bars one worker process backtests per second, to size chunks (bars of "
-                    "history x parameter sets): above the real speed, chunks run longer than "
-                    "aimed at; below it, shorter.")
+                    "history x parameter sets). Unset (the default): the split job measures "
+                    "it, simulating the universe's first instruments before it cuts. Set: "
+                    "taken as said (above the real speed, chunks run longer than aimed at; "
+                    "below it, shorter).")
     split_poll_seconds: float = Field(
         default=2.0, gt=0, le=60.0,
         description="How often a split job waiting for its chunks checks its counter row "

@@ -12,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from signalfactory.adapters.storage.backtests import decode_curve, encode_curve
 from signalfactory.adapters.storage.checksums import store_fingerprint
 from signalfactory.adapters.storage.tables import (
     DEFAULT_TENANT_ID,
@@ -21,6 +20,7 @@ from signalfactory.adapters.storage.tables import (
     backtests,
 )
 from signalfactory.adapters.storage.unit_of_work import sql_database
+from signalfactory.domain.backtest.curve_codec import decode_curve, encode_curve
 from signalfactory.domain.backtest.stored import TRADE_COLUMNS
 from signalfactory.domain.errors import BadInputError, NotFoundError
 from signalfactory.services.backtests import run as backtest_service

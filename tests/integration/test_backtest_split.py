@@ -1,14 +1,28 @@
 """A universe backtest split into chunk jobs, on the embedded runner (both backends): the
 stored result is the single-box result bit for bit, each chunk ran once and was counted once,
-and the chunks' results are dropped once assembled."""
+and the chunks' results and rows are dropped once the backtest is stored; a chunk's rows are
+held once however often they are stored, and copied only when they are what was counted."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from signalfactory.adapters.storage.tables import backtests
 from signalfactory.bootstrap import build_platform
+from signalfactory.domain.backtest.curve_codec import ChunkedRows, EncodedCurve
+from signalfactory.domain.backtest.stored import (
+    DataRange,
+    EquityCurve,
+    StoredBacktest,
+    TradeRecord,
+)
+from signalfactory.domain.errors import OperationalError
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.services.backtests.split import split_summary
 from signalfactory.services.jobs import registry as job_service
@@ -16,7 +30,8 @@ from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from signalfactory.workers.runner import EmbeddedRunner
-from tests.split_support import finished, single_box, snapshot, submit
+from tests.helpers import engine_of
+from tests.split_support import finished, held_rows, single_box, snapshot, submit
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,6 +68,55 @@ def test_split_backtest_equals_the_single_box_run(split_platform: Platform) -> N
     assert snapshot(split_platform, backtest_id) == expected
     with split_platform.database.read(primary=True) as uow:
         assert uow.splits.results(job_id) == []  # assembled, then dropped
+    assert held_rows(split_platform) == (0, 0)  # copied into the backtest, then dropped
+
+
+def test_a_chunks_rows_are_held_once_and_copied_only_as_counted(
+        split_platform: Platform) -> None:
+    runner = EmbeddedRunner(split_platform, concurrency=1)
+    job_id = submit(split_platform)
+    assert runner.run_next() is not None  # the parent: it splits and waits
+    trades = [TradeRecord("S1", 1_000_000_000 * k, 2_000_000_000 * k, 1.5, 10.0, 11.0 + k,
+                          1.5 + k, 0.1 / 3, 1e-17, "signal") for k in (1, 2)]
+    curve = EquityCurve("S1", np.arange(5, dtype=np.int64) * 86_400 * 10**9,
+                        np.array([1e4, 1e4 + 1 / 3, np.nextafter(1e4, 2e4), 9e3, 0.0]))
+    for _ in range(2):  # stored again (a chunk run twice): its rows replace its rows
+        with split_platform.database.write() as uow:
+            uow.backtests.stage_chunk(job_id, 2, trades, [EncodedCurve.of(curve)])
+    assert held_rows(split_platform) == (2, 1)
+    backtest = StoredBacktest(
+        id="f" * 64, tenant_id=DEFAULT_TENANT_ID, mode="universe", config={},
+        data_range=DataRange("1d", "universe=sample", ("S1",), (), "2015-01-01",
+                             "2015-01-05", 5, 5, "stock", 252.0, "0" * 64),
+        strategy_name="sma_cross", strategy_version=None, code_hash="x", metrics={},
+        per_symbol=(), final_equity=1.0, n_trades=2,
+        created_at=datetime(2026, 12, 4, tzinfo=UTC), duration_seconds=1.0)
+    aggregate = EquityCurve("", curve.ts, curve.equity / 2)
+    with pytest.raises(OperationalError, match=r"chunk 3 of split job .* holds 2 trades"), \
+            split_platform.database.write() as uow:  # counted 3 trades in chunk 3
+        uow.backtests.add_from_chunks(backtest, [aggregate], ChunkedRows(
+            job_id, (0, 0, 3, 0), (0, 0, 1, 0)))
+    with engine_of(split_platform).connect() as conn:  # nothing stored, nothing dropped
+        assert conn.execute(sa.select(sa.func.count()).select_from(backtests)).scalar_one() \
+            == 0
+    assert held_rows(split_platform) == (2, 1)
+    with split_platform.database.write() as uow:
+        assert uow.backtests.add_from_chunks(backtest, [aggregate], ChunkedRows(
+            job_id, (0, 0, 2, 0), (0, 0, 1, 0)))
+    assert held_rows(split_platform) == (0, 0)
+    with split_platform.database.read(primary=True) as uow:
+        assert uow.backtests.trades(backtest.id) == trades
+        assert uow.backtests.equity_curve(backtest.id, "S1") == curve
+        assert uow.backtests.equity_curve(backtest.id, "") == aggregate
+    # stored before: the chunks' rows are dropped all the same, nothing is added
+    with split_platform.database.write() as uow:
+        uow.backtests.stage_chunk(job_id, 0, trades[:1], [])
+        assert not uow.backtests.add_from_chunks(
+            dataclasses.replace(backtest, final_equity=2.0), [], ChunkedRows(
+                job_id, (1, 0, 0, 0), (0, 0, 0, 0)))
+    assert held_rows(split_platform) == (0, 0)
+    with split_platform.database.read(primary=True) as uow:
+        assert uow.backtests.trades(backtest.id) == trades
 
 
 def test_a_cancelled_chunk_makes_the_split_job_dead_and_stores_nothing(

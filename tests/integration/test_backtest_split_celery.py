@@ -22,7 +22,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
 from tests.integration.test_jobs_celery import broker_url, celery_env  # noqa: F401 - fixtures
 from tests.integration.test_jobs_kill import kill_hard, start_worker, stop_gently
-from tests.split_support import finished, single_box, snapshot, submit
+from tests.split_support import finished, held_rows, single_box, snapshot, submit
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -79,6 +79,7 @@ def test_split_on_two_celery_workers_equals_the_single_box_run(
     assert summary is not None and summary["chunks"] == 4
     assert summary["executions"] == [1, 1, 1, 1]
     assert snapshot(small, backtest_id) == expected
+    assert held_rows(small) == (0, 0)
 
 
 def _computing_chunk(platform: Platform, job_id: str, workers: list[subprocess.Popen[bytes]],
@@ -132,7 +133,9 @@ def test_a_worker_killed_mid_chunk_costs_one_chunk_rerun(
             assert executions[index] == 2 and sum(executions) == 4, executions
             chunk_job = job_service.get_job(platform, _chunks(platform, job_id)[index].job_id)
             assert chunk_job.losses == 1, chunk_job
+        # the rerun chunk's trades are stored once (the snapshot holds every trade)
         assert snapshot(platform, backtest_id) == expected
+        assert held_rows(platform) == (0, 0)
     finally:
         for worker in workers:
             if worker.poll() is None:

@@ -11,12 +11,14 @@ import pytest
 
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.bars import BarUniverse
-from signalfactory.services.backtests.modes import SymbolPart, span
+from signalfactory.services.backtests import split
+from signalfactory.services.backtests.modes import Data, SymbolPart, span, union_of_times
 from signalfactory.services.backtests.split import (
     bars_digest,
     chunk_ranges,
     decode_parts,
     encode_parts,
+    simulation_rate,
     split_wanted,
 )
 from signalfactory.settings import Settings
@@ -34,17 +36,12 @@ def universe(lengths: list[int]) -> BarUniverse:
                        close=col, volume=col)
 
 
-def settings(**values: object) -> Settings:
-    return Settings(**{"split_chunk_seconds": 1.0, "split_bars_per_second": 1000.0,
-                       **values})  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize("lengths", [[300] * 10, [50, 2000, 10, 900, 40, 40, 1000],
                                      list(range(1, 200))])
 def test_chunks_cover_the_universe_in_order_each_with_at_least_the_target(
         lengths: list[int]) -> None:
     u = universe(lengths)
-    ranges = chunk_ranges(u, settings())
+    ranges = chunk_ranges(u, 1.0, 1000.0)
     assert ranges[0][0] == 0 and ranges[-1][1] == u.n_instruments
     assert all(a < b for a, b in ranges)
     assert all(b == c for (_, b), (c, _) in itertools.pairwise(ranges))
@@ -55,10 +52,40 @@ def test_chunks_cover_the_universe_in_order_each_with_at_least_the_target(
 
 
 def test_less_than_two_chunks_of_work_is_not_split() -> None:
-    assert chunk_ranges(universe([600, 1300]), settings()) == [(0, 2)]
-    assert len(chunk_ranges(universe([600, 1300]), settings(split_bars_per_second=600))) == 2
+    assert chunk_ranges(universe([600, 1300]), 1.0, 1000.0) == [(0, 2)]
+    assert len(chunk_ranges(universe([600, 1300]), 1.0, 600.0)) == 2
+    assert chunk_ranges(universe([600, 1300]), 2.0, 600.0) == [(0, 2)]
     # more parameter sets are more work per bar
-    assert len(chunk_ranges(universe([600, 1300]), settings(), parameter_sets=3)) == 2
+    assert len(chunk_ranges(universe([600, 1300]), 1.0, 1000.0, parameter_sets=3)) == 2
+
+
+@pytest.mark.parametrize("seconds", [0.005, 10.0])
+def test_the_rate_is_timed_on_real_work_after_a_warm_up(
+        monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    # a fake simulation: 1 ms of fixed cost and 2,000,000 bars/s, its first run 5 s slower
+    u = universe([1000] * 80)
+    now, runs = [0.0], []
+
+    def simulate(_plan: object, bars: BarUniverse, _start: object, i: int, j: int,
+                 *_rest: object) -> list[SymbolPart]:
+        runs.append((i, j))
+        now[0] += (5.0 if len(runs) == 1 else 0.0) + 0.001 + \
+            float(bars.offsets[j] - bars.offsets[i]) / 2e6
+        return []
+
+    monkeypatch.setattr(split, "simulate_span", simulate)
+    data = Data(bars=u, start_ns=None, data_range=None)  # type: ignore[arg-type]
+    rate = simulation_rate(None, data, seconds, clock=lambda: now[0])  # type: ignore[arg-type]
+    last = runs[-1][1]
+    took = 0.001 + last * 1000 / 2e6
+    assert runs[:2] == [(0, 1), (0, 1)] and all(i == 0 for i, _ in runs)
+    if seconds < 1:  # the run that counts lasted the seconds asked for, and not 3 times more
+        assert seconds <= took < 3 * seconds and len(runs) <= 6
+    else:  # at most an eighth of the universe
+        assert last == 10
+    # the warm-up's 5 s do not count; the fixed cost does (chunks err long, not short)
+    assert rate == pytest.approx(last * 1000 / took)
+    assert rate < 2e6
 
 
 def test_split_is_on_with_celery_unless_told() -> None:
@@ -117,12 +144,20 @@ def test_the_counter_counts_a_chunk_once() -> None:
     assert not repo.create("p", "backtest.chunk", ["x"], now)
     assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
     assert repo.started("p", 5) == 0
-    assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2)
-    assert repo.complete("p", 1, b"again", 1.5, now) == (1, 2)  # a zombie's second write
-    assert repo.complete("p", 0, b"zero", 1.0, now) == (2, 2)
+    assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2, True)
+    assert repo.complete("p", 1, b"again", 1.5, now) == (1, 2, False)  # a zombie's write
+    assert repo.complete("p", 0, b"zero", 1.0, now) == (2, 2, True)
+    assert repo.complete("q", 0, b"none", 1.0, now) == (0, 0, False)
     state = repo.get("p")
     assert state is not None and state.complete
     assert [c.executions for c in state.chunks] == [0, 2]
     assert repo.results("p") == [b"zero", b"one"]
     repo.drop_results("p")
     assert repo.results("p") == []
+
+
+@pytest.mark.parametrize("runs", [[], [[5]], [[1, 2, 3], [2, 3, 4], [0, 9]], [[3, 3, 3]]])
+def test_the_union_of_times_is_uniques_result(runs: list[list[int]]) -> None:
+    ts = np.array([t for run in runs for t in run], dtype=np.int64)
+    union = union_of_times(ts)
+    assert union.dtype == np.int64 and union.tobytes() == np.unique(ts).tobytes()

@@ -9,6 +9,7 @@ twice; ``executions`` records every start, so a redone chunk can be seen.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,11 @@ class SplitState:
     @property
     def complete(self) -> bool:
         return self.done >= self.total
+
+
+class Completion(NamedTuple):
+    """The counter after a chunk's result was offered."""
+
+    done: int
+    total: int
+    counted: bool  # this call counted the chunk (False: counted before, or no such chunk)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from signalfactory.domain.backtest.curve_codec import ChunkedRows, EncodedCurve
 from signalfactory.domain.backtest.stored import (
     BacktestSummary,
     EquityCurve,
     StoredBacktest,
     TradeRecord,
 )
+from signalfactory.domain.errors import OperationalError
 from signalfactory.testing.memory import MemoryState
 
 
@@ -20,6 +22,8 @@ class BacktestStore:
         self.backtests: dict[str, StoredBacktest] = {}
         self.trades: dict[str, list[TradeRecord]] = {}
         self.curves: dict[tuple[str, str], EquityCurve] = {}
+        # a split backtest's rows held by its chunks: (parent job id, chunk index) ->
+        self.chunks: dict[tuple[str, int], tuple[list[TradeRecord], list[EncodedCurve]]] = {}
 
 
 class MemoryBacktestRepository:
@@ -36,6 +40,23 @@ class MemoryBacktestRepository:
             self._store.curves[backtest.id, curve.symbol] = EquityCurve(
                 curve.symbol, curve.ts.copy(), curve.equity.copy())
         return True
+
+    def stage_chunk(self, parent_job_id: str, index: int, trades: Sequence[TradeRecord],
+                    curves: Sequence[EncodedCurve]) -> None:
+        self._store.chunks[parent_job_id, index] = (list(trades), list(curves))
+
+    def add_from_chunks(self, backtest: StoredBacktest, curves: Sequence[EquityCurve],
+                        chunked: ChunkedRows) -> bool:
+        held = [self._store.chunks.get((chunked.parent_job_id, i), ([], []))
+                for i in range(len(chunked.trades))]
+        for index, (trades, encoded) in enumerate(held):
+            if (len(trades), len(encoded)) != (chunked.trades[index], chunked.curves[index]):
+                raise OperationalError(f"chunk {index + 1} of split job "
+                                       f"{chunked.parent_job_id} holds other rows than counted")
+        for key in [k for k in self._store.chunks if k[0] == chunked.parent_job_id]:
+            del self._store.chunks[key]
+        return self.add(backtest, [t for trades, _ in held for t in trades],
+                        [c.decode() for _, encoded in held for c in encoded] + list(curves))
 
     def exists(self, tenant_id: int, backtest_id: str) -> bool:
         return self.get(tenant_id, backtest_id) is not None

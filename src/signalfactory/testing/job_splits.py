@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from signalfactory.domain.job_splits import ChunkState, SplitState
+from signalfactory.domain.job_splits import ChunkState, Completion, SplitState
 from signalfactory.testing.memory import MemoryState
 
 
@@ -67,17 +67,19 @@ class MemorySplitRepository:
         return chunk.executions
 
     def complete(self, parent_job_id: str, index: int, result: bytes, seconds: float,
-                 now: datetime) -> tuple[int, int]:
+                 now: datetime) -> Completion:
         row = self.store.splits.get(parent_job_id)
         chunk = self._chunk(parent_job_id, index)
         if row is None or chunk is None:
-            return (0, 0) if row is None else (row.done, len(row.chunks))
-        if chunk.finished_at is None:
+            return Completion(0, 0, False) if row is None else \
+                Completion(row.done, len(row.chunks), False)
+        counted = chunk.finished_at is None
+        if counted:
             chunk.result, chunk.seconds, chunk.finished_at = result, seconds, now
             row.done += 1
             if row.done >= len(row.chunks):
                 row.finished_at = now
-        return row.done, len(row.chunks)
+        return Completion(row.done, len(row.chunks), counted)
 
     def results(self, parent_job_id: str) -> list[bytes]:
         row = self.store.splits.get(parent_job_id)

@@ -5,21 +5,36 @@ store it once (insert-if-absent on the primary key).
 
 Equity curves are stored one row per curve, not one row per bar: ``ts`` as int64 nanoseconds,
 delta-encoded (regular bars compress to almost nothing), and ``equity`` as float64, each
-little-endian and zlib-compressed (`ENCODING`).
+little-endian and zlib-compressed (`ENCODING`, `signalfactory.domain.backtest.curve_codec`).
+
+A split backtest's chunks hold their trades and curves in ``backtest_chunk_trades`` and
+``backtest_chunk_equity`` (`stage_chunk`, in the transaction that counts the chunk done); the
+parent stores the backtest by copying them in SQL (`add_from_chunks`), in the same one
+transaction, so no trade travels through the parent's Python.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from signalfactory.adapters.storage.tables import backtest_equity, backtest_trades, backtests
+from signalfactory.adapters.storage.tables import (
+    backtest_chunk_equity,
+    backtest_chunk_trades,
+    backtest_equity,
+    backtest_trades,
+    backtests,
+)
+from signalfactory.domain.backtest.curve_codec import (
+    ENCODING,
+    ChunkedRows,
+    EncodedCurve,
+    decode_curve,
+)
 from signalfactory.domain.backtest.stored import (
     BacktestSummary,
     DataRange,
@@ -30,28 +45,15 @@ from signalfactory.domain.backtest.stored import (
     TradeRecord,
     json_scalar,
 )
+from signalfactory.domain.errors import OperationalError
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PgInsert
     from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
-ENCODING = "zlib:delta-i64,f64"
 _TRADE_BATCH = 5000
 _CURVE_BATCH = 500
-
-
-def encode_curve(ts: np.ndarray, equity: np.ndarray) -> tuple[bytes, bytes]:
-    t = np.ascontiguousarray(ts, dtype="<i8")
-    deltas = np.diff(t, prepend=np.int64(0)).astype("<i8")
-    return (zlib.compress(deltas.tobytes(), 6),
-            zlib.compress(np.ascontiguousarray(equity, dtype="<f8").tobytes(), 6))
-
-
-def decode_curve(ts_blob: bytes, equity_blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    deltas = np.frombuffer(zlib.decompress(ts_blob), dtype="<i8")
-    return (np.cumsum(deltas).astype(np.int64),
-            np.frombuffer(zlib.decompress(equity_blob), dtype="<f8").astype(np.float64))
 
 
 def _utc(value: datetime) -> datetime:
@@ -85,6 +87,76 @@ class SqlBacktestRepository:
 
     def add(self, backtest: StoredBacktest, trades: Sequence[TradeRecord],
             curves: Sequence[EquityCurve]) -> bool:
+        if not self._add_row(backtest):
+            return False  # stored before (same id = same numbers): nothing to add
+        self._insert_trades(backtest_trades, {"backtest_id": backtest.id}, trades)
+        self._insert_curves(backtest_equity, {"backtest_id": backtest.id},
+                            [EncodedCurve.of(c) for c in curves])
+        return True
+
+    def stage_chunk(self, parent_job_id: str, index: int, trades: Sequence[TradeRecord],
+                    curves: Sequence[EncodedCurve]) -> None:
+        key = {"parent_job_id": parent_job_id, "idx": index}
+        for table in (backtest_chunk_trades, backtest_chunk_equity):
+            self.conn.execute(sa.delete(table).where(table.c.parent_job_id == parent_job_id,
+                                                     table.c.idx == index))
+        self._insert_trades(backtest_chunk_trades, key, trades)
+        self._insert_curves(backtest_chunk_equity, key, curves)
+
+    def add_from_chunks(self, backtest: StoredBacktest, curves: Sequence[EquityCurve],
+                        chunked: ChunkedRows) -> bool:
+        stored = self._add_row(backtest)
+        if stored:
+            self._copy_chunks(backtest.id, chunked)
+            self._insert_curves(backtest_equity, {"backtest_id": backtest.id},
+                                [EncodedCurve.of(c) for c in curves])
+        # stored now, or before by a run racing on the same id: the chunks' rows are spent
+        for table in (backtest_chunk_trades, backtest_chunk_equity):
+            self.conn.execute(sa.delete(table).where(
+                table.c.parent_job_id == chunked.parent_job_id))
+        return stored
+
+    def _copy_chunks(self, backtest_id: str, chunked: ChunkedRows) -> None:
+        parent = chunked.parent_job_id
+        t, e = backtest_chunk_trades.c, backtest_chunk_equity.c
+        held = [self._held(table, parent, len(chunked.trades))
+                for table in (backtest_chunk_trades, backtest_chunk_equity)]
+        for index, counts in enumerate(zip(*held, strict=True)):
+            said = (chunked.trades[index], chunked.curves[index])
+            if counts != said:
+                raise OperationalError(
+                    f"chunk {index + 1} of split job {parent} holds {counts[0]} trades and "
+                    f"{counts[1]} curves, its result says {said[0]} and {said[1]}; run the "
+                    "backtest again")
+        trade_columns = ["symbol", "entry_ts", "exit_ts", "size", "entry_price", "exit_price",
+                         "pnl", "return", "fees", "exit_reason"]
+        curve_columns = ["symbol", "n_points", "encoding", "ts", "equity"]
+        bid = sa.literal(backtest_id, sa.String(64))
+        offset = 0
+        for index, n_trades in enumerate(chunked.trades):
+            # seq runs on over the chunks in instrument order: the single box's numbering
+            self.conn.execute(sa.insert(backtest_trades).from_select(
+                ["backtest_id", "seq", *trade_columns],
+                sa.select(bid, t.seq + offset, *(t[c] for c in trade_columns))
+                .where(t.parent_job_id == parent, t.idx == index)))
+            offset += n_trades
+        self.conn.execute(sa.insert(backtest_equity).from_select(
+            ["backtest_id", *curve_columns],
+            sa.select(bid, *(e[c] for c in curve_columns)).where(e.parent_job_id == parent)))
+
+    def _held(self, table: sa.Table, parent_job_id: str, chunks: int) -> list[int]:
+        """How many rows each chunk holds in ``table``."""
+        counts = [0] * chunks
+        rows = self.conn.execute(sa.select(table.c.idx, sa.func.count()).where(
+            table.c.parent_job_id == parent_job_id).group_by(table.c.idx)).all()
+        for index, count in rows:
+            if not 0 <= index < chunks:
+                raise OperationalError(f"split job {parent_job_id} holds rows of chunk "
+                                       f"{index + 1} of {chunks}; run the backtest again")
+            counts[index] = int(count)
+        return counts
+
+    def _add_row(self, backtest: StoredBacktest) -> bool:
         b = backtest
         stmt = _insert_into(self.conn, backtests).values(
             id=b.id, tenant_id=b.tenant_id, status=b.status, mode=b.mode,
@@ -95,25 +167,25 @@ class SqlBacktestRepository:
             n_trades=b.n_trades, duration_seconds=b.duration_seconds,
             created_at=b.created_at, error=b.error,
         ).on_conflict_do_nothing(index_elements=["id"]).returning(backtests.c.id)
-        if self.conn.execute(stmt).first() is None:
-            return False  # stored before (same id = same numbers): nothing to add
-        rows = [{"backtest_id": b.id, "seq": seq, "symbol": t.symbol,
+        return self.conn.execute(stmt).first() is not None
+
+    def _insert_trades(self, table: sa.Table, key: dict[str, object],
+                       trades: Sequence[TradeRecord]) -> None:
+        rows = [{**key, "seq": seq, "symbol": t.symbol,
                  "entry_ts": ns_to_datetime(t.entry_ts), "exit_ts": ns_to_datetime(t.exit_ts),
                  "size": t.size, "entry_price": t.entry_price, "exit_price": t.exit_price,
                  "pnl": t.pnl, "return": t.return_, "fees": t.fees,
                  "exit_reason": t.exit_reason}
                 for seq, t in enumerate(trades)]
         for start in range(0, len(rows), _TRADE_BATCH):
-            self.conn.execute(backtest_trades.insert(), rows[start:start + _TRADE_BATCH])
-        encoded = []
-        for curve in curves:
-            ts_blob, eq_blob = encode_curve(curve.ts, curve.equity)
-            encoded.append({"backtest_id": b.id, "symbol": curve.symbol,
-                            "n_points": int(curve.ts.shape[0]), "encoding": ENCODING,
-                            "ts": ts_blob, "equity": eq_blob})
-        for start in range(0, len(encoded), _CURVE_BATCH):
-            self.conn.execute(backtest_equity.insert(), encoded[start:start + _CURVE_BATCH])
-        return True
+            self.conn.execute(table.insert(), rows[start:start + _TRADE_BATCH])
+
+    def _insert_curves(self, table: sa.Table, key: dict[str, object],
+                       curves: Sequence[EncodedCurve]) -> None:
+        rows = [{**key, "symbol": c.symbol, "n_points": c.n_points, "encoding": ENCODING,
+                 "ts": c.ts, "equity": c.equity} for c in curves]
+        for start in range(0, len(rows), _CURVE_BATCH):
+            self.conn.execute(table.insert(), rows[start:start + _CURVE_BATCH])
 
     def exists(self, tenant_id: int, backtest_id: str) -> bool:
         return self.conn.execute(sa.select(backtests.c.id).where(

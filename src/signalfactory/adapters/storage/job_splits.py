@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from signalfactory.adapters.storage.tables import job_split_chunks, job_splits
-from signalfactory.domain.job_splits import ChunkState, SplitState
+from signalfactory.domain.job_splits import ChunkState, Completion, SplitState
 
 
 class SqlSplitRepository:
@@ -62,7 +62,7 @@ class SqlSplitRepository:
         return 0 if row is None else int(row[0])
 
     def complete(self, parent_job_id: str, index: int, result: bytes, seconds: float,
-                 now: datetime) -> tuple[int, int]:
+                 now: datetime) -> Completion:
         c = job_split_chunks.c
         counted = self.conn.execute(
             sa.update(job_split_chunks).where(c.parent_job_id == parent_job_id, c.idx == index,
@@ -76,7 +76,9 @@ class SqlSplitRepository:
                 s.parent_job_id == parent_job_id, s.done >= s.total).values(finished_at=now))
         row = self.conn.execute(sa.select(s.done, s.total).where(
             s.parent_job_id == parent_job_id)).first()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        if row is None:
+            return Completion(0, 0, False)
+        return Completion(int(row[0]), int(row[1]), counted)
 
     def results(self, parent_job_id: str) -> list[bytes]:
         c = job_split_chunks.c

@@ -297,6 +297,46 @@ job_split_chunks = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
 )
 
+# A split backtest's rows while it is computed (migration 0019): each chunk stores its trades
+# (``seq`` in the chunk's order) and its instruments' encoded equity curves in the transaction
+# that counts it done; the parent copies them into backtest_trades / backtest_equity when it
+# stores the backtest, and deletes them.
+backtest_chunk_trades = sa.Table(
+    "backtest_chunk_trades", metadata,
+    sa.Column("parent_job_id", sa.String(36), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("entry_ts", UTCDateTime, nullable=False),
+    sa.Column("exit_ts", UTCDateTime, nullable=False),
+    sa.Column("size", sa.Float(53), nullable=False),
+    sa.Column("entry_price", sa.Float(53), nullable=False),
+    sa.Column("exit_price", sa.Float(53), nullable=False),
+    sa.Column("pnl", sa.Float(53), nullable=False),
+    sa.Column("return", sa.Float(53), nullable=False),
+    sa.Column("fees", sa.Float(53), nullable=False),
+    sa.Column("exit_reason", sa.String(16), nullable=False),
+    sa.PrimaryKeyConstraint("parent_job_id", "idx", "seq", name="pk_backtest_chunk_trades"),
+    sa.ForeignKeyConstraint(["parent_job_id", "idx"], ["job_split_chunks.parent_job_id",
+                                                       "job_split_chunks.idx"],
+                            ondelete="CASCADE", name="fk_backtest_chunk_trades_chunk"),
+)
+
+backtest_chunk_equity = sa.Table(
+    "backtest_chunk_equity", metadata,
+    sa.Column("parent_job_id", sa.String(36), nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("symbol", sa.String(64), nullable=False),
+    sa.Column("n_points", sa.Integer, nullable=False),
+    sa.Column("encoding", sa.String(32), nullable=False),
+    sa.Column("ts", sa.LargeBinary, nullable=False),
+    sa.Column("equity", sa.LargeBinary, nullable=False),
+    sa.PrimaryKeyConstraint("parent_job_id", "idx", "symbol", name="pk_backtest_chunk_equity"),
+    sa.ForeignKeyConstraint(["parent_job_id", "idx"], ["job_split_chunks.parent_job_id",
+                                                       "job_split_chunks.idx"],
+                            ondelete="CASCADE", name="fk_backtest_chunk_equity_chunk"),
+)
+
 # The last cron slot each schedule fired for, so a restarted scheduler neither repeats nor
 # back-fills a slot; the job's dedupe key (schedule:NAME:SLOT) stops two schedulers racing.
 job_schedules = sa.Table(

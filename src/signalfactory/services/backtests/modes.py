@@ -18,6 +18,7 @@ import talib
 
 from signalfactory.domain.backtest import Metrics, Signals, compute_metrics
 from signalfactory.domain.backtest import engine as single_engine
+from signalfactory.domain.backtest.curve_codec import ChunkedRows
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.backtest.stored import (
     DataRange,
@@ -164,6 +165,13 @@ class Outcome:
     trades: list[TradeRecord]
     per_symbol: list[Scalars]  # "symbol" and its figures, JSON-ready (`json_scalars`)
     curves: list[EquityCurve]
+    #: a split backtest: its trades and per-symbol curves are not in ``trades`` and
+    #: ``curves`` but held by its chunks in the database
+    chunked: ChunkedRows | None = None
+
+    @property
+    def n_trades(self) -> int:
+        return self.chunked.n_trades if self.chunked is not None else len(self.trades)
 
 
 def _times_of(ts: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
@@ -251,13 +259,44 @@ def simulate_span(plan: Plan, bars: BarUniverse, start_ns: int | None, i: int, j
     return parts
 
 
-def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart]) -> Outcome:
+def union_of_times(ts: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``ts`` (`np.unique`'s result): a stable sort merges the
+    instruments' already sorted runs, several times faster than unique's own sort."""
+    ordered = np.sort(ts, kind="stable")
+    if ordered.shape[0] == 0:
+        return ordered
+    keep = np.empty(ordered.shape[0], dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    out: np.ndarray = ordered[keep]
+    return out
+
+
+def window_ts(win: BarUniverse, k: int) -> np.ndarray:
+    """Instrument ``k``'s traded times (``win``: the bars in the window)."""
+    ts: np.ndarray = win.ts[int(win.offsets[k]):int(win.offsets[k + 1])]
+    return ts
+
+
+def part_rows(part: SymbolPart, ts: np.ndarray) -> tuple[list[TradeRecord], EquityCurve]:
+    """An instrument's trades as stored records and its equity curve (``ts``: its traded
+    times)."""
+    return (trade_rows(part.trades, [part.symbol], _times_of(ts),
+                       np.zeros(len(part.trades), dtype=np.int64)),
+            EquityCurve(part.symbol, ts.copy(), part.equity))
+
+
+def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
+                      rows: bool = True) -> Outcome:
     """The universe's outcome from its instruments' parts, given in instrument order: one
-    sequence of float operations whoever computed the parts, so the numbers are the same."""
+    sequence of float operations whoever computed the parts, so the numbers are the same.
+
+    ``rows`` False leaves the instruments' trade records and curves out (a split backtest's
+    chunks stored them): the outcome has the aggregate curve alone and no trades."""
     full = data.bars
     cash = plan.config.initial_cash
     win = masked(full, data.in_window(full))
-    times = np.unique(win.ts)
+    times = union_of_times(win.ts)
     # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
     changes = np.zeros(times.shape[0] + 1)
     trades: list[TradeRecord] = []
@@ -271,18 +310,19 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart]) -> Ou
         if k >= full.n_instruments or part.symbol != full.symbols[k]:
             raise ValueError(f"universe part {k} is {part.symbol!r}, expected "
                              f"{full.symbols[k] if k < full.n_instruments else 'none'}")
-        ts = win.ts[int(win.offsets[k]):int(win.offsets[k + 1])]
+        ts = window_ts(win, k)
         eq = part.equity
         per_symbol.append(part.scalars)
         exposures.append(part.exposure)
         holds.append(part.hold)
-        curves.append(EquityCurve(part.symbol, ts.copy(), eq))
         pos = np.searchsorted(times, ts)
         step = np.diff(eq - cash, prepend=0.0)
         np.add.at(changes, pos, step)
         trade_parts.append(part.trades)
-        trades.extend(trade_rows(part.trades, [part.symbol], _times_of(ts),
-                                 np.zeros(len(part.trades), dtype=np.int64)))
+        if rows:
+            own, curve = part_rows(part, ts)
+            trades.extend(own)
+            curves.append(curve)
     if k + 1 != full.n_instruments:
         raise ValueError(f"{k + 1} universe parts for {full.n_instruments} instruments")
     n = float(full.n_instruments)

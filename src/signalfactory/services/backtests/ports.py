@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from signalfactory.domain.backtest.curve_codec import ChunkedRows, EncodedCurve
 from signalfactory.domain.backtest.stored import (
     BacktestSummary,
     EquityCurve,
@@ -25,6 +26,19 @@ class BacktestRepository(Protocol):
             curves: Sequence[EquityCurve]) -> bool:
         """Store the backtest unless one with its id exists (two runs of the same request
         may race); True when this call stored it."""
+        ...
+
+    def stage_chunk(self, parent_job_id: str, index: int, trades: Sequence[TradeRecord],
+                    curves: Sequence[EncodedCurve]) -> None:
+        """Hold chunk ``index``'s trades (in order) and curves of the split backtest job
+        ``parent_job_id`` until `add_from_chunks`, replacing what that chunk held."""
+        ...
+
+    def add_from_chunks(self, backtest: StoredBacktest, curves: Sequence[EquityCurve],
+                        chunked: ChunkedRows) -> bool:
+        """`add` with the trades and curves the chunks hold (chunk by chunk, in order, each
+        checked against the counts in ``chunked``) besides ``curves``; then the chunks hold
+        nothing (also when the id was stored before and this call stored nothing)."""
         ...
 
     def exists(self, tenant_id: int, backtest_id: str) -> bool: ...

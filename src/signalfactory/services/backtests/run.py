@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from signalfactory.domain.backtest import BacktestConfig, bars_per_year
+from signalfactory.domain.backtest.curve_codec import ChunkedRows
 from signalfactory.domain.backtest.stored import (
     BacktestResult,
     BacktestSummary,
@@ -227,11 +228,13 @@ Compute = Callable[["Plan", Data, str, Progress | None], Outcome]
 
 def run_backtest(platform: Platform, request: BacktestRequest,
                  progress: Progress | None = None,
-                 compute: Compute | None = None) -> BacktestResult:
+                 compute: Compute | None = None, *,
+                 trades_limit: int | None = None) -> BacktestResult:
     """Run (or find) the backtest and return the stored result; bad input stores nothing.
 
     ``progress(done, total)`` counts instruments. The result has ``reused`` True when it was
-    found stored under the same id and nothing was computed. ``compute`` replaces the
+    found stored under the same id and nothing was computed, and at most ``trades_limit`` of
+    its trades (a job names the stored backtest and reads none). ``compute`` replaces the
     in-process computation (a job split into chunks: services/backtests/split.py).
     """
     plan = prepare(platform, request)
@@ -240,7 +243,7 @@ def run_backtest(platform: Platform, request: BacktestRequest,
     ident = identity(plan, data, mode)
     id_ = backtest_id(ident)
     with platform.database.read(primary=True) as uow:
-        found = _read(uow, request.tenant_id, id_, trades_limit=None)
+        found = _read(uow, request.tenant_id, id_, trades_limit=trades_limit)
     if found is not None:
         return BacktestResult(found.backtest, found.trades, reused=True)
     started = time.perf_counter()
@@ -255,19 +258,26 @@ def run_backtest(platform: Platform, request: BacktestRequest,
         else None, code_hash=ident["strategy"]["code_hash"],
         metrics=json_scalars(outcome.metrics.as_dict()),
         per_symbol=tuple(outcome.per_symbol), final_equity=float(outcome.final_equity),
-        n_trades=len(outcome.trades), created_at=platform.clock.now(),
+        n_trades=outcome.n_trades, created_at=platform.clock.now(),
         duration_seconds=float(duration))
-    return store_backtest(platform, backtest, outcome.trades, outcome.curves)
+    return store_backtest(platform, backtest, outcome.trades, outcome.curves,
+                          chunked=outcome.chunked, trades_limit=trades_limit)
 
 
 def store_backtest(platform: Platform, backtest: StoredBacktest, trades: Sequence[TradeRecord],
-                   curves: Sequence[EquityCurve]) -> BacktestResult:
-    """Store a computed backtest (unless its id is stored) and return what is stored: a run
-    racing on the same id may have stored it first."""
+                   curves: Sequence[EquityCurve], *, chunked: ChunkedRows | None = None,
+                   trades_limit: int | None = None) -> BacktestResult:
+    """Store a computed backtest (unless its id is stored) and return what is stored, with
+    at most ``trades_limit`` trades: a run racing on the same id may have stored it first.
+    ``chunked``: the trades and the instruments' curves are held by a split backtest's
+    chunks (``trades`` is empty, ``curves`` has the aggregate alone)."""
     with platform.database.write() as uow:
-        uow.backtests.add(backtest, trades, curves)
+        if chunked is None:
+            uow.backtests.add(backtest, trades, curves)
+        else:
+            uow.backtests.add_from_chunks(backtest, curves, chunked)
     with platform.database.read(primary=True) as uow:
-        stored = _read(uow, backtest.tenant_id, backtest.id, trades_limit=None)
+        stored = _read(uow, backtest.tenant_id, backtest.id, trades_limit=trades_limit)
     if stored is None:  # deleted in between: its tenant was deleted
         raise NotFoundError(f"no backtest {backtest.id}")
     return stored

@@ -1,17 +1,21 @@
 """A universe backtest split into chunk jobs that any worker runs, across machines.
 
-The ``backtest`` job (the parent) cuts the universe into runs of whole instruments of about
-``split_chunk_seconds`` of estimated work each (history bars x parameter sets, at
-``split_bars_per_second``), submits one ``backtest.chunk`` job per run and a counter row
-(`SplitRepository`) in one transaction, and hands itself back to the queue (`JobDeferred`).
-Each chunk job loads only its instruments' bars, checks they are the bars the parent cut
-(a digest) and that the strategy is the same (its code hash), simulates them, and stores its
-instruments' parts in its chunk row while counting itself done, in the transaction that
-finishes its job under its lease: a chunk whose worker was killed runs again (the job system
-requeues it when its lease expires) and is counted once. The chunk that completes the
-counter makes the parent due at once; the parent then assembles the parts in instrument
-order with the single-box code (`assemble_universe`), so the stored backtest is the same,
-bit for bit, as the one a single box computes.
+The ``backtest`` job (the parent) cuts the universe into runs of whole instruments of at
+least ``split_chunk_seconds`` of work each (history bars x parameter sets, at the rate it
+measures by simulating the universe's first instruments itself, `simulation_rate`, or at
+``split_bars_per_second`` when that is set), submits one ``backtest.chunk`` job per run and a
+counter row (`SplitRepository`) in one transaction, and hands itself back to the queue
+(`JobDeferred`). Each chunk job loads only its instruments' bars, checks they are the bars the
+parent cut (a digest) and that the strategy is the same (its code hash), simulates them, and,
+in the transaction that finishes its job under its lease, counts itself done, stores what the
+parent's aggregate needs (its instruments' equity, figures and trades as arrays) in its chunk
+row, and its trades and encoded equity curves as the rows they will be (`stage_chunk`). A
+chunk whose worker was killed runs again (the job system requeues it when its lease
+expires); it is counted, and its rows stored, once. The chunk that completes the counter
+makes the parent due at once; the parent then computes the aggregate in instrument order with
+the single-box code (`assemble_universe`) and stores the backtest with the chunks' rows
+copied in SQL, numbered on in chunk order, so the stored backtest is the same, bit for bit,
+as the one a single box computes.
 
 No Celery chord: the counter row is the record, so completion survives lost messages, lost
 workers and a restarted broker like any job does.
@@ -19,18 +23,21 @@ workers and a restarted broker like any job does.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import itertools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from signalfactory.domain.backtest.curve_codec import ChunkedRows, EncodedCurve
 from signalfactory.domain.backtest.engine import Trades
+from signalfactory.domain.backtest.stored import TradeRecord
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, SUCCEEDED, Job, JsonObject
@@ -44,8 +51,12 @@ from signalfactory.services.backtests.modes import (
     Progress,
     SymbolPart,
     assemble_universe,
+    in_window,
+    masked,
+    part_rows,
     simulate_span,
     span,
+    window_ts,
 )
 from signalfactory.services.backtests.options import BacktestRequest
 from signalfactory.services.jobs.payloads import parse_payload
@@ -65,6 +76,8 @@ if TYPE_CHECKING:
 log = get_logger("signalfactory.backtests.split")
 
 CHUNK_KIND = "backtest.chunk"
+#: the parent times at least this much of the real work to size the chunks
+CALIBRATION_SECONDS = 0.05
 
 
 def split_wanted(settings: Settings) -> bool:
@@ -72,17 +85,18 @@ def split_wanted(settings: Settings) -> bool:
     return settings.split == "always" or (settings.split == "auto" and bool(settings.broker_url))
 
 
-def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
-                 ) -> list[tuple[int, int]]:
-    """Runs of whole instruments of about equal work, each at least the target; one run
-    when the universe holds less than two targets.
+def chunk_ranges(bars: BarUniverse, chunk_seconds: float, bars_per_second: float,
+                 parameter_sets: int = 1) -> list[tuple[int, int]]:
+    """Runs of whole instruments of about equal work, each at least the target (
+    ``chunk_seconds`` at ``bars_per_second``); one run when the universe holds less than two
+    targets.
 
     With ``n`` = how many targets the work holds, the runs are cut at the instrument
     boundaries nearest to each n-th of the work; when a run falls short of the target (an
     instrument longer than the rest), ``n`` drops by one."""
     cum = np.asarray(bars.offsets - bars.offsets[0], dtype=np.float64) * parameter_sets
     work = float(cum[-1])
-    target = settings.split_chunk_seconds * settings.split_bars_per_second
+    target = chunk_seconds * bars_per_second
     n = min(int(work // target), bars.n_instruments)
     while n >= 2:
         cuts = [0]
@@ -98,6 +112,33 @@ def chunk_ranges(bars: BarUniverse, settings: Settings, parameter_sets: int = 1
             return ranges
         n -= 1
     return [(0, bars.n_instruments)]
+
+
+def simulation_rate(plan: Plan, data: Data, seconds: float = CALIBRATION_SECONDS,
+                    clock: Callable[[], float] = time.perf_counter) -> float:
+    """Bars of history per second this process backtests, timed on the universe's first
+    instruments (the chunks run the same code on the same kind of worker).
+
+    One untimed run of the first instrument first: it pays the kernels' compilation or
+    cache load once per process. Then runs of more instruments, until one lasts ``seconds``
+    or takes an eighth of the universe; the last one's rate counts. A run's fixed costs
+    count as work, so a small measure errs towards longer chunks, never shorter ones."""
+    bars = data.bars
+    limit = max(1, bars.n_instruments // 8)
+
+    def timed(j: int) -> float:
+        started = clock()
+        simulate_span(plan, bars, data.start_ns, 0, j)
+        return clock() - started
+
+    timed(1)
+    j, took = 1, timed(1)
+    while took < seconds and j < limit:
+        # straight to the instruments that should last ``seconds``, at most 64 times more
+        grow = seconds / took * 1.2 if took > 0 else 64.0
+        j = min(limit, max(j + 1, int(j * min(grow, 64.0))))
+        took = timed(j)
+    return float(bars.offsets[j] - bars.offsets[0]) / max(took, 1e-9)
 
 
 def bars_digest(bars: BarUniverse) -> str:
@@ -194,21 +235,28 @@ class Splitter:
             state = uow.splits.get(self.ctx.job_id)
             blobs = uow.splits.results(self.ctx.job_id) if state is not None else []
         if state is None:
-            ranges = chunk_ranges(data.bars, platform.settings)
+            settings = platform.settings
+            rate = settings.split_bars_per_second or simulation_rate(plan, data)
+            ranges = chunk_ranges(data.bars, settings.split_chunk_seconds, rate)
             if len(ranges) < 2:
                 return MODES[mode](plan, data, progress)
-            self._start(plan, data, ranges)
-            raise JobDeferred(platform.settings.split_poll_seconds)
+            self._start(plan, data, ranges, rate)
+            raise JobDeferred(settings.split_poll_seconds)
         if len(blobs) != state.total:
             raise OperationalError(f"split job {self.ctx.job_id} has {len(blobs)} chunk "
                                    f"results for {state.total} chunks; run the backtest again")
-        outcome = assemble_universe(plan, data, (p for blob in blobs
-                                                 for p in decode_parts(blob)))
+        chunks = [list(decode_parts(blob)) for blob in blobs]
+        # the chunks stored their trades and curves: only the aggregate is computed here
+        outcome = assemble_universe(plan, data, (p for parts in chunks for p in parts),
+                                    rows=False)
         job_id = self.ctx.job_id
         self.ctx.on_commit(lambda uow: uow.splits.drop_results(job_id))
-        return outcome
+        return dataclasses.replace(outcome, chunked=ChunkedRows(
+            job_id, tuple(sum(len(p.trades) for p in parts) for parts in chunks),
+            tuple(len(parts) for parts in chunks)))
 
-    def _start(self, plan: Plan, data: Data, ranges: list[tuple[int, int]]) -> None:
+    def _start(self, plan: Plan, data: Data, ranges: list[tuple[int, int]],
+               rate: float) -> None:
         platform, ctx = self.ctx.platform, self.ctx
         hash_ = code_hash(plan.strategy)
         ids: list[str] = []
@@ -225,6 +273,7 @@ class Splitter:
             created = uow.splits.create(ctx.job_id, CHUNK_KIND, ids, platform.clock.now())
         if created:
             log.info("backtest split", job_id=ctx.job_id, chunks=len(ranges),
+                     bars_per_second=round(rate),
                      bars=[int(data.bars.offsets[j] - data.bars.offsets[i]) for i, j in ranges])
             for job_id in ids:
                 dispatch(platform, job_id)
@@ -274,18 +323,35 @@ def chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
 
     parts = simulate_span(plan, bars, args.start_ns, 0, bars.n_instruments, progress)
     blob = encode_parts(parts)
+    trades, curves = chunk_rows(bars, args.start_ns, parts)
     seconds = time.perf_counter() - started
     parent_id = args.parent
 
     def record(uow: UnitOfWork) -> None:
         now = platform.clock.now()
-        done, total = uow.splits.complete(parent_id, args.index, blob, seconds, now)
+        done, total, counted = uow.splits.complete(parent_id, args.index, blob, seconds, now)
+        if counted:  # with the count, once: a chunk run twice holds its rows once
+            uow.backtests.stage_chunk(parent_id, args.index, trades, curves)
         if total and done >= total and uow.jobs.wake(parent_id, now):
             uow.on_commit(lambda: dispatch(platform, parent_id))
 
     ctx.on_commit(record)
     return {"parent": args.parent, "index": args.index, "instruments": bars.n_instruments,
             "bars": int(bars.n_bars), "seconds": round(seconds, 3), "execution": execution}
+
+
+def chunk_rows(bars: BarUniverse, start_ns: int | None, parts: list[SymbolPart]
+               ) -> tuple[list[TradeRecord], list[EncodedCurve]]:
+    """A chunk's trades and equity curves as the stored backtest will hold them, made here
+    (encoded before the transaction that stores them opens)."""
+    win = masked(bars, in_window(bars, start_ns))
+    trades: list[TradeRecord] = []
+    curves: list[EncodedCurve] = []
+    for k, part in enumerate(parts):
+        own, curve = part_rows(part, window_ts(win, k))
+        trades.extend(own)
+        curves.append(EncodedCurve.of(curve))
+    return trades, curves
 
 
 def split_summary(platform: Platform, parent_job_id: str) -> JsonObject | None:
@@ -312,5 +378,6 @@ def _wall(jobs: list[Job | None]) -> float | None:
     return (max(ends) - min(starts)).total_seconds()
 
 
-__all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_task", "decode_parts",
-           "encode_parts", "split_summary", "split_wanted", "wait_for_chunks"]
+__all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_rows", "chunk_task",
+           "decode_parts", "encode_parts", "simulation_rate", "split_summary", "split_wanted",
+           "wait_for_chunks"]

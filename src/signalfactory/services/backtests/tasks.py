@@ -24,7 +24,9 @@ def backtest_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
     if split_wanted(ctx.platform.settings):
         wait_for_chunks(ctx)  # while chunks run, each look costs a read, not a bar load
         compute = Splitter(ctx, request)
-    result = run_backtest(ctx.platform, request, progress=progress, compute=compute)
+    # the job's result names the backtest: reading its trades back would be wasted
+    result = run_backtest(ctx.platform, request, progress=progress, compute=compute,
+                          trades_limit=0)
     stored = result.backtest
     return {"backtest_id": stored.id, "url": f"/api/v1/backtests/{stored.id}",
             "mode": stored.mode, "reused": result.reused,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from signalfactory.domain.job_splits import SplitState
+from signalfactory.domain.job_splits import Completion, SplitState
 from signalfactory.domain.jobs import Job, JobCount, JsonObject, NewJob, SettledJob
 
 
@@ -173,9 +173,9 @@ class SplitRepository(Protocol):
         ...
 
     def complete(self, parent_job_id: str, index: int, result: bytes, seconds: float,
-                 now: datetime) -> tuple[int, int]:
+                 now: datetime) -> Completion:
         """Store the chunk's result and count it done, unless it was already: returns
-        (done, total) after the write ((0, 0) for an unknown split)."""
+        (done, total, counted) after the write ((0, 0, False) for an unknown split)."""
         ...
 
     def results(self, parent_job_id: str) -> list[bytes]:
