@@ -74,13 +74,16 @@ def test_the_rate_is_timed_on_real_work_after_a_warm_up(
         return []
 
     monkeypatch.setattr(split, "simulate_span", simulate)
+    monkeypatch.setattr(split, "encode_parts", lambda _parts: b"")
+    monkeypatch.setattr(split, "chunk_rows", lambda *_args: ([], []))
     data = Data(bars=u, start_ns=None, data_range=None)  # type: ignore[arg-type]
     rate = simulation_rate(None, data, seconds, clock=lambda: now[0])  # type: ignore[arg-type]
     last = runs[-1][1]
     took = 0.001 + last * 1000 / 2e6
     assert runs[:2] == [(0, 1), (0, 1)] and all(i == 0 for i, _ in runs)
+    assert runs[-2] == runs[-1]  # the last size timed twice
     if seconds < 1:  # the run that counts lasted the seconds asked for, and not 3 times more
-        assert seconds <= took < 3 * seconds and len(runs) <= 6
+        assert seconds <= took < 3 * seconds and len(runs) <= 7
     else:  # at most an eighth of the universe
         assert last == 10
     # the warm-up's 5 s do not count; the fixed cost does (chunks err long, not short)
