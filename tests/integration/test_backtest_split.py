@@ -119,6 +119,19 @@ def test_a_chunks_rows_are_held_once_and_copied_only_as_counted(
         assert uow.backtests.trades(backtest.id) == trades
 
 
+def test_at_the_speed_measured_a_small_universe_runs_whole(split_platform: Platform) -> None:
+    # 9,600 bars: far less than two chunks of 1 s at the speed this machine measures
+    measured = dataclasses.replace(split_platform, settings=split_platform.settings.model_copy(
+        update={"split_bars_per_second": None}))
+    backtest_id, expected = single_box(measured)
+    runner = EmbeddedRunner(measured, concurrency=1)
+    job_id = submit(measured)
+    job = finished(measured, job_id, 60, between=runner.run_until_idle)
+    assert job.status == "succeeded", job
+    assert split_summary(measured, job_id) is None  # never split
+    assert snapshot(measured, backtest_id) == expected
+
+
 def test_a_cancelled_chunk_makes_the_split_job_dead_and_stores_nothing(
         split_platform: Platform) -> None:
     runner = EmbeddedRunner(split_platform, concurrency=1)

@@ -125,8 +125,7 @@ def simulation_rate(plan: Plan, data: Data, seconds: float = CALIBRATION_SECONDS
     One untimed run of the first instrument first: it pays the kernels' compilation or
     cache load once per process. Then runs of more instruments, until one lasts ``seconds``
     or takes an eighth of the universe; the faster of that run and a second one counts. A
-    run's fixed costs
-    count as work, so a small measure errs towards longer chunks, never shorter ones."""
+    run's fixed costs count as work, so a small measure errs towards longer chunks."""
     bars = data.bars
     limit = max(1, bars.n_instruments // 8)
 
