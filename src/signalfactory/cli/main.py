@@ -165,6 +165,9 @@ def _configure(ctx: typer.Context) -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
     if ctx.invoked_subcommand in (None, "version"):
         return  # nothing logs; loading settings (pydantic) would be most of the start-up
+    from signalfactory.cli.structlog_import import import_structlog_without_rich
+
+    import_structlog_without_rich()
     from signalfactory.observability.logging import configure_logging
     from signalfactory.settings import load_settings
 
