@@ -207,10 +207,10 @@ class _OnFirstCall:
 
     def __init__(self, module: str, attribute: str) -> None:
         self.module, self.attribute = module, attribute
-        self._target: Callable[..., object] | None = None
+        self._target: Callable[..., Any] | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, *args: Any) -> object:  # noqa: ANN401 - the target's own arguments
+    def __call__(self, *args: Any) -> Any:  # noqa: ANN401 - the target's own signature
         if self._target is None:
             with self._lock:
                 if self._target is None:
@@ -224,7 +224,7 @@ def wire_subscribers(platform: Platform) -> None:
     # imported now: importing it registers the trading job kinds
     from signalfactory.services.trading.tasks import on_bars_written
 
-    def later(module: str, attribute: str) -> Callable[..., object]:
+    def later(module: str, attribute: str) -> Callable[..., Any]:
         return _OnFirstCall("signalfactory." + module, attribute)
 
     if platform.settings.live_overlap:
