@@ -221,16 +221,15 @@ class _OnFirstCall:
 
 def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
-    # imported now: importing it registers the trading job kinds
-    from signalfactory.services.trading.tasks import on_bars_written
-
     def later(module: str, attribute: str) -> Callable[..., Any]:
         return _OnFirstCall("signalfactory." + module, attribute)
 
     if platform.settings.live_overlap:
         platform.bar_preparers.append(later("services.signals.live", "prepare_new_bars"))
+    # (the job kinds a task module registers at import are loaded by the job runtime itself
+    # before any job is submitted or run: services/jobs/registry.py)
     platform.bar_subscribers.extend([later("services.signals.live", "evaluate_new_bars"),
-                                     on_bars_written])
+                                     later("services.trading.tasks", "on_bars_written")])
     platform.metrics_refreshers.extend([
         later("services.jobs.monitoring", "JobGauges"),
         later("ops.backup.metrics", "refresh_from_jobs"),
