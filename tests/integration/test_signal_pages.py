@@ -254,3 +254,26 @@ def test_the_fast_path_answers_as_the_route_does(seeded: tuple[ApiHarness, str, 
     assert [s for s, *_ in fast] == [200, 200, 200, 200, 422, 422, 422, 422, 422, 422, 200,
                                      401, 401]
     assert fast == routed
+
+
+def test_the_lean_key_lookup_reads_what_the_select_reads(
+        seeded: tuple[ApiHarness, str, int]) -> None:
+    """``key_by_digest`` (driver-level SQL, every request) and ``keys_matching`` (the
+    SQLAlchemy select the listings use) give equal records: a fresh key, a used one, a
+    revoked one; and nothing for an unknown digest."""
+    from signalfactory.domain.api_keys import digest
+
+    api, _key, tenant = seeded
+    fresh, used, revoked = (api.key(tenant, "viewer") for _ in range(3))
+    assert api.client.get("/api/v1/signals?limit=1", headers=api.auth(used)).status_code == 200
+    with api.platform.database.write() as uow:
+        assert uow.accounts.revoke_key(api.key_id(revoked), datetime.now(UTC))
+    with api.platform.database.read() as uow:
+        for secret in (fresh, used, revoked):
+            lean = uow.accounts.key_by_digest(digest(secret))
+            assert lean is not None
+            assert [lean] == uow.accounts.keys_matching(key_id=api.key_id(secret))
+            assert lean.created_at is not None and lean.created_at.tzinfo is not None
+        assert uow.accounts.key_by_digest(digest(fresh[:-1] + "x")) is None
+        assert uow.accounts.key_by_digest(digest(used)).last_used_at is not None  # type: ignore[union-attr]
+        assert uow.accounts.key_by_digest(digest(revoked)).revoked_at is not None  # type: ignore[union-attr]
