@@ -24,9 +24,11 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     for ``--batch`` symbols in the server process and prints per-stage percentiles from bar
     arrival (wall clock when ``write_bars`` is entered): bars committed, evaluated, signals
     stored, handed to the hub, fan-out started, last socket write (server), then first / every /
-    last subscriber's receipt. A second pass injects a signal straight into the hub (the fan-out
-    alone, no bars). ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation
-    overlapped with the commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
+    last subscriber's receipt, and the CPU time per round of the server process and of the
+    subscribers (what receiving and parsing the messages costs the client on the same cores).
+    A second pass injects a signal straight into the hub (the fan-out alone, no bars).
+    ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation overlapped with the
+    commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
     leaves a backlog behind it. The environment (cores, load average) is printed first: figures
     are comparable within one run, or between runs made back to back.
 """
