@@ -228,33 +228,3 @@ def test_integer_outputs_become_float_with_nan_warmup() -> None:
     # an index counts from the instrument's first bar and lies inside the window
     rows = np.arange(9, 60)
     assert ((out[9:] >= rows - 9) & (out[9:] <= rows)).all()
-
-
-def test_sma_over_many_instruments_is_talib_bit_for_bit() -> None:
-    """A block of many instruments runs SMA as one compiled loop: every slice must equal
-    TA-Lib on that slice exactly (rounding included), leading, inner and all-NaN slices,
-    slices shorter than the period and empty ones among them."""
-    from signalfactory.domain.indicators.talib_backed import SMA_COMPILED_FROM
-
-    rng = np.random.default_rng(5)
-    lengths = rng.integers(0, 60, size=SMA_COMPILED_FROM + 40)
-    lengths[:4] = (0, 1, 3, 29)
-    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    x = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, int(offsets[-1]))))
-    a, b = offsets[5], offsets[6]
-    x[a:min(b, a + 7)] = np.nan  # leading NaN
-    c, d = offsets[7], offsets[8]
-    x[c:d] = np.nan  # all NaN
-    e, f = offsets[9], offsets[10]
-    if f - e > 10:
-        x[e + 10] = np.nan  # a hole after the start
-    sma = registry["sma"]
-    for period in (2, 10, 30):
-        (got,) = sma.compute_block([x], offsets, (period,))
-        (into,) = sma.compute_block([x], offsets, (period,), out=[np.full(len(x), 7.0)])
-        for k in range(len(lengths)):
-            lo, hi = int(offsets[k]), int(offsets[k + 1])
-            if hi > lo:
-                want = talib.SMA(x[lo:hi], period)
-                np.testing.assert_array_equal(got[lo:hi], want, err_msg=f"slice {k}")
-                np.testing.assert_array_equal(into[lo:hi], want, err_msg=f"slice {k}")

@@ -27,7 +27,6 @@ import numpy as np
 import talib
 from talib import abstract
 
-from signalfactory.domain.indicators.slices import njit_cached
 from signalfactory.domain.indicators.spec import (
     FillKernel,
     FloatArray,
@@ -72,8 +71,6 @@ def talib_indicator(ta_name: str, registry_name: str | None = None) -> Indicator
         warmup += ("; values after the warm-up still depend on how much history precedes them "
                    "(TA-Lib unstable period)")
     fill = _fill_kernel(getattr(talib, ta_name), len(outputs), ta_name)
-    if ta_name == "SMA":
-        fill = _sma_fill(fill)
     no_targets: tuple[None, ...] = (None,) * len(outputs)
 
     def kernel(inputs: Sequence[FloatArray], offsets: IntArray,
@@ -234,65 +231,3 @@ def _as_float(values: np.ndarray[Any, Any], args: Sequence[FloatArray],
     first = int(np.argmax(defined)) if defined.any() else max(len(out) - 1, 0)
     out[: first + lookback] = np.nan
     return out
-
-
-#: instruments in a block from which SMA runs as one compiled loop over every slice instead of
-#: a TA-Lib call per slice (each call costs a few microseconds of Python around very little
-#: arithmetic: 500 instruments of a live batch spent more time calling than computing). Below
-#: it TA-Lib is called as usual, so a one-symbol command never imports numba.
-SMA_COMPILED_FROM = 64
-
-
-def _sma_fill(per_slice: FillKernel) -> FillKernel:
-    """TA-Lib SMA over a block, bit for bit, in one compiled loop when the block has many
-    instruments."""
-
-    def run(inputs: Sequence[FloatArray], offsets: IntArray, params: tuple[ParamValue, ...],
-            out: Sequence[FloatArray | None]) -> tuple[FloatArray, ...]:
-        period = params[0]
-        # Anything TA-Lib itself would refuse or convert goes to TA-Lib, to fail as before.
-        if (len(offsets) <= SMA_COMPILED_FROM or type(period) is not int
-                or not 2 <= period <= MAX_PERIOD or len(inputs) != 1
-                or inputs[0].dtype != np.float64):
-            return per_slice(inputs, offsets, params, out)
-        target = out[0] if out and out[0] is not None else np.empty(int(offsets[-1]))
-        _sma_slices(inputs[0], np.asarray(offsets, dtype=np.int64), period, target)
-        return (target,)
-
-    return run
-
-
-@njit_cached
-def _sma_slices(x: FloatArray, offsets: IntArray, period: int, out: FloatArray) -> None:
-    """What ``talib.SMA(x[a:b], period)`` gives for every slice, with TA-Lib's own steps:
-    leading NaN skipped (its wrapper starts at the first defined value; an all-NaN slice
-    starts at its last row), then a running total that adds the newest value and subtracts the
-    oldest, divided by the period, in the same order (the same rounding); a NaN after the
-    start stays in the total, as in TA-Lib."""
-    for k in range(offsets.shape[0] - 1):
-        a, b = offsets[k], offsets[k + 1]
-        if b <= a:
-            continue
-        begin = a
-        while begin < b and np.isnan(x[begin]):
-            begin += 1
-        if begin == b:
-            begin = b - 1
-        first = begin + period - 1  # the first row with a value
-        for i in range(a, min(first, b)):
-            out[i] = np.nan
-        if first >= b:
-            continue
-        total = 0.0
-        i = begin
-        trailing = begin
-        while i < first:
-            total += x[i]
-            i += 1
-        while i < b:
-            total += x[i]
-            value = total
-            total -= x[trailing]
-            trailing += 1
-            out[i] = value / period
-            i += 1
