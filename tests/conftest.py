@@ -128,5 +128,5 @@ def _report_leaked_job_threads(request: pytest.FixtureRequest) -> Iterator[None]
             break
         time.sleep(0.05)
     if leaked:
-        with open(_LEAK_REPORT, "a", encoding="utf-8") as report:
+        with Path(_LEAK_REPORT).open("a", encoding="utf-8") as report:
             report.write(f"{request.node.nodeid}: {', '.join(sorted(leaked))}\n")
