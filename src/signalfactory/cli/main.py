@@ -101,6 +101,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "web": LazyCommand(_CLI + "web", "web_app", "The web dashboard: one-time sign-in links."),
 }
 
+#: Long-running services: they log to stdout, where a container runtime collects it. Every
+#: other command logs to stderr, so that what it prints (``--json`` above all) is only its own.
+SERVICE_COMMANDS = frozenset({"serve", "up", "worker", "beat"})
+
 #: Commands imported so far in this process (the click group is rebuilt on every ``app()``).
 _loaded: dict[str, Command] = {}
 
@@ -177,7 +181,8 @@ def _configure(ctx: typer.Context) -> None:
         return
     secrets = [getattr(settings, name).get_secret_value()
                for name in settings.secret_fields if getattr(settings, name) is not None]
-    configure_logging(settings.log_format, settings.log_level, secrets)
+    stream = "stdout" if ctx.invoked_subcommand in SERVICE_COMMANDS else "stderr"
+    configure_logging(settings.log_format, settings.log_level, secrets, stream=stream)
 
 
 @app.command()
