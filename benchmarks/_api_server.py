@@ -13,7 +13,8 @@ when installed, the websockets sans-I/O protocol), with two benchmark-only addit
   REPORT_FD (not stdout: the app logs there):
   arrival (the moment ``write_bars`` is entered), commit, evaluated (the last watched
   strategy evaluated), stored (the new signals committed), published (handed to the stream
-  hub), new signals.
+  hub; the ``fanout`` command's answer stamps it where the hub is called, since the hub keeps
+  the writer until its fan-out is done), new signals.
 """
 
 from __future__ import annotations
@@ -122,12 +123,15 @@ class FanOutProbe:
     """Server-side fan-out times: when the hub got a batch, when the last send finished."""
 
     def __init__(self) -> None:
+        self.handed = 0
         self.hub_start = 0
         self.last_send = 0
         self.sends = 0
         self.gc_ms = 0.0
         self._gc_started = 0.0
+        self._cpu = time.process_time()
         original_publish = StreamHub.publish
+        original_threadsafe = StreamHub.publish_threadsafe
         original_send = WebSocket.send_text
         probe = self
 
@@ -150,7 +154,14 @@ class FanOutProbe:
                 probe.sends += 1
             return written
 
+        def publish_threadsafe(hub: StreamHub, events: Any) -> None:
+            # Handed to the hub: stamped here, as the hub may keep the writer until the
+            # fan-out is done.
+            probe.handed = probe.handed or time.time_ns()
+            original_threadsafe(hub, events)
+
         StreamHub.publish = publish  # type: ignore[method-assign]
+        StreamHub.publish_threadsafe = publish_threadsafe  # type: ignore[method-assign]
         WebSocket.send_text = send_text  # type: ignore[method-assign]
         BroadcastWebSocketProtocol.write_prepared = write_prepared  # type: ignore[method-assign]
         gc.callbacks.append(self._gc)
@@ -164,7 +175,11 @@ class FanOutProbe:
     def take(self) -> dict[str, Any]:
         out = {"hub_start": self.hub_start, "last_send": self.last_send, "sends": self.sends,
                "gc_ms": round(self.gc_ms, 2)}
-        self.sends, self.gc_ms, self.hub_start = 0, 0.0, 0
+        if self.handed:
+            out["published"] = self.handed
+        cpu, self._cpu = self._cpu, time.process_time()
+        out["cpu_ms"] = round((self._cpu - cpu) * 1000, 2)
+        self.sends, self.gc_ms, self.hub_start, self.handed = 0, 0.0, 0, 0
         return out
 
 

@@ -6,8 +6,9 @@ Standard input: one JSON line ``[[path, {header: value}], ...]`` (one entry per 
 then commands, one per line; answers are JSON lines on standard output:
 
 * after the connections: ``{"live": N}`` once every connection has had its ``live`` message;
-* ``take``: ``{"signals": [t, ...]}``, each connection's first ``signals`` message since the
-  last ``take`` (wall clock, ns, stamped when the bytes were read), then forgets them;
+* ``take``: ``{"signals": [t, ...], "cpu_ms": c}``, each connection's first ``signals``
+  message since the last ``take`` (wall clock, ns, stamped when the bytes were read), then
+  forgets them; ``c``: this process's CPU time since the last ``take``;
 * ``quit``: closes every connection and exits.
 
 Why: the last subscriber's receipt measures the client's own loop (~20 us per socket with
@@ -113,6 +114,7 @@ def main() -> None:
     announced = False
     pending = b""
     recv_timestamp = time.time_ns
+    cpu = time.process_time()
     while True:
         for fd, _mask in poller.poll(0.05):
             if fd == stdin:
@@ -127,7 +129,9 @@ def main() -> None:
                         got = [c.got for c in conns.values() if c.got]
                         for c in conns.values():
                             c.got = 0
-                        out.write(json.dumps({"signals": got}) + "\n")
+                        cpu, last_cpu = time.process_time(), cpu
+                        out.write(json.dumps({"signals": got,
+                                              "cpu_ms": (cpu - last_cpu) * 1000}) + "\n")
                         out.flush()
                 continue
             conn = conns[fd]

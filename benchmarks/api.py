@@ -24,9 +24,11 @@ process. Loopback only; every phase is bounded and the script stops by itself.
     for ``--batch`` symbols in the server process and prints per-stage percentiles from bar
     arrival (wall clock when ``write_bars`` is entered): bars committed, evaluated, signals
     stored, handed to the hub, fan-out started, last socket write (server), then first / every /
-    last subscriber's receipt. A second pass injects a signal straight into the hub (the fan-out
-    alone, no bars). ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation
-    overlapped with the commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
+    last subscriber's receipt, and the CPU time per round of the server process and of the
+    subscribers (what receiving and parsing the messages costs the client on the same cores).
+    A second pass injects a signal straight into the hub (the fan-out alone, no bars).
+    ``--overlap`` serves with SIGNALFACTORY_LIVE_OVERLAP=true (evaluation overlapped with the
+    commit). Target p99 <= 20 ms. Run (b) is first: an overloaded read phase
     leaves a backlog behind it. The environment (cores, load average) is printed first: figures
     are comparable within one run, or between runs made back to back.
 """
@@ -309,12 +311,15 @@ class Receivers:
             raise RuntimeError("a receiver process ended; see its stderr above")
         return dict(json.loads(line))
 
-    def take(self) -> list[int]:
+    def take(self) -> tuple[list[int], float]:
+        """Receipts since the last take, and the receivers' CPU time (ms) in between."""
         for proc in self.procs:
             assert proc.stdin is not None
             proc.stdin.write("take\n")
             proc.stdin.flush()
-        return [t for proc in self.procs for t in self._answer(proc)["signals"]]
+        answers = [self._answer(proc) for proc in self.procs]
+        cpu = sum(a.get("cpu_ms", 0.0) for a in answers)
+        return [t for a in answers for t in a["signals"]], cpu
 
     def close(self) -> None:
         for proc in self.procs:
@@ -336,6 +341,7 @@ class AsyncioReceivers:
     def __init__(self, port: int, specs: list[tuple[str, dict[str, str]]]) -> None:
         self.received: dict[int, int] = {}
         self.live_seen: set[int] = set()
+        self.cpu = 0.0
         self.loop = asyncio.new_event_loop()
         self.clients: list[LeanWebSocket] = []
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -362,13 +368,17 @@ class AsyncioReceivers:
         while len(self.live_seen) < len(specs) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
 
-    def take(self) -> list[int]:
-        async def grab() -> list[int]:
+    def take(self) -> tuple[list[int], float]:
+        """Receipts since the last take, and the receivers' thread's CPU time (ms) in
+        between (what receiving and parsing the messages cost the client)."""
+        async def grab() -> tuple[list[int], float]:
             got = list(self.received.values())
             self.received.clear()
-            return got
+            before, self.cpu = self.cpu, time.thread_time()
+            return got, (self.cpu - before) * 1000 if before else 0.0
 
-        return asyncio.run_coroutine_threadsafe(grab(), self.loop).result(10)
+        got, cpu = asyncio.run_coroutine_threadsafe(grab(), self.loop).result(10)
+        return got, cpu
 
     def close(self) -> None:
         async def shut() -> None:
@@ -431,6 +441,8 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
     last_per_round: list[float] = []
     first: list[float] = []
     gc_ms: list[float] = []
+    client_cpu: list[float] = []
+    server_cpu: list[float] = []
     empty = short = 0
     for number in range(-WARMUP_ROUNDS, rounds):
         pool.take()
@@ -439,10 +451,11 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
             empty += number >= 0
             continue
         time.sleep(0.3)  # every socket was written long before (see "last socket write")
-        got = pool.take()
+        got, cpu = pool.take()
         fan = server.command("fanout")
         if number < 0 or not got:
             continue
+        client_cpu.append(cpu)
         short += len(got) < subscribers
         arrival = timing["arrival"]
         timing.update(fan)
@@ -450,6 +463,7 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
             if timing.get(key):
                 stages[name].append((timing[key] - arrival) / 1e6)
         gc_ms.append(fan["gc_ms"])
+        server_cpu.append(fan.get("cpu_ms", float("nan")))
         lat = [(t - arrival) / 1e6 for t in got]
         per_sub.extend(lat)
         last_per_round.append(max(lat))
@@ -468,6 +482,10 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
         print(f"{name:40} {pct(values, 50):8.2f} {pct(values, 90):8.2f} {pct(values, 99):8.2f} "
               f"{max(values):8.2f}")
     print(f"server GC pauses per round: p50 {pct(gc_ms, 50):.1f} ms, max {max(gc_ms):.1f} ms")
+    print(f"server CPU per round (all threads, from the bars to 0.3 s later): p50 "
+          f"{pct(server_cpu, 50):.1f} ms, max {max(server_cpu):.1f} ms")
+    print(f"subscribers' CPU per round (receiving and parsing {subscribers} messages, on the "
+          f"same cores): p50 {pct(client_cpu, 50):.1f} ms, max {max(client_cpu):.1f} ms")
     p99 = pct(per_sub, 99)
     published = stages["signals handed to the hub (server)"]
     print(f"fan-out spread (last - first) p50 "

@@ -10,7 +10,9 @@ Side by side in the same run, with the same simulator and bars:
   validated all-or-nothing ingest path), no network: what storing alone costs;
 - ``collector``: a stored ``ccxt`` source run by ``run_source`` (what a scheduled job does).
 
-Ratios are printed against the goal of 200,000 bars/s end to end.
+Ratios are printed against the goal of 200,000 bars/s end to end; the CPU seconds of this
+process and of the simulator's process beside each timed path say which side of the wire
+the time goes to.
 
     .venv/bin/python benchmarks/collect.py [--symbols 500] [--bars 1440] [--concurrency 4]
 """
@@ -20,12 +22,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import multiprocessing.connection
+import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import ccxt
 import numpy as np
@@ -38,6 +43,7 @@ from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.sources import records
+from signalfactory.services.sources.collector import RunReport
 from signalfactory.services.sources.run import run_source
 from signalfactory.settings import Settings
 from signalfactory.testing.clock import FixedClock
@@ -61,7 +67,25 @@ def serve(conn: multiprocessing.connection.Connection, n_symbols: int, n_bars: i
     with ExchangeSimulator(make_specs(n_symbols, n_bars, now_ms),
                            clock_ms=now_ms + 30_000) as sim:
         conn.send(sim.url)
-        conn.recv()  # until the parent is done
+        while conn.recv() == "cpu":  # until the parent is done
+            conn.send(_cpu_seconds())
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_split(conn: multiprocessing.connection.Connection,
+               work: Callable[[], object]) -> tuple[float, object, float, float]:
+    """``work``'s wall time and result, with the CPU seconds this process and the
+    simulator's process spent meanwhile: which side of the wire the time goes to."""
+    conn.send("cpu")
+    sim_before, ours_before = conn.recv(), _cpu_seconds()
+    seconds, result = timed(work)
+    conn.send("cpu")
+    sim_cpu, ours_cpu = conn.recv() - sim_before, _cpu_seconds() - ours_before
+    return seconds, result, ours_cpu, sim_cpu
 
 
 def main() -> None:
@@ -110,9 +134,10 @@ def main() -> None:
         shared = ccxt.binance(sim.ccxt_config(public_only=True))
         shared.load_markets()
         header("ccxt fetch only (no store)")
-        fetch_s, fetched = timed(ccxt_only)
+        fetch_s, fetched, ours_cpu, sim_cpu = _cpu_split(parent, ccxt_only)
         assert fetched == expected, (fetched, expected)
-        print(f"{fetch_s:.2f} s, {fetched / fetch_s:,.0f} bars/s")
+        print(f"{fetch_s:.2f} s, {int(fetched) / fetch_s:,.0f} bars/s (CPU: this process "
+              f"{ours_cpu:.2f} s, the simulator {sim_cpu:.2f} s)")
 
         # -- reference 2: the ingest path alone, from memory --------------------------
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,14 +168,17 @@ def main() -> None:
                 "lookback_bars": args.bars, "concurrency": args.concurrency,
                 "batch_bars": 250_000}, symbols, "1m")
             header("collector: ccxt source -> validation -> store (run_source)")
-            collect_s, report = timed(lambda: run_source(platform, "bench"))
+            collect_s, outcome, ours_cpu, sim_cpu = _cpu_split(
+                parent, lambda: run_source(platform, "bench"))
+            report = cast(RunReport, outcome)
             stored = load_universe(platform, M1)
             assert report.rows == expected == stored.n_bars, (report.rows, stored.n_bars)
             assert int(stored.ts.max()) == (now_ms - 60_000) * 1_000_000  # open candle left out
             assert np.all(np.diff(stored.offsets) == args.bars)
             rate = expected / collect_s
             print(f"{collect_s:.2f} s, {rate:,.0f} bars/s ({report.requests} requests, "
-                  f"{report.batches} write batches)")
+                  f"{report.batches} write batches; CPU: this process {ours_cpu:.2f} s, "
+                  f"the simulator {sim_cpu:.2f} s)")
             again_s, again = timed(lambda: run_source(platform, "bench"))
             print(f"second run (nothing new): {again_s:.2f} s, {again.rows} bars")
             platform.close()

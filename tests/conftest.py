@@ -101,8 +101,11 @@ def platform(sf_env: dict[str, str]) -> Iterator[object]:
         p.close()
 
 
-_JOB_THREAD_PREFIXES = ("job-runner-", "job-scheduler", "delivery-", "trading-watchdog")
+_JOB_THREAD_PREFIXES = ("job-runner-", "job-scheduler", "job-heartbeat-", "delivery-",
+                        "trading-watchdog", "sources-run")
+_IDLE_POOLS = ("delivery-send",)  # idle sender pools hold no work and log nothing
 _LEAK_REPORT = os.environ.get("SF_TEST_THREAD_LEAKS")
+_ALL = os.environ.get("SF_TEST_THREAD_LEAKS_ALL") == "1"  # every thread, not only job threads
 
 
 @pytest.fixture(autouse=True)
@@ -120,13 +123,14 @@ def _report_leaked_job_threads(request: pytest.FixtureRequest) -> Iterator[None]
 
     before = {t.ident for t in threading.enumerate()}
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + float(os.environ.get("SF_TEST_THREAD_LEAKS_WAIT", "2"))
     while True:
         leaked = [t.name for t in threading.enumerate() if t.ident not in before
-                  and t.is_alive() and t.name.startswith(_JOB_THREAD_PREFIXES)]
+                  and t.is_alive() and (t.name.startswith(_JOB_THREAD_PREFIXES) or _ALL)
+                  and not t.name.startswith(_IDLE_POOLS)]
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     if leaked:
-        with open(_LEAK_REPORT, "a", encoding="utf-8") as report:
+        with Path(_LEAK_REPORT).open("a", encoding="utf-8") as report:
             report.write(f"{request.node.nodeid}: {', '.join(sorted(leaked))}\n")

@@ -5,7 +5,10 @@ The only module that knows which adapter implements which port. Nothing happens 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
@@ -197,26 +200,45 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     return platform
 
 
+class _OnFirstCall:
+    """``module.attribute`` (for a class: the ``refresh`` of one instance of it), imported on
+    its first call. Most processes (every command-line one) write no bars and serve no
+    metrics, and these modules were a sizeable part of their start-up."""
+
+    def __init__(self, module: str, attribute: str) -> None:
+        self.module, self.attribute = module, attribute
+        self._target: Callable[..., Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any) -> Any:  # noqa: ANN401 - the target's own signature
+        if self._target is None:
+            with self._lock:
+                if self._target is None:
+                    found = getattr(importlib.import_module(self.module), self.attribute)
+                    self._target = found().refresh if isinstance(found, type) else found
+        return self._target(*args)
+
+
 def wire_subscribers(platform: Platform) -> None:
     """What runs after a write, and what refreshes gauges at scrape time, in one place."""
-    from signalfactory.ops.anomaly import refresh_from_jobs as refresh_anomaly_scores
-    from signalfactory.ops.backup.metrics import refresh_from_jobs
-    from signalfactory.ops.database_size import refresh_database_size
-    from signalfactory.ops.freshness import refresh_freshness
-    from signalfactory.services.delivery.replay import DeliveryGauges
-    from signalfactory.services.jobs.monitoring import JobGauges
-    from signalfactory.services.signals.live import evaluate_new_bars, prepare_new_bars
-    from signalfactory.services.sources.monitoring import SourceGauges
-    from signalfactory.services.trading.monitoring import TradingGauges
-    from signalfactory.services.trading.tasks import on_bars_written
+    def later(module: str, attribute: str) -> Callable[..., Any]:
+        return _OnFirstCall("signalfactory." + module, attribute)
 
     if platform.settings.live_overlap:
-        platform.bar_preparers.append(prepare_new_bars)
-    platform.bar_subscribers.extend([evaluate_new_bars, on_bars_written])
-    platform.metrics_refreshers.extend([JobGauges().refresh, refresh_from_jobs,
-                                        refresh_freshness, DeliveryGauges().refresh,
-                                        TradingGauges().refresh, SourceGauges().refresh,
-                                        refresh_database_size, refresh_anomaly_scores])
+        platform.bar_preparers.append(later("services.signals.live", "prepare_new_bars"))
+    # (the job kinds a task module registers at import are loaded by the job runtime itself
+    # before any job is submitted or run: services/jobs/registry.py)
+    platform.bar_subscribers.extend([later("services.signals.live", "evaluate_new_bars"),
+                                     later("services.trading.tasks", "on_bars_written")])
+    platform.metrics_refreshers.extend([
+        later("services.jobs.monitoring", "JobGauges"),
+        later("ops.backup.metrics", "refresh_from_jobs"),
+        later("ops.freshness", "refresh_freshness"),
+        later("services.delivery.replay", "DeliveryGauges"),
+        later("services.trading.monitoring", "TradingGauges"),
+        later("services.sources.monitoring", "SourceGauges"),
+        later("ops.database_size", "refresh_database_size"),
+        later("ops.anomaly", "refresh_from_jobs")])
     if platform.settings.broker_url:
         from signalfactory.adapters.jobs.celery_queue import broker_probe
 

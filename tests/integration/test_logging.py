@@ -63,3 +63,24 @@ def test_log_lines_reach_a_pipe_whole_and_at_once() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_one_shot_command_logs_to_stderr_and_its_json_output_stays_its_own(
+        tmp_path: Path) -> None:
+    """``--json`` output piped into another program must hold nothing but the document:
+    commands log to stderr; the long-running services (``serve``, ``up``, ``worker``,
+    ``beat``) keep stdout, where a container runtime collects logs."""
+    from signalfactory.cli.main import LAZY_COMMANDS, SERVICE_COMMANDS
+
+    env = {**os.environ, "SIGNALFACTORY_HOME": str(tmp_path), "SIGNALFACTORY_LOG_FORMAT": "json",
+           "SIGNALFACTORY_LOG_LEVEL": "DEBUG"}
+    env.pop("SIGNALFACTORY_DATABASE_URL", None)
+    run = [sys.executable, "-m", "signalfactory"]
+    subprocess.run([*run, "sample", "--symbols", "3", "--bars", "120"], env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([*run, "evaluate", "--json"], env=env, capture_output=True, text=True,
+                         check=True)
+    json.loads(out.stdout)  # one document, no log line before or after it
+    logged = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    assert logged and all("event" in line for line in logged)
+    assert SERVICE_COMMANDS == {"serve", "up", "worker", "beat"} <= set(LAZY_COMMANDS)

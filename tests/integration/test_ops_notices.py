@@ -90,3 +90,29 @@ def test_no_notice_tenant_or_a_missing_one_leaves_the_outcome_stored(
         assert job_service.get_job(ops_platform, job_id).status in ("failed", "dead")
     with ops_platform.database.read(primary=True) as uow:
         assert uow.jobs.find(tenant_id=None, kind=FANOUT_KIND, limit=10) == []
+
+
+def test_a_backup_dead_of_lost_workers_reaches_the_operators_too(
+        ops_platform: Platform, tmp_path: Path) -> None:
+    import time
+
+    from signalfactory.services.jobs.execution import claim_next, reap_expired
+
+    with ops_platform.database.write() as uow:
+        ops_tenant = accounts.create_tenant(uow, "operators").id
+    settings = ops_platform.settings.model_copy(update={
+        "ops_notice_tenant": ops_tenant, "job_max_losses": 1, "job_lease_seconds": 0.2})
+    platform = dataclasses.replace(ops_platform, settings=settings)
+    job = submit(platform, "backup", {"dest": str(tmp_path / "backups")})
+    claimed = claim_next(platform, "a-worker-that-will-vanish")
+    assert claimed is not None and claimed.id == job.id
+    time.sleep(0.3)  # the lease runs out: its worker is presumed dead
+
+    reap_expired(platform)
+
+    dead = job_service.get_job(platform, job.id)
+    assert dead.status == "dead" and "stopped responding" in (dead.error or "")
+    with platform.database.read(primary=True) as uow:
+        campaigns = uow.campaigns.for_tenant(ops_tenant)
+    assert [c.subject for c in campaigns] == ["Signal Factory: scheduled backup dead"]
+    assert job.id in campaigns[0].body and "stopped responding" in campaigns[0].body

@@ -173,8 +173,8 @@ def _primary_statements(platform: Platform) -> tuple[list[str], Any]:
         text = " ".join(statement.split()).lower()
         # Authentication reads keys on the primary on purpose (a revoked key must stop at
         # once, whatever the replica lag); SQLite's explicit BEGIN/COMMIT carry no data.
-        is_auth = ("where api_keys.digest =" in text
-                   or text.startswith("update api_keys set last_used_at"))
+        key_lookup = text.startswith("select k.id, k.tenant_id") and "where k.digest =" in text
+        is_auth = key_lookup or text.startswith("update api_keys set last_used_at")
         if not is_auth and text not in ("begin", "commit", "rollback"):
             seen.append(text)
 

@@ -204,3 +204,76 @@ def test_over_the_in_flight_limit_requests_get_503_at_once(
         assert [r.status_code for r in held] == [200, 200]
         response = limited.client.get("/api/v1/signals?limit=5", headers=api.auth(key))
         assert response.status_code == 200, response.text
+
+
+FAST_PATH_CASES = [
+    "/api/v1/signals?limit=7", "/api/v1/signals?symbol=SAAB&limit=3&symbol=SAAC",
+    "/api/v1/signals?since=2000-01-01&side=long&min_score=0", "/api/v1/signals?cursor=MTA",
+    "/api/v1/signals?limit=0", "/api/v1/signals?side=up", "/api/v1/signals?symbol=",
+    "/api/v1/signals?min_score=nan", "/api/v1/signals?since=yesterday",
+    "/api/v1/signals?cursor=not-a-cursor", "/api/v1/signals?strategy=nope&unknown=1",
+]
+
+
+def _answer(response: Any) -> tuple[int, str, bytes, dict[str, str]]:
+    headers = {k: v for k, v in response.headers.items()
+               if k not in ("x-request-id", "ratelimit-remaining", "ratelimit-reset")}
+    return response.status_code, response.headers["content-type"], response.content, headers
+
+
+def test_the_fast_path_answers_as_the_route_does(seeded: tuple[ApiHarness, str, int],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """api/hot_reads.py serves valid requests itself; with it stepped aside (every request
+    left to the route) each answer is the same: status, headers and body, 401s and 422s."""
+    from prometheus_client import REGISTRY
+
+    from signalfactory.api.hot_reads import SignalPagesFastPath
+
+    api, _key, tenant = seeded
+    viewer = api.key(tenant, "viewer")
+    requests = [(url, api.auth(viewer)) for url in FAST_PATH_CASES]
+    requests += [("/api/v1/signals?limit=0", {}),
+                 ("/api/v1/signals", {"X-API-Key": "sf_live_not-a-key"})]
+    labels = {"method": "GET", "route": "/api/v1/signals", "status": "200"}
+    before = REGISTRY.get_sample_value("http_request_duration_seconds_count", labels) or 0
+    parameters, taken = SignalPagesFastPath._parameters, []
+
+    def counted(self: SignalPagesFastPath, scope: Any) -> dict[str, Any] | None:
+        values = parameters(self, scope)
+        taken.append(values is not None)
+        return values
+
+    monkeypatch.setattr(SignalPagesFastPath, "_parameters", counted)
+    fast = [_answer(api.client.get(url, headers=headers)) for url, headers in requests]
+    served = REGISTRY.get_sample_value("http_request_duration_seconds_count", labels)
+    assert served == before + sum(status == 200 for status, *_ in fast)
+    # valid parameters were served by the fast path (the bad cursor too: signal_page's 422)
+    assert taken == [True] * 4 + [False] * 5 + [True, True]
+    monkeypatch.setattr(SignalPagesFastPath, "_parameters", lambda self, scope: None)
+    routed = [_answer(api.client.get(url, headers=headers)) for url, headers in requests]
+    assert [s for s, *_ in fast] == [200, 200, 200, 200, 422, 422, 422, 422, 422, 422, 200,
+                                     401, 401]
+    assert fast == routed
+
+
+def test_the_lean_key_lookup_reads_what_the_select_reads(
+        seeded: tuple[ApiHarness, str, int]) -> None:
+    """``key_by_digest`` (driver-level SQL, every request) and ``keys_matching`` (the
+    SQLAlchemy select the listings use) give equal records: a fresh key, a used one, a
+    revoked one; and nothing for an unknown digest."""
+    from signalfactory.domain.api_keys import digest
+
+    api, _key, tenant = seeded
+    fresh, used, revoked = (api.key(tenant, "viewer") for _ in range(3))
+    assert api.client.get("/api/v1/signals?limit=1", headers=api.auth(used)).status_code == 200
+    with api.platform.database.write() as uow:
+        assert uow.accounts.revoke_key(api.key_id(revoked), datetime.now(UTC))
+    with api.platform.database.read() as uow:
+        for secret in (fresh, used, revoked):
+            lean = uow.accounts.key_by_digest(digest(secret))
+            assert lean is not None
+            assert [lean] == uow.accounts.keys_matching(key_id=api.key_id(secret))
+            assert lean.created_at is not None and lean.created_at.tzinfo is not None
+        assert uow.accounts.key_by_digest(digest(fresh[:-1] + "x")) is None
+        assert uow.accounts.key_by_digest(digest(used)).last_used_at is not None  # type: ignore[union-attr]
+        assert uow.accounts.key_by_digest(digest(revoked)).revoked_at is not None  # type: ignore[union-attr]

@@ -175,3 +175,42 @@ def test_a_hub_without_a_feed_says_what_is_missing(platform: Platform) -> None:
         hub.poll_once()
     with pytest.raises(ValueError, match="no framing"):
         hub.subscribe(StreamFilter(tenant_id=1), "carrier-pigeon")
+
+
+def test_a_writer_thread_is_held_until_the_loop_has_fanned_its_events_out(
+        platform: Platform) -> None:
+    """From another thread, publish_threadsafe returns once the loop has written the events
+    (the writer's next steps then do not compete with the fan-out for the GIL); a loop that
+    does not get to them holds the writer only ``handoff_timeout`` s, and they still go out."""
+    import threading
+    import time
+
+    async def scenario() -> None:
+        hub = StreamHub(dataclasses.replace(
+            platform, signal_feed=SignalFeed(MemorySignalEventSource())),
+            framings=STREAM_FRAMINGS, poll_seconds=60, handoff_timeout=5.0)
+        await hub.start()
+        try:
+            written: list[bytes] = []
+            sub = hub.subscribe(StreamFilter(tenant_id=1), "ws",
+                                direct=lambda frame: written.append(frame) is None)
+            sub.busy = False
+
+            def writer() -> int:
+                hub.publish_threadsafe([_event(1)])
+                return len(written)
+
+            assert await asyncio.to_thread(writer) == 1
+            hub.handoff_timeout = 0.05
+            thread = threading.Thread(target=hub.publish_threadsafe, args=([_event(2)],))
+            started = time.monotonic()
+            thread.start()
+            thread.join(5)  # blocks the loop itself: it cannot fan out meanwhile
+            assert not thread.is_alive() and 0.04 <= time.monotonic() - started < 2
+            assert len(written) == 1
+            await asyncio.sleep(0.05)
+            assert len(written) == 2 and _ids(written[1][written[1].index(b"{"):]) == [2]
+        finally:
+            await hub.stop()
+
+    asyncio.run(scenario())

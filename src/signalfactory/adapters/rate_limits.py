@@ -13,13 +13,14 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from signalfactory.domain.accounts import RateLimitDecision
 from signalfactory.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
     from limits.storage import Storage
     from limits.strategies import MovingWindowRateLimiter
+
+    from signalfactory.domain.accounts import RateLimitDecision
 
 log = get_logger("signalfactory.adapters.rate_limits")
 
@@ -85,6 +86,9 @@ class KeyRateLimiter:
         return self.items.get(tier, self.items["free"])
 
     def hit(self, tier: str, *identity: str) -> RateLimitDecision:
+        # imported here: every process builds a limiter, few (the API) ever ask it anything
+        from signalfactory.domain.accounts import RateLimitDecision
+
         item = self.item_for(tier)
         window = int(item.get_expiry())
         try:

@@ -10,9 +10,6 @@ import base64
 import binascii
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.settings import Settings
 
@@ -26,6 +23,10 @@ class AesGcmSecretBox:
             raise BadInputError("SIGNALFACTORY_DELIVERY_KEY must be 32 bytes, base64-encoded "
                                 "(make one with: python -c \"import os,base64;"
                                 "print(base64.b64encode(os.urandom(32)).decode())\")")
+        # imported here: a process without a delivery key (every command-line one) never
+        # seals anything, and cryptography is a noticeable part of a fresh process's start
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
 
     def seal(self, clear: bytes) -> bytes:
@@ -35,6 +36,8 @@ class AesGcmSecretBox:
     def open(self, sealed: bytes) -> bytes:
         if sealed[:1] != _VERSION or len(sealed) < 29:
             raise OperationalError("a sealed delivery secret has an unknown format")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(sealed[1:13], sealed[13:], _AAD)
         except InvalidTag as exc:

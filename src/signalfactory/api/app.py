@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from signalfactory import __version__
+from signalfactory.api.hot_reads import SignalPagesFastPath
 from signalfactory.api.idempotency import IdempotencyMiddleware, document_idempotency
 from signalfactory.api.middleware import LoadSheddingMiddleware, RequestContextMiddleware
 from signalfactory.api.problems import document_problems, install_problem_handlers
@@ -83,7 +84,9 @@ def create_app(platform: Platform | None = None, *,
     install_problem_handlers(app)
     # Starlette runs the last added middleware first: load shedding (a refusal costs
     # nothing, not even a request id) wraps request context (ids, size limit, RateLimit
-    # headers), which wraps idempotency, which wraps the routes.
+    # headers), which wraps idempotency, which wraps the signal pages' fast path
+    # (api/hot_reads.py), which wraps the routes.
+    app.add_middleware(SignalPagesFastPath)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(LoadSheddingMiddleware)

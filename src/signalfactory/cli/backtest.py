@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from signalfactory.cli.common import (
     handle_errors,
@@ -50,6 +49,8 @@ def _sort_key(item: Mapping[str, Scalar]) -> float:
 
 
 def _print_summary(result: BacktestResult) -> None:
+    from rich.table import Table
+
     b = result.backtest
     m, data = b.metrics, b.data_range
     reused = " (stored result reused)" if result.reused else ""

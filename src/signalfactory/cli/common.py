@@ -1,4 +1,8 @@
-"""What every command shares: error handling with exit codes, output, progress bars."""
+"""What every command shares: error handling with exit codes, output, progress bars.
+
+rich is imported when something is first printed through ``out`` or ``err`` (or a progress
+bar opens): a command that only writes JSON (``scan --json``) never loads it.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,38 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import wraps
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from signalfactory.services.platform import Platform
 
-out = Console()
-err = Console(stderr=True)
+
+class _ConsoleOnFirstUse:
+    """A ``rich.console.Console`` made (and rich imported) on the first attribute asked."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever Console has
+        return getattr(self.made(), name)
+
+
+out = cast("Console", _ConsoleOnFirstUse(stderr=False))
+err = cast("Console", _ConsoleOnFirstUse(stderr=True))
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,9 +63,13 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except BadInputError as exc:
+            from rich.markup import escape
+
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except (OperationalError, TemporaryError) as exc:
+            from rich.markup import escape
+
             err.print(f"[bold red]{exc.code} error:[/] {escape(str(exc))}", highlight=False,
                       soft_wrap=True)
             raise typer.Exit(EXIT_FAILURE) from None
@@ -84,9 +103,19 @@ def print_json(data: object) -> None:
 @contextmanager
 def progress_bar(description: str, total: float | None) -> Iterator[Callable[[int], None]]:
     """A progress bar on a terminal; silent when output is piped or in CI logs."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=err, disable=not err.is_terminal, transient=False)
+                        console=cast("_ConsoleOnFirstUse", err).made(),
+                        disable=not err.is_terminal, transient=False)
     with progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)

@@ -101,6 +101,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
     "web": LazyCommand(_CLI + "web", "web_app", "The web dashboard: one-time sign-in links."),
 }
 
+#: Long-running services: they log to stdout, where a container runtime collects it. Every
+#: other command logs to stderr, so that what it prints (``--json`` above all) is only its own.
+SERVICE_COMMANDS = frozenset({"serve", "up", "worker", "beat"})
+
 #: Commands imported so far in this process (the click group is rebuilt on every ``app()``).
 _loaded: dict[str, Command] = {}
 
@@ -165,6 +169,9 @@ def _configure(ctx: typer.Context) -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
     if ctx.invoked_subcommand in (None, "version"):
         return  # nothing logs; loading settings (pydantic) would be most of the start-up
+    from signalfactory.cli.structlog_import import import_structlog_without_rich
+
+    import_structlog_without_rich()
     from signalfactory.observability.logging import configure_logging
     from signalfactory.settings import load_settings
 
@@ -174,7 +181,8 @@ def _configure(ctx: typer.Context) -> None:
         return
     secrets = [getattr(settings, name).get_secret_value()
                for name in settings.secret_fields if getattr(settings, name) is not None]
-    configure_logging(settings.log_format, settings.log_level, secrets)
+    stream = "stdout" if ctx.invoked_subcommand in SERVICE_COMMANDS else "stderr"
+    configure_logging(settings.log_format, settings.log_level, secrets, stream=stream)
 
 
 @app.command()

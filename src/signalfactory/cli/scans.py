@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from signalfactory.cli.common import (
     JsonOpt,
@@ -62,6 +61,8 @@ def scan(
     if as_json:
         print_json(scan_json(result))
         return
+    from rich.table import Table
+
     out.print(f"scan {result.id}: {result.matches} signal(s) over "
               f"{result.instruments} instruments ({result.status})", highlight=False)
     table = Table("rank", "symbol", "side", "score", "price", "bar")

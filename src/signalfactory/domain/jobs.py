@@ -104,3 +104,6 @@ class SettledJob:
     kind: str
     status: str
     job_id: str = ""
+    #: set for a dead job: whose it is and why it died (what an operator notice says)
+    tenant_id: int = 0
+    error: str = ""

@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
@@ -57,29 +57,41 @@ class SecretRedactor:
 redactor = SecretRedactor()
 
 
-class _CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is at write time, not at configuration time.
+class _CurrentStream:
+    """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at write time, not at
+    configuration time.
 
-    Test runners and CLI harnesses swap ``sys.stdout``; a logger holding the old stream would
-    write into a closed file.
+    Test runners and CLI harnesses swap the streams; a logger holding the old one would write
+    into a closed file.
     """
 
+    def __init__(self, name: str = "stdout") -> None:
+        self.name = name
+
+    def _stream(self) -> TextIO:
+        return sys.stderr if self.name == "stderr" else sys.stdout
+
     def write(self, text: str) -> int:
-        return sys.stdout.write(text)
+        return self._stream().write(text)
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        self._stream().flush()
 
     def isatty(self) -> bool:
-        return sys.stdout.isatty()
+        return self._stream().isatty()
 
 
 def configure_logging(fmt: str = "auto", level: str = "INFO",
-                      secrets: Iterable[str] = ()) -> None:
-    """Route structlog and the standard library through one JSON (or console) renderer."""
+                      secrets: Iterable[str] = (), stream: str = "stdout") -> None:
+    """Route structlog and the standard library through one JSON (or console) renderer.
+
+    Services log to stdout (``stream="stdout"``: what a container runtime collects); one-shot
+    commands log to stderr, so that their output (``--json`` above all) stays only theirs.
+    """
     for secret in secrets:
         redactor.add(secret)
-    json_output = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    out = _CurrentStream(stream)
+    json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -88,16 +100,16 @@ def configure_logging(fmt: str = "auto", level: str = "INFO",
         redactor,
     ]
     renderer: Processor = (structlog.processors.JSONRenderer() if json_output
-                           else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty()))
+                           else structlog.dev.ConsoleRenderer(colors=out.isatty()))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStdout()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (uvicorn, alembic) get the same lines.
-    handler = logging.StreamHandler(_CurrentStdout())
+    handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))

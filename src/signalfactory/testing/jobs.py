@@ -197,7 +197,7 @@ class MemoryJobRepository:
                          "logs, then retry it")
                 self._put(replace(cleared, status=DEAD, error=error, losses=losses,
                                   finished_at=now))
-                settled.append(SettledJob(job.kind, DEAD, job.id))
+                settled.append(SettledJob(job.kind, DEAD, job.id, job.tenant_id, error))
             else:
                 self._put(replace(cleared, status=QUEUED, losses=losses, run_after=now,
                                   dispatched_at=None, attempts=max(job.attempts - 1, 0)))

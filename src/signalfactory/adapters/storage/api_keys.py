@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from signalfactory.adapters.storage.signal_pages import datetime_io
 from signalfactory.adapters.storage.tables import api_keys, tenants
 from signalfactory.domain.accounts import (
     KeyRecord,
@@ -22,11 +24,18 @@ _KEY_COLUMNS = (api_keys.c.id, api_keys.c.tenant_id, tenants.c.name.label("tenan
                 api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.last_used_at)
 
 
-# Built once: every authenticated request runs it, and building the select per call cost
-# about as much as executing it.
-_KEY_BY_DIGEST: sa.Select[tuple[object, ...]] = (
-    sa.select(*_KEY_COLUMNS).join(tenants, tenants.c.id == api_keys.c.tenant_id)
-    .where(api_keys.c.digest == sa.bindparam("key_digest")))
+# Every authenticated request runs this lookup: as driver-level SQL (text built once per
+# dialect, tuples out) it costs about 60 % of the prebuilt select's execution, which went
+# through statement caching, result metadata and a mapping per row. The columns and their
+# conversion are ``_KEY_COLUMNS``' and ``_key``'s: tests hold the two equal.
+_KEY_BY_DIGEST = ("SELECT k.id, k.tenant_id, t.name, t.tier, k.role, k.prefix, k.name, "
+                  "k.created_at, k.revoked_at, k.last_used_at FROM api_keys k "
+                  "JOIN tenants t ON t.id = k.tenant_id WHERE k.digest = {}")
+
+
+@cache
+def _key_by_digest_sql(dialect: str) -> str:
+    return _KEY_BY_DIGEST.format("%(key_digest)s" if dialect == "postgresql" else ":key_digest")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -86,8 +95,22 @@ class SqlAccountRepository:
         return [_key(r) for r in self.conn.execute(query.order_by(api_keys.c.id))]
 
     def key_by_digest(self, key_digest: str) -> KeyRecord | None:
-        row = self.conn.execute(_KEY_BY_DIGEST, {"key_digest": key_digest}).first()
-        return _key(row) if row is not None else None
+        dialect = self.conn.dialect
+        row = self.conn.exec_driver_sql(_key_by_digest_sql(dialect.name),
+                                        {"key_digest": key_digest}).first()
+        if row is None:
+            return None
+        _bind, read = datetime_io(dialect)
+
+        def when(value: object) -> datetime | None:
+            if value is None:
+                return None
+            return as_utc(read(value) if read is not None else value)  # type: ignore[arg-type]
+
+        return KeyRecord(id=int(row[0]), tenant_id=int(row[1]), tenant_name=row[2],
+                         tier=row[3], role=row[4], prefix=row[5], name=row[6],
+                         created_at=when(row[7]), revoked_at=when(row[8]),
+                         last_used_at=when(row[9]))
 
     def keys_matching(self, *, key_id: int | None = None, prefix: str | None = None,
                       tenant_id: int | None = None) -> list[KeyRecord]:

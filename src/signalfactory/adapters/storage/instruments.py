@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -37,10 +38,10 @@ class SqlInstrumentRepository:
                        else sa.null().label("tags"))
         for chunk_start in range(0, len(symbols), _CHUNK):
             chunk = symbols[chunk_start:chunk_start + _CHUNK]
-            for row in self.conn.execute(sa.select(instruments.c.id, instruments.c.symbol,
-                                                   instruments.c.venue, tags_column)
-                                         .where(instruments.c.symbol.in_(chunk))):
-                existing[(row.symbol, row.venue)] = (row.id, dict(row.tags or {}))
+            for ident, symbol, venue, tags in self.conn.execute(
+                    sa.select(instruments.c.id, instruments.c.symbol, instruments.c.venue,
+                              tags_column).where(self._symbol_in(chunk))).tuples():
+                existing[(symbol, venue)] = (ident, dict(tags) if tags else {})
         new_rows = [
             {"symbol": s.symbol, "venue": s.venue, "asset_class": s.asset_class,
              "currency": s.currency, "tags": dict(s.tags)}
@@ -69,6 +70,16 @@ class SqlInstrumentRepository:
                 if (added_row.symbol, added_row.venue) in wanted:
                     ids[added_row.symbol] = added_row.id
         return UpsertedInstruments(ids, changed=changed)
+
+    def _symbol_in(self, symbols: list[str]) -> sa.ColumnElement[bool]:
+        """``symbol IN (...)``. On SQLite the list travels as one JSON parameter: an IN of
+        hundreds of parameters is rendered afresh on every execution (a live feed's batch of
+        500 symbols spent most of its instrument look-up there)."""
+        if self.conn.dialect.name != "sqlite":
+            return instruments.c.symbol.in_(symbols)
+        listed = sa.select(sa.column("value", sa.String)).select_from(
+            sa.func.json_each(sa.bindparam("symbols", json.dumps(symbols))))
+        return instruments.c.symbol.in_(listed.scalar_subquery())
 
     def find(self, *, tag: str | None = None,
              symbols: Iterable[str] | None = None) -> list[Instrument]:

@@ -237,8 +237,8 @@ class SqlJobRepository:
         rows = self.conn.execute(
             sa.update(jobs).where(expired, losses >= jobs.c.max_losses)
             .values(status=DEAD, error=lost, losses=losses, finished_at=now, **cleared)
-            .returning(jobs.c.kind, jobs.c.id)).all()
-        settled += [SettledJob(str(r[0]), DEAD, str(r[1])) for r in rows]
+            .returning(jobs.c.kind, jobs.c.id, jobs.c.tenant_id, jobs.c.error)).all()
+        settled += [SettledJob(str(r[0]), DEAD, str(r[1]), int(r[2]), str(r[3])) for r in rows]
         # The rest run again: the lost run counts as a loss, and its attempt is handed back
         # (the next claim counts it again), as when a stopping worker releases a job.
         rows = self.conn.execute(

@@ -52,7 +52,7 @@ def _statement(dialect: str, present: tuple[str, ...], newest_first: bool) -> st
 
 
 @cache
-def _datetime_io(dialect: sa.engine.Dialect) -> tuple[Callable[[Any], Any] | None,
+def datetime_io(dialect: sa.engine.Dialect) -> tuple[Callable[[Any], Any] | None,
                                                        Callable[[Any], Any] | None]:
     """How this dialect binds and reads ``DateTime(timezone=True)``: exactly what the
     SQLAlchemy select of ``page`` does (SQLite keeps text; PostgreSQL's driver converts)."""
@@ -77,7 +77,7 @@ def _values(text: str | None) -> dict[str, float]:
 
 def page_rows(conn: Connection, query: SignalQuery) -> list[SignalRow]:
     dialect = conn.dialect
-    bind, read = _datetime_io(dialect)
+    bind, read = datetime_io(dialect)
     params: dict[str, Any] = {"tenant_id": query.tenant_id, "limit": query.limit}
     if query.since is not None:
         params["since"] = bind(query.since) if bind is not None else query.since

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from signalfactory.api.auth import CredentialsDep, authenticate_scope
 from signalfactory.api.cached import cached_json
@@ -17,6 +19,7 @@ from signalfactory.api.deps import PlatformDep
 from signalfactory.api.schemas import AUTH_RESPONSES, Symbol, Time
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.signals import SignalRow, StoredSignal
+from signalfactory.services.platform import Platform
 from signalfactory.services.signals.evaluation import signal_page_rows
 
 router = APIRouter(prefix="/api/v1", responses=AUTH_RESPONSES)
@@ -78,6 +81,28 @@ def page_json(rows: list[SignalRow], limit: int) -> str:
     return orjson.dumps({"items": rows, "next_cursor": next_cursor}).decode()
 
 
+def signal_page(platform: Platform, scope: Scope, *, since: datetime | None,
+                symbol: str | None, strategy: str | None, side: str | None,
+                min_score: float | None, cursor: str | None, limit: int) -> Response:
+    """The page for validated parameters, in the caller's worker thread: one hop for the key
+    lookup, the cache and the page together. The key first: an unknown or revoked one is a
+    401 whatever the cursor says."""
+    principal = authenticate_scope(platform, scope)
+    after_id = _decode_cursor(cursor)
+
+    def load() -> str:
+        with platform.database.read() as uow:
+            rows = signal_page_rows(uow, principal.tenant_id, since=since, symbol=symbol,
+                                    strategy=strategy, side=side, min_score=min_score,
+                                    after_id=after_id, limit=limit)
+        return page_json(rows, limit)
+
+    # Every signal write (evaluation, scan, live, retention) bumps the "signals" generation.
+    return cached_json(platform, "signals", (since.isoformat() if since else None, symbol,
+                                             strategy, side, min_score, after_id, limit),
+                       load, tenant_id=principal.tenant_id)
+
+
 @router.get("/signals", response_model=SignalPage, tags=["signals"],
             summary="Signals, oldest first, with filters and cursor pagination")
 async def get_signals(request: Request, _key: CredentialsDep, platform: PlatformDep,
@@ -88,23 +113,9 @@ async def get_signals(request: Request, _key: CredentialsDep, platform: Platform
                       min_score: float | None = Query(default=None, allow_inf_nan=False),
                       cursor: str | None = Query(default=None, max_length=64),
                       limit: int = Query(default=100, ge=1, le=1000)) -> Response:
-    def serve() -> Response:
-        # One worker-thread hop for the key lookup, the cache and the page together. The key
-        # first: an unknown or revoked one is a 401 whatever the cursor says.
-        principal = authenticate_scope(platform, request.scope)
-        after_id = _decode_cursor(cursor)
-
-        def load() -> str:
-            with platform.database.read() as uow:
-                rows = signal_page_rows(uow, principal.tenant_id, since=since, symbol=symbol,
-                                        strategy=strategy, side=side, min_score=min_score,
-                                        after_id=after_id, limit=limit)
-            return page_json(rows, limit)
-
-        # Every signal write (evaluation, scan, live, retention) bumps the "signals"
-        # generation.
-        return cached_json(platform, "signals", (since.isoformat() if since else None,
-                                                 symbol, strategy, side, min_score, after_id,
-                                                 limit), load, tenant_id=principal.tenant_id)
-
-    return await run_in_threadpool(serve)
+    # Most requests never get here: api/hot_reads.py serves them with the same parameters
+    # and ``signal_page``; this route answers the rest (HEAD, invalid parameters: the 422)
+    # and documents the endpoint.
+    return await run_in_threadpool(signal_page, platform, request.scope, since=since,
+                                   symbol=symbol, strategy=strategy, side=side,
+                                   min_score=min_score, cursor=cursor, limit=limit)

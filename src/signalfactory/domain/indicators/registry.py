@@ -9,7 +9,8 @@ means the same thing whichever TA-Lib version is installed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -27,45 +28,70 @@ BUILTINS: tuple[Indicator, ...] = (VWAP, CUM_VWAP, SUPERTREND, ICHIMOKU, DONCHIA
 
 
 class IndicatorRegistry(Mapping[str, Indicator]):
-    """Read-only mapping of lower-case name to ``Indicator``."""
+    """Read-only mapping of lower-case name to ``Indicator``.
 
-    def __init__(self, indicators: Iterable[Indicator]) -> None:
+    ``on_demand`` entries are built when first looked up: describing one TA-Lib function
+    (its metadata and default warm-up) is cheap, describing all ~160 of them was a sizeable
+    part of a one-shot command's start-up, and a rule uses a handful. Names, order and
+    length are known without building anything; one object per name (compare by identity).
+    """
+
+    def __init__(self, indicators: Iterable[Indicator] = (), *,
+                 on_demand: Iterable[tuple[str, Callable[[], Indicator]]] = ()) -> None:
         self._by_name: dict[str, Indicator] = {}
+        self._builders: dict[str, Callable[[], Indicator]] = {}
+        self._order: list[str] = []
         for ind in indicators:
-            if ind.name in self._by_name:
-                raise ValueError(f"indicator {ind.name!r} registered twice")
+            self._claim(ind.name)
             self._by_name[ind.name] = ind
+        for name, build in on_demand:
+            self._claim(name)
+            self._builders[name] = build
+
+    def _claim(self, name: str) -> None:
+        if name in self._by_name or name in self._builders:
+            raise ValueError(f"indicator {name!r} registered twice")
+        self._order.append(name)
 
     def __getitem__(self, name: str) -> Indicator:
-        return self._by_name[name]
+        found = self._by_name.get(name)
+        if found is None:
+            built = self._builders[name]()  # KeyError for an unknown name, as a dict
+            # setdefault: threads racing on a first lookup all get the same object
+            found = self._by_name.setdefault(name, built)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name or name in self._builders
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
+        return iter(self._order)
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self._order)
 
     def get_or_raise(self, name: str) -> Indicator:
         """The indicator, or BadInputError naming the closest known names."""
-        found = self._by_name.get(name.lower())
-        if found is None:
+        lower = name.lower()
+        if lower not in self:
             raise BadInputError(f"unknown indicator {name!r}{self.suggestion(name)}")
-        return found
+        return self[lower]
 
     def suggestion(self, name: str, extra: Iterable[str] = ()) -> str:
         """"; did you mean 'x'?" for the closest known name, or an empty string."""
-        close = difflib.get_close_matches(name.lower(), [*self._by_name, *extra], n=1)
+        close = difflib.get_close_matches(name.lower(), [*self._order, *extra], n=1)
         return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def build_registry() -> IndicatorRegistry:
     builtin_names = {b.name for b in BUILTINS}
-    entries = list(BUILTINS)
+    talib_entries: list[tuple[str, Callable[[], Indicator]]] = []
     for ta_name in talib_function_names():
         lower = ta_name.lower()
         name = f"talib_{lower}" if lower in builtin_names else lower
-        entries.append(talib_indicator(ta_name, registry_name=name))
-    return IndicatorRegistry(entries)
+        talib_entries.append((name, functools.partial(talib_indicator, ta_name,
+                                                      registry_name=name)))
+    return IndicatorRegistry(BUILTINS, on_demand=talib_entries)
 
 
 registry: IndicatorRegistry = build_registry()

@@ -33,6 +33,7 @@ from signalfactory.domain.jobs import (
     SUCCEEDED,
     Job,
     JsonObject,
+    SettledJob,
 )
 from signalfactory.observability.logging import bound_context, get_logger
 from signalfactory.observability.metrics import (
@@ -155,6 +156,17 @@ class JobContext:
             error=error))
 
 
+def _follow_death(platform: Platform, uow: UnitOfWork, job: SettledJob) -> None:
+    """A job that died of lost workers is a final failure like one whose task failed: its
+    kind's hook (an operator notice) is written in the same transaction."""
+    spec = get_task(job.kind)
+    if spec is None or spec.on_final_failure is None:
+        return
+    spec.on_final_failure(platform, uow, FinalFailure(
+        job_id=job.job_id, kind=job.kind, tenant_id=job.tenant_id, status=DEAD,
+        error=job.error))
+
+
 class _Heartbeat(threading.Thread):
     def __init__(self, ctx: JobContext) -> None:
         super().__init__(name=f"job-heartbeat-{ctx.job_id[:8]}", daemon=True)
@@ -188,6 +200,9 @@ def reap_expired(platform: Platform) -> None:
             return
     with platform.database.write() as uow:
         settled = uow.jobs.reap_expired(now)
+        for job in settled:
+            if job.status == DEAD:
+                _follow_death(platform, uow, job)
     requeued = []
     for job in settled:
         if job.status == QUEUED:

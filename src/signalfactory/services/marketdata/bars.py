@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -88,11 +89,23 @@ def _columns(batches: Sequence[SymbolBars], ids: dict[str, int]) -> BarColumns:
     value winning."""
     if not batches:
         return BarColumns.empty()
-    inst = np.concatenate([np.full(len(b.ts), ids[b.spec.symbol], dtype=np.int64)
-                           for b in batches])
-    cols = BarColumns(inst, *(np.concatenate([getattr(b, f) for b in batches])
-                              for f in ("ts", *FIELDS)))
+    # A live batch is hundreds of one-bar batches: concatenating hundreds of one-element
+    # arrays per column cost more than the rest of the write's Python work.
+    lengths = [len(b.ts) for b in batches]
+    inst = np.repeat(np.array([ids[b.spec.symbol] for b in batches], dtype=np.int64),
+                     np.array(lengths, dtype=np.int64))
+    if all(n == 1 for n in lengths):
+        cols = BarColumns(inst, *(_first_of_each(batches, f) for f in ("ts", *FIELDS)))
+    else:
+        cols = BarColumns(inst, *(np.concatenate([getattr(b, f) for b in batches])
+                                  for f in ("ts", *FIELDS)))
     return cols if cols.is_sorted_unique() else cols.latest_wins()
+
+
+def _first_of_each(batches: Sequence[SymbolBars], field: str) -> npt.NDArray[Any]:
+    first = getattr(batches[0], field)
+    return np.fromiter((getattr(b, field)[0] for b in batches), dtype=first.dtype,
+                       count=len(batches))
 
 
 def write_bars(platform: Platform, timeframe: Timeframe, batches: Sequence[SymbolBars],

@@ -34,9 +34,7 @@ from signalfactory.domain.trading.bots import BOT, GLOBAL, TENANT, Bot
 from signalfactory.domain.trading.portfolio import EquityCurve, figures
 from signalfactory.domain.trading.records import GLOBAL_SCOPE_ID
 from signalfactory.observability.logging import get_logger
-from signalfactory.services.delivery.campaign_records import check_campaign
-from signalfactory.services.delivery.campaigns import FANOUT_KIND
-from signalfactory.services.jobs.registry import dispatch, submit
+from signalfactory.services.delivery.notices import queue_notice
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 
@@ -170,12 +168,9 @@ def store_and_deliver(platform: Platform, tenant_id: int, day: date) -> tuple[St
         report_id = uow.daily_reports.add(tenant_id, day, body, text)
         if report_id is None:  # pragma: no cover - the write lock makes this unreachable
             raise BadInputError(f"a report for {day.isoformat()} exists")
-        campaign = uow.campaigns.add(check_campaign(
-            uow, tenant_id, f"Trading report {day.isoformat()}", text))
+        campaign = queue_notice(platform, uow, tenant_id, f"Trading report {day.isoformat()}",
+                                text, dedupe_key=f"daily-report:{report_id}")
         uow.daily_reports.set_campaign(report_id, campaign.id)
-        job = submit(platform, FANOUT_KIND, {"campaign_id": campaign.id, "chunk_size": 1000},
-                     tenant_id=tenant_id, dedupe_key=f"campaign:{campaign.id}", uow=uow)
-        uow.on_commit(lambda: dispatch(platform, job.id))
         made = StoredReport(report_id, tenant_id, day, body, text, campaign.id)
     log.info("daily report stored and sent", tenant_id=tenant_id, day=day.isoformat(),
              bots=len(report.bots), campaign_id=campaign.id)

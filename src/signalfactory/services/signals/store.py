@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from signalfactory.domain.signals import InsertedSignal, NewSignal
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.streaming import SignalEvent, iso_utc
-from signalfactory.services.delivery.outbox import enqueue_for_signals
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
 
@@ -44,4 +43,8 @@ def store_signals(platform: Platform, uow: UnitOfWork,
     inserted = uow.signals.insert_new([signal for _s, signal in batch])
     events = sorted((signal_event(i, *batch[i.index], arrival_ns) for i in inserted),
                     key=lambda e: e.id)
+    # imported here: a scan of an ad-hoc rule stores no signals, and delivery's modules
+    # were a noticeable part of a one-shot command's start-up
+    from signalfactory.services.delivery.outbox import enqueue_for_signals
+
     return StoredSignals(inserted, events, enqueue_for_signals(platform, uow, events))

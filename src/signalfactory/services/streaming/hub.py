@@ -3,7 +3,8 @@
 One hub per serving process (asyncio). Events reach it two ways:
 
 * directly, when bars are written in this process: ``services.live`` calls the publisher the
-  hub registers in ``platform.signal_publishers`` (from any thread);
+  hub registers in ``platform.signal_publishers`` (from any thread; a writer thread waits,
+  briefly, until the loop has fanned its events out);
 * by a relay that polls the stored signals by id (every ``poll_seconds``) through the
   platform's ``SignalFeed``, for signals stored by other processes (a worker, the CLI). When
   the feed has commit notifications (PostgreSQL LISTEN) it polls at once when notified. Ids
@@ -157,7 +158,7 @@ class StreamHub:
     def __init__(self, platform: Platform, *, framings: Mapping[str, Framing],
                  feed: SignalFeed | None = None, poll_seconds: float = 0.2,
                  max_pending: int = 256, heartbeat_seconds: float = 15.0,
-                 send_timeout: float = 10.0) -> None:
+                 send_timeout: float = 10.0, handoff_timeout: float = 0.25) -> None:
         self.platform = platform
         self.framings = dict(framings)
         self._feed = feed
@@ -165,6 +166,7 @@ class StreamHub:
         self.max_pending = max_pending
         self.heartbeat_seconds = heartbeat_seconds
         self.send_timeout = send_timeout
+        self.handoff_timeout = handoff_timeout
         self.groups: dict[StreamFilter, set[Subscriber]] = {}
         self._seen: set[int] = set()
         self._seen_order: deque[int] = deque()
@@ -248,13 +250,29 @@ class StreamHub:
 
     # -- publishing ----------------------------------------------------------------------
     def publish_threadsafe(self, events: list[SignalEvent]) -> None:
-        """The publisher ``services.live`` calls, from whichever thread wrote the bars."""
-        if self._loop is None or self._loop.is_closed():
+        """The publisher ``services.live`` calls, from whichever thread wrote the bars.
+
+        From another thread it waits (at most ``handoff_timeout`` s) until the loop has
+        fanned the events out. Under the GIL the writer's next steps (metrics, a compaction
+        of the bar store, the next batch) would otherwise compete with the fan-out for the
+        interpreter, in slices of the 5 ms switch interval; waiting, the writer holds
+        nothing the loop needs.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
             return
         if threading.get_ident() == self._loop_thread:
             self.publish(events)
-        else:
-            self._loop.call_soon_threadsafe(self.publish, events, "direct")
+            return
+        done = threading.Event()
+        loop.call_soon_threadsafe(self._publish_and_signal, events, done)
+        done.wait(self.handoff_timeout)
+
+    def _publish_and_signal(self, events: list[SignalEvent], done: threading.Event) -> None:
+        try:
+            self.publish(events, "direct")
+        finally:
+            done.set()
 
     def publish(self, events: Iterable[SignalEvent], via: str = "direct") -> None:
         """Fan events out to every matching connection (runs on the hub's loop)."""
