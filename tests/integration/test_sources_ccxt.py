@@ -243,3 +243,36 @@ def test_bad_values_store_nothing_and_dead_letter(tmp_path: Path) -> None:
             assert _fingerprint(platform) == before  # no bar of either symbol
     finally:
         platform.close()
+
+
+def test_symbols_are_fetched_side_by_side_at_one_clients_pace(tmp_path: Path) -> None:
+    """Each request in flight borrows a ccxt client of its own (ccxt's sync client is not
+    thread-safe), so slow answers overlap; the clients load the markets once and start their
+    requests no faster together than ccxt's rate limit lets one client start them."""
+    symbols = ["BTC", "ETH", "SOL", "XRP"]
+    specs = [SymbolSpec(s, "USDT", bars=_bars(2600, i + 1)) for i, s in enumerate(symbols)]
+    pairs = [f"{s}/USDT" for s in symbols]
+    with ExchangeSimulator(specs, clock_ms=NOW_MS) as simulator:
+        simulator.faults.set_latency(0.15, "/api/v3/klines")
+        platform = _platform(tmp_path / "overlap")
+        _add(platform, simulator.url, pairs, concurrency=4)
+        started = time.monotonic()
+        report = run_source(platform, "sim")
+        overlapped = time.monotonic() - started
+        klines = simulator.request_count("/api/v3/klines")
+        # one after the other, the answers alone would take klines x 0.15 s
+        assert report.rows == 4 * 2400 and overlapped < 0.6 * klines * 0.15, (overlapped, klines)
+        assert simulator.request_count("/api/v3/exchangeInfo") == 1
+        platform.close()
+
+        simulator.faults.set_latency(0.0, "/api/v3/klines")
+        paced: dict[int, float] = {}
+        for concurrency in (1, 4):  # ccxt's pause (times each request's cost) between starts
+            store = _platform(tmp_path / f"paced-{concurrency}")
+            _add(store, simulator.url, pairs, concurrency=concurrency, rate_limit_ms=100)
+            started = time.monotonic()
+            run_source(store, "sim")
+            paced[concurrency] = time.monotonic() - started
+            store.close()
+        # four clients at once start their requests no faster than one client does
+        assert paced[4] >= 0.8 * paced[1] and paced[1] > 0.5, paced

@@ -18,6 +18,12 @@ it checks that on the page's first and last row against ccxt's own ``parse_ohlcv
 back to ccxt's parser for any exchange or page where they differ, so what comes out is what
 ccxt would return.
 
+Concurrency: a collector fetches several symbols at once; each request borrows one of the
+source's ccxt clients (one per request in flight; ccxt's sync client is not thread-safe), so
+one request's wait for the exchange overlaps another's parsing. The clients share the markets
+(one exchangeInfo call a run) and ccxt's request spacing: requests start no faster together
+than one client would start them.
+
 Failures (ccxt's error classes): rate limits (``DDoSProtection``, ``RateLimitExceeded``,
 with the ``Retry-After`` header of the answer), ``NetworkError`` (timeouts, refused or
 dropped connections, bodies cut short, 5xx ``ExchangeNotAvailable``), the rest of ccxt's
@@ -28,7 +34,11 @@ permission errors and other exchange errors are ``SourceRefusedError``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,6 +99,15 @@ def _vectorised(base: type) -> type:
     when that gives exactly what ccxt's own parser gives for the page's first and last row."""
 
     class VectorisedOhlcv(base):  # type: ignore[misc]
+        #: set by the source: the request spacing its clients share
+        shared_pace: _SharedPace | None = None
+
+        def throttle(self, cost: float | None = None) -> None:
+            if self.shared_pace is None:
+                super().throttle(cost)
+                return
+            self.shared_pace.wait(self.rateLimit * (1 if cost is None else cost) / 1000.0)
+
         def parse_ohlcvs(self, ohlcvs: object, market: object = None, timeframe: str = "1m",
                          since: int | None = None, limit: int | None = None,
                          tail: bool = False) -> list[Any]:
@@ -112,6 +131,24 @@ def _vectorised(base: type) -> type:
             return _Candles(table)
 
     return VectorisedOhlcv
+
+
+class _SharedPace:
+    """ccxt's request spacing (``rateLimit`` ms times a request's cost between starts), kept
+    for all the clients of one source: several requests may be in flight at once, and they
+    still start no faster than one client would start them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self, seconds: float) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + seconds
+        if start > now:
+            time.sleep(start - now)
 
 
 class _Candles(list):  # type: ignore[type-arg]
@@ -148,46 +185,92 @@ class CcxtOhlcvSource:
                                   "options": dict(self.params.get("options", {}))}
         if "rate_limit_ms" in self.params:
             config["rateLimit"] = int(self.params["rate_limit_ms"])
-        self.exchange = _vectorised(getattr(ccxt, self.params["exchange"]))(config)
-        if "base_url" in self.params:
-            self.exchange.urls["api"] = _rebase(self.exchange.urls["api"],
-                                                str(self.params["base_url"]))
+        self._config = config
+        self._pace = _SharedPace()
+        self.exchange = self._new_client()
         limit = self.params.get("page_limit")
         if limit is None:
             features = (self.exchange.features or {}).get("spot") or {}
             limit = (features.get("fetchOHLCV") or {}).get("limit") or 500
         self.page_limit = int(limit)
         # ccxt's sync client is not meant for concurrent calls on one instance (its session,
-        # throttle and last answer are shared): one request at a time per source object.
-        self._lock = threading.Lock()
+        # throttle and last answer are shared): each request borrows a client of its own, so
+        # one request's wait for the exchange overlaps another's parsing; the clients share
+        # the markets (loaded once) and the request spacing (_SharedPace).
+        self._idle = [self.exchange]
+        self._clients = [self.exchange]
+        self._pool_lock = threading.Lock()
+        self._markets_lock = threading.Lock()
+        self._markets: tuple[Any, Any] | None = None
+
+    def _new_client(self) -> Any:  # noqa: ANN401 - a ccxt exchange instance
+        client = _vectorised(getattr(self._ccxt, self.params["exchange"]))(
+            copy.deepcopy(self._config))
+        if "base_url" in self.params:
+            client.urls["api"] = _rebase(client.urls["api"], str(self.params["base_url"]))
+        client.shared_pace = self._pace
+        return client
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[Any]:
+        with self._pool_lock:
+            if self._idle:
+                client = self._idle.pop()
+            else:
+                client = self._new_client()
+                self._clients.append(client)
+        try:
+            yield client
+        finally:
+            with self._pool_lock:
+                self._idle.append(client)
+
+    def _with_markets(self, client: Any) -> None:  # noqa: ANN401 - a ccxt exchange instance
+        """The first request loads the markets (one exchangeInfo call a run); every other
+        client gets the same ones."""
+        if client.markets:
+            return
+        with self._markets_lock:
+            if self._markets is None:
+                client.load_markets()
+                self._markets = (client.markets, client.currencies)
+            else:
+                client.set_markets(*self._markets)
 
     def close(self) -> None:
-        session = getattr(self.exchange, "session", None)
-        if session is not None:
-            session.close()
+        for client in self._clients:
+            session = getattr(client, "session", None)
+            if session is not None:
+                session.close()
 
-    def _headers(self) -> dict[str, str]:
-        return dict(getattr(self.exchange, "last_response_headers", None) or {})
+    @staticmethod
+    def _headers(client: Any) -> dict[str, str]:  # noqa: ANN401 - a ccxt exchange instance
+        return dict(getattr(client, "last_response_headers", None) or {})
 
     def _call(self, symbol: str, timeframe: Timeframe, since_ms: int,
               until_ms: int) -> list[list[Any]]:
+        with self._client() as client:
+            return self._call_with(client, symbol, timeframe, since_ms, until_ms)
+
+    def _call_with(self, client: Any, symbol: str, timeframe: Timeframe,  # noqa: ANN401
+                   since_ms: int, until_ms: int) -> list[list[Any]]:
         ccxt = self._ccxt
         name = f"{self.exchange.id} {symbol}"
         try:
-            rows = self.exchange.fetch_ohlcv(symbol, timeframe.name, since=since_ms,
-                                             limit=self.page_limit,
-                                             params={"until": until_ms - 1})
+            self._with_markets(client)
+            rows = client.fetch_ohlcv(symbol, timeframe.name, since=since_ms,
+                                      limit=self.page_limit, params={"until": until_ms - 1})
         except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
             raise SourceTemporaryError(f"{name}: rate limited ({exc})",
-                                       retry_after=retry_after_seconds(self._headers()),
+                                       retry_after=retry_after_seconds(self._headers(client)),
                                        status=429) from exc
         except ccxt.NetworkError as exc:  # timeouts, 5xx, refused or cut-short answers
             raise SourceTemporaryError(f"{name}: {type(exc).__name__}: {exc}",
-                                       retry_after=retry_after_seconds(self._headers())
+                                       retry_after=retry_after_seconds(self._headers(client))
                                        ) from exc
         except ccxt.OperationFailed as exc:  # BadResponse, an internal error: try again
             raise SourceTemporaryError(f"{name}: {type(exc).__name__}: {exc}",
-                                       retry_after=retry_after_seconds(self._headers())
+                                       retry_after=retry_after_seconds(self._headers(client))
                                        ) from exc
         except ccxt.BaseError as exc:  # BadSymbol, AuthenticationError, ExchangeError, ...
             raise SourceRefusedError(f"{name}: {type(exc).__name__}: {exc}") from exc
@@ -204,8 +287,7 @@ class CcxtOhlcvSource:
                    until_ns: int) -> FetchedPage:
         since_ms = since_ns // 1_000_000
         until_ms = -(-until_ns // 1_000_000)
-        with self._lock:
-            rows = self._call(symbol, timeframe, since_ms, until_ms)
+        rows = self._call(symbol, timeframe, since_ms, until_ms)
         if isinstance(rows, _Candles):
             table = rows.table
         else:
