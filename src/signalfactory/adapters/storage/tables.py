@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
@@ -297,6 +299,23 @@ job_split_chunks = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
 )
 
+def _trade_columns() -> list[sa.Column[Any]]:
+    """One trade's columns (new objects each call: a column belongs to one table)."""
+    return [
+        sa.Column("symbol", sa.String(64), nullable=False),
+        sa.Column("entry_ts", UTCDateTime, nullable=False),
+        # for a trade still open at the end: the last bar's time (the mark), exit_reason "open"
+        sa.Column("exit_ts", UTCDateTime, nullable=False),
+        sa.Column("size", sa.Float(53), nullable=False),
+        sa.Column("entry_price", sa.Float(53), nullable=False),
+        sa.Column("exit_price", sa.Float(53), nullable=False),
+        sa.Column("pnl", sa.Float(53), nullable=False),
+        sa.Column("return", sa.Float(53), nullable=False),
+        sa.Column("fees", sa.Float(53), nullable=False),
+        sa.Column("exit_reason", sa.String(16), nullable=False),
+    ]
+
+
 # A split backtest's rows while it is computed (migration 0019): each chunk stores its trades
 # (``seq`` in the chunk's order) and its instruments' encoded equity curves in the transaction
 # that counts it done; the parent copies them into backtest_trades / backtest_equity when it
@@ -306,16 +325,7 @@ backtest_chunk_trades = sa.Table(
     sa.Column("parent_job_id", sa.String(36), nullable=False),
     sa.Column("idx", sa.Integer, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("symbol", sa.String(64), nullable=False),
-    sa.Column("entry_ts", UTCDateTime, nullable=False),
-    sa.Column("exit_ts", UTCDateTime, nullable=False),
-    sa.Column("size", sa.Float(53), nullable=False),
-    sa.Column("entry_price", sa.Float(53), nullable=False),
-    sa.Column("exit_price", sa.Float(53), nullable=False),
-    sa.Column("pnl", sa.Float(53), nullable=False),
-    sa.Column("return", sa.Float(53), nullable=False),
-    sa.Column("fees", sa.Float(53), nullable=False),
-    sa.Column("exit_reason", sa.String(16), nullable=False),
+    *_trade_columns(),
     sa.PrimaryKeyConstraint("parent_job_id", "idx", "seq", name="pk_backtest_chunk_trades"),
     sa.ForeignKeyConstraint(["parent_job_id", "idx"], ["job_split_chunks.parent_job_id",
                                                        "job_split_chunks.idx"],
@@ -379,17 +389,7 @@ backtest_trades = sa.Table(
     sa.Column("backtest_id", sa.String(64), sa.ForeignKey("backtests.id", ondelete="CASCADE"),
               nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("symbol", sa.String(64), nullable=False),
-    sa.Column("entry_ts", UTCDateTime, nullable=False),
-    # for a trade still open at the end: the last bar's time (the mark), exit_reason "open"
-    sa.Column("exit_ts", UTCDateTime, nullable=False),
-    sa.Column("size", sa.Float(53), nullable=False),
-    sa.Column("entry_price", sa.Float(53), nullable=False),
-    sa.Column("exit_price", sa.Float(53), nullable=False),
-    sa.Column("pnl", sa.Float(53), nullable=False),
-    sa.Column("return", sa.Float(53), nullable=False),
-    sa.Column("fees", sa.Float(53), nullable=False),
-    sa.Column("exit_reason", sa.String(16), nullable=False),
+    *_trade_columns(),
     sa.PrimaryKeyConstraint("backtest_id", "seq", name="pk_backtest_trades"),
 )
 
