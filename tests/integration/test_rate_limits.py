@@ -7,6 +7,7 @@ Redis on 127.0.0.1:6379; skipped with a reason when it is down, failed under CI=
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -121,7 +122,7 @@ def test_errors_after_authentication_still_carry_the_headers(api: ApiHarness) ->
 def test_default_limiter_uses_redis_when_configured() -> None:
     limiter = build_rate_limiter(Settings(redis_url=REDIS_URL))
     assert type(limiter.storage).__name__ == "RedisStorage"
-    assert type(build_rate_limiter(Settings()).storage).__name__ == "MemoryStorage"
+    assert type(build_rate_limiter(Settings()).storage).__name__ == "MemoryWindows"
 
 
 def test_storage_outage_serves_rather_than_refusing_everyone(shared_platform: Any) -> None:
@@ -132,3 +133,27 @@ def test_storage_outage_serves_rather_than_refusing_everyone(shared_platform: An
         for _ in range(3):
             assert harness.client.get(INSTRUMENTS,
                                       headers=harness.auth(key)).status_code == 200
+
+
+def test_memory_windows_move_as_limits_moving_window_does() -> None:
+    # The same hits through the library's moving window over its memory storage and
+    # through MemoryWindows: the same decisions, counts and window starts.
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import MovingWindowRateLimiter
+
+    from signalfactory.adapters.rate_limits import MemoryWindows
+
+    item = parse("3/second")
+    library, ours = MovingWindowRateLimiter(MemoryStorage()), MemoryWindows()
+    outcomes: list[tuple[bool, int]] = []
+    for pause in (0.0, 0.0, 0.0, 0.0, 0.4, 0.7, 0.0, 0.0, 1.1):
+        time.sleep(pause)
+        allowed = library.hit(item, "k")
+        start, remaining = library.get_window_stats(item, "k")
+        mine = ours.hit(item.key_for("k"), item.amount, int(item.get_expiry()))
+        assert mine[0] == allowed and item.amount - mine[2] == remaining
+        assert abs(mine[1] + item.get_expiry() - start) < 0.05
+        outcomes.append((allowed, remaining))
+    # refused on the fourth hit; room again once the first hits left the window
+    assert outcomes[3] == (False, 0) and outcomes[5][0] and outcomes[-1] == (True, 2)

@@ -28,6 +28,7 @@ from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.accounts import web_sessions
 from signalfactory.services.accounts.web_sessions import SESSION_COOKIE
 from signalfactory.services.platform import Platform
+from signalfactory.services.ports import UnitOfWork
 
 __all__ = ["API_REFUSALS", "AdminDep", "CredentialsDep", "Principal", "PrincipalDep",
            "TraderDep", "authenticate_scope", "credentials", "key_from_headers",
@@ -67,8 +68,13 @@ def principal_for_key(platform: Platform, secret: str) -> Principal:
     """
     if not is_well_formed(secret):
         raise unauthorized(MALFORMED_KEY, "malformed_key")
+    return _known_key(platform, secret, None)
+
+
+def _known_key(platform: Platform, secret: str, uow: UnitOfWork | None) -> Principal:
+    """``principal_for_key`` for a key whose shape was checked already."""
     try:
-        return accounts.authenticate(platform, secret)
+        return accounts.authenticate(platform, secret, uow)
     except accounts.KeyRefusedError as exc:
         raise unauthorized(str(exc), exc.reason) from None
 
@@ -148,13 +154,15 @@ def _credentials(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     return None, token
 
 
-def authenticate_scope(platform: Platform, scope: Scope) -> Principal:
+def authenticate_scope(platform: Platform, scope: Scope,
+                       uow: UnitOfWork | None = None) -> Principal:
     """Authenticate an HTTP scope once: key -> principal -> rate limit; cached in the scope.
 
     Raises a 401 problem (no or bad key) or a 429 problem (rate limit exceeded). The
     ``RateLimit-*`` headers are left in the scope state for ``RequestContextMiddleware``.
     Every call that is not cached reads the key's row, so a revoked key is refused on its
-    next request whichever process revoked it.
+    next request whichever process revoked it: in ``uow`` when given, a read of the primary
+    the caller goes on reading in.
     """
     state: dict[str, object] = scope.setdefault("state", {})
     cached = state.get(STATE_PRINCIPAL)
@@ -163,7 +171,7 @@ def authenticate_scope(platform: Platform, scope: Scope) -> Principal:
     headers = _headers(scope)
     secret, token = _credentials(headers)
     if secret is not None:
-        principal = principal_for_key(platform, secret)
+        principal = _known_key(platform, secret, uow)  # _credentials checked its shape
     else:  # _credentials gives a session token when there is no key
         principal = principal_for_session(platform, token or "", scope.get("method", "GET"),
                                           headers.get(CSRF_HEADER))

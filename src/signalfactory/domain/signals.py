@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 #: The PostgreSQL channel a signal insert notifies (payload: the highest new id), so that
 #: serving processes pick up signals stored elsewhere at once instead of at their next poll.
@@ -76,13 +77,13 @@ class StoredSignal:
     code_hash: str = ""
 
 
-@dataclass(slots=True)
-class SignalRow:
+class SignalRow(TypedDict):
     """One row of a signal page as the API serialises it, straight from the database.
 
-    The fields are ``StoredSignal``'s, in the same order, because the API's page JSON is
-    this object's fields in order (orjson serialises a slotted dataclass without building a
-    dict); ``values`` holds floats only, as the page schema promises.
+    The keys are ``StoredSignal``'s fields, in the same order (build it as a literal in that
+    order), because the API's page JSON is this dict as it is: orjson writes a page of dicts
+    about four times faster than one of slotted dataclasses. ``values`` holds floats only,
+    as the page schema promises.
     """
 
     id: int

@@ -179,6 +179,12 @@ class Database(Protocol):
         ``primary`` (a caller that must read its own writes)."""
         ...
 
+    @property
+    def has_replica(self) -> bool:
+        """True when ``read()`` reads a replica, so a read of the primary is another
+        connection; False when ``read()`` and ``read(primary=True)`` are the same."""
+        ...
+
     def read_only(self) -> str | None:
         """Why writes are refused now (the primary is unreachable, or an operator switched
         read-only mode on); None while they go through. ``write()`` raises

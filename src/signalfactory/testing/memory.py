@@ -229,6 +229,10 @@ class InMemoryDatabase:
     def dialect(self) -> str:
         return "memory"
 
+    @property
+    def has_replica(self) -> bool:
+        return False
+
     def read_only(self) -> str | None:
         return self.read_only_reason
 

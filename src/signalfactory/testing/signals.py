@@ -89,10 +89,11 @@ class MemorySignalRepository:
         return out
 
     def page_rows(self, query: SignalQuery) -> list[SignalRow]:
-        return [SignalRow(s.id, s.bar_ts, s.symbol, s.side, s.strategy, s.strategy_version,
-                          s.timeframe, s.score, s.price,
-                          {k: float(v) for k, v in s.values.items()}, s.created_at,
-                          s.code_hash)
+        return [SignalRow(id=s.id, bar_ts=s.bar_ts, symbol=s.symbol, side=s.side,
+                          strategy=s.strategy, strategy_version=s.strategy_version,
+                          timeframe=s.timeframe, score=s.score, price=s.price,
+                          values={k: float(v) for k, v in s.values.items()},
+                          created_at=s.created_at, code_hash=s.code_hash)
                 for s in self.page(query)]
 
     def count_created_since(self, tenant_id: int, since: datetime) -> int:

@@ -3,9 +3,10 @@
 The serving path of ``GET /api/v1/signals``. Building the SQLAlchemy select, compiling it
 and turning every row into a mapping and a frozen dataclass cost about 9 us a row (a
 100-row page: about 1 ms) before any JSON was written. Here the SQL text is built once per
-(dialect, filters) and executed with ``exec_driver_sql`` (SQLAlchemy still owns the
-connection, the transaction and the translation of driver errors), and each driver tuple
-becomes one slotted ``SignalRow``. The selection, order and values are ``page``'s
+(dialect, filters) and executed on the driver's cursor (``driver_cursor.py``: SQLAlchemy
+still owns the connection, and driver errors come out as its exceptions), and each tuple
+becomes one ``SignalRow`` dict (the ``values`` of the whole page parsed in one call). The
+selection, order and values are ``page``'s
 (``adapters/storage/signals.py``): tests compare the two on both dialects.
 """
 
@@ -15,12 +16,14 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
+from itertools import chain
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from signalfactory.adapters.storage.driver_cursor import fetch_all
 from signalfactory.domain.signals import SignalQuery, SignalRow
 
 _SELECT = (
@@ -70,9 +73,28 @@ def _values(text: str | None) -> dict[str, float]:
         loaded = orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN or Infinity written by the json module
         loaded = json.loads(text)
+    return _floats(loaded)
+
+
+def _floats(loaded: dict[Any, Any]) -> dict[str, float]:
     if not loaded or set(map(type, loaded.values())) == _ONLY_FLOATS:  # one pass in C
-        return loaded  # type: ignore[no-any-return]
+        return loaded
     return {str(k): float(v) for k, v in loaded.items()}
+
+
+def _page_values(texts: list[str | None]) -> list[dict[str, float]]:
+    """``_values`` of each text, in one parse of the page: a Python call per row cost about
+    half of the time the rows took. Anything unusual (NaN, a value that is not an object)
+    goes row by row, as before."""
+    try:
+        loaded = orjson.loads("[" + ",".join([t or "{}" for t in texts]) + "]")
+        if len(loaded) != len(texts):  # a text that was not one JSON value
+            raise TypeError
+        if set(map(type, chain.from_iterable(map(dict.values, loaded)))) <= _ONLY_FLOATS:
+            return loaded  # type: ignore[no-any-return]
+    except (orjson.JSONDecodeError, TypeError):
+        return [_values(t) for t in texts]
+    return [_floats(v) for v in loaded]
 
 
 def page_rows(conn: Connection, query: SignalQuery) -> list[SignalRow]:
@@ -86,12 +108,14 @@ def page_rows(conn: Connection, query: SignalQuery) -> list[SignalRow]:
         if value is not None:
             params[name] = value
     sql = _statement(dialect.name, tuple(sorted(params)), query.newest_first)
-    rows = conn.exec_driver_sql(sql, params).fetchall()
+    rows = fetch_all(conn, sql, params)
     as_datetime: Callable[[Any], datetime] = read if read is not None else _same
-    return [SignalRow(int(r[0]), as_datetime(r[1]), r[2], r[3], r[4], int(r[5]), r[6], r[7],
-                      r[8], _values(r[9]), None if r[10] is None else as_datetime(r[10]),
-                      r[11])
-            for r in rows]
+    values = _page_values([r[9] for r in rows])
+    return [{"id": int(r[0]), "bar_ts": as_datetime(r[1]), "symbol": r[2], "side": r[3],
+             "strategy": r[4], "strategy_version": int(r[5]), "timeframe": r[6],
+             "score": r[7], "price": r[8], "values": v,
+             "created_at": None if r[10] is None else as_datetime(r[10]), "code_hash": r[11]}
+            for r, v in zip(rows, values, strict=True)]
 
 
 def _same(value: datetime) -> datetime:

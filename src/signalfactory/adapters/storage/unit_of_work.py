@@ -279,6 +279,10 @@ class SqlDatabase:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def has_replica(self) -> bool:
+        return self.read_engine is not None
+
     def read_only(self) -> str | None:
         return self.guard.reason() if self.guard is not None else None
 

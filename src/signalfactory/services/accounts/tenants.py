@@ -145,16 +145,22 @@ class KeyRefusedError(BadInputError):
         self.reason = reason
 
 
-def authenticate(platform: Platform, secret: str) -> Principal:
+def authenticate(platform: Platform, secret: str, uow: UnitOfWork | None = None) -> Principal:
     """Who a well-formed key belongs to; ``KeyRefusedError`` when it is unknown or revoked.
 
     Reads the primary, never a replica: a revoked key must stop working at once; except in
     read-only mode, when the primary is down and the replica is all there is (nothing can be
     revoked meanwhile). Records the key's use at most once per ``LAST_USED_RESOLUTION``, and
     not at all in read-only mode (a lost last-used time must not refuse a read).
+
+    ``uow``: the caller's read of the primary (``read(primary=True)``) to look the key up
+    in, so a request that reads more in the same hop opens one connection.
     """
-    with platform.database.read(primary=True) as uow:
+    if uow is not None:
         record = uow.accounts.key_by_digest(digest(secret))
+    else:
+        with platform.database.read(primary=True) as own:
+            record = own.accounts.key_by_digest(digest(secret))
     if record is None:
         raise KeyRefusedError("the API key is not known; ask an admin for a key "
                               "(`signalfactory keys create`)", reason="unknown_key")
