@@ -103,6 +103,36 @@ def test_a_lean_page_is_byte_for_byte_the_models_page(
     assert pages >= (2 if not filters else 1)
 
 
+def test_a_symbol_on_two_venues_or_none_pages_as_the_models_do(
+        seeded: tuple[ApiHarness, str, int]) -> None:
+    """A symbol with one instrument is paged by instrument id (no sort); one listed on two
+    venues, and one that is not known, go the other ways: the same bytes as the models."""
+    from signalfactory.adapters.storage.tables import instruments
+
+    api, key, tenant = seeded
+    symbol = f"TWO{uuid.uuid4().hex[:6].upper()}"
+    with engine_of(api.platform).begin() as conn:
+        version_id = conn.execute(sa.select(signals.c.strategy_version_id)
+                                  .order_by(signals.c.id).limit(1)).scalar_one()
+        venues = [conn.execute(instruments.insert().values(symbol=symbol, venue=venue)
+                               .returning(instruments.c.id)).scalar_one()
+                  for venue in ("east", "west")]
+    made = [NewSignal(version_id, venues[i % 2], symbol, "1d",
+                      datetime(1998, 1, 1, tzinfo=UTC) + timedelta(days=i), "long", 0.5,
+                      10.0 + i, {"x": float(i)}) for i in range(9)]
+    with api.platform.database.write() as uow:
+        assert len(uow.signals.insert_new(made)) == 9
+    for name, limit in ((symbol, 4), (symbol, 50), ("NOSUCHSYMBOL", 5)):
+        response = api.client.get("/api/v1/signals", params={"symbol": name, "limit": limit},
+                                  headers=api.auth(key))
+        assert response.status_code == 200, response.text
+        assert response.content == _reference(api, tenant, limit, symbol=name)
+    assert len(response.json()["items"]) == 0
+    both = api.client.get("/api/v1/signals", params={"symbol": symbol, "limit": 50},
+                          headers=api.auth(key)).json()["items"]
+    assert len(both) == 9 and [i["id"] for i in both] == sorted(i["id"] for i in both)
+
+
 def test_odd_values_render_as_the_schema_says(seeded: tuple[ApiHarness, str, int]) -> None:
     api, key, tenant = seeded
     with engine_of(api.platform).connect() as conn:

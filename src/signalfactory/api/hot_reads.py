@@ -19,10 +19,10 @@ which answers it (the 422 in the framework's own shape) and documents the endpoi
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from signalfactory.api.auth import credentials
@@ -42,6 +42,8 @@ class SignalPagesFastPath:
         self.app = app
         self.route = _signals_route()
         self.fields = list(self.route.dependant.query_params)
+        # ``ModelField.default`` is worked out anew at every read; the defaults are immutable
+        self.defaults = {field.name: field.default for field in self.fields}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope["path"] != SIGNALS_PATH
@@ -72,12 +74,16 @@ class SignalPagesFastPath:
         not valid. FastAPI's rules for a single-valued query parameter: the last value
         given, the default when absent (the defaults here are immutable), else the field's
         validation with the location the route would report."""
-        query = QueryParams(scope["query_string"])
+        raw_query: bytes = scope["query_string"]
+        if not raw_query:
+            return dict(self.defaults)
+        # QueryParams' parse; a dict keeps the last value of a repeated name, as its get()
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True))
         values: dict[str, Any] = {}
         for field in self.fields:
             raw = query.get(field.alias)
             if raw is None:
-                values[field.name] = field.default
+                values[field.name] = self.defaults[field.name]
                 continue
             value, errors = field.validate(raw, values, loc=("query", field.alias))
             if errors:
