@@ -1,4 +1,5 @@
-"""Per-key rate limits with the ``limits`` library (memory by default, Redis when configured).
+"""Per-key rate limits: moving windows in memory by default (``MemoryWindows``, the rule of
+the ``limits`` library's moving window), in Redis through ``limits`` when configured.
 
 Every API key has its own moving window, sized by its tenant's tier, so one key's traffic never
 slows another's. The outcome travels as IETF ``RateLimit-*`` headers on every authenticated
