@@ -89,9 +89,9 @@ def signal_page(platform: Platform, scope: Scope, *, since: datetime | None,
     lookup, the cache and the page together. The key first: an unknown or revoked one is a
     401 whatever the cursor says.
 
-    Without a replica the key's row and the page come from one connection and transaction
-    (the page reads the primary anyway): one connection and one BEGIN a request instead of
-    two. With a replica the key is read on the primary and the page on the replica."""
+    Without a replica the key's row and the page are read on one connection (the page reads
+    the primary anyway): one checkout a request instead of two. With a replica the key is
+    read on the primary and the page on the replica."""
     filters = {"since": since, "symbol": symbol, "strategy": strategy, "side": side,
                "min_score": min_score}
     if platform.database.has_replica:
