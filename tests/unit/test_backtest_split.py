@@ -74,7 +74,7 @@ def test_the_rate_is_timed_on_real_work_after_a_warm_up(
         return []
 
     monkeypatch.setattr(split, "simulate_span", simulate)
-    monkeypatch.setattr(split, "encode_parts", lambda _parts: b"")
+    monkeypatch.setattr(split, "encode_parts", lambda *_args: b"")
     monkeypatch.setattr(split, "chunk_rows", lambda *_args: ([], []))
     data = Data(bars=u, start_ns=None, data_range=None)  # type: ignore[arg-type]
     rate = simulation_rate(None, data, seconds, clock=lambda: now[0])  # type: ignore[arg-type]

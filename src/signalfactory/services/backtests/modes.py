@@ -9,7 +9,7 @@ stays bounded by the bars plus one batch and progress is reported per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -294,9 +294,17 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
     ``rows`` False leaves the instruments' trade records and curves out (a split backtest's
     chunks stored them): the outcome has the aggregate curve alone and no trades."""
     full = data.bars
-    cash = plan.config.initial_cash
     win = masked(full, data.in_window(full))
-    times = union_of_times(win.ts)
+    return assemble_window(plan, win.symbols, win.ts, win.offsets, parts, rows=rows)
+
+
+def assemble_window(plan: Plan, symbols: Sequence[str], ts: np.ndarray, offsets: np.ndarray,
+                    parts: Iterable[SymbolPart], *, rows: bool = True) -> Outcome:
+    """`assemble_universe` from the traded times alone: instrument ``k`` (``symbols[k]``)
+    trades at ``ts[offsets[k]:offsets[k + 1]]``; no bar is needed."""
+    cash = plan.config.initial_cash
+    n_instruments = len(symbols)
+    times = union_of_times(ts)
     # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
     changes = np.zeros(times.shape[0] + 1)
     trades: list[TradeRecord] = []
@@ -307,25 +315,25 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
     holds: list[float] = []
     k = -1
     for k, part in enumerate(parts):
-        if k >= full.n_instruments or part.symbol != full.symbols[k]:
+        if k >= n_instruments or part.symbol != symbols[k]:
             raise ValueError(f"universe part {k} is {part.symbol!r}, expected "
-                             f"{full.symbols[k] if k < full.n_instruments else 'none'}")
-        ts = window_ts(win, k)
+                             f"{symbols[k] if k < n_instruments else 'none'}")
+        own_ts = ts[int(offsets[k]):int(offsets[k + 1])]
         eq = part.equity
         per_symbol.append(part.scalars)
         exposures.append(part.exposure)
         holds.append(part.hold)
-        pos = np.searchsorted(times, ts)
+        pos = np.searchsorted(times, own_ts)
         step = np.diff(eq - cash, prepend=0.0)
         np.add.at(changes, pos, step)
         trade_parts.append(part.trades)
         if rows:
-            own, curve = part_rows(part, ts)
+            own, curve = part_rows(part, own_ts)
             trades.extend(own)
             curves.append(curve)
-    if k + 1 != full.n_instruments:
-        raise ValueError(f"{k + 1} universe parts for {full.n_instruments} instruments")
-    n = float(full.n_instruments)
+    if k + 1 != n_instruments:
+        raise ValueError(f"{k + 1} universe parts for {n_instruments} instruments")
+    n = float(n_instruments)
     aggregate = cash + np.cumsum(changes[:-1]) / n
     all_trades = Trades(*(np.concatenate([getattr(t, f) for t in trade_parts])
                           for f in TRADE_FIELDS))
