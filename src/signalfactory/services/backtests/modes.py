@@ -295,16 +295,19 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
     chunks stored them): the outcome has the aggregate curve alone and no trades."""
     full = data.bars
     win = masked(full, data.in_window(full))
-    return assemble_window(plan, win.symbols, win.ts, win.offsets, parts, rows=rows)
+    times = union_of_times(win.ts)
+    return assemble_window(plan, win.symbols, times, np.searchsorted(times, win.ts),
+                           win.offsets, parts, rows=rows)
 
 
-def assemble_window(plan: Plan, symbols: Sequence[str], ts: np.ndarray, offsets: np.ndarray,
-                    parts: Iterable[SymbolPart], *, rows: bool = True) -> Outcome:
-    """`assemble_universe` from the traded times alone: instrument ``k`` (``symbols[k]``)
-    trades at ``ts[offsets[k]:offsets[k + 1]]``; no bar is needed."""
+def assemble_window(plan: Plan, symbols: Sequence[str], times: np.ndarray,
+                    positions: np.ndarray, offsets: np.ndarray, parts: Iterable[SymbolPart],
+                    *, rows: bool = True) -> Outcome:
+    """`assemble_universe` from the traded times alone, no bar: ``times`` are all the
+    instruments' (`union_of_times`), and instrument ``k`` (``symbols[k]``) trades at
+    ``times[positions[offsets[k]:offsets[k + 1]]]``."""
     cash = plan.config.initial_cash
     n_instruments = len(symbols)
-    times = union_of_times(ts)
     # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
     changes = np.zeros(times.shape[0] + 1)
     trades: list[TradeRecord] = []
@@ -318,17 +321,16 @@ def assemble_window(plan: Plan, symbols: Sequence[str], ts: np.ndarray, offsets:
         if k >= n_instruments or part.symbol != symbols[k]:
             raise ValueError(f"universe part {k} is {part.symbol!r}, expected "
                              f"{symbols[k] if k < n_instruments else 'none'}")
-        own_ts = ts[int(offsets[k]):int(offsets[k + 1])]
+        pos = positions[int(offsets[k]):int(offsets[k + 1])]
         eq = part.equity
         per_symbol.append(part.scalars)
         exposures.append(part.exposure)
         holds.append(part.hold)
-        pos = np.searchsorted(times, own_ts)
         step = np.diff(eq - cash, prepend=0.0)
         np.add.at(changes, pos, step)
         trade_parts.append(part.trades)
         if rows:
-            own, curve = part_rows(part, own_ts)
+            own, curve = part_rows(part, times[pos])
             trades.extend(own)
             curves.append(curve)
     if k + 1 != n_instruments:

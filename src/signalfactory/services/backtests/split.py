@@ -15,8 +15,8 @@ chunk whose worker was killed runs again (the job system requeues it when its le
 expires); it is counted, and its rows stored, once. The chunk that completes the counter
 makes the parent due at once; the parent's second run reads no bar (`Splitter.resume`): the
 backtest is the universe it cut, whatever was stored since, and the chunks sent their traded
-times with their results. It computes the aggregate in instrument order with the single-box
-code (`assemble_window`) and stores the backtest with the chunks' rows
+times with their results (`traded_times`). It computes the aggregate in instrument order with
+the single-box code (`assemble_window`) and stores the backtest with the chunks' rows
 copied in SQL, numbered on in chunk order, so the stored backtest is the same, bit for bit,
 as the one a single box computes.
 
@@ -34,7 +34,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +61,7 @@ from signalfactory.services.backtests.modes import (
     part_rows,
     simulate_span,
     span,
+    union_of_times,
     window_ts,
 )
 from signalfactory.services.backtests.options import BacktestRequest
@@ -138,7 +139,7 @@ def simulation_rate(plan: Plan, data: Data, seconds: float = CALIBRATION_SECONDS
         started = clock()
         parts = simulate_span(plan, bars, data.start_ns, 0, j)
         sub = span(bars, 0, j)
-        encode_parts(parts, sub.ts[in_window(sub, data.start_ns)])
+        encode_parts(parts, traded_times(sub, data.start_ns))
         chunk_rows(sub, data.start_ns, parts)
         return clock() - started
 
@@ -165,9 +166,37 @@ def bars_digest(bars: BarUniverse) -> str:
 
 # -- a chunk's parts as bytes (exact: numpy's own format, floats never go through text) -----
 
-def encode_parts(parts: list[SymbolPart], times: np.ndarray | None = None) -> bytes:
-    """The parts, and ``times``: their instruments' traded times one after the other (what
-    the parent's aggregate needs besides the parts, so that it need not read the bars)."""
+class Chunk(NamedTuple):
+    """A chunk's result: its parts and its traded times (`traded_times`; None from a chunk
+    of an older version)."""
+
+    parts: list[SymbolPart]
+    times: np.ndarray | None
+    positions: np.ndarray | None
+
+
+def traded_times(bars: BarUniverse, start_ns: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the parent's aggregate needs of a chunk's bars, so that it reads none: the
+    distinct traded times (`union_of_times`) and each traded bar's place among them, as
+    int32 where that fits (a fraction of the bars' own times; the union is small when the
+    instruments trade at the same times)."""
+    ts = bars.ts[in_window(bars, start_ns)]
+    times = union_of_times(ts)
+    dtype = np.int32 if times.shape[0] < 2**31 else np.int64
+    return times, np.searchsorted(times, ts).astype(dtype)
+
+
+def join_traded_times(traded: Sequence[tuple[np.ndarray, np.ndarray]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunks' `traded_times` (in chunk order) as the universe's: the union of their
+    times, and each traded bar's place in it."""
+    times = union_of_times(np.concatenate([t for t, _ in traded]))
+    return times, np.concatenate([np.searchsorted(times, t)[p] for t, p in traded])
+
+
+def encode_parts(parts: list[SymbolPart],
+                 traded: tuple[np.ndarray, np.ndarray] | None = None) -> bytes:
+    """The parts, and their instruments' `traded_times`."""
     eq_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum([p.equity.shape[0] for p in parts], out=eq_offsets[1:])
     tr_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
@@ -182,15 +211,15 @@ def encode_parts(parts: list[SymbolPart], times: np.ndarray | None = None) -> by
                               dtype=np.uint8)}
     for name in TRADE_FIELDS:
         arrays[f"t_{name}"] = np.concatenate([getattr(p.trades, name) for p in parts])
-    if times is not None:
-        arrays["ts"] = times
+    if traded is not None:
+        arrays["times"], arrays["positions"] = traded
     out = io.BytesIO()
     np.savez(out, allow_pickle=False, **arrays)
     return out.getvalue()
 
 
-def decode_chunk(blob: bytes) -> tuple[list[SymbolPart], np.ndarray | None]:
-    """`encode_parts`'s parts and times (None: encoded without)."""
+def decode_chunk(blob: bytes) -> Chunk:
+    """What `encode_parts` encoded."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         a = {name: z[name] for name in z.files}
     meta = json.loads(a["meta"].tobytes().decode())
@@ -202,11 +231,11 @@ def decode_chunk(blob: bytes) -> tuple[list[SymbolPart], np.ndarray | None]:
         parts.append(SymbolPart(symbol, a["equity"][int(eo[k]):int(eo[k + 1])], trades,
                                 meta["scalars"][k], float(a["exposure"][k]),
                                 float(a["hold"][k])))
-    return parts, a.get("ts")
+    return Chunk(parts, a.get("times"), a.get("positions"))
 
 
 def decode_parts(blob: bytes) -> Iterator[SymbolPart]:
-    yield from decode_chunk(blob)[0]
+    yield from decode_chunk(blob).parts
 
 
 # -- the parent -----------------------------------------------------------------------------
@@ -303,24 +332,32 @@ class Splitter:
             raise OperationalError(f"split job {job_id} has {len(blobs)} chunk results for "
                                    f"{total} chunks; run the backtest again")
         chunks = [decode_chunk(blob) for blob in blobs]
-        parts = [p for chunk, _ in chunks for p in chunk]
+        parts = [p for chunk in chunks for p in chunk.parts]
         if data is not None:
             outcome = assemble_universe(plan, data, parts, rows=False)
         else:
-            for (i, j), (chunk, times) in zip(ranges, chunks, strict=True):
-                if len(chunk) != j - i or times is None or \
-                        times.shape[0] != sum(p.equity.shape[0] for p in chunk):
-                    raise OperationalError(f"split job {job_id}: a chunk's result is not the "
-                                           f"instruments {i}..{j - 1} it was cut; run the "
-                                           "backtest again")
+            times, positions = self._traded_times(chunks, ranges)
             offsets = np.zeros(len(parts) + 1, dtype=np.int64)
             np.cumsum([p.equity.shape[0] for p in parts], out=offsets[1:])
-            times = np.concatenate([t for _, t in chunks if t is not None])
-            outcome = assemble_window(plan, symbols, times, offsets, parts, rows=False)
+            outcome = assemble_window(plan, symbols, times, positions, offsets, parts,
+                                      rows=False)
         self.ctx.on_commit(lambda uow: uow.splits.drop_results(job_id))
         return dataclasses.replace(outcome, chunked=ChunkedRows(
-            job_id, tuple(sum(len(p.trades) for p in chunk) for chunk, _ in chunks),
-            tuple(len(chunk) for chunk, _ in chunks)))
+            job_id, tuple(sum(len(p.trades) for p in chunk.parts) for chunk in chunks),
+            tuple(len(chunk.parts) for chunk in chunks)))
+
+    def _traded_times(self, chunks: list[Chunk], ranges: Sequence[tuple[int, int]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The universe's traded times and each traded bar's place among them, from the
+        chunks' own: the same values `assemble_universe` finds in the bars."""
+        for (i, j), chunk in zip(ranges, chunks, strict=True):
+            if chunk.times is None or chunk.positions is None or len(chunk.parts) != j - i \
+                    or chunk.positions.shape[0] != sum(p.equity.shape[0] for p in chunk.parts):
+                raise OperationalError(f"split job {self.ctx.job_id}: a chunk's result is not "
+                                       f"the instruments {i}..{j - 1} it was cut; run the "
+                                       "backtest again")
+        return join_traded_times([(c.times, c.positions) for c in chunks
+                                  if c.times is not None and c.positions is not None])
 
     def _start(self, plan: Plan, data: Data, ranges: list[tuple[int, int]],
                rate: float) -> None:
@@ -394,7 +431,7 @@ def chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
         ctx.progress(done / total if total else 1.0)
 
     parts = simulate_span(plan, bars, args.start_ns, 0, bars.n_instruments, progress)
-    blob = encode_parts(parts, bars.ts[in_window(bars, args.start_ns)])
+    blob = encode_parts(parts, traded_times(bars, args.start_ns))
     trades, curves = chunk_rows(bars, args.start_ns, parts)
     seconds = time.perf_counter() - started
     parent_id = args.parent
@@ -451,5 +488,6 @@ def _wall(jobs: list[Job | None]) -> float | None:
 
 
 __all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_rows", "chunk_task",
-           "decode_chunk", "decode_parts", "encode_parts", "simulation_rate", "split_summary",
-           "split_wanted", "wait_for_chunks"]
+           "decode_chunk", "decode_parts", "encode_parts", "join_traded_times",
+           "simulation_rate", "split_summary", "split_wanted", "traded_times",
+           "wait_for_chunks"]
