@@ -152,8 +152,9 @@ def test_a_chunks_digest_is_the_parents_cut() -> None:
 def test_the_counter_counts_a_chunk_once() -> None:
     repo = MemorySplitRepository(MemoryState())
     now = datetime(2026, 12, 4, tzinfo=UTC)
-    assert repo.create("p", "backtest.chunk", ["c0", "c1"], now)
-    assert not repo.create("p", "backtest.chunk", ["x"], now)
+    assert repo.create("p", "backtest.chunk", ["c0", "c1"], now, cut='{"chunks": [[0, 1]]}')
+    assert not repo.create("p", "backtest.chunk", ["x"], now, cut="{}")
+    assert repo.cut("p") == '{"chunks": [[0, 1]]}' and repo.cut("q") is None
     assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
     assert repo.started("p", 5) == 0
     assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2, True)

@@ -286,11 +286,15 @@ class Splitter:
             return MODES[mode](plan, data, progress)
         wait_for_chunks(self.ctx)  # a run racing the last chunk: nothing split is left out
         platform = self.ctx.platform
+        settings = platform.settings
         with platform.database.read(primary=True) as uow:
             state = uow.splits.get(self.ctx.job_id)
-        if state is not None:  # a split without a cut (an older version made it)
-            return self._assemble(plan, data)
-        settings = platform.settings
+            cut = uow.splits.cut(self.ctx.job_id) if state is not None else None
+        if state is not None:
+            if cut is None:  # made by an older version: assembled on the bars read now
+                return self._assemble(plan, data)
+            # made since `resume` looked: the next run assembles what was cut
+            raise JobDeferred(settings.split_poll_seconds)
         rate = settings.split_bars_per_second or simulation_rate(plan, data)
         ranges = chunk_ranges(data.bars, settings.split_chunk_seconds, rate)
         if len(ranges) < 2:
