@@ -167,6 +167,10 @@ app = typer.Typer(name="signalfactory", cls=LazyGroup, no_args_is_help=True,
 @app.callback()
 def _configure(ctx: typer.Context) -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
+    if ctx.invoked_subcommand in SERVICE_COMMANDS:
+        from signalfactory.cli import start_up
+
+        start_up.resume()  # a long-running process: the collector runs from the start
     if ctx.invoked_subcommand in (None, "version"):
         return  # nothing logs; loading settings (pydantic) would be most of the start-up
     from signalfactory.cli.structlog_import import import_structlog_without_rich
