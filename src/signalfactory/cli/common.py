@@ -16,6 +16,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
+from typer._click.globals import get_current_context
 
 from signalfactory.cli import start_up
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
@@ -124,12 +125,16 @@ def progress_bar(description: str, total: float | None) -> Iterator[Callable[[in
 
 
 def build_platform(settings: Settings | None = None, *, migrate_db: bool = False) -> Platform:
-    """``bootstrap.build_platform`` for a command; the start-up is over once it is built (the
-    garbage collector's pause ends: ``cli/start_up.py``)."""
+    """``bootstrap.build_platform`` for a command, with the settings the root callback loaded
+    (unless given); the start-up is over once it is built (the garbage collector's pause
+    ends: ``cli/start_up.py``)."""
     # Imported here, not at module level: a command's ``--help`` and its bad input are
     # answered before the composition root (SQLAlchemy, the indicators) is loaded.
     from signalfactory.bootstrap import build_platform as build
 
+    if settings is None:
+        ctx = get_current_context(silent=True)
+        settings = None if ctx is None else ctx.meta.get(start_up.COMMAND_SETTINGS)
     platform = build(settings, migrate_db=migrate_db)
     start_up.resume()
     return platform

@@ -13,6 +13,7 @@ module path given on the command line, imported in-process: trusted code).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from signalfactory.adapters.strategies.loading import load_strategy
 from signalfactory.domain.errors import (
@@ -32,14 +33,13 @@ from signalfactory.domain.strategies import (
 from signalfactory.domain.strategies.stored import NewStrategy, NewStrategyVersion, StoredStrategy
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
-from signalfactory.services.sandbox.strategies import (
-    SandboxedStrategy,
-    UploadedSource,
-    check_upload,
-)
+
+if TYPE_CHECKING:
+    # Imported where used: the audit log when a version is added, the sandbox for uploaded
+    # code; a command that reads or runs stored rules needs neither.
+    from signalfactory.services.sandbox.strategies import UploadedSource
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
@@ -49,6 +49,8 @@ def instantiate(stored: StoredStrategy, platform: Platform | None = None,
     """The domain object that evaluates this stored version. Uploaded source becomes a
     ``SandboxedStrategy`` (it needs the platform's sandbox; ``purpose`` labels its runs)."""
     if stored.sandboxed:
+        from signalfactory.services.sandbox.strategies import SandboxedStrategy
+
         if platform is None:
             raise TemporaryError(f"strategy {stored.name!r} is uploaded Python: it runs only "
                                  "in the sandbox, and none was given")
@@ -133,6 +135,8 @@ def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy | None
             and latest.class_path == class_path and dict(latest.parameters) == parameters
             and latest.sandboxed == (source is not None)):
         return strategy_id, latest.version_id, False
+    from signalfactory.services.audit import log as audit
+
     version = 1 if latest is None else latest.version + 1
     version_id = repo.add_version(NewStrategyVersion(
         strategy_id=strategy_id, version=version,
@@ -181,6 +185,8 @@ def prepare_upload(platform: Platform, tenant_id: int, name: str, source: str, *
     """Check an uploaded Python strategy before any transaction: its name and timeframe,
     the static check of its source (line and rule named), and a load in the sandbox. Pass
     the result to ``add_strategy(upload=...)``."""
+    from signalfactory.services.sandbox.strategies import check_upload
+
     check_new(tenant_id, name, timeframe)
     return check_upload(platform, source, class_name, parameters)
 
