@@ -142,11 +142,14 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
 
 def platform_with_builtins() -> Platform:
     """A migrated platform whose database holds the shipped strategies."""
-    from signalfactory.services.strategies.catalog import ensure_builtins
+    from signalfactory.services.strategies.catalog import builtins_current, ensure_builtins
 
     platform = build_platform(migrate_db=True)
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
+    with platform.database.read(primary=True) as uow:
+        current = builtins_current(uow)
+    if not current:
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
     return platform
 
 

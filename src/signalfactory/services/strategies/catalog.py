@@ -87,6 +87,28 @@ def ensure_builtins(uow: UnitOfWork) -> None:
                builtin=True, description=template.description, timeframe="1d")
 
 
+def builtins_current(uow: UnitOfWork) -> bool:
+    """Whether ``ensure_builtins`` would store nothing: every shipped strategy's newest
+    version is the one it ships. One read, so that a command finding them current takes no
+    write lock (on SQLite a write transaction takes it up front)."""
+    stored = {s.name: s for s in uow.strategies.visible(DEFAULT_TENANT_ID) if s.builtin}
+    for name, template in BUILTIN_TEMPLATES.items():
+        latest, strategy = stored.get(name), template.render()
+        if latest is None or not _unchanged(latest, "rule", code_hash(strategy), "1d", None,
+                                            dict(strategy.parameters), sandboxed=False):
+            return False
+    return True
+
+
+def _unchanged(latest: StoredStrategy, kind: str, digest: str, timeframe: str,
+               class_path: str | None, parameters: Mapping[str, StrategyParam], *,
+               sandboxed: bool) -> bool:
+    """Whether ``latest`` is this code, class and parameters on this timeframe."""
+    return (latest.kind == kind and latest.code_hash == digest
+            and latest.timeframe == timeframe and latest.class_path == class_path
+            and dict(latest.parameters) == parameters and latest.sandboxed == sandboxed)
+
+
 def store_builtins_once(platform: Platform) -> None:
     """Store the shipped strategies once per process, on the primary, so that the reads
     after it need not write (and may read a replica)."""
@@ -131,9 +153,8 @@ def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy | None
     if latest is not None and latest.kind != kind:
         raise BadInputError(f"strategy {name!r} is a {latest.kind} strategy; store the "
                             f"{kind} one under another name")
-    if (latest is not None and latest.code_hash == digest and latest.timeframe == timeframe
-            and latest.class_path == class_path and dict(latest.parameters) == parameters
-            and latest.sandboxed == (source is not None)):
+    if latest is not None and _unchanged(latest, kind, digest, timeframe, class_path,
+                                         parameters, sandboxed=source is not None):
         return strategy_id, latest.version_id, False
     from signalfactory.services.audit import log as audit
 
