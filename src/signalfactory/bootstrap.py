@@ -28,6 +28,7 @@ from signalfactory.settings import Settings, load_settings
 if TYPE_CHECKING:
     # Metrics are defined on import; a Celery worker must pick prometheus_client's
     # multiprocess mode first, so nothing that defines one is imported at module level.
+    # The rest are imported where used: a command's start-up loads none of them.
     from collections.abc import Sequence
 
     from signalfactory.adapters.cache import HotCache
