@@ -31,7 +31,7 @@ from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.indicators.slices import each_slice
 from signalfactory.domain.strategies import RuleStrategy
-from signalfactory.observability.metrics import LOGIC_EXECUTIONS
+from signalfactory.observability.recording import metrics
 
 if TYPE_CHECKING:
     from signalfactory.services.backtests.run import Plan
@@ -102,13 +102,13 @@ def evaluate(plan: Plan, u: BarUniverse) -> tuple[Signals, np.ndarray]:
         ev = (strategy.evaluate(u, values="none") if isinstance(strategy, RuleStrategy)
               else strategy.evaluate(u))
     except BadInputError:
-        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        _count_execution(plan.strategy_name, "failed")
         raise
     except Exception as exc:  # a Python strategy's bug: the user must fix the strategy
-        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        _count_execution(plan.strategy_name, "failed")
         raise BadInputError(f"strategy {plan.strategy_name} failed: {type(exc).__name__}: "
                             f"{exc}; fix the strategy and run again") from exc
-    LOGIC_EXECUTIONS.labels(plan.strategy_name, "succeeded").inc()
+    _count_execution(plan.strategy_name, "succeeded")
     if plan.mirror:
         signals = Signals.build(u.n_bars, long_entry=ev.entry, long_exit=ev.exit,
                                 short_entry=ev.exit, short_exit=ev.entry)
@@ -135,6 +135,11 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "reversed", "e
            "liquidated")
 
 
+def _count_execution(strategy: str, status: str) -> None:
+    if (m := metrics()) is not None:
+        m.LOGIC_EXECUTIONS.labels(strategy, status).inc()
+
+
 def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndarray],
                                                                    np.ndarray],
                instrument: np.ndarray) -> list[TradeRecord]:
@@ -144,7 +149,7 @@ def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndar
         return out
     entry_ts = np.empty(len(trades), dtype=np.int64)
     exit_ts = np.empty(len(trades), dtype=np.int64)
-    for i in np.unique(instrument):
+    for i in union_of_times(instrument):  # the distinct instruments (np.unique imports np.ma)
         sel = instrument == i
         entry_ts[sel] = ts_of(int(i), trades.entry_idx[sel])
         exit_ts[sel] = ts_of(int(i), trades.exit_idx[sel])

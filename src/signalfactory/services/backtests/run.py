@@ -58,7 +58,7 @@ from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
-from signalfactory.observability.metrics import BACKTEST_DURATION
+from signalfactory.observability.recording import metrics
 from signalfactory.services.backtests.modes import MODES, Data, Outcome, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
@@ -274,7 +274,8 @@ def run_backtest(platform: Platform, request: BacktestRequest,
     started = time.perf_counter()
     outcome = finish()
     duration = time.perf_counter() - started
-    BACKTEST_DURATION.observe(duration)
+    if (m := metrics()) is not None:
+        m.BACKTEST_DURATION.observe(duration)
     backtest = StoredBacktest(
         id=id_, tenant_id=request.tenant_id, mode=mode, config=json_scalars(ident["config"]),
         data_range=data_range, strategy_name=plan.strategy_name[:_NAME_LENGTH],
