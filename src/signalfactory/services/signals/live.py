@@ -132,8 +132,8 @@ def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, 
     A write that ``write_bars`` applied to ``platform.live_windows`` (``ingest_id`` set) is
     served from memory when the windows held cover it; otherwise the store is read, with a
     margin of an eighth of the warm-up before the start, so that a late bar a little behind
-    the others still finds its window in memory (later batches start later anyway). Every
-    batch copies what is held once: a wider margin would cost each batch more.
+    the others still finds its window in memory until the next append trims what is held to
+    its own window (see ``LiveWindows``; later batches start later anyway).
     """
     start = _window_start(written.timeframe, written.first_new, lookback)
     span = min(written.first_new.values()) - start
