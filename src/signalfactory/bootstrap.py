@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from signalfactory.adapters.clock import SystemClock
@@ -22,24 +22,34 @@ from signalfactory.adapters.storage.db import create_db_engine
 from signalfactory.adapters.storage.read_only import ReadOnlyGuard
 from signalfactory.adapters.storage.unit_of_work import SqlDatabase
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.sandbox import SandboxLimits
-from signalfactory.domain.signals import NOTIFY_CHANNEL
-from signalfactory.services.audit.log import record as audit_record
-from signalfactory.services.delivery.ports import Channel
-from signalfactory.services.jobs.ports import JobQueue
 from signalfactory.services.platform import Platform
-from signalfactory.services.ports import Clock, ReadinessProbe
-from signalfactory.services.sandbox.ports import StrategySandbox
-from signalfactory.services.streaming.ports import SignalFeed
 from signalfactory.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     # Metrics are defined on import; a Celery worker must pick prometheus_client's
     # multiprocess mode first, so nothing that defines one is imported at module level.
+    # The rest are imported where used: a command's start-up loads none of them.
+    from collections.abc import Sequence
+
     from signalfactory.adapters.cache import HotCache
+    from signalfactory.adapters.channels.pacing import Pacer
     from signalfactory.adapters.exchanges.factory import DefaultExchangeFactory
+    from signalfactory.adapters.sandbox.pool import ProcessSandbox
+    from signalfactory.domain.bars import BarUniverse
+    from signalfactory.domain.delivery import SendResult
+    from signalfactory.domain.sandbox import (
+        ProgramInfo,
+        SandboxLimits,
+        SandboxProgram,
+        SandboxResult,
+    )
     from signalfactory.domain.trading.bots import ExchangeAccount
     from signalfactory.domain.trading.records import Credentials, PaperBook
+    from signalfactory.services.delivery.ports import Channel
+    from signalfactory.services.jobs.ports import JobQueue
+    from signalfactory.services.ports import Clock, ReadinessProbe, UnitOfWork
+    from signalfactory.services.sandbox.ports import StrategySandbox
+    from signalfactory.services.streaming.ports import SignalFeed
     from signalfactory.services.trading.ports import Exchange
 
 
@@ -108,10 +118,12 @@ def build_signal_feed(database: SqlDatabase) -> SignalFeed:
     """The live stream reads stored signals on the primary; on PostgreSQL it is also woken
     by LISTEN as soon as another process commits some."""
     from signalfactory.adapters.storage.signal_events import SqlSignalEventSource
+    from signalfactory.services.streaming.ports import SignalFeed
 
     notifications = None
     if database.dialect == "postgresql":
         from signalfactory.adapters.signal_notifications import PostgresCommitNotifications
+        from signalfactory.domain.signals import NOTIFY_CHANNEL
 
         conninfo = database.engine.url.set(drivername="postgresql").render_as_string(
             hide_password=False)
@@ -129,31 +141,117 @@ def job_queue_for(settings: Settings, database: SqlDatabase) -> JobQueue:
     return CeleryJobQueue(settings, database)
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    """Channel kind -> channel, for the kinds this installation can use. Each adapter
-    imports its library (httpx, apprise) only when it first sends; one pacer is shared, so
-    a destination's rate holds across the channels of this process."""
-    from signalfactory.adapters.channels.apprise_channel import AppriseChannel
-    from signalfactory.adapters.channels.email import EmailChannel
-    from signalfactory.adapters.channels.pacing import Pacer
-    from signalfactory.adapters.channels.webhook import WebhookChannel
+class _ChannelOnFirstUse:
+    """A channel of ``build_channels``, its module imported and the channel made on first
+    use: most processes (every command-line one that sends nothing) never deliver, and the
+    channels' modules (the delivery records, smtplib, address checks) were a sizeable part
+    of their start-up."""
 
-    pacer = Pacer()
+    def __init__(self, kind: str, make: Callable[[], Channel], lock: threading.Lock) -> None:
+        self.kind = kind
+        self._make = make
+        self._lock = lock
+        self._channel: Channel | None = None
+
+    def made(self) -> Channel:
+        if self._channel is None:
+            with self._lock:
+                if self._channel is None:
+                    self._channel = self._make()
+        return self._channel
+
+    def send(self, target: str, secrets: Sequence[str], message_id: str, timestamp: int,
+             subject: str, body: str, payload: bytes, *, html: str | None = None,
+             max_per_second: float | None = None) -> SendResult:
+        return self.made().send(target, secrets, message_id, timestamp, subject, body,
+                                payload, html=html, max_per_second=max_per_second)
+
+    def check_target(self, target: str) -> str:
+        return self.made().check_target(target)
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever the channel has
+        return getattr(self.made(), name)
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """Channel kind -> channel, for the kinds this installation can use. Each is made on
+    first use, and imports its library (httpx, apprise) only when it first sends; one pacer
+    is shared, so a destination's rate holds across the channels of this process."""
     timeout = settings.delivery_timeout_seconds
     allow_private = settings.delivery_allow_private_targets
-    return {"webhook": WebhookChannel(timeout, allow_private, pacer),
-            "apprise": AppriseChannel(timeout, allow_private, pacer),
-            "email": EmailChannel(timeout, pacer)}
+    lock = threading.Lock()  # one for all: the first channel made makes the shared pacer
+    pacers: list[Pacer] = []
+
+    def pacer() -> Pacer:
+        if not pacers:
+            from signalfactory.adapters.channels.pacing import Pacer
+
+            pacers.append(Pacer())
+        return pacers[0]
+
+    def webhook() -> Channel:
+        from signalfactory.adapters.channels.webhook import WebhookChannel
+
+        return WebhookChannel(timeout, allow_private, pacer())
+
+    def apprise() -> Channel:
+        from signalfactory.adapters.channels.apprise_channel import AppriseChannel
+
+        return AppriseChannel(timeout, allow_private, pacer())
+
+    def email() -> Channel:
+        from signalfactory.adapters.channels.email import EmailChannel
+
+        return EmailChannel(timeout, pacer())
+
+    return {kind: _ChannelOnFirstUse(kind, make, lock)
+            for kind, make in (("webhook", webhook), ("apprise", apprise), ("email", email))}
+
+
+class _SandboxOnFirstUse:
+    """``platform.sandbox``: the worker pool, imported and made when the first uploaded
+    strategy runs (its modules were a sizeable part of every process's start-up, and most
+    never run one)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._pool: ProcessSandbox | None = None
+
+    def made(self) -> ProcessSandbox:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    from signalfactory.adapters.sandbox.pool import ProcessSandbox
+
+                    self._pool = ProcessSandbox(sandbox_limits(self._settings),
+                                                self._settings.sandbox_pool_size)
+        return self._pool
+
+    def load(self, program: SandboxProgram) -> ProgramInfo:
+        return self.made().load(program)
+
+    def evaluate(self, program: SandboxProgram, universe: BarUniverse) -> SandboxResult:
+        return self.made().evaluate(program, universe)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - whatever the pool has
+        return getattr(self.made(), name)
 
 
 def build_sandbox(settings: Settings) -> StrategySandbox:
-    """Worker processes for uploaded strategies; nothing starts until the first one runs."""
-    from signalfactory.adapters.sandbox.pool import ProcessSandbox
-
-    return ProcessSandbox(sandbox_limits(settings), settings.sandbox_pool_size)
+    """Worker processes for uploaded strategies; nothing starts (or is imported) until the
+    first one runs."""
+    return _SandboxOnFirstUse(settings)
 
 
 def sandbox_limits(settings: Settings) -> SandboxLimits:
+    from signalfactory.domain.sandbox import SandboxLimits
+
     return SandboxLimits(cpu_seconds=settings.sandbox_cpu_seconds,
                          memory_mb=settings.sandbox_memory_mb,
                          wall_seconds=settings.sandbox_wall_seconds)
@@ -198,6 +296,16 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
     if migrate_db:
         migrate.ensure_at_head(database.engine)
     return platform
+
+
+def audit_record(uow: UnitOfWork, actor: str, action: str, subject: str,
+                 details: Mapping[str, object] | None = None,
+                 tenant_id: int | None = None) -> object:
+    """``platform.audit``: ``services.audit.log.record``, imported when first called (the
+    audit log's module is a sizeable import, and most processes record nothing)."""
+    from signalfactory.services.audit.log import record
+
+    return record(uow, actor, action, subject, details, tenant_id)
 
 
 class _OnFirstCall:

@@ -99,13 +99,23 @@ class ScheduleEntry(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value in _VALID_CRONS:
+            return value
         from croniter import croniter
 
-        value = " ".join(value.split())
         if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a 5-field cron expression "
                              "(minute hour day-of-month month day-of-week), e.g. '0 22 * * 1-5'")
+        _VALID_CRONS.add(value)
         return value
+
+
+#: Cron expressions known to be valid: each one croniter accepted in this process, and the
+#: defaults of Settings' ``*_cron`` fields (``tests/unit/test_settings.py`` checks them with
+#: croniter). Every settings load turns the defaults into schedules; checking them again
+#: imported croniter into every command.
+_VALID_CRONS: set[str] = set()
 
 
 class Settings(BaseSettings):
@@ -568,6 +578,10 @@ class Settings(BaseSettings):
         """The operator's read-only switch (`signalfactory ops read-only on`): a file under
         home, so every process sharing the home sees it even when the database is down."""
         return self.home / READ_ONLY_FLAG
+
+
+_VALID_CRONS.update(f.default for name, f in Settings.model_fields.items()
+                    if name.endswith("_cron") and isinstance(f.default, str))
 
 
 def _load_config_file(path: Path) -> dict[str, Any]:

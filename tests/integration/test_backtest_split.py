@@ -23,9 +23,12 @@ from signalfactory.domain.backtest.stored import (
     TradeRecord,
 )
 from signalfactory.domain.errors import OperationalError
+from signalfactory.domain.instruments import InstrumentSpec
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
+from signalfactory.domain.timeframes import Timeframe
 from signalfactory.services.backtests.split import split_summary
 from signalfactory.services.jobs import registry as job_service
+from signalfactory.services.marketdata.bars import SymbolBars, load_universe, write_bars
 from signalfactory.services.marketdata.sample import store_sample
 from signalfactory.services.platform import Platform
 from signalfactory.services.strategies.catalog import ensure_builtins
@@ -69,6 +72,55 @@ def test_split_backtest_equals_the_single_box_run(split_platform: Platform) -> N
     with split_platform.database.read(primary=True) as uow:
         assert uow.splits.results(job_id) == []  # assembled, then dropped
     assert held_rows(split_platform) == (0, 0)  # copied into the backtest, then dropped
+
+
+def _store_more_bars(platform: Platform) -> None:
+    """A bar a day later on every sample instrument and a new instrument in the universe,
+    each bar within the backtest's window."""
+    day = 86_400 * 10**9
+    bars = load_universe(platform, Timeframe.parse("1d"), tag="universe=sample")
+    with platform.database.read(primary=True) as uow:
+        specs = {i.symbol: InstrumentSpec(i.symbol, i.venue, i.asset_class, i.currency,
+                                          dict(i.tags))
+                 for i in uow.instruments.find(tag="universe=sample")}
+    batches = []
+    for k, symbol in enumerate(bars.symbols):
+        last = int(bars.offsets[k + 1]) - 1
+        price = np.array([bars.close[last] * 1.01])
+        batches.append(SymbolBars(specs[symbol], np.array([bars.ts[last] + day]), price,
+                                  price * 1.01, price * 0.99, price, np.array([1e6])))
+    first = slice(int(bars.offsets[0]), int(bars.offsets[1]))
+    batches.append(SymbolBars(
+        InstrumentSpec("NEWCO", "SYNTH", "equity", "USD", {"universe": "sample"}),
+        bars.ts[first].copy(), bars.open[first] * 2, bars.high[first] * 2,
+        bars.low[first] * 2, bars.close[first] * 2, bars.volume[first].copy()))
+    write_bars(platform, Timeframe.parse("1d"), batches, source="test: bars after the cut")
+
+
+def test_bars_stored_after_the_cut_change_nothing_the_parent_assembles(
+        split_platform: Platform) -> None:
+    backtest_id, expected = single_box(split_platform)
+    runner = EmbeddedRunner(split_platform, concurrency=1)
+    job_id = submit(split_platform)
+    assert runner.run_next() is not None  # the parent: it cuts and waits
+    for _ in range(20):  # the chunks (and the parent looking, and waiting again)
+        with split_platform.database.read(primary=True) as uow:
+            state = uow.splits.get(job_id)
+        assert state is not None
+        if state.complete:
+            break
+        assert runner.run_next() is not None
+    assert state.complete
+    _store_more_bars(split_platform)  # after the last chunk, before the parent assembles
+    job = finished(split_platform, job_id, 60, between=runner.run_until_idle)
+    assert job.status == "succeeded", job
+    # the universe the parent cut, bit for bit, and under its id
+    assert job.result is not None and job.result["backtest_id"] == backtest_id
+    assert snapshot(split_platform, backtest_id) == expected
+    assert held_rows(split_platform) == (0, 0)
+    # while a run now reads the new bars: another universe, another backtest
+    now_id, _ = single_box(split_platform)
+    assert now_id != backtest_id
 
 
 def test_a_chunks_rows_are_held_once_and_copied_only_as_counted(

@@ -203,7 +203,7 @@ def test_instrument_list_is_cached_until_bars_add_an_instrument(api: ApiHarness)
 
 
 def _hits(namespace: str) -> float:
-    from signalfactory.adapters.cache import CACHE_REQUESTS
+    from signalfactory.observability.metrics import CACHE_REQUESTS
 
     return float(CACHE_REQUESTS.labels(namespace, "hit")._value.get())
 

@@ -12,14 +12,23 @@ import pytest
 from signalfactory.domain.backtest.engine import Trades
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.services.backtests import split
-from signalfactory.services.backtests.modes import Data, SymbolPart, span, union_of_times
+from signalfactory.services.backtests.modes import (
+    Data,
+    SymbolPart,
+    in_window,
+    masked,
+    span,
+    union_of_times,
+)
 from signalfactory.services.backtests.split import (
     bars_digest,
     chunk_ranges,
     decode_parts,
     encode_parts,
+    join_traded_times,
     simulation_rate,
     split_wanted,
+    traded_times,
 )
 from signalfactory.settings import Settings
 from signalfactory.testing.job_splits import MemorySplitRepository
@@ -74,7 +83,7 @@ def test_the_rate_is_timed_on_real_work_after_a_warm_up(
         return []
 
     monkeypatch.setattr(split, "simulate_span", simulate)
-    monkeypatch.setattr(split, "encode_parts", lambda _parts: b"")
+    monkeypatch.setattr(split, "encode_parts", lambda *_args: b"")
     monkeypatch.setattr(split, "chunk_rows", lambda *_args: ([], []))
     data = Data(bars=u, start_ns=None, data_range=None)  # type: ignore[arg-type]
     rate = simulation_rate(None, data, seconds, clock=lambda: now[0])  # type: ignore[arg-type]
@@ -113,7 +122,7 @@ def test_parts_round_trip_bit_for_bit() -> None:
                         0.25, float("nan")),
              SymbolPart("BBB", np.array([np.inf, -0.0, 5e-324]), trades(0),
                         {"symbol": "BBB", "sharpe": 1 / 3}, 0.0, -1.0)]
-    back = list(decode_parts(encode_parts(parts)))
+    back = list(decode_parts(encode_parts(parts, (np.arange(3), np.zeros(53, np.int32)))))
     assert [p.symbol for p in back] == ["AAA", "BBB"]
     for a, b in zip(parts, back, strict=True):
         assert a.equity.tobytes() == b.equity.tobytes()
@@ -143,8 +152,9 @@ def test_a_chunks_digest_is_the_parents_cut() -> None:
 def test_the_counter_counts_a_chunk_once() -> None:
     repo = MemorySplitRepository(MemoryState())
     now = datetime(2026, 12, 4, tzinfo=UTC)
-    assert repo.create("p", "backtest.chunk", ["c0", "c1"], now)
-    assert not repo.create("p", "backtest.chunk", ["x"], now)
+    assert repo.create("p", "backtest.chunk", ["c0", "c1"], now, cut='{"chunks": [[0, 1]]}')
+    assert not repo.create("p", "backtest.chunk", ["x"], now, cut="{}")
+    assert repo.cut("p") == '{"chunks": [[0, 1]]}' and repo.cut("q") is None
     assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
     assert repo.started("p", 5) == 0
     assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2, True)
@@ -164,3 +174,23 @@ def test_the_union_of_times_is_uniques_result(runs: list[list[int]]) -> None:
     ts = np.array([t for run in runs for t in run], dtype=np.int64)
     union = union_of_times(ts)
     assert union.dtype == np.int64 and union.tobytes() == np.unique(ts).tobytes()
+
+
+@pytest.mark.parametrize("start_ns", [None, 150])
+def test_the_chunks_traded_times_are_the_universes(start_ns: int | None) -> None:
+    # instruments trading at times of their own, some shared, some not
+    rng = np.random.default_rng(5)
+    times = [np.sort(rng.choice(400, size=n, replace=False)).astype(np.int64)
+             for n in (50, 300, 7, 120, 399, 1)]
+    u = universe([len(t) for t in times])
+    u = BarUniverse(symbols=u.symbols, offsets=u.offsets, ts=np.concatenate(times),
+                    open=u.open, high=u.high, low=u.low, close=u.close, volume=u.volume)
+    win = masked(u, in_window(u, start_ns))
+    expected = union_of_times(win.ts)
+    for ranges in ([(0, 6)], [(0, 2), (2, 5), (5, 6)], [(0, 1), (1, 2), (2, 3), (3, 6)]):
+        sent = [traded_times(span(u, i, j), start_ns) for i, j in ranges]
+        assert all(p.dtype == np.int32 for _, p in sent)
+        got, positions = join_traded_times(sent)
+        assert got.tobytes() == expected.tobytes()
+        assert got[positions].tobytes() == win.ts.tobytes()
+        assert positions.tobytes() == np.searchsorted(expected, win.ts).tobytes()

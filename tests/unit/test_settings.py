@@ -83,3 +83,24 @@ def test_backup_rpo_becomes_a_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     assert entries["retention"].kind == "retention"
     monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", "")
     assert "retention" not in {e.name for e in load_settings().schedules}
+
+
+def test_default_cron_expressions_are_valid_and_bad_ones_still_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``*_cron`` defaults skip croniter at load (``settings._VALID_CRONS``): croniter
+    must accept each of them, and an expression set in the environment is still checked."""
+    from croniter import croniter
+
+    from signalfactory.settings import Settings
+
+    defaults = {name: f.default for name, f in Settings.model_fields.items()
+                if name.endswith("_cron") and isinstance(f.default, str)}
+    assert len(defaults) >= 4
+    for name, cron in defaults.items():
+        assert croniter.is_valid(cron) and len(cron.split()) == 5, name
+    monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", "61 3 * * *")
+    with pytest.raises(ValueError, match="is not a 5-field cron expression"):
+        load_settings()
+    monkeypatch.setenv("SIGNALFACTORY_RETENTION_CRON", " 17  4 * * * ")
+    entries = {e.name: e for e in load_settings().schedules}
+    assert entries["retention"].cron == "17 4 * * *"

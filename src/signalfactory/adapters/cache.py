@@ -34,9 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from signalfactory.observability.logging import get_logger
-from signalfactory.observability.metrics import (
-    CACHE_REQUESTS,
-)
+from signalfactory.observability.recording import metrics
 
 log = get_logger("signalfactory.cache")
 
@@ -48,6 +46,11 @@ CACHED_NAMESPACES = ("instruments", "strategies", "scans", "signals")
 DEFAULT_PREFIX = "sf:cache:"
 # After a backend error, how long reads skip the cache before trying it again.
 ERROR_BACKOFF_S = 5.0
+
+
+def _count(namespace: str, outcome: str) -> None:
+    if (m := metrics()) is not None:
+        m.CACHE_REQUESTS.labels(namespace, outcome).inc()
 
 
 class CacheBackend(Protocol):
@@ -209,9 +212,9 @@ class HotCache:
         if raw_entry is not None:
             stored_gen, _, value = raw_entry.partition("|")
             if stored_gen == generation:
-                CACHE_REQUESTS.labels(namespace, "hit").inc()
+                _count(namespace, "hit")
                 return value
-        CACHE_REQUESTS.labels(namespace, "miss").inc()
+        _count(namespace, "miss")
         value = load()
         try:
             # Up to 20 % shorter, at random: entries filled together (a warm-up, a burst of
@@ -251,7 +254,7 @@ class HotCache:
         return "ok"
 
     def _failed(self, namespace: str, exc: Exception) -> None:
-        CACHE_REQUESTS.labels(namespace, "error").inc()
+        _count(namespace, "error")
         with self._lock:
             self._skip_until = time.monotonic() + ERROR_BACKOFF_S
             message = f"{type(exc).__name__}: {exc}"

@@ -22,9 +22,15 @@ def main() -> None:
 
         sys.stdout.write(__version__ + "\n")
         return
-    from signalfactory.cli.main import main as run
+    from signalfactory.cli import start_up
 
-    run()
+    start_up.pause()
+    try:
+        from signalfactory.cli.main import main as run
+
+        run()
+    finally:
+        start_up.resume()  # a command that never built a platform (a caller's process lives on)
 
 
 def __getattr__(name: str) -> Any:  # noqa: ANN401 - the Typer app

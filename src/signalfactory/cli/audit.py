@@ -60,7 +60,7 @@ def audit_verify(
             raise BadInputError(f"cannot read {file}: {exc.strerror}") from None
         source = str(file)
     else:
-        from signalfactory.bootstrap import build_platform
+        from signalfactory.cli.common import build_platform
 
         platform = build_platform()
         try:
@@ -91,7 +91,7 @@ def audit_export(
     after: Annotated[int, typer.Option(min=0, help="Only entries after this seq")] = 0,
 ) -> None:
     """Write entries as JSON lines (RFC 8785 canonical, hash included)."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.services.accounts.tenants import tenant_by_name
     from signalfactory.services.audit import log as audit
 

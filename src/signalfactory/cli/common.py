@@ -16,13 +16,16 @@ from functools import wraps
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar, cast
 
 import typer
+from typer._click.globals import get_current_context
 
+from signalfactory.cli import start_up
 from signalfactory.domain.errors import BadInputError, OperationalError, TemporaryError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from signalfactory.services.platform import Platform
+    from signalfactory.settings import Settings
 
 
 class _ConsoleOnFirstUse:
@@ -121,16 +124,32 @@ def progress_bar(description: str, total: float | None) -> Iterator[Callable[[in
         yield lambda n: progress.advance(task, n)
 
 
-def platform_with_builtins() -> Platform:
-    """A migrated platform whose database holds the shipped strategies."""
+def build_platform(settings: Settings | None = None, *, migrate_db: bool = False) -> Platform:
+    """``bootstrap.build_platform`` for a command, with the settings the root callback loaded
+    (unless given); the start-up is over once it is built (the garbage collector's pause
+    ends: ``cli/start_up.py``)."""
     # Imported here, not at module level: a command's ``--help`` and its bad input are
     # answered before the composition root (SQLAlchemy, the indicators) is loaded.
-    from signalfactory.bootstrap import build_platform
-    from signalfactory.services.strategies.catalog import ensure_builtins
+    from signalfactory.bootstrap import build_platform as build
+
+    if settings is None:
+        ctx = get_current_context(silent=True)
+        settings = None if ctx is None else ctx.meta.get(start_up.COMMAND_SETTINGS)
+    platform = build(settings, migrate_db=migrate_db)
+    start_up.resume()
+    return platform
+
+
+def platform_with_builtins() -> Platform:
+    """A migrated platform whose database holds the shipped strategies."""
+    from signalfactory.services.strategies.catalog import builtins_current, ensure_builtins
 
     platform = build_platform(migrate_db=True)
-    with platform.database.write() as uow:
-        ensure_builtins(uow)
+    with platform.database.read(primary=True) as uow:
+        current = builtins_current(uow)
+    if not current:
+        with platform.database.write() as uow:
+            ensure_builtins(uow)
     return platform
 
 

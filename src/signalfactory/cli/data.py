@@ -11,8 +11,7 @@ from rich.table import Table
 
 from signalfactory.adapters.storage import migrate
 from signalfactory.adapters.storage.unit_of_work import sql_database
-from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import handle_errors, out, print_json, progress_bar
+from signalfactory.cli.common import build_platform, handle_errors, out, print_json, progress_bar
 from signalfactory.domain.errors import BadInputError
 
 db_app = typer.Typer(help="Database schema: upgrade, downgrade, current revision.",

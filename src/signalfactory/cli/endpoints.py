@@ -35,7 +35,7 @@ EndpointId = Annotated[int, typer.Argument(min=1, help="Endpoint id (see endpoin
 @contextmanager
 def tenant_platform(tenant: str) -> Iterator[tuple[Platform, int]]:
     """A migrated platform and the id of the named tenant (NotFoundError: exit 2)."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
 
     # Alembic announces itself on stdout, where --json output goes.
     logging.getLogger("alembic").setLevel(logging.WARNING)

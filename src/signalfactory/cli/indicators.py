@@ -10,8 +10,7 @@ import numpy.typing as npt
 import typer
 from rich.table import Table
 
-from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import handle_errors, out, print_json
+from signalfactory.cli.common import build_platform, handle_errors, out, print_json
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 

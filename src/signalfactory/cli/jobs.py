@@ -44,7 +44,7 @@ RunnerOption = Annotated[str, typer.Option(
 def _build_platform(settings: Settings | None = None) -> Platform:
     # Imported here, not at the top: bootstrap defines metrics, and the worker must choose
     # prometheus_client's multiprocess mode before any metric exists.
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
 
     return build_platform(settings)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from signalfactory import __version__
+from signalfactory.cli import start_up
 
 if TYPE_CHECKING:
     # Typer vendors click; these are the types its group methods take and return.
@@ -167,18 +169,29 @@ app = typer.Typer(name="signalfactory", cls=LazyGroup, no_args_is_help=True,
 @app.callback()
 def _configure(ctx: typer.Context) -> None:
     """Set up structured logging once per command, with every configured secret redacted."""
+    one_shot = False
+    if ctx.invoked_subcommand in SERVICE_COMMANDS:
+        start_up.resume()  # a long-running process: the collector runs from the start
+    elif start_up.in_command_process():
+        from signalfactory.observability.recording import stop_recording_unless_shared
+
+        stop_recording_unless_shared()  # a one-shot command: nobody reads its metrics
+        one_shot = True
     if ctx.invoked_subcommand in (None, "version"):
         return  # nothing logs; loading settings (pydantic) would be most of the start-up
     from signalfactory.cli.structlog_import import import_structlog_without_rich
 
     import_structlog_without_rich()
     from signalfactory.observability.logging import configure_logging
-    from signalfactory.settings import load_settings
 
     try:
-        settings = load_settings()
+        with start_up.pydantic_plugins_off() if one_shot else nullcontext():
+            from signalfactory.settings import load_settings
+
+            settings = load_settings()
     except Exception:
-        return
+        return  # the command's own load reports what is wrong
+    ctx.meta[start_up.COMMAND_SETTINGS] = settings  # the command's platform is built with these
     secrets = [getattr(settings, name).get_secret_value()
                for name in settings.secret_fields if getattr(settings, name) is not None]
     stream = "stdout" if ctx.invoked_subcommand in SERVICE_COMMANDS else "stderr"

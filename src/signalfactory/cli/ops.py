@@ -48,7 +48,7 @@ def backup_create(
     as_json: AsJson = False,
 ) -> None:
     """Snapshot the database and bar files, compress, encrypt, store; manifest last."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.ops.backup import create_backup
 
     platform = build_platform()
@@ -295,7 +295,7 @@ def dr_drill(
 ) -> None:
     """Write a canary, restore the newest restorable point into scratch (no new backup),
     measure RPO (canary gap) and RTO; exit 1 naming each missed target."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.ops.backup import run_drill
 
     platform = build_platform()
@@ -329,7 +329,7 @@ def archive_snapshot(
     as_json: AsJson = False,
 ) -> None:
     """Write the day's bars and signals as Parquet with a signed SHA-256 manifest."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.ops.archive import parse_day, snapshot
 
     when = parse_day(day)
@@ -379,7 +379,7 @@ def data_prune(
     as_json: AsJson = False,
 ) -> None:
     """Delete bars and signals past their retention (SIGNALFACTORY_RETENTION)."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.ops.retention import apply_retention, retention_config
 
     platform = build_platform()

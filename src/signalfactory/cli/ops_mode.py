@@ -26,7 +26,7 @@ def read_only(
     pause. The mode also starts and ends by itself when the primary database goes away and
     comes back.
     """
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.domain.errors import BadInputError
     from signalfactory.services import read_only as service
 

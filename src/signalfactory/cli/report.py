@@ -29,7 +29,7 @@ def report_daily(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Render the tenant's report of a day from the stored equity marks; print its text."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.domain.daily_report import DailyReport, summary_text
     from signalfactory.services.accounts.tenants import tenant_by_name
     from signalfactory.services.reports import daily

@@ -42,7 +42,7 @@ def signals(
     if not 1 <= limit <= 100_000:
         raise BadInputError("--limit must be between 1 and 100000")
     since_date = parse_date(since, "--since")
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
 
     platform = build_platform(migrate_db=True)
     with platform.database.read() as uow:

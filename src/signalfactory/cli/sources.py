@@ -42,7 +42,7 @@ NameArg = Annotated[str, typer.Argument(help="Source name (see sources list)")]
 
 @contextmanager
 def _platform() -> Iterator[Platform]:
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # stdout carries --json output
     platform = build_platform(migrate_db=True)

@@ -152,7 +152,7 @@ def strategies_add(
     else:
         check_new(DEFAULT_TENANT_ID, name, timeframe)
         check_source(code, class_name)
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
 
     platform = build_platform(migrate_db=True)
     try:

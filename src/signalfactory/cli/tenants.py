@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from signalfactory.bootstrap import build_platform
-from signalfactory.cli.common import cli_actor, err, handle_errors, out, print_json
+from signalfactory.cli.common import build_platform, cli_actor, err, handle_errors, out, print_json
 from signalfactory.domain.api_keys import ROLES
 from signalfactory.services.accounts import tenants as accounts
 from signalfactory.services.platform import Platform

@@ -38,7 +38,7 @@ ScopeId = Annotated[int | None, typer.Option(
 
 @contextmanager
 def _tenant_platform(tenant: str) -> Iterator[tuple[Platform, int]]:
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.services.accounts.tenants import tenant_by_name
 
     platform = build_platform(migrate_db=True)
@@ -281,7 +281,7 @@ def kill_resume(scope: Scope = "global", scope_id: ScopeId = None,
 @handle_errors
 def kill_status(as_json: AsJson = False) -> None:
     """Every kill switch and every scope not trading normally."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.services.trading.killswitch import kill_switches
 
     platform = build_platform(migrate_db=True)

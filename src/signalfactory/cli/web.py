@@ -25,7 +25,7 @@ def link(
 ) -> None:
     """Print a sign-in link that works once (and expires after
     SIGNALFACTORY_WEB_LINK_MINUTES): open it in a browser to sign in without a key."""
-    from signalfactory.bootstrap import build_platform
+    from signalfactory.cli.common import build_platform
     from signalfactory.services.accounts.web_sessions import issue_sign_in_link
 
     platform = build_platform(migrate_db=True)

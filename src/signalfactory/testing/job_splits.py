@@ -26,6 +26,7 @@ class SplitRow:
     chunks: list[ChunkRow]
     done: int = 0
     finished_at: datetime | None = None
+    cut: str | None = None
 
 
 @dataclass
@@ -38,12 +39,17 @@ class MemorySplitRepository:
         self.store = state.store("job_splits", SplitStore)
 
     def create(self, parent_job_id: str, kind: str, chunk_job_ids: Sequence[str],
-               now: datetime) -> bool:
+               now: datetime, cut: str | None = None) -> bool:
         if parent_job_id in self.store.splits:
             return False
         self.store.splits[parent_job_id] = SplitRow(kind, now, [ChunkRow(j)
-                                                                for j in chunk_job_ids])
+                                                                for j in chunk_job_ids],
+                                                    cut=cut)
         return True
+
+    def cut(self, parent_job_id: str) -> str | None:
+        row = self.store.splits.get(parent_job_id)
+        return None if row is None else row.cut
 
     def get(self, parent_job_id: str) -> SplitState | None:
         row = self.store.splits.get(parent_job_id)

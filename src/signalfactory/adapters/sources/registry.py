@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.sources import FetchedPage
 from signalfactory.domain.timeframes import Timeframe
+
+if TYPE_CHECKING:
+    # the pages' module is a sizeable import that only a collector run needs
+    from signalfactory.domain.sources import FetchedPage
 
 
 class _Adapter(Protocol):

@@ -73,6 +73,15 @@ def _on_outcome(conn: Connection, *, on_commit: Callable[[], None] | None = None
     sa.event.listen(conn, "rollback", _rollback)
 
 
+def _distinct(ids: np.ndarray) -> np.ndarray:
+    """The sorted distinct ids: ``np.unique``'s result, without its first call importing
+    ``numpy.ma`` (a sizeable part of a command's start-up)."""
+    ordered = np.sort(ids)
+    if ordered.size < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def _rows_of(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The row numbers of the ranges [starts[i], ends[i]) one after another."""
     lengths = ends - starts
@@ -225,9 +234,9 @@ class ColumnarBarStore:
         if not segments:
             return BarColumns.empty()
         if instrument_ids is None:
-            wanted = np.unique(np.concatenate([seg.ids for seg in segments]))
+            wanted = _distinct(np.concatenate([seg.ids for seg in segments]))
         else:
-            wanted = np.unique(np.asarray(instrument_ids, dtype=np.int64))
+            wanted = _distinct(np.asarray(instrument_ids, dtype=np.int64))
         hits: list[tuple[int, np.ndarray]] = []
         for number, seg in enumerate(segments):
             pos = np.searchsorted(seg.ids, wanted)

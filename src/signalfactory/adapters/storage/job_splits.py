@@ -24,13 +24,13 @@ class SqlSplitRepository:
         self.conn = conn
 
     def create(self, parent_job_id: str, kind: str, chunk_job_ids: Sequence[str],
-               now: datetime) -> bool:
+               now: datetime, cut: str | None = None) -> bool:
         if self.conn.execute(sa.select(job_splits.c.parent_job_id).where(
                 job_splits.c.parent_job_id == parent_job_id)).first() is not None:
             return False
         self.conn.execute(sa.insert(job_splits).values(
             parent_job_id=parent_job_id, kind=kind, total=len(chunk_job_ids), done=0,
-            created_at=now))
+            created_at=now, cut=cut))
         if chunk_job_ids:
             self.conn.execute(sa.insert(job_split_chunks), [
                 {"parent_job_id": parent_job_id, "idx": i, "job_id": job_id, "executions": 0}
@@ -53,6 +53,11 @@ class SqlSplitRepository:
                                     r.finished_at is not None,
                                     None if r.seconds is None else float(r.seconds))
                          for r in rows))
+
+    def cut(self, parent_job_id: str) -> str | None:
+        value = self.conn.execute(sa.select(job_splits.c.cut).where(
+            job_splits.c.parent_job_id == parent_job_id)).scalar_one_or_none()
+        return None if value is None else str(value)
 
     def started(self, parent_job_id: str, index: int) -> int:
         c = job_split_chunks.c

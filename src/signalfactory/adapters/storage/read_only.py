@@ -33,7 +33,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Engine
 
 from signalfactory.observability.logging import get_logger
-from signalfactory.observability.metrics import READ_ONLY
+from signalfactory.observability.recording import metrics
 
 log = get_logger("signalfactory.read_only")
 
@@ -187,4 +187,5 @@ class ReadOnlyGuard:
         return self.primary_reason()
 
     def _gauge(self) -> None:
-        READ_ONLY.set(1 if self.down_since is not None or self._flag is not None else 0)
+        if (m := metrics()) is not None:
+            m.READ_ONLY.set(1 if self.down_since is not None or self._flag is not None else 0)

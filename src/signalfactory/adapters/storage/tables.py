@@ -275,7 +275,8 @@ jobs = sa.Table(
 )
 
 # A job split into chunk jobs (migration 0016): the counter row says how many chunks are done;
-# a chunk row holds its result until the parent has assembled it.
+# a chunk row holds its result until the parent has assembled it; ``cut`` (migration 0020) is
+# what the parent cut, as JSON, so that its second run need not read the bars again.
 job_splits = sa.Table(
     "job_splits", metadata,
     sa.Column("parent_job_id", sa.String(36), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
@@ -285,6 +286,7 @@ job_splits = sa.Table(
     sa.Column("done", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("cut", sa.Text, nullable=True),
 )
 
 job_split_chunks = sa.Table(

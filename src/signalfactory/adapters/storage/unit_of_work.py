@@ -26,7 +26,7 @@ from signalfactory.domain.errors import (
     TemporaryError,
 )
 from signalfactory.observability.logging import get_logger
-from signalfactory.observability.metrics import WRITES_REFUSED_READ_ONLY
+from signalfactory.observability.recording import metrics
 
 if TYPE_CHECKING:
     from signalfactory.adapters.storage.api_keys import SqlAccountRepository
@@ -77,6 +77,11 @@ def is_transient(exc: BaseException) -> bool:
     text = str(exc.orig if getattr(exc, "orig", None) is not None else exc).lower()
     return bool(getattr(exc, "connection_invalidated", False)) or any(
         marker in text for marker in _TRANSIENT)
+
+
+def _count_refused_write() -> None:
+    if (m := metrics()) is not None:
+        m.WRITES_REFUSED_READ_ONLY.inc()
 
 
 @contextmanager
@@ -304,7 +309,7 @@ class SqlDatabase:
             if self.guard is None or cause is None or not is_unreachable(cause):
                 raise
             self.guard.mark_down(cause)
-            WRITES_REFUSED_READ_ONLY.inc()
+            _count_refused_write()
             raise ReadOnlyError(f"the platform is read-only: {self.guard.primary_reason()}; "
                                 "nothing was stored, retry later") from exc
 
@@ -312,7 +317,7 @@ class SqlDatabase:
     def write(self, *, durable: bool = True) -> Iterator[SqlUnitOfWork]:
         reason = self.read_only()
         if reason is not None:
-            WRITES_REFUSED_READ_ONLY.inc()
+            _count_refused_write()
             raise ReadOnlyError(f"the platform is read-only ({reason}); nothing was stored, "
                                 "retry later")
         with self._noting_unreachable(), translated_errors(), self.engine.begin() as conn:

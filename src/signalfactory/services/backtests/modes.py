@@ -9,7 +9,7 @@ stays bounded by the bars plus one batch and progress is reported per batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,7 @@ from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError
 from signalfactory.domain.indicators.slices import each_slice
 from signalfactory.domain.strategies import RuleStrategy
-from signalfactory.observability.metrics import LOGIC_EXECUTIONS
+from signalfactory.observability.recording import metrics
 
 if TYPE_CHECKING:
     from signalfactory.services.backtests.run import Plan
@@ -102,13 +102,13 @@ def evaluate(plan: Plan, u: BarUniverse) -> tuple[Signals, np.ndarray]:
         ev = (strategy.evaluate(u, values="none") if isinstance(strategy, RuleStrategy)
               else strategy.evaluate(u))
     except BadInputError:
-        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        _count_execution(plan.strategy_name, "failed")
         raise
     except Exception as exc:  # a Python strategy's bug: the user must fix the strategy
-        LOGIC_EXECUTIONS.labels(plan.strategy_name, "failed").inc()
+        _count_execution(plan.strategy_name, "failed")
         raise BadInputError(f"strategy {plan.strategy_name} failed: {type(exc).__name__}: "
                             f"{exc}; fix the strategy and run again") from exc
-    LOGIC_EXECUTIONS.labels(plan.strategy_name, "succeeded").inc()
+    _count_execution(plan.strategy_name, "succeeded")
     if plan.mirror:
         signals = Signals.build(u.n_bars, long_entry=ev.entry, long_exit=ev.exit,
                                 short_entry=ev.exit, short_exit=ev.entry)
@@ -135,6 +135,11 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "reversed", "e
            "liquidated")
 
 
+def _count_execution(strategy: str, status: str) -> None:
+    if (m := metrics()) is not None:
+        m.LOGIC_EXECUTIONS.labels(strategy, status).inc()
+
+
 def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndarray],
                                                                    np.ndarray],
                instrument: np.ndarray) -> list[TradeRecord]:
@@ -144,7 +149,7 @@ def trade_rows(trades: Trades, symbols: list[str], ts_of: Callable[[int, np.ndar
         return out
     entry_ts = np.empty(len(trades), dtype=np.int64)
     exit_ts = np.empty(len(trades), dtype=np.int64)
-    for i in np.unique(instrument):
+    for i in union_of_times(instrument):  # the distinct instruments (np.unique imports np.ma)
         sel = instrument == i
         entry_ts[sel] = ts_of(int(i), trades.entry_idx[sel])
         exit_ts[sel] = ts_of(int(i), trades.exit_idx[sel])
@@ -294,9 +299,20 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
     ``rows`` False leaves the instruments' trade records and curves out (a split backtest's
     chunks stored them): the outcome has the aggregate curve alone and no trades."""
     full = data.bars
-    cash = plan.config.initial_cash
     win = masked(full, data.in_window(full))
     times = union_of_times(win.ts)
+    return assemble_window(plan, win.symbols, times, np.searchsorted(times, win.ts),
+                           win.offsets, parts, rows=rows)
+
+
+def assemble_window(plan: Plan, symbols: Sequence[str], times: np.ndarray,
+                    positions: np.ndarray, offsets: np.ndarray, parts: Iterable[SymbolPart],
+                    *, rows: bool = True) -> Outcome:
+    """`assemble_universe` from the traded times alone, no bar: ``times`` are all the
+    instruments' (`union_of_times`), and instrument ``k`` (``symbols[k]``) trades at
+    ``times[positions[offsets[k]:offsets[k + 1]]]``."""
+    cash = plan.config.initial_cash
+    n_instruments = len(symbols)
     # sum over symbols of (equity - cash), forward-filled, built from per-bar changes
     changes = np.zeros(times.shape[0] + 1)
     trades: list[TradeRecord] = []
@@ -307,25 +323,24 @@ def assemble_universe(plan: Plan, data: Data, parts: Iterable[SymbolPart], *,
     holds: list[float] = []
     k = -1
     for k, part in enumerate(parts):
-        if k >= full.n_instruments or part.symbol != full.symbols[k]:
+        if k >= n_instruments or part.symbol != symbols[k]:
             raise ValueError(f"universe part {k} is {part.symbol!r}, expected "
-                             f"{full.symbols[k] if k < full.n_instruments else 'none'}")
-        ts = window_ts(win, k)
+                             f"{symbols[k] if k < n_instruments else 'none'}")
+        pos = positions[int(offsets[k]):int(offsets[k + 1])]
         eq = part.equity
         per_symbol.append(part.scalars)
         exposures.append(part.exposure)
         holds.append(part.hold)
-        pos = np.searchsorted(times, ts)
         step = np.diff(eq - cash, prepend=0.0)
         np.add.at(changes, pos, step)
         trade_parts.append(part.trades)
         if rows:
-            own, curve = part_rows(part, ts)
+            own, curve = part_rows(part, times[pos])
             trades.extend(own)
             curves.append(curve)
-    if k + 1 != full.n_instruments:
-        raise ValueError(f"{k + 1} universe parts for {full.n_instruments} instruments")
-    n = float(full.n_instruments)
+    if k + 1 != n_instruments:
+        raise ValueError(f"{k + 1} universe parts for {n_instruments} instruments")
+    n = float(n_instruments)
     aggregate = cash + np.cumsum(changes[:-1]) / n
     all_trades = Trades(*(np.concatenate([getattr(t, f) for t in trade_parts])
                           for f in TRADE_FIELDS))

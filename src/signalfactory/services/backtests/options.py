@@ -23,11 +23,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signalfactory.domain.backtest import BacktestConfig
 from signalfactory.domain.errors import BadInputError
-from signalfactory.domain.jobs import JsonObject
+
+if TYPE_CHECKING:
+    from signalfactory.domain.jobs import JsonObject  # the jobs' records: not for a command
 
 SIZE_HELP = "use all, a fraction such as 0.5 or 50%, cash:AMOUNT, units:N or risk:PCT"
 CALENDARS = ("stock", "crypto")

@@ -29,6 +29,7 @@ again returns the stored result without computing it again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -57,7 +58,7 @@ from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
-from signalfactory.observability.metrics import BACKTEST_DURATION
+from signalfactory.observability.recording import metrics
 from signalfactory.services.backtests.modes import MODES, Data, Outcome, Progress, take
 from signalfactory.services.backtests.options import BacktestRequest, build_config, window
 from signalfactory.services.marketdata.bars import load_universe
@@ -191,7 +192,7 @@ def load(platform: Platform, plan: Plan) -> Data:
         check_enough_bars(plan.strategy.rule, int(np.diff(bars.offsets).max()))
     digest = hashlib.sha256("\n".join(bars.symbols).encode())
     for arr in (bars.offsets, bars.ts, bars.open, bars.high, bars.low, bars.close, bars.volume):
-        digest.update(np.ascontiguousarray(arr).tobytes())
+        digest.update(np.ascontiguousarray(arr).data)  # its buffer: no copy of the bars
     win_ts = bars.ts if start_ns is None else bars.ts[bars.ts >= start_ns]
     data_range = DataRange(
         timeframe=plan.timeframe.name, universe=request.universe, symbols=tuple(bars.symbols),
@@ -204,7 +205,7 @@ def load(platform: Platform, plan: Plan) -> Data:
 
 # -- the use case ---------------------------------------------------------------------------
 
-def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
+def identity(plan: Plan, data_range: DataRange, mode: str) -> dict[str, Any]:
     """What decides the numbers; its canonical JSON's sha256 is the backtest id."""
     cfg = plan.config
     config = {"direction": cfg.direction, "fill": cfg.fill, "cash": cfg.initial_cash,
@@ -216,7 +217,7 @@ def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
     if cfg.needs_atr:
         config.update(atr_period=plan.request.atr_period, atr_multiple=cfg.atr_multiple)
     return {"tenant_id": plan.request.tenant_id, "mode": mode, "config": config,
-            "data": data.data_range.to_json(),
+            "data": data_range.to_json(),
             "strategy": {"code_hash": code_hash(plan.strategy),
                          "parameters": {k: plan.strategy.parameters[k]
                                         for k in sorted(plan.strategy.parameters)}}}
@@ -226,34 +227,58 @@ def identity(plan: Plan, data: Data, mode: str) -> dict[str, Any]:
 Compute = Callable[["Plan", Data, str, Progress | None], Outcome]
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """A computation begun by an earlier run (a split job's second run): the data it was
+    begun on and how to finish it, so that no bar is read again and bars stored since
+    change nothing."""
+
+    data_range: DataRange
+    mode: str
+    finish: Callable[[], Outcome]
+
+
+#: the computation under way for a plan, if any (`Resumed`)
+Resume = Callable[["Plan"], Resumed | None]
+
+
 def run_backtest(platform: Platform, request: BacktestRequest,
                  progress: Progress | None = None,
                  compute: Compute | None = None, *,
-                 trades_limit: int | None = None) -> BacktestResult:
+                 trades_limit: int | None = None,
+                 resume: Resume | None = None) -> BacktestResult:
     """Run (or find) the backtest and return the stored result; bad input stores nothing.
 
     ``progress(done, total)`` counts instruments. The result has ``reused`` True when it was
     found stored under the same id and nothing was computed, and at most ``trades_limit`` of
     its trades (a job names the stored backtest and reads none). ``compute`` replaces the
-    in-process computation (a job split into chunks: services/backtests/split.py).
+    in-process computation (a job split into chunks: services/backtests/split.py);
+    ``resume`` finds one under way, which is finished on the data it began on, unread.
     """
     plan = prepare(platform, request)
-    data = load(platform, plan)
-    mode = plan.mode(data.bars.n_instruments)
-    ident = identity(plan, data, mode)
+    resumed = resume(plan) if resume is not None else None
+    finish: Callable[[], Outcome]
+    if resumed is None:
+        data = load(platform, plan)
+        data_range, mode = data.data_range, plan.mode(data.bars.n_instruments)
+        run: Compute = compute or (lambda p, d, m, on: MODES[m](p, d, on))
+        finish = functools.partial(run, plan, data, mode, progress)
+    else:
+        data_range, mode, finish = resumed.data_range, resumed.mode, resumed.finish
+    ident = identity(plan, data_range, mode)
     id_ = backtest_id(ident)
     with platform.database.read(primary=True) as uow:
         found = _read(uow, request.tenant_id, id_, trades_limit=trades_limit)
     if found is not None:
         return BacktestResult(found.backtest, found.trades, reused=True)
     started = time.perf_counter()
-    outcome = (compute(plan, data, mode, progress) if compute is not None
-               else MODES[mode](plan, data, progress))
+    outcome = finish()
     duration = time.perf_counter() - started
-    BACKTEST_DURATION.observe(duration)
+    if (m := metrics()) is not None:
+        m.BACKTEST_DURATION.observe(duration)
     backtest = StoredBacktest(
         id=id_, tenant_id=request.tenant_id, mode=mode, config=json_scalars(ident["config"]),
-        data_range=data.data_range, strategy_name=plan.strategy_name[:_NAME_LENGTH],
+        data_range=data_range, strategy_name=plan.strategy_name[:_NAME_LENGTH],
         strategy_version=plan.stored.version if plan.stored and not request.parameters
         else None, code_hash=ident["strategy"]["code_hash"],
         metrics=json_scalars(outcome.metrics.as_dict()),

@@ -4,16 +4,19 @@ The ``backtest`` job (the parent) cuts the universe into runs of whole instrumen
 least ``split_chunk_seconds`` of work each (history bars x parameter sets, at the rate it
 measures by simulating the universe's first instruments itself, `simulation_rate`, or at
 ``split_bars_per_second`` when that is set), submits one ``backtest.chunk`` job per run and a
-counter row (`SplitRepository`) in one transaction, and hands itself back to the queue
-(`JobDeferred`). Each chunk job loads only its instruments' bars, checks they are the bars the
+counter row (`SplitRepository`) holding what it cut (the data range it read, the strategy's
+code hash, the chunks' instrument ranges) in one transaction, and hands itself back to the
+queue (`JobDeferred`). Each chunk job loads only its instruments' bars, checks they are the bars the
 parent cut (a digest) and that the strategy is the same (its code hash), simulates them, and,
 in the transaction that finishes its job under its lease, counts itself done, stores what the
 parent's aggregate needs (its instruments' equity, figures and trades as arrays) in its chunk
 row, and its trades and encoded equity curves as the rows they will be (`stage_chunk`). A
 chunk whose worker was killed runs again (the job system requeues it when its lease
 expires); it is counted, and its rows stored, once. The chunk that completes the counter
-makes the parent due at once; the parent then computes the aggregate in instrument order with
-the single-box code (`assemble_universe`) and stores the backtest with the chunks' rows
+makes the parent due at once; the parent's second run reads no bar (`Splitter.resume`): the
+backtest is the universe it cut, whatever was stored since, and the chunks sent their traded
+times with their results (`traded_times`). It computes the aggregate in instrument order with
+the single-box code (`assemble_window`) and stores the backtest with the chunks' rows
 copied in SQL, numbered on in chunk order, so the stored backtest is the same, bit for bit,
 as the one a single box computes.
 
@@ -24,20 +27,21 @@ workers and a restarted broker like any job does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from signalfactory.domain.backtest.curve_codec import ChunkedRows, EncodedCurve
 from signalfactory.domain.backtest.engine import Trades
-from signalfactory.domain.backtest.stored import TradeRecord
+from signalfactory.domain.backtest.stored import DataRange, TradeRecord
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.errors import BadInputError, OperationalError
 from signalfactory.domain.jobs import CANCELLED, DEAD, FAILED, SUCCEEDED, Job, JsonObject
@@ -51,11 +55,13 @@ from signalfactory.services.backtests.modes import (
     Progress,
     SymbolPart,
     assemble_universe,
+    assemble_window,
     in_window,
     masked,
     part_rows,
     simulate_span,
     span,
+    union_of_times,
     window_ts,
 )
 from signalfactory.services.backtests.options import BacktestRequest
@@ -70,7 +76,7 @@ from signalfactory.services.platform import Platform
 from signalfactory.settings import Settings
 
 if TYPE_CHECKING:
-    from signalfactory.services.backtests.run import Plan
+    from signalfactory.services.backtests.run import Plan, Resumed
     from signalfactory.services.ports import UnitOfWork
 
 log = get_logger("signalfactory.backtests.split")
@@ -132,8 +138,9 @@ def simulation_rate(plan: Plan, data: Data, seconds: float = CALIBRATION_SECONDS
     def timed(j: int) -> float:
         started = clock()
         parts = simulate_span(plan, bars, data.start_ns, 0, j)
-        encode_parts(parts)
-        chunk_rows(span(bars, 0, j), data.start_ns, parts)
+        sub = span(bars, 0, j)
+        encode_parts(parts, traded_times(sub, data.start_ns))
+        chunk_rows(sub, data.start_ns, parts)
         return clock() - started
 
     timed(1)
@@ -153,13 +160,43 @@ def bars_digest(bars: BarUniverse) -> str:
     digest = hashlib.sha256("\n".join(bars.symbols).encode())
     for arr in (bars.offsets - bars.offsets[0], bars.ts, bars.open, bars.high, bars.low,
                 bars.close, bars.volume):
-        digest.update(np.ascontiguousarray(arr).tobytes())
+        digest.update(np.ascontiguousarray(arr).data)  # its buffer: no copy of the bars
     return digest.hexdigest()
 
 
 # -- a chunk's parts as bytes (exact: numpy's own format, floats never go through text) -----
 
-def encode_parts(parts: list[SymbolPart]) -> bytes:
+class Chunk(NamedTuple):
+    """A chunk's result: its parts and its traded times (`traded_times`; None from a chunk
+    of an older version)."""
+
+    parts: list[SymbolPart]
+    times: np.ndarray | None
+    positions: np.ndarray | None
+
+
+def traded_times(bars: BarUniverse, start_ns: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the parent's aggregate needs of a chunk's bars, so that it reads none: the
+    distinct traded times (`union_of_times`) and each traded bar's place among them, as
+    int32 where that fits (a fraction of the bars' own times; the union is small when the
+    instruments trade at the same times)."""
+    ts = bars.ts[in_window(bars, start_ns)]
+    times = union_of_times(ts)
+    dtype = np.int32 if times.shape[0] < 2**31 else np.int64
+    return times, np.searchsorted(times, ts).astype(dtype)
+
+
+def join_traded_times(traded: Sequence[tuple[np.ndarray, np.ndarray]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The chunks' `traded_times` (in chunk order) as the universe's: the union of their
+    times, and each traded bar's place in it."""
+    times = union_of_times(np.concatenate([t for t, _ in traded]))
+    return times, np.concatenate([np.searchsorted(times, t)[p] for t, p in traded])
+
+
+def encode_parts(parts: list[SymbolPart],
+                 traded: tuple[np.ndarray, np.ndarray] | None = None) -> bytes:
+    """The parts, and their instruments' `traded_times`."""
     eq_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum([p.equity.shape[0] for p in parts], out=eq_offsets[1:])
     tr_offsets = np.zeros(len(parts) + 1, dtype=np.int64)
@@ -174,21 +211,31 @@ def encode_parts(parts: list[SymbolPart]) -> bytes:
                               dtype=np.uint8)}
     for name in TRADE_FIELDS:
         arrays[f"t_{name}"] = np.concatenate([getattr(p.trades, name) for p in parts])
+    if traded is not None:
+        arrays["times"], arrays["positions"] = traded
     out = io.BytesIO()
     np.savez(out, allow_pickle=False, **arrays)
     return out.getvalue()
 
 
-def decode_parts(blob: bytes) -> Iterator[SymbolPart]:
+def decode_chunk(blob: bytes) -> Chunk:
+    """What `encode_parts` encoded."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         a = {name: z[name] for name in z.files}
     meta = json.loads(a["meta"].tobytes().decode())
     eo, to = a["eq_offsets"], a["tr_offsets"]
+    parts = []
     for k, symbol in enumerate(meta["symbols"]):
         t0, t1 = int(to[k]), int(to[k + 1])
         trades = Trades(*(a[f"t_{name}"][t0:t1] for name in TRADE_FIELDS))
-        yield SymbolPart(symbol, a["equity"][int(eo[k]):int(eo[k + 1])], trades,
-                         meta["scalars"][k], float(a["exposure"][k]), float(a["hold"][k]))
+        parts.append(SymbolPart(symbol, a["equity"][int(eo[k]):int(eo[k + 1])], trades,
+                                meta["scalars"][k], float(a["exposure"][k]),
+                                float(a["hold"][k])))
+    return Chunk(parts, a.get("times"), a.get("positions"))
+
+
+def decode_parts(blob: bytes) -> Iterator[SymbolPart]:
+    yield from decode_chunk(blob).parts
 
 
 # -- the parent -----------------------------------------------------------------------------
@@ -227,7 +274,8 @@ def _finished(uow: UnitOfWork, job_id: str, index: int) -> bool:
 
 
 class Splitter:
-    """The parent's way to compute a universe backtest: start the split, or assemble it."""
+    """The parent's way to compute a universe backtest: start the split (its first run), or
+    assemble it (`resume`, its second run: from what it cut, without reading the bars)."""
 
     def __init__(self, ctx: TaskContext, request: BacktestRequest) -> None:
         self.ctx = ctx
@@ -238,34 +286,91 @@ class Splitter:
             return MODES[mode](plan, data, progress)
         wait_for_chunks(self.ctx)  # a run racing the last chunk: nothing split is left out
         platform = self.ctx.platform
+        settings = platform.settings
         with platform.database.read(primary=True) as uow:
             state = uow.splits.get(self.ctx.job_id)
-            blobs = uow.splits.results(self.ctx.job_id) if state is not None else []
-        if state is None:
-            settings = platform.settings
-            rate = settings.split_bars_per_second or simulation_rate(plan, data)
-            ranges = chunk_ranges(data.bars, settings.split_chunk_seconds, rate)
-            if len(ranges) < 2:
-                return MODES[mode](plan, data, progress)
-            self._start(plan, data, ranges, rate)
+            cut = uow.splits.cut(self.ctx.job_id) if state is not None else None
+        if state is not None:
+            if cut is None:  # made by an older version: assembled on the bars read now
+                return self._assemble(plan, data)
+            # made since `resume` looked: the next run assembles what was cut
             raise JobDeferred(settings.split_poll_seconds)
-        if len(blobs) != state.total:
-            raise OperationalError(f"split job {self.ctx.job_id} has {len(blobs)} chunk "
-                                   f"results for {state.total} chunks; run the backtest again")
-        chunks = [list(decode_parts(blob)) for blob in blobs]
-        # the chunks stored their trades and curves: only the aggregate is computed here
-        outcome = assemble_universe(plan, data, (p for parts in chunks for p in parts),
-                                    rows=False)
+        rate = settings.split_bars_per_second or simulation_rate(plan, data)
+        ranges = chunk_ranges(data.bars, settings.split_chunk_seconds, rate)
+        if len(ranges) < 2:
+            return MODES[mode](plan, data, progress)
+        self._start(plan, data, ranges, rate)
+        raise JobDeferred(settings.split_poll_seconds)
+
+    def resume(self, plan: Plan) -> Resumed | None:
+        """The split this job made, to assemble (None: there is none, or it has no cut).
+        The backtest is the universe the parent cut, whatever bars were stored since."""
+        from signalfactory.services.backtests.run import Resumed
+
+        wait_for_chunks(self.ctx)
+        with self.ctx.platform.database.read(primary=True) as uow:
+            text = uow.splits.cut(self.ctx.job_id)
+        if text is None:
+            return None
+        cut = json.loads(text)
+        if code_hash(plan.strategy) != cut["code_hash"]:
+            raise BadInputError("the strategy changed after the backtest was split; run the "
+                                "backtest again")
+        data_range = DataRange.from_json(cut["data_range"])
+        ranges = [(int(i), int(j)) for i, j in cut["chunks"]]
+        return Resumed(data_range, str(cut["mode"]),
+                       functools.partial(self._assemble, plan, None, data_range.symbols,
+                                         ranges))
+
+    def _assemble(self, plan: Plan, data: Data | None, symbols: Sequence[str] = (),
+                  ranges: Sequence[tuple[int, int]] = ()) -> Outcome:
+        """The aggregate from the chunks' results (the chunks stored their trades and
+        curves): on the traded times the chunks sent, or on ``data``'s (a split made by an
+        older version, whose chunks sent none)."""
         job_id = self.ctx.job_id
+        with self.ctx.platform.database.read(primary=True) as uow:
+            state = uow.splits.get(job_id)
+            blobs = uow.splits.results(job_id) if state is not None else []
+        total = 0 if state is None else state.total
+        if state is None or len(blobs) != total or (ranges and len(ranges) != total):
+            raise OperationalError(f"split job {job_id} has {len(blobs)} chunk results for "
+                                   f"{total} chunks; run the backtest again")
+        chunks = [decode_chunk(blob) for blob in blobs]
+        parts = [p for chunk in chunks for p in chunk.parts]
+        if data is not None:
+            outcome = assemble_universe(plan, data, parts, rows=False)
+        else:
+            times, positions = self._traded_times(chunks, ranges)
+            offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+            np.cumsum([p.equity.shape[0] for p in parts], out=offsets[1:])
+            outcome = assemble_window(plan, symbols, times, positions, offsets, parts,
+                                      rows=False)
         self.ctx.on_commit(lambda uow: uow.splits.drop_results(job_id))
         return dataclasses.replace(outcome, chunked=ChunkedRows(
-            job_id, tuple(sum(len(p.trades) for p in parts) for parts in chunks),
-            tuple(len(parts) for parts in chunks)))
+            job_id, tuple(sum(len(p.trades) for p in chunk.parts) for chunk in chunks),
+            tuple(len(chunk.parts) for chunk in chunks)))
+
+    def _traded_times(self, chunks: list[Chunk], ranges: Sequence[tuple[int, int]]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The universe's traded times and each traded bar's place among them, from the
+        chunks' own: the same values `assemble_universe` finds in the bars."""
+        for (i, j), chunk in zip(ranges, chunks, strict=True):
+            if chunk.times is None or chunk.positions is None or len(chunk.parts) != j - i \
+                    or chunk.positions.shape[0] != sum(p.equity.shape[0] for p in chunk.parts):
+                raise OperationalError(f"split job {self.ctx.job_id}: a chunk's result is not "
+                                       f"the instruments {i}..{j - 1} it was cut; run the "
+                                       "backtest again")
+        return join_traded_times([(c.times, c.positions) for c in chunks
+                                  if c.times is not None and c.positions is not None])
 
     def _start(self, plan: Plan, data: Data, ranges: list[tuple[int, int]],
                rate: float) -> None:
         platform, ctx = self.ctx.platform, self.ctx
         hash_ = code_hash(plan.strategy)
+        # what the second run assembles: this universe, not the bars stored by then
+        cut = json.dumps({"mode": "universe", "code_hash": hash_,
+                          "data_range": data.data_range.to_json(),
+                          "chunks": [[i, j] for i, j in ranges]})
         ids: list[str] = []
         with platform.database.write() as uow:
             for index, (i, j) in enumerate(ranges):
@@ -277,7 +382,8 @@ class Splitter:
                 job = submit(platform, CHUNK_KIND, payload, tenant_id=ctx.tenant_id, uow=uow,
                              dedupe_key=f"split:{ctx.job_id}:{index}")
                 ids.append(job.id)
-            created = uow.splits.create(ctx.job_id, CHUNK_KIND, ids, platform.clock.now())
+            created = uow.splits.create(ctx.job_id, CHUNK_KIND, ids, platform.clock.now(),
+                                        cut=cut)
         if created:
             log.info("backtest split", job_id=ctx.job_id, chunks=len(ranges),
                      bars_per_second=round(rate),
@@ -329,7 +435,7 @@ def chunk_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
         ctx.progress(done / total if total else 1.0)
 
     parts = simulate_span(plan, bars, args.start_ns, 0, bars.n_instruments, progress)
-    blob = encode_parts(parts)
+    blob = encode_parts(parts, traded_times(bars, args.start_ns))
     trades, curves = chunk_rows(bars, args.start_ns, parts)
     seconds = time.perf_counter() - started
     parent_id = args.parent
@@ -386,5 +492,6 @@ def _wall(jobs: list[Job | None]) -> float | None:
 
 
 __all__ = ["CHUNK_KIND", "Splitter", "chunk_ranges", "chunk_rows", "chunk_task",
-           "decode_parts", "encode_parts", "simulation_rate", "split_summary", "split_wanted",
+           "decode_chunk", "decode_parts", "encode_parts", "join_traded_times",
+           "simulation_rate", "split_summary", "split_wanted", "traded_times",
            "wait_for_chunks"]

@@ -20,13 +20,14 @@ def backtest_task(ctx: TaskContext, payload: JsonObject) -> JsonObject:
         if ctx.cancelled():
             raise JobCancelled
 
-    compute = None
+    splitter = None
     if split_wanted(ctx.platform.settings):
         wait_for_chunks(ctx)  # while chunks run, each look costs a read, not a bar load
-        compute = Splitter(ctx, request)
+        splitter = Splitter(ctx, request)
     # the job's result names the backtest: reading its trades back would be wasted
-    result = run_backtest(ctx.platform, request, progress=progress, compute=compute,
-                          trades_limit=0)
+    result = run_backtest(ctx.platform, request, progress=progress, compute=splitter,
+                          trades_limit=0,
+                          resume=splitter.resume if splitter is not None else None)
     stored = result.backtest
     return {"backtest_id": stored.id, "url": f"/api/v1/backtests/{stored.id}",
             "mode": stored.mode, "reused": result.reused,

@@ -160,9 +160,15 @@ class SplitRepository(Protocol):
     """Jobs split into chunk jobs: the counter row per parent and a row per chunk."""
 
     def create(self, parent_job_id: str, kind: str, chunk_job_ids: Sequence[str],
-               now: datetime) -> bool:
+               now: datetime, cut: str | None = None) -> bool:
         """Record the split of ``parent_job_id`` (chunk ``i`` is job ``chunk_job_ids[i]``)
-        with nothing done; False, storing nothing, when it was recorded before."""
+        with nothing done and what the parent cut (``cut``, its own JSON text); False,
+        storing nothing, when it was recorded before."""
+        ...
+
+    def cut(self, parent_job_id: str) -> str | None:
+        """What the parent said it cut when it recorded the split (None: no split, or none
+        said)."""
         ...
 
     def get(self, parent_job_id: str) -> SplitState | None:

@@ -20,7 +20,7 @@ from signalfactory.domain.strategies import RuleStrategy, StrategyParam, signal_
 from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import ns_to_datetime
-from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
+from signalfactory.observability.recording import metrics
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
@@ -107,10 +107,10 @@ def run_scan(platform: Platform, request: ScanRequest,
     except BadInputError:
         raise
     except Exception as exc:  # the strategy's own failure: stored as a failed scan
-        LOGIC_EXECUTIONS.labels(name, "failed").inc()
+        _count_execution(name, "failed")
         return _store_failed(platform, request, stored, timeframe, bars.n_instruments, exc,
                              on_store)
-    LOGIC_EXECUTIONS.labels(name, "succeeded").inc()
+    _count_execution(name, "succeeded")
     records = signal_records(evaluation, last_bar_only=True)
     if request.side is not None:
         records = [r for r in records if r.side == request.side]
@@ -140,10 +140,16 @@ def run_scan(platform: Platform, request: ScanRequest,
             written = len(store_signals(platform, uow, [
                 (version, s) for s in new_signals(records, bars, version.version_id,
                                                   timeframe)]).inserted)
-            SIGNALS_PRODUCED.labels(version.name).inc(written)
+            if (m := metrics()) is not None:
+                m.SIGNALS_PRODUCED.labels(version.name).inc(written)
     if written:
         platform.cache.invalidate("signals")
     return get_scan(platform, request.tenant_id, scan_id, primary=True)
+
+
+def _count_execution(strategy: str, status: str) -> None:
+    if (m := metrics()) is not None:
+        m.LOGIC_EXECUTIONS.labels(strategy, status).inc()
 
 
 def _store_failed(platform: Platform, request: ScanRequest, stored: StoredStrategy | None,

@@ -22,7 +22,7 @@ from signalfactory.domain.strategies.stored import StoredStrategy, StrategyRun
 from signalfactory.domain.symbols import check_symbol
 from signalfactory.domain.timeframes import Timeframe
 from signalfactory.domain.timestamps import datetime_to_ns, ns_to_datetime
-from signalfactory.observability.metrics import LOGIC_EXECUTIONS, SIGNALS_PRODUCED
+from signalfactory.observability.recording import metrics
 from signalfactory.services.marketdata.bars import load_universe
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
@@ -86,7 +86,8 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
                                         [(stored, s) for s in signals]).inserted)
             run_id = _record_run(platform, uow, stored, timeframe, "succeeded", None, n_inst,
                                  written, started)
-        SIGNALS_PRODUCED.labels(stored.name).inc(written)
+        if (m := metrics()) is not None:
+            m.SIGNALS_PRODUCED.labels(stored.name).inc(written)
         if written:
             platform.cache.invalidate("signals")
     except (SignalFactoryError, ValueError, ArithmeticError, KeyError, TypeError) as exc:
@@ -94,7 +95,8 @@ def run_stored(platform: Platform, stored: StoredStrategy, *, universe_tag: str 
         with platform.database.write() as uow:
             run_id = _record_run(platform, uow, stored, timeframe, "failed", error, n_inst, 0,
                                  started)
-    LOGIC_EXECUTIONS.labels(stored.name, status).inc()
+    if (m := metrics()) is not None:
+        m.LOGIC_EXECUTIONS.labels(stored.name, status).inc()
     return RunReport(stored.name, stored.version, status, n_inst, found, written, error, run_id)
 
 

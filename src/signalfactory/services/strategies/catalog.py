@@ -13,6 +13,7 @@ module path given on the command line, imported in-process: trusted code).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from signalfactory.adapters.strategies.loading import load_strategy
 from signalfactory.domain.errors import (
@@ -32,14 +33,13 @@ from signalfactory.domain.strategies import (
 from signalfactory.domain.strategies.stored import NewStrategy, NewStrategyVersion, StoredStrategy
 from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 from signalfactory.domain.timeframes import Timeframe
-from signalfactory.services.audit import log as audit
 from signalfactory.services.platform import Platform
 from signalfactory.services.ports import UnitOfWork
-from signalfactory.services.sandbox.strategies import (
-    SandboxedStrategy,
-    UploadedSource,
-    check_upload,
-)
+
+if TYPE_CHECKING:
+    # Imported where used: the audit log when a version is added, the sandbox for uploaded
+    # code; a command that reads or runs stored rules needs neither.
+    from signalfactory.services.sandbox.strategies import UploadedSource
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
@@ -49,6 +49,8 @@ def instantiate(stored: StoredStrategy, platform: Platform | None = None,
     """The domain object that evaluates this stored version. Uploaded source becomes a
     ``SandboxedStrategy`` (it needs the platform's sandbox; ``purpose`` labels its runs)."""
     if stored.sandboxed:
+        from signalfactory.services.sandbox.strategies import SandboxedStrategy
+
         if platform is None:
             raise TemporaryError(f"strategy {stored.name!r} is uploaded Python: it runs only "
                                  "in the sandbox, and none was given")
@@ -83,6 +85,28 @@ def ensure_builtins(uow: UnitOfWork) -> None:
     for name, template in BUILTIN_TEMPLATES.items():
         _store(uow, DEFAULT_TENANT_ID, name, template.render(), created_by="builtin",
                builtin=True, description=template.description, timeframe="1d")
+
+
+def builtins_current(uow: UnitOfWork) -> bool:
+    """Whether ``ensure_builtins`` would store nothing: every shipped strategy's newest
+    version is the one it ships. One read, so that a command finding them current takes no
+    write lock (on SQLite a write transaction takes it up front)."""
+    stored = {s.name: s for s in uow.strategies.visible(DEFAULT_TENANT_ID) if s.builtin}
+    for name, template in BUILTIN_TEMPLATES.items():
+        latest, strategy = stored.get(name), template.render()
+        if latest is None or not _unchanged(latest, "rule", code_hash(strategy), "1d", None,
+                                            dict(strategy.parameters), sandboxed=False):
+            return False
+    return True
+
+
+def _unchanged(latest: StoredStrategy, kind: str, digest: str, timeframe: str,
+               class_path: str | None, parameters: Mapping[str, StrategyParam], *,
+               sandboxed: bool) -> bool:
+    """Whether ``latest`` is this code, class and parameters on this timeframe."""
+    return (latest.kind == kind and latest.code_hash == digest
+            and latest.timeframe == timeframe and latest.class_path == class_path
+            and dict(latest.parameters) == parameters and latest.sandboxed == sandboxed)
 
 
 def store_builtins_once(platform: Platform) -> None:
@@ -129,10 +153,11 @@ def _store(uow: UnitOfWork, tenant_id: int, name: str, strategy: Strategy | None
     if latest is not None and latest.kind != kind:
         raise BadInputError(f"strategy {name!r} is a {latest.kind} strategy; store the "
                             f"{kind} one under another name")
-    if (latest is not None and latest.code_hash == digest and latest.timeframe == timeframe
-            and latest.class_path == class_path and dict(latest.parameters) == parameters
-            and latest.sandboxed == (source is not None)):
+    if latest is not None and _unchanged(latest, kind, digest, timeframe, class_path,
+                                         parameters, sandboxed=source is not None):
         return strategy_id, latest.version_id, False
+    from signalfactory.services.audit import log as audit
+
     version = 1 if latest is None else latest.version + 1
     version_id = repo.add_version(NewStrategyVersion(
         strategy_id=strategy_id, version=version,
@@ -181,6 +206,8 @@ def prepare_upload(platform: Platform, tenant_id: int, name: str, source: str, *
     """Check an uploaded Python strategy before any transaction: its name and timeframe,
     the static check of its source (line and rule named), and a load in the sandbox. Pass
     the result to ``add_strategy(upload=...)``."""
+    from signalfactory.services.sandbox.strategies import check_upload
+
     check_new(tenant_id, name, timeframe)
     return check_upload(platform, source, class_name, parameters)
 
