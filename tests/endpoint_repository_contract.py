@@ -72,6 +72,7 @@ def check_endpoint_repository(database: Database) -> None:
             other: [(other_sub, foreign.id)]}
         assert uow.endpoints.routes([other]) == {other: [(other_sub, foreign.id)]}
         assert uow.endpoints.routes([]) == {}
+        assert uow.endpoints.routes(None) == uow.endpoints.routes([1, other])
 
     # disabling takes an endpoint out of the routes, enabling clears the reason
     with database.write() as uow:

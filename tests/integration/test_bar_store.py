@@ -133,6 +133,62 @@ def test_rollback_leaves_the_store_exactly_as_before(platform: Platform) -> None
         assert store_of(platform).timeframes(conn) == ["1d"]
 
 
+def _columnar(platform: Platform) -> Any:
+    from signalfactory.adapters.storage.columnar import ColumnarBarStore
+
+    store = store_of(platform)
+    if not isinstance(store, ColumnarBarStore):
+        pytest.skip("segment files are the SQLite bar store's; PostgreSQL keeps a table")
+    return store
+
+
+def test_a_segment_is_synced_under_its_name_before_its_registration_commits(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync runs in a thread while the transaction goes on; the commit waits for it, and
+    a read in the same transaction waits for it too."""
+    import time
+
+    from signalfactory.adapters.storage import columnar
+
+    store = _columnar(platform)
+    real = columnar._sync_and_rename
+
+    def slow(tmp: Path, final: Path) -> None:
+        time.sleep(0.3)
+        real(tmp, final)
+
+    monkeypatch.setattr(columnar, "_sync_and_rename", slow)
+    cols = _bars([1, 2], "2020-06-01", 30, seed=8)
+    with engine_of(platform).begin() as conn:
+        store.write(conn, D1, cols)
+        _assert_same(store.read_columns(conn, D1), cols)  # its own bars, synced first
+    with engine_of(platform).connect() as conn:
+        (path, digest), = conn.execute(sa.text("SELECT path, sha256 FROM bar_segments"))
+    segment = store.root / path
+    assert hashlib.sha256(segment.read_bytes()).hexdigest() == digest
+    assert not list(segment.parent.glob("*.tmp"))
+
+
+def test_a_segment_that_cannot_be_synced_commits_nothing(
+        platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signalfactory.adapters.storage import columnar
+
+    store = _columnar(platform)
+    _write(platform, _bars([1], "2020-06-01", 10, seed=9))
+    before = _checksum(platform)
+
+    def failing(tmp: Path, final: Path) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(columnar, "_sync_and_rename", failing)
+    with pytest.raises(OSError, match="no space"):
+        _write(platform, _bars([2], "2020-06-01", 10, seed=10))
+    assert _checksum(platform) == before
+    with engine_of(platform).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM bar_segments")).scalar() == 1
+    assert len(list((store.root / "1d").glob("*.arrow"))) == 1
+
+
 def test_filters_by_instrument_and_time_range(platform: Platform) -> None:
     cols = _bars([1, 2, 3, 4], "2018-12-15", 60, seed=8)
     _write(platform, cols)

@@ -118,3 +118,45 @@ def test_sample_is_deterministic(sf_env: dict[str, str]) -> None:
     first = fingerprint()["bars"]
     assert cli("sample", "--symbols", "4", "--bars", "30", "--seed", "1").exit_code == 0
     assert fingerprint()["bars"] == first
+
+
+def test_known_instruments_are_not_looked_up_again_and_a_rollback_teaches_nothing(
+        platform: Platform) -> None:
+    """A write's committed instrument ids are kept by the database: the next write of the
+    same symbols (a live feed) reads nothing; ids of a rolled-back insert are never kept."""
+    import sqlalchemy as sa
+
+    from signalfactory.adapters.storage.unit_of_work import sql_database
+    from signalfactory.domain.instruments import InstrumentSpec
+    from tests.helpers import engine_of
+
+    specs = [InstrumentSpec("KNOWN1", venue="X"), InstrumentSpec("KNOWN1", venue="Y"),
+             InstrumentSpec("KNOWN2", venue="X")]
+    with platform.database.write() as uow:
+        first = uow.instruments.upsert(specs)
+    assert first.changed
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_a: object) -> None:
+        statements.append(statement)
+
+    engine = engine_of(platform)
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with platform.database.write() as uow:
+            again = uow.instruments.upsert(specs)
+        assert not again.changed and again.ids == first.ids
+        assert not [s for s in statements if "instruments" in s]
+        with pytest.raises(RuntimeError), platform.database.write() as uow:
+            uow.instruments.upsert([InstrumentSpec("ROLLED", venue="X")])
+            raise RuntimeError("abort")
+        assert ("ROLLED", "X") not in sql_database(platform.database).known_instruments
+        with platform.database.write() as uow:  # looked up, inserted afresh
+            assert uow.instruments.upsert([InstrumentSpec("ROLLED", venue="X")]).changed
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    known = sql_database(platform.database).known_instruments
+    with platform.database.read() as uow:
+        rows = {(i.symbol, i.venue): i.id for i in uow.instruments.find()}
+    assert {k: known[k] for k in rows if k in known} == {k: rows[k] for k in known}
+    assert known[("KNOWN1", "X")] != known[("KNOWN1", "Y")]

@@ -25,7 +25,10 @@ from signalfactory.services.marketdata.bars import SymbolBars, load_universe, wr
 from signalfactory.services.signals import live
 from signalfactory.services.strategies.catalog import add_strategy, ensure_builtins
 from signalfactory.services.streaming.hub import StreamHub
-from signalfactory.services.streaming.subscriptions import create_subscription
+from signalfactory.services.streaming.subscriptions import (
+    create_subscription,
+    delete_subscription,
+)
 from tests.api_harness import BACKENDS, ApiHarness, module_platform
 from tests.helpers import engine_of
 from tests.live_stream_client import ALWAYS, day, write_bars_for
@@ -135,21 +138,40 @@ def test_live_signals_match_a_full_evaluation_of_the_same_bars(api: ApiHarness) 
         assert _signal_keys(api, name, since) == expected, name
 
 
-def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Any) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["uncached", "cached"])
+def test_builtins_are_watched_only_when_a_subscription_wants_them(platform: Any,
+                                                                  cached: bool) -> None:
+    """Cached as live evaluation caches them (``platform.live_watched``), the answer follows
+    every change: a new strategy or version, a subscription added or deleted."""
+    cache: dict[str, tuple[object, list[Any]]] | None = {} if cached else None
+
     def watched(timeframe: Timeframe = DAY) -> set[str]:
         with platform.database.read(primary=True) as uow:
-            return {s.name for s in live.watched_strategies(uow, timeframe)}
+            return {s.name for s in live.watched_strategies(uow, timeframe, cache)}
 
     with platform.database.write() as uow:
         ensure_builtins(uow)
         add_strategy(uow, 1, "mine", rule_text=ALWAYS)
         add_strategy(uow, 1, "hourly", rule_text=ALWAYS, timeframe="1h")
     assert watched() == {"mine"} and watched(Timeframe.parse("1h")) == {"hourly"}
-    create_subscription(platform, 1, "one", strategies_=["sma_cross"])
+    one = create_subscription(platform, 1, "one", strategies_=["sma_cross"])
     assert watched() == {"mine", "sma_cross"}
-    create_subscription(platform, 1, "all")  # no strategy list: everything visible
+    everything = create_subscription(platform, 1, "all")  # no list: everything visible
     assert watched() == {"mine", "sma_cross", "rsi_mean_reversion", "macd_trend",
                          "bollinger_breakout", "donchian_breakout"}
+    with platform.database.write() as uow:
+        delete_subscription(uow, 1, everything.id)
+        delete_subscription(uow, 1, one.id)
+    assert watched() == {"mine"}
+    # A subscription may reuse a deleted one's id (SQLite): its own list counts.
+    create_subscription(platform, 1, "again", strategies_=["macd_trend"])
+    assert watched() == {"mine", "macd_trend"}
+    with platform.database.write() as uow:  # a new version moves "mine" to hourly bars
+        add_strategy(uow, 1, "mine", rule_text="entry: close > 1\nexit: close < 0",
+                     timeframe="1h")
+        add_strategy(uow, 1, "later", rule_text=ALWAYS)
+    assert watched() == {"macd_trend", "later"}
+    assert watched(Timeframe.parse("1h")) == {"hourly", "mine"}
 
 
 def test_a_failing_strategy_or_hook_never_fails_the_write(api: ApiHarness,

@@ -212,9 +212,12 @@ def test_evaluation_overlapped_with_the_commit_stores_what_the_store_window_give
     for day in range(200, 230):
         _write(platform, *(_bars(s, [DAYS[day]], 95.0 + 10 * rng.random())
                            for s in ("AAA", "BBB")))
-    _write(platform, _bars("BBB", [DAYS[215]], level=500.0))  # a late rewrite, overlapped too
-    assert sum(r.signals_new for r in reports) > 0
     assert sum(r.overlapped for r in reports) >= 28 and reports[-1].overlapped
+    # A late rewrite starts its window before what the commits kept held (they trim to where
+    # the next append's window starts): evaluated after the commit, from the store.
+    _write(platform, _bars("BBB", [DAYS[215]], level=500.0))
+    assert sum(r.signals_new for r in reports) > 0
+    assert not reports[-1].overlapped
 
 
 def test_merging_keeps_the_stores_rule_newest_write_wins() -> None:
@@ -233,3 +236,39 @@ def test_merging_keeps_the_stores_rule_newest_write_wins() -> None:
     np.testing.assert_array_equal(held[0].close, [0.0, 10.0, 2.0, 3.0, 40.0])
     windows.committed(DAY, rewrite, 4)  # a gap: another writer committed ingest 3
     assert windows.held(DAY) is None
+
+
+def test_appends_trim_the_held_bars_to_the_next_window_which_is_served_without_a_copy(
+) -> None:
+    from signalfactory.services.marketdata.live_window import LiveWindows
+
+    windows = LiveWindows()
+    ts = np.array(DAYS[:50], dtype=np.int64)
+    two = np.repeat(np.array([1, 2], dtype=np.int64), 50)
+    first = BarColumns(two, np.tile(ts, 2), *(np.arange(100.0) for _ in FIELDS))
+    windows.committed(DAY, first, 1)
+    windows.fill(DAY, windows.generation, first, np.array([1, 2], dtype=np.int64), None)
+    span = 10 * DAY.nanoseconds
+
+    def append(day: int, ingest: int) -> BarColumns | None:
+        new = BarColumns(np.array([1, 2], dtype=np.int64), np.full(2, DAYS[day]),
+                         *(np.full(2, float(day)) for _ in FIELDS))
+        windows.committed(DAY, new, ingest)
+        return windows.window(DAY, {1: DAYS[day], 2: DAYS[day]}, DAYS[day] - span, 5)
+
+    got = append(50, 2)  # no window served yet: nothing known to trim to, a copy is cut
+    held = windows.held(DAY)
+    assert got is not None and held is not None and got.ts is not held[0].ts
+    assert set(held[1].values()) == {FULL}
+    got = append(51, 3)  # trimmed to this window's start in the merge: served as held
+    held = windows.held(DAY)
+    assert got is not None and held is not None
+    assert got.ts is held[0].ts and set(held[1].values()) == {DAYS[51] - span}
+    days = np.array(DAYS[:52], dtype=np.int64)
+    want = days[days >= DAYS[51] - span]
+    np.testing.assert_array_equal(got.ts, np.tile(want, 2))
+    np.testing.assert_array_equal(got.instrument_id, np.repeat([1, 2], len(want)))
+    np.testing.assert_array_equal(got.close[got.ts == DAYS[51]], [51.0, 51.0])
+    np.testing.assert_array_equal(got.close[got.ts == DAYS[50]], [50.0, 50.0])
+    # A window reaching further back than what is held: the store is read.
+    assert windows.window(DAY, {1: DAYS[51]}, DAYS[30], 5) is None

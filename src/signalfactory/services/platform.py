@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from signalfactory.domain.strategies import Strategy
+from signalfactory.domain.strategies.stored import StoredStrategy
 from signalfactory.services.marketdata.live_window import LiveWindows
 from signalfactory.services.ports import (
     Clock,
@@ -84,6 +85,9 @@ class Platform:
     signal_feed: SignalFeed | None = None
     #: strategy objects by version id: a version never changes, parsing it once is enough
     live_strategies: dict[int, Strategy] = field(default_factory=dict)
+    #: timeframe -> (stamp, the watched strategies read at it): live evaluation asks the
+    #: store only for the stamp on every write (see ``services.signals.live``)
+    live_watched: dict[str, tuple[object, list[StoredStrategy]]] = field(default_factory=dict)
     #: where uploaded Python strategies run (worker processes under limits; None: uploaded
     #: strategies cannot run in this process and fail saying so)
     sandbox: StrategySandbox | None = None

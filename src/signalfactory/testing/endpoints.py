@@ -89,11 +89,12 @@ class MemoryEndpointRepository:
         self.data.controls[subscription_id] = dataclasses.replace(
             controls, endpoint_ids=tuple(sorted(set(controls.endpoint_ids))))
 
-    def routes(self, tenant_ids: Sequence[int]) -> Mapping[int, Sequence[tuple[int, int]]]:
-        wanted = set(tenant_ids)
+    def routes(self, tenant_ids: Sequence[int] | None
+               ) -> Mapping[int, Sequence[tuple[int, int]]]:
+        wanted = None if tenant_ids is None else set(tenant_ids)
         found: dict[int, list[tuple[int, int]]] = {}
         for sub_id, sub in sorted(self.subscriptions.rows.items()):
-            if sub.tenant_id not in wanted:
+            if wanted is not None and sub.tenant_id not in wanted:
                 continue
             for endpoint_id in self.data.controls.get(sub_id, DeliveryControls()).endpoint_ids:
                 endpoint = self.data.rows.get(endpoint_id)

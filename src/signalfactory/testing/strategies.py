@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -117,3 +118,10 @@ class MemoryStrategyRepository:
         new_id = len(self.store.runs) + 1
         self.store.runs[new_id] = run
         return new_id
+
+    def record_runs(self, runs: Sequence[StrategyRun]) -> None:
+        for run in runs:
+            self.record_run(run)
+
+    def versions_stamp(self) -> tuple[int, int]:
+        return len(self.store.versions), max(self.store.versions, default=0)

@@ -14,10 +14,13 @@ one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +109,25 @@ def _zero_copy(chunk: pa.Array) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
 
 
+_SYNC_LOCK = threading.Lock()
+_sync_pool: ThreadPoolExecutor | None = None
+
+
+def _syncer() -> ThreadPoolExecutor:
+    global _sync_pool  # one small pool per process, made on the first write
+    with _SYNC_LOCK:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segment-sync")
+        return _sync_pool
+
+
+def _sync_and_rename(tmp: Path, final: Path) -> None:
+    """The written segment onto the disk, then under its final name."""
+    with tmp.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    tmp.rename(final)
+
+
 @dataclass(frozen=True)
 class _Segment:
     cols: BarColumns
@@ -120,9 +142,13 @@ class ColumnarBarStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._cache: dict[str, _Segment] = {}
+        # Segments registered by a transaction of this process whose file may still be on
+        # its way to its final name: a read in that same transaction waits for it.
+        self._syncing: dict[str, Future[None]] = {}
 
     # -- writing -------------------------------------------------------------------------
-    def _write_file(self, timeframe: Timeframe, cols: BarColumns) -> Path:
+    def _write_file(self, timeframe: Timeframe, cols: BarColumns) -> tuple[Path, Path]:
+        """The segment written to a temporary name (not synced yet); (temporary, final)."""
         folder = self.root / timeframe.name
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{uuid.uuid4().hex}.arrow"
@@ -132,22 +158,38 @@ class ColumnarBarStore:
             schema=_SCHEMA)
         with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, _SCHEMA) as writer:
             writer.write_table(table, max_chunksize=max(len(cols), 1))
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        tmp.rename(final)
-        return final
+        return tmp, final
 
     def write(self, conn: Connection, timeframe: Timeframe, cols: BarColumns) -> int:
-        """Add bars (sorted, unique) inside the caller's transaction; returns rows written."""
+        """Add bars (sorted, unique) inside the caller's transaction; returns rows written.
+
+        The file is flushed to disk and given its final name before the database commits its
+        registration (a registered segment always has its data, whatever happens to the
+        machine), but in another thread: the rest of the transaction (the ingest journal, a
+        live evaluation overlapped with the commit) does not wait for the disk meanwhile.
+        """
         if len(cols) == 0:
             return 0
-        path = self._write_file(timeframe, cols)
-        rel = str(path.relative_to(self.root))
+        tmp, final = self._write_file(timeframe, cols)
+        digest = _sha256(tmp)
+        rel = str(final.relative_to(self.root))
+        synced = self._syncing[rel] = _syncer().submit(_sync_and_rename, tmp, final)
+        synced.add_done_callback(lambda _f: self._syncing.pop(rel, None))
 
-        _on_outcome(conn, on_rollback=lambda: path.unlink(missing_ok=True))
+        def _before_commit(_conn: Connection) -> None:
+            synced.result()  # raises when the file could not be synced: nothing commits
+
+        def _discard() -> None:
+            with contextlib.suppress(Exception):
+                synced.result()
+            final.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+
+        sa.event.listen(conn, "commit", _before_commit)
+        _on_outcome(conn, on_rollback=_discard)
         conn.execute(bar_segments.insert().values(
-            timeframe=timeframe.name, path=rel, rows=len(cols), min_ts=int(cols.ts.min()),
-            max_ts=int(cols.ts.max()), sha256=_sha256(path)))
+            timeframe=timeframe.name, path=rel, rows=len(cols),
+            min_ts=int(cols.ts.min()), max_ts=int(cols.ts.max()), sha256=digest))
         return len(cols)
 
     # -- reading -------------------------------------------------------------------------
@@ -162,6 +204,9 @@ class ColumnarBarStore:
         cached = self._cache.get(rel)
         if cached is not None:
             return cached
+        syncing = self._syncing.get(rel)
+        if syncing is not None:
+            syncing.result()
         source = pa.memory_map(str(self.root / rel), "r")
         table = ipc.open_file(source).read_all()
         arrays = []

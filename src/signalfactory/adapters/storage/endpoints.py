@@ -139,19 +139,22 @@ class SqlEndpointRepository:
             self.conn.execute(subscription_endpoints.insert(), [
                 {"subscription_id": subscription_id, "endpoint_id": e} for e in links])
 
-    def routes(self, tenant_ids: Sequence[int]) -> Mapping[int, Sequence[tuple[int, int]]]:
-        if not tenant_ids:
+    def routes(self, tenant_ids: Sequence[int] | None
+               ) -> Mapping[int, Sequence[tuple[int, int]]]:
+        if tenant_ids is not None and not tenant_ids:
             return {}
         # The endpoint's tenant must be the subscription's: a link is never a way out.
+        wanted = [endpoints.c.tenant_id == subscriptions.c.tenant_id,
+                  endpoints.c.enabled.is_(True)]
+        if tenant_ids is not None:
+            wanted.append(subscriptions.c.tenant_id.in_(sorted(set(tenant_ids))))
         rows = self.conn.execute(
             sa.select(subscriptions.c.tenant_id, subscription_endpoints.c.subscription_id,
                       subscription_endpoints.c.endpoint_id)
             .join(subscriptions,
                   subscriptions.c.id == subscription_endpoints.c.subscription_id)
             .join(endpoints, endpoints.c.id == subscription_endpoints.c.endpoint_id)
-            .where(subscriptions.c.tenant_id.in_(sorted(set(tenant_ids))),
-                   endpoints.c.tenant_id == subscriptions.c.tenant_id,
-                   endpoints.c.enabled.is_(True))
+            .where(*wanted)
             .order_by(subscriptions.c.tenant_id, subscription_endpoints.c.subscription_id,
                       subscription_endpoints.c.endpoint_id))
         found: dict[int, list[tuple[int, int]]] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,13 +24,25 @@ _CHUNK = 500  # symbols per IN (...) list: well inside every driver's parameter 
 class SqlInstrumentRepository:
     """The ``InstrumentRepository`` port on the ``instruments`` table of one connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, known: dict[tuple[str, str], int] | None = None,
+                 on_commit: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """``known``: the database's committed ids by (symbol, venue), shared by its writing
+        units of work, which learn new ones through ``on_commit``."""
         self.conn = conn
+        self.known = known
+        self.on_commit = on_commit
 
     def upsert(self, specs: Sequence[InstrumentSpec]) -> UpsertedInstruments:
         if not specs:
             return UpsertedInstruments({}, changed=False)
         wanted = {(s.symbol, s.venue): s for s in specs}
+        known = self.known
+        if known is not None and not any(s.tags for s in specs):
+            try:  # every one committed before (a live feed): nothing to read or write
+                return UpsertedInstruments({key[0]: known[key] for key in wanted},
+                                           changed=False)
+            except KeyError:
+                pass
         existing: dict[tuple[str, str], tuple[int, dict[str, TagValue]]] = {}
         symbols = sorted({s.symbol for s in specs})
         # Stored tags matter only to merge given ones into; a bar feed usually gives none.
@@ -60,6 +72,7 @@ class SqlInstrumentRepository:
                                       .values(tags=merged))
                     changed = True
         ids = {key[0]: existing[key][0] for key in wanted if key in existing}
+        exact = {key: int(existing[key][0]) for key in wanted if key in existing}
         # Only the new rows need their ids read back (a live feed re-sends known instruments).
         added = sorted({str(row["symbol"]) for row in new_rows})
         for chunk_start in range(0, len(added), _CHUNK):
@@ -69,6 +82,9 @@ class SqlInstrumentRepository:
                     .where(instruments.c.symbol.in_(chunk))):
                 if (added_row.symbol, added_row.venue) in wanted:
                     ids[added_row.symbol] = added_row.id
+                    exact[(added_row.symbol, added_row.venue)] = int(added_row.id)
+        if known is not None and self.on_commit is not None:
+            self.on_commit(lambda: known.update(exact))  # never ids a rollback undid
         return UpsertedInstruments(ids, changed=changed)
 
     def _symbol_in(self, symbols: list[str]) -> sa.ColumnElement[bool]:

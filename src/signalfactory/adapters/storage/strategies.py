@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -128,8 +129,22 @@ class SqlStrategyRepository:
         return [_stored(r) for r in self.conn.execute(query)]
 
     def record_run(self, run: StrategyRun) -> int:
-        return int(self.conn.execute(strategy_runs.insert().returning(strategy_runs.c.id).values(
-            strategy_version_id=run.strategy_version_id, timeframe=run.timeframe,
-            status=run.status, error=run.error, instruments=run.instruments,
-            signals_written=run.signals_written, started_at=run.started_at,
-            finished_at=run.finished_at)).scalar_one())
+        return int(self.conn.execute(strategy_runs.insert().returning(strategy_runs.c.id)
+                                     .values(**_run_row(run))).scalar_one())
+
+    def record_runs(self, runs: Sequence[StrategyRun]) -> None:
+        if runs:  # one executemany: live evaluation records a run per watched version
+            self.conn.execute(strategy_runs.insert(), [_run_row(r) for r in runs])
+
+    def versions_stamp(self) -> tuple[int, int]:
+        count, newest = self.conn.execute(sa.select(
+            sa.func.count(), sa.func.coalesce(sa.func.max(strategy_versions.c.id), 0))
+            .select_from(strategy_versions)).one()
+        return int(count), int(newest)
+
+
+def _run_row(run: StrategyRun) -> dict[str, object]:
+    return {"strategy_version_id": run.strategy_version_id, "timeframe": run.timeframe,
+            "status": run.status, "error": run.error, "instruments": run.instruments,
+            "signals_written": run.signals_written, "started_at": run.started_at,
+            "finished_at": run.finished_at}

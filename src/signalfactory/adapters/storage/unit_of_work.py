@@ -111,9 +111,11 @@ def translated_errors() -> Iterator[None]:
 class SqlUnitOfWork:
     """Repositories bound to one connection in one transaction."""
 
-    def __init__(self, conn: Connection, bar_store: BarStore) -> None:
+    def __init__(self, conn: Connection, bar_store: BarStore,
+                 known_instruments: dict[tuple[str, str], int] | None = None) -> None:
         self.connection = conn
         self.bar_store = bar_store
+        self.known_instruments = known_instruments
         self._after_commit: list[Callable[[], None]] = []
 
     @property
@@ -132,7 +134,7 @@ class SqlUnitOfWork:
     @property
     def instruments(self) -> SqlInstrumentRepository:
         from signalfactory.adapters.storage.instruments import SqlInstrumentRepository
-        return SqlInstrumentRepository(self.connection)
+        return SqlInstrumentRepository(self.connection, self.known_instruments, self.on_commit)
 
     @property
     def bars(self) -> SqlBarRepository:
@@ -275,6 +277,10 @@ class SqlDatabase:
         self.read_engine = read_engine
         self.bar_store = bar_store
         self.guard = guard
+        # (symbol, venue) -> id of committed instrument rows, for writes. Rows are never
+        # deleted nor re-keyed (a restore runs with every process stopped), so an id once
+        # committed stays right; a live feed's write then skips looking its symbols up.
+        self.known_instruments: dict[tuple[str, str], int] = {}
 
     @property
     def reader(self) -> Engine:
@@ -321,7 +327,7 @@ class SqlDatabase:
         with self._noting_unreachable(), translated_errors(), self.engine.begin() as conn:
             if not durable and conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            uow = SqlUnitOfWork(conn, self.bar_store)
+            uow = SqlUnitOfWork(conn, self.bar_store, self.known_instruments)
             yield uow
         uow._committed()
 

@@ -31,11 +31,12 @@ def subscription_filter(subscription: Subscription) -> StreamFilter:
                         min_score=subscription.min_score, subscription_id=subscription.id)
 
 
-def _tenants_concerned(uow: UnitOfWork, events: Sequence[SignalEvent]) -> list[int]:
-    """Tenants that can see at least one of the events: the owners, and every tenant when a
-    built-in strategy's signal is among them (built-ins are visible to all)."""
+def _tenants_concerned(events: Sequence[SignalEvent]) -> list[int] | None:
+    """Tenants that can see at least one of the events: the owners, or every tenant (None)
+    when a built-in strategy's signal is among them (built-ins are visible to all). Every
+    tenant is asked for as such, not listed: the routes query finds the few that have any."""
     if any(e.builtin for e in events):
-        return [t.id for t in uow.accounts.list_tenants()]
+        return None
     return sorted({e.tenant_id for e in events})
 
 
@@ -43,7 +44,7 @@ def delivery_rows(uow: UnitOfWork, events: Sequence[SignalEvent]) -> list[NewDel
     """One row per (signal, endpoint) that some matching subscription routes it to."""
     if not events:
         return []
-    routes = uow.endpoints.routes(_tenants_concerned(uow, events))
+    routes = uow.endpoints.routes(_tenants_concerned(events))
     rows: list[NewDelivery] = []
     seen: set[tuple[int, int]] = set()
     for tenant_id, pairs in routes.items():

@@ -49,9 +49,11 @@ class EndpointRepository(Protocol):
         """Replace the subscription's delivery settings and endpoint links."""
         ...
 
-    def routes(self, tenant_ids: Sequence[int]) -> Mapping[int, Sequence[tuple[int, int]]]:
+    def routes(self, tenant_ids: Sequence[int] | None
+               ) -> Mapping[int, Sequence[tuple[int, int]]]:
         """tenant id -> (subscription id, endpoint id) pairs of enabled endpoints: where a
-        new signal of that tenant (after the subscription's filter) must go."""
+        new signal of that tenant (after the subscription's filter) must go. ``None``: every
+        tenant's (a built-in strategy's signal concerns them all)."""
         ...
 
 

@@ -16,6 +16,11 @@ Invariant: for each instrument it holds, an entry has exactly the stored bars wi
   ingest-journal id directly follows the last one this process saw. A gap means another
   writer (a worker, the CLI) committed bars in between: every window is dropped and refills
   from the store;
+* trimming only upwards: a commit that appends a bar to every held instrument drops, in the
+  copy its merge makes anyway, the bars before where the last window's reach puts the next
+  window's start (when each instrument keeps what that window needs), and raises the floors
+  to it. That window is then the held bars themselves, not a second copy of ~6 MB per
+  500-symbol batch; a late bar from before the floors is read from the store;
 * an age limit: an entry is dropped ``max_age`` seconds after its fill, and one filled less
   than ``_UNSETTLED_SECONDS`` after a gap lives only until then. On PostgreSQL a lower ingest
   id can commit after a higher one; a window filled before that straggler committed would
@@ -78,8 +83,13 @@ class LiveWindows:
         self._unsettled_until = 0.0
         self.hits = 0
         self.misses = 0
-        # The last pending write merged by ``window``: its commit reuses the merge.
-        self._pending: tuple[int, BarColumns, BarColumns] | None = None
+        # The last pending write merged by ``window``: its commit reuses the merge (and its
+        # floors).
+        self._pending: tuple[int, BarColumns, BarColumns, dict[int, int]] | None = None
+        # Per timeframe, what the last window served asked for: (first new bar - start,
+        # bars needed before the first new bar). A commit trims the held bars to where the
+        # next window will start, in the copy the merge makes anyway (see ``_merged``).
+        self._reach: dict[str, tuple[int, int]] = {}
 
     @property
     def generation(self) -> int:
@@ -116,17 +126,20 @@ class LiveWindows:
         if entry is None:
             return self._counted(None)
         if pending is not None:
-            merged = _merged(entry, pending)
-            entry = _Entry(merged, entry.floors, entry.expires)
+            merged, merged_floors = _merged(entry, pending, (start_ns, needed))
+            entry = _Entry(merged, merged_floors, entry.expires)
             with self._lock:
                 if generation == self._generation:
-                    self._pending = (generation, pending, merged)
+                    self._pending = (generation, pending, merged, merged_floors)
         floors = [entry.floors.get(i) for i in first_new]
         if any(f is None or f > start_ns for f in floors):
             return self._counted(None)
         every = len(entry.floors) == len(first_new)
         ids = None if every else np.array(sorted(first_new), dtype=np.int64)
-        cols = entry.cols.filter(ids, start_ns, None)
+        if every and all(f == start_ns for f in floors):
+            cols = entry.cols  # trimmed to this start by the commit's merge: nothing to cut
+        else:
+            cols = entry.cols.filter(ids, start_ns, None)
         before = bars_before(cols, first_new)
         if len(before) != len(first_new):
             return self._counted(None)
@@ -134,6 +147,9 @@ class LiveWindows:
             if any(f != FULL for f in floors):
                 return self._counted(None)
             cols = entry.cols.filter(ids, None, None)
+        elif first_new:
+            with self._lock:
+                self._reach[timeframe.name] = (min(first_new.values()) - start_ns, needed)
         return self._counted(cols)
 
     def _counted(self, cols: BarColumns | None) -> BarColumns | None:
@@ -197,50 +213,98 @@ class LiveWindows:
             if entry is None or len(cols) == 0:
                 return self._generation
             if pending is not None and pending[0] == self._generation - 1 and pending[1] is cols:
-                entry.cols = pending[2]
+                entry.cols, entry.floors = pending[2], pending[3]
             else:
-                entry.cols = _merged(entry, cols)
+                reach = self._reach.get(timeframe.name)
+                trim = None if reach is None else (int(cols.ts.min()) - reach[0], reach[1])
+                entry.cols, entry.floors = _merged(entry, cols, trim)
             if len(entry.cols) > _MAX_ROWS:
                 del self._entries[timeframe.name]
             return self._generation
 
 
-def _merged(entry: _Entry, cols: BarColumns) -> BarColumns:
-    """``entry``'s bars with the held instruments' written bars at or above their floor."""
-    held = np.fromiter(entry.floors, dtype=np.int64, count=len(entry.floors))
+def _merged(entry: _Entry, cols: BarColumns,
+            trim: tuple[int, int] | None = None) -> tuple[BarColumns, dict[int, int]]:
+    """``entry``'s bars with the held instruments' written bars at or above their floor, and
+    the floors that go with them.
+
+    ``trim`` (start, needed): where the next window starts and how many bars it needs before
+    the new ones. When the write appends a bar to every held instrument and each keeps at
+    least ``needed`` bars from ``start`` on, the bars before ``start`` are left out of the
+    merged copy and the floors rise to ``start``: the window is then the held bars as they
+    are, with no second copy. Otherwise nothing is trimmed (an instrument held whole because
+    its history is short stays whole).
+    """
+    floors = entry.floors
+    held = np.fromiter(floors, dtype=np.int64, count=len(floors))
     new = cols.take(np.isin(cols.instrument_id, held))
     if len(new) == 0:
-        return entry.cols
+        return entry.cols, floors
     ids, first = np.unique(new.instrument_id, return_index=True)
     lengths = np.diff(np.append(first, len(new)))
-    floor = np.repeat(np.array([entry.floors[i] for i in ids.tolist()], dtype=np.int64),
-                      lengths)
+    floor = np.repeat(np.array([floors[i] for i in ids.tolist()], dtype=np.int64), lengths)
     new = new.take(new.ts >= floor)
     if len(new) == 0:
-        return entry.cols
+        return entry.cols, floors
     old = entry.cols
     at = np.searchsorted(old.instrument_id, new.instrument_id, "right")
     prev = at - 1
     appends = bool(np.all(prev >= 0)) and bool(np.all(
         (old.instrument_id[prev] == new.instrument_id) & (old.ts[prev] < new.ts)))
     if appends:  # the usual live case: every written bar is its instrument's newest
-        return _inserted(old, at, new)
+        if trim is not None and len(ids) == len(floors):
+            trimmed = _trimmed(old, ids, at, trim)
+            if trimmed is not None:
+                return _inserted(old, at, new, trimmed), {
+                    i: max(f, trim[0]) for i, f in floors.items()}
+        return _inserted(old, at, new), floors
     # Late, rewritten or out-of-order bars: the store's own rule, newest write wins.
-    return BarColumns.concat([old, new]).latest_wins()
+    return BarColumns.concat([old, new]).latest_wins(), floors
 
 
-def _inserted(old: BarColumns, at: I64, new: BarColumns) -> BarColumns:
+def _trimmed(old: BarColumns, ids: I64, at: I64,
+             trim: tuple[int, int]) -> tuple[npt.NDArray[np.bool_], I64] | None:
+    """Which of ``old``'s rows lie from ``trim``'s start on, and their running count; None
+    when an instrument of ``ids`` (every held one) would keep fewer than it needs."""
+    start, needed = trim
+    keep = old.ts >= start
+    kept: I64 = np.cumsum(keep, dtype=np.int64)
+    ends = np.unique(at)  # one past each instrument's last held row
+    begins = np.searchsorted(old.instrument_id, ids, "left")
+    counts: I64 = kept[ends - 1] - np.where(begins > 0, kept[np.maximum(begins - 1, 0)], 0)
+    if len(counts) != len(ids) or int(counts.min()) < needed:
+        return None
+    return keep, kept
+
+
+def _inserted(old: BarColumns, at: I64, new: BarColumns,
+              trimmed: tuple[npt.NDArray[np.bool_], I64] | None = None) -> BarColumns:
     """``np.insert(column, at, new column)`` for every column (``at`` non-decreasing), the
-    rows' places worked out once rather than once per column."""
-    total = len(old) + len(new)
-    new_rows = at + np.arange(len(new), dtype=np.int64)
-    old_rows = np.ones(total, dtype=bool)
-    old_rows[new_rows] = False
-    columns = []
-    for name in _COLUMNS:
-        held = getattr(old, name)
-        column = np.empty(total, dtype=held.dtype)
-        column[new_rows] = getattr(new, name)
-        column[old_rows] = held
-        columns.append(column)
-    return BarColumns(*columns)
+    rows' places worked out once rather than once per column; with ``trimmed`` (the old rows
+    to keep and their running count, see ``_trimmed``), only those old rows, in the same
+    gather."""
+    if trimmed is None:
+        total = len(old) + len(new)
+        new_rows = at + np.arange(len(new), dtype=np.int64)
+        old_rows = np.ones(total, dtype=bool)
+        old_rows[new_rows] = False
+        columns = []
+        for name in _COLUMNS:
+            held = getattr(old, name)
+            column = np.empty(total, dtype=held.dtype)
+            column[new_rows] = getattr(new, name)
+            column[old_rows] = held
+            columns.append(column)
+        return BarColumns(*columns)
+    # One index into [old rows, new rows] per output row, then one take per column.
+    keep, kept = trimmed
+    before = np.where(at > 0, kept[np.maximum(at - 1, 0)], 0)
+    new_rows = before + np.arange(len(new), dtype=np.int64)
+    total = int(kept[-1]) + len(new)
+    source = np.empty(total, dtype=np.int64)
+    is_new = np.zeros(total, dtype=bool)
+    is_new[new_rows] = True
+    source[new_rows] = len(old) + np.arange(len(new), dtype=np.int64)
+    source[~is_new] = np.flatnonzero(keep)
+    return BarColumns(*(np.concatenate((getattr(old, name), getattr(new, name))).take(source)
+                        for name in _COLUMNS))

@@ -89,9 +89,27 @@ class LiveReport:
     overlapped: bool = False
 
 
-def watched_strategies(uow: UnitOfWork, timeframe: Timeframe) -> list[StoredStrategy]:
-    """Newest versions of the strategies evaluated live on ``timeframe`` (see module doc)."""
-    return uow.strategies.watched(timeframe.name, uow.signals.builtin_interest())
+def watched_strategies(uow: UnitOfWork, timeframe: Timeframe,
+                       cache: dict[str, tuple[object, list[StoredStrategy]]] | None = None,
+                       ) -> list[StoredStrategy]:
+    """Newest versions of the strategies evaluated live on ``timeframe`` (see module doc).
+
+    ``cache`` (``platform.live_watched``) keeps the answer with the stamp it was read at:
+    the built-ins the subscriptions ask for and the strategy versions' stamp, which between
+    them change with every change to the answer, whichever process makes it. On a write
+    with neither changed, two small reads replace the join of every strategy with its
+    newest version.
+    """
+    interest = uow.signals.builtin_interest()
+    if cache is None:
+        return uow.strategies.watched(timeframe.name, interest)
+    stamp = (interest, uow.strategies.versions_stamp())
+    held = cache.get(timeframe.name)
+    if held is not None and held[0] == stamp:
+        return list(held[1])
+    watched = uow.strategies.watched(timeframe.name, interest)
+    cache[timeframe.name] = (stamp, list(watched))
+    return watched
 
 
 def _instantiate(platform: Platform, stored: StoredStrategy) -> Strategy:
@@ -114,8 +132,8 @@ def load_window(platform: Platform, written: BarsWritten, symbols: Mapping[int, 
     A write that ``write_bars`` applied to ``platform.live_windows`` (``ingest_id`` set) is
     served from memory when the windows held cover it; otherwise the store is read, with a
     margin of an eighth of the warm-up before the start, so that a late bar a little behind
-    the others still finds its window in memory (later batches start later anyway). Every
-    batch copies what is held once: a wider margin would cost each batch more.
+    the others still finds its window in memory until the next append trims what is held to
+    its own window (see ``LiveWindows``; later batches start later anyway).
     """
     start = _window_start(written.timeframe, written.first_new, lookback)
     span = min(written.first_new.values()) - start
@@ -255,7 +273,7 @@ def prepare_new_bars(platform: Platform, timeframe: Timeframe, cols: BarColumns,
     def run() -> tuple[int, _Evaluated] | None:
         started = platform.clock.now()
         with platform.database.read(primary=True) as uow:
-            watched = watched_strategies(uow, timeframe)
+            watched = watched_strategies(uow, timeframe, platform.live_watched)
         if not watched:
             return generation, _Evaluated(watched, [], 0, started)
 
@@ -295,7 +313,7 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
     if evaluated is None:
         started = platform.clock.now()
         with platform.database.read(primary=True) as uow:
-            watched = watched_strategies(uow, written.timeframe)
+            watched = watched_strategies(uow, written.timeframe, platform.live_watched)
             if not watched:
                 return None
             symbols = (written.symbols if written.first_new.keys() <= written.symbols.keys()
@@ -314,13 +332,12 @@ def _evaluate(platform: Platform, written: BarsWritten) -> LiveReport | None:
             version_id = batch[inserted.index][0].version_id
             new_by_version[version_id] = new_by_version.get(version_id, 0) + 1
         finished = platform.clock.now()
-        for o in outcomes:
-            uow.strategies.record_run(StrategyRun(
-                strategy_version_id=o.stored.version_id, timeframe=written.timeframe.name,
-                status="failed" if o.error else "succeeded", error=o.error,
-                instruments=evaluated.instruments,
-                signals_written=new_by_version.get(o.stored.version_id, 0),
-                started_at=started, finished_at=finished))
+        uow.strategies.record_runs([StrategyRun(
+            strategy_version_id=o.stored.version_id, timeframe=written.timeframe.name,
+            status="failed" if o.error else "succeeded", error=o.error,
+            instruments=evaluated.instruments,
+            signals_written=new_by_version.get(o.stored.version_id, 0),
+            started_at=started, finished_at=finished) for o in outcomes])
     # Committed: count, invalidate and publish.
     for o in outcomes:
         LOGIC_EXECUTIONS.labels(o.stored.name, "failed" if o.error else "succeeded").inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from signalfactory.domain.strategies.stored import (
@@ -60,4 +61,17 @@ class StrategyRepository(Protocol):
 
     def record_run(self, run: StrategyRun) -> int:
         """Store one evaluation of a version; returns the run id."""
+        ...
+
+    def record_runs(self, runs: Sequence[StrategyRun]) -> None:
+        """Store several evaluations at once (live evaluation's, one per watched version)."""
+        ...
+
+    def versions_stamp(self) -> tuple[int, int]:
+        """How many strategy versions are stored and the highest id (0, 0: none).
+
+        Strategies and versions are only ever added, and a strategy counts (``visible``,
+        ``watched``) from its first version on, so the stamp changes with every change to
+        what ``watched`` returns for the same ``builtins``. The count covers a lower id that
+        commits after a higher one (PostgreSQL sequences)."""
         ...
