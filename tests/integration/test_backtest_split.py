@@ -106,11 +106,14 @@ def test_bars_stored_after_the_cut_change_nothing_the_parent_assembles(
     for _ in range(20):  # the chunks (and the parent looking, and waiting again)
         with split_platform.database.read(primary=True) as uow:
             state = uow.splits.get(job_id)
-        assert state is not None
+            counts = uow.splits.counts(job_id)
+        assert state is not None and counts == (state.done, state.total)
         if state.complete:
             break
         assert runner.run_next() is not None
     assert state.complete
+    with split_platform.database.read(primary=True) as uow:
+        assert uow.splits.counts("no such job") is None
     _store_more_bars(split_platform)  # after the last chunk, before the parent assembles
     job = finished(split_platform, job_id, 60, between=runner.run_until_idle)
     assert job.status == "succeeded", job

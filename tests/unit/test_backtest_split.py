@@ -157,10 +157,12 @@ def test_the_counter_counts_a_chunk_once() -> None:
     assert repo.cut("p") == '{"chunks": [[0, 1]]}' and repo.cut("q") is None
     assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
     assert repo.started("p", 5) == 0
+    assert repo.counts("p") == (0, 2) and repo.counts("q") is None
     assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2, True)
     assert repo.complete("p", 1, b"again", 1.5, now) == (1, 2, False)  # a zombie's write
     assert repo.complete("p", 0, b"zero", 1.0, now) == (2, 2, True)
     assert repo.complete("q", 0, b"none", 1.0, now) == (0, 0, False)
+    assert repo.counts("p") == (2, 2)
     state = repo.get("p")
     assert state is not None and state.complete
     assert [c.executions for c in state.chunks] == [0, 2]
@@ -194,3 +196,20 @@ def test_the_chunks_traded_times_are_the_universes(start_ns: int | None) -> None
         assert got.tobytes() == expected.tobytes()
         assert got[positions].tobytes() == win.ts.tobytes()
         assert positions.tobytes() == np.searchsorted(expected, win.ts).tobytes()
+
+
+def test_chunks_trading_at_the_same_times_join_as_any_chunks_do() -> None:
+    # every instrument at the same times but the last (a shorter history): the chunks that
+    # share their times take the shortcut, the last range does not
+    shared = np.arange(0, 3000, 10, dtype=np.int64)
+    times = [shared] * 5 + [shared[40:]]
+    u = universe([len(t) for t in times])
+    u = BarUniverse(symbols=u.symbols, offsets=u.offsets, ts=np.concatenate(times),
+                    open=u.open, high=u.high, low=u.low, close=u.close, volume=u.volume)
+    for ranges in ([(0, 2), (2, 4), (4, 5)], [(0, 3), (3, 6)], [(0, 1), (1, 5), (5, 6)]):
+        got, positions = join_traded_times([traded_times(span(u, i, j), None)
+                                            for i, j in ranges])
+        covered = span(u, ranges[0][0], ranges[-1][1]).ts
+        assert got.tobytes() == shared.tobytes()
+        expected = np.searchsorted(shared, covered)
+        assert positions.dtype == np.int64 and positions.tobytes() == expected.tobytes()

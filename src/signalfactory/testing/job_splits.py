@@ -59,6 +59,10 @@ class MemorySplitRepository:
             ChunkState(i, c.job_id, c.executions, c.finished_at is not None, c.seconds)
             for i, c in enumerate(row.chunks)))
 
+    def counts(self, parent_job_id: str) -> tuple[int, int] | None:
+        row = self.store.splits.get(parent_job_id)
+        return None if row is None else (row.done, len(row.chunks))
+
     def _chunk(self, parent_job_id: str, index: int) -> ChunkRow | None:
         row = self.store.splits.get(parent_job_id)
         if row is None or not 0 <= index < len(row.chunks):

@@ -54,6 +54,14 @@ class SqlSplitRepository:
                                     None if r.seconds is None else float(r.seconds))
                          for r in rows))
 
+    def counts(self, parent_job_id: str) -> tuple[int, int] | None:
+        # the counter row only: on SQLite a chunk row's ``finished_at`` lies past its result
+        # blob, so reading it walks the blob's overflow pages (tens of ms a chunk)
+        s = job_splits.c
+        row = self.conn.execute(sa.select(s.done, s.total).where(
+            s.parent_job_id == parent_job_id)).first()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def cut(self, parent_job_id: str) -> str | None:
         value = self.conn.execute(sa.select(job_splits.c.cut).where(
             job_splits.c.parent_job_id == parent_job_id)).scalar_one_or_none()

@@ -34,6 +34,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -164,6 +165,15 @@ def bars_digest(bars: BarUniverse) -> str:
     return digest.hexdigest()
 
 
+def chunk_digests(parts: Sequence[BarUniverse]) -> list[str]:
+    """`bars_digest` of each chunk's bars, on two threads: sha256 lets go of the GIL, and the
+    workers the chunks are for are idle until this cut is stored."""
+    if len(parts) < 2:
+        return [bars_digest(p) for p in parts]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="split-digest") as pool:
+        return list(pool.map(bars_digest, parts))
+
+
 # -- a chunk's parts as bytes (exact: numpy's own format, floats never go through text) -----
 
 class Chunk(NamedTuple):
@@ -190,6 +200,11 @@ def join_traded_times(traded: Sequence[tuple[np.ndarray, np.ndarray]]
                       ) -> tuple[np.ndarray, np.ndarray]:
     """The chunks' `traded_times` (in chunk order) as the universe's: the union of their
     times, and each traded bar's place in it."""
+    first = traded[0][0] if traded else None
+    if first is not None and all(np.array_equal(t, first) for t, _ in traded[1:]):
+        # the usual universe, all chunks trading at the same times (each chunk's times are
+        # sorted and distinct): their union is those times, the places are the chunks' own
+        return first, np.concatenate([p for _, p in traded]).astype(np.int64, copy=False)
     times = union_of_times(np.concatenate([t for t, _ in traded]))
     return times, np.concatenate([np.searchsorted(times, t)[p] for t, p in traded])
 
@@ -245,7 +260,9 @@ def wait_for_chunks(ctx: TaskContext) -> None:
     a chunk that failed fails it. Returns when there is no split or it is complete."""
     platform = ctx.platform
     with platform.database.read(primary=True) as uow:
-        state = uow.splits.get(ctx.job_id)
+        counts = uow.splits.counts(ctx.job_id)
+        # complete: the chunk rows (read past their results, on SQLite) are not needed
+        state = None if counts is None or counts[0] >= counts[1] else uow.splits.get(ctx.job_id)
         if state is None or state.complete:
             return
         for chunk in state.chunks:
@@ -288,9 +305,9 @@ class Splitter:
         platform = self.ctx.platform
         settings = platform.settings
         with platform.database.read(primary=True) as uow:
-            state = uow.splits.get(self.ctx.job_id)
-            cut = uow.splits.cut(self.ctx.job_id) if state is not None else None
-        if state is not None:
+            split = uow.splits.counts(self.ctx.job_id) is not None
+            cut = uow.splits.cut(self.ctx.job_id) if split else None
+        if split:
             if cut is None:  # made by an older version: assembled on the bars read now
                 return self._assemble(plan, data)
             # made since `resume` looked: the next run assembles what was cut
@@ -329,10 +346,10 @@ class Splitter:
         older version, whose chunks sent none)."""
         job_id = self.ctx.job_id
         with self.ctx.platform.database.read(primary=True) as uow:
-            state = uow.splits.get(job_id)
-            blobs = uow.splits.results(job_id) if state is not None else []
-        total = 0 if state is None else state.total
-        if state is None or len(blobs) != total or (ranges and len(ranges) != total):
+            counts = uow.splits.counts(job_id)
+            blobs = uow.splits.results(job_id) if counts is not None else []
+        total = 0 if counts is None else counts[1]
+        if counts is None or len(blobs) != total or (ranges and len(ranges) != total):
             raise OperationalError(f"split job {job_id} has {len(blobs)} chunk results for "
                                    f"{total} chunks; run the backtest again")
         chunks = [decode_chunk(blob) for blob in blobs]
@@ -372,12 +389,13 @@ class Splitter:
                           "data_range": data.data_range.to_json(),
                           "chunks": [[i, j] for i, j in ranges]})
         ids: list[str] = []
+        parts = [span(data.bars, i, j) for i, j in ranges]
+        digests = chunk_digests(parts)
         with platform.database.write() as uow:
-            for index, (i, j) in enumerate(ranges):
-                part = span(data.bars, i, j)
+            for index, (part, digest) in enumerate(zip(parts, digests, strict=True)):
                 payload: JsonObject = {
                     "parent": ctx.job_id, "index": index, "request": self.request.to_payload(),
-                    "symbols": list(part.symbols), "digest": bars_digest(part),
+                    "symbols": list(part.symbols), "digest": digest,
                     "code_hash": hash_, "start_ns": data.start_ns}
                 job = submit(platform, CHUNK_KIND, payload, tenant_id=ctx.tenant_id, uow=uow,
                              dedupe_key=f"split:{ctx.job_id}:{index}")

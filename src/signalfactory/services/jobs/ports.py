@@ -174,6 +174,10 @@ class SplitRepository(Protocol):
     def get(self, parent_job_id: str) -> SplitState | None:
         ...
 
+    def counts(self, parent_job_id: str) -> tuple[int, int] | None:
+        """(done, total) from the counter row alone (None: no split): no chunk row read."""
+        ...
+
     def started(self, parent_job_id: str, index: int) -> int:
         """Count one more execution of the chunk; returns the count (0: no such chunk)."""
         ...
