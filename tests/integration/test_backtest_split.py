@@ -71,6 +71,7 @@ def test_split_backtest_equals_the_single_box_run(split_platform: Platform) -> N
     assert snapshot(split_platform, backtest_id) == expected
     with split_platform.database.read(primary=True) as uow:
         assert uow.splits.results(job_id) == []  # assembled, then dropped
+        assert uow.splits.pending(job_id) == [] and uow.splits.counts(job_id) == (4, 4)
     assert held_rows(split_platform) == (0, 0)  # copied into the backtest, then dropped
 
 
@@ -107,7 +108,9 @@ def test_bars_stored_after_the_cut_change_nothing_the_parent_assembles(
         with split_platform.database.read(primary=True) as uow:
             state = uow.splits.get(job_id)
             counts = uow.splits.counts(job_id)
+            pending = uow.splits.pending(job_id)
         assert state is not None and counts == (state.done, state.total)
+        assert pending == [(c.index, c.job_id) for c in state.chunks if not c.finished]
         if state.complete:
             break
         assert runner.run_next() is not None

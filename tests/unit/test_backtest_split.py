@@ -158,8 +158,10 @@ def test_the_counter_counts_a_chunk_once() -> None:
     assert repo.started("p", 1) == 1 and repo.started("p", 1) == 2
     assert repo.started("p", 5) == 0
     assert repo.counts("p") == (0, 2) and repo.counts("q") is None
+    assert repo.pending("p") == [(0, "c0"), (1, "c1")] and repo.pending("q") == []
     assert repo.complete("p", 1, b"one", 1.5, now) == (1, 2, True)
     assert repo.complete("p", 1, b"again", 1.5, now) == (1, 2, False)  # a zombie's write
+    assert repo.pending("p") == [(0, "c0")]
     assert repo.complete("p", 0, b"zero", 1.0, now) == (2, 2, True)
     assert repo.complete("q", 0, b"none", 1.0, now) == (0, 0, False)
     assert repo.counts("p") == (2, 2)
@@ -168,7 +170,7 @@ def test_the_counter_counts_a_chunk_once() -> None:
     assert [c.executions for c in state.chunks] == [0, 2]
     assert repo.results("p") == [b"zero", b"one"]
     repo.drop_results("p")
-    assert repo.results("p") == []
+    assert repo.results("p") == [] and repo.pending("p") == []
 
 
 @pytest.mark.parametrize("runs", [[], [[5]], [[1, 2, 3], [2, 3, 4], [0, 9]], [[3, 3, 3]]])

@@ -63,6 +63,11 @@ class MemorySplitRepository:
         row = self.store.splits.get(parent_job_id)
         return None if row is None else (row.done, len(row.chunks))
 
+    def pending(self, parent_job_id: str) -> list[tuple[int, str]]:
+        row = self.store.splits.get(parent_job_id)
+        return [] if row is None else [(i, c.job_id) for i, c in enumerate(row.chunks)
+                                       if c.finished_at is None]
+
     def _chunk(self, parent_job_id: str, index: int) -> ChunkRow | None:
         row = self.store.splits.get(parent_job_id)
         if row is None or not 0 <= index < len(row.chunks):

@@ -62,6 +62,17 @@ class SqlSplitRepository:
             s.parent_job_id == parent_job_id)).first()
         return None if row is None else (int(row[0]), int(row[1]))
 
+    def pending(self, parent_job_id: str) -> list[tuple[int, str]]:
+        c = job_split_chunks.c
+        # a chunk holding its result is finished: SQLite's typeof() reads the blob's type
+        # alone, where ``finished_at`` (after the blob) would walk all its overflow pages
+        held = sa.func.typeof(c.result) != "null" if self.conn.dialect.name == "sqlite" \
+            else c.result.is_not(None)
+        rows = self.conn.execute(sa.select(c.idx, c.job_id).where(
+            c.parent_job_id == parent_job_id,
+            sa.case((held, sa.false()), else_=c.finished_at.is_(None))).order_by(c.idx)).all()
+        return [(int(r.idx), str(r.job_id)) for r in rows]
+
     def cut(self, parent_job_id: str) -> str | None:
         value = self.conn.execute(sa.select(job_splits.c.cut).where(
             job_splits.c.parent_job_id == parent_job_id)).scalar_one_or_none()

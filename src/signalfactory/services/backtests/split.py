@@ -261,33 +261,31 @@ def wait_for_chunks(ctx: TaskContext) -> None:
     platform = ctx.platform
     with platform.database.read(primary=True) as uow:
         counts = uow.splits.counts(ctx.job_id)
-        # complete: the chunk rows (read past their results, on SQLite) are not needed
-        state = None if counts is None or counts[0] >= counts[1] else uow.splits.get(ctx.job_id)
-        if state is None or state.complete:
+        if counts is None or counts[0] >= counts[1]:
             return
-        for chunk in state.chunks:
-            job = None if chunk.finished else uow.jobs.get(chunk.job_id)
+        done, total = counts
+        for index, job_id in uow.splits.pending(ctx.job_id):
+            job = uow.jobs.get(job_id)
             if job is None:
                 continue
-            what = f"chunk {chunk.index + 1} of {state.total} (job {job.id}) is {job.status}"
+            what = f"chunk {index + 1} of {total} (job {job.id}) is {job.status}"
             if job.status == FAILED:
                 raise BadInputError(f"{what}: {job.error}")
             if job.status in (DEAD, CANCELLED):
                 raise OperationalError(f"{what}: {job.error or ''}; retry that job, then "
                                        "this one")
-            if job.status == SUCCEEDED and not _finished(uow, ctx.job_id, chunk.index):
+            if job.status == SUCCEEDED and not _finished(uow, ctx.job_id, index):
                 # it skipped its work: this job was over (cancelled, failed) back then
                 raise OperationalError(f"{what} without a result (it ran while this job was "
                                        "cancelled or failed); submit the backtest again")
-    ctx.progress(state.done / state.total)
+    ctx.progress(done / total)
     raise JobDeferred(platform.settings.split_poll_seconds)
 
 
 def _finished(uow: UnitOfWork, job_id: str, index: int) -> bool:
     """Read again: a chunk's job and its row are written in one transaction, but a
     read-committed read of one and then the other can fall between the two."""
-    state = uow.splits.get(job_id)
-    return state is not None and state.chunks[index].finished
+    return all(i != index for i, _ in uow.splits.pending(job_id))
 
 
 class Splitter:

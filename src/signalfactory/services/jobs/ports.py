@@ -178,6 +178,10 @@ class SplitRepository(Protocol):
         """(done, total) from the counter row alone (None: no split): no chunk row read."""
         ...
 
+    def pending(self, parent_job_id: str) -> list[tuple[int, str]]:
+        """The chunks not finished, as (index, job id), read without their results."""
+        ...
+
     def started(self, parent_job_id: str, index: int) -> int:
         """Count one more execution of the chunk; returns the count (0: no such chunk)."""
         ...
