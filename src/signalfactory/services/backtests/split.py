@@ -204,7 +204,8 @@ def join_traded_times(traded: Sequence[tuple[np.ndarray, np.ndarray]]
     if first is not None and all(np.array_equal(t, first) for t, _ in traded[1:]):
         # the usual universe, all chunks trading at the same times (each chunk's times are
         # sorted and distinct): their union is those times, the places are the chunks' own
-        return first, np.concatenate([p for _, p in traded]).astype(np.int64, copy=False)
+        # (as they were sent, int32 mostly: indexes, the same places in any integer type)
+        return first, np.concatenate([p for _, p in traded])
     times = union_of_times(np.concatenate([t for t, _ in traded]))
     return times, np.concatenate([np.searchsorted(times, t)[p] for t, p in traded])
 
