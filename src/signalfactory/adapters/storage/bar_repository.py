@@ -55,10 +55,7 @@ class SqlBarRepository:
         return self.store.fragmented(self.conn, timeframe)
 
     def compact(self, timeframe: Timeframe) -> bool:
-        if not self.store.fragmented(self.conn, timeframe):
-            return False
-        self.store.replace(self.conn, timeframe, self.store.read_columns(self.conn, timeframe))
-        return True
+        return self.store.compact(self.conn, timeframe)
 
     # -- the ingest journal and collector cursors -----------------------------------------
     def record_ingest(self, entry: IngestRecord) -> int:
