@@ -37,9 +37,11 @@ from signalfactory.adapters.storage.tables_core import (
     tenants,
     usage_counters,
 )
+from signalfactory.domain.tenants import DEFAULT_TENANT_ID
 
-#: every table (and the metadata); the first ones are ``tables_core``'s, re-exported
+#: every table, the metadata and the default tenant id; the first tables are ``tables_core``'s
 __all__ = [
+    "DEFAULT_TENANT_ID",
     "UTCDateTime",
     "api_keys",
     "audit_log",
