@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from signalfactory.adapters.storage.bar_store import BarStore
-from signalfactory.adapters.storage.tables import fetch_cursors, ingests
+from signalfactory.adapters.storage.tables_core import fetch_cursors, ingests
 from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.ingests import IngestRecord

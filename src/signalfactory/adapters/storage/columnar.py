@@ -36,7 +36,7 @@ import pyarrow.ipc as ipc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.tables import bar_segments
+from signalfactory.adapters.storage.tables_core import bar_segments
 from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import FIELDS, BarUniverse
 from signalfactory.domain.timeframes import Timeframe
