@@ -2,8 +2,9 @@
 
     python benchmarks/_api_server.py HOME DATABASE_URL PORT REPORT_FD
 
-Serves ``create_app`` exactly as ``signalfactory serve`` does (uvicorn, uvloop and httptools
-when installed, the websockets sans-I/O protocol), with two benchmark-only additions:
+Serves ``create_app(server=True)`` exactly as ``signalfactory serve`` does (uvicorn, uvloop
+and httptools when installed, the websockets sans-I/O protocol), with two benchmark-only
+additions:
 
 * ``GET /bench/hello``: a bare FastAPI endpoint through the same middleware, the reference
   the read endpoints are compared with;
@@ -128,6 +129,9 @@ class FanOutProbe:
         self.last_send = 0
         self.sends = 0
         self.gc_ms = 0.0
+        self.gc_max_ms = 0.0
+        self.gc_full = 0
+        self.gc_count = 0
         self._gc_started = 0.0
         self._cpu = time.process_time()
         original_publish = StreamHub.publish
@@ -166,20 +170,27 @@ class FanOutProbe:
         BroadcastWebSocketProtocol.write_prepared = write_prepared  # type: ignore[method-assign]
         gc.callbacks.append(self._gc)
 
-    def _gc(self, phase: str, _info: dict[str, Any]) -> None:
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
-            self.gc_ms += (time.perf_counter() - self._gc_started) * 1000
+            pause = (time.perf_counter() - self._gc_started) * 1000
+            self.gc_ms += pause
+            self.gc_max_ms = max(self.gc_max_ms, pause)
+            self.gc_count += 1
+            self.gc_full += info.get("generation") == 2
 
     def take(self) -> dict[str, Any]:
         out = {"hub_start": self.hub_start, "last_send": self.last_send, "sends": self.sends,
-               "gc_ms": round(self.gc_ms, 2)}
+               "gc_ms": round(self.gc_ms, 2), "gc_max_ms": round(self.gc_max_ms, 2),
+               "gc_count": self.gc_count, "gc_full": self.gc_full}
         if self.handed:
             out["published"] = self.handed
+        out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         cpu, self._cpu = self._cpu, time.process_time()
         out["cpu_ms"] = round((self._cpu - cpu) * 1000, 2)
         self.sends, self.gc_ms, self.hub_start, self.handed = 0, 0.0, 0, 0
+        self.gc_max_ms, self.gc_count, self.gc_full = 0.0, 0, 0
         return out
 
 
@@ -222,7 +233,7 @@ def main() -> None:
         rate_limiter=KeyRateLimiter(limits_by_tier={
             t: "100000000/minute" for t in ("free", "premium", "enterprise")}))
     feed = BarFeed(platform)
-    app = create_app(platform=platform)
+    app = create_app(platform=platform, server=True)
 
     @app.get("/bench/hello", include_in_schema=False)
     async def hello() -> dict[str, bool]:
@@ -232,9 +243,8 @@ def main() -> None:
     threading.Thread(target=feed_commands, args=(feed, probe, report), daemon=True).start()
     report.write(json.dumps({"ready": True, "symbols": len(feed.symbols)}) + "\n")
     report.flush()
-    # As `signalfactory serve` does: the broadcast-capable WebSocket protocol, and the
-    # start-up heap moved out of the collector's way (gen-2 passes over it took 0.3 s).
-    gc.freeze()
+    # As `signalfactory serve` does: the broadcast-capable WebSocket protocol, and the heap
+    # settled once the app has started (create_app(server=True)).
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
                 ws=BroadcastWebSocketProtocol, ws_per_message_deflate=False, backlog=4096)
 

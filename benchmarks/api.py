@@ -441,6 +441,8 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
     last_per_round: list[float] = []
     first: list[float] = []
     gc_ms: list[float] = []
+    gc_max: list[float] = []
+    gc_count = gc_full = 0
     client_cpu: list[float] = []
     server_cpu: list[float] = []
     empty = short = 0
@@ -463,6 +465,9 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
             if timing.get(key):
                 stages[name].append((timing[key] - arrival) / 1e6)
         gc_ms.append(fan["gc_ms"])
+        gc_max.append(fan.get("gc_max_ms", 0.0))
+        gc_count += fan.get("gc_count", 0)
+        gc_full += fan.get("gc_full", 0)
         server_cpu.append(fan.get("cpu_ms", float("nan")))
         lat = [(t - arrival) / 1e6 for t in got]
         per_sub.extend(lat)
@@ -481,7 +486,9 @@ def _rounds(server: Server, pool: Receivers | AsyncioReceivers, subscribers: int
     for name, values in rows:
         print(f"{name:40} {pct(values, 50):8.2f} {pct(values, 90):8.2f} {pct(values, 99):8.2f} "
               f"{max(values):8.2f}")
-    print(f"server GC pauses per round: p50 {pct(gc_ms, 50):.1f} ms, max {max(gc_ms):.1f} ms")
+    print(f"server GC pauses per round: p50 {pct(gc_ms, 50):.1f} ms, max {max(gc_ms):.1f} ms; "
+          f"{gc_count} collections in the measured rounds ({gc_full} full), longest "
+          f"{max(gc_max):.1f} ms; server peak RSS {fan.get('maxrss_mb', 0)} MB")
     print(f"server CPU per round (all threads, from the bars to 0.3 s later): p50 "
           f"{pct(server_cpu, 50):.1f} ms, max {max(server_cpu):.1f} ms")
     print(f"subscribers' CPU per round (receiving and parsing {subscribers} messages, on the "

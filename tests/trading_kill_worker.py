@@ -16,6 +16,7 @@ The zygote itself opens no connection and starts no thread before forking.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -79,6 +80,7 @@ def _warm_up() -> None:
 def main() -> None:
     # Everything the child needs, imported before the first fork.
     import ccxt  # noqa: F401 - imported for the children
+    import croniter  # noqa: F401 - the embedded runner's job schedules
     import numpy  # noqa: F401
 
     import signalfactory.adapters.exchanges.ccxt_ack
@@ -88,6 +90,14 @@ def main() -> None:
     import signalfactory.services.trading.tasks
     import signalfactory.workers.runner
     import signalfactory.workers.trading  # noqa: F401
+    # what the platform now makes or imports on first use, which every child would
+    # otherwise import again after its fork (tens of ms each on a busy machine, before its
+    # first order: the kills then land before any order and the test proves less)
+    for lazy in ("adapters.storage.tables", "adapters.storage.signal_events",
+                 "services.audit.log", "services.streaming.ports", "adapters.channels.webhook",
+                 "adapters.channels.email", "adapters.channels.apprise_channel",
+                 "services.sandbox.strategies"):
+        importlib.import_module("signalfactory." + lazy)
     from signalfactory.services.jobs.registry import ensure_tasks_loaded
 
     ensure_tasks_loaded()

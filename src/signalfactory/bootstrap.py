@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from signalfactory.adapters.clock import SystemClock
 from signalfactory.adapters.jobs.queues import LocalJobQueue
@@ -49,7 +49,11 @@ if TYPE_CHECKING:
     from signalfactory.services.jobs.ports import JobQueue
     from signalfactory.services.ports import Clock, ReadinessProbe, UnitOfWork
     from signalfactory.services.sandbox.ports import StrategySandbox
-    from signalfactory.services.streaming.ports import SignalFeed
+    from signalfactory.services.streaming.ports import (
+        CommitNotifications,
+        SignalEventSource,
+        SignalFeed,
+    )
     from signalfactory.services.trading.ports import Exchange
 
 
@@ -112,6 +116,32 @@ def build_database(settings: Settings, probes: dict[str, ReadinessProbe]) -> Sql
     guard = ReadOnlyGuard(settings.read_only_flag, engine,
                           retry_seconds=settings.read_only_probe_seconds)
     return SqlDatabase(engine, make_bar_store(settings), read_engine, guard)
+
+
+class _SignalFeedOnFirstUse:
+    """``platform.signal_feed``: built (its modules imported) when a stream hub first reads
+    it; only serving processes stream, and its modules were part of every command's
+    start-up."""
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+        self._feed: SignalFeed | None = None
+
+    def made(self) -> SignalFeed:
+        if self._feed is None:
+            with self._lock:
+                if self._feed is None:
+                    self._feed = build_signal_feed(self._database)
+        return self._feed
+
+    @property
+    def events(self) -> SignalEventSource:
+        return self.made().events
+
+    @property
+    def notifications(self) -> CommitNotifications | None:
+        return self.made().notifications
 
 
 def build_signal_feed(database: SqlDatabase) -> SignalFeed:
@@ -290,7 +320,8 @@ def build_platform(settings: Settings | None = None, *, migrate_db: bool = False
                         rate_limiter=rate_limiter or build_rate_limiter(settings),
                         jobs=job_queue_for(settings, database),
                         clock=clock or SystemClock(), probes=probes,
-                        signal_feed=build_signal_feed(database), audit=audit_record,
+                        signal_feed=cast("SignalFeed", _SignalFeedOnFirstUse(database)),
+                        audit=audit_record,
                         sandbox=build_sandbox(settings))
     wire_subscribers(platform)
     if migrate_db:

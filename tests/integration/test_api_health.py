@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -43,6 +45,33 @@ def test_readyz_names_migrations_behind(sf_env: dict[str, str]) -> None:
         assert response.status_code == 503
         assert response.json()["failing"] == ["migrations"]
         assert client.get("/livez").status_code == 200
+
+
+def test_the_served_app_settles_its_heap_once_started(
+        sf_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``signalfactory serve``'s app freezes what start-up made (the platform is built as the
+    app starts) and collects less often; an app a test or an embedder starts does not."""
+    import uvicorn
+
+    from signalfactory.api.app import SERVER_GC_THRESHOLDS
+
+    assert cli("init").exit_code == 0
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_kw: served.append(app))
+    assert cli("serve").exit_code == 0
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    assert thresholds != SERVER_GC_THRESHOLDS
+    try:
+        with TestClient(create_app(build=build_platform)) as client:
+            assert client.get("/livez").status_code == 200
+            assert gc.get_freeze_count() == frozen and gc.get_threshold() == thresholds
+        with TestClient(served[0]) as client:
+            assert client.get("/livez").status_code == 200
+            assert gc.get_freeze_count() > frozen + 10_000
+            assert gc.get_threshold() == SERVER_GC_THRESHOLDS
+    finally:
+        gc.unfreeze()  # the test process's heap goes back to the collector
+        gc.set_threshold(*thresholds)
 
 
 @pytest.mark.postgres

@@ -189,6 +189,77 @@ def test_a_segment_that_cannot_be_synced_commits_nothing(
     assert len(list((store.root / "1d").glob("*.arrow"))) == 1
 
 
+def _segments(platform: Platform) -> list[tuple[str, int]]:
+    with engine_of(platform).connect() as conn:
+        return [(str(r.path), int(r.rows)) for r in conn.execute(sa.text(
+            "SELECT path, rows FROM bar_segments WHERE timeframe = '1d' ORDER BY id"))]
+
+
+def _fragment(platform: Platform) -> BarColumns:
+    """A large segment, then nine one-day writes (the second rewrites a stored bar); the
+    bars as a read must see them."""
+    want = _bars([1, 2, 3], "2020-01-01", 200, seed=20)
+    _write(platform, want)
+    for day in range(9):
+        # day 1 overwrites a bar of the large segment, the others continue the series
+        one = _bars([1, 2, 3], "2020-07-10" if day == 1 else f"2020-08-{day + 1:02d}", 1,
+                    seed=21 + day)
+        _write(platform, one)
+        want = _merge_newest(want, one)
+    return want
+
+
+def test_compaction_folds_only_the_small_recent_segments(platform: Platform) -> None:
+    want = _fragment(platform)
+    with engine_of(platform).begin() as conn:
+        assert store_of(platform).fragmented(conn, D1) == (platform.database.dialect
+                                                           == "sqlite")
+        folded = store_of(platform).compact(conn, D1)
+    _assert_same(_read(platform), want)
+    if not folded:  # PostgreSQL: one table, nothing to fold
+        return
+    store = _columnar(platform)
+    segments = _segments(platform)
+    # the large segment is left as it was; the nine small ones became one
+    assert [rows for _path, rows in segments] == [600, 27]
+    assert sorted(p.name for p in (store.root / "1d").glob("*.arrow")) == sorted(
+        Path(path).name for path, _rows in segments)
+    with engine_of(platform).begin() as conn:
+        assert not store.fragmented(conn, D1)
+        assert not store.compact(conn, D1)
+    # a later write of a bar still wins over the merged segment and the large one
+    again = _bars([1, 2], "2020-07-10", 1, seed=40)
+    _write(platform, again)
+    _assert_same(_read(platform), _merge_newest(want, again))
+
+
+def test_a_rolled_back_compaction_leaves_the_store_as_it_was(platform: Platform) -> None:
+    want = _fragment(platform)
+    before, segments = _checksum(platform), _segments(platform)
+    with pytest.raises(RuntimeError, match="abort"), engine_of(platform).begin() as conn:
+        store_of(platform).compact(conn, D1)
+        _assert_same(store_of(platform).read_columns(conn, D1), want)  # its own result
+        raise RuntimeError("abort after compacting")
+    assert _checksum(platform) == before and _segments(platform) == segments
+    if platform.database.dialect == "sqlite":
+        assert len(list((_columnar(platform).root / "1d").glob("*.arrow"))) == len(segments)
+
+
+@pytest.mark.parametrize(("rows", "start"), [
+    ([250_000, *[500] * 8], 1),               # the history stays, the live tail merges
+    ([250_000, 4_000, *[500] * 7], 1),        # a merged tail joins the next merge
+    ([250_000, 60_000, *[500] * 7], 2),       # ... until it is large next to the new rows
+    ([1_000, *[500] * 8], 0),                 # a small history is folded in too
+    ([4**k for k in range(9, 0, -1)], 0),     # tiers each 4x the next: one cascade
+    ([10**9, 10**8, 10**7, 10**6, 10**5, 10**4, 10**3, 10**2, 1], 7),  # the newest two
+])
+def test_the_merged_tail_is_the_segments_small_next_to_it(rows: list[int],
+                                                          start: int) -> None:
+    from signalfactory.adapters.storage.columnar import _tail_start
+
+    assert _tail_start(rows) == start
+
+
 def test_filters_by_instrument_and_time_range(platform: Platform) -> None:
     cols = _bars([1, 2, 3, 4], "2018-12-15", 60, seed=8)
     _write(platform, cols)

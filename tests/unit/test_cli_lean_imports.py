@@ -136,6 +136,12 @@ NOT_FOR_SCAN_OR_BACKTEST = (
     "signalfactory.services.sandbox.strategies",
     "signalfactory.services.audit.log",  # nothing is audited when nothing changes
     "signalfactory.domain.sources",
+    # the whole schema (delivery, trading, sources...): these commands' repositories need
+    # only ``tables_core``; migrations, backups and retention import ``tables``
+    "signalfactory.adapters.storage.tables",
+    "signalfactory.adapters.storage.tables_trading",
+    "signalfactory.adapters.storage.signal_events",  # the signal feed is made on first use
+    "signalfactory.services.streaming.ports",
 )
 
 # Runs the command line as ``python -m signalfactory`` does, counting settings loads; at
@@ -250,3 +256,43 @@ def test_pydantic_plugins_are_off_only_inside_the_block(
     with start_up.pydantic_plugins_off():
         pass
     assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == "some_plugin"
+
+
+def test_the_whole_schema_keeps_its_order_and_the_core_is_its_start() -> None:
+    """``tables`` defines every table on the metadata ``tables_core`` starts: in the schema's
+    order (backups and checksums list tables in it), each after the tables it refers to."""
+    probe = ("import json\n"
+             "from signalfactory.adapters.storage import tables_core\n"
+             "core = list(tables_core.metadata.tables)\n"
+             "from signalfactory.adapters.storage import tables\n"
+             "print(json.dumps([core, list(tables.metadata.tables)]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+    core, whole = json.loads(done.stdout.strip().splitlines()[-1])
+    from signalfactory.adapters.storage import tables, tables_core
+
+    assert tables.metadata is tables_core.metadata
+    assert whole[:len(core)] == core and len(whole) > len(core)
+    assert {"backtests", "bar_segments", "scans", "strategies"} <= set(core)
+    assert {"deliveries", "orders", "sources", "subscriptions"} <= set(whole) - set(core)
+    seen: set[str] = set()
+    for name in whole:
+        table = tables.metadata.tables[name]
+        assert {fk.column.table.name for fk in table.foreign_keys} - {name} <= seen, name
+        seen.add(name)
+
+
+def test_the_signal_feed_is_made_on_first_use(tmp_path: Path) -> None:
+    from signalfactory.adapters.storage.signal_events import SqlSignalEventSource
+    from signalfactory.bootstrap import build_platform
+    from signalfactory.settings import Settings
+
+    platform = build_platform(Settings(home=tmp_path / "home"), migrate_db=True)
+    try:
+        feed = platform.signal_feed
+        assert feed is not None and feed._feed is None  # type: ignore[attr-defined]
+        assert isinstance(feed.events, SqlSignalEventSource)
+        assert feed.notifications is None  # SQLite: polling alone
+        assert feed.events is feed.events and feed.events.max_id() == 0
+    finally:
+        platform.close()

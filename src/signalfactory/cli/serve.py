@@ -13,14 +13,10 @@ from signalfactory.cli.common import err, handle_errors
 def _server_options() -> dict[str, Any]:
     """uvicorn options for the live stream: WebSockets that take a message framed once for
     all subscribers (api/ws_protocol.py), without permessage-deflate (compression needs
-    bytes of its own per connection; stream messages are small JSON). Also moves the
-    start-up heap out of the garbage collector's reach: with a thousand stream connections a
-    full collection over it paused the event loop for 0.2-0.4 s."""
-    import gc
-
+    bytes of its own per connection; stream messages are small JSON). The app itself settles
+    the heap once it has started (``create_app(server=True)``)."""
     from signalfactory.api.ws_protocol import BroadcastWebSocketProtocol
 
-    gc.freeze()
     return {"ws": BroadcastWebSocketProtocol, "ws_per_message_deflate": False}
 
 
@@ -35,8 +31,8 @@ def serve(
     from signalfactory.api import create_app
     from signalfactory.bootstrap import build_platform
 
-    uvicorn.run(create_app(build=build_platform), host=host, port=port, log_level="warning",
-                **_server_options())
+    uvicorn.run(create_app(build=build_platform, server=True), host=host, port=port,
+                log_level="warning", **_server_options())
 
 
 @handle_errors
@@ -91,8 +87,8 @@ def up(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        uvicorn.run(create_app(platform=platform), host=host, port=port, log_level="warning",
-                    **_server_options())
+        uvicorn.run(create_app(platform=platform, server=True), host=host, port=port,
+                    log_level="warning", **_server_options())
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C aborts
         scheduler.stop()

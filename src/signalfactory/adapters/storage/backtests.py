@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from signalfactory.adapters.storage.tables import (
+from signalfactory.adapters.storage.tables_core import (
     backtest_chunk_equity,
     backtest_chunk_trades,
     backtest_equity,

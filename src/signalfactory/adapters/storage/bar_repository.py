@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from signalfactory.adapters.storage.bar_store import BarStore
-from signalfactory.adapters.storage.tables import fetch_cursors, ingests
+from signalfactory.adapters.storage.tables_core import fetch_cursors, ingests
 from signalfactory.domain.bar_columns import BarColumns
 from signalfactory.domain.bars import BarUniverse
 from signalfactory.domain.ingests import IngestRecord
@@ -55,10 +55,7 @@ class SqlBarRepository:
         return self.store.fragmented(self.conn, timeframe)
 
     def compact(self, timeframe: Timeframe) -> bool:
-        if not self.store.fragmented(self.conn, timeframe):
-            return False
-        self.store.replace(self.conn, timeframe, self.store.read_columns(self.conn, timeframe))
-        return True
+        return self.store.compact(self.conn, timeframe)
 
     # -- the ingest journal and collector cursors -----------------------------------------
     def record_ingest(self, entry: IngestRecord) -> int:

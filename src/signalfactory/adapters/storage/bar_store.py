@@ -37,6 +37,10 @@ class BarStore(Protocol):
     def count(self, conn: Connection, timeframe: Timeframe) -> int: ...
 
     def fragmented(self, conn: Connection, timeframe: Timeframe) -> bool:
-        """Is the timeframe kept in more pieces than reads well (then ``replace`` it with what
-        ``read_columns`` returns, which folds them into one)?"""
+        """Is the timeframe kept in more pieces than reads well (then ``compact`` it)?"""
+        ...
+
+    def compact(self, conn: Connection, timeframe: Timeframe) -> bool:
+        """Fold pieces of a fragmented timeframe, in the caller's transaction, keeping what
+        ``read_columns`` returns; False when it was not fragmented."""
         ...

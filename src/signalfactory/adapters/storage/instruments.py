@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.tables import instruments
+from signalfactory.adapters.storage.tables_core import instruments
 from signalfactory.domain.instruments import (
     Instrument,
     InstrumentSpec,

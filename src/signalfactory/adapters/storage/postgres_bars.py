@@ -524,6 +524,10 @@ class PostgresBarStore:
         """Never: bars live in one (partitioned) table."""
         return False
 
+    def compact(self, conn: Connection, timeframe: Timeframe) -> bool:
+        """Nothing to fold (see ``fragmented``)."""
+        return False
+
     def count(self, conn: Connection, timeframe: Timeframe) -> int:
         pg = _driver(conn)
         with _transaction(pg):

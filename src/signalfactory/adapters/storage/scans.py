@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.tables import scan_results, scans
+from signalfactory.adapters.storage.tables_core import scan_results, scans
 from signalfactory.domain.scans import NewScan, ScanResult, StoredScan
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from signalfactory.adapters.storage.tables import strategies, strategy_runs, strategy_versions
+from signalfactory.adapters.storage.tables_core import strategies, strategy_runs, strategy_versions
 from signalfactory.domain.strategies.stored import (
     BuiltinInterest,
     NewStrategy,
