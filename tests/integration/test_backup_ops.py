@@ -146,7 +146,8 @@ def test_verify_names_a_damaged_part(backup_env: dict[str, str], platform: Platf
     manifest = json.loads((dest / info["id"] / MANIFEST_NAME).read_bytes())
     part = next(p for p in manifest["parts"] if p["kind"] == "bar_segment")
     segment = dest / CHUNKS / chunk_object(part["chunks"][0])
-    segment.write_bytes(segment.read_bytes()[:-1] + b"\x00")
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # changed whatever it held
     result = cli("backup", "verify", "--from", str(dest))
     assert result.exit_code == 1
     assert segment.name in result.stderr and "authentication" in result.stderr
